@@ -1,0 +1,17 @@
+//! Herald's gRPC contracts (generated from `proto/`) and the AWS error types
+//! that every service carries in its gRPC statuses.
+//!
+//! **API Boundary:** field numbers are never reused; a breaking change gets a
+//! new package version (`v2`).
+
+pub mod error;
+
+pub mod registry {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        tonic::include_proto!("herald.registry.v1");
+    }
+}
+
+/// The encoded descriptors of every Herald service, for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");

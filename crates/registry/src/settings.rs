@@ -1,0 +1,95 @@
+//! The registry's settings: defaults, then a TOML file, then `HERALD_REGISTRY__*`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use herald_runtime::telemetry::LogSettings;
+use serde::{Deserialize, Serialize};
+
+/// The environment prefix: `HERALD_REGISTRY__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
+pub const ENV_PREFIX: &str = "HERALD_REGISTRY";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where sled keeps the registry's data.
+    pub data_dir: PathBuf,
+    /// The account that ARNs and events name.
+    pub account_id: String,
+    /// The region that ARNs name.
+    pub region: String,
+    pub grpc: GrpcSettings,
+    pub changes: ChangeLogSettings,
+    /// How long after deprecation a thing type may be deleted (AWS: five minutes).
+    pub thing_type_delete_delay_secs: u64,
+    /// How long shutdown waits for in-flight calls and streams.
+    pub shutdown_grace_secs: u64,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    pub listen_addr: SocketAddr,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangeLogSettings {
+    /// Events older than this are removed from the change log; 0 keeps them forever.
+    pub retention_secs: u64,
+    /// How often retention runs.
+    pub prune_interval_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from(".herald/registry"),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            grpc: GrpcSettings::default(),
+            changes: ChangeLogSettings::default(),
+            thing_type_delete_delay_secs: 300,
+            shutdown_grace_secs: 10,
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        GrpcSettings { listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)) }
+    }
+}
+
+impl Default for ChangeLogSettings {
+    fn default() -> Self {
+        ChangeLogSettings { retention_secs: 7 * 24 * 3600, prune_interval_secs: 60 }
+    }
+}
+
+impl Settings {
+    /// Settings for a test: data under `data_dir`, thing types deletable at once.
+    pub fn for_test(data_dir: impl Into<PathBuf>) -> Settings {
+        Settings {
+            data_dir: data_dir.into(),
+            thing_type_delete_delay_secs: 0,
+            grpc: GrpcSettings { listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)) },
+            ..Settings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../registry.example.toml");
+        let settings: Settings =
+            herald_runtime::settings::from_sources(Some(text), &Default::default(), ENV_PREFIX).unwrap();
+        assert_eq!(settings.grpc.listen_addr, SocketAddr::from(([127, 0, 0, 1], 50051)));
+        assert_eq!(settings.changes.retention_secs, 604800);
+    }
+}

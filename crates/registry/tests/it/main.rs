@@ -1,0 +1,12 @@
+//! The registry's integration tests: the real service on 127.0.0.1, port 0,
+//! driven through its gRPC API.
+
+mod support;
+
+mod changes;
+mod crash;
+mod groups;
+mod membership;
+mod principals;
+mod thing_types;
+mod things;

@@ -1,0 +1,77 @@
+//! Starts the registry in-process for a test and hands out clients.
+
+use std::{future::Future, net::SocketAddr, time::Duration};
+
+use herald_proto::{
+    error::{AwsError, ErrorType},
+    registry::v1::registry_client::RegistryClient,
+};
+use herald_registry::Settings;
+use tempfile::TempDir;
+use tokio::{net::TcpListener, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+pub type Client = RegistryClient<Channel>;
+
+/// A registry running in this process on an ephemeral port.
+pub struct TestRegistry {
+    pub addr: SocketAddr,
+    shutdown: CancellationToken,
+    task: JoinHandle<anyhow::Result<()>>,
+    pub dir: TempDir,
+}
+
+impl TestRegistry {
+    pub async fn start() -> TestRegistry {
+        let dir = tempfile::tempdir().unwrap();
+        let settings = Settings::for_test(dir.path().join("registry"));
+        TestRegistry::start_in(dir, settings).await
+    }
+
+    /// Starts with `settings` (whose `data_dir` should lie inside `dir`).
+    pub async fn start_in(dir: TempDir, settings: Settings) -> TestRegistry {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(herald_registry::run(settings, listener, shutdown.clone()));
+        TestRegistry { addr, shutdown, task, dir }
+    }
+
+    pub async fn client(&self) -> Client {
+        RegistryClient::connect(format!("http://{}", self.addr)).await.unwrap()
+    }
+
+    /// Stops the service and asserts that it shut down cleanly; returns the data folder.
+    pub async fn stop(self) -> TempDir {
+        self.shutdown.cancel();
+        self.task.await.unwrap().unwrap();
+        self.dir
+    }
+}
+
+/// Asserts that a call failed with the given AWS error type; returns the error.
+#[track_caller]
+pub fn expect_err<T: std::fmt::Debug>(result: Result<T, tonic::Status>, expected: ErrorType) -> AwsError {
+    let status = result.expect_err("the call should have failed");
+    let err = AwsError::from_status(&status);
+    assert_eq!(err.error_type, expected, "unexpected error: {err} ({status:?})");
+    assert!(!err.message.is_empty(), "an error needs a message");
+    err
+}
+
+/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
+pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = Option<T>>,
+{
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
+    loop {
+        if let Some(value) = check().await {
+            return value;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
