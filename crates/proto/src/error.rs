@@ -73,14 +73,23 @@ pub struct AwsError {
 
 impl AwsError {
     pub fn new(error_type: ErrorType, message: impl Into<String>) -> AwsError {
-        AwsError { error_type, message: message.into(), resource_id: None, resource_arn: None }
+        AwsError {
+            error_type,
+            message: message.into(),
+            resource_id: None,
+            resource_arn: None,
+        }
     }
 
     /// Reads the AWS error out of a status. A status without Herald's metadata
     /// (a transport failure, say) maps to the closest AWS type by its code.
     pub fn from_status(status: &Status) -> AwsError {
         let meta = status.metadata();
-        let text = |key: &str| meta.get(key).and_then(|v| v.to_str().ok()).map(str::to_owned);
+        let text = |key: &str| {
+            meta.get(key)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned)
+        };
         let error_type = text(ERROR_TYPE_KEY)
             .and_then(|name| ErrorType::from_name(&name))
             .unwrap_or(match status.code() {
@@ -116,8 +125,14 @@ impl From<AwsError> for Status {
     fn from(err: AwsError) -> Status {
         let mut status = Status::new(err.error_type.grpc_code(), err.message);
         let meta = status.metadata_mut();
-        meta.insert(ERROR_TYPE_KEY, MetadataValue::from_static(err.error_type.name()));
-        for (key, value) in [(RESOURCE_ID_KEY, err.resource_id), (RESOURCE_ARN_KEY, err.resource_arn)] {
+        meta.insert(
+            ERROR_TYPE_KEY,
+            MetadataValue::from_static(err.error_type.name()),
+        );
+        for (key, value) in [
+            (RESOURCE_ID_KEY, err.resource_id),
+            (RESOURCE_ARN_KEY, err.resource_arn),
+        ] {
             if let Some(value) = value.and_then(|v| MetadataValue::try_from(v).ok()) {
                 meta.insert(key, value);
             }

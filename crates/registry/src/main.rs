@@ -8,7 +8,11 @@ async fn main() -> anyhow::Result<()> {
         herald_runtime::settings::load(herald_registry::ENV_PREFIX).context("load settings")?;
     herald_runtime::telemetry::init(&settings.log).context("set up logging")?;
     let addr = settings.grpc.listen_addr;
-    let listener = TcpListener::bind(addr).await.with_context(|| format!("bind {addr}"))?;
+    let listener = TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("bind {addr}"))?;
     let shutdown = herald_runtime::shutdown::on_signal()?;
-    herald_registry::run(settings, listener, shutdown).await.inspect_err(|e| tracing::error!("failed to {e:#}"))
+    herald_registry::run(settings, listener, shutdown)
+        .await
+        .inspect_err(|e| tracing::error!("failed to {e:#}"))
 }

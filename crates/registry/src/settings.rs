@@ -58,13 +58,18 @@ impl Default for Settings {
 
 impl Default for GrpcSettings {
     fn default() -> Self {
-        GrpcSettings { listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)) }
+        GrpcSettings {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+        }
     }
 }
 
 impl Default for ChangeLogSettings {
     fn default() -> Self {
-        ChangeLogSettings { retention_secs: 7 * 24 * 3600, prune_interval_secs: 60 }
+        ChangeLogSettings {
+            retention_secs: 7 * 24 * 3600,
+            prune_interval_secs: 60,
+        }
     }
 }
 
@@ -74,7 +79,9 @@ impl Settings {
         Settings {
             data_dir: data_dir.into(),
             thing_type_delete_delay_secs: 0,
-            grpc: GrpcSettings { listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)) },
+            grpc: GrpcSettings {
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
             ..Settings::default()
         }
     }
@@ -88,8 +95,12 @@ mod tests {
     fn the_example_file_parses() {
         let text = include_str!("../registry.example.toml");
         let settings: Settings =
-            herald_runtime::settings::from_sources(Some(text), &Default::default(), ENV_PREFIX).unwrap();
-        assert_eq!(settings.grpc.listen_addr, SocketAddr::from(([127, 0, 0, 1], 50051)));
+            herald_runtime::settings::from_sources(Some(text), &Default::default(), ENV_PREFIX)
+                .unwrap();
+        assert_eq!(
+            settings.grpc.listen_addr,
+            SocketAddr::from(([127, 0, 0, 1], 50051))
+        );
         assert_eq!(settings.changes.retention_secs, 604800);
     }
 }

@@ -12,7 +12,11 @@ use serde::{Serialize, de::DeserializeOwned};
 use toml::{Table, Value};
 
 /// Loads settings from explicit sources. Pure: tests pass their own map.
-pub fn from_sources<T>(file: Option<&str>, env: &HashMap<String, String>, prefix: &str) -> anyhow::Result<T>
+pub fn from_sources<T>(
+    file: Option<&str>,
+    env: &HashMap<String, String>,
+    prefix: &str,
+) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned + Default,
 {
@@ -25,7 +29,10 @@ where
     let mut keys: Vec<&String> = env.keys().filter(|k| k.starts_with(&prefix)).collect();
     keys.sort();
     for key in keys {
-        let path: Vec<String> = key[prefix.len()..].split("__").map(str::to_lowercase).collect();
+        let path: Vec<String> = key[prefix.len()..]
+            .split("__")
+            .map(str::to_lowercase)
+            .collect();
         set_path(&mut merged, &path, &env[key]).with_context(|| format!("read {key}"))?;
     }
     Value::Table(merged).try_into().context("check settings")
@@ -72,7 +79,9 @@ fn set_path(table: &mut Table, path: &[String], raw: &str) -> anyhow::Result<()>
     let (last, parents) = path.split_last().context("empty key")?;
     let mut table = table;
     for part in parents {
-        let entry = table.entry(part.clone()).or_insert_with(|| Value::Table(Table::new()));
+        let entry = table
+            .entry(part.clone())
+            .or_insert_with(|| Value::Table(Table::new()));
         table = match entry {
             Value::Table(t) => t,
             _ => anyhow::bail!("{part} is not a section"),
@@ -84,7 +93,10 @@ fn set_path(table: &mut Table, path: &[String], raw: &str) -> anyhow::Result<()>
         Some(Value::Float(_)) => Value::Float(raw.parse().context("expected a number")?),
         Some(Value::Boolean(_)) => Value::Boolean(raw.parse().context("expected true or false")?),
         Some(Value::Array(_)) => Value::Array(
-            raw.split(',').filter(|s| !s.is_empty()).map(|s| Value::String(s.trim().into())).collect(),
+            raw.split(',')
+                .filter(|s| !s.is_empty())
+                .map(|s| Value::String(s.trim().into()))
+                .collect(),
         ),
         Some(Value::Table(_)) => anyhow::bail!("{last} is a section, not a value"),
         Some(Value::Datetime(_)) | None => infer(raw),
@@ -128,7 +140,15 @@ mod tests {
 
     impl Default for Sample {
         fn default() -> Self {
-            Sample { name: "a".into(), port: 1, on: false, inner: Inner { account: "1".into() }, maybe: None }
+            Sample {
+                name: "a".into(),
+                port: 1,
+                on: false,
+                inner: Inner {
+                    account: "1".into(),
+                },
+                maybe: None,
+            }
         }
     }
 
@@ -148,7 +168,9 @@ mod tests {
                 name: "from-file".into(),
                 port: 9,
                 on: false,
-                inner: Inner { account: "123456789012".into() },
+                inner: Inner {
+                    account: "123456789012".into()
+                },
                 maybe: Some(5)
             }
         );

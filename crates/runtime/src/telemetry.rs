@@ -22,7 +22,10 @@ pub struct LogSettings {
 
 impl Default for LogSettings {
     fn default() -> Self {
-        LogSettings { format: LogFormat::Plain, filter: "info".into() }
+        LogSettings {
+            format: LogFormat::Plain,
+            filter: "info".into(),
+        }
     }
 }
 
@@ -34,10 +37,17 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     };
     let registry = tracing_subscriber::registry().with(filter);
     match settings.format {
-        LogFormat::Plain => registry.with(fmt::layer().with_writer(std::io::stderr)).try_init()?,
-        LogFormat::Json => {
-            registry.with(fmt::layer().json().flatten_event(true).with_writer(std::io::stderr)).try_init()?
-        }
+        LogFormat::Plain => registry
+            .with(fmt::layer().with_writer(std::io::stderr))
+            .try_init()?,
+        LogFormat::Json => registry
+            .with(
+                fmt::layer()
+                    .json()
+                    .flatten_event(true)
+                    .with_writer(std::io::stderr),
+            )
+            .try_init()?,
     }
     Ok(())
 }

@@ -35,11 +35,18 @@ impl TestRegistry {
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(herald_registry::run(settings, listener, shutdown.clone()));
-        TestRegistry { addr, shutdown, task, dir }
+        TestRegistry {
+            addr,
+            shutdown,
+            task,
+            dir,
+        }
     }
 
     pub async fn client(&self) -> Client {
-        RegistryClient::connect(format!("http://{}", self.addr)).await.unwrap()
+        RegistryClient::connect(format!("http://{}", self.addr))
+            .await
+            .unwrap()
     }
 
     /// Stops the service and asserts that it shut down cleanly; returns the data folder.
@@ -52,10 +59,16 @@ impl TestRegistry {
 
 /// Asserts that a call failed with the given AWS error type; returns the error.
 #[track_caller]
-pub fn expect_err<T: std::fmt::Debug>(result: Result<T, tonic::Status>, expected: ErrorType) -> AwsError {
+pub fn expect_err<T: std::fmt::Debug>(
+    result: Result<T, tonic::Status>,
+    expected: ErrorType,
+) -> AwsError {
     let status = result.expect_err("the call should have failed");
     let err = AwsError::from_status(&status);
-    assert_eq!(err.error_type, expected, "unexpected error: {err} ({status:?})");
+    assert_eq!(
+        err.error_type, expected,
+        "unexpected error: {err} ({status:?})"
+    );
     assert!(!err.message.is_empty(), "an error needs a message");
     err
 }
@@ -71,7 +84,10 @@ where
         if let Some(value) = check().await {
             return value;
         }
-        assert!(tokio::time::Instant::now() < deadline, "timed out waiting for {what}");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }

@@ -1,0 +1,159 @@
+//! Following the change log: replay from a cursor, then live, and retention.
+
+use std::time::Duration;
+
+use herald_proto::error::{AwsError, ErrorType};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::{domain::ChangeRecord, service::Registry, writer::now_ms};
+
+/// Events per streamed batch.
+const BATCH: usize = 256;
+
+/// Why a watch ended early.
+#[derive(Debug)]
+pub(crate) enum WatchError {
+    /// Events after the cursor were removed by retention.
+    Expired {
+        cursor: u64,
+        first: u64,
+    },
+    /// The cursor is past the end of the log (a log that was wiped, say).
+    Ahead {
+        cursor: u64,
+        last: u64,
+    },
+    Store(AwsError),
+}
+
+impl From<AwsError> for WatchError {
+    fn from(err: AwsError) -> Self {
+        WatchError::Store(err)
+    }
+}
+
+/// The position to start after: `after`, or for 0 the event before the oldest retained one.
+pub(crate) fn start(registry: &Registry, after: u64) -> Result<u64, WatchError> {
+    let first = registry.store().first_sequence()?;
+    let last = *registry.durable().borrow();
+    if after == 0 {
+        return Ok(if first == 0 { last } else { first - 1 });
+    }
+    if after > last {
+        return Err(WatchError::Ahead {
+            cursor: after,
+            last,
+        });
+    }
+    // The last event is never pruned, so an empty log means nothing was ever logged.
+    if first > after + 1 {
+        return Err(WatchError::Expired {
+            cursor: after,
+            first,
+        });
+    }
+    Ok(after)
+}
+
+/// Sends every durable event after `cursor`, in order, in batches, and then
+/// follows the log until the receiver goes away or `shutdown` fires.
+pub(crate) async fn follow(
+    registry: Registry,
+    mut cursor: u64,
+    tx: mpsc::Sender<Result<Vec<ChangeRecord>, WatchError>>,
+    shutdown: CancellationToken,
+) {
+    let mut durable = registry.durable();
+    loop {
+        let upto = *durable.borrow_and_update();
+        while cursor < upto {
+            let batch = match read_after(&registry, cursor, upto) {
+                Ok(batch) => batch,
+                Err(e) => {
+                    let _ = tx.send(Err(e)).await;
+                    return;
+                }
+            };
+            cursor = batch.last().map_or(cursor, |r| r.sequence);
+            if tx.send(Ok(batch)).await.is_err() {
+                return;
+            }
+        }
+        tokio::select! {
+            changed = durable.changed() => if changed.is_err() { return },
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+fn read_after(
+    registry: &Registry,
+    cursor: u64,
+    upto: u64,
+) -> Result<Vec<ChangeRecord>, WatchError> {
+    let batch = registry.store().read_log(cursor, upto, BATCH)?;
+    match batch.first() {
+        Some(first) if first.sequence == cursor + 1 => Ok(batch),
+        _ => {
+            let first = registry.store().first_sequence()?;
+            Err(WatchError::Expired { cursor, first })
+        }
+    }
+}
+
+/// Removes events older than the retention period, every `interval`, until shutdown.
+/// The newest event always stays, so sequence numbers continue after a restart.
+pub(crate) async fn retain(
+    registry: Registry,
+    retention: Duration,
+    interval: Duration,
+    shutdown: CancellationToken,
+) {
+    if retention.is_zero() {
+        return;
+    }
+    let mut ticker = tokio::time::interval(interval.max(Duration::from_millis(100)));
+    loop {
+        tokio::select! {
+            _ = ticker.tick() => {}
+            () = shutdown.cancelled() => return,
+        }
+        let cutoff = now_ms() - retention.as_millis() as i64;
+        let keep_from = *registry.durable().borrow();
+        let store = registry.store().clone();
+        match tokio::task::spawn_blocking(move || store.prune_log(cutoff, keep_from)).await {
+            Ok(Ok(0)) => {}
+            Ok(Ok(removed)) => tracing::debug!(removed, "change log retention removed events"),
+            Ok(Err(e)) => tracing::warn!(error = %e, "change log retention failed"),
+            Err(e) => tracing::warn!(error = %e, "change log retention task failed"),
+        }
+    }
+}
+
+impl WatchError {
+    pub(crate) fn message(&self) -> String {
+        match self {
+            WatchError::Expired { cursor, first } => format!(
+                "events after sequence {cursor} were removed by retention; the oldest retained event is {first}"
+            ),
+            WatchError::Ahead { cursor, last } => {
+                format!("sequence {cursor} is past the end of the change log, which ends at {last}")
+            }
+            WatchError::Store(e) => e.to_string(),
+        }
+    }
+
+    /// The cursor cannot be served from this log.
+    pub(crate) fn is_out_of_range(&self) -> bool {
+        !matches!(self, WatchError::Store(_))
+    }
+
+    pub(crate) fn into_aws(self) -> AwsError {
+        match self {
+            WatchError::Store(e) => e,
+            expired => AwsError::new(ErrorType::InvalidRequest, expired.message()),
+        }
+    }
+}

@@ -1,0 +1,709 @@
+//! The tonic adapter: unwrap the request, call the service, convert the result.
+//! Wire types stop here.
+
+use std::pin::Pin;
+
+use herald_proto::{
+    error::AwsError,
+    registry::v1::{self as pb, registry_server},
+};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    changes::{self, WatchError},
+    domain::{self, Arns, ChangeRecord, EventBody, Operation},
+    paging::Page,
+    service::{AttributePayload, NameOrArn, Registry, ThingFilter},
+};
+
+pub(crate) struct GrpcRegistry {
+    registry: Registry,
+    shutdown: CancellationToken,
+}
+
+impl GrpcRegistry {
+    pub(crate) fn new(registry: Registry, shutdown: CancellationToken) -> GrpcRegistry {
+        GrpcRegistry { registry, shutdown }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: Result<T, AwsError>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+fn page(page: Option<pb::Page>) -> Result<Page, Status> {
+    let page = page.unwrap_or_default();
+    Page::new(&page.next_token, page.max_results).map_err(Status::from)
+}
+
+fn token(next: Option<String>) -> String {
+    next.unwrap_or_default()
+}
+
+fn payload(p: Option<pb::AttributePayload>) -> Option<AttributePayload> {
+    p.map(|p| AttributePayload {
+        attributes: p.attributes.into_iter().collect(),
+        merge: p.merge,
+    })
+}
+
+fn type_properties(p: Option<pb::ThingTypeProperties>) -> domain::ThingTypeProperties {
+    let p = p.unwrap_or_default();
+    domain::ThingTypeProperties {
+        description: p.thing_type_description,
+        searchable_attributes: p.searchable_attributes,
+        propagating_attributes: p.mqtt5_configuration.map(|m| {
+            m.propagating_attributes
+                .into_iter()
+                .map(|a| domain::PropagatingAttribute {
+                    user_property_key: a.user_property_key,
+                    thing_attribute: a.thing_attribute,
+                    connection_attribute: a.connection_attribute,
+                })
+                .collect()
+        }),
+    }
+}
+
+fn propagating(attrs: &[domain::PropagatingAttribute]) -> Vec<pb::PropagatingAttribute> {
+    attrs
+        .iter()
+        .map(|a| pb::PropagatingAttribute {
+            user_property_key: a.user_property_key.clone(),
+            thing_attribute: a.thing_attribute.clone(),
+            connection_attribute: a.connection_attribute.clone(),
+        })
+        .collect()
+}
+
+fn thing(arns: &Arns<'_>, t: domain::Thing) -> pb::Thing {
+    pb::Thing {
+        thing_arn: arns.thing(&t.name),
+        default_client_id: t.name.clone(),
+        thing_name: t.name,
+        thing_id: t.id,
+        thing_type_name: t.type_name,
+        attributes: t.attributes.into_iter().collect(),
+        version: t.version,
+        billing_group_name: None,
+    }
+}
+
+fn thing_type(arns: &Arns<'_>, t: domain::ThingType) -> pb::ThingType {
+    pb::ThingType {
+        thing_type_arn: arns.thing_type(&t.name),
+        thing_type_name: t.name,
+        thing_type_id: t.id,
+        thing_type_properties: Some(pb::ThingTypeProperties {
+            thing_type_description: t.properties.description,
+            searchable_attributes: t.properties.searchable_attributes,
+            mqtt5_configuration: t.properties.propagating_attributes.map(|a| {
+                pb::Mqtt5Configuration {
+                    propagating_attributes: propagating(&a),
+                }
+            }),
+        }),
+        thing_type_metadata: Some(pb::ThingTypeMetadata {
+            deprecated: t.deprecated,
+            deprecation_date_ms: t.deprecation_date_ms,
+            creation_date_ms: t.creation_date_ms,
+        }),
+    }
+}
+
+fn group(arns: &Arns<'_>, g: domain::ThingGroup) -> pb::ThingGroup {
+    pb::ThingGroup {
+        thing_group_arn: arns.group(&g.name),
+        thing_group_name: g.name.clone(),
+        thing_group_id: g.id.clone(),
+        version: g.version,
+        thing_group_properties: Some(pb::ThingGroupProperties {
+            thing_group_description: g.description.clone(),
+            attribute_payload: Some(pb::AttributePayload {
+                attributes: g.attributes.clone().into_iter().collect(),
+                merge: false,
+            }),
+        }),
+        thing_group_metadata: Some(pb::ThingGroupMetadata {
+            parent_group_name: g.parent().map(|p| p.name.clone()),
+            root_to_parent_thing_groups: g
+                .ancestors
+                .iter()
+                .map(|a| pb::GroupNameAndArn {
+                    group_name: a.name.clone(),
+                    group_arn: arns.group(&a.name),
+                })
+                .collect(),
+            creation_date_ms: g.creation_date_ms,
+        }),
+    }
+}
+
+fn group_names(arns: &Arns<'_>, names: Vec<String>) -> Vec<pb::GroupNameAndArn> {
+    names
+        .into_iter()
+        .map(|n| pb::GroupNameAndArn {
+            group_arn: arns.group(&n),
+            group_name: n,
+        })
+        .collect()
+}
+
+fn operation(op: Operation) -> pb::Operation {
+    match op {
+        Operation::Created => pb::Operation::Created,
+        Operation::Updated => pb::Operation::Updated,
+        Operation::Deleted => pb::Operation::Deleted,
+        Operation::Added => pb::Operation::Added,
+        Operation::Removed => pb::Operation::Removed,
+    }
+}
+
+/// A logged event as the wire carries it.
+pub(crate) fn change_event(arns: &Arns<'_>, r: ChangeRecord) -> pb::ChangeEvent {
+    use pb::change_event::Event;
+    let event = match r.body {
+        EventBody::Thing { thing: t } => Event::Thing(pb::ThingEvent {
+            thing_id: t.id,
+            thing_name: t.name,
+            version_number: t.version,
+            thing_type_name: t.type_name,
+            attributes: t.attributes.into_iter().collect(),
+        }),
+        EventBody::ThingType { thing_type: t } => Event::ThingType(pb::ThingTypeEvent {
+            thing_type_id: t.id,
+            thing_type_name: t.name,
+            is_deprecated: t.deprecated,
+            deprecation_date_ms: t.deprecation_date_ms,
+            searchable_attributes: t.properties.searchable_attributes,
+            propagating_attributes: propagating(
+                t.properties
+                    .propagating_attributes
+                    .as_deref()
+                    .unwrap_or_default(),
+            ),
+            description: t.properties.description.unwrap_or_default(),
+        }),
+        EventBody::ThingTypeAssociation {
+            thing_id,
+            thing_name,
+            thing_type_name,
+        } => Event::ThingTypeAssociation(pb::ThingTypeAssociationEvent {
+            thing_id,
+            thing_name,
+            thing_type_name,
+        }),
+        EventBody::ThingGroup { group: g } => Event::ThingGroup(pb::ThingGroupEvent {
+            parent_group_name: g.parent().map(|p| p.name.clone()),
+            parent_group_id: g.parent().map(|p| p.id.clone()),
+            root_to_parent_thing_groups: g
+                .ancestors
+                .iter()
+                .map(|a| pb::GroupIdAndArn {
+                    group_arn: arns.group(&a.name),
+                    group_id: a.id.clone(),
+                })
+                .collect(),
+            thing_group_id: g.id,
+            thing_group_name: g.name,
+            version_number: g.version,
+            description: g.description.unwrap_or_default(),
+            attributes: g.attributes.into_iter().collect(),
+            dynamic_group_mapping_id: None,
+        }),
+        EventBody::ThingGroupMembership {
+            group_name,
+            group_id,
+            thing_name,
+            thing_id,
+            membership_id,
+        } => Event::ThingGroupMembership(pb::ThingGroupMembershipEvent {
+            group_arn: arns.group(&group_name),
+            group_id,
+            thing_arn: arns.thing(&thing_name),
+            thing_id,
+            membership_id,
+            thing_group_name: group_name,
+            thing_name,
+        }),
+        EventBody::ThingGroupHierarchy { parent, child } => {
+            Event::ThingGroupHierarchy(pb::ThingGroupHierarchyEvent {
+                thing_group_id: parent.id,
+                thing_group_name: parent.name,
+                child_group_id: child.id,
+                child_group_name: child.name,
+            })
+        }
+    };
+    pb::ChangeEvent {
+        sequence: r.sequence,
+        event_id: r.event_id,
+        timestamp_ms: r.timestamp_ms,
+        account_id: r.account_id,
+        operation: operation(r.operation) as i32,
+        event: Some(event),
+    }
+}
+
+fn watch_status(err: WatchError) -> Status {
+    if err.is_out_of_range() {
+        Status::out_of_range(err.message())
+    } else {
+        Status::from(err.into_aws())
+    }
+}
+
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>>;
+
+#[tonic::async_trait]
+impl registry_server::Registry for GrpcRegistry {
+    async fn create_thing(
+        &self,
+        request: Request<pb::CreateThingRequest>,
+    ) -> Reply<pb::CreateThingResponse> {
+        let r = request.into_inner();
+        let attributes = r
+            .attribute_payload
+            .map(|p| p.attributes.into_iter().collect());
+        let created = self
+            .registry
+            .create_thing(
+                r.thing_name,
+                r.thing_type_name,
+                attributes,
+                r.billing_group_name,
+            )
+            .await;
+        reply(created.map(|t| pb::CreateThingResponse {
+            thing_arn: self.registry.arns().thing(&t.name),
+            thing_name: t.name,
+            thing_id: t.id,
+        }))
+    }
+
+    async fn describe_thing(&self, request: Request<pb::DescribeThingRequest>) -> Reply<pb::Thing> {
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .describe_thing(&request.into_inner().thing_name)
+                .map(|t| thing(&arns, t)),
+        )
+    }
+
+    async fn update_thing(
+        &self,
+        request: Request<pb::UpdateThingRequest>,
+    ) -> Reply<pb::UpdateThingResponse> {
+        let r = request.into_inner();
+        let updated = self
+            .registry
+            .update_thing(
+                r.thing_name,
+                r.thing_type_name,
+                payload(r.attribute_payload),
+                r.expected_version,
+                r.remove_thing_type,
+            )
+            .await;
+        reply(updated.map(|()| pb::UpdateThingResponse {}))
+    }
+
+    async fn delete_thing(
+        &self,
+        request: Request<pb::DeleteThingRequest>,
+    ) -> Reply<pb::DeleteThingResponse> {
+        let r = request.into_inner();
+        reply(
+            self.registry
+                .delete_thing(r.thing_name, r.expected_version)
+                .await
+                .map(|()| pb::DeleteThingResponse {}),
+        )
+    }
+
+    async fn list_things(
+        &self,
+        request: Request<pb::ListThingsRequest>,
+    ) -> Reply<pb::ListThingsResponse> {
+        let r = request.into_inner();
+        let filter = ThingFilter {
+            attribute_name: r.attribute_name,
+            attribute_value: r.attribute_value,
+            use_prefix: r.use_prefix_attribute_value,
+            thing_type_name: r.thing_type_name,
+        };
+        let arns = self.registry.arns();
+        reply(self.registry.list_things(page(r.page)?, filter).map(|p| {
+            pb::ListThingsResponse {
+                things: p
+                    .items
+                    .into_iter()
+                    .map(|t| pb::ThingSummary {
+                        thing_arn: arns.thing(&t.name),
+                        thing_name: t.name,
+                        thing_type_name: t.type_name,
+                        attributes: t.attributes.into_iter().collect(),
+                        version: t.version,
+                    })
+                    .collect(),
+                next_token: token(p.next_token),
+            }
+        }))
+    }
+
+    async fn create_thing_type(
+        &self,
+        request: Request<pb::CreateThingTypeRequest>,
+    ) -> Reply<pb::CreateThingTypeResponse> {
+        let r = request.into_inner();
+        let created = self
+            .registry
+            .create_thing_type(r.thing_type_name, type_properties(r.thing_type_properties))
+            .await;
+        reply(created.map(|t| pb::CreateThingTypeResponse {
+            thing_type_arn: self.registry.arns().thing_type(&t.name),
+            thing_type_name: t.name,
+            thing_type_id: t.id,
+        }))
+    }
+
+    async fn describe_thing_type(
+        &self,
+        request: Request<pb::DescribeThingTypeRequest>,
+    ) -> Reply<pb::ThingType> {
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .describe_thing_type(&request.into_inner().thing_type_name)
+                .map(|t| thing_type(&arns, t)),
+        )
+    }
+
+    async fn update_thing_type(
+        &self,
+        request: Request<pb::UpdateThingTypeRequest>,
+    ) -> Reply<pb::UpdateThingTypeResponse> {
+        let r = request.into_inner();
+        let updated = self
+            .registry
+            .update_thing_type(r.thing_type_name, type_properties(r.thing_type_properties))
+            .await;
+        reply(updated.map(|()| pb::UpdateThingTypeResponse {}))
+    }
+
+    async fn deprecate_thing_type(
+        &self,
+        request: Request<pb::DeprecateThingTypeRequest>,
+    ) -> Reply<pb::DeprecateThingTypeResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .deprecate_thing_type(r.thing_type_name, r.undo_deprecate)
+            .await;
+        reply(done.map(|()| pb::DeprecateThingTypeResponse {}))
+    }
+
+    async fn delete_thing_type(
+        &self,
+        request: Request<pb::DeleteThingTypeRequest>,
+    ) -> Reply<pb::DeleteThingTypeResponse> {
+        let done = self
+            .registry
+            .delete_thing_type(request.into_inner().thing_type_name)
+            .await;
+        reply(done.map(|()| pb::DeleteThingTypeResponse {}))
+    }
+
+    async fn list_thing_types(
+        &self,
+        request: Request<pb::ListThingTypesRequest>,
+    ) -> Reply<pb::ListThingTypesResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .list_thing_types(page(r.page)?, r.thing_type_name)
+                .map(|p| pb::ListThingTypesResponse {
+                    thing_types: p.items.into_iter().map(|t| thing_type(&arns, t)).collect(),
+                    next_token: token(p.next_token),
+                }),
+        )
+    }
+
+    async fn create_thing_group(
+        &self,
+        request: Request<pb::CreateThingGroupRequest>,
+    ) -> Reply<pb::CreateThingGroupResponse> {
+        let r = request.into_inner();
+        let props = r.thing_group_properties.unwrap_or_default();
+        let attributes = props
+            .attribute_payload
+            .map(|p| p.attributes.into_iter().collect());
+        let created = self
+            .registry
+            .create_thing_group(
+                r.thing_group_name,
+                r.parent_group_name,
+                props.thing_group_description,
+                attributes,
+            )
+            .await;
+        reply(created.map(|g| pb::CreateThingGroupResponse {
+            thing_group_arn: self.registry.arns().group(&g.name),
+            thing_group_name: g.name,
+            thing_group_id: g.id,
+        }))
+    }
+
+    async fn describe_thing_group(
+        &self,
+        request: Request<pb::DescribeThingGroupRequest>,
+    ) -> Reply<pb::ThingGroup> {
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .describe_thing_group(&request.into_inner().thing_group_name)
+                .map(|g| group(&arns, g)),
+        )
+    }
+
+    async fn update_thing_group(
+        &self,
+        request: Request<pb::UpdateThingGroupRequest>,
+    ) -> Reply<pb::UpdateThingGroupResponse> {
+        let r = request.into_inner();
+        let Some(props) = r.thing_group_properties else {
+            return Err(Status::from(domain::invalid(
+                "thingGroupProperties is required",
+            )));
+        };
+        let updated = self
+            .registry
+            .update_thing_group(
+                r.thing_group_name,
+                props.thing_group_description,
+                payload(props.attribute_payload),
+                r.expected_version,
+            )
+            .await;
+        reply(updated.map(|version| pb::UpdateThingGroupResponse { version }))
+    }
+
+    async fn delete_thing_group(
+        &self,
+        request: Request<pb::DeleteThingGroupRequest>,
+    ) -> Reply<pb::DeleteThingGroupResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .delete_thing_group(r.thing_group_name, r.expected_version)
+            .await;
+        reply(done.map(|()| pb::DeleteThingGroupResponse {}))
+    }
+
+    async fn list_thing_groups(
+        &self,
+        request: Request<pb::ListThingGroupsRequest>,
+    ) -> Reply<pb::ListThingGroupsResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self.registry.list_thing_groups(
+            page(r.page)?,
+            r.parent_group,
+            r.name_prefix_filter,
+            r.recursive,
+        );
+        reply(listed.map(|p| pb::ListThingGroupsResponse {
+            thing_groups: group_names(&arns, p.items),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn add_thing_to_thing_group(
+        &self,
+        request: Request<pb::AddThingToThingGroupRequest>,
+    ) -> Reply<pb::AddThingToThingGroupResponse> {
+        let r = request.into_inner();
+        let group = NameOrArn {
+            name: r.thing_group_name,
+            arn: r.thing_group_arn,
+        };
+        let thing = NameOrArn {
+            name: r.thing_name,
+            arn: r.thing_arn,
+        };
+        reply(
+            self.registry
+                .add_thing_to_thing_group(group, thing)
+                .await
+                .map(|()| pb::AddThingToThingGroupResponse {}),
+        )
+    }
+
+    async fn remove_thing_from_thing_group(
+        &self,
+        request: Request<pb::RemoveThingFromThingGroupRequest>,
+    ) -> Reply<pb::RemoveThingFromThingGroupResponse> {
+        let r = request.into_inner();
+        let group = NameOrArn {
+            name: r.thing_group_name,
+            arn: r.thing_group_arn,
+        };
+        let thing = NameOrArn {
+            name: r.thing_name,
+            arn: r.thing_arn,
+        };
+        let done = self
+            .registry
+            .remove_thing_from_thing_group(group, thing)
+            .await;
+        reply(done.map(|()| pb::RemoveThingFromThingGroupResponse {}))
+    }
+
+    async fn update_thing_groups_for_thing(
+        &self,
+        request: Request<pb::UpdateThingGroupsForThingRequest>,
+    ) -> Reply<pb::UpdateThingGroupsForThingResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .update_thing_groups_for_thing(
+                r.thing_name,
+                r.thing_groups_to_add,
+                r.thing_groups_to_remove,
+            )
+            .await;
+        reply(done.map(|()| pb::UpdateThingGroupsForThingResponse {}))
+    }
+
+    async fn list_things_in_thing_group(
+        &self,
+        request: Request<pb::ListThingsInThingGroupRequest>,
+    ) -> Reply<pb::ListThingsInThingGroupResponse> {
+        let r = request.into_inner();
+        let listed = self.registry.list_things_in_thing_group(
+            &r.thing_group_name,
+            r.recursive,
+            page(r.page)?,
+        );
+        reply(listed.map(|p| pb::ListThingsInThingGroupResponse {
+            things: p.items,
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn list_thing_groups_for_thing(
+        &self,
+        request: Request<pb::ListThingGroupsForThingRequest>,
+    ) -> Reply<pb::ListThingGroupsForThingResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self
+            .registry
+            .list_thing_groups_for_thing(&r.thing_name, page(r.page)?);
+        reply(listed.map(|p| pb::ListThingGroupsForThingResponse {
+            thing_groups: group_names(&arns, p.items),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn attach_thing_principal(
+        &self,
+        request: Request<pb::AttachThingPrincipalRequest>,
+    ) -> Reply<pb::AttachThingPrincipalResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .attach_thing_principal(r.thing_name, r.principal)
+            .await;
+        reply(done.map(|()| pb::AttachThingPrincipalResponse {}))
+    }
+
+    async fn detach_thing_principal(
+        &self,
+        request: Request<pb::DetachThingPrincipalRequest>,
+    ) -> Reply<pb::DetachThingPrincipalResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .detach_thing_principal(r.thing_name, r.principal)
+            .await;
+        reply(done.map(|()| pb::DetachThingPrincipalResponse {}))
+    }
+
+    async fn list_thing_principals(
+        &self,
+        request: Request<pb::ListThingPrincipalsRequest>,
+    ) -> Reply<pb::ListThingPrincipalsResponse> {
+        let r = request.into_inner();
+        let listed = self
+            .registry
+            .list_thing_principals(&r.thing_name, page(r.page)?);
+        reply(listed.map(|p| pb::ListThingPrincipalsResponse {
+            principals: p.items,
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn list_principal_things(
+        &self,
+        request: Request<pb::ListPrincipalThingsRequest>,
+    ) -> Reply<pb::ListPrincipalThingsResponse> {
+        let r = request.into_inner();
+        let listed = self
+            .registry
+            .list_principal_things(&r.principal, page(r.page)?);
+        reply(listed.map(|p| pb::ListPrincipalThingsResponse {
+            things: p.items,
+            next_token: token(p.next_token),
+        }))
+    }
+
+    type WatchChangesStream = WatchStream;
+
+    async fn watch_changes(&self, request: Request<pb::WatchChangesRequest>) -> Reply<WatchStream> {
+        let after = request.into_inner().after_sequence;
+        let cursor = changes::start(&self.registry, after).map_err(watch_status)?;
+        let (tx, rx) = mpsc::channel(4);
+        tokio::spawn(changes::follow(
+            self.registry.clone(),
+            cursor,
+            tx,
+            self.shutdown.clone(),
+        ));
+        let registry = self.registry.clone();
+        let stream = ReceiverStream::new(rx).map(move |batch| {
+            let arns = registry.arns();
+            batch
+                .map(|records| pb::WatchChangesResponse {
+                    events: records
+                        .into_iter()
+                        .map(|r| change_event(&arns, r))
+                        .collect(),
+                })
+                .map_err(watch_status)
+        });
+        Ok(Response::new(Box::pin(stream)))
+    }
+
+    async fn get_change_log_info(
+        &self,
+        _: Request<pb::GetChangeLogInfoRequest>,
+    ) -> Reply<pb::ChangeLogInfo> {
+        let first = self
+            .registry
+            .store()
+            .first_sequence()
+            .map_err(Status::from)?;
+        let last = *self.registry.durable().borrow();
+        Ok(Response::new(pb::ChangeLogInfo {
+            first_sequence: first,
+            last_sequence: last,
+        }))
+    }
+}

@@ -1,0 +1,248 @@
+//! The only module that knows sled. Registry state lives in one tree under
+//! prefixed keys, the change log in another keyed by big-endian sequence number.
+//!
+//! Keys (`\0` separates parts; names and principals never contain it):
+//! `thing\0{name}`, `type\0{name}`, `group\0{name}`, `child\0{parent}\0{child}`,
+//! `tmem\0{thing}\0{group}` and `gmem\0{group}\0{thing}` (membership id),
+//! `typething\0{type}\0{thing}`, `tprin\0{thing}\0{principal}`, `pthing\0{principal}\0{thing}`.
+
+use std::{collections::BTreeMap, ops::Bound, path::Path};
+
+use anyhow::Context;
+use herald_proto::error::{AwsError, ErrorType};
+use serde::{Serialize, de::DeserializeOwned};
+use sled::{Transactional, transaction::TransactionError};
+
+use crate::domain::{ChangeRecord, EventBody, Operation};
+
+/// Builds a key from its parts.
+pub(crate) fn key(parts: &[&str]) -> Vec<u8> {
+    parts.join("\0").into_bytes()
+}
+
+/// Builds the prefix of every key that starts with these parts.
+pub(crate) fn prefix(parts: &[&str]) -> Vec<u8> {
+    let mut prefix = key(parts);
+    prefix.push(0);
+    prefix
+}
+
+/// Decodes a stored record.
+pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
+    serde_json::from_slice(bytes).map_err(internal)
+}
+
+#[derive(Clone)]
+pub(crate) struct Store {
+    db: sled::Db,
+    state: sled::Tree,
+    log: sled::Tree,
+}
+
+pub(crate) fn internal(err: impl std::fmt::Display) -> AwsError {
+    AwsError::new(
+        ErrorType::InternalFailure,
+        format!("storage failure: {err}"),
+    )
+}
+
+impl Store {
+    pub(crate) fn open(dir: &Path) -> anyhow::Result<Store> {
+        std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
+        let db = sled::Config::new()
+            .path(dir)
+            .mode(sled::Mode::HighThroughput)
+            .open()
+            .with_context(|| format!("open sled database in {}", dir.display()))?;
+        let state = db.open_tree("state").context("open state tree")?;
+        let log = db.open_tree("changes").context("open change log tree")?;
+        Ok(Store { db, state, log })
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
+        match self.state.get(key).map_err(internal)? {
+            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(internal),
+            None => Ok(None),
+        }
+    }
+
+    /// Entries under `prefix` (which ends with the separator) whose key suffix
+    /// comes after `after`, in key order, as (suffix, value).
+    pub(crate) fn iter(
+        &self,
+        prefix: &[u8],
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>), AwsError>> + use<> {
+        let start = match after {
+            Some(after) => Bound::Excluded([prefix, after.as_bytes()].concat()),
+            None => Bound::Included(prefix.to_vec()),
+        };
+        let prefix = prefix.to_vec();
+        self.state
+            .range::<Vec<u8>, _>((start, Bound::Unbounded))
+            .map_while(move |entry| match entry {
+                Ok((k, v)) => {
+                    let suffix = k.strip_prefix(prefix.as_slice())?;
+                    Some(Ok((
+                        String::from_utf8_lossy(suffix).into_owned(),
+                        v.to_vec(),
+                    )))
+                }
+                Err(e) => Some(Err(internal(e))),
+            })
+    }
+
+    /// Suffixes of every key under `prefix`.
+    pub(crate) fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+        self.iter(prefix, None)
+            .map(|entry| entry.map(|(k, _)| k))
+            .collect()
+    }
+
+    /// The last sequence number in the log, 0 when empty.
+    pub(crate) fn last_sequence(&self) -> anyhow::Result<u64> {
+        Ok(self.log.last()?.map_or(0, |(k, _)| decode_seq(&k)))
+    }
+
+    /// The first sequence number in the log, 0 when empty.
+    pub(crate) fn first_sequence(&self) -> Result<u64, AwsError> {
+        Ok(self
+            .log
+            .first()
+            .map_err(internal)?
+            .map_or(0, |(k, _)| decode_seq(&k)))
+    }
+
+    /// Up to `limit` log records with sequence numbers in `(after, upto]`.
+    pub(crate) fn read_log(
+        &self,
+        after: u64,
+        upto: u64,
+        limit: usize,
+    ) -> Result<Vec<ChangeRecord>, AwsError> {
+        let range = (after + 1).to_be_bytes()..=upto.to_be_bytes();
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in self.log.range(range).take(limit) {
+            let (_, v) = entry.map_err(internal)?;
+            out.push(serde_json::from_slice(&v).map_err(internal)?);
+        }
+        Ok(out)
+    }
+
+    /// Removes log records older than `cutoff_ms`, but never `keep_from` or later.
+    pub(crate) fn prune_log(&self, cutoff_ms: i64, keep_from: u64) -> Result<u64, AwsError> {
+        let mut removed = 0;
+        for entry in self.log.iter() {
+            let (k, v) = entry.map_err(internal)?;
+            if decode_seq(&k) >= keep_from {
+                break;
+            }
+            let record: ChangeRecord = serde_json::from_slice(&v).map_err(internal)?;
+            if record.timestamp_ms >= cutoff_ms {
+                break;
+            }
+            self.log.remove(k).map_err(internal)?;
+            removed += 1;
+        }
+        Ok(removed)
+    }
+
+    /// Writes `writes` to the state and `records` to the log in one transaction.
+    pub(crate) fn commit(
+        &self,
+        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        records: &[(u64, Vec<u8>)],
+    ) -> Result<(), AwsError> {
+        (&self.state, &self.log)
+            .transaction(|(state, log)| {
+                for (k, v) in writes {
+                    match v {
+                        Some(v) => state.insert(k.as_slice(), v.as_slice())?,
+                        None => state.remove(k.as_slice())?,
+                    };
+                }
+                for (seq, record) in records {
+                    log.insert(&seq.to_be_bytes(), record.as_slice())?;
+                }
+                Ok(())
+            })
+            .map_err(|e: TransactionError<std::convert::Infallible>| internal(e))
+    }
+
+    /// Makes every committed write durable.
+    pub(crate) fn flush(&self) -> Result<(), AwsError> {
+        self.db.flush().map(drop).map_err(internal)
+    }
+}
+
+fn decode_seq(key: &[u8]) -> u64 {
+    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
+}
+
+/// A mutation in the making: reads see its own pending writes.
+pub(crate) struct Changes<'a> {
+    store: &'a Store,
+    pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+    pub(crate) events: Vec<(Operation, EventBody)>,
+}
+
+impl<'a> Changes<'a> {
+    pub(crate) fn new(store: &'a Store) -> Changes<'a> {
+        Changes {
+            store,
+            writes: BTreeMap::new(),
+            events: Vec::new(),
+        }
+    }
+
+    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
+        match self.writes.get(key) {
+            Some(Some(bytes)) => serde_json::from_slice(bytes).map(Some).map_err(internal),
+            Some(None) => Ok(None),
+            None => self.store.get(key),
+        }
+    }
+
+    pub(crate) fn exists(&self, key: &[u8]) -> Result<bool, AwsError> {
+        match self.writes.get(key) {
+            Some(v) => Ok(v.is_some()),
+            None => self.store.state.contains_key(key).map_err(internal),
+        }
+    }
+
+    pub(crate) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), AwsError> {
+        let bytes = serde_json::to_vec(value).map_err(internal)?;
+        self.writes.insert(key, Some(bytes));
+        Ok(())
+    }
+
+    pub(crate) fn remove(&mut self, key: Vec<u8>) {
+        self.writes.insert(key, None);
+    }
+
+    /// Logs an event with this change.
+    pub(crate) fn emit(&mut self, operation: Operation, body: EventBody) {
+        self.events.push((operation, body));
+    }
+
+    /// Suffixes of every key under `prefix`, pending writes included.
+    pub(crate) fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+        let mut keys: BTreeMap<String, bool> = self
+            .store
+            .keys(prefix)?
+            .into_iter()
+            .map(|k| (k, true))
+            .collect();
+        for (k, v) in self.writes.range(prefix.to_vec()..) {
+            let Some(suffix) = k.strip_prefix(prefix) else {
+                break;
+            };
+            keys.insert(String::from_utf8_lossy(suffix).into_owned(), v.is_some());
+        }
+        Ok(keys
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(k, _)| k)
+            .collect())
+    }
+}
