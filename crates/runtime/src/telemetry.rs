@@ -1,5 +1,7 @@
 //! Logging for service binaries: `tracing` to stderr, plain or JSON.
 
+use std::io::IsTerminal;
+
 use serde::{Deserialize, Serialize};
 use tracing_subscriber::{EnvFilter, fmt, prelude::*};
 
