@@ -530,8 +530,19 @@ impl Registry {
         properties: ThingTypeProperties,
     ) -> Result<(), AwsError> {
         check_type_properties(&properties)?;
-        self.change_type(name, move |t| t.properties = properties)
-            .await
+        self.change_type(name, move |t| {
+            let current = &mut t.properties;
+            if properties.description.is_some() {
+                current.description = properties.description;
+            }
+            if !properties.searchable_attributes.is_empty() {
+                current.searchable_attributes = properties.searchable_attributes;
+            }
+            if properties.propagating_attributes.is_some() {
+                current.propagating_attributes = properties.propagating_attributes;
+            }
+        })
+        .await
     }
 
     pub(crate) async fn deprecate_thing_type(
