@@ -40,7 +40,11 @@ pub fn init(settings: &LogSettings) -> anyhow::Result<()> {
     let registry = tracing_subscriber::registry().with(filter);
     match settings.format {
         LogFormat::Plain => registry
-            .with(fmt::layer().with_writer(std::io::stderr))
+            .with(
+                fmt::layer()
+                    .with_ansi(std::io::stderr().is_terminal())
+                    .with_writer(std::io::stderr),
+            )
             .try_init()?,
         LogFormat::Json => registry
             .with(

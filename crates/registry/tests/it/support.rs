@@ -12,25 +12,25 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-pub type Client = RegistryClient<Channel>;
+pub(crate) type Client = RegistryClient<Channel>;
 
 /// A registry running in this process on an ephemeral port.
-pub struct TestRegistry {
-    pub addr: SocketAddr,
+pub(crate) struct TestRegistry {
+    pub(crate) addr: SocketAddr,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
-    pub dir: TempDir,
+    pub(crate) dir: TempDir,
 }
 
 impl TestRegistry {
-    pub async fn start() -> TestRegistry {
+    pub(crate) async fn start() -> TestRegistry {
         let dir = tempfile::tempdir().unwrap();
         let settings = Settings::for_test(dir.path().join("registry"));
         TestRegistry::start_in(dir, settings).await
     }
 
     /// Starts with `settings` (whose `data_dir` should lie inside `dir`).
-    pub async fn start_in(dir: TempDir, settings: Settings) -> TestRegistry {
+    pub(crate) async fn start_in(dir: TempDir, settings: Settings) -> TestRegistry {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let shutdown = CancellationToken::new();
@@ -43,14 +43,14 @@ impl TestRegistry {
         }
     }
 
-    pub async fn client(&self) -> Client {
+    pub(crate) async fn client(&self) -> Client {
         RegistryClient::connect(format!("http://{}", self.addr))
             .await
             .unwrap()
     }
 
     /// Stops the service and asserts that it shut down cleanly; returns the data folder.
-    pub async fn stop(self) -> TempDir {
+    pub(crate) async fn stop(self) -> TempDir {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
         self.dir
@@ -59,7 +59,7 @@ impl TestRegistry {
 
 /// Asserts that a call failed with the given AWS error type; returns the error.
 #[track_caller]
-pub fn expect_err<T: std::fmt::Debug>(
+pub(crate) fn expect_err<T: std::fmt::Debug>(
     result: Result<T, tonic::Status>,
     expected: ErrorType,
 ) -> AwsError {
@@ -74,7 +74,7 @@ pub fn expect_err<T: std::fmt::Debug>(
 }
 
 /// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
+pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = Option<T>>,
