@@ -58,9 +58,12 @@ pub(crate) fn start(registry: &Registry, after: u64) -> Result<u64, WatchError> 
 
 /// Sends every durable event after `cursor`, in order, in batches, and then
 /// follows the log until the receiver goes away or `shutdown` fires.
+/// `from_oldest`: the cursor came from [`start`] for 0, so if retention removes
+/// the oldest events before the first batch, the watch starts at the new oldest.
 pub(crate) async fn follow(
     registry: Registry,
     mut cursor: u64,
+    mut from_oldest: bool,
     tx: mpsc::Sender<Result<Vec<ChangeRecord>, WatchError>>,
     shutdown: CancellationToken,
 ) {
@@ -70,11 +73,16 @@ pub(crate) async fn follow(
         while cursor < upto {
             let batch = match read_after(&registry, cursor, upto) {
                 Ok(batch) => batch,
+                Err(WatchError::Expired { first, .. }) if from_oldest && first > 0 => {
+                    cursor = first - 1;
+                    continue;
+                }
                 Err(e) => {
                     let _ = tx.send(Err(e)).await;
                     return;
                 }
             };
+            from_oldest = false;
             cursor = batch.last().map_or(cursor, |r| r.sequence);
             if tx.send(Ok(batch)).await.is_err() {
                 return;

@@ -673,6 +673,7 @@ impl registry_server::Registry for GrpcRegistry {
         tokio::spawn(changes::follow(
             self.registry.clone(),
             cursor,
+            after == 0,
             tx,
             self.shutdown.clone(),
         ));
