@@ -16,8 +16,6 @@ pub(crate) const MAX_CHILD_GROUPS: usize = 100;
 pub(crate) const MAX_GROUPS_PER_THING: usize = 10;
 pub(crate) const MAX_DESCRIPTION: usize = 2028;
 pub(crate) const MAX_PRINCIPAL: usize = 2048;
-pub(crate) const DEFAULT_PAGE: usize = 50;
-pub(crate) const MAX_PAGE: usize = 250;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Thing {
@@ -126,16 +124,14 @@ pub(crate) enum EventBody {
     },
 }
 
-/// An event as the log keeps it.
+/// A registry event as the change log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct ChangeRecord {
-    pub(crate) sequence: u64,
-    pub(crate) event_id: String,
-    pub(crate) timestamp_ms: i64,
-    pub(crate) account_id: String,
+pub(crate) struct Event {
     pub(crate) operation: Operation,
     pub(crate) body: EventBody,
 }
+
+pub(crate) type ChangeRecord = herald_store::Record<Event>;
 
 pub(crate) fn invalid(message: impl Into<String>) -> AwsError {
     AwsError::new(ErrorType::InvalidRequest, message)

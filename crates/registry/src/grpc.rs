@@ -12,10 +12,10 @@ use tokio_stream::{Stream, StreamExt, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
+use herald_store::{Page, WatchError};
+
 use crate::{
-    changes::{self, WatchError},
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    paging::Page,
     service::{AttributePayload, NameOrArn, Registry, ThingFilter},
 };
 
@@ -165,9 +165,9 @@ fn operation(op: Operation) -> pb::Operation {
 }
 
 /// A logged event as the wire carries it.
-pub(crate) fn change_event(arns: &Arns<'_>, r: ChangeRecord) -> pb::ChangeEvent {
+pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -> pb::ChangeEvent {
     use pb::change_event::Event;
-    let event = match r.body {
+    let event = match r.event.body {
         EventBody::Thing { thing: t } => Event::Thing(pb::ThingEvent {
             thing_id: t.id,
             thing_name: t.name,
@@ -244,8 +244,8 @@ pub(crate) fn change_event(arns: &Arns<'_>, r: ChangeRecord) -> pb::ChangeEvent 
         sequence: r.sequence,
         event_id: r.event_id,
         timestamp_ms: r.timestamp_ms,
-        account_id: r.account_id,
-        operation: operation(r.operation) as i32,
+        account_id: account_id.to_owned(),
+        operation: operation(r.event.operation) as i32,
         event: Some(event),
     }
 }
@@ -668,23 +668,19 @@ impl registry_server::Registry for GrpcRegistry {
 
     async fn watch_changes(&self, request: Request<pb::WatchChangesRequest>) -> Reply<WatchStream> {
         let after = request.into_inner().after_sequence;
-        let cursor = changes::start(&self.registry, after).map_err(watch_status)?;
+        let log = self.registry.log().clone();
+        let cursor = log.start(after).map_err(watch_status)?;
         let (tx, rx) = mpsc::channel(4);
-        tokio::spawn(changes::follow(
-            self.registry.clone(),
-            cursor,
-            after == 0,
-            tx,
-            self.shutdown.clone(),
-        ));
+        tokio::spawn(log.follow(cursor, after == 0, tx, self.shutdown.clone()));
         let registry = self.registry.clone();
         let stream = ReceiverStream::new(rx).map(move |batch| {
             let arns = registry.arns();
+            let account = registry.account_id();
             batch
                 .map(|records| pb::WatchChangesResponse {
                     events: records
                         .into_iter()
-                        .map(|r| change_event(&arns, r))
+                        .map(|r| change_event(&arns, account, r))
                         .collect(),
                 })
                 .map_err(watch_status)
@@ -696,12 +692,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         _: Request<pb::GetChangeLogInfoRequest>,
     ) -> Reply<pb::ChangeLogInfo> {
-        let first = self
-            .registry
-            .store()
-            .first_sequence()
-            .map_err(Status::from)?;
-        let last = *self.registry.durable().borrow();
+        let log = self.registry.log();
+        let first = log.first_sequence().map_err(Status::from)?;
+        let last = log.last_sequence();
         Ok(Response::new(pb::ChangeLogInfo {
             first_sequence: first,
             last_sequence: last,

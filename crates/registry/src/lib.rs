@@ -5,19 +5,15 @@
 //! and acknowledged only once flushed. `WatchChanges` replays the log from a
 //! cursor and then follows it live.
 //!
-//! Reading order: `settings`, `domain` (records and rules), `store` (sled),
-//! `writer` (group commit), `service` (operations), `changes` (the log's
-//! followers and retention), `grpc` (the wire adapter).
+//! Reading order: `settings`, `domain` (records and rules), `service`
+//! (operations), `grpc` (the wire adapter). Storage, the writer and the log's
+//! followers are `herald_store`'s.
 
 mod settings;
 
-mod changes;
 mod domain;
 mod grpc;
-mod paging;
 mod service;
-mod store;
-mod writer;
 
 use std::time::Duration;
 
@@ -28,7 +24,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Server, server::TcpIncoming};
 
-use crate::{grpc::GrpcRegistry, service::Registry, store::Store, writer::Writer};
+use herald_store::{Store, Writer};
+
+use crate::{domain::Event, grpc::GrpcRegistry, service::Registry};
 
 /// Serves the registry on `listener` until `shutdown` is cancelled; then stops
 /// reporting ready, drains in-flight calls within the grace period, and
@@ -40,14 +38,14 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let dir = settings.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir)).await??;
-    let (writer, durable, writer_thread) =
-        Writer::start(store.clone(), settings.account_id.clone()).context("start the writer")?;
+    let (writer, log, writer_thread) =
+        Writer::<Event>::start(store.clone(), "registry-writer").context("start the writer")?;
     let ctx = service::Context {
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),
         thing_type_delete_delay_ms: (settings.thing_type_delete_delay_secs * 1000) as i64,
     };
-    let registry = Registry::new(store.clone(), writer, ctx, durable);
+    let registry = Registry::new(store, writer, ctx, log.clone());
 
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<RegistryServer<GrpcRegistry>>().await;
@@ -55,8 +53,7 @@ pub async fn run(
         .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
         .build_v1()
         .context("build the reflection service")?;
-    let retention = tokio::spawn(changes::retain(
-        registry.clone(),
+    let retention = tokio::spawn(log.retain(
         Duration::from_secs(settings.changes.retention_secs),
         Duration::from_secs(settings.changes.prune_interval_secs),
         shutdown.clone(),
@@ -89,18 +86,7 @@ pub async fn run(
     }
     drop(server);
     retention.await.context("join retention")?;
-    // The writer stops once every handle is gone, after a final flush.
-    let joined = tokio::time::timeout(
-        grace,
-        tokio::task::spawn_blocking(move || writer_thread.join()),
-    )
-    .await;
-    if !matches!(joined, Ok(Ok(Ok(())))) {
-        tracing::warn!("the writer did not stop in time; flushing directly");
-    }
-    tokio::task::spawn_blocking(move || store.flush())
-        .await?
-        .context("flush storage")?;
+    writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");
     Ok(())
 }

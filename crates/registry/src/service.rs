@@ -4,9 +4,10 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use herald_proto::error::{AwsError, ErrorType};
-use tokio::sync::watch;
+use herald_store::{ChangeLog, Page, Paged, Store, Writer, decode, key, now_ms, prefix};
 
 use crate::{
+    domain::Event,
     domain::{
         Arns, Attributes, EventBody, GroupRef, MAX_CHILD_GROUPS, MAX_GROUP_ATTRIBUTES,
         MAX_GROUP_DEPTH, MAX_GROUPS_PER_THING, MAX_SEARCHABLE_ATTRIBUTES, Operation, Thing,
@@ -14,10 +15,20 @@ use crate::{
         check_description, check_name, check_principal, check_thing_attribute_count, invalid,
         limit, not_found,
     },
-    paging::{Page, Paged},
-    store::{Changes, Store, decode, key, prefix},
-    writer::{Writer, now_ms},
 };
+
+type Changes<'a> = herald_store::Changes<'a, Event>;
+
+/// Logs a registry event with a change.
+trait Emit {
+    fn emit(&mut self, operation: Operation, body: EventBody);
+}
+
+impl Emit for Changes<'_> {
+    fn emit(&mut self, operation: Operation, body: EventBody) {
+        self.log(Event { operation, body });
+    }
+}
 
 /// What the operations need besides storage.
 pub(crate) struct Context {
@@ -38,9 +49,9 @@ impl Context {
 #[derive(Clone)]
 pub(crate) struct Registry {
     store: Store,
-    writer: Writer,
+    writer: Writer<Event>,
     ctx: Arc<Context>,
-    durable: watch::Receiver<u64>,
+    log: ChangeLog,
 }
 
 /// An attribute payload: the attributes given and whether to merge them.
@@ -237,15 +248,15 @@ fn check_type_properties(p: &ThingTypeProperties) -> Result<(), AwsError> {
 impl Registry {
     pub(crate) fn new(
         store: Store,
-        writer: Writer,
+        writer: Writer<Event>,
         ctx: Context,
-        durable: watch::Receiver<u64>,
+        log: ChangeLog,
     ) -> Registry {
         Registry {
             store,
             writer,
             ctx: Arc::new(ctx),
-            durable,
+            log,
         }
     }
 
@@ -253,12 +264,12 @@ impl Registry {
         self.ctx.arns()
     }
 
-    pub(crate) fn store(&self) -> &Store {
-        &self.store
+    pub(crate) fn account_id(&self) -> &str {
+        &self.ctx.account_id
     }
 
-    pub(crate) fn durable(&self) -> watch::Receiver<u64> {
-        self.durable.clone()
+    pub(crate) fn log(&self) -> &ChangeLog {
+        &self.log
     }
 
     fn reader(&self) -> Changes<'_> {

@@ -1,10 +1,6 @@
-//! The only module that knows sled. Registry state lives in one tree under
-//! prefixed keys, the change log in another keyed by big-endian sequence number.
-//!
-//! Keys (`\0` separates parts; names and principals never contain it):
-//! `thing\0{name}`, `type\0{name}`, `group\0{name}`, `child\0{parent}\0{child}`,
-//! `tmem\0{thing}\0{group}` and `gmem\0{group}\0{thing}` (membership id),
-//! `typething\0{type}\0{thing}`, `tprin\0{thing}\0{principal}`, `pthing\0{principal}\0{thing}`.
+//! The only module that knows sled. A service's state lives in one tree under
+//! prefixed keys (parts separated by `\0`), the change log in another keyed by
+//! big-endian sequence number, each record JSON.
 
 use std::{collections::BTreeMap, ops::Bound, path::Path};
 
@@ -13,33 +9,33 @@ use herald_proto::error::{AwsError, ErrorType};
 use serde::{Serialize, de::DeserializeOwned};
 use sled::{Transactional, transaction::TransactionError};
 
-use crate::domain::{ChangeRecord, EventBody, Operation};
+use crate::log::Record;
 
 /// Builds a key from its parts.
-pub(crate) fn key(parts: &[&str]) -> Vec<u8> {
+pub fn key(parts: &[&str]) -> Vec<u8> {
     parts.join("\0").into_bytes()
 }
 
 /// Builds the prefix of every key that starts with these parts.
-pub(crate) fn prefix(parts: &[&str]) -> Vec<u8> {
+pub fn prefix(parts: &[&str]) -> Vec<u8> {
     let mut prefix = key(parts);
     prefix.push(0);
     prefix
 }
 
 /// Decodes a stored record.
-pub(crate) fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
+pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
     serde_json::from_slice(bytes).map_err(internal)
 }
 
 #[derive(Clone)]
-pub(crate) struct Store {
+pub struct Store {
     db: sled::Db,
     state: sled::Tree,
     log: sled::Tree,
 }
 
-pub(crate) fn internal(err: impl std::fmt::Display) -> AwsError {
+pub fn internal(err: impl std::fmt::Display) -> AwsError {
     AwsError::new(
         ErrorType::InternalFailure,
         format!("storage failure: {err}"),
@@ -47,7 +43,7 @@ pub(crate) fn internal(err: impl std::fmt::Display) -> AwsError {
 }
 
 impl Store {
-    pub(crate) fn open(dir: &Path) -> anyhow::Result<Store> {
+    pub fn open(dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
         let db = sled::Config::new()
             .path(dir)
@@ -59,7 +55,7 @@ impl Store {
         Ok(Store { db, state, log })
     }
 
-    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
         match self.state.get(key).map_err(internal)? {
             Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(internal),
             None => Ok(None),
@@ -68,7 +64,7 @@ impl Store {
 
     /// Entries under `prefix` (which ends with the separator) whose key suffix
     /// comes after `after`, in key order, as (suffix, value).
-    pub(crate) fn iter(
+    pub fn iter(
         &self,
         prefix: &[u8],
         after: Option<&str>,
@@ -93,7 +89,7 @@ impl Store {
     }
 
     /// Suffixes of every key under `prefix`.
-    pub(crate) fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
         self.iter(prefix, None)
             .map(|entry| entry.map(|(k, _)| k))
             .collect()
@@ -114,12 +110,12 @@ impl Store {
     }
 
     /// Up to `limit` log records with sequence numbers in `(after, upto]`.
-    pub(crate) fn read_log(
+    pub(crate) fn read_log<E: DeserializeOwned>(
         &self,
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<ChangeRecord>, AwsError> {
+    ) -> Result<Vec<Record<E>>, AwsError> {
         let range = (after + 1).to_be_bytes()..=upto.to_be_bytes();
         let mut out = Vec::with_capacity(limit.min(1024));
         for entry in self.log.range(range).take(limit) {
@@ -137,7 +133,7 @@ impl Store {
             if decode_seq(&k) >= keep_from {
                 break;
             }
-            let record: ChangeRecord = serde_json::from_slice(&v).map_err(internal)?;
+            let record: Stamp = serde_json::from_slice(&v).map_err(internal)?;
             if record.timestamp_ms >= cutoff_ms {
                 break;
             }
@@ -175,19 +171,25 @@ impl Store {
     }
 }
 
+/// The part of a log record that retention reads.
+#[derive(serde::Deserialize)]
+struct Stamp {
+    timestamp_ms: i64,
+}
+
 fn decode_seq(key: &[u8]) -> u64 {
     key.try_into().map(u64::from_be_bytes).unwrap_or(0)
 }
 
 /// A mutation in the making: reads see its own pending writes.
-pub(crate) struct Changes<'a> {
+pub struct Changes<'a, E> {
     store: &'a Store,
     pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-    pub(crate) events: Vec<(Operation, EventBody)>,
+    pub(crate) events: Vec<E>,
 }
 
-impl<'a> Changes<'a> {
-    pub(crate) fn new(store: &'a Store) -> Changes<'a> {
+impl<'a, E> Changes<'a, E> {
+    pub fn new(store: &'a Store) -> Changes<'a, E> {
         Changes {
             store,
             writes: BTreeMap::new(),
@@ -195,7 +197,7 @@ impl<'a> Changes<'a> {
         }
     }
 
-    pub(crate) fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
         match self.writes.get(key) {
             Some(Some(bytes)) => serde_json::from_slice(bytes).map(Some).map_err(internal),
             Some(None) => Ok(None),
@@ -203,30 +205,30 @@ impl<'a> Changes<'a> {
         }
     }
 
-    pub(crate) fn exists(&self, key: &[u8]) -> Result<bool, AwsError> {
+    pub fn exists(&self, key: &[u8]) -> Result<bool, AwsError> {
         match self.writes.get(key) {
             Some(v) => Ok(v.is_some()),
             None => self.store.state.contains_key(key).map_err(internal),
         }
     }
 
-    pub(crate) fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), AwsError> {
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), AwsError> {
         let bytes = serde_json::to_vec(value).map_err(internal)?;
         self.writes.insert(key, Some(bytes));
         Ok(())
     }
 
-    pub(crate) fn remove(&mut self, key: Vec<u8>) {
+    pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
     }
 
     /// Logs an event with this change.
-    pub(crate) fn emit(&mut self, operation: Operation, body: EventBody) {
-        self.events.push((operation, body));
+    pub fn log(&mut self, event: E) {
+        self.events.push(event);
     }
 
     /// Suffixes of every key under `prefix`, pending writes included.
-    pub(crate) fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
         let mut keys: BTreeMap<String, bool> = self
             .store
             .keys(prefix)?

@@ -2,13 +2,14 @@
 //! is acknowledged only after the flush that made it durable. Mutations that
 //! arrive while a flush runs share the next one (group commit).
 
-use std::thread::JoinHandle;
+use std::{marker::PhantomData, thread::JoinHandle, time::Duration};
 
 use herald_proto::error::{AwsError, ErrorType};
+use serde::Serialize;
 use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::{
-    domain::ChangeRecord,
+    log::{ChangeLog, Record},
     store::{Changes, Store, internal},
 };
 
@@ -16,24 +17,56 @@ use crate::{
 const MAX_BATCH: usize = 512;
 
 type Completion = Box<dyn FnOnce(Result<(), AwsError>) + Send>;
-type Job = Box<dyn FnOnce(&mut WriterState) -> Completion + Send>;
+type Job = Box<dyn FnOnce(&mut WriterState) -> Completion + Send + 'static>;
 
-/// A handle that submits mutations to the writer thread.
-#[derive(Clone)]
-pub(crate) struct Writer {
+/// A handle that submits mutations to the writer thread. The thread stops,
+/// after a final flush, once every handle is gone.
+pub struct Writer<E> {
     jobs: mpsc::Sender<Job>,
+    events: PhantomData<fn(E)>,
+}
+
+impl<E> Clone for Writer<E> {
+    fn clone(&self) -> Self {
+        Writer {
+            jobs: self.jobs.clone(),
+            events: PhantomData,
+        }
+    }
+}
+
+/// The running writer thread.
+pub struct WriterThread {
+    thread: JoinHandle<()>,
+    store: Store,
+}
+
+impl WriterThread {
+    /// Waits, at most `grace`, for the thread to stop (it stops, after a final
+    /// flush, once every [`Writer`] handle is dropped), then flushes storage.
+    pub async fn stop(self, grace: Duration) -> anyhow::Result<()> {
+        let thread = self.thread;
+        let joined =
+            tokio::time::timeout(grace, tokio::task::spawn_blocking(move || thread.join())).await;
+        if !matches!(joined, Ok(Ok(Ok(())))) {
+            tracing::warn!("the writer did not stop in time; flushing directly");
+        }
+        let store = self.store;
+        tokio::task::spawn_blocking(move || store.flush()).await??;
+        Ok(())
+    }
 }
 
 /// The writer thread's own state.
-pub(crate) struct WriterState {
+struct WriterState {
     store: Store,
-    account_id: String,
     /// The last sequence number committed (not necessarily flushed).
     last_sequence: u64,
     dirty: bool,
 }
 
-pub(crate) fn now_ms() -> i64 {
+/// Now, in epoch milliseconds.
+pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
@@ -42,38 +75,45 @@ pub(crate) fn now_ms() -> i64 {
 fn unavailable() -> AwsError {
     AwsError::new(
         ErrorType::ServiceUnavailable,
-        "the registry is shutting down",
+        "the service is shutting down",
     )
 }
 
-impl Writer {
-    /// Starts the writer thread. `durable` follows the last flushed sequence number.
-    pub(crate) fn start(
+impl<E: Serialize + Send + 'static> Writer<E> {
+    /// Starts the writer thread for `store`; the returned log follows what it flushes.
+    pub fn start(
         store: Store,
-        account_id: String,
-    ) -> anyhow::Result<(Writer, watch::Receiver<u64>, JoinHandle<()>)> {
+        thread_name: &str,
+    ) -> anyhow::Result<(Writer<E>, ChangeLog, WriterThread)> {
         let last_sequence = store.last_sequence()?;
         let (durable_tx, durable_rx) = watch::channel(last_sequence);
         let (jobs, rx) = mpsc::channel(4096);
+        let log = ChangeLog::new(store.clone(), durable_rx);
         let state = WriterState {
-            store,
-            account_id,
+            store: store.clone(),
             last_sequence,
             dirty: false,
         };
         let thread = std::thread::Builder::new()
-            .name("registry-writer".into())
+            .name(thread_name.into())
             .spawn(move || state.run(rx, durable_tx))?;
-        Ok((Writer { jobs }, durable_rx, thread))
+        Ok((
+            Writer {
+                jobs,
+                events: PhantomData,
+            },
+            log,
+            WriterThread { thread, store },
+        ))
     }
 
     /// Runs `mutation` on the writer thread; its writes and events commit
     /// together, and the result comes back once they are durable. A mutation
     /// that fails changes nothing.
-    pub(crate) async fn mutate<T, F>(&self, mutation: F) -> Result<T, AwsError>
+    pub async fn mutate<T, F>(&self, mutation: F) -> Result<T, AwsError>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Changes<'_>) -> Result<T, AwsError> + Send + 'static,
+        F: FnOnce(&mut Changes<'_, E>) -> Result<T, AwsError> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
         let job: Job = Box::new(move |state: &mut WriterState| {
@@ -114,7 +154,7 @@ impl WriterState {
             if failed {
                 // What was committed but not flushed must never be acknowledged
                 // or streamed: stop taking mutations.
-                tracing::error!("flush failed; the registry stops accepting mutations");
+                tracing::error!("flush failed; no more mutations are accepted");
                 return;
             }
         }
@@ -123,9 +163,9 @@ impl WriterState {
         }
     }
 
-    fn apply<T>(
+    fn apply<T, E: Serialize>(
         &mut self,
-        mutation: impl FnOnce(&mut Changes<'_>) -> Result<T, AwsError>,
+        mutation: impl FnOnce(&mut Changes<'_, E>) -> Result<T, AwsError>,
     ) -> Result<T, AwsError> {
         let store = self.store.clone();
         let mut changes = Changes::new(&store);
@@ -135,14 +175,12 @@ impl WriterState {
         }
         let timestamp_ms = now_ms();
         let mut records = Vec::with_capacity(changes.events.len());
-        for (i, (operation, body)) in changes.events.into_iter().enumerate() {
-            let record = ChangeRecord {
+        for (i, event) in changes.events.into_iter().enumerate() {
+            let record = Record {
                 sequence: self.last_sequence + 1 + i as u64,
                 event_id: uuid::Uuid::new_v4().to_string(),
                 timestamp_ms,
-                account_id: self.account_id.clone(),
-                operation,
-                body,
+                event,
             };
             records.push((
                 record.sequence,

@@ -5,19 +5,28 @@
 
 use herald_proto::error::AwsError;
 
-use crate::domain::{DEFAULT_PAGE, MAX_PAGE, invalid};
+use herald_proto::error::ErrorType;
+
+/// The page size when a request names none.
+pub const DEFAULT_PAGE: usize = 50;
+/// The largest page a request may ask for.
+pub const MAX_PAGE: usize = 250;
+
+fn invalid(message: impl Into<String>) -> AwsError {
+    AwsError::new(ErrorType::InvalidRequest, message)
+}
 
 const TOKEN_PREFIX: &str = "h1.";
 
 #[derive(Debug, Clone)]
-pub(crate) struct Page {
+pub struct Page {
     after: Option<String>,
     max: usize,
 }
 
-pub(crate) struct Paged<T> {
-    pub(crate) items: Vec<T>,
-    pub(crate) next_token: Option<String>,
+pub struct Paged<T> {
+    pub items: Vec<T>,
+    pub next_token: Option<String>,
 }
 
 fn encode(name: &str) -> String {
@@ -42,7 +51,7 @@ fn decode(token: &str) -> Option<String> {
 
 impl Page {
     /// Checks a request's `nextToken` (empty: first page) and `maxResults` (0: default).
-    pub(crate) fn new(next_token: &str, max_results: u32) -> Result<Page, AwsError> {
+    pub fn new(next_token: &str, max_results: u32) -> Result<Page, AwsError> {
         let max = match max_results as usize {
             0 => DEFAULT_PAGE,
             n @ 1..=MAX_PAGE => n,
@@ -60,12 +69,12 @@ impl Page {
     }
 
     /// The name the page starts after.
-    pub(crate) fn after(&self) -> Option<&str> {
+    pub fn after(&self) -> Option<&str> {
         self.after.as_deref()
     }
 
     /// Takes one page from `items`, which start after [`Page::after`] in name order.
-    pub(crate) fn collect<T>(
+    pub fn collect<T>(
         &self,
         items: impl Iterator<Item = Result<(String, T), AwsError>>,
     ) -> Result<Paged<T>, AwsError> {
@@ -89,7 +98,7 @@ impl Page {
     }
 
     /// Takes one page from sorted names that may start before [`Page::after`].
-    pub(crate) fn collect_sorted(
+    pub fn collect_sorted(
         &self,
         names: impl Iterator<Item = String>,
     ) -> Result<Paged<String>, AwsError> {
