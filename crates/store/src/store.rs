@@ -1,13 +1,14 @@
-//! The only module that knows sled. A service's state lives in one tree under
-//! prefixed keys (parts separated by `\0`), the change log in another keyed by
-//! big-endian sequence number, each record JSON.
+//! The only module that knows sled. A service's state and its change log share
+//! one tree, so that a mutation and its events commit as one atomic batch:
+//! state under prefixed keys (parts separated by `\0`, always starting with a
+//! printable character), the log under `\xff` plus the big-endian sequence
+//! number. Every value is JSON.
 
 use std::{collections::BTreeMap, ops::Bound, path::Path};
 
 use anyhow::Context;
 use herald_proto::error::{AwsError, ErrorType};
 use serde::{Serialize, de::DeserializeOwned};
-use sled::{Transactional, transaction::TransactionError};
 
 use crate::log::Record;
 
@@ -28,11 +29,19 @@ pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
     serde_json::from_slice(bytes).map_err(internal)
 }
 
+/// The first byte of every log key; state keys never start with it.
+const LOG: u8 = 0xff;
+
+fn log_key(sequence: u64) -> [u8; 9] {
+    let mut key = [LOG; 9];
+    key[1..].copy_from_slice(&sequence.to_be_bytes());
+    key
+}
+
 #[derive(Clone)]
 pub struct Store {
     db: sled::Db,
     state: sled::Tree,
-    log: sled::Tree,
 }
 
 pub fn internal(err: impl std::fmt::Display) -> AwsError {
@@ -50,9 +59,8 @@ impl Store {
             .mode(sled::Mode::HighThroughput)
             .open()
             .with_context(|| format!("open sled database in {}", dir.display()))?;
-        let state = db.open_tree("state").context("open state tree")?;
-        let log = db.open_tree("changes").context("open change log tree")?;
-        Ok(Store { db, state, log })
+        let state = db.open_tree("data").context("open the data tree")?;
+        Ok(Store { db, state })
     }
 
     pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
@@ -97,16 +105,19 @@ impl Store {
 
     /// The last sequence number in the log, 0 when empty.
     pub(crate) fn last_sequence(&self) -> anyhow::Result<u64> {
-        Ok(self.log.last()?.map_or(0, |(k, _)| decode_seq(&k)))
+        let last = self.state.scan_prefix([LOG]).next_back().transpose()?;
+        Ok(last.map_or(0, |(k, _)| decode_seq(&k)))
     }
 
     /// The first sequence number in the log, 0 when empty.
     pub(crate) fn first_sequence(&self) -> Result<u64, AwsError> {
-        Ok(self
-            .log
-            .first()
-            .map_err(internal)?
-            .map_or(0, |(k, _)| decode_seq(&k)))
+        let first = self
+            .state
+            .scan_prefix([LOG])
+            .next()
+            .transpose()
+            .map_err(internal)?;
+        Ok(first.map_or(0, |(k, _)| decode_seq(&k)))
     }
 
     /// Up to `limit` log records with sequence numbers in `(after, upto]`.
@@ -116,9 +127,9 @@ impl Store {
         upto: u64,
         limit: usize,
     ) -> Result<Vec<Record<E>>, AwsError> {
-        let range = (after + 1).to_be_bytes()..=upto.to_be_bytes();
+        let range = log_key(after + 1)..=log_key(upto);
         let mut out = Vec::with_capacity(limit.min(1024));
-        for entry in self.log.range(range).take(limit) {
+        for entry in self.state.range(range).take(limit) {
             let (_, v) = entry.map_err(internal)?;
             out.push(serde_json::from_slice(&v).map_err(internal)?);
         }
@@ -128,7 +139,7 @@ impl Store {
     /// Removes log records older than `cutoff_ms`, but never `keep_from` or later.
     pub(crate) fn prune_log(&self, cutoff_ms: i64, keep_from: u64) -> Result<u64, AwsError> {
         let mut removed = 0;
-        for entry in self.log.iter() {
+        for entry in self.state.scan_prefix([LOG]) {
             let (k, v) = entry.map_err(internal)?;
             if decode_seq(&k) >= keep_from {
                 break;
@@ -137,32 +148,29 @@ impl Store {
             if record.timestamp_ms >= cutoff_ms {
                 break;
             }
-            self.log.remove(k).map_err(internal)?;
+            self.state.remove(k).map_err(internal)?;
             removed += 1;
         }
         Ok(removed)
     }
 
-    /// Writes `writes` to the state and `records` to the log in one transaction.
+    /// Writes `writes` to the state and `records` to the log as one atomic batch.
     pub(crate) fn commit(
         &self,
-        writes: &BTreeMap<Vec<u8>, Option<Vec<u8>>>,
-        records: &[(u64, Vec<u8>)],
+        writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
+        records: Vec<(u64, Vec<u8>)>,
     ) -> Result<(), AwsError> {
-        (&self.state, &self.log)
-            .transaction(|(state, log)| {
-                for (k, v) in writes {
-                    match v {
-                        Some(v) => state.insert(k.as_slice(), v.as_slice())?,
-                        None => state.remove(k.as_slice())?,
-                    };
-                }
-                for (seq, record) in records {
-                    log.insert(&seq.to_be_bytes(), record.as_slice())?;
-                }
-                Ok(())
-            })
-            .map_err(|e: TransactionError<std::convert::Infallible>| internal(e))
+        let mut batch = sled::Batch::default();
+        for (k, v) in writes {
+            match v {
+                Some(v) => batch.insert(k, v),
+                None => batch.remove(k),
+            }
+        }
+        for (seq, record) in records {
+            batch.insert(&log_key(seq), record);
+        }
+        self.state.apply_batch(batch).map_err(internal)
     }
 
     /// Makes every committed write durable.
@@ -178,7 +186,9 @@ struct Stamp {
 }
 
 fn decode_seq(key: &[u8]) -> u64 {
-    key.try_into().map(u64::from_be_bytes).unwrap_or(0)
+    key.get(1..)
+        .and_then(|k| k.try_into().ok())
+        .map_or(0, u64::from_be_bytes)
 }
 
 /// A mutation in the making: reads see its own pending writes.

@@ -187,8 +187,9 @@ impl WriterState {
                 serde_json::to_vec(&record).map_err(internal)?,
             ));
         }
-        self.store.commit(&changes.writes, &records)?;
-        self.last_sequence += records.len() as u64;
+        let logged = records.len() as u64;
+        self.store.commit(changes.writes, records)?;
+        self.last_sequence += logged;
         self.dirty = true;
         Ok(value)
     }
