@@ -194,6 +194,8 @@ fn decode_seq(key: &[u8]) -> u64 {
 /// A mutation in the making: reads see its own pending writes.
 pub struct Changes<'a, E> {
     store: &'a Store,
+    /// The sequence number of the last event committed before this change.
+    pub(crate) sequence: u64,
     pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub(crate) events: Vec<E>,
 }
@@ -202,6 +204,7 @@ impl<'a, E> Changes<'a, E> {
     pub fn new(store: &'a Store) -> Changes<'a, E> {
         Changes {
             store,
+            sequence: 0,
             writes: BTreeMap::new(),
             events: Vec::new(),
         }
@@ -230,6 +233,12 @@ impl<'a, E> Changes<'a, E> {
 
     pub fn remove(&mut self, key: Vec<u8>) {
         self.writes.insert(key, None);
+    }
+
+    /// On the writer, the sequence number of the last event committed before
+    /// this change: a read-only mutation reads a state consistent with it.
+    pub fn last_sequence(&self) -> u64 {
+        self.sequence
     }
 
     /// Logs an event with this change.

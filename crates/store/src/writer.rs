@@ -2,11 +2,16 @@
 //! is acknowledged only after the flush that made it durable. Mutations that
 //! arrive while a flush runs share the next one (group commit).
 
-use std::{marker::PhantomData, thread::JoinHandle, time::Duration};
+use std::{
+    marker::PhantomData,
+    sync::mpsc as std_mpsc,
+    thread::JoinHandle,
+    time::{Duration, Instant},
+};
 
 use herald_proto::error::{AwsError, ErrorType};
 use serde::Serialize;
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{oneshot, watch};
 
 use crate::{
     log::{ChangeLog, Record},
@@ -15,6 +20,8 @@ use crate::{
 
 /// How many mutations one flush may cover at most.
 const MAX_BATCH: usize = 512;
+/// How long a flush may wait for the mutations that the previous one suggests are coming.
+const LINGER: Duration = Duration::from_micros(500);
 
 type Completion = Box<dyn FnOnce(Result<(), AwsError>) + Send>;
 type Job = Box<dyn FnOnce(&mut WriterState) -> Completion + Send + 'static>;
@@ -22,7 +29,7 @@ type Job = Box<dyn FnOnce(&mut WriterState) -> Completion + Send + 'static>;
 /// A handle that submits mutations to the writer thread. The thread stops,
 /// after a final flush, once every handle is gone.
 pub struct Writer<E> {
-    jobs: mpsc::Sender<Job>,
+    jobs: std_mpsc::Sender<Job>,
     events: PhantomData<fn(E)>,
 }
 
@@ -63,6 +70,9 @@ struct WriterState {
     /// The last sequence number committed (not necessarily flushed).
     last_sequence: u64,
     dirty: bool,
+    /// Mutations handled and flushes made, for the log at shutdown.
+    mutations: u64,
+    flushes: u64,
 }
 
 /// Now, in epoch milliseconds.
@@ -87,12 +97,14 @@ impl<E: Serialize + Send + 'static> Writer<E> {
     ) -> anyhow::Result<(Writer<E>, ChangeLog, WriterThread)> {
         let last_sequence = store.last_sequence()?;
         let (durable_tx, durable_rx) = watch::channel(last_sequence);
-        let (jobs, rx) = mpsc::channel(4096);
+        let (jobs, rx) = std_mpsc::channel();
         let log = ChangeLog::new(store.clone(), durable_rx);
         let state = WriterState {
             store: store.clone(),
             last_sequence,
             dirty: false,
+            mutations: 0,
+            flushes: 0,
         };
         let thread = std::thread::Builder::new()
             .name(thread_name.into())
@@ -122,22 +134,35 @@ impl<E: Serialize + Send + 'static> Writer<E> {
                 let _ = tx.send(flushed.and(result));
             })
         });
-        self.jobs.send(job).await.map_err(|_| unavailable())?;
+        self.jobs.send(job).map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
     }
 }
 
 impl WriterState {
-    fn run(mut self, mut jobs: mpsc::Receiver<Job>, durable: watch::Sender<u64>) {
+    fn run(mut self, jobs: std_mpsc::Receiver<Job>, durable: watch::Sender<u64>) {
         let mut completions: Vec<Completion> = Vec::new();
-        while let Some(job) = jobs.blocking_recv() {
+        // How many mutations the previous flush covered: while callers keep that
+        // many in flight, waiting briefly for all of them costs less than a flush each.
+        let mut expected = 1;
+        while let Ok(job) = jobs.recv() {
+            let deadline = Instant::now() + LINGER;
             completions.push(job(&mut self));
             while completions.len() < MAX_BATCH {
-                match jobs.try_recv() {
-                    Ok(job) => completions.push(job(&mut self)),
-                    Err(_) => break,
+                let next = if completions.len() < expected {
+                    jobs.recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                        .ok()
+                } else {
+                    jobs.try_recv().ok()
+                };
+                match next {
+                    Some(job) => completions.push(job(&mut self)),
+                    None => break,
                 }
             }
+            expected = completions.len();
+            self.flushes += 1;
+            self.mutations += completions.len() as u64;
             let flushed = if self.dirty {
                 self.store.flush()
             } else {
@@ -158,6 +183,11 @@ impl WriterState {
                 return;
             }
         }
+        tracing::debug!(
+            mutations = self.mutations,
+            flushes = self.flushes,
+            "writer stopped"
+        );
         if let Err(e) = self.store.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
@@ -169,6 +199,7 @@ impl WriterState {
     ) -> Result<T, AwsError> {
         let store = self.store.clone();
         let mut changes = Changes::new(&store);
+        changes.sequence = self.last_sequence;
         let value = mutation(&mut changes)?;
         if changes.writes.is_empty() && changes.events.is_empty() {
             return Ok(value);
