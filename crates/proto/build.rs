@@ -3,7 +3,10 @@
 
 use std::{env, error::Error, path::PathBuf};
 
-const FILES: &[&str] = &["herald/registry/v1/registry.proto"];
+const FILES: &[&str] = &[
+    "herald/registry/v1/registry.proto",
+    "herald/config/v1/config.proto",
+];
 
 fn main() -> Result<(), Box<dyn Error>> {
     let root = PathBuf::from(env::var("CARGO_MANIFEST_DIR")?).join("../../proto");

@@ -55,6 +55,8 @@ error_types! {
     DeleteConflict => "DeleteConflictException", 409, FailedPrecondition;
     Conflict => "ConflictException", 409, FailedPrecondition;
     CertificateState => "CertificateStateException", 406, FailedPrecondition;
+    CertificateValidation => "CertificateValidationException", 400, InvalidArgument;
+    CertificateConflict => "CertificateConflictException", 409, AlreadyExists;
     MalformedPolicy => "MalformedPolicyException", 400, InvalidArgument;
     Throttling => "ThrottlingException", 400, ResourceExhausted;
     Unauthorized => "UnauthorizedException", 401, PermissionDenied;

@@ -13,5 +13,12 @@ pub mod registry {
     }
 }
 
+pub mod config {
+    pub mod v1 {
+        #![allow(clippy::all, unreachable_pub, missing_docs)]
+        tonic::include_proto!("herald.config.v1");
+    }
+}
+
 /// The encoded descriptors of every Herald service, for gRPC reflection.
 pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("descriptor");

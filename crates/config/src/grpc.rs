@@ -1,0 +1,745 @@
+//! The tonic adapter: unwrap the request, call the service, convert the result.
+//! Wire types stop here.
+
+use std::pin::Pin;
+
+use herald_proto::{
+    config::v1::{self as pb, config_server},
+    error::AwsError,
+};
+use herald_store::{Page, Paged};
+use tokio::sync::mpsc;
+use tokio_stream::{Stream, wrappers::ReceiverStream};
+use tokio_util::sync::CancellationToken;
+use tonic::{Request, Response, Status};
+
+use crate::{
+    domain::{self, Certificate, CertificateStatus, ConfigEvent},
+    service::{ConfigService, PolicyState, Snapshot},
+};
+
+pub(crate) struct GrpcConfig {
+    service: ConfigService,
+    shutdown: CancellationToken,
+}
+
+impl GrpcConfig {
+    pub(crate) fn new(service: ConfigService, shutdown: CancellationToken) -> GrpcConfig {
+        GrpcConfig { service, shutdown }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn reply<T>(result: Result<T, AwsError>) -> Reply<T> {
+    result.map(Response::new).map_err(Status::from)
+}
+
+fn status_from_wire(status: i32) -> Result<CertificateStatus, Status> {
+    Ok(match pb::CertificateStatus::try_from(status) {
+        Ok(pb::CertificateStatus::Active) => CertificateStatus::Active,
+        Ok(pb::CertificateStatus::Inactive) => CertificateStatus::Inactive,
+        Ok(pb::CertificateStatus::Revoked) => CertificateStatus::Revoked,
+        Ok(pb::CertificateStatus::PendingTransfer) => CertificateStatus::PendingTransfer,
+        Ok(pb::CertificateStatus::RegisterInactive) => CertificateStatus::RegisterInactive,
+        Ok(pb::CertificateStatus::PendingActivation) => CertificateStatus::PendingActivation,
+        _ => {
+            return Err(Status::from(domain::invalid(format!(
+                "{status} is not a certificate status"
+            ))));
+        }
+    })
+}
+
+fn status_to_wire(status: CertificateStatus) -> i32 {
+    let status = match status {
+        CertificateStatus::Active => pb::CertificateStatus::Active,
+        CertificateStatus::Inactive => pb::CertificateStatus::Inactive,
+        CertificateStatus::Revoked => pb::CertificateStatus::Revoked,
+        CertificateStatus::PendingTransfer => pb::CertificateStatus::PendingTransfer,
+        CertificateStatus::RegisterInactive => pb::CertificateStatus::RegisterInactive,
+        CertificateStatus::PendingActivation => pb::CertificateStatus::PendingActivation,
+    };
+    status as i32
+}
+
+/// AWS's `marker`/`pageSize` paging over a name-ordered listing.
+fn page_of(marker: &str, page_size: u32, names: Vec<String>) -> Result<Paged<String>, Status> {
+    let page = Page::new(marker, page_size).map_err(Status::from)?;
+    page.collect_sorted(names.into_iter()).map_err(Status::from)
+}
+
+impl GrpcConfig {
+    fn arn_of_policy(&self, name: &str) -> String {
+        self.service.arns().policy(name)
+    }
+
+    fn policy_summary(&self, name: String) -> pb::PolicySummary {
+        pb::PolicySummary {
+            policy_arn: self.arn_of_policy(&name),
+            policy_name: name,
+        }
+    }
+
+    fn certificate_description(&self, c: Certificate) -> pb::CertificateDescription {
+        pb::CertificateDescription {
+            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_id: c.id,
+            ca_certificate_id: c.ca_id,
+            status: status_to_wire(c.status),
+            certificate_pem: c.pem,
+            owned_by: self.service.arns().account.to_owned(),
+            creation_date_ms: c.creation_date_ms,
+            last_modified_date_ms: c.last_modified_date_ms,
+            not_before_ms: c.not_before_ms,
+            not_after_ms: c.not_after_ms,
+            certificate_mode: c.mode.as_str().to_owned(),
+            customer_version: c.customer_version,
+            generation_id: c.generation_id,
+        }
+    }
+
+    fn policy_state(&self, s: PolicyState) -> pb::PolicyState {
+        pb::PolicyState {
+            policy_arn: self.arn_of_policy(&s.policy.name),
+            policy_name: s.policy.name,
+            document: s.document,
+            default_version_id: s.policy.default_version.to_string(),
+        }
+    }
+
+    fn certificate_state(
+        &self,
+        id: String,
+        status: CertificateStatus,
+        pem: String,
+    ) -> pb::CertificateState {
+        pb::CertificateState {
+            certificate_arn: self.service.arns().certificate(&id),
+            certificate_id: id,
+            status: status_to_wire(status),
+            certificate_pem: pem,
+        }
+    }
+}
+
+fn snapshot_update(grpc: &WatchContext, s: Snapshot) -> pb::ConfigUpdate {
+    pb::ConfigUpdate {
+        revision: s.revision,
+        change: Some(pb::config_update::Change::Snapshot(pb::ConfigSnapshot {
+            policies: s
+                .policies
+                .into_iter()
+                .map(|p| grpc.policy_state(p))
+                .collect(),
+            certificates: s
+                .certificates
+                .into_iter()
+                .map(|c| grpc.certificate_state(c.id, c.status, c.pem))
+                .collect(),
+            attachments: s
+                .attachments
+                .into_iter()
+                .map(|(policy_name, target)| pb::Attachment {
+                    policy_name,
+                    target,
+                })
+                .collect(),
+            event_configurations: s.event_configurations.into_iter().collect(),
+        })),
+    }
+}
+
+fn event_update(grpc: &WatchContext, revision: u64, event: ConfigEvent) -> pb::ConfigUpdate {
+    use pb::config_update::Change;
+    let change = match event {
+        ConfigEvent::PolicyPut {
+            name,
+            default_version,
+            document,
+        } => Change::PolicyPut(pb::PolicyState {
+            policy_arn: grpc.arn_of_policy(&name),
+            policy_name: name,
+            document,
+            default_version_id: default_version.to_string(),
+        }),
+        ConfigEvent::PolicyDeleted { name } => Change::PolicyDeleted(name),
+        ConfigEvent::CertificatePut { id, status, pem } => {
+            Change::CertificatePut(grpc.certificate_state(id, status, pem))
+        }
+        ConfigEvent::CertificateDeleted { id } => Change::CertificateDeleted(id),
+        ConfigEvent::Attached { policy, target } => Change::Attached(pb::Attachment {
+            policy_name: policy,
+            target,
+        }),
+        ConfigEvent::Detached { policy, target } => Change::Detached(pb::Attachment {
+            policy_name: policy,
+            target,
+        }),
+        ConfigEvent::EventConfigurations { enabled } => {
+            Change::EventConfigurations(pb::EventConfigurationsState {
+                enabled: enabled.into_iter().collect(),
+            })
+        }
+    };
+    pb::ConfigUpdate {
+        revision,
+        change: Some(change),
+    }
+}
+
+type WatchContext = GrpcConfig;
+type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigUpdate, Status>> + Send>>;
+
+/// Streams a snapshot (unless `after` can be resumed from the log), then every
+/// change; a follower that falls out of the retained log gets a new snapshot.
+async fn watch(grpc: GrpcConfig, after: u64, tx: mpsc::Sender<Result<pb::ConfigUpdate, Status>>) {
+    let log = grpc.service.log().clone();
+    let mut cursor = after;
+    let mut resume = after != 0 && log.start(after).is_ok();
+    loop {
+        if !resume {
+            match grpc.service.snapshot().await {
+                Ok(snapshot) => {
+                    cursor = snapshot.revision;
+                    if tx.send(Ok(snapshot_update(&grpc, snapshot))).await.is_err() {
+                        return;
+                    }
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(e))).await;
+                    return;
+                }
+            }
+        }
+        let (batches_tx, mut batches) = mpsc::channel(4);
+        tokio::spawn(log.clone().follow::<ConfigEvent>(
+            cursor,
+            false,
+            batches_tx,
+            grpc.shutdown.clone(),
+        ));
+        resume = true;
+        while let Some(batch) = batches.recv().await {
+            match batch {
+                Ok(records) => {
+                    for record in records {
+                        if tx
+                            .send(Ok(event_update(&grpc, record.sequence, record.event)))
+                            .await
+                            .is_err()
+                        {
+                            return;
+                        }
+                    }
+                }
+                Err(e) if e.is_out_of_range() => {
+                    resume = false;
+                    break;
+                }
+                Err(e) => {
+                    let _ = tx.send(Err(Status::from(e.into_aws()))).await;
+                    return;
+                }
+            }
+        }
+        if resume {
+            return;
+        }
+    }
+}
+
+#[tonic::async_trait]
+impl config_server::Config for GrpcConfig {
+    async fn update_event_configurations(
+        &self,
+        request: Request<pb::UpdateEventConfigurationsRequest>,
+    ) -> Reply<pb::UpdateEventConfigurationsResponse> {
+        let enabled = request.into_inner().enabled.into_iter().collect();
+        reply(
+            self.service
+                .update_event_configurations(enabled)
+                .await
+                .map(|()| pb::UpdateEventConfigurationsResponse {}),
+        )
+    }
+
+    async fn describe_event_configurations(
+        &self,
+        _: Request<pb::DescribeEventConfigurationsRequest>,
+    ) -> Reply<pb::DescribeEventConfigurationsResponse> {
+        reply(self.service.describe_event_configurations().map(|c| {
+            pb::DescribeEventConfigurationsResponse {
+                enabled: c.enabled.into_iter().collect(),
+                creation_date_ms: c.creation_date_ms,
+                last_modified_date_ms: c.last_modified_date_ms,
+            }
+        }))
+    }
+
+    async fn create_policy(
+        &self,
+        request: Request<pb::CreatePolicyRequest>,
+    ) -> Reply<pb::CreatePolicyResponse> {
+        let r = request.into_inner();
+        let document = r.policy_document.clone();
+        reply(
+            self.service
+                .create_policy(r.policy_name, r.policy_document)
+                .await
+                .map(|p| pb::CreatePolicyResponse {
+                    policy_arn: self.arn_of_policy(&p.name),
+                    policy_name: p.name,
+                    policy_document: document,
+                    policy_version_id: p.default_version.to_string(),
+                }),
+        )
+    }
+
+    async fn get_policy(
+        &self,
+        request: Request<pb::GetPolicyRequest>,
+    ) -> Reply<pb::GetPolicyResponse> {
+        reply(
+            self.service
+                .get_policy(&request.into_inner().policy_name)
+                .map(|s| pb::GetPolicyResponse {
+                    policy_arn: self.arn_of_policy(&s.policy.name),
+                    policy_name: s.policy.name,
+                    policy_document: s.document,
+                    default_version_id: s.policy.default_version.to_string(),
+                    creation_date_ms: s.policy.creation_date_ms,
+                    last_modified_date_ms: s.policy.last_modified_date_ms,
+                    generation_id: s.policy.generation_id,
+                }),
+        )
+    }
+
+    async fn list_policies(
+        &self,
+        request: Request<pb::ListPoliciesRequest>,
+    ) -> Reply<pb::ListPoliciesResponse> {
+        let r = request.into_inner();
+        let names = self.service.policy_names().map_err(Status::from)?;
+        let page = page_of(&r.marker, r.page_size, names)?;
+        Ok(Response::new(pb::ListPoliciesResponse {
+            policies: page
+                .items
+                .into_iter()
+                .map(|n| self.policy_summary(n))
+                .collect(),
+            next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_policy(
+        &self,
+        request: Request<pb::DeletePolicyRequest>,
+    ) -> Reply<pb::DeletePolicyResponse> {
+        reply(
+            self.service
+                .delete_policy(request.into_inner().policy_name)
+                .await
+                .map(|()| pb::DeletePolicyResponse {}),
+        )
+    }
+
+    async fn create_policy_version(
+        &self,
+        request: Request<pb::CreatePolicyVersionRequest>,
+    ) -> Reply<pb::CreatePolicyVersionResponse> {
+        let r = request.into_inner();
+        let created = self
+            .service
+            .create_policy_version(r.policy_name, r.policy_document, r.set_as_default)
+            .await;
+        reply(created.map(|(p, v)| pb::CreatePolicyVersionResponse {
+            policy_arn: self.arn_of_policy(&p.name),
+            policy_document: v.document,
+            policy_version_id: v.version.to_string(),
+            is_default_version: p.default_version == v.version,
+        }))
+    }
+
+    async fn get_policy_version(
+        &self,
+        request: Request<pb::GetPolicyVersionRequest>,
+    ) -> Reply<pb::GetPolicyVersionResponse> {
+        let r = request.into_inner();
+        reply(
+            self.service
+                .get_policy_version(&r.policy_name, &r.policy_version_id)
+                .map(|(p, v)| pb::GetPolicyVersionResponse {
+                    policy_arn: self.arn_of_policy(&p.name),
+                    policy_name: p.name,
+                    policy_document: v.document,
+                    policy_version_id: v.version.to_string(),
+                    is_default_version: p.default_version == v.version,
+                    creation_date_ms: v.creation_date_ms,
+                    last_modified_date_ms: p.last_modified_date_ms,
+                    generation_id: p.generation_id,
+                }),
+        )
+    }
+
+    async fn list_policy_versions(
+        &self,
+        request: Request<pb::ListPolicyVersionsRequest>,
+    ) -> Reply<pb::ListPolicyVersionsResponse> {
+        reply(
+            self.service
+                .list_policy_versions(&request.into_inner().policy_name)
+                .map(|(p, versions)| pb::ListPolicyVersionsResponse {
+                    policy_versions: versions
+                        .into_iter()
+                        .rev()
+                        .map(|v| pb::PolicyVersion {
+                            version_id: v.version.to_string(),
+                            is_default_version: v.version == p.default_version,
+                            create_date_ms: v.creation_date_ms,
+                        })
+                        .collect(),
+                }),
+        )
+    }
+
+    async fn set_default_policy_version(
+        &self,
+        request: Request<pb::SetDefaultPolicyVersionRequest>,
+    ) -> Reply<pb::SetDefaultPolicyVersionResponse> {
+        let r = request.into_inner();
+        let done = self
+            .service
+            .set_default_policy_version(r.policy_name, r.policy_version_id)
+            .await;
+        reply(done.map(|()| pb::SetDefaultPolicyVersionResponse {}))
+    }
+
+    async fn delete_policy_version(
+        &self,
+        request: Request<pb::DeletePolicyVersionRequest>,
+    ) -> Reply<pb::DeletePolicyVersionResponse> {
+        let r = request.into_inner();
+        let done = self
+            .service
+            .delete_policy_version(r.policy_name, r.policy_version_id)
+            .await;
+        reply(done.map(|()| pb::DeletePolicyVersionResponse {}))
+    }
+
+    async fn create_keys_and_certificate(
+        &self,
+        request: Request<pb::CreateKeysAndCertificateRequest>,
+    ) -> Reply<pb::CreateKeysAndCertificateResponse> {
+        let created = self
+            .service
+            .create_keys_and_certificate(request.into_inner().set_as_active)
+            .await;
+        reply(created.map(|k| pb::CreateKeysAndCertificateResponse {
+            certificate_arn: self.service.arns().certificate(&k.certificate.id),
+            certificate_id: k.certificate.id,
+            certificate_pem: k.certificate.pem,
+            key_pair: Some(pb::KeyPair {
+                public_key: k.public_key_pem,
+                private_key: k.private_key_pem,
+            }),
+        }))
+    }
+
+    async fn create_certificate_from_csr(
+        &self,
+        request: Request<pb::CreateCertificateFromCsrRequest>,
+    ) -> Reply<pb::CreateCertificateFromCsrResponse> {
+        let r = request.into_inner();
+        let created = self
+            .service
+            .create_certificate_from_csr(&r.certificate_signing_request, r.set_as_active)
+            .await;
+        reply(created.map(|c| pb::CreateCertificateFromCsrResponse {
+            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_id: c.id,
+            certificate_pem: c.pem,
+        }))
+    }
+
+    async fn register_certificate(
+        &self,
+        request: Request<pb::RegisterCertificateRequest>,
+    ) -> Reply<pb::RegisterCertificateResponse> {
+        let r = request.into_inner();
+        let status = match r.status {
+            Some(status) => status_from_wire(status)?,
+            None if r.set_as_active => CertificateStatus::Active,
+            None => CertificateStatus::Inactive,
+        };
+        let registered = self
+            .service
+            .register_certificate(&r.certificate_pem, r.ca_certificate_pem.as_deref(), status)
+            .await;
+        reply(registered.map(|c| pb::RegisterCertificateResponse {
+            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_id: c.id,
+        }))
+    }
+
+    async fn register_certificate_without_ca(
+        &self,
+        request: Request<pb::RegisterCertificateWithoutCaRequest>,
+    ) -> Reply<pb::RegisterCertificateResponse> {
+        let r = request.into_inner();
+        let status = match r.status {
+            Some(status) => status_from_wire(status)?,
+            None => CertificateStatus::Inactive,
+        };
+        let registered = self
+            .service
+            .register_certificate_without_ca(&r.certificate_pem, status)
+            .await;
+        reply(registered.map(|c| pb::RegisterCertificateResponse {
+            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_id: c.id,
+        }))
+    }
+
+    async fn update_certificate(
+        &self,
+        request: Request<pb::UpdateCertificateRequest>,
+    ) -> Reply<pb::UpdateCertificateResponse> {
+        let r = request.into_inner();
+        let status = status_from_wire(r.new_status)?;
+        reply(
+            self.service
+                .update_certificate(r.certificate_id, status)
+                .await
+                .map(|()| pb::UpdateCertificateResponse {}),
+        )
+    }
+
+    async fn describe_certificate(
+        &self,
+        request: Request<pb::DescribeCertificateRequest>,
+    ) -> Reply<pb::CertificateDescription> {
+        let described = self
+            .service
+            .describe_certificate(&request.into_inner().certificate_id);
+        reply(described.map(|c| self.certificate_description(c)))
+    }
+
+    async fn list_certificates(
+        &self,
+        request: Request<pb::ListCertificatesRequest>,
+    ) -> Reply<pb::ListCertificatesResponse> {
+        let r = request.into_inner();
+        let page = Page::new(&r.marker, r.page_size).map_err(Status::from)?;
+        let certs = self.service.certificates().map_err(Status::from)?;
+        let page = page
+            .collect(
+                certs
+                    .into_iter()
+                    .filter(|c| page.after().is_none_or(|a| c.id.as_str() > a))
+                    .map(|c| Ok((c.id.clone(), c))),
+            )
+            .map_err(Status::from)?;
+        Ok(Response::new(pb::ListCertificatesResponse {
+            certificates: page
+                .items
+                .into_iter()
+                .map(|c| pb::CertificateSummary {
+                    certificate_arn: self.service.arns().certificate(&c.id),
+                    certificate_id: c.id,
+                    status: status_to_wire(c.status),
+                    certificate_mode: c.mode.as_str().to_owned(),
+                    creation_date_ms: c.creation_date_ms,
+                })
+                .collect(),
+            next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn delete_certificate(
+        &self,
+        request: Request<pb::DeleteCertificateRequest>,
+    ) -> Reply<pb::DeleteCertificateResponse> {
+        let r = request.into_inner();
+        reply(
+            self.service
+                .delete_certificate(r.certificate_id, r.force_delete)
+                .await
+                .map(|()| pb::DeleteCertificateResponse {}),
+        )
+    }
+
+    async fn get_herald_ca(
+        &self,
+        _: Request<pb::GetHeraldCaRequest>,
+    ) -> Reply<pb::GetHeraldCaResponse> {
+        let ca = self.service.ca();
+        Ok(Response::new(pb::GetHeraldCaResponse {
+            certificate_pem: ca.cert_pem().to_owned(),
+            ca_certificate_id: ca.id().to_owned(),
+        }))
+    }
+
+    async fn issue_server_certificate(
+        &self,
+        request: Request<pb::IssueServerCertificateRequest>,
+    ) -> Reply<pb::IssueServerCertificateResponse> {
+        let r = request.into_inner();
+        let ca = self.service.ca();
+        reply(ca.issue_server(&r.dns_names, &r.ip_addresses).map(
+            |(certificate_pem, private_key_pem)| pb::IssueServerCertificateResponse {
+                certificate_pem,
+                private_key_pem,
+                ca_certificate_pem: ca.cert_pem().to_owned(),
+            },
+        ))
+    }
+
+    async fn attach_policy(
+        &self,
+        request: Request<pb::AttachPolicyRequest>,
+    ) -> Reply<pb::AttachPolicyResponse> {
+        let r = request.into_inner();
+        reply(
+            self.service
+                .attach_policy(r.policy_name, r.target)
+                .await
+                .map(|()| pb::AttachPolicyResponse {}),
+        )
+    }
+
+    async fn detach_policy(
+        &self,
+        request: Request<pb::DetachPolicyRequest>,
+    ) -> Reply<pb::DetachPolicyResponse> {
+        let r = request.into_inner();
+        reply(
+            self.service
+                .detach_policy(r.policy_name, r.target)
+                .await
+                .map(|()| pb::DetachPolicyResponse {}),
+        )
+    }
+
+    async fn list_attached_policies(
+        &self,
+        request: Request<pb::ListAttachedPoliciesRequest>,
+    ) -> Reply<pb::ListAttachedPoliciesResponse> {
+        let r = request.into_inner();
+        let names = self
+            .service
+            .attached_policies(&r.target, r.recursive)
+            .await
+            .map_err(Status::from)?;
+        let page = page_of(&r.marker, r.page_size, names)?;
+        Ok(Response::new(pb::ListAttachedPoliciesResponse {
+            policies: page
+                .items
+                .into_iter()
+                .map(|n| self.policy_summary(n))
+                .collect(),
+            next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_targets_for_policy(
+        &self,
+        request: Request<pb::ListTargetsForPolicyRequest>,
+    ) -> Reply<pb::ListTargetsForPolicyResponse> {
+        let r = request.into_inner();
+        let targets = self
+            .service
+            .targets_for_policy(&r.policy_name)
+            .map_err(Status::from)?;
+        let page = page_of(&r.marker, r.page_size, targets)?;
+        Ok(Response::new(pb::ListTargetsForPolicyResponse {
+            targets: page.items,
+            next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn get_effective_policies(
+        &self,
+        request: Request<pb::GetEffectivePoliciesRequest>,
+    ) -> Reply<pb::GetEffectivePoliciesResponse> {
+        let r = request.into_inner();
+        let policies = self
+            .service
+            .effective_policies(r.principal.as_deref(), r.thing_name.as_deref())
+            .await;
+        reply(policies.map(|states| {
+            pb::GetEffectivePoliciesResponse {
+                effective_policies: states
+                    .into_iter()
+                    .map(|s| pb::EffectivePolicy {
+                        policy_arn: self.arn_of_policy(&s.policy.name),
+                        policy_name: s.policy.name,
+                        policy_document: s.document,
+                    })
+                    .collect(),
+            }
+        }))
+    }
+
+    async fn test_authorization(
+        &self,
+        request: Request<pb::TestAuthorizationRequest>,
+    ) -> Reply<pb::TestAuthorizationResponse> {
+        let r = request.into_inner();
+        let infos = r
+            .auth_infos
+            .into_iter()
+            .map(|i| (i.action_type, i.resources))
+            .collect();
+        let results = self
+            .service
+            .test_authorization(
+                r.principal,
+                r.client_id,
+                infos,
+                r.policy_names_to_add,
+                r.policy_names_to_skip,
+            )
+            .await;
+        let refs = |names: Vec<String>| {
+            names
+                .into_iter()
+                .map(|n| pb::PolicyRef {
+                    policy_arn: self.arn_of_policy(&n),
+                    policy_name: n,
+                })
+                .collect()
+        };
+        reply(results.map(|results| {
+            pb::TestAuthorizationResponse {
+                auth_results: results
+                    .into_iter()
+                    .map(|a| pb::AuthResult {
+                        auth_info: Some(pb::AuthInfo {
+                            action_type: a.action_type,
+                            resources: a.resources,
+                        }),
+                        allowed: refs(a.allowed),
+                        implicit_deny: refs(a.implicit_deny),
+                        explicit_deny: refs(a.explicit_deny),
+                        auth_decision: a.decision.as_str().to_owned(),
+                        missing_context_values: a.missing_context,
+                    })
+                    .collect(),
+            }
+        }))
+    }
+
+    type WatchConfigStream = WatchStream;
+
+    async fn watch_config(&self, request: Request<pb::WatchConfigRequest>) -> Reply<WatchStream> {
+        let after = request.into_inner().after_revision;
+        let (tx, rx) = mpsc::channel(64);
+        let grpc = GrpcConfig {
+            service: self.service.clone(),
+            shutdown: self.shutdown.clone(),
+        };
+        tokio::spawn(watch(grpc, after, tx));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+}

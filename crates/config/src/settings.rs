@@ -1,0 +1,115 @@
+//! The config service's settings: defaults, then a TOML file, then `HERALD_CONFIG__*`.
+
+use std::{net::SocketAddr, path::PathBuf};
+
+use herald_runtime::telemetry::LogSettings;
+use serde::{Deserialize, Serialize};
+
+/// The environment prefix: `HERALD_CONFIG__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
+pub const ENV_PREFIX: &str = "HERALD_CONFIG";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where sled keeps the config service's data; the CA's certificate is written here as `ca.pem`.
+    pub data_dir: PathBuf,
+    /// The account and region that ARNs name.
+    pub account_id: String,
+    pub region: String,
+    /// The registry's gRPC address (thing groups and thing principals).
+    pub registry_url: String,
+    pub grpc: GrpcSettings,
+    pub ca: CaSettings,
+    pub changes: ChangeLogSettings,
+    /// How long shutdown waits for in-flight calls and streams.
+    pub shutdown_grace_secs: u64,
+    pub log: LogSettings,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GrpcSettings {
+    pub listen_addr: SocketAddr,
+}
+
+/// The Herald CA: created at first start and kept in the data folder, unless
+/// both files are given.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CaSettings {
+    pub cert_file: Option<PathBuf>,
+    pub key_file: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ChangeLogSettings {
+    /// Changes older than this leave the log; a watcher further behind gets a new snapshot.
+    pub retention_secs: u64,
+    pub prune_interval_secs: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            data_dir: PathBuf::from(".herald/config"),
+            account_id: "123456789012".into(),
+            region: "us-east-1".into(),
+            registry_url: "http://127.0.0.1:50051".into(),
+            grpc: GrpcSettings::default(),
+            ca: CaSettings::default(),
+            changes: ChangeLogSettings::default(),
+            shutdown_grace_secs: 10,
+            log: LogSettings::default(),
+        }
+    }
+}
+
+impl Default for GrpcSettings {
+    fn default() -> Self {
+        GrpcSettings {
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+        }
+    }
+}
+
+impl Default for ChangeLogSettings {
+    fn default() -> Self {
+        ChangeLogSettings {
+            retention_secs: 24 * 3600,
+            prune_interval_secs: 60,
+        }
+    }
+}
+
+impl Settings {
+    /// Settings for a test: data under `data_dir`, the registry at `registry_url`.
+    pub fn for_test(data_dir: impl Into<PathBuf>, registry_url: impl Into<String>) -> Settings {
+        Settings {
+            data_dir: data_dir.into(),
+            registry_url: registry_url.into(),
+            grpc: GrpcSettings {
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            ..Settings::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_file_parses() {
+        let text = include_str!("../config.example.toml");
+        let settings: Settings =
+            herald_runtime::settings::from_sources(Some(text), &Default::default(), ENV_PREFIX)
+                .unwrap();
+        assert_eq!(
+            settings.grpc.listen_addr,
+            SocketAddr::from(([127, 0, 0, 1], 50052))
+        );
+        assert_eq!(settings.registry_url, "http://127.0.0.1:50051");
+    }
+}
