@@ -157,7 +157,8 @@ fn start_all(
                 )));
             }
         }
-        let child = spawn(svc, root, bin_dir, data_dir).map_err(Stop::Failed)?;
+        let links = upstream_env(svc, plan);
+        let child = spawn(svc, root, bin_dir, data_dir, &links).map_err(Stop::Failed)?;
         running.push(child);
         let child = running.last_mut().expect("just pushed");
         wait_ready(child, addrs, signals)?;
@@ -166,11 +167,34 @@ fn start_all(
     Ok(())
 }
 
-fn spawn(svc: &'static Service, root: &Path, bin_dir: &Path, data_dir: &Path) -> Result<Running> {
+/// The settings that point `svc` at the services it calls, unless already set.
+fn upstream_env(
+    svc: &Service,
+    plan: &[(&'static Service, Vec<(&'static Endpoint, SocketAddr)>)],
+) -> Vec<(String, String)> {
+    svc.upstreams
+        .iter()
+        .filter(|(setting, _)| std::env::var_os(svc.env_key(setting)).is_none())
+        .filter_map(|(setting, name)| {
+            let (_, addrs) = plan.iter().find(|(other, _)| other.name == *name)?;
+            let (_, addr) = addrs.first()?;
+            Some((svc.env_key(setting), format!("http://{addr}")))
+        })
+        .collect()
+}
+
+fn spawn(
+    svc: &'static Service,
+    root: &Path,
+    bin_dir: &Path,
+    data_dir: &Path,
+    links: &[(String, String)],
+) -> Result<Running> {
     let bin = bin_dir.join(svc.name);
     let mut cmd = Command::new(&bin);
     cmd.current_dir(root)
         .env(svc.env_key("DATA_DIR"), data_dir.join(svc.name))
+        .envs(links.iter().map(|(k, v)| (k, v)))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -397,6 +421,7 @@ mod tests {
         dir: "fake",
         env_prefix: "HERALD_FAKE",
         endpoints: &[],
+        upstreams: &[],
     };
 
     /// Starts `script` under `sh` as a stand-in service, its output captured,

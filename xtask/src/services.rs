@@ -16,6 +16,9 @@ pub(crate) struct Service {
     pub(crate) env_prefix: &'static str,
     /// What it listens on; the first one is the main endpoint.
     pub(crate) endpoints: &'static [Endpoint],
+    /// Settings naming another service's main endpoint as `http://ADDR`, by
+    /// setting (below the prefix) and service name.
+    pub(crate) upstreams: &'static [(&'static str, &'static str)],
 }
 
 #[derive(Debug)]
@@ -29,7 +32,7 @@ pub(crate) struct Endpoint {
 }
 
 /// Start order: the gateway depends on the other two, so it comes last (and stops first).
-/// The config and gateway rows are planned; check their settings' names when those crates land.
+/// The gateway row is planned; check its settings' names when that crate lands.
 pub(crate) const SERVICES: &[Service] = &[
     Service {
         name: "registry",
@@ -41,6 +44,7 @@ pub(crate) const SERVICES: &[Service] = &[
             setting: "GRPC__LISTEN_ADDR",
             default: "127.0.0.1:50051",
         }],
+        upstreams: &[],
     },
     Service {
         name: "config",
@@ -52,6 +56,7 @@ pub(crate) const SERVICES: &[Service] = &[
             setting: "GRPC__LISTEN_ADDR",
             default: "127.0.0.1:50052",
         }],
+        upstreams: &[("REGISTRY_URL", "registry")],
     },
     Service {
         name: "gateway",
@@ -75,6 +80,7 @@ pub(crate) const SERVICES: &[Service] = &[
                 default: "127.0.0.1:8883",
             },
         ],
+        upstreams: &[],
     },
 ];
 
