@@ -59,22 +59,23 @@ fn deploy_manifests_are_well_formed() {
 }
 
 #[test]
-fn cluster_settings_are_known_to_the_registry() {
+fn cluster_settings_are_known_to_the_services() {
     let root = project_root();
-    let ours = fs::read_to_string(root.join("deploy/base/registry.toml")).unwrap();
-    let known = settings_keys(
-        &fs::read_to_string(root.join("crates/registry/registry.example.toml")).unwrap(),
-    );
-    let ours = settings_keys(&ours);
-    assert!(
-        ours.contains(&"data_dir".to_owned()) && ours.contains(&"grpc.listen_addr".to_owned()),
-        "{ours:?}"
-    );
-    for key in ours {
+    for service in ["registry", "config"] {
+        let ours = fs::read_to_string(root.join(format!("deploy/base/{service}.toml"))).unwrap();
+        let example = root.join(format!("crates/{service}/{service}.example.toml"));
+        let known = settings_keys(&fs::read_to_string(example).unwrap());
+        let ours = settings_keys(&ours);
         assert!(
-            known.contains(&key),
-            "deploy/base/registry.toml sets {key}, which registry.example.toml does not know"
+            ours.contains(&"data_dir".to_owned()) && ours.contains(&"grpc.listen_addr".to_owned()),
+            "{service}: {ours:?}"
         );
+        for key in ours {
+            assert!(
+                known.contains(&key),
+                "deploy/base/{service}.toml sets {key}, which {service}.example.toml does not know"
+            );
+        }
     }
 }
 
@@ -170,7 +171,10 @@ fn kustomize_references(text: &str) -> Vec<String> {
             "configMapGenerator" | "secretGenerator" => {
                 if item == "files:" || item == "- files:" {
                     in_files = true;
-                } else if in_files && let Some(entry) = item.strip_prefix("- ") {
+                } else if in_files
+                    && let Some(entry) = item.strip_prefix("- ")
+                    && !entry.contains(": ")
+                {
                     let file = entry.rsplit('=').next().unwrap();
                     found.push(unquote(file));
                 } else {
