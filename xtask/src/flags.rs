@@ -15,6 +15,8 @@ commands:
   e2e                    build the binaries and run the end-to-end suites
   bench [NAME [ARGS...]] build herald-bench in release mode and run bench NAME;
                          without NAME, list the benches
+  fuzz [--secs N]        fuzz the policy parser for N seconds (default 60) with cargo-fuzz
+                         (install it once: cargo install cargo-fuzz --locked)
   help                   print this message
 
 Each service reads HERALD_<SERVICE>__<SECTION>__<KEY> overrides from the environment,
@@ -27,6 +29,12 @@ pub(crate) enum Cmd {
     Test,
     E2e,
     Bench(Bench),
+    Fuzz(Fuzz),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct Fuzz {
+    pub(crate) secs: u64,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -63,6 +71,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd> {
             no_arguments("e2e", &rest)?;
             Cmd::E2e
         }
+        "fuzz" => Cmd::Fuzz(parse_fuzz(rest)?),
         "bench" => {
             let mut rest = rest.into_iter();
             match rest.next() {
@@ -120,6 +129,22 @@ fn no_arguments(cmd: &str, rest: &[OsString]) -> Result<()> {
         );
     }
     Ok(())
+}
+
+fn parse_fuzz(args: Vec<OsString>) -> Result<Fuzz> {
+    let mut secs = 60;
+    let mut args = args.into_iter();
+    while let Some(arg) = args.next() {
+        if arg != "--secs" {
+            bail!("fuzz: unknown argument {arg:?}; usage: cargo xtask fuzz [--secs N]");
+        }
+        let value = args.next().unwrap_or_default();
+        secs = match value.to_string_lossy().parse() {
+            Ok(n) if n > 0 => n,
+            _ => bail!("fuzz: --secs takes a whole number of seconds, not {value:?}"),
+        };
+    }
+    Ok(Fuzz { secs })
 }
 
 #[cfg(test)]

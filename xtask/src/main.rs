@@ -13,6 +13,7 @@ mod flags;
 mod bench;
 mod dev;
 mod e2e;
+mod fuzz;
 mod services;
 mod test;
 mod util;
@@ -41,6 +42,7 @@ fn main() -> ExitCode {
         Cmd::Test => test::run().map(|()| ExitCode::SUCCESS),
         Cmd::E2e => e2e::run().map(|()| ExitCode::SUCCESS),
         Cmd::Bench(flags) => bench::run(&flags),
+        Cmd::Fuzz(flags) => fuzz::run(&flags).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err}");
