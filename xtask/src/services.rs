@@ -32,7 +32,6 @@ pub(crate) struct Endpoint {
 }
 
 /// Start order: the gateway depends on the other two, so it comes last (and stops first).
-/// The gateway row is planned; check its settings' names when that crate lands.
 pub(crate) const SERVICES: &[Service] = &[
     Service {
         name: "registry",
@@ -63,24 +62,12 @@ pub(crate) const SERVICES: &[Service] = &[
         package: "herald-gateway",
         dir: "crates/gateway",
         env_prefix: "HERALD_GATEWAY",
-        endpoints: &[
-            Endpoint {
-                scheme: "http",
-                setting: "HTTP__LISTEN_ADDR",
-                default: "127.0.0.1:8080",
-            },
-            Endpoint {
-                scheme: "mqtt",
-                setting: "MQTT__LISTEN_ADDR",
-                default: "127.0.0.1:1883",
-            },
-            Endpoint {
-                scheme: "mqtts",
-                setting: "MQTT__TLS_LISTEN_ADDR",
-                default: "127.0.0.1:8883",
-            },
-        ],
-        upstreams: &[],
+        endpoints: &[Endpoint {
+            scheme: "http",
+            setting: "HTTP__LISTEN_ADDR",
+            default: "127.0.0.1:8080",
+        }],
+        upstreams: &[("REGISTRY_URL", "registry"), ("CONFIG_URL", "config")],
     },
 ];
 

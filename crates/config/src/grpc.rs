@@ -21,11 +21,20 @@ use crate::{
 pub(crate) struct GrpcConfig {
     service: ConfigService,
     shutdown: CancellationToken,
+    test_mode: bool,
 }
 
 impl GrpcConfig {
-    pub(crate) fn new(service: ConfigService, shutdown: CancellationToken) -> GrpcConfig {
-        GrpcConfig { service, shutdown }
+    pub(crate) fn new(
+        service: ConfigService,
+        shutdown: CancellationToken,
+        test_mode: bool,
+    ) -> GrpcConfig {
+        GrpcConfig {
+            service,
+            shutdown,
+            test_mode,
+        }
     }
 }
 
@@ -735,11 +744,17 @@ impl config_server::Config for GrpcConfig {
     async fn watch_config(&self, request: Request<pb::WatchConfigRequest>) -> Reply<WatchStream> {
         let after = request.into_inner().after_revision;
         let (tx, rx) = mpsc::channel(64);
-        let grpc = GrpcConfig {
-            service: self.service.clone(),
-            shutdown: self.shutdown.clone(),
-        };
+        let grpc = GrpcConfig::new(self.service.clone(), self.shutdown.clone(), self.test_mode);
         tokio::spawn(watch(grpc, after, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
+    }
+
+    async fn reset(&self, _: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
+        if !self.test_mode {
+            return Err(Status::failed_precondition(
+                "Reset is served only with the test_mode setting",
+            ));
+        }
+        reply(self.service.reset().await.map(|()| pb::ResetResponse {}))
     }
 }

@@ -236,6 +236,36 @@ impl ConfigService {
             .await
     }
 
+    /// Removes every policy, certificate and attachment and disables every
+    /// event type, logging each removal (test mode). The CA stays.
+    pub(crate) async fn reset(&self) -> Result<(), AwsError> {
+        self.writer
+            .mutate(|c| {
+                for entry in c.keys(&prefix(&["att"]))? {
+                    if let Some((policy, target)) = entry.split_once('\0') {
+                        c.log(ConfigEvent::Detached {
+                            policy: policy.to_owned(),
+                            target: target.to_owned(),
+                        });
+                    }
+                }
+                for name in c.keys(&prefix(&["policy"]))? {
+                    c.log(ConfigEvent::PolicyDeleted { name });
+                }
+                for id in c.keys(&prefix(&["cert"]))? {
+                    c.log(ConfigEvent::CertificateDeleted { id });
+                }
+                c.remove_all_state()?;
+                let config = EventConfigurations::new(now_ms());
+                c.put(EVENT_CONFIG_KEY.to_vec(), &config)?;
+                c.log(ConfigEvent::EventConfigurations {
+                    enabled: config.enabled,
+                });
+                Ok(())
+            })
+            .await
+    }
+
     // ------------------------------------------------------------ policies
 
     pub(crate) async fn create_policy(

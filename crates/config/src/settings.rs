@@ -23,6 +23,8 @@ pub struct Settings {
     pub changes: ChangeLogSettings,
     /// How long shutdown waits for in-flight calls and streams.
     pub shutdown_grace_secs: u64,
+    /// Serves `Reset`, which wipes all state: for test suites only.
+    pub test_mode: bool,
     pub log: LogSettings,
 }
 
@@ -60,6 +62,7 @@ impl Default for Settings {
             ca: CaSettings::default(),
             changes: ChangeLogSettings::default(),
             shutdown_grace_secs: 10,
+            test_mode: false,
             log: LogSettings::default(),
         }
     }
@@ -91,6 +94,7 @@ impl Settings {
             grpc: GrpcSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             },
+            test_mode: true,
             ..Settings::default()
         }
     }

@@ -22,11 +22,20 @@ use crate::{
 pub(crate) struct GrpcRegistry {
     registry: Registry,
     shutdown: CancellationToken,
+    test_mode: bool,
 }
 
 impl GrpcRegistry {
-    pub(crate) fn new(registry: Registry, shutdown: CancellationToken) -> GrpcRegistry {
-        GrpcRegistry { registry, shutdown }
+    pub(crate) fn new(
+        registry: Registry,
+        shutdown: CancellationToken,
+        test_mode: bool,
+    ) -> GrpcRegistry {
+        GrpcRegistry {
+            registry,
+            shutdown,
+            test_mode,
+        }
     }
 }
 
@@ -699,5 +708,14 @@ impl registry_server::Registry for GrpcRegistry {
             first_sequence: first,
             last_sequence: last,
         }))
+    }
+
+    async fn reset(&self, _: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
+        if !self.test_mode {
+            return Err(Status::failed_precondition(
+                "Reset is served only with the test_mode setting",
+            ));
+        }
+        reply(self.registry.reset().await.map(|()| pb::ResetResponse {}))
     }
 }

@@ -61,7 +61,7 @@ pub async fn run(
 
     let addr = listener.local_addr().context("read the listen address")?;
     tracing::info!(%addr, data_dir = %settings.data_dir.display(), "grpc listening");
-    let grpc = GrpcRegistry::new(registry, shutdown.clone());
+    let grpc = GrpcRegistry::new(registry, shutdown.clone(), settings.test_mode);
     let stop = shutdown.clone();
     let server = Server::builder()
         .add_service(health_service)

@@ -276,6 +276,11 @@ impl Registry {
         Changes::new(&self.store)
     }
 
+    /// Removes all state, logging nothing (test mode).
+    pub(crate) async fn reset(&self) -> Result<(), AwsError> {
+        self.writer.mutate(|c| c.remove_all_state()).await
+    }
+
     // ------------------------------------------------------------ things
 
     pub(crate) async fn create_thing(

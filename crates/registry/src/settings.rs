@@ -23,6 +23,8 @@ pub struct Settings {
     pub thing_type_delete_delay_secs: u64,
     /// How long shutdown waits for in-flight calls and streams.
     pub shutdown_grace_secs: u64,
+    /// Serves `Reset`, which wipes all state: for test suites only.
+    pub test_mode: bool,
     pub log: LogSettings,
 }
 
@@ -51,6 +53,7 @@ impl Default for Settings {
             changes: ChangeLogSettings::default(),
             thing_type_delete_delay_secs: 300,
             shutdown_grace_secs: 10,
+            test_mode: false,
             log: LogSettings::default(),
         }
     }
@@ -82,6 +85,7 @@ impl Settings {
             grpc: GrpcSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
             },
+            test_mode: true,
             ..Settings::default()
         }
     }

@@ -241,6 +241,18 @@ impl<'a, E> Changes<'a, E> {
         self.sequence
     }
 
+    /// Removes every state key (the change log stays): for test resets.
+    pub fn remove_all_state(&mut self) -> Result<(), AwsError> {
+        for entry in self.store.state.range(..[LOG].as_slice()) {
+            let (k, _) = entry.map_err(internal)?;
+            self.writes.insert(k.to_vec(), None);
+        }
+        for value in self.writes.values_mut() {
+            *value = None;
+        }
+        Ok(())
+    }
+
     /// Logs an event with this change.
     pub fn log(&mut self, event: E) {
         self.events.push(event);

@@ -1,0 +1,108 @@
+//! The AWS IoT control-plane API over HTTP (botocore's `iot` 2015-05-28 model,
+//! protocol rest-json): every request is SigV4-verified, then translated into
+//! a gRPC call to the registry or the config service.
+//!
+//! - `error`: AWS-shaped error responses;
+//! - `sigv4`: request authentication;
+//! - `registry_api`, `config_api`: the operations, one handler each;
+//! - `operations`: the model's operation table, to name an operation Herald
+//!   does not implement in a clear 4xx answer.
+
+mod error;
+
+mod config_api;
+mod operations;
+mod registry_api;
+mod sigv4;
+
+use std::sync::Arc;
+
+use axum::{
+    Json, Router,
+    extract::State,
+    middleware,
+    response::{IntoResponse, Response},
+    routing::post,
+};
+use herald_proto::{
+    config::v1::{self as config_pb, config_client::ConfigClient},
+    registry::v1::{self as registry_pb, registry_client::RegistryClient},
+};
+use serde_json::Value;
+use tonic::transport::{Channel, Endpoint};
+
+pub(crate) use self::error::ApiError;
+use crate::settings::{AccessKey, Settings};
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState {
+    pub(crate) registry: RegistryClient<Channel>,
+    pub(crate) config: ConfigClient<Channel>,
+    pub(crate) account_id: Arc<str>,
+    pub(crate) region: Arc<str>,
+    pub(crate) access_keys: Arc<[AccessKey]>,
+    pub(crate) test_mode: bool,
+}
+
+fn channel(url: &str) -> anyhow::Result<Channel> {
+    Ok(Endpoint::from_shared(url.to_owned())?
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .connect_lazy())
+}
+
+impl AppState {
+    pub(crate) fn connect(settings: &Settings) -> anyhow::Result<AppState> {
+        Ok(AppState {
+            registry: RegistryClient::new(channel(&settings.registry_url)?),
+            config: ConfigClient::new(channel(&settings.config_url)?),
+            account_id: settings.account_id.as_str().into(),
+            region: settings.region.as_str().into(),
+            access_keys: settings.access_keys.clone().into(),
+            test_mode: settings.test_mode,
+        })
+    }
+}
+
+/// A handler's answer: a JSON body, or an AWS error.
+pub(crate) type ApiResult = Result<Response, ApiError>;
+
+/// A 200 answer with a JSON body.
+pub(crate) fn ok(body: Value) -> ApiResult {
+    Ok(Json(body).into_response())
+}
+
+/// An epoch-milliseconds timestamp as AWS's JSON bodies carry it: epoch seconds.
+pub(crate) fn seconds(ms: i64) -> Value {
+    Value::from(ms as f64 / 1000.0)
+}
+
+pub(crate) fn router(state: AppState) -> Router {
+    let mut app = Router::new()
+        .merge(registry_api::routes())
+        .merge(config_api::routes());
+    if state.test_mode {
+        app = app.route("/_herald/reset", post(reset));
+    }
+    app.fallback(operations::not_implemented)
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            sigv4::authenticate,
+        ))
+        .with_state(state)
+}
+
+/// Test mode: wipes the registry's and the config service's state.
+async fn reset(State(state): State<AppState>) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .reset(registry_pb::ResetRequest {})
+        .await?;
+    state
+        .config
+        .clone()
+        .reset(config_pb::ResetRequest {})
+        .await?;
+    ok(serde_json::json!({}))
+}
