@@ -619,17 +619,7 @@ impl ConfigService {
         check_certificate_id(&id)?;
         let id = id.to_ascii_lowercase();
         let arn = self.arns().certificate(&id);
-        let things = self
-            .registry
-            .clone()
-            .list_principal_things(registry::ListPrincipalThingsRequest {
-                principal: arn.clone(),
-                page: None,
-            })
-            .await
-            .map_err(unavailable)?
-            .into_inner()
-            .things;
+        let things = self.principal_things(&arn).await?;
         self.writer
             .mutate(move |c| {
                 let cert = load_certificate(c, &id)?;
@@ -664,6 +654,33 @@ impl ConfigService {
                 Ok(())
             })
             .await
+    }
+
+    /// Every thing the principal is attached to, from the registry.
+    async fn principal_things(&self, principal: &str) -> Result<Vec<String>, AwsError> {
+        let mut registry = self.registry.clone();
+        let mut things = Vec::new();
+        let mut next_token = String::new();
+        loop {
+            let page = registry::Page {
+                next_token,
+                max_results: 250,
+            };
+            let request = registry::ListPrincipalThingsRequest {
+                principal: principal.to_owned(),
+                page: Some(page),
+            };
+            let response = registry
+                .list_principal_things(request)
+                .await
+                .map_err(unavailable)?
+                .into_inner();
+            things.extend(response.things);
+            if response.next_token.is_empty() {
+                return Ok(things);
+            }
+            next_token = response.next_token;
+        }
     }
 
     // ------------------------------------------------------------ attachments
@@ -766,10 +783,10 @@ impl ConfigService {
         target: &str,
         recursive: bool,
     ) -> Result<Vec<String>, AwsError> {
-        let targets = match self.arns().target(target)? {
-            Target::Certificate(id) => vec![self.arns().certificate(&id)],
+        let target = self.existing_target(target).await?;
+        let targets = match self.arns().target(&target)? {
             Target::ThingGroup(name) if recursive => self.group_and_ancestors(&name).await?,
-            Target::ThingGroup(_) => vec![target.to_owned()],
+            _ => vec![target],
         };
         let mut names = BTreeSet::new();
         for target in targets {
@@ -892,18 +909,7 @@ impl ConfigService {
                 context = context.with_issuer_field(field, values);
             }
             if let Some(t) = &thing {
-                let request = registry::ListPrincipalThingsRequest {
-                    principal: self.arns().certificate(&id),
-                    page: None,
-                };
-                let things = self
-                    .registry
-                    .clone()
-                    .list_principal_things(request)
-                    .await
-                    .map_err(unavailable)?
-                    .into_inner()
-                    .things;
+                let things = self.principal_things(&self.arns().certificate(&id)).await?;
                 attached = things.contains(&t.thing_name);
             }
         }
