@@ -1,10 +1,1033 @@
 //! The config service's operations: event configurations, policies,
 //! certificates, attachments, authorization.
+//!
+//! Each handler reads the request where botocore's `iot` model puts it (path,
+//! query string, header or JSON body member), calls the config service, and
+//! answers with the model's output shape. Timestamps leave as epoch seconds.
 
-use axum::Router;
+use std::collections::HashMap;
 
-use super::AppState;
+use axum::{
+    Router,
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderMap, request::Parts},
+    routing::{MethodRouter, get, patch, post, put},
+};
+use herald_proto::config::v1 as pb;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Map, Value, json};
+
+use super::{ApiError, ApiResult, AppState, ok, seconds};
 
 pub(crate) fn routes() -> Router<AppState> {
+    /// Every path answers a method it does not serve with the operations table's 4xx.
+    fn route(methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        methods.fallback(super::operations::not_implemented)
+    }
     Router::new()
+        .route(
+            "/event-configurations",
+            route(patch(update_event_configurations).get(describe_event_configurations)),
+        )
+        .route("/policies", route(get(list_policies)))
+        .route(
+            "/policies/{policyName}",
+            route(post(create_policy).get(get_policy).delete(delete_policy)),
+        )
+        .route(
+            "/policies/{policyName}/version",
+            route(post(create_policy_version).get(list_policy_versions)),
+        )
+        .route(
+            "/policies/{policyName}/version/{policyVersionId}",
+            route(
+                get(get_policy_version)
+                    .patch(set_default_policy_version)
+                    .delete(delete_policy_version),
+            ),
+        )
+        .route(
+            "/keys-and-certificate",
+            route(post(create_keys_and_certificate)),
+        )
+        .route(
+            "/certificates",
+            route(post(create_certificate_from_csr).get(list_certificates)),
+        )
+        .route("/certificate/register", route(post(register_certificate)))
+        .route(
+            "/certificate/register-no-ca",
+            route(post(register_certificate_without_ca)),
+        )
+        .route(
+            "/certificates/{certificateId}",
+            route(
+                put(update_certificate)
+                    .get(describe_certificate)
+                    .delete(delete_certificate),
+            ),
+        )
+        .route(
+            "/target-policies/{policyName}",
+            route(put(attach_policy).post(detach_policy)),
+        )
+        .route(
+            "/attached-policies/{target}",
+            route(post(list_attached_policies)),
+        )
+        .route(
+            "/policy-targets/{policyName}",
+            route(post(list_targets_for_policy)),
+        )
+        .route("/effective-policies", route(post(get_effective_policies)))
+        .route("/test-authorization", route(post(test_authorization)))
+        .route(
+            "/principal-policies/{policyName}",
+            route(put(attach_principal_policy).delete(detach_principal_policy)),
+        )
+        .route("/principal-policies", route(get(list_principal_policies)))
+        .route("/policy-principals", route(get(list_policy_principals)))
+}
+
+// ---------------------------------------------------------------- extractors
+
+/// The query string; a malformed one is an `InvalidRequestException`.
+struct Params(HashMap<String, String>);
+
+impl<S: Send + Sync> FromRequestParts<S> for Params {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Params, ApiError> {
+        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("malformed query string: {e}")))?;
+        Ok(Params(map))
+    }
+}
+
+impl Params {
+    fn string(&self, name: &str) -> Option<String> {
+        self.0.get(name).cloned()
+    }
+
+    /// A boolean member: `true` or `false`; absent is false.
+    fn flag(&self, name: &str) -> Result<bool, ApiError> {
+        match self.0.get(name) {
+            None => Ok(false),
+            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
+            Some(v) if v.eq_ignore_ascii_case("false") || v.is_empty() => Ok(false),
+            Some(v) => Err(ApiError::invalid(format!(
+                "{name} must be true or false, not {v:?}"
+            ))),
+        }
+    }
+
+    /// The marker of a listing; absent is the first page.
+    fn marker(&self) -> String {
+        self.string("marker").unwrap_or_default()
+    }
+
+    /// The page size of a listing; absent is 0, the config service's default.
+    fn page_size(&self) -> Result<u32, ApiError> {
+        match self.0.get("pageSize") {
+            None => Ok(0),
+            Some(v) => v.parse::<u32>().map_err(|_| {
+                ApiError::invalid(format!(
+                    "pageSize must be a number from 1 to 250, not {v:?}"
+                ))
+            }),
+        }
+    }
+}
+
+/// The path's labels, percent-decoded; an undecodable one is an `InvalidRequestException`.
+struct Labels<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Labels<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Labels<T>, ApiError> {
+        let Path(labels) = Path::<T>::from_request_parts(parts, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("malformed request path: {e}")))?;
+        Ok(Labels(labels))
+    }
+}
+
+/// A JSON request body; a missing or empty body is `T::default()`, one that
+/// does not parse as the operation's input an `InvalidRequestException`.
+struct Body<T>(T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Body<T>, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|e| ApiError::invalid(format!("unreadable request body: {e}")))?;
+        if bytes.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Body(T::default()));
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|e| ApiError::invalid(format!("malformed JSON request body: {e}")))
+    }
+}
+
+/// A required input member.
+fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
+    value.ok_or_else(|| ApiError::invalid(format!("{name} is required")))
+}
+
+/// A required header member.
+fn header(headers: &HeaderMap, name: &str, member: &str) -> Result<String, ApiError> {
+    let value = headers
+        .get(name)
+        .ok_or_else(|| ApiError::invalid(format!("{member} (header {name}) is required")))?;
+    value
+        .to_str()
+        .map(str::to_owned)
+        .map_err(|_| ApiError::invalid(format!("header {name} is not valid text")))
+}
+
+/// A paged listing's `nextMarker`, left out on the last page.
+fn with_marker(mut body: Value, next_marker: String) -> Value {
+    if !next_marker.is_empty() {
+        body["nextMarker"] = next_marker.into();
+    }
+    body
+}
+
+// ---------------------------------------------------------------- certificate status
+
+/// AWS's CertificateStatus name to the wire enum; an unknown name is an
+/// `InvalidRequestException`.
+fn status_from_name(name: &str, member: &str) -> Result<pb::CertificateStatus, ApiError> {
+    use pb::CertificateStatus as S;
+    Ok(match name {
+        "ACTIVE" => S::Active,
+        "INACTIVE" => S::Inactive,
+        "REVOKED" => S::Revoked,
+        "PENDING_TRANSFER" => S::PendingTransfer,
+        "REGISTER_INACTIVE" => S::RegisterInactive,
+        "PENDING_ACTIVATION" => S::PendingActivation,
+        _ => {
+            return Err(ApiError::invalid(format!(
+                "{member} {name:?} is not one of ACTIVE, INACTIVE, REVOKED, PENDING_TRANSFER, \
+                 REGISTER_INACTIVE, PENDING_ACTIVATION"
+            )));
+        }
+    })
+}
+
+/// The wire enum to AWS's CertificateStatus name.
+fn status_name(status: i32) -> Value {
+    match pb::CertificateStatus::try_from(status) {
+        Ok(pb::CertificateStatus::Unspecified) | Err(_) => Value::Null,
+        Ok(s) => s.as_str_name().into(),
+    }
+}
+
+// ---------------------------------------------------------------- event configurations
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+struct Configuration {
+    #[serde(rename = "Enabled")]
+    enabled: bool,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateEventConfigurations {
+    event_configurations: HashMap<String, Configuration>,
+}
+
+/// UpdateEventConfigurations: `PATCH /event-configurations`.
+async fn update_event_configurations(
+    State(state): State<AppState>,
+    Body(body): Body<UpdateEventConfigurations>,
+) -> ApiResult {
+    state
+        .config
+        .clone()
+        .update_event_configurations(pb::UpdateEventConfigurationsRequest {
+            enabled: body
+                .event_configurations
+                .into_iter()
+                .map(|(k, c)| (k, c.enabled))
+                .collect(),
+        })
+        .await?;
+    ok(json!({}))
+}
+
+/// DescribeEventConfigurations: `GET /event-configurations`.
+async fn describe_event_configurations(State(state): State<AppState>) -> ApiResult {
+    let described = state
+        .config
+        .clone()
+        .describe_event_configurations(pb::DescribeEventConfigurationsRequest {})
+        .await?
+        .into_inner();
+    let configurations: Map<String, Value> = described
+        .enabled
+        .into_iter()
+        .map(|(k, enabled)| (k, json!({ "Enabled": enabled })))
+        .collect();
+    ok(json!({
+        "eventConfigurations": configurations,
+        "creationDate": seconds(described.creation_date_ms),
+        "lastModifiedDate": seconds(described.last_modified_date_ms),
+    }))
+}
+
+// ---------------------------------------------------------------- policies
+
+#[derive(Deserialize)]
+struct Tag {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Value", default)]
+    value: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreatePolicy {
+    policy_document: Option<String>,
+    tags: Vec<Tag>,
+}
+
+/// CreatePolicy: `POST /policies/{policyName}`.
+async fn create_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    Body(body): Body<CreatePolicy>,
+) -> ApiResult {
+    let created = state
+        .config
+        .clone()
+        .create_policy(pb::CreatePolicyRequest {
+            policy_name,
+            policy_document: required(body.policy_document, "policyDocument")?,
+            tags: body
+                .tags
+                .into_iter()
+                .map(|t| pb::Tag {
+                    key: t.key,
+                    value: t.value.unwrap_or_default(),
+                })
+                .collect(),
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "policyName": created.policy_name,
+        "policyArn": created.policy_arn,
+        "policyDocument": created.policy_document,
+        "policyVersionId": created.policy_version_id,
+    }))
+}
+
+/// GetPolicy: `GET /policies/{policyName}`.
+async fn get_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+) -> ApiResult {
+    let policy = state
+        .config
+        .clone()
+        .get_policy(pb::GetPolicyRequest { policy_name })
+        .await?
+        .into_inner();
+    ok(json!({
+        "policyName": policy.policy_name,
+        "policyArn": policy.policy_arn,
+        "policyDocument": policy.policy_document,
+        "defaultVersionId": policy.default_version_id,
+        "creationDate": seconds(policy.creation_date_ms),
+        "lastModifiedDate": seconds(policy.last_modified_date_ms),
+        "generationId": policy.generation_id,
+    }))
+}
+
+fn policy_summaries(policies: Vec<pb::PolicySummary>) -> Value {
+    policies
+        .into_iter()
+        .map(|p| json!({ "policyName": p.policy_name, "policyArn": p.policy_arn }))
+        .collect()
+}
+
+/// ListPolicies: `GET /policies?marker&pageSize&isAscendingOrder`.
+async fn list_policies(State(state): State<AppState>, params: Params) -> ApiResult {
+    let listed = state
+        .config
+        .clone()
+        .list_policies(pb::ListPoliciesRequest {
+            marker: params.marker(),
+            page_size: params.page_size()?,
+            ascending_order: params.flag("isAscendingOrder")?,
+        })
+        .await?
+        .into_inner();
+    ok(with_marker(
+        json!({ "policies": policy_summaries(listed.policies) }),
+        listed.next_marker,
+    ))
+}
+
+/// DeletePolicy: `DELETE /policies/{policyName}`.
+async fn delete_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+) -> ApiResult {
+    state
+        .config
+        .clone()
+        .delete_policy(pb::DeletePolicyRequest { policy_name })
+        .await?;
+    ok(json!({}))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreatePolicyVersion {
+    policy_document: Option<String>,
+}
+
+/// CreatePolicyVersion: `POST /policies/{policyName}/version?setAsDefault`.
+async fn create_policy_version(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    params: Params,
+    Body(body): Body<CreatePolicyVersion>,
+) -> ApiResult {
+    let created = state
+        .config
+        .clone()
+        .create_policy_version(pb::CreatePolicyVersionRequest {
+            policy_name,
+            policy_document: required(body.policy_document, "policyDocument")?,
+            set_as_default: params.flag("setAsDefault")?,
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "policyArn": created.policy_arn,
+        "policyDocument": created.policy_document,
+        "policyVersionId": created.policy_version_id,
+        "isDefaultVersion": created.is_default_version,
+    }))
+}
+
+/// GetPolicyVersion: `GET /policies/{policyName}/version/{policyVersionId}`.
+async fn get_policy_version(
+    State(state): State<AppState>,
+    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+) -> ApiResult {
+    let version = state
+        .config
+        .clone()
+        .get_policy_version(pb::GetPolicyVersionRequest {
+            policy_name,
+            policy_version_id,
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "policyArn": version.policy_arn,
+        "policyName": version.policy_name,
+        "policyDocument": version.policy_document,
+        "policyVersionId": version.policy_version_id,
+        "isDefaultVersion": version.is_default_version,
+        "creationDate": seconds(version.creation_date_ms),
+        "lastModifiedDate": seconds(version.last_modified_date_ms),
+        "generationId": version.generation_id,
+    }))
+}
+
+/// ListPolicyVersions: `GET /policies/{policyName}/version`.
+async fn list_policy_versions(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+) -> ApiResult {
+    let listed = state
+        .config
+        .clone()
+        .list_policy_versions(pb::ListPolicyVersionsRequest { policy_name })
+        .await?
+        .into_inner();
+    let versions: Vec<Value> = listed
+        .policy_versions
+        .into_iter()
+        .map(|v| {
+            json!({
+                "versionId": v.version_id,
+                "isDefaultVersion": v.is_default_version,
+                "createDate": seconds(v.create_date_ms),
+            })
+        })
+        .collect();
+    ok(json!({ "policyVersions": versions }))
+}
+
+/// SetDefaultPolicyVersion: `PATCH /policies/{policyName}/version/{policyVersionId}`.
+async fn set_default_policy_version(
+    State(state): State<AppState>,
+    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+) -> ApiResult {
+    state
+        .config
+        .clone()
+        .set_default_policy_version(pb::SetDefaultPolicyVersionRequest {
+            policy_name,
+            policy_version_id,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+/// DeletePolicyVersion: `DELETE /policies/{policyName}/version/{policyVersionId}`.
+async fn delete_policy_version(
+    State(state): State<AppState>,
+    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+) -> ApiResult {
+    state
+        .config
+        .clone()
+        .delete_policy_version(pb::DeletePolicyVersionRequest {
+            policy_name,
+            policy_version_id,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+// ---------------------------------------------------------------- certificates
+
+/// CreateKeysAndCertificate: `POST /keys-and-certificate?setAsActive`.
+async fn create_keys_and_certificate(State(state): State<AppState>, params: Params) -> ApiResult {
+    let created = state
+        .config
+        .clone()
+        .create_keys_and_certificate(pb::CreateKeysAndCertificateRequest {
+            set_as_active: params.flag("setAsActive")?,
+        })
+        .await?
+        .into_inner();
+    let key_pair = created.key_pair.unwrap_or_default();
+    ok(json!({
+        "certificateArn": created.certificate_arn,
+        "certificateId": created.certificate_id,
+        "certificatePem": created.certificate_pem,
+        "keyPair": {
+            "PublicKey": key_pair.public_key,
+            "PrivateKey": key_pair.private_key,
+        },
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateCertificateFromCsr {
+    certificate_signing_request: Option<String>,
+}
+
+/// CreateCertificateFromCsr: `POST /certificates?setAsActive`.
+async fn create_certificate_from_csr(
+    State(state): State<AppState>,
+    params: Params,
+    Body(body): Body<CreateCertificateFromCsr>,
+) -> ApiResult {
+    let created = state
+        .config
+        .clone()
+        .create_certificate_from_csr(pb::CreateCertificateFromCsrRequest {
+            certificate_signing_request: required(
+                body.certificate_signing_request,
+                "certificateSigningRequest",
+            )?,
+            set_as_active: params.flag("setAsActive")?,
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "certificateArn": created.certificate_arn,
+        "certificateId": created.certificate_id,
+        "certificatePem": created.certificate_pem,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RegisterCertificate {
+    certificate_pem: Option<String>,
+    ca_certificate_pem: Option<String>,
+    /// The model has it in the query string; accepted here too.
+    set_as_active: Option<bool>,
+    status: Option<String>,
+}
+
+/// RegisterCertificate: `POST /certificate/register?setAsActive`.
+async fn register_certificate(
+    State(state): State<AppState>,
+    params: Params,
+    Body(body): Body<RegisterCertificate>,
+) -> ApiResult {
+    let set_as_active = if params.0.contains_key("setAsActive") {
+        params.flag("setAsActive")?
+    } else {
+        body.set_as_active.unwrap_or(false)
+    };
+    let status = match body.status.as_deref() {
+        Some(s) => Some(status_from_name(s, "status")? as i32),
+        None => None,
+    };
+    let registered = state
+        .config
+        .clone()
+        .register_certificate(pb::RegisterCertificateRequest {
+            certificate_pem: required(body.certificate_pem, "certificatePem")?,
+            ca_certificate_pem: body.ca_certificate_pem,
+            set_as_active,
+            status,
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "certificateArn": registered.certificate_arn,
+        "certificateId": registered.certificate_id,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RegisterCertificateWithoutCa {
+    certificate_pem: Option<String>,
+    status: Option<String>,
+}
+
+/// RegisterCertificateWithoutCA: `POST /certificate/register-no-ca`.
+async fn register_certificate_without_ca(
+    State(state): State<AppState>,
+    Body(body): Body<RegisterCertificateWithoutCa>,
+) -> ApiResult {
+    let status = match body.status.as_deref() {
+        Some(s) => Some(status_from_name(s, "status")? as i32),
+        None => None,
+    };
+    let registered = state
+        .config
+        .clone()
+        .register_certificate_without_ca(pb::RegisterCertificateWithoutCaRequest {
+            certificate_pem: required(body.certificate_pem, "certificatePem")?,
+            status,
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "certificateArn": registered.certificate_arn,
+        "certificateId": registered.certificate_id,
+    }))
+}
+
+/// UpdateCertificate: `PUT /certificates/{certificateId}?newStatus`.
+async fn update_certificate(
+    State(state): State<AppState>,
+    Labels(certificate_id): Labels<String>,
+    params: Params,
+) -> ApiResult {
+    let new_status = required(params.string("newStatus"), "newStatus")?;
+    state
+        .config
+        .clone()
+        .update_certificate(pb::UpdateCertificateRequest {
+            certificate_id,
+            new_status: status_from_name(&new_status, "newStatus")? as i32,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+/// DescribeCertificate: `GET /certificates/{certificateId}`.
+async fn describe_certificate(
+    State(state): State<AppState>,
+    Labels(certificate_id): Labels<String>,
+) -> ApiResult {
+    let c = state
+        .config
+        .clone()
+        .describe_certificate(pb::DescribeCertificateRequest { certificate_id })
+        .await?
+        .into_inner();
+    let mut description = json!({
+        "certificateArn": c.certificate_arn,
+        "certificateId": c.certificate_id,
+        "status": status_name(c.status),
+        "certificatePem": c.certificate_pem,
+        "ownedBy": c.owned_by,
+        "creationDate": seconds(c.creation_date_ms),
+        "lastModifiedDate": seconds(c.last_modified_date_ms),
+        "customerVersion": c.customer_version,
+        "generationId": c.generation_id,
+        "validity": {
+            "notBefore": seconds(c.not_before_ms),
+            "notAfter": seconds(c.not_after_ms),
+        },
+        "certificateMode": c.certificate_mode,
+    });
+    if let Some(ca) = c.ca_certificate_id {
+        description["caCertificateId"] = ca.into();
+    }
+    ok(json!({ "certificateDescription": description }))
+}
+
+/// ListCertificates: `GET /certificates?pageSize&marker&isAscendingOrder`.
+async fn list_certificates(State(state): State<AppState>, params: Params) -> ApiResult {
+    let listed = state
+        .config
+        .clone()
+        .list_certificates(pb::ListCertificatesRequest {
+            marker: params.marker(),
+            page_size: params.page_size()?,
+            ascending_order: params.flag("isAscendingOrder")?,
+        })
+        .await?
+        .into_inner();
+    let certificates: Vec<Value> = listed
+        .certificates
+        .into_iter()
+        .map(|c| {
+            json!({
+                "certificateArn": c.certificate_arn,
+                "certificateId": c.certificate_id,
+                "status": status_name(c.status),
+                "certificateMode": c.certificate_mode,
+                "creationDate": seconds(c.creation_date_ms),
+            })
+        })
+        .collect();
+    ok(with_marker(
+        json!({ "certificates": certificates }),
+        listed.next_marker,
+    ))
+}
+
+/// DeleteCertificate: `DELETE /certificates/{certificateId}?forceDelete`.
+async fn delete_certificate(
+    State(state): State<AppState>,
+    Labels(certificate_id): Labels<String>,
+    params: Params,
+) -> ApiResult {
+    state
+        .config
+        .clone()
+        .delete_certificate(pb::DeleteCertificateRequest {
+            certificate_id,
+            force_delete: params.flag("forceDelete")?,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+// ---------------------------------------------------------------- attachments
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PolicyTarget {
+    target: Option<String>,
+}
+
+/// AttachPolicy: `PUT /target-policies/{policyName}`.
+async fn attach_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    Body(body): Body<PolicyTarget>,
+) -> ApiResult {
+    attach(state, policy_name, required(body.target, "target")?).await
+}
+
+/// DetachPolicy: `POST /target-policies/{policyName}`.
+async fn detach_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    Body(body): Body<PolicyTarget>,
+) -> ApiResult {
+    detach(state, policy_name, required(body.target, "target")?).await
+}
+
+/// AttachPrincipalPolicy (deprecated): `PUT /principal-policies/{policyName}`
+/// with the principal in `x-amzn-iot-principal`; AttachPolicy to that target.
+async fn attach_principal_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let principal = header(&headers, "x-amzn-iot-principal", "principal")?;
+    attach(state, policy_name, principal).await
+}
+
+/// DetachPrincipalPolicy (deprecated): `DELETE /principal-policies/{policyName}`
+/// with the principal in `x-amzn-iot-principal`; DetachPolicy from that target.
+async fn detach_principal_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let principal = header(&headers, "x-amzn-iot-principal", "principal")?;
+    detach(state, policy_name, principal).await
+}
+
+async fn attach(state: AppState, policy_name: String, target: String) -> ApiResult {
+    state
+        .config
+        .clone()
+        .attach_policy(pb::AttachPolicyRequest {
+            policy_name,
+            target,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+async fn detach(state: AppState, policy_name: String, target: String) -> ApiResult {
+    state
+        .config
+        .clone()
+        .detach_policy(pb::DetachPolicyRequest {
+            policy_name,
+            target,
+        })
+        .await?;
+    ok(json!({}))
+}
+
+/// ListAttachedPolicies: `POST /attached-policies/{target}?recursive&marker&pageSize`;
+/// the target ARN arrives percent-encoded in the path.
+async fn list_attached_policies(
+    State(state): State<AppState>,
+    Labels(target): Labels<String>,
+    params: Params,
+) -> ApiResult {
+    let listed = state
+        .config
+        .clone()
+        .list_attached_policies(pb::ListAttachedPoliciesRequest {
+            target,
+            recursive: params.flag("recursive")?,
+            marker: params.marker(),
+            page_size: params.page_size()?,
+        })
+        .await?
+        .into_inner();
+    ok(with_marker(
+        json!({ "policies": policy_summaries(listed.policies) }),
+        listed.next_marker,
+    ))
+}
+
+/// ListPrincipalPolicies (deprecated): `GET /principal-policies` with the
+/// principal in `x-amzn-iot-principal`; ListAttachedPolicies of that target.
+/// `isAscendingOrder` is accepted and ignored: listings are in name order.
+async fn list_principal_policies(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult {
+    let target = header(&headers, "x-amzn-iot-principal", "principal")?;
+    params.flag("isAscendingOrder")?;
+    let listed = state
+        .config
+        .clone()
+        .list_attached_policies(pb::ListAttachedPoliciesRequest {
+            target,
+            recursive: false,
+            marker: params.marker(),
+            page_size: params.page_size()?,
+        })
+        .await?
+        .into_inner();
+    ok(with_marker(
+        json!({ "policies": policy_summaries(listed.policies) }),
+        listed.next_marker,
+    ))
+}
+
+/// ListTargetsForPolicy: `POST /policy-targets/{policyName}?marker&pageSize`.
+async fn list_targets_for_policy(
+    State(state): State<AppState>,
+    Labels(policy_name): Labels<String>,
+    params: Params,
+) -> ApiResult {
+    let listed = state
+        .config
+        .clone()
+        .list_targets_for_policy(pb::ListTargetsForPolicyRequest {
+            policy_name,
+            marker: params.marker(),
+            page_size: params.page_size()?,
+        })
+        .await?
+        .into_inner();
+    ok(with_marker(
+        json!({ "targets": listed.targets }),
+        listed.next_marker,
+    ))
+}
+
+/// ListPolicyPrincipals (deprecated): `GET /policy-principals` with the policy
+/// name in `x-amzn-iot-policy`; ListTargetsForPolicy, keeping the principals
+/// (certificate ARNs), not thing groups. `isAscendingOrder` is ignored.
+async fn list_policy_principals(
+    State(state): State<AppState>,
+    headers: HeaderMap,
+    params: Params,
+) -> ApiResult {
+    let policy_name = header(&headers, "x-amzn-iot-policy", "policyName")?;
+    params.flag("isAscendingOrder")?;
+    let listed = state
+        .config
+        .clone()
+        .list_targets_for_policy(pb::ListTargetsForPolicyRequest {
+            policy_name,
+            marker: params.marker(),
+            page_size: params.page_size()?,
+        })
+        .await?
+        .into_inner();
+    let principals: Vec<String> = listed
+        .targets
+        .into_iter()
+        .filter(|t| !t.contains(":thinggroup/"))
+        .collect();
+    ok(with_marker(
+        json!({ "principals": principals }),
+        listed.next_marker,
+    ))
+}
+
+/// Herald knows no Cognito identities.
+fn no_cognito(pool: Option<String>) -> Result<(), ApiError> {
+    match pool {
+        Some(_) => Err(ApiError::invalid(
+            "Herald does not support Cognito identities: cognitoIdentityPoolId must be left out",
+        )),
+        None => Ok(()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct GetEffectivePolicies {
+    principal: Option<String>,
+    cognito_identity_pool_id: Option<String>,
+}
+
+/// GetEffectivePolicies: `POST /effective-policies?thingName`.
+async fn get_effective_policies(
+    State(state): State<AppState>,
+    params: Params,
+    Body(body): Body<GetEffectivePolicies>,
+) -> ApiResult {
+    no_cognito(body.cognito_identity_pool_id)?;
+    let effective = state
+        .config
+        .clone()
+        .get_effective_policies(pb::GetEffectivePoliciesRequest {
+            principal: body.principal,
+            thing_name: params.string("thingName"),
+        })
+        .await?
+        .into_inner();
+    let policies: Vec<Value> = effective
+        .effective_policies
+        .into_iter()
+        .map(|p| {
+            json!({
+                "policyName": p.policy_name,
+                "policyArn": p.policy_arn,
+                "policyDocument": p.policy_document,
+            })
+        })
+        .collect();
+    ok(json!({ "effectivePolicies": policies }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AuthInfo {
+    action_type: Option<String>,
+    resources: Option<Vec<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TestAuthorization {
+    principal: Option<String>,
+    cognito_identity_pool_id: Option<String>,
+    auth_infos: Option<Vec<AuthInfo>>,
+    policy_names_to_add: Vec<String>,
+    policy_names_to_skip: Vec<String>,
+}
+
+fn policy_refs(policies: Vec<pb::PolicyRef>) -> Value {
+    let policies: Vec<Value> = policies
+        .into_iter()
+        .map(|p| json!({ "policyName": p.policy_name, "policyArn": p.policy_arn }))
+        .collect();
+    json!({ "policies": policies })
+}
+
+/// TestAuthorization: `POST /test-authorization?clientId`.
+async fn test_authorization(
+    State(state): State<AppState>,
+    params: Params,
+    Body(body): Body<TestAuthorization>,
+) -> ApiResult {
+    no_cognito(body.cognito_identity_pool_id)?;
+    let auth_infos = required(body.auth_infos, "authInfos")?
+        .into_iter()
+        .map(|info| {
+            Ok(pb::AuthInfo {
+                action_type: info.action_type.unwrap_or_default(),
+                resources: required(info.resources, "authInfos[].resources")?,
+            })
+        })
+        .collect::<Result<Vec<_>, ApiError>>()?;
+    let tested = state
+        .config
+        .clone()
+        .test_authorization(pb::TestAuthorizationRequest {
+            principal: body.principal,
+            client_id: params.string("clientId"),
+            auth_infos,
+            policy_names_to_add: body.policy_names_to_add,
+            policy_names_to_skip: body.policy_names_to_skip,
+        })
+        .await?
+        .into_inner();
+    let results: Vec<Value> = tested
+        .auth_results
+        .into_iter()
+        .map(|r| {
+            let info = r.auth_info.unwrap_or_default();
+            let mut auth_info = json!({ "resources": info.resources });
+            if !info.action_type.is_empty() {
+                auth_info["actionType"] = info.action_type.into();
+            }
+            json!({
+                "authInfo": auth_info,
+                "allowed": policy_refs(r.allowed),
+                "denied": {
+                    "implicitDeny": policy_refs(r.implicit_deny),
+                    "explicitDeny": policy_refs(r.explicit_deny),
+                },
+                "authDecision": r.auth_decision,
+                "missingContextValues": r.missing_context_values,
+            })
+        })
+        .collect();
+    ok(json!({ "authResults": results }))
 }

@@ -1,27 +1,262 @@
 //! The registry's operations: things, thing types, thing groups, membership,
 //! thing principals.
+//!
+//! Each handler takes the operation's input where botocore's `iot` model puts
+//! it (path labels, query string, `x-amzn-principal` header, JSON body), calls
+//! the registry, and answers the model's output members (timestamps as epoch
+//! seconds; absent optional members omitted; `nextToken` only when there is a
+//! next page). A malformed input is an `InvalidRequestException`.
+
+use std::collections::HashMap;
 
 use axum::{
-    Json, Router,
-    extract::{Path, State},
-    routing::post,
+    Router,
+    body::Bytes,
+    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
+    http::{HeaderMap, request::Parts},
+    response::IntoResponse,
+    routing::{MethodRouter, get, post},
 };
 use herald_proto::registry::v1 as pb;
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, de::DeserializeOwned};
+use serde_json::{Map, Value, json};
 
-use super::{ApiResult, AppState, ok};
+use super::{ApiError, ApiResult, AppState, ok, operations, seconds};
 
 pub(crate) fn routes() -> Router<AppState> {
-    Router::new().route("/things/{thingName}", post(create_thing))
+    // Every served path names the operation of a method it does not serve.
+    fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        route.fallback(operations::not_implemented)
+    }
+    Router::new()
+        .route("/things", served(get(list_things)))
+        .route(
+            "/things/{thingName}",
+            served(
+                post(create_thing)
+                    .get(describe_thing)
+                    .patch(update_thing)
+                    .delete(delete_thing),
+            ),
+        )
+        .route(
+            "/things/{thingName}/thing-groups",
+            served(get(list_thing_groups_for_thing)),
+        )
+        .route(
+            "/things/{thingName}/principals",
+            served(
+                get(list_thing_principals)
+                    .put(attach_thing_principal)
+                    .delete(detach_thing_principal),
+            ),
+        )
+        .route("/principals/things", served(get(list_principal_things)))
+        .route("/thing-types", served(get(list_thing_types)))
+        .route(
+            "/thing-types/{thingTypeName}",
+            served(
+                post(create_thing_type)
+                    .get(describe_thing_type)
+                    .patch(update_thing_type)
+                    .delete(delete_thing_type),
+            ),
+        )
+        .route(
+            "/thing-types/{thingTypeName}/deprecate",
+            served(post(deprecate_thing_type)),
+        )
+        .route("/thing-groups", served(get(list_thing_groups)))
+        .route(
+            "/thing-groups/{thingGroupName}",
+            served(
+                post(create_thing_group)
+                    .get(describe_thing_group)
+                    .patch(update_thing_group)
+                    .delete(delete_thing_group)
+                    .put(thing_group_put),
+            ),
+        )
+        .route(
+            "/thing-groups/{thingGroupName}/things",
+            served(get(list_things_in_thing_group)),
+        )
 }
+
+// ---------------------------------------------------------------- extractors
+
+/// A JSON request body; an empty body means every member absent (boto3 and
+/// the CLI send none for some operations). Whatever the `Content-Type`.
+struct Body<T>(T);
+
+impl<T, S> FromRequest<S> for Body<T>
+where
+    T: DeserializeOwned + Default + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
+        let bytes = Bytes::from_request(request, state)
+            .await
+            .map_err(|err| ApiError::invalid(format!("Could not read the request body: {err}")))?;
+        match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
+            None => return Ok(Body(T::default())),
+            Some(b'{') => {}
+            Some(_) => {
+                return Err(ApiError::invalid(
+                    "Invalid request body: expected a JSON object",
+                ));
+            }
+        }
+        serde_json::from_slice(&bytes)
+            .map(Body)
+            .map_err(|err| ApiError::invalid(format!("Invalid request body: {err}")))
+    }
+}
+
+/// Query-string members; several of these may read the same query string.
+struct Q<T>(T);
+
+impl<T, S> FromRequestParts<S> for Q<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
+        Query::try_from_uri(&parts.uri)
+            .map(|Query(value)| Q(value))
+            .map_err(|err| ApiError::invalid(format!("Invalid query string: {}", err.body_text())))
+    }
+}
+
+/// Path labels (percent-decoded).
+struct P<T>(T);
+
+impl<T, S> FromRequestParts<S> for P<T>
+where
+    T: DeserializeOwned + Send,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
+        Path::from_request_parts(parts, state)
+            .await
+            .map(|Path(value)| P(value))
+            .map_err(|err| ApiError::invalid(format!("Invalid request path: {}", err.body_text())))
+    }
+}
+
+/// The `x-amzn-principal` header of the principal operations.
+fn principal(headers: &HeaderMap, operation: &str) -> Result<String, ApiError> {
+    let value = headers.get("x-amzn-principal").ok_or_else(|| {
+        ApiError::invalid(format!(
+            "{operation} needs the principal in the x-amzn-principal header"
+        ))
+    })?;
+    value.to_str().map(str::to_owned).map_err(|_| {
+        ApiError::invalid("The x-amzn-principal header must be visible ASCII characters")
+    })
+}
+
+/// `nextToken` and `maxResults`, in every list operation's query string.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct PageQuery {
+    next_token: Option<String>,
+    max_results: Option<u32>,
+}
+
+impl PageQuery {
+    fn page(self) -> Result<Option<pb::Page>, ApiError> {
+        if let Some(max_results) = self.max_results
+            && !(1..=250).contains(&max_results)
+        {
+            return Err(ApiError::invalid(format!(
+                "maxResults must be between 1 and 250, not {max_results}"
+            )));
+        }
+        Ok(Some(pb::Page {
+            next_token: self.next_token.unwrap_or_default(),
+            max_results: self.max_results.unwrap_or(0),
+        }))
+    }
+}
+
+/// `expectedVersion` in a delete's query string.
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ExpectedVersionQuery {
+    expected_version: Option<i64>,
+}
+
+// ---------------------------------------------------------------- output helpers
+
+/// `{}`: the answer of operations without output members.
+fn empty() -> ApiResult {
+    ok(json!({}))
+}
+
+/// A list answer: `items` under `key`, and `nextToken` when there is a next page.
+fn page_of(key: &str, items: Vec<Value>, next_token: String) -> ApiResult {
+    let mut body = Map::new();
+    body.insert(key.to_owned(), Value::Array(items));
+    if !next_token.is_empty() {
+        body.insert("nextToken".to_owned(), next_token.into());
+    }
+    ok(Value::Object(body))
+}
+
+/// Sets `key` when `value` is present.
+fn put_opt(body: &mut Value, key: &str, value: Option<impl Into<Value>>) {
+    if let Some(value) = value {
+        body[key] = value.into();
+    }
+}
+
+fn group_name_and_arn(group: pb::GroupNameAndArn) -> Value {
+    json!({ "groupName": group.group_name, "groupArn": group.group_arn })
+}
+
+// ---------------------------------------------------------------- common inputs
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct AttributePayload {
-    attributes: std::collections::HashMap<String, String>,
+    attributes: HashMap<String, String>,
     merge: bool,
 }
+
+impl From<AttributePayload> for pb::AttributePayload {
+    fn from(payload: AttributePayload) -> pb::AttributePayload {
+        pb::AttributePayload {
+            attributes: payload.attributes,
+            merge: payload.merge,
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct Tag {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Value", default)]
+    value: String,
+}
+
+fn tags(tags: Vec<Tag>) -> Vec<pb::Tag> {
+    tags.into_iter()
+        .map(|tag| pb::Tag {
+            key: tag.key,
+            value: tag.value,
+        })
+        .collect()
+}
+
+// ---------------------------------------------------------------- things
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
@@ -34,20 +269,16 @@ struct CreateThing {
 /// CreateThing: `POST /things/{thingName}`.
 async fn create_thing(
     State(state): State<AppState>,
-    Path(thing_name): Path<String>,
-    body: Option<Json<CreateThing>>,
+    P(thing_name): P<String>,
+    Body(body): Body<CreateThing>,
 ) -> ApiResult {
-    let Json(body) = body.unwrap_or_default();
     let created = state
         .registry
         .clone()
         .create_thing(pb::CreateThingRequest {
             thing_name,
             thing_type_name: body.thing_type_name,
-            attribute_payload: body.attribute_payload.map(|p| pb::AttributePayload {
-                attributes: p.attributes,
-                merge: p.merge,
-            }),
+            attribute_payload: body.attribute_payload.map(Into::into),
             billing_group_name: body.billing_group_name,
         })
         .await?
@@ -57,4 +288,767 @@ async fn create_thing(
         "thingArn": created.thing_arn,
         "thingId": created.thing_id,
     }))
+}
+
+/// DescribeThing: `GET /things/{thingName}`.
+async fn describe_thing(State(state): State<AppState>, P(thing_name): P<String>) -> ApiResult {
+    let thing = state
+        .registry
+        .clone()
+        .describe_thing(pb::DescribeThingRequest { thing_name })
+        .await?
+        .into_inner();
+    let mut body = json!({
+        "defaultClientId": thing.default_client_id,
+        "thingName": thing.thing_name,
+        "thingId": thing.thing_id,
+        "thingArn": thing.thing_arn,
+        "attributes": thing.attributes,
+        "version": thing.version,
+    });
+    put_opt(&mut body, "thingTypeName", thing.thing_type_name);
+    put_opt(&mut body, "billingGroupName", thing.billing_group_name);
+    ok(body)
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateThing {
+    thing_type_name: Option<String>,
+    attribute_payload: Option<AttributePayload>,
+    expected_version: Option<i64>,
+    remove_thing_type: bool,
+}
+
+/// UpdateThing: `PATCH /things/{thingName}`.
+async fn update_thing(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    Body(body): Body<UpdateThing>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .update_thing(pb::UpdateThingRequest {
+            thing_name,
+            thing_type_name: body.thing_type_name,
+            attribute_payload: body.attribute_payload.map(Into::into),
+            expected_version: body.expected_version,
+            remove_thing_type: body.remove_thing_type,
+        })
+        .await?;
+    empty()
+}
+
+/// DeleteThing: `DELETE /things/{thingName}?expectedVersion=`.
+async fn delete_thing(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    Q(query): Q<ExpectedVersionQuery>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .delete_thing(pb::DeleteThingRequest {
+            thing_name,
+            expected_version: query.expected_version,
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListThingsQuery {
+    attribute_name: Option<String>,
+    attribute_value: Option<String>,
+    thing_type_name: Option<String>,
+    #[serde(default)]
+    use_prefix_attribute_value: bool,
+}
+
+/// ListThings: `GET /things`.
+async fn list_things(
+    State(state): State<AppState>,
+    Q(page): Q<PageQuery>,
+    Q(query): Q<ListThingsQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_things(pb::ListThingsRequest {
+            page: page.page()?,
+            attribute_name: query.attribute_name,
+            attribute_value: query.attribute_value,
+            thing_type_name: query.thing_type_name,
+            use_prefix_attribute_value: query.use_prefix_attribute_value,
+        })
+        .await?
+        .into_inner();
+    let things = listed
+        .things
+        .into_iter()
+        .map(|thing| {
+            let mut item = json!({
+                "thingName": thing.thing_name,
+                "thingArn": thing.thing_arn,
+                "attributes": thing.attributes,
+                "version": thing.version,
+            });
+            put_opt(&mut item, "thingTypeName", thing.thing_type_name);
+            item
+        })
+        .collect();
+    page_of("things", things, listed.next_token)
+}
+
+// ---------------------------------------------------------------- thing types
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ThingTypeProperties {
+    thing_type_description: Option<String>,
+    searchable_attributes: Vec<String>,
+    mqtt5_configuration: Option<Mqtt5Configuration>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Mqtt5Configuration {
+    propagating_attributes: Vec<PropagatingAttribute>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct PropagatingAttribute {
+    user_property_key: String,
+    thing_attribute: Option<String>,
+    connection_attribute: Option<String>,
+}
+
+impl From<ThingTypeProperties> for pb::ThingTypeProperties {
+    fn from(properties: ThingTypeProperties) -> pb::ThingTypeProperties {
+        pb::ThingTypeProperties {
+            thing_type_description: properties.thing_type_description,
+            searchable_attributes: properties.searchable_attributes,
+            mqtt5_configuration: properties.mqtt5_configuration.map(|mqtt5| {
+                pb::Mqtt5Configuration {
+                    propagating_attributes: mqtt5
+                        .propagating_attributes
+                        .into_iter()
+                        .map(|attribute| pb::PropagatingAttribute {
+                            user_property_key: attribute.user_property_key,
+                            thing_attribute: attribute.thing_attribute,
+                            connection_attribute: attribute.connection_attribute,
+                        })
+                        .collect(),
+                }
+            }),
+        }
+    }
+}
+
+/// A thing type as DescribeThingType answers it, and, without `thingTypeId`,
+/// as ListThingTypes lists it.
+fn thing_type_json(thing_type: pb::ThingType, with_id: bool) -> Value {
+    let properties = thing_type.thing_type_properties.unwrap_or_default();
+    let mut properties_json = json!({ "searchableAttributes": properties.searchable_attributes });
+    put_opt(
+        &mut properties_json,
+        "thingTypeDescription",
+        properties.thing_type_description,
+    );
+    if let Some(mqtt5) = properties.mqtt5_configuration {
+        let attributes: Vec<Value> = mqtt5
+            .propagating_attributes
+            .into_iter()
+            .map(|attribute| {
+                let mut item = json!({ "userPropertyKey": attribute.user_property_key });
+                put_opt(&mut item, "thingAttribute", attribute.thing_attribute);
+                put_opt(
+                    &mut item,
+                    "connectionAttribute",
+                    attribute.connection_attribute,
+                );
+                item
+            })
+            .collect();
+        properties_json["mqtt5Configuration"] = json!({ "propagatingAttributes": attributes });
+    }
+    let metadata = thing_type.thing_type_metadata.unwrap_or_default();
+    let mut metadata_json = json!({
+        "deprecated": metadata.deprecated,
+        "creationDate": seconds(metadata.creation_date_ms),
+    });
+    put_opt(
+        &mut metadata_json,
+        "deprecationDate",
+        metadata.deprecation_date_ms.map(seconds),
+    );
+    let mut body = json!({
+        "thingTypeName": thing_type.thing_type_name,
+        "thingTypeArn": thing_type.thing_type_arn,
+        "thingTypeProperties": properties_json,
+        "thingTypeMetadata": metadata_json,
+    });
+    if with_id {
+        body["thingTypeId"] = thing_type.thing_type_id.into();
+    }
+    body
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateThingType {
+    thing_type_properties: Option<ThingTypeProperties>,
+    tags: Vec<Tag>,
+}
+
+/// CreateThingType: `POST /thing-types/{thingTypeName}`.
+async fn create_thing_type(
+    State(state): State<AppState>,
+    P(thing_type_name): P<String>,
+    Body(body): Body<CreateThingType>,
+) -> ApiResult {
+    let created = state
+        .registry
+        .clone()
+        .create_thing_type(pb::CreateThingTypeRequest {
+            thing_type_name,
+            thing_type_properties: body.thing_type_properties.map(Into::into),
+            tags: tags(body.tags),
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "thingTypeName": created.thing_type_name,
+        "thingTypeArn": created.thing_type_arn,
+        "thingTypeId": created.thing_type_id,
+    }))
+}
+
+/// DescribeThingType: `GET /thing-types/{thingTypeName}`.
+async fn describe_thing_type(
+    State(state): State<AppState>,
+    P(thing_type_name): P<String>,
+) -> ApiResult {
+    let thing_type = state
+        .registry
+        .clone()
+        .describe_thing_type(pb::DescribeThingTypeRequest { thing_type_name })
+        .await?
+        .into_inner();
+    ok(thing_type_json(thing_type, true))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateThingType {
+    thing_type_properties: Option<ThingTypeProperties>,
+}
+
+/// UpdateThingType: `PATCH /thing-types/{thingTypeName}`.
+async fn update_thing_type(
+    State(state): State<AppState>,
+    P(thing_type_name): P<String>,
+    Body(body): Body<UpdateThingType>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .update_thing_type(pb::UpdateThingTypeRequest {
+            thing_type_name,
+            thing_type_properties: body.thing_type_properties.map(Into::into),
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct DeprecateThingType {
+    undo_deprecate: bool,
+}
+
+/// DeprecateThingType: `POST /thing-types/{thingTypeName}/deprecate`.
+async fn deprecate_thing_type(
+    State(state): State<AppState>,
+    P(thing_type_name): P<String>,
+    Body(body): Body<DeprecateThingType>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .deprecate_thing_type(pb::DeprecateThingTypeRequest {
+            thing_type_name,
+            undo_deprecate: body.undo_deprecate,
+        })
+        .await?;
+    empty()
+}
+
+/// DeleteThingType: `DELETE /thing-types/{thingTypeName}`.
+async fn delete_thing_type(
+    State(state): State<AppState>,
+    P(thing_type_name): P<String>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .delete_thing_type(pb::DeleteThingTypeRequest { thing_type_name })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListThingTypesQuery {
+    thing_type_name: Option<String>,
+}
+
+/// ListThingTypes: `GET /thing-types`.
+async fn list_thing_types(
+    State(state): State<AppState>,
+    Q(page): Q<PageQuery>,
+    Q(query): Q<ListThingTypesQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_thing_types(pb::ListThingTypesRequest {
+            page: page.page()?,
+            thing_type_name: query.thing_type_name,
+        })
+        .await?
+        .into_inner();
+    let thing_types = listed
+        .thing_types
+        .into_iter()
+        .map(|thing_type| thing_type_json(thing_type, false))
+        .collect();
+    page_of("thingTypes", thing_types, listed.next_token)
+}
+
+// ---------------------------------------------------------------- thing groups
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ThingGroupProperties {
+    thing_group_description: Option<String>,
+    attribute_payload: Option<AttributePayload>,
+}
+
+impl From<ThingGroupProperties> for pb::ThingGroupProperties {
+    fn from(properties: ThingGroupProperties) -> pb::ThingGroupProperties {
+        pb::ThingGroupProperties {
+            thing_group_description: properties.thing_group_description,
+            attribute_payload: properties.attribute_payload.map(Into::into),
+        }
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateThingGroup {
+    parent_group_name: Option<String>,
+    thing_group_properties: Option<ThingGroupProperties>,
+    tags: Vec<Tag>,
+}
+
+/// CreateThingGroup: `POST /thing-groups/{thingGroupName}`.
+async fn create_thing_group(
+    State(state): State<AppState>,
+    P(thing_group_name): P<String>,
+    Body(body): Body<CreateThingGroup>,
+) -> ApiResult {
+    let created = state
+        .registry
+        .clone()
+        .create_thing_group(pb::CreateThingGroupRequest {
+            thing_group_name,
+            parent_group_name: body.parent_group_name,
+            thing_group_properties: body.thing_group_properties.map(Into::into),
+            tags: tags(body.tags),
+        })
+        .await?
+        .into_inner();
+    ok(json!({
+        "thingGroupName": created.thing_group_name,
+        "thingGroupArn": created.thing_group_arn,
+        "thingGroupId": created.thing_group_id,
+    }))
+}
+
+/// DescribeThingGroup: `GET /thing-groups/{thingGroupName}`.
+async fn describe_thing_group(
+    State(state): State<AppState>,
+    P(thing_group_name): P<String>,
+) -> ApiResult {
+    let group = state
+        .registry
+        .clone()
+        .describe_thing_group(pb::DescribeThingGroupRequest { thing_group_name })
+        .await?
+        .into_inner();
+    let properties = group.thing_group_properties.unwrap_or_default();
+    let attributes = properties
+        .attribute_payload
+        .map(|payload| payload.attributes)
+        .unwrap_or_default();
+    let mut properties_json = json!({ "attributePayload": { "attributes": attributes } });
+    put_opt(
+        &mut properties_json,
+        "thingGroupDescription",
+        properties.thing_group_description,
+    );
+    let metadata = group.thing_group_metadata.unwrap_or_default();
+    let root_to_parent: Vec<Value> = metadata
+        .root_to_parent_thing_groups
+        .into_iter()
+        .map(group_name_and_arn)
+        .collect();
+    let mut metadata_json = json!({
+        "rootToParentThingGroups": root_to_parent,
+        "creationDate": seconds(metadata.creation_date_ms),
+    });
+    put_opt(
+        &mut metadata_json,
+        "parentGroupName",
+        metadata.parent_group_name,
+    );
+    ok(json!({
+        "thingGroupName": group.thing_group_name,
+        "thingGroupId": group.thing_group_id,
+        "thingGroupArn": group.thing_group_arn,
+        "version": group.version,
+        "thingGroupProperties": properties_json,
+        "thingGroupMetadata": metadata_json,
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateThingGroup {
+    thing_group_properties: Option<ThingGroupProperties>,
+    expected_version: Option<i64>,
+}
+
+/// UpdateThingGroup: `PATCH /thing-groups/{thingGroupName}`.
+async fn update_thing_group(
+    State(state): State<AppState>,
+    P(thing_group_name): P<String>,
+    Body(body): Body<UpdateThingGroup>,
+) -> ApiResult {
+    let properties = body.thing_group_properties.ok_or_else(|| {
+        ApiError::invalid("UpdateThingGroup needs thingGroupProperties in the request body")
+    })?;
+    let updated = state
+        .registry
+        .clone()
+        .update_thing_group(pb::UpdateThingGroupRequest {
+            thing_group_name,
+            thing_group_properties: Some(properties.into()),
+            expected_version: body.expected_version,
+        })
+        .await?
+        .into_inner();
+    ok(json!({ "version": updated.version }))
+}
+
+/// DeleteThingGroup: `DELETE /thing-groups/{thingGroupName}?expectedVersion=`.
+async fn delete_thing_group(
+    State(state): State<AppState>,
+    P(thing_group_name): P<String>,
+    Q(query): Q<ExpectedVersionQuery>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .delete_thing_group(pb::DeleteThingGroupRequest {
+            thing_group_name,
+            expected_version: query.expected_version,
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct ListThingGroupsQuery {
+    parent_group: Option<String>,
+    name_prefix_filter: Option<String>,
+    #[serde(default)]
+    recursive: bool,
+}
+
+/// ListThingGroups: `GET /thing-groups`.
+async fn list_thing_groups(
+    State(state): State<AppState>,
+    Q(page): Q<PageQuery>,
+    Q(query): Q<ListThingGroupsQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_thing_groups(pb::ListThingGroupsRequest {
+            page: page.page()?,
+            parent_group: query.parent_group,
+            name_prefix_filter: query.name_prefix_filter,
+            recursive: query.recursive,
+        })
+        .await?
+        .into_inner();
+    let groups = listed
+        .thing_groups
+        .into_iter()
+        .map(group_name_and_arn)
+        .collect();
+    page_of("thingGroups", groups, listed.next_token)
+}
+
+// ---------------------------------------------------------------- membership
+
+/// `PUT /thing-groups/{segment}`: the model's three membership operations
+/// live at fixed paths under `/thing-groups/`, the only PUTs there.
+async fn thing_group_put(
+    State(state): State<AppState>,
+    P(segment): P<String>,
+    request: Request,
+) -> ApiResult {
+    match segment.as_str() {
+        "addThingToThingGroup" => {
+            let Body(body) = Body::from_request(request, &state).await?;
+            add_thing_to_thing_group(state, body).await
+        }
+        "removeThingFromThingGroup" => {
+            let Body(body) = Body::from_request(request, &state).await?;
+            remove_thing_from_thing_group(state, body).await
+        }
+        "updateThingGroupsForThing" => {
+            let Body(body) = Body::from_request(request, &state).await?;
+            update_thing_groups_for_thing(state, body).await
+        }
+        _ => Ok(operations::not_implemented(request).await.into_response()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct Membership {
+    thing_group_name: Option<String>,
+    thing_group_arn: Option<String>,
+    thing_name: Option<String>,
+    thing_arn: Option<String>,
+    override_dynamic_groups: bool,
+}
+
+/// AddThingToThingGroup: `PUT /thing-groups/addThingToThingGroup`.
+async fn add_thing_to_thing_group(state: AppState, body: Membership) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .add_thing_to_thing_group(pb::AddThingToThingGroupRequest {
+            thing_group_name: body.thing_group_name,
+            thing_group_arn: body.thing_group_arn,
+            thing_name: body.thing_name,
+            thing_arn: body.thing_arn,
+            override_dynamic_groups: body.override_dynamic_groups,
+        })
+        .await?;
+    empty()
+}
+
+/// RemoveThingFromThingGroup: `PUT /thing-groups/removeThingFromThingGroup`.
+async fn remove_thing_from_thing_group(state: AppState, body: Membership) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .remove_thing_from_thing_group(pb::RemoveThingFromThingGroupRequest {
+            thing_group_name: body.thing_group_name,
+            thing_group_arn: body.thing_group_arn,
+            thing_name: body.thing_name,
+            thing_arn: body.thing_arn,
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateThingGroupsForThing {
+    thing_name: Option<String>,
+    thing_groups_to_add: Vec<String>,
+    thing_groups_to_remove: Vec<String>,
+    override_dynamic_groups: bool,
+}
+
+/// UpdateThingGroupsForThing: `PUT /thing-groups/updateThingGroupsForThing`.
+async fn update_thing_groups_for_thing(
+    state: AppState,
+    body: UpdateThingGroupsForThing,
+) -> ApiResult {
+    let thing_name = body.thing_name.ok_or_else(|| {
+        ApiError::invalid("UpdateThingGroupsForThing needs thingName in the request body")
+    })?;
+    state
+        .registry
+        .clone()
+        .update_thing_groups_for_thing(pb::UpdateThingGroupsForThingRequest {
+            thing_name,
+            thing_groups_to_add: body.thing_groups_to_add,
+            thing_groups_to_remove: body.thing_groups_to_remove,
+            override_dynamic_groups: body.override_dynamic_groups,
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize)]
+struct RecursiveQuery {
+    #[serde(default)]
+    recursive: bool,
+}
+
+/// ListThingsInThingGroup: `GET /thing-groups/{thingGroupName}/things`.
+async fn list_things_in_thing_group(
+    State(state): State<AppState>,
+    P(thing_group_name): P<String>,
+    Q(page): Q<PageQuery>,
+    Q(query): Q<RecursiveQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_things_in_thing_group(pb::ListThingsInThingGroupRequest {
+            thing_group_name,
+            recursive: query.recursive,
+            page: page.page()?,
+        })
+        .await?
+        .into_inner();
+    let things = listed.things.into_iter().map(Value::from).collect();
+    page_of("things", things, listed.next_token)
+}
+
+/// ListThingGroupsForThing: `GET /things/{thingName}/thing-groups`.
+async fn list_thing_groups_for_thing(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    Q(page): Q<PageQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_thing_groups_for_thing(pb::ListThingGroupsForThingRequest {
+            thing_name,
+            page: page.page()?,
+        })
+        .await?
+        .into_inner();
+    let groups = listed
+        .thing_groups
+        .into_iter()
+        .map(group_name_and_arn)
+        .collect();
+    page_of("thingGroups", groups, listed.next_token)
+}
+
+// ---------------------------------------------------------------- principals
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct AttachQuery {
+    thing_principal_type: Option<String>,
+}
+
+/// AttachThingPrincipal: `PUT /things/{thingName}/principals`, the principal
+/// in `x-amzn-principal`. Herald's attachments are all non-exclusive.
+async fn attach_thing_principal(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    Q(query): Q<AttachQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    match query.thing_principal_type.as_deref() {
+        None | Some("NON_EXCLUSIVE_THING") => {}
+        Some("EXCLUSIVE_THING") => {
+            return Err(ApiError::invalid(
+                "Herald does not support thingPrincipalType EXCLUSIVE_THING; attachments are NON_EXCLUSIVE_THING",
+            ));
+        }
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "thingPrincipalType must be EXCLUSIVE_THING or NON_EXCLUSIVE_THING, not {other:?}"
+            )));
+        }
+    }
+    let principal = principal(&headers, "AttachThingPrincipal")?;
+    state
+        .registry
+        .clone()
+        .attach_thing_principal(pb::AttachThingPrincipalRequest {
+            thing_name,
+            principal,
+        })
+        .await?;
+    empty()
+}
+
+/// DetachThingPrincipal: `DELETE /things/{thingName}/principals`, the
+/// principal in `x-amzn-principal`.
+async fn detach_thing_principal(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let principal = principal(&headers, "DetachThingPrincipal")?;
+    state
+        .registry
+        .clone()
+        .detach_thing_principal(pb::DetachThingPrincipalRequest {
+            thing_name,
+            principal,
+        })
+        .await?;
+    empty()
+}
+
+/// ListThingPrincipals: `GET /things/{thingName}/principals`.
+async fn list_thing_principals(
+    State(state): State<AppState>,
+    P(thing_name): P<String>,
+    Q(page): Q<PageQuery>,
+) -> ApiResult {
+    let listed = state
+        .registry
+        .clone()
+        .list_thing_principals(pb::ListThingPrincipalsRequest {
+            thing_name,
+            page: page.page()?,
+        })
+        .await?
+        .into_inner();
+    let principals = listed.principals.into_iter().map(Value::from).collect();
+    page_of("principals", principals, listed.next_token)
+}
+
+/// ListPrincipalThings: `GET /principals/things`, the principal in
+/// `x-amzn-principal`.
+async fn list_principal_things(
+    State(state): State<AppState>,
+    Q(page): Q<PageQuery>,
+    headers: HeaderMap,
+) -> ApiResult {
+    let principal = principal(&headers, "ListPrincipalThings")?;
+    let listed = state
+        .registry
+        .clone()
+        .list_principal_things(pb::ListPrincipalThingsRequest {
+            principal,
+            page: page.page()?,
+        })
+        .await?
+        .into_inner();
+    let things = listed.things.into_iter().map(Value::from).collect();
+    page_of("things", things, listed.next_token)
 }
