@@ -33,6 +33,18 @@ pub async fn run(
     listeners: Listeners,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    if let Some(key) = settings
+        .access_keys
+        .iter()
+        .find(|k| k.account_id != settings.account_id)
+    {
+        anyhow::bail!(
+            "access key {} is for account {}, but this gateway serves account {}",
+            key.access_key_id,
+            key.account_id,
+            settings.account_id
+        );
+    }
     let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
     let app = http::router(state);
     let addr = listeners

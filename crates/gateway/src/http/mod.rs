@@ -39,7 +39,6 @@ use crate::settings::{AccessKey, Settings};
 pub(crate) struct AppState {
     pub(crate) registry: RegistryClient<Channel>,
     pub(crate) config: ConfigClient<Channel>,
-    pub(crate) account_id: Arc<str>,
     pub(crate) region: Arc<str>,
     pub(crate) access_keys: Arc<[AccessKey]>,
     pub(crate) test_mode: bool,
@@ -56,7 +55,6 @@ impl AppState {
         Ok(AppState {
             registry: RegistryClient::new(channel(&settings.registry_url)?),
             config: ConfigClient::new(channel(&settings.config_url)?),
-            account_id: settings.account_id.as_str().into(),
             region: settings.region.as_str().into(),
             access_keys: settings.access_keys.clone().into(),
             test_mode: settings.test_mode,
