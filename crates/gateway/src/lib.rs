@@ -9,6 +9,7 @@
 
 mod settings;
 
+pub mod events;
 mod http;
 
 use std::time::Duration;
