@@ -24,7 +24,7 @@ use herald_store::{Store, Writer};
 pub use settings::{CaSettings, ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Endpoint, Server, server::TcpIncoming};
+use tonic::{server::NamedService, service::Routes, transport::Endpoint};
 
 use crate::{certs::Ca, domain::ConfigEvent, grpc::GrpcConfig, service::ConfigService};
 
@@ -67,42 +67,19 @@ pub async fn run(
         .await
         .context("write the default event configurations")?;
 
-    let (health, health_service) = tonic_health::server::health_reporter();
-    health.set_serving::<ConfigServer<GrpcConfig>>().await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(FILE_DESCRIPTOR_SET)
-        .build_v1()
-        .context("build the reflection service")?;
     let retention = tokio::spawn(log.retain(
         Duration::from_secs(settings.changes.retention_secs),
         Duration::from_secs(settings.changes.prune_interval_secs),
         shutdown.clone(),
     ));
 
-    let addr = listener.local_addr().context("read the listen address")?;
-    tracing::info!(%addr, data_dir = %settings.data_dir.display(), "grpc listening");
+    tracing::info!(data_dir = %settings.data_dir.display(), "serving");
     let grpc = GrpcConfig::new(service, shutdown.clone(), settings.test_mode);
-    let stop = shutdown.clone();
-    let server = Server::builder()
-        .add_service(health_service)
-        .add_service(reflection)
-        .add_service(ConfigServer::new(grpc))
-        .serve_with_incoming_shutdown(
-            TcpIncoming::from(listener).with_nodelay(Some(true)),
-            async move {
-                stop.cancelled().await;
-                health.set_not_serving::<ConfigServer<GrpcConfig>>().await;
-            },
-        );
+    let routes = Routes::new(ConfigServer::new(grpc));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
-    let mut server = Box::pin(server);
-    tokio::select! {
-        served = &mut server => served.context("serve grpc")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "calls still in flight after the grace period; stopping anyway");
-        }
-    }
-    drop(server);
+    let name = <ConfigServer<GrpcConfig> as NamedService>::NAME;
+    herald_runtime::grpc::serve(name, FILE_DESCRIPTOR_SET, routes, listener, shutdown, grace)
+        .await?;
     retention.await.context("join retention")?;
     writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");

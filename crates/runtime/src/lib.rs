@@ -3,6 +3,7 @@
 //!
 //! Libraries never install a logger; only binaries call [`telemetry::init`].
 
+pub mod grpc;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;
