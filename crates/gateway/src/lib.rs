@@ -10,6 +10,7 @@
 mod settings;
 
 pub mod events;
+pub mod mqtt;
 mod http;
 
 use std::time::Duration;
