@@ -10,8 +10,8 @@
 mod settings;
 
 pub mod events;
-pub mod mqtt;
 mod http;
+pub mod mqtt;
 
 use std::time::Duration;
 
