@@ -87,7 +87,25 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             sigv4::authenticate,
         ))
+        .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Gives every response, errors included, the `x-amzn-RequestId` AWS sends
+/// (boto3 shows it as `ResponseMetadata.RequestId`), and logs the request under it.
+async fn request_id(request: axum::extract::Request, next: middleware::Next) -> Response {
+    let id = uuid::Uuid::new_v4().to_string();
+    let span = tracing::debug_span!(
+        "request",
+        request_id = %id,
+        method = %request.method(),
+        path = %request.uri().path()
+    );
+    let mut response = tracing::Instrument::instrument(next.run(request), span).await;
+    if let Ok(value) = axum::http::HeaderValue::from_str(&id) {
+        response.headers_mut().insert("x-amzn-requestid", value);
+    }
+    response
 }
 
 /// Test mode: wipes the registry's and the config service's state.

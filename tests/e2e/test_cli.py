@@ -1,0 +1,296 @@
+"""`cargo xtask dev` driven by the real `aws` CLI: the commands of the AWS IoT
+documentation, verbatim but for `--endpoint-url`, then Ctrl-C (SIGINT) stops
+everything cleanly.
+
+This test starts its own Herald through xtask (marked `standalone`: the
+session's services and the per-test reset are not used).
+"""
+
+import importlib.util
+import json
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from support import ACCESS_KEY, REGION, SECRET_KEY, cert_arn, cert_id_of, load_cert, public_key_der
+
+pytestmark = pytest.mark.standalone
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+# `cargo xtask dev` builds first; `cargo xtask e2e` has built already, so this
+# is normally a few seconds, but a cold or contended build directory is slower.
+RUNNING_DEADLINE_SECS = 240
+# xtask gives each service up to 15 s after SIGTERM, one after the other.
+STOP_DEADLINE_SECS = 60
+CLI_DEADLINE_SECS = 60
+
+POLICY_JSON = """{
+    "Version": "2012-10-17",
+    "Statement": [
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iot:Publish",
+                "iot:Receive"
+            ],
+            "Resource": [
+                "arn:aws:iot:us-west-2:123456789012:topic/test/topic"
+            ]
+        },
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iot:Subscribe"
+            ],
+            "Resource": [
+                "arn:aws:iot:us-west-2:123456789012:topicfilter/test/topic"
+            ]
+        },
+        {
+            "Effect": "Allow",
+            "Action": [
+                "iot:Connect"
+            ],
+            "Resource": [
+                "arn:aws:iot:us-west-2:123456789012:client/basicPubSub"
+            ]
+        }
+    ]
+}
+"""
+
+
+def free_ports(count):
+    """Distinct loopback ports that were free a moment ago (xtask dev needs
+    fixed ports, so these are chosen here and handed over)."""
+    sockets, ports = [], []
+    try:
+        for _ in range(count):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.bind(("127.0.0.1", 0))
+            sockets.append(s)
+            ports.append(s.getsockname()[1])
+    finally:
+        for s in sockets:
+            s.close()
+    return ports
+
+
+def aws_cli():
+    """The `aws` CLI: the awscli package of this Python if it has one, else `aws` on PATH."""
+    if importlib.util.find_spec("awscli") is not None:
+        return [sys.executable, "-m", "awscli"]
+    found = shutil.which("aws")
+    if found:
+        return [found]
+    pytest.fail("the aws CLI is missing: python3 -m pip install awscli")
+
+
+class Dev:
+    """`cargo xtask dev` as a subprocess, its output collected on a thread."""
+
+    def __init__(self, tmp, env):
+        self.log_path = tmp / "xtask-dev.log"
+        self.lines = []
+        self.running = threading.Event()
+        self._log = open(self.log_path, "w", encoding="utf-8")
+        cargo = os.environ.get("CARGO", "cargo")
+        self.proc = subprocess.Popen(
+            [cargo, "xtask", "dev", "--data-dir", str(tmp / "data")],
+            cwd=REPO_ROOT,
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            # Its own process group, as a shell job: SIGINT to the group is Ctrl-C.
+            start_new_session=True,
+        )
+        self._drain = threading.Thread(target=self._pump, daemon=True)
+        self._drain.start()
+
+    def _pump(self):
+        for raw in iter(self.proc.stdout.readline, b""):
+            line = raw.decode("utf-8", "replace").rstrip("\r\n")
+            self._log.write(line + "\n")
+            self._log.flush()
+            self.lines.append(line)
+            if "herald is running" in line:
+                self.running.set()
+        self._log.close()
+
+    def wait_running(self):
+        deadline = time.monotonic() + RUNNING_DEADLINE_SECS
+        while not self.running.wait(timeout=0.1):
+            if self.proc.poll() is not None:
+                self._drain.join(timeout=5)
+                pytest.fail(f"cargo xtask dev exited with {self.proc.returncode}:\n{self.tail()}")
+            if time.monotonic() > deadline:
+                pytest.fail(f"no `herald is running` within {RUNNING_DEADLINE_SECS}s:\n{self.tail()}")
+
+    def interrupt(self):
+        """Ctrl-C: SIGINT to xtask's process group (the services have their own)."""
+        os.killpg(self.proc.pid, signal.SIGINT)
+
+    def wait(self, timeout):
+        try:
+            return self.proc.wait(timeout=timeout)
+        finally:
+            self._drain.join(timeout=5)
+
+    def service_pids(self):
+        """The services' PIDs, from xtask's `started NAME (pid N)` lines."""
+        return [int(m.group(1)) for m in map(re.compile(r"started \w+ \(pid (\d+)\)").search, self.lines) if m]
+
+    def cleanup(self):
+        """After a failure: stop xtask, and any service it left behind, by PID."""
+        if self.proc.poll() is None:
+            self.interrupt()
+            try:
+                self.proc.wait(timeout=STOP_DEADLINE_SECS)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        for pid in self.service_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+    def tail(self, lines=80):
+        return "\n".join(self.lines[-lines:])
+
+
+@pytest.fixture
+def dev(tmp_path):
+    gateway_port, registry_port, config_port = free_ports(3)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "AWS_"))}
+    env.update(
+        NO_COLOR="1",
+        HERALD_REGISTRY__GRPC__LISTEN_ADDR=f"127.0.0.1:{registry_port}",
+        HERALD_CONFIG__GRPC__LISTEN_ADDR=f"127.0.0.1:{config_port}",
+        HERALD_GATEWAY__HTTP__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
+    )
+    running = Dev(tmp_path, env)
+    try:
+        running.wait_running()
+        running.endpoint = f"http://127.0.0.1:{gateway_port}"
+        running.data_dir = tmp_path / "data"
+        yield running
+    finally:
+        running.cleanup()
+
+
+def run_aws(command, endpoint, cwd):
+    """Runs one documented `aws iot ...` command line with `--endpoint-url`;
+    returns its parsed JSON output (None when it prints nothing)."""
+    argv = shlex.split(command)
+    assert argv[:2] == ["aws", "iot"], command
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_DEFAULT_OUTPUT="json",
+        AWS_CONFIG_FILE=str(cwd / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(cwd / "no-aws-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+    done = subprocess.run(
+        aws_cli() + argv[1:] + ["--endpoint-url", endpoint],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE_SECS,
+    )
+    assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout) if done.stdout.strip() else None
+
+
+def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):
+    work = tmp_path / "cli"
+    work.mkdir()
+
+    def aws(command):
+        return run_aws(command, dev.endpoint, work)
+
+    # Event configurations.
+    assert aws('aws iot update-event-configurations --event-configurations "{\\"THING\\":{\\"Enabled\\": true}}"') is None
+    described = aws("aws iot describe-event-configurations")
+    flags = {k: v["Enabled"] for k, v in described["eventConfigurations"].items()}
+    assert flags["THING"] is True
+    assert len(flags) == 11
+    assert [k for k, v in flags.items() if v] == ["THING"]
+    assert "creationDate" in described and "lastModifiedDate" in described
+
+    # A thing.
+    created = aws(
+        'aws iot create-thing --thing-name MyLightBulb --attribute-payload "{\\"attributes\\": {\\"wattage\\":\\"75\\", \\"model\\":\\"123\\"}}"'
+    )
+    assert created["thingName"] == "MyLightBulb"
+    assert created["thingArn"] == "arn:aws:iot:us-east-1:123456789012:thing/MyLightBulb"
+    assert created["thingId"]
+    thing = aws('aws iot describe-thing --thing-name "MyLightBulb"')
+    assert thing["thingName"] == "MyLightBulb"
+    assert thing["thingId"] == created["thingId"]
+    assert thing["thingArn"] == created["thingArn"]
+    assert thing["defaultClientId"] == "MyLightBulb"
+    assert thing["attributes"] == {"wattage": "75", "model": "123"}
+    assert thing["version"] == 1
+
+    # A certificate and its keys, written to files.
+    keys = aws(
+        "aws iot create-keys-and-certificate --set-as-active --certificate-pem-outfile cert.pem "
+        "--public-key-outfile pub.key --private-key-outfile priv.key"
+    )
+    cert_id = keys["certificateId"]
+    assert re.fullmatch(r"[0-9a-f]{64}", cert_id), cert_id
+    assert keys["certificateArn"] == cert_arn(cert_id)
+    assert (work / "cert.pem").read_text() == keys["certificatePem"]
+    assert (work / "pub.key").read_text() == keys["keyPair"]["PublicKey"]
+    assert (work / "priv.key").read_text() == keys["keyPair"]["PrivateKey"]
+    assert cert_id_of((work / "cert.pem").read_text()) == cert_id
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    private = load_pem_private_key((work / "priv.key").read_bytes(), password=None)
+    assert public_key_der(private) == public_key_der(load_cert(keys["certificatePem"]))
+    # Issued by the Herald CA that `xtask dev` keeps under its data directory.
+    ca = load_cert((dev.data_dir / "config" / "ca.pem").read_text())
+    load_cert(keys["certificatePem"]).verify_directly_issued_by(ca)
+
+    # A policy from a file, attached to the certificate.
+    (work / "policy.json").write_text(POLICY_JSON)
+    policy = aws("aws iot create-policy --policy-name TestIoTPolicy --policy-document file://policy.json")
+    assert policy["policyName"] == "TestIoTPolicy"
+    assert policy["policyArn"] == "arn:aws:iot:us-east-1:123456789012:policy/TestIoTPolicy"
+    assert policy["policyVersionId"] == "1"
+    assert json.loads(policy["policyDocument"]) == json.loads(POLICY_JSON)
+
+    arn = keys["certificateArn"]
+    assert aws(f'aws iot attach-policy --policy-name TestIoTPolicy --target "{arn}"') is None
+    attached = aws(f'aws iot list-attached-policies --target "{arn}"')
+    assert attached["policies"] == [
+        {"policyName": "TestIoTPolicy", "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/TestIoTPolicy"}
+    ]
+
+    # Ctrl-C stops the services and xtask, cleanly.
+    dev.interrupt()
+    try:
+        code = dev.wait(timeout=STOP_DEADLINE_SECS)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"cargo xtask dev still running {STOP_DEADLINE_SECS}s after SIGINT:\n{dev.tail()}")
+    assert code == 0, f"cargo xtask dev exited {code}:\n{dev.tail()}"
+    for name in ["gateway", "config", "registry"]:
+        assert any(f"xtask: {name} stopped" in line for line in dev.lines), dev.tail()
