@@ -9,6 +9,7 @@
 
 mod settings;
 
+pub mod config_cache;
 pub mod events;
 mod http;
 pub mod mqtt;
