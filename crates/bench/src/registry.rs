@@ -7,6 +7,7 @@
 //! mutation is durable, so acknowledged calls per second are durable mutations
 //! per second.
 
+mod baseline;
 mod load;
 mod replay;
 mod server;
@@ -77,6 +78,14 @@ impl Figures {
 }
 
 pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
+    // On the same disk as the registry's data (not /tmp, which may be memory).
+    let scratch = server::data_dir()?;
+    let baseline = baseline::measure(scratch.path(), options.phase)?;
+    drop(scratch);
+    eprintln!(
+        "registry: baseline, raw sled on this disk: {} durable writes/s flushing each, {} /s flushing every 64",
+        baseline.flush_per_write, baseline.batch_of_64
+    );
     let server = InProcessRegistry::start()?;
     eprintln!(
         "registry: in-process on {} ({} worker threads, data in {}), {} cores here",
@@ -96,7 +105,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
         }
     };
     eprintln!("registry: stopped cleanly");
-    Ok(report(&figures, options))
+    Ok(report(&figures, &baseline, options))
 }
 
 /// Runs the clients on a runtime of their own, shut down (closing every
@@ -235,7 +244,7 @@ fn cores() -> usize {
     std::thread::available_parallelism().map_or(1, usize::from)
 }
 
-fn report(figures: &Figures, options: &Options) -> Value {
+fn report(figures: &Figures, baseline: &baseline::Baseline, options: &Options) -> Value {
     let mut rates = Map::new();
     let mut latencies = Map::new();
     let mut calls = Map::new();
@@ -265,6 +274,13 @@ fn report(figures: &Figures, options: &Options) -> Value {
             "secs": round(figures.replay.elapsed.as_secs_f64(), 3),
             "topped_up": figures.top_up.ok,
             "top_up_creates_per_sec": per_sec(figures.top_up.ok, figures.top_up.elapsed),
+        },
+        "baseline": {
+            "what": "raw sled in the same run: insert + flush per write, and 64 inserts per flush",
+            "sled_flush_per_write_per_sec": baseline.flush_per_write,
+            "sled_batch_of_64_per_sec": baseline.batch_of_64,
+            "ratio_1_client_to_flush_per_write": round(figures.per_sec_at(1).unwrap_or(0.0) / baseline.flush_per_write.max(1.0), 3),
+            "ratio_64_clients_to_batch_of_64": round(at_target / baseline.batch_of_64.max(1.0), 3),
         },
         "targets": {
             "mutations_per_sec_64": TARGET_MUTATIONS_PER_SEC,

@@ -79,7 +79,7 @@ impl InProcessRegistry {
     }
 }
 
-fn data_dir() -> anyhow::Result<TempDir> {
+pub(super) fn data_dir() -> anyhow::Result<TempDir> {
     std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
     tempfile::Builder::new()
         .prefix("registry-data-")
