@@ -9,9 +9,11 @@
 //! - `render`: one payload type per event family, in the field order of the
 //!   spec's examples.
 
+pub mod pump;
 mod render;
 
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
+pub use pump::{EventPump, ReceiveAllowed};
 
 /// One event, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -4,3 +4,4 @@
 mod support;
 
 mod config_cache;
+mod pump;

@@ -1,0 +1,576 @@
+//! The event pump: follows the registry's change log (`WatchChanges`) from a
+//! durable cursor, gates each event by the live event configuration, renders
+//! it (spec §3.1–3.6) and publishes it on the `$aws` bus, to every subscriber
+//! that `receive_allowed` admits.
+//!
+//! **Delivery: at least once.** The cursor is the sequence number of the
+//! last event handed to the bus (published, skipped by its gate, or skipped
+//! because it could not be rendered). It only ever moves past an event once
+//! [`Bus::publish`] has returned for it. A separate task writes it to the
+//! pump's own sled store (written and flushed through a [`Writer`]) at most
+//! every [`PERSIST_INTERVAL`], always the latest value, and once more on
+//! shutdown. So the durable cursor may lag the handled one by up to that
+//! interval: after a crash, the events of that window are published again,
+//! with the same `eventId` (the registry fixes it at commit), and consumers
+//! de-duplicate on it. No event is skipped: a durable cursor never names an
+//! event that was not handed to the bus.
+//!
+//! **Gating happens at publish time**, against the configuration the cache
+//! holds then: an event replayed after a restart is published if its type is
+//! enabled now, whatever the configuration was when it was committed.
+//!
+//! **Reconnects.** When the stream cannot be opened, fails or ends, the pump
+//! waits (100 ms doubling to 5 s; reset each time a stream opens) and reopens
+//! it after the cursor. When the registry answers `OUT_OF_RANGE`, the cursor
+//! can't be served: either retention removed the events after it (they are
+//! lost; the pump logs the gap at error level) or the registry's log ends
+//! before it (its data was wiped). Either way the pump continues from the
+//! oldest retained event (`after_sequence` 0) at once.
+//!
+//! **The store** is the pump's own: the pump runs a [`Writer`] on it, and a
+//! store has one writer.
+
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicU64, Ordering},
+    },
+    time::Duration,
+};
+
+use anyhow::Context as _;
+use herald_proto::registry::v1::{
+    ChangeEvent, GetChangeLogInfoRequest, WatchChangesRequest, registry_client::RegistryClient,
+};
+use herald_store::{Store, Writer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+use tonic::{Code, Status, transport::Channel};
+
+use super::render;
+use crate::{
+    config_cache::ConfigCache,
+    mqtt::bus::{Bus, SubscriberId},
+};
+
+/// The first wait before reopening the change stream.
+pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+/// The longest wait before reopening the change stream.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+/// How often, at most, the cursor is written (and flushed) to the store.
+pub const PERSIST_INTERVAL: Duration = Duration::from_millis(200);
+/// How long shutdown waits for the cursor's writer thread to finish.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
+
+/// Whether a subscriber may receive a message on a topic (`iot:Receive`).
+pub type ReceiveAllowed = Arc<dyn Fn(SubscriberId, &str) -> bool + Send + Sync>;
+
+/// The cursor's key in the pump's store.
+fn cursor_key() -> Vec<u8> {
+    herald_store::key(&["pump", "cursor"])
+}
+
+/// The cursor as stored.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize)]
+struct StoredCursor {
+    /// The last event handed to the bus; the stream resumes after it.
+    after_sequence: u64,
+}
+
+/// A running pump: a handle to its counters. Cheap to clone.
+#[derive(Clone)]
+pub struct EventPump {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EventPump {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventPump")
+            .field("cursor", &self.cursor())
+            .field("persisted_cursor", &self.persisted_cursor())
+            .field("published", &self.published())
+            .field("skipped_by_gate", &self.skipped_by_gate())
+            .field("render_errors", &self.render_errors())
+            .field("disconnections", &self.disconnections())
+            .field("cursor_resets", &self.cursor_resets())
+            .field("stopped", &self.is_stopped())
+            .finish()
+    }
+}
+
+struct Shared {
+    /// The last event handed to the bus.
+    handled: watch::Sender<u64>,
+    /// The last cursor written and flushed to the store.
+    persisted: AtomicU64,
+    published: AtomicU64,
+    skipped_by_gate: AtomicU64,
+    render_errors: AtomicU64,
+    disconnections: AtomicU64,
+    cursor_resets: AtomicU64,
+    /// Cancelled once the pump has stopped and its store is released.
+    stopped: CancellationToken,
+}
+
+impl Shared {
+    fn new(cursor: u64) -> Arc<Shared> {
+        Arc::new(Shared {
+            handled: watch::Sender::new(cursor),
+            persisted: AtomicU64::new(cursor),
+            published: AtomicU64::new(0),
+            skipped_by_gate: AtomicU64::new(0),
+            render_errors: AtomicU64::new(0),
+            disconnections: AtomicU64::new(0),
+            cursor_resets: AtomicU64::new(0),
+            stopped: CancellationToken::new(),
+        })
+    }
+}
+
+/// What the pump's loop needs.
+struct Pump {
+    shared: Arc<Shared>,
+    registry: RegistryClient<Channel>,
+    cache: ConfigCache,
+    bus: Bus,
+    receive_allowed: ReceiveAllowed,
+    shutdown: CancellationToken,
+}
+
+/// How a change stream ended.
+enum Ended {
+    /// The registry closed it.
+    Closed,
+    Failed(Status),
+}
+
+impl EventPump {
+    /// Reads the cursor from `store` and starts the pump and its cursor
+    /// writer, which run until `shutdown` is cancelled; then the cursor is
+    /// written a last time and the store released (see
+    /// [`EventPump::stopped`]).
+    ///
+    /// Fails when the stored cursor can't be read or the writer thread can't
+    /// start. Must be called within a Tokio runtime.
+    pub fn spawn(
+        registry: RegistryClient<Channel>,
+        cache: ConfigCache,
+        bus: Bus,
+        store: Store,
+        receive_allowed: ReceiveAllowed,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<EventPump> {
+        let cursor = store
+            .get::<StoredCursor>(&cursor_key())
+            .context("read the event pump's cursor")?
+            .map_or(0, |c| c.after_sequence);
+        let (writer, _log, writer_thread) =
+            Writer::<()>::start(store, "event-pump-cursor").context("start the cursor writer")?;
+        let shared = Shared::new(cursor);
+        let pump = Pump {
+            shared: shared.clone(),
+            registry,
+            cache,
+            bus,
+            receive_allowed,
+            shutdown,
+        };
+        let persister_stop = CancellationToken::new();
+        let persister = tokio::spawn(persist(
+            writer,
+            shared.clone(),
+            shared.handled.subscribe(),
+            persister_stop.clone(),
+        ));
+        let stopped = shared.stopped.clone();
+        tokio::spawn(async move {
+            // Marks the pump stopped even if something below panics.
+            let _stopped = stopped.drop_guard();
+            tracing::info!(cursor, "event pump starting");
+            pump.run().await;
+            // No event is handled after this point: the last write is final.
+            persister_stop.cancel();
+            if let Err(e) = persister.await {
+                tracing::error!(error = %e, "the event pump's cursor writer failed");
+            }
+            if let Err(e) = writer_thread.stop(WRITER_GRACE).await {
+                tracing::error!(error = %e, "could not stop the event pump's cursor writer");
+            }
+            tracing::info!("event pump stopped");
+        });
+        Ok(EventPump { shared })
+    }
+
+    /// The last event handed to the bus: the pump resumes after it.
+    pub fn cursor(&self) -> u64 {
+        *self.shared.handled.borrow()
+    }
+
+    /// The cursor as last written to the store (it may lag [`cursor`]).
+    ///
+    /// [`cursor`]: EventPump::cursor
+    pub fn persisted_cursor(&self) -> u64 {
+        self.shared.persisted.load(Ordering::Relaxed)
+    }
+
+    /// Events published on the bus (their type enabled), since the start.
+    pub fn published(&self) -> u64 {
+        self.shared.published.load(Ordering::Relaxed)
+    }
+
+    /// Events not published because their type is disabled.
+    pub fn skipped_by_gate(&self) -> u64 {
+        self.shared.skipped_by_gate.load(Ordering::Relaxed)
+    }
+
+    /// Events skipped because they could not be rendered.
+    pub fn render_errors(&self) -> u64 {
+        self.shared.render_errors.load(Ordering::Relaxed)
+    }
+
+    /// Times the change stream could not be opened, failed or ended.
+    pub fn disconnections(&self) -> u64 {
+        self.shared.disconnections.load(Ordering::Relaxed)
+    }
+
+    /// Times the registry could not serve the cursor (`OUT_OF_RANGE`) and
+    /// the pump continued from the oldest retained event.
+    pub fn cursor_resets(&self) -> u64 {
+        self.shared.cursor_resets.load(Ordering::Relaxed)
+    }
+
+    /// Resolves once every event up to `sequence` has been handed to the bus
+    /// (never, if the registry never gets there: race it with a timeout).
+    pub async fn caught_up_to(&self, sequence: u64) {
+        let mut handled = self.shared.handled.subscribe();
+        // `self` keeps the sender alive: this can't fail.
+        let _ = handled.wait_for(|c| *c >= sequence).await;
+    }
+
+    /// Whether the pump has stopped.
+    pub fn is_stopped(&self) -> bool {
+        self.shared.stopped.is_cancelled()
+    }
+
+    /// Resolves once the pump has stopped (after shutdown): the cursor is
+    /// written and the store released.
+    pub async fn stopped(&self) {
+        self.shared.stopped.cancelled().await;
+    }
+}
+
+impl Pump {
+    async fn run(mut self) {
+        tokio::select! {
+            () = self.shutdown.cancelled() => return,
+            () = self.cache.ready() => {}
+        }
+        let mut backoff = INITIAL_BACKOFF;
+        loop {
+            let cursor = *self.shared.handled.borrow();
+            let shutdown = self.shutdown.clone();
+            let opened = tokio::select! {
+                () = shutdown.cancelled() => return,
+                opened = self.registry.watch_changes(WatchChangesRequest { after_sequence: cursor }) => opened,
+            };
+            let ended = match opened {
+                Ok(response) => {
+                    tracing::debug!(after_sequence = cursor, "change stream open");
+                    backoff = INITIAL_BACKOFF;
+                    let mut stream = response.into_inner();
+                    loop {
+                        let message = tokio::select! {
+                            () = shutdown.cancelled() => return,
+                            message = stream.message() => message,
+                        };
+                        match message {
+                            Ok(Some(batch)) => self.handle(batch.events),
+                            Ok(None) => break Ended::Closed,
+                            Err(status) => break Ended::Failed(status),
+                        }
+                    }
+                }
+                Err(status) => Ended::Failed(status),
+            };
+            self.shared.disconnections.fetch_add(1, Ordering::Relaxed);
+            let cursor = *self.shared.handled.borrow();
+            match ended {
+                // A cursor of 0 is always in range: an `OUT_OF_RANGE` then is
+                // unexpected, and retried with the backoff.
+                Ended::Failed(status) if status.code() == Code::OutOfRange && cursor > 0 => {
+                    self.restart_from_oldest(cursor, &status).await;
+                    continue;
+                }
+                Ended::Failed(status) => tracing::warn!(
+                    cursor,
+                    code = ?status.code(),
+                    message = status.message(),
+                    ?backoff,
+                    "the change stream failed; reconnecting"
+                ),
+                Ended::Closed => {
+                    tracing::warn!(cursor, ?backoff, "the change stream ended; reconnecting");
+                }
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = tokio::time::sleep(backoff) => {}
+            }
+            backoff = (backoff * 2).min(MAX_BACKOFF);
+        }
+    }
+
+    /// Hands one batch to the bus, in order, then moves the cursor past it.
+    fn handle(&self, events: Vec<ChangeEvent>) {
+        let mut cursor = *self.shared.handled.borrow();
+        for event in events {
+            if event.sequence <= cursor {
+                tracing::debug!(
+                    sequence = event.sequence,
+                    cursor,
+                    "change event at or before the cursor; skipped"
+                );
+                continue;
+            }
+            if cursor > 0 && event.sequence != cursor + 1 {
+                tracing::warn!(
+                    sequence = event.sequence,
+                    cursor,
+                    "the change stream skipped sequence numbers"
+                );
+            }
+            self.hand_over(&event);
+            cursor = event.sequence;
+        }
+        self.shared.handled.send_if_modified(|handled| {
+            let moved = *handled != cursor;
+            *handled = cursor;
+            moved
+        });
+    }
+
+    /// Renders, gates and publishes one event.
+    fn hand_over(&self, event: &ChangeEvent) {
+        let rendered = match render(event) {
+            Ok(rendered) => rendered,
+            Err(e) => {
+                self.shared.render_errors.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(
+                    sequence = event.sequence,
+                    event_id = %event.event_id,
+                    error = %e,
+                    "change event cannot be rendered; skipped"
+                );
+                return;
+            }
+        };
+        if !self.cache.event_enabled(rendered.gate.key()) {
+            self.shared.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
+            tracing::trace!(
+                sequence = event.sequence,
+                gate = rendered.gate.key(),
+                "event type disabled; not published"
+            );
+            return;
+        }
+        let outcome = self
+            .bus
+            .publish(&rendered.topic, rendered.payload, &*self.receive_allowed);
+        self.shared.published.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(
+            sequence = event.sequence,
+            event_id = %rendered.event_id,
+            topic = %rendered.topic,
+            matched = outcome.matched,
+            denied = outcome.denied,
+            queued = outcome.queued,
+            dropped = outcome.dropped,
+            "event published"
+        );
+    }
+
+    /// The registry can't serve `cursor`: logs why (and the events lost, if
+    /// retention removed them) and moves the cursor to 0, the oldest
+    /// retained event.
+    async fn restart_from_oldest(&mut self, cursor: u64, status: &Status) {
+        self.shared.cursor_resets.fetch_add(1, Ordering::Relaxed);
+        let shutdown = self.shutdown.clone();
+        let info = tokio::select! {
+            () = shutdown.cancelled() => None,
+            info = self.registry.get_change_log_info(GetChangeLogInfoRequest {}) => info.ok(),
+        };
+        match info.map(tonic::Response::into_inner) {
+            Some(info) if info.first_sequence > cursor + 1 => tracing::error!(
+                cursor,
+                first_lost = cursor + 1,
+                last_lost = info.first_sequence - 1,
+                lost = info.first_sequence - 1 - cursor,
+                first_retained = info.first_sequence,
+                "events after the cursor were removed by the registry's retention and are lost; \
+                 continuing from the oldest retained event"
+            ),
+            Some(info) if info.last_sequence < cursor => tracing::error!(
+                cursor,
+                last_sequence = info.last_sequence,
+                "the registry's change log ends before the cursor (was its data wiped?); \
+                 continuing from its oldest event"
+            ),
+            _ => tracing::error!(
+                cursor,
+                message = status.message(),
+                "the registry cannot resume after the cursor; continuing from its oldest \
+                 retained event (events in between may be lost)"
+            ),
+        }
+        self.shared.handled.send_replace(0);
+    }
+}
+
+/// Writes the latest handled cursor to the store, at most every
+/// [`PERSIST_INTERVAL`], until `stop`; then writes it a last time.
+async fn persist(
+    writer: Writer<()>,
+    shared: Arc<Shared>,
+    mut handled: watch::Receiver<u64>,
+    stop: CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = stop.cancelled() => break,
+            changed = handled.changed() => if changed.is_err() { break },
+        }
+        let cursor = *handled.borrow_and_update();
+        write_cursor(&writer, &shared, cursor).await;
+        tokio::select! {
+            () = stop.cancelled() => break,
+            () = tokio::time::sleep(PERSIST_INTERVAL) => {}
+        }
+    }
+    let cursor = *handled.borrow();
+    if cursor != shared.persisted.load(Ordering::Relaxed) {
+        write_cursor(&writer, &shared, cursor).await;
+    }
+}
+
+async fn write_cursor(writer: &Writer<()>, shared: &Shared, cursor: u64) {
+    let written = writer
+        .mutate(move |changes| {
+            changes.put(
+                cursor_key(),
+                &StoredCursor {
+                    after_sequence: cursor,
+                },
+            )
+        })
+        .await;
+    match written {
+        Ok(()) => shared.persisted.store(cursor, Ordering::Relaxed),
+        // The next write retries; until one succeeds, a restart replays
+        // from the last cursor written.
+        Err(e) => tracing::error!(cursor, error = %e, "could not write the event pump's cursor"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use herald_proto::{
+        config::v1::{self as cfg, config_update},
+        registry::v1::{Operation, ThingEvent, ThingTypeEvent, change_event},
+    };
+    use tonic::transport::Endpoint;
+
+    use super::*;
+    use crate::mqtt::bus::QoS;
+
+    fn thing(sequence: u64, name: &str) -> ChangeEvent {
+        ChangeEvent {
+            sequence,
+            event_id: format!("id-{sequence}"),
+            timestamp_ms: 1,
+            account_id: "123456789012".to_owned(),
+            operation: Operation::Created as i32,
+            event: Some(change_event::Event::Thing(ThingEvent {
+                thing_id: "t".to_owned(),
+                thing_name: name.to_owned(),
+                version_number: 1,
+                ..Default::default()
+            })),
+        }
+    }
+
+    /// A pump (not running) with THING enabled and THING_TYPE disabled.
+    fn pump(bus: &Bus, cursor: u64) -> Pump {
+        let cache = ConfigCache::new();
+        cache.apply(cfg::ConfigUpdate {
+            revision: 1,
+            change: Some(config_update::Change::Snapshot(cfg::ConfigSnapshot {
+                event_configurations: [
+                    ("THING".to_owned(), true),
+                    ("THING_TYPE".to_owned(), false),
+                ]
+                .into(),
+                ..Default::default()
+            })),
+        });
+        Pump {
+            shared: Shared::new(cursor),
+            // Never connected: `handle` makes no calls.
+            registry: RegistryClient::new(
+                Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
+            ),
+            cache,
+            bus: bus.clone(),
+            receive_allowed: Arc::new(|_, _| true),
+            shutdown: CancellationToken::new(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_batch_is_gated_rendered_and_published_in_order_and_never_stalls() {
+        let bus = Bus::new();
+        let (id, mut rx) = bus.register(16);
+        bus.subscribe(id, "$aws/events/#", QoS::AtLeastOnce)
+            .unwrap();
+        let pump = pump(&bus, 1);
+        let mut no_body = thing(4, "x");
+        no_body.event = None;
+        let mut thing_type = thing(5, "x");
+        thing_type.event = Some(change_event::Event::ThingType(ThingTypeEvent {
+            thing_type_name: "T".to_owned(),
+            ..Default::default()
+        }));
+        pump.handle(vec![
+            // At the cursor: already handled.
+            thing(1, "old"),
+            thing(2, "a"),
+            // A name that can't be a topic level.
+            thing(3, "a/b"),
+            no_body,
+            thing_type,
+            thing(6, "b"),
+        ]);
+        assert_eq!(*pump.shared.handled.borrow(), 6);
+        assert_eq!(pump.shared.published.load(Ordering::Relaxed), 2);
+        assert_eq!(pump.shared.render_errors.load(Ordering::Relaxed), 2);
+        assert_eq!(pump.shared.skipped_by_gate.load(Ordering::Relaxed), 1);
+        let mut topics = Vec::new();
+        while let Ok(delivery) = rx.try_recv() {
+            topics.push(delivery.topic.to_string());
+        }
+        assert_eq!(
+            topics,
+            ["$aws/events/thing/a/created", "$aws/events/thing/b/created"]
+        );
+    }
+
+    #[tokio::test]
+    async fn an_empty_batch_leaves_the_cursor() {
+        let bus = Bus::new();
+        let pump = pump(&bus, 7);
+        let mut handled = pump.shared.handled.subscribe();
+        pump.handle(Vec::new());
+        assert_eq!(*handled.borrow_and_update(), 7);
+        assert!(!handled.has_changed().unwrap());
+    }
+}
