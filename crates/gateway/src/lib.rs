@@ -18,7 +18,8 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 pub use settings::{
-    AccessKey, DEV_ACCESS_KEY_ID, DEV_SECRET_ACCESS_KEY, ENV_PREFIX, HttpSettings, Settings,
+    AccessKey, DEV_ACCESS_KEY_ID, DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME,
+    DEV_SECRET_ACCESS_KEY, ENV_PREFIX, HttpSettings, MqttSettings, MqttUser, Settings,
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;

@@ -20,6 +20,7 @@ pub struct Settings {
     pub registry_url: String,
     pub config_url: String,
     pub http: HttpSettings,
+    pub mqtt: MqttSettings,
     /// Who may call the HTTP API: SigV4 access keys.
     pub access_keys: Vec<AccessKey>,
     /// Serves `POST /_herald/reset`, which wipes every service's state. Off by
@@ -35,6 +36,55 @@ pub struct Settings {
 pub struct HttpSettings {
     pub listen_addr: SocketAddr,
 }
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MqttSettings {
+    /// MQTT over TLS with client certificates registered with Herald.
+    pub tls_listen_addr: SocketAddr,
+    /// Plain MQTT with the username/password principals of `users`, for development.
+    pub listen_addr: SocketAddr,
+    /// Names and addresses the TLS server certificate is issued for, besides
+    /// `localhost` and `127.0.0.1`.
+    pub tls_names: Vec<String>,
+    pub tls_ips: Vec<String>,
+    /// How long a TLS handshake may take before the connection is dropped.
+    pub tls_handshake_timeout_ms: u64,
+    /// The plain listener's principals.
+    pub users: Vec<MqttUser>,
+}
+
+/// A username/password principal of the plain MQTT listener.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MqttUser {
+    pub username: String,
+    pub password: String,
+    /// The IoT policies, by name, that apply to its connections.
+    pub policies: Vec<String>,
+}
+
+impl Default for MqttSettings {
+    fn default() -> Self {
+        MqttSettings {
+            tls_listen_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
+            listen_addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            tls_names: Vec::new(),
+            tls_ips: Vec::new(),
+            tls_handshake_timeout_ms: 10_000,
+            users: vec![MqttUser {
+                username: DEV_MQTT_USERNAME.into(),
+                password: DEV_MQTT_PASSWORD.into(),
+                policies: vec![DEV_MQTT_POLICY.into()],
+            }],
+        }
+    }
+}
+
+/// The documented development MQTT user, and the policy that applies to it.
+pub const DEV_MQTT_USERNAME: &str = "herald-dev";
+pub const DEV_MQTT_PASSWORD: &str = "herald-dev-secret";
+pub const DEV_MQTT_POLICY: &str = "herald-dev";
 
 /// An access key id, its secret, and the account it acts for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +108,7 @@ impl Default for Settings {
             registry_url: "http://127.0.0.1:50051".into(),
             config_url: "http://127.0.0.1:50052".into(),
             http: HttpSettings::default(),
+            mqtt: MqttSettings::default(),
             access_keys: vec![AccessKey {
                 access_key_id: DEV_ACCESS_KEY_ID.into(),
                 secret_access_key: DEV_SECRET_ACCESS_KEY.into(),
@@ -86,6 +137,11 @@ impl Settings {
             config_url: config_url.into(),
             http: HttpSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            },
+            mqtt: MqttSettings {
+                tls_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..MqttSettings::default()
             },
             test_mode: true,
             ..Settings::default()

@@ -8,7 +8,17 @@
 //!   `disconnectReason`, `versionNumber`).
 //! - [`bus`]: the gateway-owned `$aws` topic bus, with a per-subscriber
 //!   bounded queue and an `iot:Receive` check on every delivery.
+//! - [`router`]: rumqttd's Router as the pub/sub engine for ordinary
+//!   topics, one local link per session (the only module using rumqttd).
+//! - [`session`]: one MQTT 3.1.1 client session over any stream: CONNECT,
+//!   policy checks per packet and per delivery, lifecycle events.
+//! - [`server`]: the plain-TCP listener and the session tracker the TLS
+//!   listener uses too.
 
 pub mod bus;
 pub mod lifecycle;
+pub mod router;
+pub mod server;
+pub mod session;
+pub mod tls;
 pub mod topic;

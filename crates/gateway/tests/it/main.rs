@@ -4,4 +4,6 @@
 mod support;
 
 mod config_cache;
+mod mqtt;
 mod pump;
+mod tls;

@@ -1,0 +1,278 @@
+//! rumqttd's Router as the gateway's in-process pub/sub engine for ordinary
+//! (non-`$`) topics (rumqttd-notes §2, §8). The only module that touches
+//! rumqttd: the rest of the session layer uses the [`Router`] handle, the
+//! [`Link`] it makes, and the MQTT 3.1.1 codec re-exported as [`wire`].
+//!
+//! - The Router runs on its own OS thread, spawned with an explicit
+//!   [`RouterConfig`] ([`RouterSettings`]): rumqttd's `Default` refuses every
+//!   connection and panics on the first subscribe.
+//! - One local link per client session. Building a link blocks on the
+//!   router's acknowledgement, so [`Router::link`] runs it on the blocking
+//!   pool.
+//! - The link's router-side client id is derived from the MQTT client id
+//!   ([`link_id`]): rumqttd refuses ids with `+ $ # /`, which AWS client ids
+//!   may hold. It is deterministic, so rumqttd's graveyard keeps a
+//!   `clean_session=false` session across reconnects.
+//! - Subscriptions go to the router at QoS 0: the session grants and tracks
+//!   the client's QoS itself, so forwards never need a PUBACK back to the
+//!   router (which would have to be strictly in order).
+//! - [`Link::next`] answers `Notification::Unschedule` with `wake()` itself,
+//!   so delivery never stalls.
+
+use std::sync::Arc;
+
+use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
+use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
+use rumqttd::{Notification, RouterConfig};
+use tokio_util::bytes::Bytes;
+
+/// The MQTT packet types and the v4 (MQTT 3.1.1) codec, for the session.
+pub(crate) mod wire {
+    pub(crate) use rumqttd::protocol::v4::V4;
+    pub(crate) use rumqttd::protocol::{
+        ConnAck, ConnectReturnCode, Error, Packet, PingResp, Protocol, PubAck, PubAckReason,
+        Publish, QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, Unsubscribe,
+    };
+}
+
+/// The Router's buffer and connection limits.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RouterSettings {
+    /// The most links (client sessions) at once.
+    pub max_connections: usize,
+    /// The most packets buffered for one link before the router pauses it.
+    pub max_outgoing_packet_count: u64,
+    /// The size of one commit-log segment per subscription filter, in bytes
+    /// (at least 1 KiB).
+    pub max_segment_size: usize,
+    /// The segments kept per filter (at least 1).
+    pub max_segment_count: usize,
+}
+
+impl Default for RouterSettings {
+    fn default() -> Self {
+        RouterSettings {
+            max_connections: 10_000,
+            max_outgoing_packet_count: 200,
+            max_segment_size: 256 * 1024,
+            max_segment_count: 4,
+        }
+    }
+}
+
+impl RouterSettings {
+    fn to_config(&self) -> RouterConfig {
+        RouterConfig {
+            max_connections: self.max_connections.max(1),
+            max_outgoing_packet_count: self.max_outgoing_packet_count.max(1),
+            max_segment_size: self.max_segment_size.max(1024),
+            max_segment_count: self.max_segment_count.max(1),
+            custom_segment: None,
+            initialized_filters: None,
+            shared_subscriptions_strategy: Default::default(),
+        }
+    }
+}
+
+/// Why the router refused or dropped a link.
+#[derive(Debug, thiserror::Error)]
+pub enum RouterError {
+    /// The router refused the link or is gone (rumqttd's `LinkError`,
+    /// rendered: the error itself is too large to pass around).
+    #[error("router link: {0}")]
+    Link(String),
+    /// The blocking task building the link failed.
+    #[error("router link task: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
+impl From<LinkError> for RouterError {
+    fn from(e: LinkError) -> Self {
+        RouterError::Link(e.to_string())
+    }
+}
+
+type Factory =
+    dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), RouterError> + Send + Sync;
+
+/// A handle on the running Router. Cheap to clone.
+#[derive(Clone)]
+pub struct Router {
+    factory: Arc<Factory>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Router").finish_non_exhaustive()
+    }
+}
+
+/// The router-side client id of MQTT client `client_id`: `d-` and the id's
+/// bytes in hex, which rumqttd accepts whatever the id holds.
+pub fn link_id(client_id: &str) -> String {
+    let mut id = String::with_capacity(2 + client_id.len() * 2);
+    id.push_str("d-");
+    for b in client_id.bytes() {
+        id.push_str(&format!("{b:02x}"));
+    }
+    id
+}
+
+impl Router {
+    /// Spawns the Router on its own thread. It lives until the process
+    /// ends (rumqttd has no shutdown).
+    pub fn spawn(settings: &RouterSettings) -> Router {
+        let router_tx = rumqttd::Router::new(0, settings.to_config()).spawn();
+        let factory = move |id: &str, clean: bool| {
+            LinkBuilder::new(id, router_tx.clone())
+                .clean_session(clean)
+                .build()
+                .map_err(RouterError::from)
+        };
+        Router {
+            factory: Arc::new(factory),
+        }
+    }
+
+    /// A new link for MQTT client `client_id`, built off the async runtime.
+    pub async fn link(&self, client_id: &str, clean_session: bool) -> Result<Link, RouterError> {
+        let factory = Arc::clone(&self.factory);
+        let id = link_id(client_id);
+        let (tx, rx, ack) =
+            tokio::task::spawn_blocking(move || factory(&id, clean_session)).await??;
+        let ack: Option<Packet> = ack.into();
+        let session_present =
+            matches!(ack, Some(Packet::ConnAck(connack, _)) if connack.session_present);
+        Ok(Link {
+            tx,
+            rx,
+            session_present,
+            paused: false,
+        })
+    }
+}
+
+/// What the router sent a link.
+#[derive(Debug)]
+pub enum Delivery {
+    /// A message published on a filter the link subscribed to.
+    Message {
+        /// The topic.
+        topic: String,
+        /// The payload.
+        payload: Bytes,
+        /// Whether it comes from the retained store.
+        retain: bool,
+    },
+    /// The router dropped the link (for example a takeover of its id).
+    Disconnected,
+}
+
+/// One client session's link to the router.
+pub struct Link {
+    tx: LinkTx,
+    rx: LinkRx,
+    session_present: bool,
+    /// The router paused the link and `wake()` has not gone through yet.
+    paused: bool,
+}
+
+impl std::fmt::Debug for Link {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Link")
+            .field("id", &self.rx.id())
+            .field("session_present", &self.session_present)
+            .finish()
+    }
+}
+
+impl Link {
+    /// Whether the router resumed a stored session (`clean_session=false`).
+    pub fn session_present(&self) -> bool {
+        self.session_present
+    }
+
+    /// Publishes at QoS 0 (the router delivers at each subscription's
+    /// QoS). Blocks only while the router's event queue is full.
+    pub async fn publish(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        retain: bool,
+    ) -> Result<(), RouterError> {
+        let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, retain);
+        self.send(Packet::Publish(publish, None)).await
+    }
+
+    /// Subscribes to `filter` (a non-`$` filter).
+    pub fn subscribe(&mut self, filter: &str) -> Result<(), RouterError> {
+        self.tx.subscribe(filter)?;
+        Ok(())
+    }
+
+    /// Unsubscribes from `filter`; only call it for a subscribed filter.
+    pub fn unsubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
+        self.tx.unsubscribe(filter)?;
+        Ok(())
+    }
+
+    /// Removes the link from the router (a dropped link stays a zombie).
+    pub async fn disconnect(&mut self) -> Result<(), RouterError> {
+        self.send(Packet::Disconnect(
+            Disconnect {
+                reason_code: DisconnectReasonCode::NormalDisconnection,
+            },
+            None,
+        ))
+        .await
+    }
+
+    async fn send(&mut self, packet: Packet) -> Result<(), RouterError> {
+        // Async in name only: it pushes to the link's buffer and notifies
+        // the router on its bounded channel, blocking only when it is full.
+        self.tx.send(packet).await?;
+        Ok(())
+    }
+
+    /// The next delivery: forwards become [`Delivery::Message`], a pause
+    /// (`Unschedule`) is answered with `wake()`, acks are skipped.
+    /// Cancel-safe: a wake cut short is retried by the next call.
+    pub async fn next(&mut self) -> Delivery {
+        loop {
+            if self.paused {
+                if self.rx.wake().await.is_err() {
+                    return Delivery::Disconnected;
+                }
+                self.paused = false;
+            }
+            match self.rx.next().await {
+                Ok(Some(Notification::Forward(forward))) => {
+                    let publish = forward.publish;
+                    let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+                        continue;
+                    };
+                    return Delivery::Message {
+                        topic,
+                        payload: publish.payload,
+                        retain: publish.retain,
+                    };
+                }
+                Ok(Some(Notification::Unschedule)) => self.paused = true,
+                Ok(Some(Notification::Disconnect(..))) | Err(_) => return Delivery::Disconnected,
+                Ok(_) => {}
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn link_ids_are_hex_and_safe_for_rumqttd() {
+        assert_eq!(link_id("a/b"), "d-612f62");
+        assert_eq!(link_id("#+$"), "d-232b24");
+        assert_ne!(link_id("ab"), link_id("a b"));
+    }
+}

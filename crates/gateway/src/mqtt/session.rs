@@ -1,0 +1,1158 @@
+//! One MQTT 3.1.1 client session over any byte stream (plain TCP, or TLS
+//! handed over by the TLS listener), with AWS IoT Core's rules
+//! (aws-iot-events-spec §3.9–3.11, §5.2, §5.6; rumqttd-notes §8).
+//!
+//! [`run`] reads the CONNECT within [`SessionSettings::connect_timeout`],
+//! authenticates it with the caller's [`Authenticator`], checks `iot:Connect`
+//! (and `iot:Publish` on the last-will topic), takes over a live session of
+//! the same client id (`DUPLICATE_CLIENTID`), answers CONNACK and publishes
+//! the `connected` event. Then, until the connection ends:
+//!
+//! - PINGREQ gets PINGRESP; nothing heard for 1.5 × keep-alive ends the
+//!   session with `MQTT_KEEP_ALIVE_TIMEOUT`.
+//! - SUBSCRIBE: each filter is validated and checked for `iot:Subscribe`;
+//!   a denied or invalid one gets 0x80. `$aws/...` filters go to the gateway
+//!   [`Bus`], other `$` filters are refused, the rest go to rumqttd. QoS 2 is
+//!   granted as 1 (AWS supports QoS 0 and 1). A `subscribed` event lists the
+//!   granted filters.
+//! - UNSUBSCRIBE: answered here, with an `unsubscribed` event.
+//! - PUBLISH: QoS 2 ends the session (`CLIENT_ERROR`, as AWS does); an invalid
+//!   topic too; any `$` topic (and so every `$aws/events/...` topic, whatever
+//!   the policy says) ends it with `FORBIDDEN_ACCESS`; a denied `iot:Publish`
+//!   (or `iot:RetainPublish` with RETAIN) ends it with `AUTH_ERROR`.
+//!   Otherwise the message goes to rumqttd, then a QoS 1 publish gets its
+//!   PUBACK.
+//! - Every delivery, from rumqttd or the bus, is checked for `iot:Receive`
+//!   on its topic against the cache's current policies, then written at the
+//!   QoS granted to the client's matching filters (rumqttd's own rule: the
+//!   subscription's QoS), QoS 1 with a packet id tracked until PUBACK.
+//! - A policy or certificate change re-checks `iot:Connect` (and an active
+//!   certificate): a session no longer allowed ends with `AUTH_ERROR`.
+//!
+//! The end: DISCONNECT → `CLIENT_INITIATED_DISCONNECT`, a closed or broken
+//! socket → `CONNECTION_LOST`, a protocol error → `CLIENT_ERROR`, the
+//! shutdown token → `SERVER_INITIATED_DISCONNECT`. The last will is published
+//! for every reason but a DISCONNECT, the rumqttd link is removed and the
+//! `disconnected` event is published. The router subscriptions of a
+//! `clean_session=false` session stay in rumqttd (its graveyard) and the
+//! gateway remembers its filters, so a reconnect resumes them while the
+//! gateway runs.
+
+use std::collections::{HashMap, HashSet};
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use herald_policy::{Action, CertField, Context, Policy, Request, arn, decide};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
+use tokio::time::Instant;
+use tokio_util::bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::sync::CancellationToken;
+
+use super::bus::{Bus, QoS, SubscriberId};
+use super::lifecycle::{
+    ConnectFailed, ConnectFailureReason, Connected, DisconnectReason, Disconnected, LifecycleEvent,
+    SessionInfo, SubscriptionChange, VersionCounter, epoch_millis_now,
+};
+use super::router::wire::{self, Packet, Protocol as _, V4};
+use super::router::{Delivery as RouterDelivery, Link, Router};
+use super::topic;
+use crate::config_cache::{CertificateStatus, ConfigCache};
+
+/// How long closing a connection may wait for the client to read.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// The longest client id AWS IoT accepts, in bytes.
+pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// How a principal proved who it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PrincipalKind {
+    /// An X.509 client certificate (TLS); `id` is the certificate id.
+    Certificate,
+    /// A username and password from the settings (development); `id` is
+    /// the configured principal name.
+    Password,
+}
+
+/// Who a connection acts for, and where its policies come from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    /// The certificate id, or the configured name of a password principal:
+    /// the lifecycle events' `principalIdentifier`.
+    pub id: String,
+    /// How it authenticated.
+    pub kind: PrincipalKind,
+    /// Policy attachment targets: the certificate ARN (later thing group
+    /// ARNs); their attached policies apply.
+    pub policy_targets: Vec<String>,
+    /// Policies that apply by name, whatever they are attached to (the
+    /// password principals of the settings).
+    pub policy_names: Vec<String>,
+    /// The client certificate's subject fields, in certificate order (the
+    /// `iot:Certificate.Subject.*` policy variables); empty without one.
+    pub subject: Vec<(CertField, String)>,
+    /// The client certificate's issuer fields (`iot:Certificate.Issuer.*`).
+    pub issuer: Vec<(CertField, String)>,
+}
+
+impl Principal {
+    /// The principal of a registered, active client certificate: its id,
+    /// its ARN (the policy attachment target) and its subject and issuer
+    /// fields (what the TLS listener's `CertificatePrincipal` holds).
+    pub fn certificate(
+        certificate_id: impl Into<String>,
+        certificate_arn: impl Into<String>,
+        subject: Vec<(CertField, String)>,
+        issuer: Vec<(CertField, String)>,
+    ) -> Principal {
+        Principal {
+            id: certificate_id.into(),
+            kind: PrincipalKind::Certificate,
+            policy_targets: vec![certificate_arn.into()],
+            policy_names: Vec::new(),
+            subject,
+            issuer,
+        }
+    }
+
+    /// The policy context of this principal on a connection.
+    fn context(&self, client_id: &str, ip: std::net::IpAddr) -> Context {
+        let mut context = Context::new()
+            .with_client_id(client_id.to_owned())
+            .with_source_ip(ip);
+        for field in CertField::ALL {
+            let values = |fields: &[(CertField, String)]| -> Vec<String> {
+                fields
+                    .iter()
+                    .filter(|(f, _)| *f == field)
+                    .map(|(_, v)| v.clone())
+                    .collect()
+            };
+            let subject = values(&self.subject);
+            if !subject.is_empty() {
+                context = context.with_subject_field(field, subject);
+            }
+            let issuer = values(&self.issuer);
+            if !issuer.is_empty() {
+                context = context.with_issuer_field(field, issuer);
+            }
+        }
+        context
+    }
+}
+
+/// What the CONNECT and the transport tell the [`Authenticator`].
+#[derive(Debug, Clone, Copy)]
+pub struct ConnectInfo<'a> {
+    /// The MQTT client id.
+    pub client_id: &'a str,
+    /// The CONNECT's username, if any.
+    pub username: Option<&'a str>,
+    /// The CONNECT's password, if any.
+    pub password: Option<&'a str>,
+    /// The client's address.
+    pub peer: SocketAddr,
+    /// The principal the transport established (the TLS client
+    /// certificate), if any.
+    pub transport: Option<&'a Principal>,
+}
+
+/// Why the authenticator refused a CONNECT: the CONNACK return code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConnectRefusal {
+    /// 3, server unavailable.
+    ServerUnavailable,
+    /// 4, bad username or password.
+    BadUsernameOrPassword,
+    /// 5, not authorized.
+    NotAuthorized,
+}
+
+impl ConnectRefusal {
+    fn code(self) -> wire::ConnectReturnCode {
+        match self {
+            ConnectRefusal::ServerUnavailable => wire::ConnectReturnCode::ServiceUnavailable,
+            ConnectRefusal::BadUsernameOrPassword => wire::ConnectReturnCode::BadUserNamePassword,
+            ConnectRefusal::NotAuthorized => wire::ConnectReturnCode::NotAuthorized,
+        }
+    }
+}
+
+/// Decides who a CONNECT acts for. It must not block.
+pub type Authenticator =
+    Arc<dyn Fn(&ConnectInfo<'_>) -> Result<Principal, ConnectRefusal> + Send + Sync>;
+
+/// One username/password pair of the settings and the principal it maps to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PasswordCredential {
+    /// The CONNECT username.
+    pub username: String,
+    /// The CONNECT password.
+    pub password: String,
+    /// The principal's name (`principalIdentifier`).
+    pub principal_id: String,
+    /// The policies, by name, that apply to it.
+    pub policy_names: Vec<String>,
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// An authenticator that accepts the transport's principal when there is
+/// one (TLS), else a username/password pair of `credentials`; anything
+/// else is refused with "bad username or password".
+pub fn password_authenticator(credentials: Vec<PasswordCredential>) -> Authenticator {
+    Arc::new(move |info: &ConnectInfo<'_>| {
+        if let Some(principal) = info.transport {
+            return Ok(principal.clone());
+        }
+        let (Some(username), Some(password)) = (info.username, info.password) else {
+            return Err(ConnectRefusal::BadUsernameOrPassword);
+        };
+        credentials
+            .iter()
+            .find(|c| {
+                constant_time_eq(c.username.as_bytes(), username.as_bytes())
+                    & constant_time_eq(c.password.as_bytes(), password.as_bytes())
+            })
+            .map(|c| Principal {
+                id: c.principal_id.clone(),
+                kind: PrincipalKind::Password,
+                policy_targets: Vec::new(),
+                policy_names: c.policy_names.clone(),
+                subject: Vec::new(),
+                issuer: Vec::new(),
+            })
+            .ok_or(ConnectRefusal::BadUsernameOrPassword)
+    })
+}
+
+/// Limits of a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SessionSettings {
+    /// How long a new connection may take to send its CONNECT.
+    pub connect_timeout: Duration,
+    /// The largest packet accepted, as its remaining length in bytes (AWS:
+    /// 128 KB payloads; larger packets end the session with CLIENT_ERROR).
+    pub max_packet_size: usize,
+    /// The length of the session's `$aws` bus queue.
+    pub bus_queue: usize,
+    /// How long a takeover waits for the old session to end.
+    pub takeover_timeout: Duration,
+}
+
+impl Default for SessionSettings {
+    fn default() -> Self {
+        SessionSettings {
+            connect_timeout: Duration::from_secs(10),
+            max_packet_size: 128 * 1024 + 512,
+            bus_queue: super::bus::DEFAULT_QUEUE_CAPACITY,
+            takeover_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A live session, as the client-id table knows it.
+struct Live {
+    /// Cancelled by a newer session of the same client id.
+    kick: CancellationToken,
+    /// Cancelled when the session has fully ended.
+    done: CancellationToken,
+}
+
+struct Shared {
+    cache: ConfigCache,
+    bus: Bus,
+    versions: Arc<VersionCounter>,
+    region: String,
+    account_id: String,
+    router: Router,
+    settings: SessionSettings,
+    live: Mutex<HashMap<String, Arc<Live>>>,
+    /// The filters of `clean_session=false` sessions that ended.
+    persistent: Mutex<HashMap<String, Filters>>,
+}
+
+/// The filters a session subscribed to, by where they live.
+#[derive(Debug, Clone, Default)]
+struct Filters {
+    router: HashMap<String, QoS>,
+    bus: HashMap<String, QoS>,
+}
+
+/// What every session shares. Cheap to clone.
+#[derive(Clone)]
+pub struct SessionContext {
+    shared: Arc<Shared>,
+}
+
+impl fmt::Debug for SessionContext {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionContext")
+            .field("region", &self.shared.region)
+            .field("account_id", &self.shared.account_id)
+            .field("live", &self.live_sessions())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl SessionContext {
+    /// The context of the sessions of one gateway.
+    pub fn new(
+        cache: ConfigCache,
+        bus: Bus,
+        versions: Arc<VersionCounter>,
+        region: impl Into<String>,
+        account_id: impl Into<String>,
+        router: Router,
+        settings: SessionSettings,
+    ) -> SessionContext {
+        SessionContext {
+            shared: Arc::new(Shared {
+                cache,
+                bus,
+                versions,
+                region: region.into(),
+                account_id: account_id.into(),
+                router,
+                settings,
+                live: Mutex::new(HashMap::new()),
+                persistent: Mutex::new(HashMap::new()),
+            }),
+        }
+    }
+
+    /// The number of connected client ids.
+    pub fn live_sessions(&self) -> usize {
+        lock(&self.shared.live).len()
+    }
+
+    /// Whether `client_id` has a connected session.
+    pub fn is_connected(&self, client_id: &str) -> bool {
+        lock(&self.shared.live).contains_key(client_id)
+    }
+
+    fn publish_event(&self, event: LifecycleEvent) {
+        if let Some((topic, payload)) = event.render() {
+            // `iot:Receive` is checked by each receiving session.
+            self.shared.bus.publish(&topic, payload, &|_, _| true);
+        }
+    }
+}
+
+/// Policy checks for one principal on one connection.
+struct Authz {
+    ctx: SessionContext,
+    principal: Principal,
+    context: Context,
+}
+
+impl Authz {
+    fn policies(&self) -> Vec<Arc<Policy>> {
+        let cache = &self.ctx.shared.cache;
+        let targets: Vec<&str> = self
+            .principal
+            .policy_targets
+            .iter()
+            .map(String::as_str)
+            .collect();
+        let mut policies = cache.policies_for_targets(&targets);
+        for name in &self.principal.policy_names {
+            if let Some(p) = cache.policy(name) {
+                policies.push(p.policy);
+            }
+        }
+        policies
+    }
+
+    fn allowed(&self, action: Action<'_>, resource: &str) -> bool {
+        let policies = self.policies();
+        let request = Request::new(action, resource, &self.context);
+        decide(policies.iter().map(|p| &**p), &request).is_allowed()
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.ctx.shared
+    }
+
+    fn connect_allowed(&self, client_id: &str) -> bool {
+        let s = self.shared();
+        self.allowed(
+            Action::Connect,
+            &arn::client(&s.region, &s.account_id, client_id),
+        )
+    }
+
+    fn topic_allowed(&self, action: Action<'_>, topic: &str) -> bool {
+        let s = self.shared();
+        self.allowed(action, &arn::topic(&s.region, &s.account_id, topic))
+    }
+
+    fn subscribe_allowed(&self, filter: &str) -> bool {
+        let s = self.shared();
+        self.allowed(
+            Action::Subscribe,
+            &arn::topic_filter(&s.region, &s.account_id, filter),
+        )
+    }
+
+    /// Whether a client may publish on `topic` with `retain`: a valid
+    /// non-`$` topic, `iot:Publish`, and `iot:RetainPublish` with RETAIN.
+    fn publish_check(&self, topic: &str, retain: bool) -> Result<(), DisconnectReason> {
+        if topic::validate_topic_name(topic).is_err() {
+            return Err(DisconnectReason::ClientError);
+        }
+        if topic::is_reserved(topic) {
+            return Err(DisconnectReason::ForbiddenAccess);
+        }
+        if !self.topic_allowed(Action::Publish, topic)
+            || (retain && !self.topic_allowed(Action::RetainPublish, topic))
+        {
+            return Err(DisconnectReason::AuthError);
+        }
+        Ok(())
+    }
+
+    fn still_valid(&self, client_id: &str) -> bool {
+        if self.principal.kind == PrincipalKind::Certificate
+            && self.shared().cache.certificate_status(&self.principal.id)
+                != Some(CertificateStatus::Active)
+        {
+            return false;
+        }
+        self.connect_allowed(client_id)
+    }
+}
+
+/// Reads, writes and frames MQTT 3.1.1 packets.
+struct Wire<S> {
+    rd: ReadHalf<S>,
+    wr: WriteHalf<S>,
+    rbuf: BytesMut,
+    wbuf: BytesMut,
+    max_packet_size: usize,
+}
+
+/// A framing failure.
+#[derive(Debug)]
+enum ReadError {
+    /// The socket closed or failed.
+    Closed,
+    /// The client sent something that is not MQTT 3.1.1.
+    Protocol(wire::Error),
+}
+
+impl<S: AsyncRead + AsyncWrite> Wire<S> {
+    /// A packet already buffered, if a whole one is.
+    fn parse(&mut self) -> Result<Option<Packet>, ReadError> {
+        if self.rbuf.is_empty() {
+            return Ok(None);
+        }
+        match V4.read_mut(&mut self.rbuf, self.max_packet_size) {
+            Ok(packet) => Ok(Some(packet)),
+            Err(wire::Error::InsufficientBytes(_)) => Ok(None),
+            Err(e) => Err(ReadError::Protocol(e)),
+        }
+    }
+
+    /// Reads more bytes; cancel-safe.
+    async fn fill(&mut self) -> Result<(), ReadError> {
+        match self.rd.read_buf(&mut self.rbuf).await {
+            Ok(0) | Err(_) => Err(ReadError::Closed),
+            Ok(_) => Ok(()),
+        }
+    }
+
+    async fn read(&mut self) -> Result<Packet, ReadError> {
+        loop {
+            if let Some(packet) = self.parse()? {
+                return Ok(packet);
+            }
+            self.fill().await?;
+        }
+    }
+
+    fn queue(&mut self, packet: Packet) {
+        // Writing the packets the session builds can't fail.
+        if let Err(e) = V4.write(packet, &mut self.wbuf) {
+            tracing::error!(error = %e, "could not encode an MQTT packet");
+        }
+    }
+
+    fn queue_publish(&mut self, topic: &str, payload: &[u8], qos: QoS, pkid: u16, retain: bool) {
+        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain);
+    }
+
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.wbuf.is_empty() {
+            return Ok(());
+        }
+        let out = self.wbuf.split();
+        self.wr.write_all(&out).await?;
+        self.wr.flush().await
+    }
+
+    async fn send(&mut self, packet: Packet) -> std::io::Result<()> {
+        self.queue(packet);
+        self.flush().await
+    }
+
+    /// Flushes what is queued and closes the stream, giving up after
+    /// [`CLOSE_TIMEOUT`] on a client that does not read.
+    async fn close(&mut self) {
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, async {
+            let _ = self.flush().await;
+            let _ = self.wr.shutdown().await;
+        })
+        .await;
+    }
+}
+
+fn connack(code: wire::ConnectReturnCode, session_present: bool) -> Packet {
+    Packet::ConnAck(
+        wire::ConnAck {
+            session_present,
+            code,
+        },
+        None,
+    )
+}
+
+/// Serves one client connection until it ends. `peer` is the client's
+/// address; `transport` the principal the transport established (the TLS
+/// client certificate), passed to `authenticate`.
+pub async fn run<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Option<Principal>,
+    ctx: SessionContext,
+    authenticate: Authenticator,
+    shutdown: CancellationToken,
+) where
+    S: AsyncRead + AsyncWrite + Send,
+{
+    let (rd, wr) = tokio::io::split(stream);
+    let mut wire = Wire {
+        rd,
+        wr,
+        rbuf: BytesMut::with_capacity(4096),
+        wbuf: BytesMut::with_capacity(4096),
+        max_packet_size: ctx.shared.settings.max_packet_size,
+    };
+    let first = tokio::select! {
+        () = shutdown.cancelled() => return,
+        read = tokio::time::timeout(ctx.shared.settings.connect_timeout, wire.read()) => read,
+    };
+    let (connect, will, login) = match first {
+        Ok(Ok(Packet::Connect(connect, _, will, _, login))) => (connect, will, login),
+        Ok(Err(ReadError::Protocol(wire::Error::InvalidProtocolLevel(_)))) => {
+            let _ = wire
+                .send(connack(
+                    wire::ConnectReturnCode::RefusedProtocolVersion,
+                    false,
+                ))
+                .await;
+            wire.close().await;
+            return;
+        }
+        other => {
+            tracing::debug!(%peer, ?other, "no CONNECT; closing");
+            wire.close().await;
+            return;
+        }
+    };
+    let client_id = connect.client_id;
+    if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
+        let _ = wire
+            .send(connack(
+                wire::ConnectReturnCode::ClientIdentifierNotValid,
+                false,
+            ))
+            .await;
+        wire.close().await;
+        return;
+    }
+    let info = ConnectInfo {
+        client_id: &client_id,
+        username: login.as_ref().map(|l| l.username.as_str()),
+        password: login.as_ref().map(|l| l.password.as_str()),
+        peer,
+        transport: transport.as_ref(),
+    };
+    let principal = match authenticate(&info) {
+        Ok(principal) => principal,
+        Err(refusal) => {
+            tracing::info!(%peer, client_id, ?refusal, "CONNECT refused");
+            let _ = wire.send(connack(refusal.code(), false)).await;
+            wire.close().await;
+            return;
+        }
+    };
+    let ip = peer.ip();
+    let session = SessionInfo {
+        client_id: client_id.clone(),
+        thing_name: None,
+        session_identifier: uuid::Uuid::new_v4().to_string(),
+        principal_identifier: principal.id.clone(),
+    };
+    let authz = Authz {
+        ctx: ctx.clone(),
+        context: principal.context(&client_id, ip),
+        principal,
+    };
+    let will = will.and_then(|w| {
+        let topic = String::from_utf8(w.topic.to_vec()).ok()?;
+        Some((topic, w))
+    });
+    let will_ok = will.as_ref().is_none_or(|(topic, w)| {
+        w.qos != wire::QoS::ExactlyOnce && authz.publish_check(topic, w.retain).is_ok()
+    });
+    if !will_ok || !authz.connect_allowed(&client_id) {
+        tracing::info!(%peer, client_id, principal = %authz.principal.id, "iot:Connect denied");
+        let _ = wire
+            .send(connack(wire::ConnectReturnCode::NotAuthorized, false))
+            .await;
+        wire.close().await;
+        ctx.publish_event(LifecycleEvent::ConnectFailed(ConnectFailed {
+            session,
+            timestamp_ms: epoch_millis_now(),
+            reason: ConnectFailureReason::AuthorizationFailed,
+            ip_address: ip,
+        }));
+        return;
+    }
+
+    // Take over a live session of the same client id.
+    let live = Arc::new(Live {
+        kick: CancellationToken::new(),
+        done: CancellationToken::new(),
+    });
+    let previous = lock(&ctx.shared.live).insert(client_id.clone(), Arc::clone(&live));
+    if let Some(previous) = previous {
+        previous.kick.cancel();
+        let waited = tokio::time::timeout(
+            ctx.shared.settings.takeover_timeout,
+            previous.done.cancelled(),
+        )
+        .await;
+        if waited.is_err() {
+            tracing::warn!(client_id, "the session taken over did not end in time");
+        }
+    }
+    let end_live = |ctx: &SessionContext| {
+        let mut table = lock(&ctx.shared.live);
+        if table.get(&client_id).is_some_and(|l| Arc::ptr_eq(l, &live)) {
+            table.remove(&client_id);
+        }
+        drop(table);
+        live.done.cancel();
+    };
+
+    let clean_session = connect.clean_session;
+    let link = match ctx.shared.router.link(&client_id, clean_session).await {
+        Ok(link) => link,
+        Err(e) => {
+            tracing::error!(client_id, error = %e, "no router link");
+            let _ = wire
+                .send(connack(wire::ConnectReturnCode::ServiceUnavailable, false))
+                .await;
+            wire.close().await;
+            end_live(&ctx);
+            return;
+        }
+    };
+    let stored = {
+        let mut persistent = lock(&ctx.shared.persistent);
+        if clean_session {
+            persistent.remove(&client_id);
+            None
+        } else {
+            persistent.remove(&client_id)
+        }
+    };
+    let session_present = !clean_session && link.session_present();
+    let (bus_id, bus_rx) = ctx.shared.bus.register(ctx.shared.settings.bus_queue);
+    let mut filters = Filters::default();
+    if session_present && let Some(stored) = stored {
+        for (filter, qos) in &stored.bus {
+            let _ = ctx.shared.bus.subscribe(bus_id, filter, *qos);
+        }
+        filters = stored;
+    }
+    if wire
+        .send(connack(wire::ConnectReturnCode::Success, session_present))
+        .await
+        .is_err()
+    {
+        // Never connected as far as the client knows: no events.
+        let mut link = link;
+        let _ = link.disconnect().await;
+        ctx.shared.bus.remove(bus_id);
+        wire.close().await;
+        end_live(&ctx);
+        return;
+    }
+    let version = ctx.shared.versions.connect(&client_id);
+    ctx.publish_event(LifecycleEvent::Connected(Connected {
+        session: session.clone(),
+        timestamp_ms: epoch_millis_now(),
+        ip_address: ip,
+        version_number: version,
+    }));
+    tracing::info!(%peer, client_id, principal = %authz.principal.id, "connected");
+
+    let mut state = Session {
+        authz,
+        session,
+        link,
+        bus_id,
+        filters,
+        next_pkid: 0,
+        inflight: HashSet::new(),
+    };
+    let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+    let reason = state
+        .serve(&mut wire, bus_rx, keep_alive, &live.kick, &shutdown)
+        .await;
+    tracing::info!(client_id, %reason, "disconnected");
+
+    // Teardown: will, router link, bus, stored filters, event.
+    if reason.sends_last_will()
+        && let Some((topic, w)) = will
+        && state.authz.publish_check(&topic, w.retain).is_ok()
+    {
+        let _ = state.link.publish(&topic, w.message, w.retain).await;
+    }
+    let _ = state.link.disconnect().await;
+    ctx.shared.bus.remove(bus_id);
+    if !clean_session {
+        lock(&ctx.shared.persistent).insert(client_id.clone(), state.filters.clone());
+    }
+    wire.close().await;
+    ctx.shared.versions.disconnect(&client_id, version);
+    ctx.publish_event(LifecycleEvent::Disconnected(Disconnected {
+        session: state.session.clone(),
+        timestamp_ms: epoch_millis_now(),
+        reason,
+        version_number: version,
+    }));
+    end_live(&ctx);
+}
+
+/// The state of an established session.
+struct Session {
+    authz: Authz,
+    session: SessionInfo,
+    link: Link,
+    bus_id: SubscriberId,
+    filters: Filters,
+    next_pkid: u16,
+    inflight: HashSet<u16>,
+}
+
+type Step = Result<(), DisconnectReason>;
+
+impl Session {
+    async fn serve<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        mut bus_rx: tokio::sync::mpsc::Receiver<super::bus::Delivery>,
+        keep_alive: Duration,
+        kick: &CancellationToken,
+        shutdown: &CancellationToken,
+    ) -> DisconnectReason {
+        let mut changes = self.authz.ctx.shared.cache.subscribe_changes();
+        changes.mark_unchanged();
+        let mut last_heard = Instant::now();
+        loop {
+            // Packets that came with the CONNECT or the last read.
+            loop {
+                match wire.parse() {
+                    Ok(Some(packet)) => {
+                        if let Err(reason) = self.handle(wire, packet).await {
+                            return reason;
+                        }
+                    }
+                    Ok(None) => break,
+                    Err(_) => return DisconnectReason::ClientError,
+                }
+            }
+            // A client that does not read must not hold up a takeover or
+            // the shutdown.
+            let flushed = tokio::select! {
+                flushed = wire.flush() => flushed,
+                () = kick.cancelled() => return DisconnectReason::DuplicateClientid,
+                () = shutdown.cancelled() => return DisconnectReason::ServerInitiatedDisconnect,
+            };
+            if let Err(e) = flushed {
+                tracing::debug!(error = %e, "write failed");
+                return DisconnectReason::ConnectionLost;
+            }
+            let deadline = last_heard + keep_alive;
+            let step: Step = tokio::select! {
+                biased;
+                () = shutdown.cancelled() => Err(DisconnectReason::ServerInitiatedDisconnect),
+                () = kick.cancelled() => Err(DisconnectReason::DuplicateClientid),
+                () = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
+                    Err(DisconnectReason::MqttKeepAliveTimeout)
+                }
+                read = wire.fill() => match read {
+                    Ok(()) => {
+                        last_heard = Instant::now();
+                        Ok(())
+                    }
+                    Err(_) => Err(DisconnectReason::ConnectionLost),
+                },
+                delivery = self.link.next() => match delivery {
+                    RouterDelivery::Message { topic, payload, retain } => {
+                        let qos = max_qos(&self.filters.router, &topic);
+                        self.deliver(wire, &topic, &payload, qos, retain);
+                        Ok(())
+                    }
+                    RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
+                },
+                Some(delivery) = bus_rx.recv() => {
+                    self.deliver(wire, &delivery.topic, &delivery.payload, delivery.qos, false);
+                    Ok(())
+                }
+                Ok(()) = changes.changed() => {
+                    if self.authz.still_valid(&self.session.client_id) {
+                        Ok(())
+                    } else {
+                        Err(DisconnectReason::AuthError)
+                    }
+                }
+            };
+            if let Err(reason) = step {
+                return reason;
+            }
+        }
+    }
+
+    /// Queues a delivery the client may receive, at `qos`.
+    fn deliver<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        retain: bool,
+    ) {
+        if !self.authz.topic_allowed(Action::Receive, topic) {
+            tracing::debug!(client_id = %self.session.client_id, topic, "iot:Receive denied");
+            return;
+        }
+        let pkid = match qos {
+            QoS::AtMostOnce => 0,
+            QoS::AtLeastOnce => match self.allocate_pkid() {
+                Some(pkid) => pkid,
+                None => {
+                    tracing::warn!(client_id = %self.session.client_id, "no free packet id; delivery dropped");
+                    return;
+                }
+            },
+        };
+        wire.queue_publish(topic, payload, qos, pkid, retain);
+    }
+
+    fn allocate_pkid(&mut self) -> Option<u16> {
+        for _ in 0..u16::MAX {
+            self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
+            if self.inflight.insert(self.next_pkid) {
+                return Some(self.next_pkid);
+            }
+        }
+        None
+    }
+
+    async fn handle<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        packet: Packet,
+    ) -> Step {
+        match packet {
+            Packet::PingReq(_) => wire.queue(Packet::PingResp(wire::PingResp)),
+            Packet::Disconnect(..) => return Err(DisconnectReason::ClientInitiatedDisconnect),
+            Packet::PubAck(ack, _) => {
+                self.inflight.remove(&ack.pkid);
+            }
+            Packet::Publish(publish, _) => self.publish(wire, publish).await?,
+            Packet::Subscribe(subscribe, _) => self.subscribe(wire, subscribe),
+            Packet::Unsubscribe(unsubscribe, _) => self.unsubscribe(wire, unsubscribe),
+            // A second CONNECT, QoS 2 flow packets (QoS 2 is refused), or
+            // packets only a server sends.
+            _ => return Err(DisconnectReason::ClientError),
+        }
+        Ok(())
+    }
+
+    async fn publish<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        publish: wire::Publish,
+    ) -> Step {
+        // QoS and packet id are crate-private in rumqttd; its serialization
+        // puts them in byte 0 (bits 1-2) and bytes 1-2.
+        let head = publish.serialize();
+        let qos = (head[0] >> 1) & 0b11;
+        let pkid = u16::from_be_bytes([head[1], head[2]]);
+        drop(head);
+        if qos > 1 {
+            return Err(DisconnectReason::ClientError);
+        }
+        let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            return Err(DisconnectReason::ClientError);
+        };
+        if let Err(reason) = self.authz.publish_check(topic, publish.retain) {
+            tracing::info!(client_id = %self.session.client_id, topic, %reason, "PUBLISH refused");
+            return Err(reason);
+        }
+        let topic = topic.to_owned();
+        let payload: Bytes = publish.payload;
+        if let Err(e) = self.link.publish(&topic, payload, publish.retain).await {
+            tracing::error!(error = %e, "router publish failed");
+            return Err(DisconnectReason::ServerError);
+        }
+        if qos == 1 {
+            wire.queue(Packet::PubAck(
+                wire::PubAck {
+                    pkid,
+                    reason: wire::PubAckReason::Success,
+                },
+                None,
+            ));
+        }
+        Ok(())
+    }
+
+    fn subscribe<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        subscribe: wire::Subscribe,
+    ) {
+        let mut codes = Vec::with_capacity(subscribe.filters.len());
+        let mut granted = Vec::new();
+        for (index, filter) in subscribe.filters.into_iter().enumerate() {
+            let qos = if filter.qos == wire::QoS::AtMostOnce {
+                QoS::AtMostOnce
+            } else {
+                QoS::AtLeastOnce
+            };
+            let path = filter.path;
+            let ok = index < topic::MAX_FILTERS_PER_SUBSCRIBE
+                && topic::validate_topic_filter(&path).is_ok()
+                && (!topic::is_reserved(&path) || path.starts_with("$aws/"))
+                && self.authz.subscribe_allowed(&path)
+                && self.add_filter(&path, qos);
+            if ok {
+                codes.push(wire::SubscribeReasonCode::Success(match qos {
+                    QoS::AtMostOnce => wire::QoS::AtMostOnce,
+                    QoS::AtLeastOnce => wire::QoS::AtLeastOnce,
+                }));
+                granted.push(path);
+            } else {
+                tracing::debug!(client_id = %self.session.client_id, filter = path, "subscription refused");
+                codes.push(wire::SubscribeReasonCode::Failure);
+            }
+        }
+        wire.queue(Packet::SubAck(
+            wire::SubAck {
+                pkid: subscribe.pkid,
+                return_codes: codes,
+            },
+            None,
+        ));
+        if !granted.is_empty() {
+            self.authz
+                .ctx
+                .publish_event(LifecycleEvent::Subscribed(SubscriptionChange {
+                    session: self.session.clone(),
+                    timestamp_ms: epoch_millis_now(),
+                    topics: granted,
+                }));
+        }
+    }
+
+    /// Subscribes on the bus (`$aws/...`) or the router.
+    fn add_filter(&mut self, filter: &str, qos: QoS) -> bool {
+        if topic::is_reserved(filter) {
+            let bus = &self.authz.ctx.shared.bus;
+            if bus.subscribe(self.bus_id, filter, qos).is_err() {
+                return false;
+            }
+            self.filters.bus.insert(filter.to_owned(), qos);
+            true
+        } else {
+            if !self.filters.router.contains_key(filter) && self.link.subscribe(filter).is_err() {
+                return false;
+            }
+            self.filters.router.insert(filter.to_owned(), qos);
+            true
+        }
+    }
+
+    fn unsubscribe<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        unsubscribe: wire::Unsubscribe,
+    ) {
+        for filter in &unsubscribe.filters {
+            if self.filters.bus.remove(filter).is_some() {
+                self.authz.ctx.shared.bus.unsubscribe(self.bus_id, filter);
+            }
+            // rumqttd answers nothing for an unknown filter: only send
+            // the ones it has.
+            if self.filters.router.remove(filter).is_some() {
+                let _ = self.link.unsubscribe(filter);
+            }
+        }
+        wire.queue(Packet::UnsubAck(
+            wire::UnsubAck {
+                pkid: unsubscribe.pkid,
+                reasons: Vec::new(),
+            },
+            None,
+        ));
+        self.authz
+            .ctx
+            .publish_event(LifecycleEvent::Unsubscribed(SubscriptionChange {
+                session: self.session.clone(),
+                timestamp_ms: epoch_millis_now(),
+                topics: unsubscribe.filters,
+            }));
+    }
+}
+
+/// The highest QoS granted to a filter in `filters` matching `topic`; QoS
+/// 0 when none does (a resumed session whose filters the gateway forgot).
+fn max_qos(filters: &HashMap<String, QoS>, topic: &str) -> QoS {
+    filters
+        .iter()
+        .filter(|(filter, _)| topic::matches(filter, topic))
+        .map(|(_, qos)| *qos)
+        .max()
+        .unwrap_or(QoS::AtMostOnce)
+}
+
+/// Encodes an MQTT 3.1.1 PUBLISH (rumqttd's `Publish` can't be built with a
+/// QoS or packet id from outside the crate). `pkid` is written for QoS 1.
+fn encode_publish(
+    buf: &mut BytesMut,
+    topic: &str,
+    payload: &[u8],
+    qos: QoS,
+    pkid: u16,
+    retain: bool,
+) {
+    let qos_bits = qos.level();
+    let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + payload.len();
+    buf.reserve(len + 5);
+    buf.put_u8(0x30 | (qos_bits << 1) | u8::from(retain));
+    let mut rest = len;
+    loop {
+        let mut byte = (rest % 128) as u8;
+        rest /= 128;
+        if rest > 0 {
+            byte |= 0x80;
+        }
+        buf.put_u8(byte);
+        if rest == 0 {
+            break;
+        }
+    }
+    // Topics reaching here are at most a few hundred bytes.
+    buf.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
+    buf.put_slice(topic.as_bytes());
+    if qos_bits > 0 {
+        buf.put_u16(pkid);
+    }
+    buf.put_slice(payload);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// QoS, packet id, retain, topic and payload of an encoded PUBLISH, as
+    /// rumqttd's own decoder reads them.
+    fn decode(buf: &mut BytesMut) -> (u8, u16, bool, String, Vec<u8>) {
+        let Ok(Packet::Publish(publish, None)) = V4.read_mut(buf, 1 << 20) else {
+            panic!("not a PUBLISH");
+        };
+        let head = publish.serialize();
+        (
+            (head[0] >> 1) & 0b11,
+            u16::from_be_bytes([head[1], head[2]]),
+            publish.retain,
+            String::from_utf8(publish.topic.to_vec()).unwrap(),
+            publish.payload.to_vec(),
+        )
+    }
+
+    #[test]
+    fn publishes_encode_as_rumqttd_decodes_them() {
+        let mut buf = BytesMut::new();
+        encode_publish(&mut buf, "a/b", b"hello", QoS::AtMostOnce, 9, false);
+        assert_eq!(
+            decode(&mut buf),
+            (0, 0, false, "a/b".into(), b"hello".to_vec())
+        );
+        // A payload long enough for a three-byte remaining length.
+        let payload = vec![7u8; 20_000];
+        encode_publish(&mut buf, "t", &payload, QoS::AtLeastOnce, 513, true);
+        assert_eq!(decode(&mut buf), (1, 513, true, "t".into(), payload));
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn delivery_qos_is_the_highest_matching_grant() {
+        let mut filters = HashMap::new();
+        filters.insert("a/#".to_owned(), QoS::AtMostOnce);
+        filters.insert("a/+/c".to_owned(), QoS::AtLeastOnce);
+        assert_eq!(max_qos(&filters, "a/b/c"), QoS::AtLeastOnce);
+        assert_eq!(max_qos(&filters, "a/b"), QoS::AtMostOnce);
+        assert_eq!(max_qos(&filters, "z"), QoS::AtMostOnce);
+    }
+
+    #[test]
+    fn password_principals() {
+        let auth = password_authenticator(vec![PasswordCredential {
+            username: "u".into(),
+            password: "p".into(),
+            principal_id: "dev".into(),
+            policy_names: vec!["pol".into()],
+        }]);
+        let peer: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let info = |username, password| ConnectInfo {
+            client_id: "c",
+            username,
+            password,
+            peer,
+            transport: None,
+        };
+        let principal = auth(&info(Some("u"), Some("p"))).unwrap();
+        assert_eq!(principal.id, "dev");
+        assert_eq!(principal.kind, PrincipalKind::Password);
+        assert_eq!(principal.policy_names, vec!["pol".to_owned()]);
+        for (u, p) in [(Some("u"), Some("x")), (Some("x"), Some("p")), (None, None)] {
+            assert_eq!(
+                auth(&info(u, p)),
+                Err(ConnectRefusal::BadUsernameOrPassword)
+            );
+        }
+        // A transport principal (TLS) wins over the CONNECT's credentials.
+        let cert = Principal::certificate("abc", "arn:cert/abc", Vec::new(), Vec::new());
+        let with_cert = ConnectInfo {
+            transport: Some(&cert),
+            ..info(None, None)
+        };
+        assert_eq!(auth(&with_cert), Ok(cert.clone()));
+    }
+}
