@@ -182,6 +182,8 @@ class Herald:
             "gateway",
             {
                 "HERALD_GATEWAY__HTTP__LISTEN_ADDR": "127.0.0.1:0",
+                "HERALD_GATEWAY__MQTT__LISTEN_ADDR": "127.0.0.1:0",
+                "HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR": "127.0.0.1:0",
                 "HERALD_GATEWAY__DATA_DIR": str(self.gateway_dir),
                 "HERALD_GATEWAY__REGISTRY_URL": registry.url,
                 "HERALD_GATEWAY__CONFIG_URL": config.url,

@@ -172,13 +172,15 @@ class Dev:
 
 @pytest.fixture
 def dev(tmp_path):
-    gateway_port, registry_port, config_port = free_ports(3)
+    gateway_port, registry_port, config_port, mqtt_port, mqtts_port = free_ports(5)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "AWS_"))}
     env.update(
         NO_COLOR="1",
         HERALD_REGISTRY__GRPC__LISTEN_ADDR=f"127.0.0.1:{registry_port}",
         HERALD_CONFIG__GRPC__LISTEN_ADDR=f"127.0.0.1:{config_port}",
         HERALD_GATEWAY__HTTP__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
+        HERALD_GATEWAY__MQTT__LISTEN_ADDR=f"127.0.0.1:{mqtt_port}",
+        HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{mqtts_port}",
     )
     running = Dev(tmp_path, env)
     try:

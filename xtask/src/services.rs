@@ -62,11 +62,23 @@ pub(crate) const SERVICES: &[Service] = &[
         package: "herald-gateway",
         dir: "crates/gateway",
         env_prefix: "HERALD_GATEWAY",
-        endpoints: &[Endpoint {
-            scheme: "http",
-            setting: "HTTP__LISTEN_ADDR",
-            default: "127.0.0.1:8080",
-        }],
+        endpoints: &[
+            Endpoint {
+                scheme: "http",
+                setting: "HTTP__LISTEN_ADDR",
+                default: "127.0.0.1:8080",
+            },
+            Endpoint {
+                scheme: "mqtt",
+                setting: "MQTT__LISTEN_ADDR",
+                default: "127.0.0.1:1883",
+            },
+            Endpoint {
+                scheme: "mqtts",
+                setting: "MQTT__TLS_LISTEN_ADDR",
+                default: "127.0.0.1:8883",
+            },
+        ],
         upstreams: &[("REGISTRY_URL", "registry"), ("CONFIG_URL", "config")],
     },
 ];

@@ -21,13 +21,60 @@ pub use settings::{
     AccessKey, DEV_ACCESS_KEY_ID, DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME,
     DEV_SECRET_ACCESS_KEY, ENV_PREFIX, HttpSettings, MqttSettings, MqttUser, Settings,
 };
+use std::{future::IntoFuture, sync::Arc};
+
+use config_cache::ConfigCache;
+use events::EventPump;
+use herald_proto::config::v1::config_client::ConfigClient;
+use mqtt::{
+    bus::Bus,
+    lifecycle::VersionCounter,
+    router::{Router, RouterSettings},
+    server::{Sessions, serve_tcp},
+    session::{
+        PasswordCredential, Principal, SessionContext, SessionSettings, password_authenticator,
+    },
+    tls::{CertificatePrincipal, TlsAcceptor, accept_loop},
+};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
+
+/// Gets the TLS listener's server certificate from the config service,
+/// retrying with backoff while it is not up yet.
+async fn tls_server_config(
+    config: &mut ConfigClient<Channel>,
+    settings: &Settings,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Arc<rustls::ServerConfig>> {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match mqtt::tls::server_config(config, &settings.mqtt.tls_names, &settings.mqtt.tls_ips)
+            .await
+        {
+            Ok(config) => return Ok(config),
+            Err(e) => tracing::warn!(
+                error = format!("{e:#}"),
+                ?backoff,
+                "getting a server certificate failed; retrying"
+            ),
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => anyhow::bail!("stopped before the config service answered"),
+            () = tokio::time::sleep(backoff) => {}
+        }
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}
 
 /// The sockets the gateway serves, bound by the caller.
 pub struct Listeners {
     /// The AWS IoT control-plane HTTP API.
     pub http: TcpListener,
+    /// MQTT with username/password principals (development).
+    pub mqtt: TcpListener,
+    /// MQTT over TLS with client certificates.
+    pub mqtt_tls: TcpListener,
 }
 
 /// Serves the gateway until `shutdown` is cancelled, then lets in-flight
@@ -50,6 +97,7 @@ pub async fn run(
         );
     }
     let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
+    let (registry, mut config) = (state.registry.clone(), state.config.clone());
     let app = http::router(state);
     let addr = listeners
         .http
@@ -57,14 +105,103 @@ pub async fn run(
         .context("read the HTTP listen address")?;
     tracing::info!(%addr, "http listening");
     let stop = shutdown.clone();
-    let server = axum::serve(listeners.http, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await });
+    let http = tokio::spawn(
+        axum::serve(listeners.http, app)
+            .with_graceful_shutdown(async move { stop.cancelled().await })
+            .into_future(),
+    );
+
+    // The MQTT side: the live config, the $aws bus, rumqttd's router underneath.
+    let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
+    let bus = Bus::new();
+    let router = Router::spawn(&RouterSettings::default());
+    let ctx = SessionContext::new(
+        cache.clone(),
+        bus.clone(),
+        Arc::new(VersionCounter::new()),
+        &settings.region,
+        &settings.account_id,
+        router,
+        SessionSettings::default(),
+    );
+    let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
+        username: u.username.clone(),
+        password: u.password.clone(),
+        principal_id: u.username.clone(),
+        policy_names: u.policies.clone(),
+    });
+    let authenticate = password_authenticator(users.collect());
+    let mqtt = tokio::spawn(serve_tcp(
+        listeners.mqtt,
+        ctx.clone(),
+        authenticate.clone(),
+        shutdown.clone(),
+    ));
+
+    let tls_config = tls_server_config(&mut config, &settings, &shutdown).await?;
+    let acceptor = TlsAcceptor::new(tls_config).with_handshake_timeout(Duration::from_millis(
+        settings.mqtt.tls_handshake_timeout_ms,
+    ));
+    let tls_addr = listeners
+        .mqtt_tls
+        .local_addr()
+        .context("read the MQTT TLS listen address")?;
+    tracing::info!(addr = %tls_addr, "mqtt tls listening");
+    let (sessions, tls_sessions_done) = Sessions::new(ctx, authenticate, shutdown.clone());
+    let on_connection = move |stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
+                              cert: CertificatePrincipal| {
+        let peer = stream
+            .get_ref()
+            .0
+            .peer_addr()
+            .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let principal = Principal::certificate(
+            cert.certificate_id,
+            cert.certificate_arn,
+            cert.subject,
+            cert.issuer,
+        );
+        sessions.spawn(stream, peer, Some(principal));
+    };
+    let mqtt_tls = tokio::spawn(accept_loop(
+        listeners.mqtt_tls,
+        acceptor,
+        cache.clone(),
+        on_connection,
+        shutdown.clone(),
+    ));
+
+    // Registry changes become $aws/events messages; sessions check iot:Receive on every delivery.
+    let dir = settings.data_dir.join("pump");
+    let store = tokio::task::spawn_blocking(move || herald_store::Store::open(&dir)).await??;
+    let pump = EventPump::spawn(
+        registry,
+        cache,
+        bus,
+        store,
+        Arc::new(|_, _| true),
+        shutdown.clone(),
+    )
+    .context("start the event pump")?;
+
+    shutdown.cancelled().await;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
-    tokio::select! {
-        served = server => served.context("serve http")?,
-        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
-            tracing::warn!(?grace, "requests still in flight after the grace period; stopping anyway");
-        }
+    let drained = tokio::time::timeout(grace, async {
+        let (http, mqtt, mqtt_tls) = tokio::join!(http, mqtt, mqtt_tls);
+        tls_sessions_done.wait().await;
+        pump.stopped().await;
+        http??;
+        mqtt??;
+        mqtt_tls?;
+        anyhow::Ok(())
+    })
+    .await;
+    match drained {
+        Ok(result) => result?,
+        Err(_) => tracing::warn!(
+            ?grace,
+            "connections still open after the grace period; stopping anyway"
+        ),
     }
     tracing::info!("stopped");
     Ok(())
