@@ -32,6 +32,8 @@ LOG_TAIL_LINES = 60
 ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `... grpc listening addr=127.0.0.1:PORT ...` or `... http listening addr=...`
 # in plain logs, or `"message":"grpc listening","addr":"127.0.0.1:PORT"` in JSON ones.
+# Every `<kind> listening addr=HOST:PORT` line, e.g. the gateway's `mqtt tls listening`.
+LISTENING = re.compile(r"\b((?:grpc|http|mqtt)(?: tls)?) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 READY = re.compile(r"\b(?:grpc|http) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 
@@ -71,6 +73,7 @@ class Service:
         self.log_path = log_dir / f"{name}.log"
         self.tail = collections.deque(maxlen=400)
         self.addr = None
+        self.listening = {}
         self._ready = threading.Event()
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
@@ -93,6 +96,9 @@ class Service:
             self._log.write(line + "\n")
             self._log.flush()
             self.tail.append(line)
+            listening = LISTENING.search(line)
+            if listening:
+                self.listening[listening.group(1)] = (listening.group(2), int(listening.group(3)))
             if self.addr is None:
                 match = READY.search(line)
                 if match:
@@ -117,6 +123,16 @@ class Service:
                     + self.tail_text()
                 )
         return self.addr
+
+    def endpoint(self, kind):
+        """The (host, port) of a `<kind> listening` line, e.g. `mqtt tls`,
+        waiting for it with a deadline."""
+        deadline = time.monotonic() + READY_DEADLINE_SECS
+        while kind not in self.listening:
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"{self.name} never logged `{kind} listening`\n" + self.tail_text())
+            time.sleep(0.05)
+        return self.listening[kind]
 
     @property
     def url(self):
