@@ -123,7 +123,8 @@ pub async fn run(
         &settings.account_id,
         router,
         SessionSettings::default(),
-    );
+    )
+    .with_registry(registry.clone());
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),

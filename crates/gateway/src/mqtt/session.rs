@@ -29,6 +29,19 @@
 //! - A policy or certificate change re-checks `iot:Connect` (and an active
 //!   certificate): a session no longer allowed ends with `AUTH_ERROR`.
 //!
+//! Thing association (aws-iot-events-spec §5.1, §5.4): when the client id
+//! is a valid thing name, the thing exists in the registry and one of the
+//! principal's attachment targets (its certificate ARN) is attached to it
+//! (`AttachThingPrincipal`), the connection is associated with that thing.
+//! Its policy context then has `iot:Connection.Thing.ThingName`,
+//! `.ThingTypeName`, `.Attributes[...]` and `IsAttached=true`; the policies
+//! attached to the thing's groups and their ancestors apply too; and the
+//! lifecycle events carry `thingName`. The lookup is made once, at CONNECT,
+//! with a [`THING_LOOKUP_TIMEOUT`]: a registry that is unreachable, slow or
+//! failing does not fail the CONNECT, the connection proceeds without a
+//! thing (logged at warn). Later changes to the thing, its principals or
+//! its groups apply to the next connection.
+//!
 //! The end: DISCONNECT → `CLIENT_INITIATED_DISCONNECT`, a closed or broken
 //! socket → `CONNECTION_LOST`, a protocol error → `CLIENT_ERROR`, the
 //! shutdown token → `SERVER_INITIATED_DISCONNECT`. The last will is published
@@ -41,14 +54,16 @@
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use herald_policy::{Action, CertField, Context, Policy, Request, arn, decide};
+use herald_proto::registry::v1::{self as reg, registry_client::RegistryClient};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
 use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
+use tonic::transport::Channel;
 
 use super::bus::{Bus, QoS, SubscriberId};
 use super::lifecycle::{
@@ -65,6 +80,10 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 
 /// The longest client id AWS IoT accepts, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
+
+/// How long the registry lookups of the thing a CONNECT names may take;
+/// after it the connection proceeds without a thing.
+pub const THING_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// How a principal proved who it is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -84,8 +103,9 @@ pub struct Principal {
     pub id: String,
     /// How it authenticated.
     pub kind: PrincipalKind,
-    /// Policy attachment targets: the certificate ARN (later thing group
-    /// ARNs); their attached policies apply.
+    /// Policy attachment targets: the certificate ARN, plus the ARNs of the
+    /// groups (and their ancestors) of the thing the connection is
+    /// associated with; their attached policies apply.
     pub policy_targets: Vec<String>,
     /// Policies that apply by name, whatever they are attached to (the
     /// password principals of the settings).
@@ -141,6 +161,136 @@ impl Principal {
         }
         context
     }
+}
+
+/// The registry thing a connection is associated with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Thing {
+    name: String,
+    type_name: Option<String>,
+    attributes: HashMap<String, String>,
+    /// The thing's groups and their ancestors, without duplicates.
+    group_arns: Vec<String>,
+}
+
+impl Thing {
+    /// `context` with the thing's policy variables.
+    fn context(&self, mut context: Context) -> Context {
+        context = context
+            .with_thing_name(self.name.clone())
+            .with_attached(true);
+        if let Some(type_name) = &self.type_name {
+            context = context.with_thing_type_name(type_name.clone());
+        }
+        for (name, value) in &self.attributes {
+            context = context.with_thing_attribute(name.clone(), value.clone());
+        }
+        context
+    }
+}
+
+/// Whether `name` is a valid thing name (`[a-zA-Z0-9:_-]+`, 1–128 bytes).
+fn is_thing_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+}
+
+fn page(next_token: String) -> Option<reg::Page> {
+    Some(reg::Page {
+        next_token,
+        max_results: 0,
+    })
+}
+
+/// The thing named `client_id` if it exists and one of `targets` is
+/// attached to it, with its groups and their ancestors.
+async fn lookup_thing(
+    mut registry: RegistryClient<Channel>,
+    client_id: &str,
+    targets: &[String],
+) -> Result<Option<Thing>, tonic::Status> {
+    let described = registry
+        .describe_thing(reg::DescribeThingRequest {
+            thing_name: client_id.to_owned(),
+        })
+        .await;
+    let described = match described {
+        Ok(thing) => thing.into_inner(),
+        Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(status),
+    };
+    let mut next_token = String::new();
+    let attached = loop {
+        let principals = registry
+            .list_thing_principals(reg::ListThingPrincipalsRequest {
+                thing_name: described.thing_name.clone(),
+                page: page(next_token),
+            })
+            .await?
+            .into_inner();
+        if principals.principals.iter().any(|p| targets.contains(p)) {
+            break true;
+        }
+        if principals.next_token.is_empty() {
+            break false;
+        }
+        next_token = principals.next_token;
+    };
+    if !attached {
+        return Ok(None);
+    }
+    let mut groups = Vec::new();
+    let mut next_token = String::new();
+    loop {
+        let page = registry
+            .list_thing_groups_for_thing(reg::ListThingGroupsForThingRequest {
+                thing_name: described.thing_name.clone(),
+                page: page(next_token),
+            })
+            .await?
+            .into_inner();
+        groups.extend(page.thing_groups);
+        if page.next_token.is_empty() {
+            break;
+        }
+        next_token = page.next_token;
+    }
+    let mut group_arns: Vec<String> = Vec::new();
+    for group in groups {
+        let ancestors = match registry
+            .describe_thing_group(reg::DescribeThingGroupRequest {
+                thing_group_name: group.group_name.clone(),
+            })
+            .await
+        {
+            Ok(described) => described
+                .into_inner()
+                .thing_group_metadata
+                .map(|m| m.root_to_parent_thing_groups)
+                .unwrap_or_default(),
+            // Deleted since it was listed.
+            Err(status) if status.code() == tonic::Code::NotFound => continue,
+            Err(status) => return Err(status),
+        };
+        for arn in ancestors
+            .into_iter()
+            .map(|a| a.group_arn)
+            .chain([group.group_arn])
+        {
+            if !group_arns.contains(&arn) {
+                group_arns.push(arn);
+            }
+        }
+    }
+    Ok(Some(Thing {
+        name: described.thing_name,
+        type_name: described.thing_type_name,
+        attributes: described.attributes,
+        group_arns,
+    }))
 }
 
 /// What the CONNECT and the transport tell the [`Authenticator`].
@@ -271,6 +421,9 @@ struct Shared {
     account_id: String,
     router: Router,
     settings: SessionSettings,
+    /// Where the thing a CONNECT names is looked up; without it no
+    /// connection is associated with a thing.
+    registry: OnceLock<RegistryClient<Channel>>,
     live: Mutex<HashMap<String, Arc<Live>>>,
     /// The filters of `clean_session=false` sessions that ended.
     persistent: Mutex<HashMap<String, Filters>>,
@@ -323,9 +476,40 @@ impl SessionContext {
                 account_id: account_id.into(),
                 router,
                 settings,
+                registry: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 persistent: Mutex::new(HashMap::new()),
             }),
+        }
+    }
+
+    /// Associates connections with registry things through `registry`
+    /// (see the module documentation). Only the first registry given is
+    /// used.
+    pub fn with_registry(self, registry: RegistryClient<Channel>) -> SessionContext {
+        let _ = self.shared.registry.set(registry);
+        self
+    }
+
+    /// The thing the connection of `principal` as `client_id` is associated
+    /// with, if any. Never fails: a registry that does not answer within
+    /// [`THING_LOOKUP_TIMEOUT`] or fails means no thing.
+    async fn associated_thing(&self, client_id: &str, principal: &Principal) -> Option<Thing> {
+        let registry = self.shared.registry.get()?;
+        if principal.policy_targets.is_empty() || !is_thing_name(client_id) {
+            return None;
+        }
+        let lookup = lookup_thing(registry.clone(), client_id, &principal.policy_targets);
+        match tokio::time::timeout(THING_LOOKUP_TIMEOUT, lookup).await {
+            Ok(Ok(thing)) => thing,
+            Ok(Err(status)) => {
+                tracing::warn!(client_id, error = %status, "thing lookup failed; connecting without a thing");
+                None
+            }
+            Err(_) => {
+                tracing::warn!(client_id, timeout = ?THING_LOOKUP_TIMEOUT, "thing lookup timed out; connecting without a thing");
+                None
+            }
         }
     }
 
@@ -586,7 +770,7 @@ pub async fn run<S>(
         peer,
         transport: transport.as_ref(),
     };
-    let principal = match authenticate(&info) {
+    let mut principal = match authenticate(&info) {
         Ok(principal) => principal,
         Err(refusal) => {
             tracing::info!(%peer, client_id, ?refusal, "CONNECT refused");
@@ -596,15 +780,31 @@ pub async fn run<S>(
         }
     };
     let ip = peer.ip();
+    let thing = tokio::select! {
+        () = shutdown.cancelled() => {
+            wire.close().await;
+            return;
+        }
+        thing = ctx.associated_thing(&client_id, &principal) => thing,
+    };
+    let mut context = principal.context(&client_id, ip);
+    if let Some(thing) = &thing {
+        context = thing.context(context);
+        for arn in &thing.group_arns {
+            if !principal.policy_targets.contains(arn) {
+                principal.policy_targets.push(arn.clone());
+            }
+        }
+    }
     let session = SessionInfo {
         client_id: client_id.clone(),
-        thing_name: None,
+        thing_name: thing.map(|t| t.name),
         session_identifier: uuid::Uuid::new_v4().to_string(),
         principal_identifier: principal.id.clone(),
     };
     let authz = Authz {
         ctx: ctx.clone(),
-        context: principal.context(&client_id, ip),
+        context,
         principal,
     };
     let will = will.and_then(|w| {

@@ -34,7 +34,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{ACCOUNT, REGION, WAIT};
+use herald_proto::registry::v1 as reg;
+
+use crate::support::{
+    ACCOUNT, Herald, REGION, Registry, WAIT, attach, create_cert, create_group, create_policy,
+    current_revision, eventually, group_arn,
+};
 
 // ------------------------------------------------------------ the gateway
 
@@ -878,5 +883,327 @@ async fn a_qos_2_publish_is_a_client_error() {
     c.closed().await;
     let (_, event) = m.event_for("qos2").await;
     assert_eq!(event["disconnectReason"], "CLIENT_ERROR");
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ things
+
+/// A gateway whose sessions look things up in a real registry and whose
+/// cache follows a real config service, with:
+/// - certificates A (attached to `thing-a`) and B (attached to `thing-b`);
+/// - `thing-a` of type `sensor` with `floor=3`, in group `child` whose
+///   parent is `parent`; `thing-b` in no group; `thing-c` attached to
+///   nothing;
+/// - on both certificates, `thing-connect` (connect as
+///   `client/${iot:Connection.Thing.ThingName}`) and `thing-vars`
+///   (subscribe to `type/<type>` and, with `IsAttached`, `attr/<floor>`);
+/// - `group-sub` (subscribe `group/*`) on `child`, `parent-sub`
+///   (subscribe `parent/*`) on `parent`.
+struct Things {
+    herald: Herald,
+    ctx: SessionContext,
+    bus: Bus,
+    cert_a: Principal,
+    cert_b: Principal,
+    shutdown: CancellationToken,
+}
+
+async fn create_thing(
+    r: &mut Registry,
+    name: &str,
+    thing_type: Option<&str>,
+    attributes: &[(&str, &str)],
+) {
+    r.create_thing(reg::CreateThingRequest {
+        thing_name: name.into(),
+        thing_type_name: thing_type.map(str::to_owned),
+        attribute_payload: Some(reg::AttributePayload {
+            attributes: attributes
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+                .collect(),
+            merge: false,
+        }),
+        billing_group_name: None,
+    })
+    .await
+    .unwrap();
+}
+
+async fn attach_thing(r: &mut Registry, thing: &str, principal: &str) {
+    r.attach_thing_principal(reg::AttachThingPrincipalRequest {
+        thing_name: thing.into(),
+        principal: principal.into(),
+    })
+    .await
+    .unwrap();
+}
+
+impl Things {
+    async fn start() -> Things {
+        let herald = Herald::start().await;
+        let mut config = herald.config().await;
+        let mut registry = herald.registry().await;
+
+        let (a_id, a_arn, _) = create_cert(&mut config, true).await;
+        let (b_id, b_arn, _) = create_cert(&mut config, true).await;
+        let connect = json!({"Version": "2012-10-17", "Statement": [
+            statement("iot:Connect", &res("client", "${iot:Connection.Thing.ThingName}")),
+        ]});
+        let vars = json!({"Version": "2012-10-17", "Statement": [
+            statement(
+                "iot:Subscribe",
+                &res("topicfilter", "type/${iot:Connection.Thing.ThingTypeName}"),
+            ),
+            {
+                "Effect": "Allow",
+                "Action": "iot:Subscribe",
+                "Resource": res("topicfilter", "attr/${iot:Connection.Thing.Attributes[floor]}"),
+                "Condition": {"Bool": {"iot:Connection.Thing.IsAttached": ["true"]}},
+            },
+        ]});
+        let subscribe = |filter: &str| {
+            json!({"Version": "2012-10-17", "Statement": [
+                statement("iot:Subscribe", &res("topicfilter", filter)),
+            ]})
+            .to_string()
+        };
+        create_policy(&mut config, "thing-connect", &connect.to_string()).await;
+        create_policy(&mut config, "thing-vars", &vars.to_string()).await;
+        create_policy(&mut config, "group-sub", &subscribe("group/*")).await;
+        create_policy(&mut config, "parent-sub", &subscribe("parent/*")).await;
+        for cert in [&a_arn, &b_arn] {
+            attach(&mut config, "thing-connect", cert).await;
+            attach(&mut config, "thing-vars", cert).await;
+        }
+
+        registry
+            .create_thing_type(reg::CreateThingTypeRequest {
+                thing_type_name: "sensor".into(),
+                thing_type_properties: None,
+                tags: vec![],
+            })
+            .await
+            .unwrap();
+        create_thing(&mut registry, "thing-a", Some("sensor"), &[("floor", "3")]).await;
+        create_thing(&mut registry, "thing-b", None, &[]).await;
+        create_thing(&mut registry, "thing-c", None, &[]).await;
+        attach_thing(&mut registry, "thing-a", &a_arn).await;
+        attach_thing(&mut registry, "thing-b", &b_arn).await;
+        create_group(&mut registry, "parent").await;
+        registry
+            .create_thing_group(reg::CreateThingGroupRequest {
+                thing_group_name: "child".into(),
+                parent_group_name: Some("parent".into()),
+                thing_group_properties: None,
+                tags: vec![],
+            })
+            .await
+            .unwrap();
+        registry
+            .add_thing_to_thing_group(reg::AddThingToThingGroupRequest {
+                thing_group_name: Some("child".into()),
+                thing_name: Some("thing-a".into()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        attach(&mut config, "group-sub", &group_arn("child")).await;
+        attach(&mut config, "parent-sub", &group_arn("parent")).await;
+
+        let shutdown = CancellationToken::new();
+        let cache = ConfigCache::spawn(herald.proxied_config(), shutdown.clone());
+        let revision = current_revision(&mut config).await;
+        eventually(10, "the cache to catch up", || async {
+            (cache.revision() >= revision).then_some(())
+        })
+        .await;
+        let bus = Bus::new();
+        let ctx = SessionContext::new(
+            cache,
+            bus.clone(),
+            Arc::new(VersionCounter::new()),
+            REGION,
+            ACCOUNT,
+            Router::spawn(&RouterSettings::default()),
+            SessionSettings::default(),
+        )
+        .with_registry(registry);
+        Things {
+            herald,
+            ctx,
+            bus,
+            cert_a: Principal::certificate(a_id, a_arn, Vec::new(), Vec::new()),
+            cert_b: Principal::certificate(b_id, b_arn, Vec::new(), Vec::new()),
+            shutdown,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.herald.stop().await;
+    }
+}
+
+/// Connects `principal` as `client_id` over an in-memory stream (what the
+/// TLS listener hands over); the stream and the CONNACK return code.
+async fn certificate_connect(
+    ctx: &SessionContext,
+    shutdown: &CancellationToken,
+    principal: &Principal,
+    client_id: &str,
+) -> (tokio::io::DuplexStream, u8) {
+    let (sessions, _finished) = Sessions::new(
+        ctx.clone(),
+        password_authenticator(Vec::new()),
+        shutdown.clone(),
+    );
+    let (mut client, server) = tokio::io::duplex(4096);
+    sessions.spawn(
+        server,
+        "192.0.2.9:4242".parse().unwrap(),
+        Some(principal.clone()),
+    );
+    client
+        .write_all(&raw_anonymous_connect(client_id))
+        .await
+        .unwrap();
+    let mut connack = [0u8; 4];
+    tokio::time::timeout(WAIT, client.read_exact(&mut connack))
+        .await
+        .expect("a CONNACK in time")
+        .unwrap();
+    assert_eq!(connack[..3], [0x20, 2, 0]);
+    (client, connack[3])
+}
+
+/// Subscribes to `filter` at QoS 1 on a raw stream; the SUBACK code.
+async fn raw_subscribe(stream: &mut tokio::io::DuplexStream, pkid: u16, filter: &str) -> u8 {
+    let mut body = pkid.to_be_bytes().to_vec();
+    body.extend_from_slice(&(filter.len() as u16).to_be_bytes());
+    body.extend_from_slice(filter.as_bytes());
+    body.push(1);
+    let mut packet = vec![0x82, body.len() as u8];
+    packet.extend(body);
+    stream.write_all(&packet).await.unwrap();
+    let mut suback = [0u8; 5];
+    tokio::time::timeout(WAIT, stream.read_exact(&mut suback))
+        .await
+        .expect("a SUBACK in time")
+        .unwrap();
+    let [0x90, 3, hi, lo, code] = suback else {
+        panic!("expected a SUBACK, got {suback:?}");
+    };
+    assert_eq!(u16::from_be_bytes([hi, lo]), pkid);
+    code
+}
+
+#[tokio::test]
+async fn only_a_thing_attached_to_the_certificate_connects_under_its_thing_name() {
+    let t = Things::start().await;
+    let (watcher, mut events) = t.bus.register(16);
+    t.bus
+        .subscribe(
+            watcher,
+            "$aws/events/presence/#",
+            herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+        )
+        .unwrap();
+
+    let (_a, code) = certificate_connect(&t.ctx, &t.shutdown, &t.cert_a, "thing-a").await;
+    assert_eq!(code, 0, "the attached thing's client id connects");
+    let delivery = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .unwrap();
+    let connected: Value = serde_json::from_slice(&delivery.payload).unwrap();
+    assert_eq!(connected["eventType"], "connected");
+    assert_eq!(connected["clientId"], "thing-a");
+    assert_eq!(connected["thingName"], "thing-a");
+
+    // Not a thing; a thing attached to nothing; a thing attached to another
+    // certificate.
+    for (principal, client_id) in [
+        (&t.cert_a, "not-a-thing"),
+        (&t.cert_a, "thing-c"),
+        (&t.cert_a, "thing-b"),
+        (&t.cert_b, "thing-a"),
+    ] {
+        let (_s, code) = certificate_connect(&t.ctx, &t.shutdown, principal, client_id).await;
+        assert_eq!(code, 5, "{client_id} as {} is not authorized", principal.id);
+        let delivery = tokio::time::timeout(WAIT, events.recv())
+            .await
+            .expect("an event in time")
+            .unwrap();
+        let failed: Value = serde_json::from_slice(&delivery.payload).unwrap();
+        assert_eq!(failed["eventType"], "connect_failed");
+        assert_eq!(failed["clientId"], client_id);
+        assert!(failed.get("thingName").is_none(), "{failed}");
+    }
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn thing_group_policies_and_thing_variables_apply_to_the_attached_things_connection() {
+    let t = Things::start().await;
+    let (mut a, code) = certificate_connect(&t.ctx, &t.shutdown, &t.cert_a, "thing-a").await;
+    assert_eq!(code, 0);
+    let (mut b, code) = certificate_connect(&t.ctx, &t.shutdown, &t.cert_b, "thing-b").await;
+    assert_eq!(code, 0);
+    // thing-a: its group's policy, the parent group's, and the thing's
+    // type and attributes.
+    assert_eq!(raw_subscribe(&mut a, 1, "group/x").await, 1);
+    assert_eq!(raw_subscribe(&mut a, 2, "parent/x").await, 1);
+    assert_eq!(raw_subscribe(&mut a, 3, "type/sensor").await, 1);
+    assert_eq!(raw_subscribe(&mut a, 4, "attr/3").await, 1);
+    assert_eq!(raw_subscribe(&mut a, 5, "attr/4").await, 0x80);
+    // thing-b is in no group and has no type or attributes.
+    assert_eq!(raw_subscribe(&mut b, 1, "group/x").await, 0x80);
+    assert_eq!(raw_subscribe(&mut b, 2, "parent/x").await, 0x80);
+    assert_eq!(raw_subscribe(&mut b, 3, "type/sensor").await, 0x80);
+    assert_eq!(raw_subscribe(&mut b, 4, "attr/3").await, 0x80);
+    t.stop().await;
+}
+
+#[tokio::test]
+async fn an_unresponsive_registry_leaves_the_connection_without_a_thing() {
+    let gw = Gateway::start().await;
+    // Accepts TCP connections (the backlog) but never answers.
+    let silent = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let channel =
+        tonic::transport::Endpoint::from_shared(format!("http://{}", silent.local_addr().unwrap()))
+            .unwrap()
+            .connect_lazy();
+    let ctx = SessionContext::new(
+        gw.cache.clone(),
+        gw.bus.clone(),
+        Arc::new(VersionCounter::new()),
+        REGION,
+        ACCOUNT,
+        Router::spawn(&RouterSettings::default()),
+        SessionSettings::default(),
+    )
+    .with_registry(herald_proto::registry::v1::registry_client::RegistryClient::new(channel));
+    let (watcher, mut events) = gw.bus.register(16);
+    gw.bus
+        .subscribe(
+            watcher,
+            "$aws/events/presence/#",
+            herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+        )
+        .unwrap();
+    let principal = Principal::certificate(CERT_ID, res("cert", CERT_ID), Vec::new(), Vec::new());
+    let started = tokio::time::Instant::now();
+    let (_s, code) = certificate_connect(&ctx, &gw.shutdown, &principal, "thing-1").await;
+    assert_eq!(code, 0);
+    assert!(started.elapsed() < WAIT);
+    let delivery = tokio::time::timeout(WAIT, events.recv())
+        .await
+        .expect("an event in time")
+        .unwrap();
+    let connected: Value = serde_json::from_slice(&delivery.payload).unwrap();
+    assert_eq!(connected["eventType"], "connected");
+    assert!(connected.get("thingName").is_none(), "{connected}");
+    drop(silent);
     gw.stop().await;
 }
