@@ -21,10 +21,14 @@ const BENCHES: &[(&str, &str)] = &[
         "policy",
         "policy engine: decisions per second on one core, 10-statement policy with variables",
     ),
+    (
+        "mqtt",
+        "MQTT fan-out through the gateway vs Mosquitto: 1 -> 100/1000 subscribers, QoS 0/1, latency",
+    ),
 ];
 
 /// Planned, not written yet.
-const PLANNED: &[&str] = &["mqtt", "events"];
+const PLANNED: &[&str] = &["events"];
 
 pub(crate) fn run(flags: &flags::Bench) -> Result<ExitCode> {
     let Some(name) = &flags.name else {

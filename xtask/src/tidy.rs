@@ -66,10 +66,7 @@ fn cluster_settings_are_known_to_the_services() {
         let example = root.join(format!("crates/{service}/{service}.example.toml"));
         let known = settings_keys(&fs::read_to_string(example).unwrap());
         let ours = settings_keys(&ours);
-        assert!(
-            ours.contains(&"data_dir".to_owned()),
-            "{service}: {ours:?}"
-        );
+        assert!(ours.contains(&"data_dir".to_owned()), "{service}: {ours:?}");
         for key in ours {
             assert!(
                 known.contains(&key),

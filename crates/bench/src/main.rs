@@ -4,6 +4,7 @@
 //! of stdout, one JSON object with its figures; the same JSON is written to
 //! `target/bench/<name>.json` under the current directory.
 
+mod mqtt;
 mod policy;
 mod registry;
 mod stats;
@@ -24,8 +25,12 @@ struct Options {
 
 type Bench = fn(&Options) -> anyhow::Result<Value>;
 
-/// The known benches, by name (`mqtt` and `events` will join).
-const BENCHES: &[(&str, Bench)] = &[("registry", registry::run), ("policy", policy::run)];
+/// The known benches, by name (`events` will join).
+const BENCHES: &[(&str, Bench)] = &[
+    ("registry", registry::run),
+    ("policy", policy::run),
+    ("mqtt", mqtt::run),
+];
 
 const DEFAULT_SECS: u64 = 5;
 const USAGE: &str = "usage: herald-bench <name> [--secs N]";

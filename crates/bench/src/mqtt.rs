@@ -1,0 +1,269 @@
+//! The `mqtt` bench: fan-out throughput through the gateway's MQTT session
+//! layer against Mosquitto in the same run: one publisher, 100 and 1000
+//! subscribers on one topic, QoS 0 and QoS 1, 200-byte payloads; then the
+//! latency of a paced run (200 messages/s to 100 subscribers, QoS 0).
+//!
+//! Herald (registry, config service, gateway) runs in-process on its own
+//! runtime ([`server::WORKER_THREADS`] workers) and is reached over loopback
+//! on its plain MQTT listener as the dev user; Mosquitto is a child process on
+//! a free loopback port. The clients (rumqttc) run on a second runtime.
+//! Deliveries per second count every PUBLISH received by every subscriber
+//! during the phase. Idle connection memory is not measured (the clients
+//! would share the gateway's process).
+
+mod load;
+mod server;
+
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use rumqttc::QoS;
+use serde_json::{Map, Value, json};
+
+use self::{
+    load::{Broker, Pace, Phase, Subscribers},
+    server::{InProcessHerald, Mosquitto},
+};
+use crate::{
+    Options,
+    stats::{Latency, per_sec, round},
+};
+
+/// Subscriber counts measured, in order.
+const FANOUTS: [usize; 2] = [100, 1000];
+/// The paced run: messages per second, to `LATENCY_SUBSCRIBERS`.
+const LATENCY_RATE: u32 = 200;
+const LATENCY_SUBSCRIBERS: usize = 100;
+/// No phase lasts longer than this, whatever `--secs` says: ten phases keep
+/// the run under three minutes.
+const MAX_PHASE: Duration = Duration::from_secs(12);
+
+const TARGET_FANOUT_RATIO: f64 = 1.0;
+const TARGET_IDLE_KIB_PER_CONNECTION: f64 = 10.0;
+
+/// The figures of one broker.
+#[derive(Default)]
+struct BrokerFigures {
+    /// (subscribers, qos) → phase.
+    fanout: Vec<(usize, u8, Phase)>,
+    latency: Option<Phase>,
+    subscriber_errors: u64,
+}
+
+impl BrokerFigures {
+    fn per_sec(&self, subscribers: usize, qos: u8) -> Option<f64> {
+        self.fanout
+            .iter()
+            .find(|(n, q, _)| *n == subscribers && *q == qos)
+            .map(|(_, _, phase)| per_sec(phase.delivered, phase.elapsed))
+    }
+}
+
+pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
+    let phase = options.phase.min(MAX_PHASE);
+    let mosquitto = Mosquitto::start()?;
+    eprintln!(
+        "mqtt: mosquitto ({}) on {}",
+        mosquitto.version, mosquitto.addr
+    );
+    let herald = InProcessHerald::start()?;
+    eprintln!(
+        "mqtt: herald in-process, plain MQTT on {} ({} worker threads); {} s per phase",
+        herald.mqtt,
+        server::WORKER_THREADS,
+        phase.as_secs()
+    );
+    let brokers = [
+        Broker {
+            name: "herald",
+            addr: herald.mqtt,
+            credentials: Some((
+                herald_gateway::DEV_MQTT_USERNAME.into(),
+                herald_gateway::DEV_MQTT_PASSWORD.into(),
+            )),
+        },
+        Broker {
+            name: "mosquitto",
+            addr: mosquitto.addr,
+            credentials: None,
+        },
+    ];
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .thread_name("bench-client")
+        .enable_all()
+        .build()
+        .context("building the clients' runtime")?;
+    let measured = runtime.block_on(async {
+        let mut figures = Vec::new();
+        for broker in &brokers {
+            figures.push(measure(broker, phase).await?);
+        }
+        anyhow::Ok(figures)
+    });
+    runtime.shutdown_timeout(Duration::from_secs(5));
+    drop(mosquitto);
+    let stopped = herald.stop();
+    let figures = match (measured, stopped) {
+        (Ok(figures), Ok(())) => figures,
+        (Ok(_), Err(err)) => return Err(err.context("herald did not shut down cleanly")),
+        (Err(err), Ok(())) => return Err(err),
+        (Err(err), Err(stopped)) => {
+            return Err(err.context(format!("herald stopped with: {stopped:#}")));
+        }
+    };
+    eprintln!("mqtt: herald stopped cleanly, mosquitto stopped");
+    Ok(report(&figures[0], &figures[1], phase))
+}
+
+async fn measure(broker: &Broker, phase: Duration) -> anyhow::Result<BrokerFigures> {
+    let base = Instant::now();
+    let mut figures = BrokerFigures::default();
+    for subscribers in FANOUTS {
+        let started = Instant::now();
+        let subs = Subscribers::connect(broker, subscribers, base)
+            .await
+            .with_context(|| format!("{}: connecting {subscribers} subscribers", broker.name))?;
+        eprintln!(
+            "mqtt: {}: {subscribers} subscribers connected and subscribed in {:.2} s",
+            broker.name,
+            started.elapsed().as_secs_f64()
+        );
+        for (qos, level) in [(0u8, QoS::AtMostOnce), (1, QoS::AtLeastOnce)] {
+            let tag = format!("{subscribers}-q{qos}");
+            let outcome =
+                load::publish_phase(broker, &subs, level, Pace::Saturate, phase, &tag).await?;
+            eprintln!(
+                "mqtt: {}: {subscribers} subscribers, QoS {qos}: {} msgs published, {} deliveries/s",
+                broker.name,
+                outcome.published,
+                per_sec(outcome.delivered, outcome.elapsed)
+            );
+            figures.fanout.push((subscribers, qos, outcome));
+        }
+        if subscribers == LATENCY_SUBSCRIBERS {
+            let outcome = load::publish_phase(
+                broker,
+                &subs,
+                QoS::AtMostOnce,
+                Pace::Rate(LATENCY_RATE),
+                phase,
+                "paced",
+            )
+            .await?;
+            let latency = Latency::of(&mut outcome.latencies.clone());
+            eprintln!(
+                "mqtt: {}: paced {LATENCY_RATE} msgs/s × {subscribers}: {} deliveries/s, p50 {} ms, p99 {} ms",
+                broker.name,
+                per_sec(outcome.delivered, outcome.elapsed),
+                latency.p50_ms,
+                latency.p99_ms
+            );
+            figures.latency = Some(outcome);
+        }
+        figures.subscriber_errors += subs.errors();
+        subs.close().await;
+    }
+    Ok(figures)
+}
+
+fn fanout_json(figures: &BrokerFigures) -> Value {
+    let mut by_count = Map::new();
+    for subscribers in FANOUTS {
+        by_count.insert(
+            subscribers.to_string(),
+            json!({
+                "qos0": figures.per_sec(subscribers, 0),
+                "qos1": figures.per_sec(subscribers, 1),
+            }),
+        );
+    }
+    Value::Object(by_count)
+}
+
+fn ratio(herald: Option<f64>, mosquitto: Option<f64>) -> Option<f64> {
+    match (herald, mosquitto) {
+        (Some(h), Some(m)) if m > 0.0 => Some(round(h / m, 2)),
+        _ => None,
+    }
+}
+
+fn latency_json(figures: &BrokerFigures) -> Value {
+    match &figures.latency {
+        Some(phase) => {
+            let latency = Latency::of(&mut phase.latencies.clone());
+            json!({
+                "p50": latency.p50_ms,
+                "p99": latency.p99_ms,
+                "samples": phase.latencies.len(),
+                "deliveries_per_sec": per_sec(phase.delivered, phase.elapsed),
+            })
+        }
+        None => Value::Null,
+    }
+}
+
+fn report(herald: &BrokerFigures, mosquitto: &BrokerFigures, phase: Duration) -> Value {
+    let mut ratios = Map::new();
+    let mut min_ratio: Option<f64> = None;
+    for subscribers in FANOUTS {
+        let mut by_qos = Map::new();
+        for qos in [0u8, 1] {
+            let r = ratio(
+                herald.per_sec(subscribers, qos),
+                mosquitto.per_sec(subscribers, qos),
+            );
+            if let Some(r) = r {
+                min_ratio = Some(min_ratio.map_or(r, |m| m.min(r)));
+            }
+            by_qos.insert(format!("qos{qos}"), json!(r));
+        }
+        ratios.insert(subscribers.to_string(), Value::Object(by_qos));
+    }
+    let meets = min_ratio.is_some_and(|r| r >= TARGET_FANOUT_RATIO);
+    eprintln!(
+        "mqtt: lowest herald/mosquitto ratio {min_ratio:?} (target ≥ {TARGET_FANOUT_RATIO}: {})",
+        if meets { "met" } else { "NOT met" }
+    );
+    json!({
+        "bench": "mqtt",
+        "phase_secs": phase.as_secs(),
+        "payload_bytes": load::PAYLOAD_BYTES,
+        "topic": load::TOPIC,
+        "herald_worker_threads": server::WORKER_THREADS,
+        "fanout": {
+            "herald": fanout_json(herald),
+            "mosquitto": fanout_json(mosquitto),
+            "ratio": Value::Object(ratios),
+            "ratio_min": min_ratio,
+        },
+        "latency_ms": {
+            "rate_msgs_per_sec": LATENCY_RATE,
+            "subscribers": LATENCY_SUBSCRIBERS,
+            "qos": 0,
+            "herald": latency_json(herald),
+            "mosquitto": latency_json(mosquitto),
+        },
+        "idle_connections": "not measured",
+        "subscriber_errors": {
+            "herald": herald.subscriber_errors,
+            "mosquitto": mosquitto.subscriber_errors,
+        },
+        "targets": {
+            "fanout_ratio_min": TARGET_FANOUT_RATIO,
+            "fanout_ratio_met": meets,
+            "idle_kib_per_connection_max": TARGET_IDLE_KIB_PER_CONNECTION,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratios_need_both_figures() {
+        assert_eq!(ratio(Some(50.0), Some(100.0)), Some(0.5));
+        assert_eq!(ratio(Some(50.0), Some(0.0)), None);
+        assert_eq!(ratio(None, Some(1.0)), None);
+    }
+}

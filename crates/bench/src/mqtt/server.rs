@@ -1,0 +1,236 @@
+//! The brokers under test: Herald (registry, config service and gateway
+//! in-process on a runtime of their own) and a Mosquitto child process.
+
+use std::{
+    net::{SocketAddr, TcpListener as StdListener},
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, bail};
+use herald_proto::config::v1::{CreatePolicyRequest, config_client::ConfigClient};
+use serde_json::json;
+use tempfile::TempDir;
+use tokio::{net::TcpListener, runtime::Runtime, task::JoinHandle};
+use tokio_util::sync::CancellationToken;
+
+/// Herald's runtime gets this many worker threads (the machine's cores).
+pub(super) const WORKER_THREADS: usize = 2;
+const DATA_PARENT: &str = "target/bench";
+const MOSQUITTO: &str = "/usr/sbin/mosquitto";
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+type Task = JoinHandle<anyhow::Result<()>>;
+
+/// The registry, the config service and the gateway, in this process.
+pub(super) struct InProcessHerald {
+    pub(super) mqtt: SocketAddr,
+    runtime: Runtime,
+    shutdown: CancellationToken,
+    tasks: Vec<(&'static str, Task)>,
+    _dir: TempDir,
+}
+
+async fn bind() -> anyhow::Result<(TcpListener, SocketAddr)> {
+    let listener = TcpListener::bind("127.0.0.1:0")
+        .await
+        .context("binding a loopback listener")?;
+    let addr = listener.local_addr().context("reading its address")?;
+    Ok((listener, addr))
+}
+
+impl InProcessHerald {
+    pub(super) fn start() -> anyhow::Result<InProcessHerald> {
+        std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
+        let dir = tempfile::Builder::new()
+            .prefix("mqtt-data-")
+            .tempdir_in(DATA_PARENT)
+            .context("creating a data dir")?;
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(WORKER_THREADS)
+            .thread_name("herald")
+            .enable_all()
+            .build()
+            .context("building Herald's runtime")?;
+        let shutdown = CancellationToken::new();
+        let root = dir.path().to_path_buf();
+        let (tasks, mqtt, config_addr) = runtime.block_on(async {
+            let (registry_listener, registry_addr) = bind().await?;
+            let registry_url = format!("http://{registry_addr}");
+            let registry = tokio::spawn(herald_registry::run(
+                herald_registry::Settings::for_test(root.join("registry")),
+                registry_listener,
+                shutdown.clone(),
+            ));
+            let (config_listener, config_addr) = bind().await?;
+            let config_url = format!("http://{config_addr}");
+            let config = tokio::spawn(herald_config::run(
+                herald_config::Settings::for_test(root.join("config"), registry_url.clone()),
+                config_listener,
+                shutdown.clone(),
+            ));
+            let mut settings = herald_gateway::Settings::for_test(registry_url, config_url);
+            settings.data_dir = root.join("gateway");
+            settings.shutdown_grace_secs = 5;
+            let (http, _) = bind().await?;
+            let (mqtt, mqtt_addr) = bind().await?;
+            let (mqtt_tls, _) = bind().await?;
+            let listeners = herald_gateway::Listeners {
+                http,
+                mqtt,
+                mqtt_tls,
+            };
+            let gateway = tokio::spawn(herald_gateway::run(settings, listeners, shutdown.clone()));
+            let tasks: Vec<(&'static str, Task)> = vec![
+                ("gateway", gateway),
+                ("config", config),
+                ("registry", registry),
+            ];
+            anyhow::Ok((tasks, mqtt_addr, config_addr))
+        })?;
+        let herald = InProcessHerald {
+            mqtt,
+            runtime,
+            shutdown,
+            tasks,
+            _dir: dir,
+        };
+        herald
+            .runtime
+            .block_on(create_dev_policy(config_addr))
+            .context("creating the dev user's policy")?;
+        Ok(herald)
+    }
+
+    /// Cancels every service and waits for each to return.
+    pub(super) fn stop(self) -> anyhow::Result<()> {
+        self.shutdown.cancel();
+        let mut failures = Vec::new();
+        for (name, task) in self.tasks {
+            match self.runtime.block_on(task) {
+                Ok(Ok(())) => {}
+                Ok(Err(err)) => failures.push(format!("{name}: {err:#}")),
+                Err(err) => failures.push(format!("{name} panicked: {err}")),
+            }
+        }
+        self.runtime.shutdown_timeout(Duration::from_secs(5));
+        if failures.is_empty() {
+            Ok(())
+        } else {
+            bail!("{}", failures.join("; "))
+        }
+    }
+}
+
+/// `herald-dev` gets every action on everything, retrying while the config
+/// service starts.
+async fn create_dev_policy(config: SocketAddr) -> anyhow::Result<()> {
+    let document = json!({
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
+    })
+    .to_string();
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    loop {
+        let attempt = async {
+            let mut client = ConfigClient::connect(format!("http://{config}")).await?;
+            client
+                .create_policy(CreatePolicyRequest {
+                    policy_name: herald_gateway::DEV_MQTT_POLICY.into(),
+                    policy_document: document.clone(),
+                    tags: vec![],
+                })
+                .await?;
+            anyhow::Ok(())
+        };
+        match attempt.await {
+            Ok(()) => return Ok(()),
+            Err(err) if Instant::now() > deadline => return Err(err),
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// A Mosquitto process on a free loopback port; killed (that PID only) on drop.
+pub(super) struct Mosquitto {
+    pub(super) addr: SocketAddr,
+    pub(super) version: String,
+    child: Child,
+    _dir: TempDir,
+}
+
+impl Mosquitto {
+    pub(super) fn start() -> anyhow::Result<Mosquitto> {
+        if !std::path::Path::new(MOSQUITTO).exists() {
+            eprintln!("mqtt: {MOSQUITTO} is missing; apt-get install -y -qq mosquitto");
+            let status = Command::new("apt-get")
+                .args(["install", "-y", "-qq", "mosquitto"])
+                .stdout(Stdio::null())
+                .status()
+                .context("running apt-get")?;
+            if !status.success() || !std::path::Path::new(MOSQUITTO).exists() {
+                bail!("could not install mosquitto ({status})");
+            }
+        }
+        let version = Command::new(MOSQUITTO)
+            .arg("-h")
+            .output()
+            .ok()
+            .and_then(|out| {
+                String::from_utf8_lossy(&out.stdout)
+                    .lines()
+                    .next()
+                    .map(str::to_owned)
+            })
+            .unwrap_or_default();
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("finding a free port")?
+            .port();
+        let dir = tempfile::tempdir().context("creating mosquitto's temp dir")?;
+        let conf = dir.path().join("mosquitto.conf");
+        std::fs::write(
+            &conf,
+            format!(
+                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10000\npersistence false\n"
+            ),
+        )
+        .context("writing mosquitto.conf")?;
+        let log = std::fs::File::create(dir.path().join("mosquitto.log"))
+            .context("creating mosquitto.log")?;
+        let child = Command::new(MOSQUITTO)
+            .arg("-c")
+            .arg(&conf)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .context("starting mosquitto")?;
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let mut mosquitto = Mosquitto {
+            addr,
+            version,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if let Some(status) = mosquitto.child.try_wait().context("polling mosquitto")? {
+                bail!("mosquitto exited at once ({status})");
+            }
+            if Instant::now() > deadline {
+                bail!("mosquitto did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(mosquitto)
+    }
+}
+
+impl Drop for Mosquitto {
+    fn drop(&mut self) {
+        // Kills only the process started above.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
