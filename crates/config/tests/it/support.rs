@@ -7,7 +7,6 @@ use std::{collections::BTreeMap, future::Future, net::SocketAddr, path::PathBuf,
 
 use herald_proto::{
     config::v1::{self as pb, config_client::ConfigClient, config_update::Change},
-    error::{AwsError, ErrorType},
     registry::v1::{self as reg, registry_client::RegistryClient},
 };
 use rcgen::{
@@ -21,6 +20,8 @@ use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 use x509_parser::{certificate::X509Certificate, prelude::FromDer};
+
+pub(crate) use herald_testkit::{eventually, expect_err};
 
 pub(crate) type Config = ConfigClient<Channel>;
 pub(crate) type Registry = RegistryClient<Channel>;
@@ -159,41 +160,6 @@ impl Herald {
 }
 
 // ------------------------------------------------------------ errors and waiting
-
-/// Asserts that a call failed with the given AWS error type; returns the error.
-#[track_caller]
-pub(crate) fn expect_err<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    expected: ErrorType,
-) -> AwsError {
-    let status = result.expect_err("the call should have failed");
-    let err = AwsError::from_status(&status);
-    assert_eq!(
-        err.error_type, expected,
-        "unexpected error: {err} ({status:?})"
-    );
-    assert!(!err.message.is_empty(), "an error needs a message");
-    err
-}
-
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 /// Wall-clock epoch milliseconds, to bracket the dates the service records.
 pub(crate) fn now_ms() -> i64 {

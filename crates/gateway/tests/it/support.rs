@@ -4,7 +4,6 @@
 //! fixed address), and the helpers the tests share.
 
 use std::{
-    future::Future,
     net::SocketAddr,
     sync::{Arc, Mutex},
     time::Duration,
@@ -24,6 +23,9 @@ use tokio::{
 use tokio_util::sync::CancellationToken;
 use tonic::transport::{Channel, Endpoint};
 
+use herald_testkit::Service;
+pub(crate) use herald_testkit::eventually;
+
 pub(crate) type Config = ConfigClient<Channel>;
 pub(crate) type Registry = RegistryClient<Channel>;
 
@@ -35,37 +37,6 @@ pub(crate) const REGION: &str = "us-east-1";
 pub(crate) const WAIT: Duration = Duration::from_secs(10);
 
 // ------------------------------------------------------------ services
-
-/// One service running in this process on an ephemeral port.
-struct Service {
-    addr: SocketAddr,
-    shutdown: CancellationToken,
-    task: JoinHandle<anyhow::Result<()>>,
-}
-
-impl Service {
-    async fn spawn<F, Fut>(run: F) -> Service
-    where
-        F: FnOnce(TcpListener, CancellationToken) -> Fut,
-        Fut: Future<Output = anyhow::Result<()>> + Send + 'static,
-    {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(listener, shutdown.clone()));
-        Service {
-            addr,
-            shutdown,
-            task,
-        }
-    }
-
-    /// Stops the service and asserts that it shut down cleanly.
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.task.await.unwrap().unwrap();
-    }
-}
 
 /// The registry and the config service (pointed at it), both in-process,
 /// with their data in one temporary folder; the config service is reached
@@ -278,25 +249,6 @@ impl Proxy {
 }
 
 // ------------------------------------------------------------ waiting
-
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
 
 // ------------------------------------------------------------ ARNs and documents
 

@@ -1,16 +1,15 @@
 //! Starts the registry in-process for a test and hands out clients.
 
-use std::{future::Future, net::SocketAddr, time::Duration};
+use std::net::SocketAddr;
 
-use herald_proto::{
-    error::{AwsError, ErrorType},
-    registry::v1::registry_client::RegistryClient,
-};
+use herald_proto::registry::v1::registry_client::RegistryClient;
 use herald_registry::Settings;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
+
+pub(crate) use herald_testkit::{eventually, expect_err};
 
 pub(crate) type Client = RegistryClient<Channel>;
 
@@ -54,40 +53,5 @@ impl TestRegistry {
         self.shutdown.cancel();
         self.task.await.unwrap().unwrap();
         self.dir
-    }
-}
-
-/// Asserts that a call failed with the given AWS error type; returns the error.
-#[track_caller]
-pub(crate) fn expect_err<T: std::fmt::Debug>(
-    result: Result<T, tonic::Status>,
-    expected: ErrorType,
-) -> AwsError {
-    let status = result.expect_err("the call should have failed");
-    let err = AwsError::from_status(&status);
-    assert_eq!(
-        err.error_type, expected,
-        "unexpected error: {err} ({status:?})"
-    );
-    assert!(!err.message.is_empty(), "an error needs a message");
-    err
-}
-
-/// Polls `check` until it returns `Some`, or panics after `secs` seconds.
-pub(crate) async fn eventually<T, F, Fut>(secs: u64, what: &str, mut check: F) -> T
-where
-    F: FnMut() -> Fut,
-    Fut: Future<Output = Option<T>>,
-{
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(secs);
-    loop {
-        if let Some(value) = check().await {
-            return value;
-        }
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
