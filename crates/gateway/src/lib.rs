@@ -29,6 +29,7 @@ use herald_proto::config::v1::config_client::ConfigClient;
 use mqtt::{
     bus::Bus,
     lifecycle::VersionCounter,
+    persist::SessionStore,
     router::{Router, RouterSettings},
     server::{Sessions, serve_tcp},
     session::{
@@ -115,6 +116,39 @@ pub async fn run(
     let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
     let bus = Bus::new();
     let router = Router::spawn(&RouterSettings::default());
+
+    // Registry changes become $aws/events messages; sessions check
+    // iot:Receive on every delivery. Persistent sessions are stored beside
+    // the pump's cursor, and outlive the sessions' shutdown.
+    let (pump_dir, sessions_dir) = (
+        settings.data_dir.join("pump"),
+        settings.data_dir.join("sessions"),
+    );
+    let (pump_store, sessions_store) = tokio::task::spawn_blocking(move || {
+        anyhow::Ok((
+            herald_store::Store::open(&pump_dir)?,
+            herald_store::Store::open(&sessions_dir)?,
+        ))
+    })
+    .await??;
+    let sessions_stop = CancellationToken::new();
+    let (session_store, stored_sessions) =
+        SessionStore::open(sessions_store, sessions_stop.clone())
+            .context("open the session store")?;
+    tracing::info!(
+        persistent_sessions = stored_sessions.len(),
+        "session store open"
+    );
+    let pump = EventPump::spawn(
+        registry.clone(),
+        cache.clone(),
+        bus.clone(),
+        pump_store,
+        Arc::new(|_, _| true),
+        shutdown.clone(),
+    )
+    .context("start the event pump")?;
+
     let ctx = SessionContext::new(
         cache.clone(),
         bus.clone(),
@@ -124,7 +158,9 @@ pub async fn run(
         router,
         SessionSettings::default(),
     )
-    .with_registry(registry.clone());
+    .with_registry(registry)
+    .with_session_store(session_store.clone(), stored_sessions)
+    .with_event_pump(pump.clone());
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),
@@ -172,24 +208,13 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    // Registry changes become $aws/events messages; sessions check iot:Receive on every delivery.
-    let dir = settings.data_dir.join("pump");
-    let store = tokio::task::spawn_blocking(move || herald_store::Store::open(&dir)).await??;
-    let pump = EventPump::spawn(
-        registry,
-        cache,
-        bus,
-        store,
-        Arc::new(|_, _| true),
-        shutdown.clone(),
-    )
-    .context("start the event pump")?;
-
     shutdown.cancelled().await;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let drained = tokio::time::timeout(grace, async {
         let (http, mqtt, mqtt_tls) = tokio::join!(http, mqtt, mqtt_tls);
         tls_sessions_done.wait().await;
+        sessions_stop.cancel();
+        session_store.stopped().await;
         pump.stopped().await;
         http??;
         mqtt??;

@@ -102,6 +102,9 @@ impl std::fmt::Debug for EventPump {
 struct Shared {
     /// The last event handed to the bus.
     handled: watch::Sender<u64>,
+    /// The last event of the batch being handed to the bus: no event after
+    /// it has started to be published.
+    started: AtomicU64,
     /// The last cursor written and flushed to the store.
     persisted: AtomicU64,
     published: AtomicU64,
@@ -117,6 +120,7 @@ impl Shared {
     fn new(cursor: u64) -> Arc<Shared> {
         Arc::new(Shared {
             handled: watch::Sender::new(cursor),
+            started: AtomicU64::new(cursor),
             persisted: AtomicU64::new(cursor),
             published: AtomicU64::new(0),
             skipped_by_gate: AtomicU64::new(0),
@@ -205,6 +209,14 @@ impl EventPump {
     /// The last event handed to the bus: the pump resumes after it.
     pub fn cursor(&self) -> u64 {
         *self.shared.handled.borrow()
+    }
+
+    /// The last event whose publishing may have started: every event after
+    /// it will be published to the subscribers the bus has from now on. A
+    /// persistent session that resumes reads it once its filters are on the
+    /// bus, and replays the change log up to it.
+    pub fn started(&self) -> u64 {
+        self.shared.started.load(Ordering::SeqCst)
     }
 
     /// The cursor as last written to the store (it may lag [`cursor`]).
@@ -324,6 +336,11 @@ impl Pump {
     /// Hands one batch to the bus, in order, then moves the cursor past it.
     fn handle(&self, events: Vec<ChangeEvent>) {
         let mut cursor = *self.shared.handled.borrow();
+        if let Some(last) = events.last() {
+            self.shared
+                .started
+                .fetch_max(last.sequence, Ordering::SeqCst);
+        }
         for event in events {
             if event.sequence <= cursor {
                 tracing::debug!(
@@ -374,9 +391,12 @@ impl Pump {
             );
             return;
         }
-        let outcome = self
-            .bus
-            .publish(&rendered.topic, rendered.payload, &*self.receive_allowed);
+        let outcome = self.bus.publish_sequenced(
+            &rendered.topic,
+            rendered.payload,
+            event.sequence,
+            &*self.receive_allowed,
+        );
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             sequence = event.sequence,
@@ -423,6 +443,7 @@ impl Pump {
                  retained event (events in between may be lost)"
             ),
         }
+        self.shared.started.store(0, Ordering::SeqCst);
         self.shared.handled.send_replace(0);
     }
 }

@@ -105,6 +105,9 @@ pub struct Delivery {
     /// The QoS to deliver with: the highest QoS granted to the subscriber's
     /// filters that match the topic.
     pub qos: QoS,
+    /// The registry change-log sequence of a registry event
+    /// ([`Bus::publish_sequenced`]); `None` for the gateway's own messages.
+    pub sequence: Option<u64>,
 }
 
 /// Why the bus refused a subscription.
@@ -184,6 +187,7 @@ struct Subscriber {
     tx: mpsc::Sender<Delivery>,
     filters: HashMap<Arc<str>, QoS>,
     dropped: Arc<AtomicU64>,
+    dropped_sequence: Arc<AtomicU64>,
 }
 
 fn has_wildcard(filter: &str) -> bool {
@@ -228,6 +232,7 @@ struct Target {
     qos: QoS,
     tx: mpsc::Sender<Delivery>,
     dropped: Arc<AtomicU64>,
+    dropped_sequence: Arc<AtomicU64>,
 }
 
 impl Bus {
@@ -263,6 +268,7 @@ impl Bus {
                 tx,
                 filters: HashMap::new(),
                 dropped: Arc::new(AtomicU64::new(0)),
+                dropped_sequence: Arc::new(AtomicU64::new(0)),
             },
         );
         (id, rx)
@@ -338,6 +344,16 @@ impl Bus {
         Some(sub.dropped.load(Ordering::Relaxed))
     }
 
+    /// The highest change-log sequence among the registry events dropped
+    /// for `id` (0 when none was): a persistent session replays the change
+    /// log past it. Shared with the bus, so it reads the current value;
+    /// `None` when `id` is not registered.
+    pub fn dropped_sequence(&self, id: SubscriberId) -> Option<Arc<AtomicU64>> {
+        let state = self.read();
+        let sub = state.subscribers.get(&id)?;
+        Some(Arc::clone(&sub.dropped_sequence))
+    }
+
     /// The number of registered subscribers.
     pub fn subscriber_count(&self) -> usize {
         self.read().subscribers.len()
@@ -377,6 +393,30 @@ impl Bus {
         payload: impl Into<Arc<[u8]>>,
         receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
     ) -> PublishOutcome {
+        self.publish_inner(topic, payload.into(), None, receive_allowed)
+    }
+
+    /// [`publish`](Self::publish) for the registry event at `sequence` of
+    /// the change log: each delivery carries it, and a delivery dropped
+    /// for a full queue raises that subscriber's
+    /// [`dropped_sequence`](Self::dropped_sequence) to it.
+    pub fn publish_sequenced(
+        &self,
+        topic: &str,
+        payload: impl Into<Arc<[u8]>>,
+        sequence: u64,
+        receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
+    ) -> PublishOutcome {
+        self.publish_inner(topic, payload.into(), Some(sequence), receive_allowed)
+    }
+
+    fn publish_inner(
+        &self,
+        topic: &str,
+        payload: Arc<[u8]>,
+        sequence: Option<u64>,
+        receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
+    ) -> PublishOutcome {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let targets = self.targets(topic);
         let mut outcome = PublishOutcome {
@@ -387,7 +427,6 @@ impl Bus {
             return outcome;
         }
         let shared_topic: Arc<str> = Arc::from(topic);
-        let payload: Arc<[u8]> = payload.into();
         let mut closed = Vec::new();
         for target in targets {
             if !receive_allowed(target.id, topic) {
@@ -398,11 +437,17 @@ impl Bus {
                 topic: Arc::clone(&shared_topic),
                 payload: Arc::clone(&payload),
                 qos: target.qos,
+                sequence,
             };
             match target.tx.try_send(delivery) {
                 Ok(()) => outcome.queued += 1,
                 Err(mpsc::error::TrySendError::Full(_)) => {
                     outcome.dropped += 1;
+                    if let Some(sequence) = sequence {
+                        target
+                            .dropped_sequence
+                            .fetch_max(sequence, Ordering::SeqCst);
+                    }
                     let before = target.dropped.fetch_add(1, Ordering::Relaxed);
                     if before == 0 {
                         tracing::warn!(subscriber = %target.id, topic, "bus queue full; dropping deliveries to this subscriber");
@@ -459,6 +504,7 @@ impl Bus {
                     qos,
                     tx: sub.tx.clone(),
                     dropped: Arc::clone(&sub.dropped),
+                    dropped_sequence: Arc::clone(&sub.dropped_sequence),
                 })
             })
             .collect()

@@ -17,6 +17,8 @@
 
 pub mod bus;
 pub mod lifecycle;
+pub mod persist;
+mod replay;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -51,9 +51,10 @@
 //! gateway remembers its filters, so a reconnect resumes them while the
 //! gateway runs.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
@@ -65,18 +66,30 @@ use tokio_util::bytes::{BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::bus::{Bus, QoS, SubscriberId};
+use super::bus::{Bus, Delivery as BusDelivery, QoS, SubscriberId};
 use super::lifecycle::{
     ConnectFailed, ConnectFailureReason, Connected, DisconnectReason, Disconnected, LifecycleEvent,
     SessionInfo, SubscriptionChange, VersionCounter, epoch_millis_now,
 };
+use super::persist::{SessionStore, StoredSession};
+use super::replay::{Replay, ReplayMessage};
 use super::router::wire::{self, Packet, Protocol as _, V4};
 use super::router::{Delivery as RouterDelivery, Link, Router};
 use super::topic;
 use crate::config_cache::{CertificateStatus, ConfigCache};
+use crate::events::{EventPump, render};
 
 /// How long closing a connection may wait for the client to read.
 const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+
+/// How often a session with `$aws` filters moves its change-log position
+/// past the events it was not sent, looks for events the bus dropped, and
+/// (persistent sessions) stores its position.
+const POSITION_INTERVAL: Duration = Duration::from_millis(200);
+
+/// How many live registry events a session replaying the change log keeps
+/// for when it is done; past that it replays further instead.
+const CATCH_UP_BUFFER: usize = 4096;
 
 /// The longest client id AWS IoT accepts, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -425,8 +438,15 @@ struct Shared {
     /// connection is associated with a thing.
     registry: OnceLock<RegistryClient<Channel>>,
     live: Mutex<HashMap<String, Arc<Live>>>,
-    /// The filters of `clean_session=false` sessions that ended.
-    persistent: Mutex<HashMap<String, Filters>>,
+    /// The `clean_session=false` sessions that ended.
+    persistent: Mutex<HashMap<String, Persisted>>,
+    /// Where persistent sessions are stored; without it they last as long
+    /// as the gateway runs.
+    sessions: OnceLock<SessionStore>,
+    /// The event pump, whose progress tells sessions how far the bus has
+    /// carried the change log; without it (or a registry) sessions never
+    /// replay the log.
+    pump: OnceLock<EventPump>,
 }
 
 /// The filters a session subscribed to, by where they live.
@@ -434,6 +454,60 @@ struct Shared {
 struct Filters {
     router: HashMap<String, QoS>,
     bus: HashMap<String, QoS>,
+}
+
+impl Filters {
+    fn from_stored(stored: &StoredSession) -> Filters {
+        let qos = |level| QoS::from_level(level).unwrap_or(QoS::AtLeastOnce);
+        Filters {
+            router: stored
+                .router
+                .iter()
+                .map(|(f, l)| (f.clone(), qos(*l)))
+                .collect(),
+            bus: stored
+                .bus
+                .iter()
+                .map(|(f, l)| (f.clone(), qos(*l)))
+                .collect(),
+        }
+    }
+
+    fn to_stored(&self, after_sequence: u64) -> StoredSession {
+        let list = |filters: &HashMap<String, QoS>| {
+            let mut list: Vec<(String, u8)> = filters
+                .iter()
+                .map(|(f, q)| (f.clone(), q.level()))
+                .collect();
+            list.sort();
+            list
+        };
+        StoredSession {
+            bus: list(&self.bus),
+            router: list(&self.router),
+            after_sequence,
+        }
+    }
+}
+
+/// A QoS 1 message sent and not acknowledged when its persistent session
+/// ended: sent again, with DUP, when the session resumes (while the gateway
+/// runs; registry events are replayed from the change log instead).
+#[derive(Debug, Clone)]
+struct Unacked {
+    pkid: u16,
+    topic: Arc<str>,
+    payload: Bytes,
+    retain: bool,
+}
+
+/// A `clean_session=false` session while its client is away.
+#[derive(Debug, Clone, Default)]
+struct Persisted {
+    filters: Filters,
+    /// The change-log position (see [`StoredSession::after_sequence`]).
+    after_sequence: u64,
+    unacked: Vec<Unacked>,
 }
 
 /// What every session shares. Cheap to clone.
@@ -479,8 +553,50 @@ impl SessionContext {
                 registry: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 persistent: Mutex::new(HashMap::new()),
+                sessions: OnceLock::new(),
+                pump: OnceLock::new(),
             }),
         }
+    }
+
+    /// Keeps persistent sessions in `store`, starting with `stored` (what
+    /// it held when it was opened), so that they survive a restart. Only
+    /// the first store given is used.
+    pub fn with_session_store(
+        self,
+        store: SessionStore,
+        stored: HashMap<String, StoredSession>,
+    ) -> SessionContext {
+        if self.shared.sessions.set(store).is_ok() {
+            let mut persistent = lock(&self.shared.persistent);
+            for (client_id, session) in stored {
+                persistent.insert(
+                    client_id,
+                    Persisted {
+                        filters: Filters::from_stored(&session),
+                        after_sequence: session.after_sequence,
+                        unacked: Vec::new(),
+                    },
+                );
+            }
+        }
+        self
+    }
+
+    /// Lets sessions replay the change log (with the registry of
+    /// [`with_registry`](Self::with_registry)) for what the bus did not
+    /// carry to them: see the module documentation. Only the first pump
+    /// given is used.
+    pub fn with_event_pump(self, pump: EventPump) -> SessionContext {
+        let _ = self.shared.pump.set(pump);
+        self
+    }
+
+    /// The client ids of the persistent sessions whose client is away.
+    pub fn away_sessions(&self) -> Vec<String> {
+        let mut ids: Vec<String> = lock(&self.shared.persistent).keys().cloned().collect();
+        ids.sort();
+        ids
     }
 
     /// Associates connections with registry things through `registry`
@@ -670,8 +786,16 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         }
     }
 
-    fn queue_publish(&mut self, topic: &str, payload: &[u8], qos: QoS, pkid: u16, retain: bool) {
-        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain);
+    fn queue_publish(
+        &mut self,
+        topic: &str,
+        payload: &[u8],
+        qos: QoS,
+        pkid: u16,
+        retain: bool,
+        dup: bool,
+    ) {
+        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -868,31 +992,61 @@ pub async fn run<S>(
             return;
         }
     };
-    let stored = {
-        let mut persistent = lock(&ctx.shared.persistent);
-        if clean_session {
-            persistent.remove(&client_id);
-            None
-        } else {
-            persistent.remove(&client_id)
-        }
-    };
-    let session_present = !clean_session && link.session_present();
+    let stored = lock(&ctx.shared.persistent).remove(&client_id);
+    if clean_session
+        && stored.is_some()
+        && let Some(store) = ctx.shared.sessions.get()
+    {
+        store.remove(&client_id).await;
+    }
+    let stored = stored.filter(|_| !clean_session);
+    let session_present = stored.is_some();
     let (bus_id, bus_rx) = ctx.shared.bus.register(ctx.shared.settings.bus_queue);
+    // Registry events up to here were published before this session had
+    // a filter on the bus: a new session starts after them.
+    let pump = ctx.shared.pump.get();
+    let mut events = EventTrack {
+        processed: pump.map_or(0, EventPump::started),
+        saved: None,
+        in_flight: BTreeMap::new(),
+        dropped: ctx.shared.bus.dropped_sequence(bus_id).unwrap_or_default(),
+        catch_up: None,
+    };
     let mut filters = Filters::default();
-    if session_present && let Some(stored) = stored {
-        for (filter, qos) in &stored.bus {
+    let mut unacked = Vec::new();
+    let mut link = link;
+    if let Some(stored) = stored {
+        for (filter, qos) in &stored.filters.bus {
             let _ = ctx.shared.bus.subscribe(bus_id, filter, *qos);
         }
-        filters = stored;
+        if !link.session_present() {
+            // The router forgot the session (a gateway restart).
+            for filter in stored.filters.router.keys() {
+                let _ = link.subscribe(filter);
+            }
+        }
+        filters = stored.filters;
+        unacked = stored.unacked;
+        events.processed = stored.after_sequence;
+        events.saved = Some(stored.after_sequence);
     }
     if wire
         .send(connack(wire::ConnectReturnCode::Success, session_present))
         .await
         .is_err()
     {
-        // Never connected as far as the client knows: no events.
-        let mut link = link;
+        // Never connected as far as the client knows: no events. A
+        // persistent session stays as it was.
+        if !clean_session && session_present {
+            lock(&ctx.shared.persistent).insert(
+                client_id.clone(),
+                Persisted {
+                    filters,
+                    after_sequence: events.processed,
+                    unacked,
+                },
+            );
+        }
         let _ = link.disconnect().await;
         ctx.shared.bus.remove(bus_id);
         wire.close().await;
@@ -915,8 +1069,12 @@ pub async fn run<S>(
         bus_id,
         filters,
         next_pkid: 0,
-        inflight: HashSet::new(),
+        inflight: HashMap::new(),
+        clean_session,
+        events,
     };
+    state.resend(&mut wire, unacked);
+    state.resume_events(session_present);
     let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
     let reason = state
         .serve(&mut wire, bus_rx, keep_alive, &live.kick, &shutdown)
@@ -933,7 +1091,14 @@ pub async fn run<S>(
     let _ = state.link.disconnect().await;
     ctx.shared.bus.remove(bus_id);
     if !clean_session {
-        lock(&ctx.shared.persistent).insert(client_id.clone(), state.filters.clone());
+        let persisted = state.persisted();
+        if let Some(store) = ctx.shared.sessions.get() {
+            store.save_later(
+                &client_id,
+                persisted.filters.to_stored(persisted.after_sequence),
+            );
+        }
+        lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
     }
     wire.close().await;
     ctx.shared.versions.disconnect(&client_id, version);
@@ -954,7 +1119,83 @@ struct Session {
     bus_id: SubscriberId,
     filters: Filters,
     next_pkid: u16,
-    inflight: HashSet<u16>,
+    /// QoS 1 deliveries waiting for their PUBACK, by packet id.
+    inflight: HashMap<u16, Inflight>,
+    clean_session: bool,
+    events: EventTrack,
+}
+
+/// What a QoS 1 delivery waiting for its PUBACK was.
+enum Inflight {
+    /// The registry event at this change-log sequence.
+    Event(u64),
+    /// Any other message; kept for a resend when the session is persistent.
+    Message(Option<Unacked>),
+}
+
+/// Where a session is in the registry's change log.
+///
+/// Registry events reach a session from the bus in change-log order, each
+/// with its sequence. `processed` is how far the session has handled the
+/// log: every event up to it was delivered, or is not for this session.
+/// It moves with each event delivered, and (every [`POSITION_INTERVAL`])
+/// to the pump's cursor when the session's queue is empty: every event up
+/// to the cursor was published before, so it was delivered or dropped. The
+/// session's position, stored for a persistent session, is `processed`
+/// held back before the first QoS 1 event not yet acknowledged.
+///
+/// When the bus dropped an event for the session (a full queue), or a
+/// persistent session resumes behind the pump, the session replays the
+/// log after `processed` itself ([`CatchUp`]) while it keeps the bus's
+/// live events aside. The replay is done once it has passed both the last
+/// event whose publishing had started when it began (later ones are all
+/// on the bus) and every dropped one; then the kept events after
+/// `processed` are delivered, and the bus takes over again.
+struct EventTrack {
+    processed: u64,
+    /// The position last stored.
+    saved: Option<u64>,
+    /// QoS 1 registry events sent and not acknowledged: sequence → packet id.
+    in_flight: BTreeMap<u64, u16>,
+    /// The highest sequence the bus (or the catch-up buffer) dropped.
+    dropped: Arc<AtomicU64>,
+    catch_up: Option<CatchUp>,
+}
+
+impl EventTrack {
+    fn position(&self) -> u64 {
+        match self.in_flight.keys().next() {
+            Some(first) => self.processed.min(first - 1),
+            None => self.processed,
+        }
+    }
+}
+
+/// A session replaying the change log.
+struct CatchUp {
+    replay: Replay,
+    /// The last event whose publishing had started when the replay began.
+    target: u64,
+    /// Live registry events from the bus, kept until the replay is done.
+    buffer: VecDeque<BusDelivery>,
+}
+
+/// The next message of a replay; never resolves without one.
+async fn next_replay(catch_up: &mut Option<CatchUp>) -> Option<ReplayMessage> {
+    match catch_up {
+        Some(catch_up) => catch_up.replay.next().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// The highest QoS granted to a filter in `filters` matching `topic`, if
+/// one does.
+fn matching_qos(filters: &HashMap<String, QoS>, topic: &str) -> Option<QoS> {
+    filters
+        .iter()
+        .filter(|(filter, _)| topic::matches(filter, topic))
+        .map(|(_, qos)| *qos)
+        .max()
 }
 
 type Step = Result<(), DisconnectReason>;
@@ -971,6 +1212,9 @@ impl Session {
         let mut changes = self.authz.ctx.shared.cache.subscribe_changes();
         changes.mark_unchanged();
         let mut last_heard = Instant::now();
+        let mut position_tick = tokio::time::interval(POSITION_INTERVAL);
+        position_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let tracks_position = self.authz.ctx.shared.pump.get().is_some();
         loop {
             // Packets that came with the CONNECT or the last read.
             loop {
@@ -1013,13 +1257,21 @@ impl Session {
                 delivery = self.link.next() => match delivery {
                     RouterDelivery::Message { topic, payload, retain } => {
                         let qos = max_qos(&self.filters.router, &topic);
-                        self.deliver(wire, &topic, &payload, qos, retain);
+                        self.deliver(wire, &topic, &payload, qos, retain, None);
                         Ok(())
                     }
                     RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
                 },
                 Some(delivery) = bus_rx.recv() => {
-                    self.deliver(wire, &delivery.topic, &delivery.payload, delivery.qos, false);
+                    self.on_bus(wire, delivery);
+                    Ok(())
+                }
+                message = next_replay(&mut self.events.catch_up) => {
+                    self.on_replay(wire, message);
+                    Ok(())
+                }
+                _ = position_tick.tick(), if tracks_position && !self.filters.bus.is_empty() => {
+                    self.on_tick(&bus_rx);
                     Ok(())
                 }
                 Ok(()) = changes.changed() => {
@@ -1036,7 +1288,8 @@ impl Session {
         }
     }
 
-    /// Queues a delivery the client may receive, at `qos`.
+    /// Queues a delivery the client may receive, at `qos`; `sequence` is
+    /// the change-log sequence of a registry event.
     fn deliver<S: AsyncRead + AsyncWrite>(
         &mut self,
         wire: &mut Wire<S>,
@@ -1044,6 +1297,7 @@ impl Session {
         payload: &[u8],
         qos: QoS,
         retain: bool,
+        sequence: Option<u64>,
     ) {
         if !self.authz.topic_allowed(Action::Receive, topic) {
             tracing::debug!(client_id = %self.session.client_id, topic, "iot:Receive denied");
@@ -1051,25 +1305,289 @@ impl Session {
         }
         let pkid = match qos {
             QoS::AtMostOnce => 0,
-            QoS::AtLeastOnce => match self.allocate_pkid() {
-                Some(pkid) => pkid,
-                None => {
-                    tracing::warn!(client_id = %self.session.client_id, "no free packet id; delivery dropped");
-                    return;
+            QoS::AtLeastOnce => {
+                let inflight = match sequence {
+                    Some(sequence) => Inflight::Event(sequence),
+                    None if !self.clean_session => Inflight::Message(Some(Unacked {
+                        pkid: 0,
+                        topic: Arc::from(topic),
+                        payload: Bytes::copy_from_slice(payload),
+                        retain,
+                    })),
+                    None => Inflight::Message(None),
+                };
+                match self.allocate_pkid(inflight) {
+                    Some(pkid) => {
+                        if let Some(sequence) = sequence {
+                            self.events.in_flight.insert(sequence, pkid);
+                        }
+                        pkid
+                    }
+                    None => {
+                        tracing::warn!(client_id = %self.session.client_id, "no free packet id; delivery dropped");
+                        if let Some(sequence) = sequence {
+                            // Replayed from the log later.
+                            self.events.dropped.fetch_max(sequence, Ordering::SeqCst);
+                        }
+                        return;
+                    }
                 }
-            },
+            }
         };
-        wire.queue_publish(topic, payload, qos, pkid, retain);
+        wire.queue_publish(topic, payload, qos, pkid, retain, false);
     }
 
-    fn allocate_pkid(&mut self) -> Option<u16> {
+    fn allocate_pkid(&mut self, inflight: Inflight) -> Option<u16> {
         for _ in 0..u16::MAX {
             self.next_pkid = self.next_pkid.checked_add(1).unwrap_or(1);
-            if self.inflight.insert(self.next_pkid) {
+            if let std::collections::hash_map::Entry::Vacant(entry) =
+                self.inflight.entry(self.next_pkid)
+            {
+                entry.insert(inflight);
                 return Some(self.next_pkid);
             }
         }
         None
+    }
+
+    /// Sends again, with DUP, the QoS 1 messages a persistent session had
+    /// not acknowledged when it ended, with their packet ids.
+    fn resend<S: AsyncRead + AsyncWrite>(&mut self, wire: &mut Wire<S>, unacked: Vec<Unacked>) {
+        for message in unacked {
+            if !self.authz.topic_allowed(Action::Receive, &message.topic) {
+                continue;
+            }
+            wire.queue_publish(
+                &message.topic,
+                &message.payload,
+                QoS::AtLeastOnce,
+                message.pkid,
+                message.retain,
+                true,
+            );
+            self.next_pkid = self.next_pkid.max(message.pkid);
+            self.inflight
+                .insert(message.pkid, Inflight::Message(Some(message)));
+        }
+    }
+
+    /// What is kept of this session when its client goes away.
+    fn persisted(&self) -> Persisted {
+        let mut unacked: Vec<Unacked> = self
+            .inflight
+            .iter()
+            .filter_map(|(pkid, inflight)| match inflight {
+                Inflight::Message(Some(message)) => Some(Unacked {
+                    pkid: *pkid,
+                    ..message.clone()
+                }),
+                _ => None,
+            })
+            .collect();
+        unacked.sort_by_key(|m| m.pkid);
+        Persisted {
+            filters: self.filters.clone(),
+            after_sequence: self.events.position(),
+            unacked,
+        }
+    }
+
+    /// After CONNECT: a resumed session replays the events published while
+    /// it was away, if any may match its filters.
+    fn resume_events(&mut self, resumed: bool) {
+        let Some(pump) = self.authz.ctx.shared.pump.get() else {
+            return;
+        };
+        let started = pump.started();
+        if !resumed || self.filters.bus.is_empty() {
+            self.events.processed = self.events.processed.max(started);
+        } else if self.events.processed < started {
+            self.start_catch_up(started);
+        }
+    }
+
+    fn start_catch_up(&mut self, target: u64) {
+        let Some(registry) = self.authz.ctx.shared.registry.get() else {
+            return;
+        };
+        if self.events.catch_up.is_some() {
+            return;
+        }
+        tracing::debug!(
+            client_id = %self.session.client_id,
+            after_sequence = self.events.processed,
+            target,
+            "replaying the change log"
+        );
+        self.events.catch_up = Some(CatchUp {
+            replay: Replay::spawn(registry.clone(), self.events.processed),
+            target,
+            buffer: VecDeque::new(),
+        });
+    }
+
+    /// A delivery from the bus.
+    fn on_bus<S: AsyncRead + AsyncWrite>(&mut self, wire: &mut Wire<S>, delivery: BusDelivery) {
+        let Some(sequence) = delivery.sequence else {
+            let (topic, payload, qos) = (delivery.topic, delivery.payload, delivery.qos);
+            self.deliver(wire, &topic, &payload, qos, false, None);
+            return;
+        };
+        if let Some(catch_up) = &mut self.events.catch_up {
+            if catch_up.buffer.len() < CATCH_UP_BUFFER {
+                catch_up.buffer.push_back(delivery);
+            } else {
+                self.events.dropped.fetch_max(sequence, Ordering::SeqCst);
+            }
+            return;
+        }
+        self.live_event(wire, &delivery, sequence);
+        if self.events.dropped.load(Ordering::SeqCst) > self.events.processed {
+            self.start_catch_up(
+                self.authz
+                    .ctx
+                    .shared
+                    .pump
+                    .get()
+                    .map_or(0, EventPump::started),
+            );
+        }
+    }
+
+    /// A registry event from the bus, once the session is not replaying.
+    fn live_event<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        delivery: &BusDelivery,
+        sequence: u64,
+    ) {
+        if sequence <= self.events.processed {
+            // Sent already (by a replay, or before a restart).
+            return;
+        }
+        self.deliver(
+            wire,
+            &delivery.topic,
+            &delivery.payload,
+            delivery.qos,
+            false,
+            Some(sequence),
+        );
+        self.events.processed = sequence;
+    }
+
+    fn on_replay<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        message: Option<ReplayMessage>,
+    ) {
+        match message {
+            Some(ReplayMessage::Events(events)) => {
+                let cache = self.authz.ctx.shared.cache.clone();
+                for event in events {
+                    if event.sequence <= self.events.processed {
+                        continue;
+                    }
+                    if let Ok(rendered) = render(&event)
+                        && cache.event_enabled(rendered.gate.key())
+                        && let Some(qos) = matching_qos(&self.filters.bus, &rendered.topic)
+                    {
+                        self.deliver(
+                            wire,
+                            &rendered.topic,
+                            &rendered.payload,
+                            qos,
+                            false,
+                            Some(event.sequence),
+                        );
+                    }
+                    self.events.processed = event.sequence;
+                }
+            }
+            Some(ReplayMessage::Pruned) => {}
+            Some(ReplayMessage::Wiped) => {
+                self.events.processed = 0;
+                self.events.in_flight.clear();
+                self.events.dropped.store(0, Ordering::SeqCst);
+                if let Some(catch_up) = &mut self.events.catch_up {
+                    catch_up.target = 0;
+                    catch_up.buffer.clear();
+                }
+            }
+            None => {
+                // The replay task is gone: start another.
+                let target = self.events.catch_up.take().map_or(0, |c| c.target);
+                self.start_catch_up(target);
+                return;
+            }
+        }
+        let done = self.events.catch_up.as_ref().is_some_and(|c| {
+            self.events.processed >= c.target.max(self.events.dropped.load(Ordering::SeqCst))
+        });
+        if done && let Some(catch_up) = self.events.catch_up.take() {
+            tracing::debug!(
+                client_id = %self.session.client_id,
+                processed = self.events.processed,
+                kept = catch_up.buffer.len(),
+                "change log replayed"
+            );
+            for delivery in &catch_up.buffer {
+                if let Some(sequence) = delivery.sequence {
+                    self.live_event(wire, delivery, sequence);
+                }
+            }
+        }
+    }
+
+    /// Every [`POSITION_INTERVAL`] while the session has `$aws` filters.
+    fn on_tick(&mut self, bus_rx: &tokio::sync::mpsc::Receiver<BusDelivery>) {
+        let Some(pump) = self.authz.ctx.shared.pump.get() else {
+            return;
+        };
+        if self.events.catch_up.is_none() {
+            // In this order: every event up to `handled` was published
+            // (delivered or dropped) before the queue is looked at.
+            let handled = pump.cursor();
+            let empty = bus_rx.is_empty();
+            let dropped = self.events.dropped.load(Ordering::SeqCst);
+            if dropped > self.events.processed {
+                self.start_catch_up(pump.started());
+            } else if empty {
+                self.events.processed = self.events.processed.max(handled);
+            }
+        }
+        self.save_position();
+    }
+
+    /// Stores a persistent session's position with the next write, if it
+    /// moved.
+    fn save_position(&mut self) {
+        if self.clean_session {
+            return;
+        }
+        let Some(store) = self.authz.ctx.shared.sessions.get() else {
+            return;
+        };
+        let position = self.events.position();
+        if self.events.saved != Some(position) {
+            store.save_later(&self.session.client_id, self.filters.to_stored(position));
+            self.events.saved = Some(position);
+        }
+    }
+
+    /// Stores a persistent session now (its filters changed).
+    async fn store_now(&mut self) {
+        if self.clean_session {
+            return;
+        }
+        let Some(store) = self.authz.ctx.shared.sessions.get() else {
+            return;
+        };
+        let position = self.events.position();
+        store
+            .save(&self.session.client_id, self.filters.to_stored(position))
+            .await;
+        self.events.saved = Some(position);
     }
 
     async fn handle<S: AsyncRead + AsyncWrite>(
@@ -1081,11 +1599,19 @@ impl Session {
             Packet::PingReq(_) => wire.queue(Packet::PingResp(wire::PingResp)),
             Packet::Disconnect(..) => return Err(DisconnectReason::ClientInitiatedDisconnect),
             Packet::PubAck(ack, _) => {
-                self.inflight.remove(&ack.pkid);
+                if let Some(Inflight::Event(sequence)) = self.inflight.remove(&ack.pkid) {
+                    self.events.in_flight.remove(&sequence);
+                }
             }
             Packet::Publish(publish, _) => self.publish(wire, publish).await?,
-            Packet::Subscribe(subscribe, _) => self.subscribe(wire, subscribe),
-            Packet::Unsubscribe(unsubscribe, _) => self.unsubscribe(wire, unsubscribe),
+            Packet::Subscribe(subscribe, _) => {
+                self.subscribe(wire, subscribe);
+                self.store_now().await;
+            }
+            Packet::Unsubscribe(unsubscribe, _) => {
+                self.unsubscribe(wire, unsubscribe);
+                self.store_now().await;
+            }
             // A second CONNECT, QoS 2 flow packets (QoS 2 is refused), or
             // packets only a server sends.
             _ => return Err(DisconnectReason::ClientError),
@@ -1242,7 +1768,8 @@ fn max_qos(filters: &HashMap<String, QoS>, topic: &str) -> QoS {
 }
 
 /// Encodes an MQTT 3.1.1 PUBLISH (rumqttd's `Publish` can't be built with a
-/// QoS or packet id from outside the crate). `pkid` is written for QoS 1.
+/// QoS or packet id from outside the crate). `pkid` is written for QoS 1;
+/// `dup` marks a QoS 1 message sent again.
 fn encode_publish(
     buf: &mut BytesMut,
     topic: &str,
@@ -1250,11 +1777,12 @@ fn encode_publish(
     qos: QoS,
     pkid: u16,
     retain: bool,
+    dup: bool,
 ) {
     let qos_bits = qos.level();
     let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + payload.len();
     buf.reserve(len + 5);
-    buf.put_u8(0x30 | (qos_bits << 1) | u8::from(retain));
+    buf.put_u8(0x30 | (u8::from(dup) << 3) | (qos_bits << 1) | u8::from(retain));
     let mut rest = len;
     loop {
         let mut byte = (rest % 128) as u8;
@@ -1299,14 +1827,14 @@ mod tests {
     #[test]
     fn publishes_encode_as_rumqttd_decodes_them() {
         let mut buf = BytesMut::new();
-        encode_publish(&mut buf, "a/b", b"hello", QoS::AtMostOnce, 9, false);
+        encode_publish(&mut buf, "a/b", b"hello", QoS::AtMostOnce, 9, false, false);
         assert_eq!(
             decode(&mut buf),
             (0, 0, false, "a/b".into(), b"hello".to_vec())
         );
         // A payload long enough for a three-byte remaining length.
         let payload = vec![7u8; 20_000];
-        encode_publish(&mut buf, "t", &payload, QoS::AtLeastOnce, 513, true);
+        encode_publish(&mut buf, "t", &payload, QoS::AtLeastOnce, 513, true, true);
         assert_eq!(decode(&mut buf), (1, 513, true, "t".into(), payload));
         assert!(buf.is_empty());
     }
