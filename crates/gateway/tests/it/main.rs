@@ -6,4 +6,5 @@ mod support;
 mod config_cache;
 mod mqtt;
 mod pump;
+mod sessions;
 mod tls;

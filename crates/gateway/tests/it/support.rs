@@ -112,6 +112,16 @@ impl Herald {
             .unwrap()
     }
 
+    /// The registry's URL.
+    pub(crate) fn registry_url(&self) -> String {
+        format!("http://{}", self.registry.addr)
+    }
+
+    /// The config service's URL, through the proxy.
+    pub(crate) fn config_url(&self) -> String {
+        format!("http://{}", self.proxy.addr)
+    }
+
     pub(crate) async fn registry(&self) -> Registry {
         RegistryClient::connect(format!("http://{}", self.registry.addr))
             .await
