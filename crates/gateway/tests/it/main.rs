@@ -4,6 +4,7 @@
 mod support;
 
 mod config_cache;
+mod crash;
 mod mqtt;
 mod pump;
 mod sessions;

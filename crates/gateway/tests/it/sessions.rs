@@ -5,7 +5,7 @@
 //! with the registry's `eventId`; an event it did not acknowledge comes
 //! again; a subscriber whose bus queue overflowed still gets every event.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::Arc;
@@ -29,7 +29,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-use crate::support::{Herald, Registry, WAIT, create_policy, set_events};
+use crate::support::{Herald, Registry, WAIT, create_policy, created_event_ids, set_events};
 
 const CREATED: &str = "$aws/events/thing/+/created";
 
@@ -210,40 +210,6 @@ async fn create_thing(registry: &mut Registry, name: &str) {
         })
         .await
         .unwrap();
-}
-
-/// thingName → eventId of every `created` thing event in the log.
-async fn created_event_ids(registry: &mut Registry) -> BTreeMap<String, String> {
-    let last = registry
-        .get_change_log_info(reg::GetChangeLogInfoRequest {})
-        .await
-        .unwrap()
-        .into_inner()
-        .last_sequence;
-    let mut ids = BTreeMap::new();
-    let mut stream = registry
-        .watch_changes(reg::WatchChangesRequest { after_sequence: 0 })
-        .await
-        .unwrap()
-        .into_inner();
-    let mut seen = 0;
-    while seen < last {
-        let batch = stream
-            .message()
-            .await
-            .unwrap()
-            .expect("the stream stays open");
-        for event in batch.events {
-            seen = event.sequence;
-            if let Some(reg::change_event::Event::Thing(thing)) = &event.event
-                && event.operation == reg::Operation::Created as i32
-            {
-                let name = thing.thing_name.clone();
-                ids.insert(name, event.event_id.clone());
-            }
-        }
-    }
-    ids
 }
 
 /// Connects `client_id` persistently, subscribes to thing creations and

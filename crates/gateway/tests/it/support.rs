@@ -435,3 +435,40 @@ pub(crate) async fn create_group(r: &mut Registry, name: &str) {
     .await
     .unwrap();
 }
+
+/// thingName → eventId of every thing creation in the registry's change
+/// log (a thing created twice fails the test).
+pub(crate) async fn created_event_ids(
+    registry: &mut Registry,
+) -> std::collections::HashMap<String, String> {
+    let last = registry
+        .get_change_log_info(reg::GetChangeLogInfoRequest {})
+        .await
+        .unwrap()
+        .into_inner()
+        .last_sequence;
+    let mut stream = registry
+        .watch_changes(reg::WatchChangesRequest { after_sequence: 0 })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut created = std::collections::HashMap::new();
+    let mut sequence = 0;
+    while sequence < last {
+        let batch = stream
+            .message()
+            .await
+            .unwrap()
+            .expect("the stream stays open");
+        for event in batch.events {
+            sequence = event.sequence;
+            if event.operation == reg::Operation::Created as i32
+                && let Some(reg::change_event::Event::Thing(thing)) = event.event
+            {
+                let previous = created.insert(thing.thing_name.clone(), event.event_id);
+                assert!(previous.is_none(), "{} created twice", thing.thing_name);
+            }
+        }
+    }
+    created
+}
