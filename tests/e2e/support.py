@@ -214,6 +214,13 @@ def pem_of(cert):
     return cert.public_bytes(Encoding.PEM).decode()
 
 
+def private_key_pem(key):
+    """A private key as unencrypted PKCS#8 PEM."""
+    from cryptography.hazmat.primitives.serialization import Encoding, NoEncryption, PrivateFormat
+
+    return key.private_bytes(Encoding.PEM, PrivateFormat.PKCS8, NoEncryption()).decode()
+
+
 def cert_id_of(pem):
     """Herald's (and AWS's) certificate id: the SHA-256 hex of the DER."""
     _crypto()
@@ -267,12 +274,17 @@ class LocalCa:
 
     def issue(self, common_name, days_from=-1, days_to=30):
         """A leaf certificate for a new key; returns its PEM."""
+        return self.issue_with_key(common_name, days_from, days_to)[1]
+
+    def issue_with_key(self, common_name, days_from=-1, days_to=30):
+        """A leaf certificate for a new key: (private key PEM, certificate PEM),
+        for a client that must present it (mosquitto's `--key`/`--cert`)."""
         key = new_key()
         before, after = _validity(days_from, days_to)
         cert = _build(
             _name(common_name), self.cert.subject, key.public_key(), self.key, False, before, after
         )
-        return pem_of(cert)
+        return private_key_pem(key), pem_of(cert)
 
 
 def make_csr(common_name, org=None):
