@@ -10,8 +10,11 @@
 //!   bounded queue and an `iot:Receive` check on every delivery.
 //! - [`router`]: rumqttd's Router as the pub/sub engine for ordinary
 //!   topics, one local link per session (the only module using rumqttd).
-//! - [`session`]: one MQTT 3.1.1 client session over any stream: CONNECT,
-//!   policy checks per packet and per delivery, lifecycle events.
+//! - [`session`]: one MQTT 3.1.1 or 5 client session over any stream:
+//!   CONNECT, policy checks per packet and per delivery, lifecycle events,
+//!   persistent sessions.
+//! - [`persist`]: persistent sessions as the gateway stores them.
+//! - `replay`: a session's own read of the registry's change log.
 //! - [`server`]: the plain-TCP listener and the session tracker the TLS
 //!   listener uses too.
 

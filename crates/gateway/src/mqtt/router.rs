@@ -1,7 +1,8 @@
 //! rumqttd's Router as the gateway's in-process pub/sub engine for ordinary
 //! (non-`$`) topics (rumqttd-notes §2, §8). The only module that touches
 //! rumqttd: the rest of the session layer uses the [`Router`] handle, the
-//! [`Link`] it makes, and the MQTT 3.1.1 codec re-exported as [`wire`].
+//! [`Link`] it makes, and the MQTT 3.1.1 and MQTT 5 codecs re-exported as
+//! [`wire`].
 //!
 //! - The Router runs on its own OS thread, spawned with an explicit
 //!   [`RouterConfig`] ([`RouterSettings`]): rumqttd's `Default` refuses every
@@ -26,12 +27,21 @@ use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig};
 use tokio_util::bytes::Bytes;
 
-/// The MQTT packet types and the v4 (MQTT 3.1.1) codec, for the session.
+/// The MQTT packet types and the v4 (MQTT 3.1.1) and v5 (MQTT 5) codecs,
+/// for the session. Both codecs read and write the same [`Packet`] enum;
+/// the v5 one fills and writes the properties and reason codes.
+///
+/// rumqttd's v5 codec has gaps the session works around (rumqttd-notes
+/// §"MQTT v3.1.1 and v5"): its reader panics on a CONNACK or UNSUBACK and
+/// fails on a DISCONNECT that has a reason code but no properties, and its
+/// writer gets the length of such a DISCONNECT wrong.
 pub(crate) mod wire {
     pub(crate) use rumqttd::protocol::v4::V4;
+    pub(crate) use rumqttd::protocol::v5::V5;
     pub(crate) use rumqttd::protocol::{
-        ConnAck, ConnectReturnCode, Error, Packet, PingResp, Protocol, PubAck, PubAckReason,
-        Publish, QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, Unsubscribe,
+        ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Error,
+        Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck, Subscribe,
+        SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
     };
 }
 

@@ -1,6 +1,11 @@
-//! One MQTT 3.1.1 client session over any byte stream (plain TCP, or TLS
-//! handed over by the TLS listener), with AWS IoT Core's rules
+//! One MQTT 3.1.1 or MQTT 5 client session over any byte stream (plain TCP,
+//! or TLS handed over by the TLS listener), with AWS IoT Core's rules
 //! (aws-iot-events-spec §3.9–3.11, §5.2, §5.6; rumqttd-notes §8).
+//!
+//! The protocol level of the CONNECT picks the codec: 4 is MQTT 3.1.1
+//! (rumqttd's v4 codec), 5 is MQTT 5 (its v5 codec; see [`MQTT 5`](#mqtt-5)
+//! below), and any other level is refused with "unsupported protocol
+//! version" (0x01 below 5, 0x84 above).
 //!
 //! [`run`] reads the CONNECT within [`SessionSettings::connect_timeout`],
 //! authenticates it with the caller's [`Authenticator`], checks `iot:Connect`
@@ -17,11 +22,13 @@
 //!   granted filters.
 //! - UNSUBSCRIBE: answered here, with an `unsubscribed` event.
 //! - PUBLISH: QoS 2 ends the session (`CLIENT_ERROR`, as AWS does); an invalid
-//!   topic too; any `$` topic (and so every `$aws/events/...` topic, whatever
-//!   the policy says) ends it with `FORBIDDEN_ACCESS`; a denied `iot:Publish`
-//!   (or `iot:RetainPublish` with RETAIN) ends it with `AUTH_ERROR`.
-//!   Otherwise the message goes to rumqttd, then a QoS 1 publish gets its
-//!   PUBACK.
+//!   topic too; so does a `$aws/events/...` topic (whatever the policy
+//!   says), any other `$` topic outside `$aws/things/...`, and RETAIN on a
+//!   `$` topic (the spec's recommendation, §5.6); a denied `iot:Publish` (or
+//!   `iot:RetainPublish` with RETAIN) ends it with `AUTH_ERROR`. Otherwise
+//!   the message is routed, then a QoS 1 publish gets its PUBACK:
+//!   `$aws/things/...` (shadow and jobs-style topics) on the bus, to explicit
+//!   `$aws/things/...` filters only, the rest through rumqttd.
 //! - Every delivery, from rumqttd or the bus, is checked for `iot:Receive`
 //!   on its topic against the cache's current policies, then written at the
 //!   QoS granted to the client's matching filters (rumqttd's own rule: the
@@ -42,7 +49,38 @@
 //! thing (logged at warn). Later changes to the thing, its principals or
 //! its groups apply to the next connection.
 //!
-//! The end: DISCONNECT → `CLIENT_INITIATED_DISCONNECT`, a closed or broken
+//! # MQTT 5
+//!
+//! An MQTT 5 session behaves as above, as AWS IoT Core does for MQTT 5,
+//! except where MQTT 5 lets the server say more:
+//!
+//! - CONNACK carries MQTT 5 reason codes (0x85 bad client id, 0x86 bad
+//!   username or password, 0x87 not authorized, 0x88 server unavailable)
+//!   and, on success, Maximum QoS 1 and no shared subscriptions or
+//!   subscription identifiers.
+//! - SUBACK says why a filter is refused: 0x87 denied by policy, 0x8F
+//!   invalid (or a `$` filter outside `$aws/`), 0x97 past the eighth filter,
+//!   0x9E `$share/...`. UNSUBACK has a reason per filter (0x00, or 0x11 when
+//!   there was no such subscription).
+//! - A PUBLISH denied by `iot:Publish`/`iot:RetainPublish`, or on
+//!   `$aws/events/...`, does not end the session: QoS 1 gets a PUBACK 0x87,
+//!   QoS 0 is dropped (both logged).
+//! - Deliveries are written as MQTT 5 PUBLISH packets without properties.
+//! - When the server ends the session, the client first gets a DISCONNECT
+//!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
+//!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
+//!   authorized, 0x9B for a QoS 2 PUBLISH, 0x90 for an invalid topic, 0x95
+//!   for an oversized packet, 0x82 for other protocol errors).
+//! - A client DISCONNECT with reason 0x04 still gets its will published.
+//!
+//! Clean start stands for clean session, and the properties clients send
+//! (session expiry, user properties, topic aliases, ...) are ignored: the
+//! gateway advertises no topic aliases, so a PUBLISH without a topic is a
+//! protocol error.
+//!
+//! # The end
+//!
+//! DISCONNECT → `CLIENT_INITIATED_DISCONNECT`, a closed or broken
 //! socket → `CONNECTION_LOST`, a protocol error → `CLIENT_ERROR`, the
 //! shutdown token → `SERVER_INITIATED_DISCONNECT`. The last will is published
 //! for every reason but a DISCONNECT, the rumqttd link is removed and the
@@ -73,8 +111,8 @@ use super::lifecycle::{
 };
 use super::persist::{SessionStore, StoredSession};
 use super::replay::{Replay, ReplayMessage};
-use super::router::wire::{self, Packet, Protocol as _, V4};
-use super::router::{Delivery as RouterDelivery, Link, Router};
+use super::router::wire::{self, Packet, Protocol as _, V4, V5};
+use super::router::{Delivery as RouterDelivery, Link, Router, RouterError};
 use super::topic;
 use crate::config_cache::{CertificateStatus, ConfigCache};
 use crate::events::{EventPump, render};
@@ -334,11 +372,11 @@ pub enum ConnectRefusal {
 }
 
 impl ConnectRefusal {
-    fn code(self) -> wire::ConnectReturnCode {
+    fn code(self) -> ConnackCode {
         match self {
-            ConnectRefusal::ServerUnavailable => wire::ConnectReturnCode::ServiceUnavailable,
-            ConnectRefusal::BadUsernameOrPassword => wire::ConnectReturnCode::BadUserNamePassword,
-            ConnectRefusal::NotAuthorized => wire::ConnectReturnCode::NotAuthorized,
+            ConnectRefusal::ServerUnavailable => ConnackCode::ServerUnavailable,
+            ConnectRefusal::BadUsernameOrPassword => ConnackCode::BadUsernameOrPassword,
+            ConnectRefusal::NotAuthorized => ConnackCode::NotAuthorized,
         }
     }
 }
@@ -704,18 +742,27 @@ impl Authz {
     }
 
     /// Whether a client may publish on `topic` with `retain`: a valid
-    /// non-`$` topic, `iot:Publish`, and `iot:RetainPublish` with RETAIN.
-    fn publish_check(&self, topic: &str, retain: bool) -> Result<(), DisconnectReason> {
+    /// topic, not `$` unless `$aws/things/...`, `iot:Publish`, and
+    /// `iot:RetainPublish` with RETAIN (except on `$` topics, where RETAIN
+    /// is ignored: nothing is retained there).
+    fn publish_check(&self, topic: &str, retain: bool) -> Result<(), PublishDenial> {
         if topic::validate_topic_name(topic).is_err() {
-            return Err(DisconnectReason::ClientError);
+            return Err(PublishDenial::InvalidTopic);
         }
-        if topic::is_reserved(topic) {
-            return Err(DisconnectReason::ForbiddenAccess);
+        if topic::is_aws_events(topic) {
+            return Err(PublishDenial::AwsEvents);
+        }
+        let reserved = topic::is_reserved(topic);
+        if reserved && !topic::is_aws_things(topic) {
+            return Err(PublishDenial::Reserved);
+        }
+        if reserved && retain {
+            return Err(PublishDenial::RetainOnReserved);
         }
         if !self.topic_allowed(Action::Publish, topic)
             || (retain && !self.topic_allowed(Action::RetainPublish, topic))
         {
-            return Err(DisconnectReason::AuthError);
+            return Err(PublishDenial::NotAuthorized);
         }
         Ok(())
     }
@@ -731,13 +778,150 @@ impl Authz {
     }
 }
 
-/// Reads, writes and frames MQTT 3.1.1 packets.
+/// Why a client may not publish on a topic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum PublishDenial {
+    /// Not a valid topic name.
+    InvalidTopic,
+    /// A `$aws/events/...` topic: subscribe-only, whatever the policy says.
+    AwsEvents,
+    /// Another `$` topic outside `$aws/things/...`.
+    Reserved,
+    /// RETAIN on a `$` topic ("You can't publish to a reserved topic with
+    /// the RETAIN flag set").
+    RetainOnReserved,
+    /// `iot:Publish` (or `iot:RetainPublish` with RETAIN) is denied.
+    NotAuthorized,
+}
+
+impl PublishDenial {
+    /// The end of a session that publishes anyway.
+    fn reason(self) -> DisconnectReason {
+        match self {
+            // Unsupported publishes on reserved topics: the spec's
+            // recommendation (§5.6) for MQTT 3.1.1.
+            PublishDenial::InvalidTopic
+            | PublishDenial::AwsEvents
+            | PublishDenial::Reserved
+            | PublishDenial::RetainOnReserved => DisconnectReason::ClientError,
+            PublishDenial::NotAuthorized => DisconnectReason::AuthError,
+        }
+    }
+
+    /// Whether an MQTT 5 session outlives such a publish: QoS 1 gets a
+    /// PUBACK "not authorized", QoS 0 is dropped.
+    fn acked_in_v5(self) -> bool {
+        matches!(
+            self,
+            PublishDenial::AwsEvents
+                | PublishDenial::RetainOnReserved
+                | PublishDenial::NotAuthorized
+        )
+    }
+}
+
+/// The MQTT version a connection speaks, from its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Version {
+    /// MQTT 3.1.1 (protocol level 4).
+    V311,
+    /// MQTT 5 (protocol level 5; also used to answer higher levels).
+    V5,
+}
+
+/// MQTT 5 reason codes the session writes itself (DISCONNECT).
+mod reason_code {
+    pub(super) const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub(super) const PROTOCOL_ERROR: u8 = 0x82;
+    pub(super) const NOT_AUTHORIZED: u8 = 0x87;
+    pub(super) const SERVER_SHUTTING_DOWN: u8 = 0x8B;
+    pub(super) const KEEP_ALIVE_TIMEOUT: u8 = 0x8D;
+    pub(super) const SESSION_TAKEN_OVER: u8 = 0x8E;
+    pub(super) const TOPIC_NAME_INVALID: u8 = 0x90;
+    pub(super) const PACKET_TOO_LARGE: u8 = 0x95;
+    pub(super) const MESSAGE_RATE_TOO_HIGH: u8 = 0x96;
+    pub(super) const ADMINISTRATIVE_ACTION: u8 = 0x98;
+    pub(super) const QOS_NOT_SUPPORTED: u8 = 0x9B;
+    pub(super) const MAXIMUM_CONNECT_TIME: u8 = 0xA0;
+}
+
+/// The reason code of the DISCONNECT an MQTT 5 client is sent when the
+/// server ends its session for `reason`; none when the client ended it or
+/// the connection is gone.
+fn v5_disconnect_code(reason: DisconnectReason) -> Option<u8> {
+    use reason_code as rc;
+    match reason {
+        DisconnectReason::AuthError | DisconnectReason::ForbiddenAccess => Some(rc::NOT_AUTHORIZED),
+        DisconnectReason::ClientError => Some(rc::PROTOCOL_ERROR),
+        DisconnectReason::DuplicateClientid => Some(rc::SESSION_TAKEN_OVER),
+        DisconnectReason::MqttKeepAliveTimeout => Some(rc::KEEP_ALIVE_TIMEOUT),
+        DisconnectReason::ServerError => Some(rc::UNSPECIFIED_ERROR),
+        DisconnectReason::ServerInitiatedDisconnect => Some(rc::SERVER_SHUTTING_DOWN),
+        DisconnectReason::ApiInitiatedDisconnect => Some(rc::ADMINISTRATIVE_ACTION),
+        DisconnectReason::Throttled => Some(rc::MESSAGE_RATE_TOO_HIGH),
+        DisconnectReason::WebsocketTtlExpiration | DisconnectReason::CustomauthTtlExpiration => {
+            Some(rc::MAXIMUM_CONNECT_TIME)
+        }
+        DisconnectReason::ClientInitiatedDisconnect | DisconnectReason::ConnectionLost => None,
+    }
+}
+
+/// What the start of a connection says about its CONNECT.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnectPeek {
+    /// Not enough bytes yet.
+    More,
+    /// A CONNECT with this protocol level.
+    Level(u8),
+    /// Not a CONNECT (the codec will say what is wrong).
+    Other,
+}
+
+/// The protocol level of the CONNECT at the start of `buf`: the byte after
+/// the fixed header and the protocol name.
+fn peek_connect_level(buf: &[u8]) -> ConnectPeek {
+    let Some(&first) = buf.first() else {
+        return ConnectPeek::More;
+    };
+    if first != 0x10 {
+        return ConnectPeek::Other;
+    }
+    // The remaining length: one to four bytes.
+    let mut at = 1;
+    loop {
+        let Some(&byte) = buf.get(at) else {
+            return ConnectPeek::More;
+        };
+        at += 1;
+        if byte & 0x80 == 0 {
+            break;
+        }
+        if at == 5 {
+            return ConnectPeek::Other;
+        }
+    }
+    let (Some(&hi), Some(&lo)) = (buf.get(at), buf.get(at + 1)) else {
+        return ConnectPeek::More;
+    };
+    let name_len = usize::from(u16::from_be_bytes([hi, lo]));
+    if name_len > 16 {
+        return ConnectPeek::Other;
+    }
+    match buf.get(at + 2 + name_len) {
+        Some(&level) => ConnectPeek::Level(level),
+        None => ConnectPeek::More,
+    }
+}
+
+/// Reads, writes and frames MQTT 3.1.1 or MQTT 5 packets.
 struct Wire<S> {
     rd: ReadHalf<S>,
     wr: WriteHalf<S>,
     rbuf: BytesMut,
     wbuf: BytesMut,
     max_packet_size: usize,
+    /// Set from the CONNECT by [`Wire::read_connect`].
+    version: Version,
 }
 
 /// A framing failure.
@@ -745,7 +929,7 @@ struct Wire<S> {
 enum ReadError {
     /// The socket closed or failed.
     Closed,
-    /// The client sent something that is not MQTT 3.1.1.
+    /// The client sent something that is not MQTT of its version.
     Protocol(wire::Error),
 }
 
@@ -755,11 +939,64 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         if self.rbuf.is_empty() {
             return Ok(None);
         }
-        match V4.read_mut(&mut self.rbuf, self.max_packet_size) {
+        let read = match self.version {
+            Version::V311 => V4.read_mut(&mut self.rbuf, self.max_packet_size),
+            Version::V5 => {
+                if let Some(read) = self.parse_v5_gaps() {
+                    return read;
+                }
+                V5.read_mut(&mut self.rbuf, self.max_packet_size)
+            }
+        };
+        match read {
             Ok(packet) => Ok(Some(packet)),
             Err(wire::Error::InsufficientBytes(_)) => Ok(None),
             Err(e) => Err(ReadError::Protocol(e)),
         }
+    }
+
+    /// The MQTT 5 packets rumqttd's v5 reader can't take (see
+    /// [`wire`]): a CONNACK or UNSUBACK (never sent by a client) and a
+    /// DISCONNECT with a reason code and no properties.
+    fn parse_v5_gaps(&mut self) -> Option<Result<Option<Packet>, ReadError>> {
+        let kind = self.rbuf[0] >> 4;
+        if kind == 2 || kind == 11 {
+            return Some(Err(ReadError::Protocol(wire::Error::InvalidPacketType(
+                kind,
+            ))));
+        }
+        if self.rbuf[0] != 0xE0 || self.rbuf.get(1) != Some(&1) {
+            return None;
+        }
+        let &code = self.rbuf.get(2)?;
+        let _ = self.rbuf.split_to(3);
+        let reason_code = if code == 0x04 {
+            wire::DisconnectReasonCode::DisconnectWithWillMessage
+        } else {
+            wire::DisconnectReasonCode::NormalDisconnection
+        };
+        Some(Ok(Some(Packet::Disconnect(
+            wire::Disconnect { reason_code },
+            None,
+        ))))
+    }
+
+    /// Reads the first packet, choosing the codec from the protocol level
+    /// of the CONNECT: 5 and above are read (and answered) as MQTT 5.
+    async fn read_connect(&mut self) -> Result<Packet, ReadError> {
+        loop {
+            match peek_connect_level(&self.rbuf) {
+                ConnectPeek::More => self.fill().await?,
+                ConnectPeek::Level(level) => {
+                    if level >= 5 {
+                        self.version = Version::V5;
+                    }
+                    break;
+                }
+                ConnectPeek::Other => break,
+            }
+        }
+        self.read().await
     }
 
     /// Reads more bytes; cancel-safe.
@@ -781,9 +1018,19 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
 
     fn queue(&mut self, packet: Packet) {
         // Writing the packets the session builds can't fail.
-        if let Err(e) = V4.write(packet, &mut self.wbuf) {
+        let written = match self.version {
+            Version::V311 => V4.write(packet, &mut self.wbuf),
+            Version::V5 => V5.write(packet, &mut self.wbuf),
+        };
+        if let Err(e) = written {
             tracing::error!(error = %e, "could not encode an MQTT packet");
         }
+    }
+
+    /// Queues an MQTT 5 DISCONNECT with `code` and no properties (written
+    /// here: rumqttd's writer gets its length wrong).
+    fn queue_v5_disconnect(&mut self, code: u8) {
+        self.wbuf.put_slice(&[0xE0, 0x02, code, 0x00]);
     }
 
     fn queue_publish(
@@ -795,7 +1042,8 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         retain: bool,
         dup: bool,
     ) {
-        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup);
+        let v5 = self.version == Version::V5;
+        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup, v5);
     }
 
     async fn flush(&mut self) -> std::io::Result<()> {
@@ -823,13 +1071,57 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
     }
 }
 
-fn connack(code: wire::ConnectReturnCode, session_present: bool) -> Packet {
+/// What a CONNACK answers, whatever the version.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum ConnackCode {
+    Success,
+    UnsupportedProtocolVersion,
+    ClientIdentifierNotValid,
+    BadUsernameOrPassword,
+    NotAuthorized,
+    ServerUnavailable,
+}
+
+/// A CONNACK in `version`'s terms. An MQTT 5 success tells the client the
+/// highest QoS served (1) and that shared subscriptions and subscription
+/// identifiers are not.
+fn connack(version: Version, code: ConnackCode, session_present: bool) -> Packet {
+    use wire::ConnectReturnCode as C;
+    let (code, properties) = match version {
+        Version::V311 => {
+            let code = match code {
+                ConnackCode::Success => C::Success,
+                ConnackCode::UnsupportedProtocolVersion => C::RefusedProtocolVersion,
+                ConnackCode::ClientIdentifierNotValid => C::ClientIdentifierNotValid,
+                ConnackCode::BadUsernameOrPassword => C::BadUserNamePassword,
+                ConnackCode::NotAuthorized => C::NotAuthorized,
+                ConnackCode::ServerUnavailable => C::ServiceUnavailable,
+            };
+            (code, None)
+        }
+        Version::V5 => match code {
+            ConnackCode::Success => (
+                C::Success,
+                Some(wire::ConnAckProperties {
+                    max_qos: Some(1),
+                    shared_subscription_available: Some(0),
+                    subscription_identifiers_available: Some(0),
+                    ..Default::default()
+                }),
+            ),
+            ConnackCode::UnsupportedProtocolVersion => (C::UnsupportedProtocolVersion, None),
+            ConnackCode::ClientIdentifierNotValid => (C::ClientIdentifierNotValid, None),
+            ConnackCode::BadUsernameOrPassword => (C::BadUserNamePassword, None),
+            ConnackCode::NotAuthorized => (C::NotAuthorized, None),
+            ConnackCode::ServerUnavailable => (C::ServerUnavailable, None),
+        },
+    };
     Packet::ConnAck(
         wire::ConnAck {
             session_present,
             code,
         },
-        None,
+        properties,
     )
 }
 
@@ -853,17 +1145,20 @@ pub async fn run<S>(
         rbuf: BytesMut::with_capacity(4096),
         wbuf: BytesMut::with_capacity(4096),
         max_packet_size: ctx.shared.settings.max_packet_size,
+        version: Version::V311,
     };
     let first = tokio::select! {
         () = shutdown.cancelled() => return,
-        read = tokio::time::timeout(ctx.shared.settings.connect_timeout, wire.read()) => read,
+        read = tokio::time::timeout(ctx.shared.settings.connect_timeout, wire.read_connect()) => read,
     };
+    let mqtt_version = wire.version;
     let (connect, will, login) = match first {
         Ok(Ok(Packet::Connect(connect, _, will, _, login))) => (connect, will, login),
         Ok(Err(ReadError::Protocol(wire::Error::InvalidProtocolLevel(_)))) => {
             let _ = wire
                 .send(connack(
-                    wire::ConnectReturnCode::RefusedProtocolVersion,
+                    mqtt_version,
+                    ConnackCode::UnsupportedProtocolVersion,
                     false,
                 ))
                 .await;
@@ -880,7 +1175,8 @@ pub async fn run<S>(
     if client_id.is_empty() || client_id.len() > MAX_CLIENT_ID_BYTES {
         let _ = wire
             .send(connack(
-                wire::ConnectReturnCode::ClientIdentifierNotValid,
+                mqtt_version,
+                ConnackCode::ClientIdentifierNotValid,
                 false,
             ))
             .await;
@@ -898,7 +1194,9 @@ pub async fn run<S>(
         Ok(principal) => principal,
         Err(refusal) => {
             tracing::info!(%peer, client_id, ?refusal, "CONNECT refused");
-            let _ = wire.send(connack(refusal.code(), false)).await;
+            let _ = wire
+                .send(connack(mqtt_version, refusal.code(), false))
+                .await;
             wire.close().await;
             return;
         }
@@ -941,7 +1239,7 @@ pub async fn run<S>(
     if !will_ok || !authz.connect_allowed(&client_id) {
         tracing::info!(%peer, client_id, principal = %authz.principal.id, "iot:Connect denied");
         let _ = wire
-            .send(connack(wire::ConnectReturnCode::NotAuthorized, false))
+            .send(connack(mqtt_version, ConnackCode::NotAuthorized, false))
             .await;
         wire.close().await;
         ctx.publish_event(LifecycleEvent::ConnectFailed(ConnectFailed {
@@ -985,7 +1283,7 @@ pub async fn run<S>(
         Err(e) => {
             tracing::error!(client_id, error = %e, "no router link");
             let _ = wire
-                .send(connack(wire::ConnectReturnCode::ServiceUnavailable, false))
+                .send(connack(mqtt_version, ConnackCode::ServerUnavailable, false))
                 .await;
             wire.close().await;
             end_live(&ctx);
@@ -1031,7 +1329,7 @@ pub async fn run<S>(
         events.saved = Some(stored.after_sequence);
     }
     if wire
-        .send(connack(wire::ConnectReturnCode::Success, session_present))
+        .send(connack(mqtt_version, ConnackCode::Success, session_present))
         .await
         .is_err()
     {
@@ -1072,6 +1370,8 @@ pub async fn run<S>(
         inflight: HashMap::new(),
         clean_session,
         events,
+        v5_disconnect: None,
+        will_on_disconnect: false,
     };
     state.resend(&mut wire, unacked);
     state.resume_events(session_present);
@@ -1080,13 +1380,18 @@ pub async fn run<S>(
         .serve(&mut wire, bus_rx, keep_alive, &live.kick, &shutdown)
         .await;
     tracing::info!(client_id, %reason, "disconnected");
+    if wire.version == Version::V5
+        && let Some(code) = state.v5_disconnect.or_else(|| v5_disconnect_code(reason))
+    {
+        wire.queue_v5_disconnect(code);
+    }
 
     // Teardown: will, router link, bus, stored filters, event.
-    if reason.sends_last_will()
+    if (reason.sends_last_will() || state.will_on_disconnect)
         && let Some((topic, w)) = will
         && state.authz.publish_check(&topic, w.retain).is_ok()
     {
-        let _ = state.link.publish(&topic, w.message, w.retain).await;
+        let _ = state.route(&topic, w.message, w.retain).await;
     }
     let _ = state.link.disconnect().await;
     ctx.shared.bus.remove(bus_id);
@@ -1123,6 +1428,11 @@ struct Session {
     inflight: HashMap<u16, Inflight>,
     clean_session: bool,
     events: EventTrack,
+    /// The reason code of the DISCONNECT an MQTT 5 client gets when the
+    /// session ends, when more precise than its `disconnectReason` says.
+    v5_disconnect: Option<u8>,
+    /// An MQTT 5 client's DISCONNECT asked for its will (0x04).
+    will_on_disconnect: bool,
 }
 
 /// What a QoS 1 delivery waiting for its PUBACK was.
@@ -1225,7 +1535,12 @@ impl Session {
                         }
                     }
                     Ok(None) => break,
-                    Err(_) => return DisconnectReason::ClientError,
+                    Err(e) => {
+                        if let ReadError::Protocol(wire::Error::PayloadSizeLimitExceeded(_)) = e {
+                            self.v5_disconnect = Some(reason_code::PACKET_TOO_LARGE);
+                        }
+                        return DisconnectReason::ClientError;
+                    }
                 }
             }
             // A client that does not read must not hold up a takeover or
@@ -1597,7 +1912,11 @@ impl Session {
     ) -> Step {
         match packet {
             Packet::PingReq(_) => wire.queue(Packet::PingResp(wire::PingResp)),
-            Packet::Disconnect(..) => return Err(DisconnectReason::ClientInitiatedDisconnect),
+            Packet::Disconnect(disconnect, _) => {
+                self.will_on_disconnect =
+                    disconnect.reason_code == wire::DisconnectReasonCode::DisconnectWithWillMessage;
+                return Err(DisconnectReason::ClientInitiatedDisconnect);
+            }
             Packet::PubAck(ack, _) => {
                 if let Some(Inflight::Event(sequence)) = self.inflight.remove(&ack.pkid) {
                     self.events.in_flight.remove(&sequence);
@@ -1631,18 +1950,41 @@ impl Session {
         let pkid = u16::from_be_bytes([head[1], head[2]]);
         drop(head);
         if qos > 1 {
+            self.v5_disconnect = Some(reason_code::QOS_NOT_SUPPORTED);
             return Err(DisconnectReason::ClientError);
         }
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
+            self.v5_disconnect = Some(reason_code::TOPIC_NAME_INVALID);
             return Err(DisconnectReason::ClientError);
         };
-        if let Err(reason) = self.authz.publish_check(topic, publish.retain) {
+        if let Err(denial) = self.authz.publish_check(topic, publish.retain) {
+            let reason = denial.reason();
+            if wire.version == Version::V5 && denial.acked_in_v5() {
+                tracing::info!(client_id = %self.session.client_id, topic, ?denial, qos, "PUBLISH refused; session kept");
+                if qos == 1 {
+                    wire.queue(Packet::PubAck(
+                        wire::PubAck {
+                            pkid,
+                            reason: wire::PubAckReason::NotAuthorized,
+                        },
+                        None,
+                    ));
+                }
+                return Ok(());
+            }
             tracing::info!(client_id = %self.session.client_id, topic, %reason, "PUBLISH refused");
+            match denial {
+                PublishDenial::InvalidTopic => {
+                    self.v5_disconnect = Some(reason_code::TOPIC_NAME_INVALID);
+                }
+                PublishDenial::Reserved => self.v5_disconnect = Some(reason_code::NOT_AUTHORIZED),
+                _ => {}
+            }
             return Err(reason);
         }
         let topic = topic.to_owned();
         let payload: Bytes = publish.payload;
-        if let Err(e) = self.link.publish(&topic, payload, publish.retain).await {
+        if let Err(e) = self.route(&topic, payload, publish.retain).await {
             tracing::error!(error = %e, "router publish failed");
             return Err(DisconnectReason::ServerError);
         }
@@ -1656,6 +1998,26 @@ impl Session {
             ));
         }
         Ok(())
+    }
+
+    /// Routes a message a client may publish: `$aws/things/...` on the
+    /// gateway's bus (never retained), the rest through rumqttd.
+    async fn route(
+        &mut self,
+        topic: &str,
+        payload: Bytes,
+        retain: bool,
+    ) -> Result<(), RouterError> {
+        if topic::is_reserved(topic) {
+            // `iot:Receive` is checked by each receiving session.
+            self.authz
+                .ctx
+                .shared
+                .bus
+                .publish(topic, &payload[..], &|_, _| true);
+            return Ok(());
+        }
+        self.link.publish(topic, payload, retain).await
     }
 
     fn subscribe<S: AsyncRead + AsyncWrite>(
@@ -1672,20 +2034,38 @@ impl Session {
                 QoS::AtLeastOnce
             };
             let path = filter.path;
-            let ok = index < topic::MAX_FILTERS_PER_SUBSCRIBE
-                && topic::validate_topic_filter(&path).is_ok()
-                && (!topic::is_reserved(&path) || path.starts_with("$aws/"))
-                && self.authz.subscribe_allowed(&path)
-                && self.add_filter(&path, qos);
-            if ok {
-                codes.push(wire::SubscribeReasonCode::Success(match qos {
-                    QoS::AtMostOnce => wire::QoS::AtMostOnce,
-                    QoS::AtLeastOnce => wire::QoS::AtLeastOnce,
-                }));
-                granted.push(path);
+            // The refusal in MQTT 5 terms; MQTT 3.1.1 has only 0x80.
+            use wire::SubscribeReasonCode as Code;
+            let refusal = if index >= topic::MAX_FILTERS_PER_SUBSCRIBE {
+                Some(Code::QuotaExceeded)
+            } else if path.starts_with("$share/") {
+                Some(Code::SharedSubscriptionsNotSupported)
+            } else if topic::validate_topic_filter(&path).is_err()
+                || (topic::is_reserved(&path) && !path.starts_with("$aws/"))
+            {
+                Some(Code::TopicFilterInvalid)
+            } else if !self.authz.subscribe_allowed(&path) {
+                Some(Code::NotAuthorized)
+            } else if !self.add_filter(&path, qos) {
+                Some(Code::Unspecified)
             } else {
-                tracing::debug!(client_id = %self.session.client_id, filter = path, "subscription refused");
-                codes.push(wire::SubscribeReasonCode::Failure);
+                None
+            };
+            match refusal {
+                None => {
+                    codes.push(Code::Success(match qos {
+                        QoS::AtMostOnce => wire::QoS::AtMostOnce,
+                        QoS::AtLeastOnce => wire::QoS::AtLeastOnce,
+                    }));
+                    granted.push(path);
+                }
+                Some(code) => {
+                    tracing::debug!(client_id = %self.session.client_id, filter = path, ?code, "subscription refused");
+                    codes.push(match wire.version {
+                        Version::V311 => Code::Failure,
+                        Version::V5 => code,
+                    });
+                }
             }
         }
         wire.queue(Packet::SubAck(
@@ -1729,20 +2109,30 @@ impl Session {
         wire: &mut Wire<S>,
         unsubscribe: wire::Unsubscribe,
     ) {
+        // One reason per filter (MQTT 5; the 3.1.1 codec writes none).
+        let mut reasons = Vec::with_capacity(unsubscribe.filters.len());
         for filter in &unsubscribe.filters {
+            let mut existed = false;
             if self.filters.bus.remove(filter).is_some() {
                 self.authz.ctx.shared.bus.unsubscribe(self.bus_id, filter);
+                existed = true;
             }
             // rumqttd answers nothing for an unknown filter: only send
             // the ones it has.
             if self.filters.router.remove(filter).is_some() {
                 let _ = self.link.unsubscribe(filter);
+                existed = true;
             }
+            reasons.push(if existed {
+                wire::UnsubAckReason::Success
+            } else {
+                wire::UnsubAckReason::NoSubscriptionExisted
+            });
         }
         wire.queue(Packet::UnsubAck(
             wire::UnsubAck {
                 pkid: unsubscribe.pkid,
-                reasons: Vec::new(),
+                reasons,
             },
             None,
         ));
@@ -1767,9 +2157,11 @@ fn max_qos(filters: &HashMap<String, QoS>, topic: &str) -> QoS {
         .unwrap_or(QoS::AtMostOnce)
 }
 
-/// Encodes an MQTT 3.1.1 PUBLISH (rumqttd's `Publish` can't be built with a
-/// QoS or packet id from outside the crate). `pkid` is written for QoS 1;
+/// Encodes a PUBLISH (rumqttd's `Publish` can't be built with a QoS or
+/// packet id from outside the crate): MQTT 3.1.1, or MQTT 5 with `v5` (an
+/// empty property list after the packet id). `pkid` is written for QoS 1;
 /// `dup` marks a QoS 1 message sent again.
+#[allow(clippy::too_many_arguments)]
 fn encode_publish(
     buf: &mut BytesMut,
     topic: &str,
@@ -1778,9 +2170,10 @@ fn encode_publish(
     pkid: u16,
     retain: bool,
     dup: bool,
+    v5: bool,
 ) {
     let qos_bits = qos.level();
-    let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + payload.len();
+    let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + usize::from(v5) + payload.len();
     buf.reserve(len + 5);
     buf.put_u8(0x30 | (u8::from(dup) << 3) | (qos_bits << 1) | u8::from(retain));
     let mut rest = len;
@@ -1801,6 +2194,10 @@ fn encode_publish(
     if qos_bits > 0 {
         buf.put_u16(pkid);
     }
+    if v5 {
+        // The property length: none.
+        buf.put_u8(0);
+    }
     buf.put_slice(payload);
 }
 
@@ -1811,8 +2208,18 @@ mod tests {
     /// QoS, packet id, retain, topic and payload of an encoded PUBLISH, as
     /// rumqttd's own decoder reads them.
     fn decode(buf: &mut BytesMut) -> (u8, u16, bool, String, Vec<u8>) {
-        let Ok(Packet::Publish(publish, None)) = V4.read_mut(buf, 1 << 20) else {
-            panic!("not a PUBLISH");
+        decode_with(buf, false)
+    }
+
+    /// [`decode`] with rumqttd's MQTT 5 decoder when `v5`.
+    fn decode_with(buf: &mut BytesMut, v5: bool) -> (u8, u16, bool, String, Vec<u8>) {
+        let read = if v5 {
+            V5.read_mut(buf, 1 << 20)
+        } else {
+            V4.read_mut(buf, 1 << 20)
+        };
+        let Ok(Packet::Publish(publish, None)) = read else {
+            panic!("not a PUBLISH without properties: {read:?}");
         };
         let head = publish.serialize();
         (
@@ -1827,16 +2234,116 @@ mod tests {
     #[test]
     fn publishes_encode_as_rumqttd_decodes_them() {
         let mut buf = BytesMut::new();
-        encode_publish(&mut buf, "a/b", b"hello", QoS::AtMostOnce, 9, false, false);
+        encode_publish(
+            &mut buf,
+            "a/b",
+            b"hello",
+            QoS::AtMostOnce,
+            9,
+            false,
+            false,
+            false,
+        );
         assert_eq!(
             decode(&mut buf),
             (0, 0, false, "a/b".into(), b"hello".to_vec())
         );
         // A payload long enough for a three-byte remaining length.
         let payload = vec![7u8; 20_000];
-        encode_publish(&mut buf, "t", &payload, QoS::AtLeastOnce, 513, true, true);
+        encode_publish(
+            &mut buf,
+            "t",
+            &payload,
+            QoS::AtLeastOnce,
+            513,
+            true,
+            true,
+            false,
+        );
         assert_eq!(decode(&mut buf), (1, 513, true, "t".into(), payload));
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn v5_publishes_encode_as_rumqttd_v5_decodes_them() {
+        let mut buf = BytesMut::new();
+        encode_publish(
+            &mut buf,
+            "a/b",
+            b"hello",
+            QoS::AtMostOnce,
+            9,
+            false,
+            false,
+            true,
+        );
+        assert_eq!(
+            decode_with(&mut buf, true),
+            (0, 0, false, "a/b".into(), b"hello".to_vec())
+        );
+        let payload = vec![7u8; 20_000];
+        encode_publish(
+            &mut buf,
+            "$aws/things/t/shadow/update",
+            &payload,
+            QoS::AtLeastOnce,
+            513,
+            true,
+            true,
+            true,
+        );
+        assert_eq!(
+            decode_with(&mut buf, true),
+            (1, 513, true, "$aws/things/t/shadow/update".into(), payload)
+        );
+        // An empty payload: the property length is the last byte.
+        encode_publish(&mut buf, "e", b"", QoS::AtLeastOnce, 1, false, false, true);
+        assert_eq!(buf[..], [0x32, 6, 0, 1, b'e', 0, 1, 0]);
+        assert_eq!(
+            decode_with(&mut buf, true),
+            (1, 1, false, "e".into(), Vec::new())
+        );
+        assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn the_connect_level_is_read_before_the_codec_is_chosen() {
+        // MQTT 5 CONNECT: name "MQTT", level 5.
+        let connect = [0x10, 0x10, 0, 4, b'M', b'Q', b'T', b'T', 5, 2, 0, 30, 0];
+        assert_eq!(peek_connect_level(&connect), ConnectPeek::Level(5));
+        for cut in 0..9 {
+            assert_eq!(peek_connect_level(&connect[..cut]), ConnectPeek::More);
+        }
+        // A two-byte remaining length.
+        let long = [0x10, 0x80, 0x01, 0, 4, b'M', b'Q', b'T', b'T', 4];
+        assert_eq!(peek_connect_level(&long), ConnectPeek::Level(4));
+        assert_eq!(peek_connect_level(&[0x30, 0]), ConnectPeek::Other);
+        assert_eq!(
+            peek_connect_level(&[0x10, 0xFF, 0xFF, 0xFF, 0xFF, 0]),
+            ConnectPeek::Other
+        );
+    }
+
+    #[test]
+    fn v5_sessions_end_with_the_mqtt5_reason_codes() {
+        assert_eq!(
+            v5_disconnect_code(DisconnectReason::DuplicateClientid),
+            Some(0x8E)
+        );
+        assert_eq!(
+            v5_disconnect_code(DisconnectReason::MqttKeepAliveTimeout),
+            Some(0x8D)
+        );
+        assert_eq!(
+            v5_disconnect_code(DisconnectReason::ServerInitiatedDisconnect),
+            Some(0x8B)
+        );
+        assert_eq!(v5_disconnect_code(DisconnectReason::AuthError), Some(0x87));
+        assert_eq!(
+            v5_disconnect_code(DisconnectReason::ClientInitiatedDisconnect),
+            None
+        );
+        assert_eq!(v5_disconnect_code(DisconnectReason::ConnectionLost), None);
     }
 
     #[test]

@@ -10,9 +10,10 @@
 //! - [`matches()`] is MQTT matching with `+` and `#`, including the rule that a
 //!   filter starting with a wildcard never matches a `$` topic
 //!   \[MQTT-4.7.2-1\]; it does not allocate.
-//! - [`is_reserved`] and [`is_aws_events`] classify topics for the session
-//!   layer: `$` topics are served by the gateway's own bus, and
-//!   `$aws/events/...` topics are subscribe-only for clients.
+//! - [`is_reserved`], [`is_aws_events`] and [`is_aws_things`] classify
+//!   topics for the session layer: `$` topics are served by the gateway's
+//!   own bus, `$aws/events/...` topics are subscribe-only for clients, and
+//!   `$aws/things/...` are the only `$` topics clients may publish on.
 //!
 //! Herald serves no Basic Ingest (`$aws/rules/{ruleName}/...`), so the
 //! slash limit is applied to every topic as written, without the AWS
@@ -35,6 +36,10 @@ pub const RESERVED_PREFIX: &str = "$";
 /// The prefix of every AWS IoT event topic; clients may subscribe to these
 /// topics but never publish on them.
 pub const AWS_EVENTS_PREFIX: &str = "$aws/events/";
+
+/// The prefix of the per-thing topics (`$aws/things/{thingName}/shadow/...`,
+/// `.../jobs/...`) that clients may publish on.
+pub const AWS_THINGS_PREFIX: &str = "$aws/things/";
 
 /// Why a topic name or topic filter is refused.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -150,6 +155,13 @@ pub fn matches(filter: &str, topic: &str) -> bool {
 /// starts with `$`. The gateway serves these from its own bus.
 pub fn is_reserved(topic: &str) -> bool {
     topic.starts_with(RESERVED_PREFIX)
+}
+
+/// Whether `topic` (a name) lies under `$aws/things/`, the shadow and
+/// jobs-style topics clients may publish on (with `iot:Publish`, never
+/// retained); the gateway carries them on its bus.
+pub fn is_aws_things(topic: &str) -> bool {
+    topic.starts_with(AWS_THINGS_PREFIX)
 }
 
 /// Whether `topic` (a name or a filter) lies under `$aws/events/`, the
@@ -383,5 +395,10 @@ mod tests {
         assert!(!is_aws_events("$aws/eventsx/y"));
         assert!(!is_aws_events("$aws/things/t/shadow/update"));
         assert!(!is_aws_events("aws/events/x"));
+        assert!(is_aws_things("$aws/things/lamp/shadow/update"));
+        assert!(!is_aws_things("$aws/things"));
+        assert!(!is_aws_things("$aws/thingsx/y"));
+        assert!(!is_aws_things("aws/things/lamp"));
+        assert!(!is_aws_things("$aws/events/thing/t/created"));
     }
 }

@@ -6,6 +6,7 @@ mod support;
 mod config_cache;
 mod crash;
 mod mqtt;
+mod mqtt5;
 mod pump;
 mod sessions;
 mod tls;

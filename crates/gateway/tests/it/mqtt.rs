@@ -64,7 +64,9 @@ fn policy(name: &str, statements: Vec<Value>) -> pb::PolicyState {
 /// - `all`: every action on everything (even `$aws/events` publishes);
 /// - `monitor`: connect as `monitor*`, subscribe to and receive events;
 /// - `limited`: connect as `lim*`, subscribe to `data/*` and `secret/*`,
-///   receive only `data/*`.
+///   receive only `data/*`;
+/// - `writer`: connect as `w*`, publish, subscribe to and receive
+///   `data/*` (no `iot:RetainPublish`).
 fn cache() -> ConfigCache {
     let cache = ConfigCache::new();
     let snapshot = pb::ConfigSnapshot {
@@ -84,6 +86,15 @@ fn cache() -> ConfigCache {
                     statement("iot:Connect", &res("client", "lim*")),
                     statement("iot:Subscribe", &res("topicfilter", "data/*")),
                     statement("iot:Subscribe", &res("topicfilter", "secret/*")),
+                    statement("iot:Receive", &res("topic", "data/*")),
+                ],
+            ),
+            policy(
+                "writer",
+                vec![
+                    statement("iot:Connect", &res("client", "w*")),
+                    statement("iot:Publish", &res("topic", "data/*")),
+                    statement("iot:Subscribe", &res("topicfilter", "data/*")),
                     statement("iot:Receive", &res("topic", "data/*")),
                 ],
             ),
@@ -123,18 +134,22 @@ fn credential(user: &str, policies: &[&str]) -> PasswordCredential {
     }
 }
 
-struct Gateway {
-    addr: SocketAddr,
+/// A gateway serving plain TCP on 127.0.0.1 with [`cache`] and the
+/// password principals `admin`, `monitor`, `limited`, `writer` and
+/// `nobody` (password `{user}-pw`), each with the policy of its name
+/// (`admin`: `all`).
+pub(crate) struct Gateway {
+    pub(crate) addr: SocketAddr,
     ctx: SessionContext,
     auth: Authenticator,
-    bus: Bus,
-    cache: ConfigCache,
+    pub(crate) bus: Bus,
+    pub(crate) cache: ConfigCache,
     shutdown: CancellationToken,
     task: JoinHandle<anyhow::Result<()>>,
 }
 
 impl Gateway {
-    async fn start() -> Gateway {
+    pub(crate) async fn start() -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bus = Bus::new();
@@ -152,6 +167,7 @@ impl Gateway {
             credential("admin", &["all"]),
             credential("monitor", &["monitor"]),
             credential("limited", &["limited"]),
+            credential("writer", &["writer"]),
             credential("nobody", &[]),
         ]);
         let shutdown = CancellationToken::new();
@@ -172,7 +188,7 @@ impl Gateway {
         }
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         self.shutdown.cancel();
         tokio::time::timeout(WAIT, self.task)
             .await
@@ -185,8 +201,8 @@ impl Gateway {
 // ------------------------------------------------------------ clients
 
 /// A connected rumqttc client whose event loop runs in a task.
-struct Client {
-    client: AsyncClient,
+pub(crate) struct Client {
+    pub(crate) client: AsyncClient,
     /// Incoming packets; an `Err` once the connection ended.
     incoming: mpsc::UnboundedReceiver<Result<Packet, String>>,
     task: JoinHandle<()>,
@@ -243,7 +259,7 @@ async fn try_connect_with(options: MqttOptions) -> Result<(Client, bool), Connec
     ))
 }
 
-async fn connect(gw: &Gateway, client_id: &str, user: &str) -> Client {
+pub(crate) async fn connect(gw: &Gateway, client_id: &str, user: &str) -> Client {
     try_connect(gw, client_id, user)
         .await
         .unwrap_or_else(|e| panic!("{client_id} should connect: {e}"))
@@ -264,7 +280,7 @@ impl Client {
     }
 
     /// Subscribes to `filters` at QoS 1 and returns the SUBACK codes.
-    async fn subscribe(&mut self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
+    pub(crate) async fn subscribe(&mut self, filters: &[&str]) -> Vec<SubscribeReasonCode> {
         self.client
             .subscribe_many(
                 filters
@@ -280,7 +296,7 @@ impl Client {
     }
 
     /// The next PUBLISH: topic and payload.
-    async fn publish_received(&mut self) -> (String, Vec<u8>) {
+    pub(crate) async fn publish_received(&mut self) -> (String, Vec<u8>) {
         loop {
             match self.next().await {
                 Ok(Packet::Publish(p)) => return (p.topic, p.payload.to_vec()),
@@ -292,7 +308,7 @@ impl Client {
 
     /// The next lifecycle event about `client_id` (events about others are
     /// skipped): the topic and the parsed payload.
-    async fn event_for(&mut self, client_id: &str) -> (String, Value) {
+    pub(crate) async fn event_for(&mut self, client_id: &str) -> (String, Value) {
         loop {
             let (topic, payload) = self.publish_received().await;
             let value: Value = serde_json::from_slice(&payload).unwrap();
@@ -303,7 +319,7 @@ impl Client {
     }
 
     /// Waits until the server closes the connection.
-    async fn closed(&mut self) {
+    pub(crate) async fn closed(&mut self) {
         loop {
             if self.next().await.is_err() {
                 return;
@@ -311,7 +327,7 @@ impl Client {
         }
     }
 
-    async fn publish(&self, topic: &str, payload: &str) {
+    pub(crate) async fn publish(&self, topic: &str, payload: &str) {
         self.client
             .publish(topic, QoS::AtLeastOnce, false, payload.as_bytes().to_vec())
             .await
@@ -326,7 +342,7 @@ impl Drop for Client {
 }
 
 /// A monitor subscribed to every presence and subscription event.
-async fn monitor(gw: &Gateway) -> Client {
+pub(crate) async fn monitor(gw: &Gateway) -> Client {
     let mut m = connect(gw, "monitor-1", "monitor").await;
     let codes = m
         .subscribe(&["$aws/events/presence/#", "$aws/events/subscriptions/#"])
@@ -482,7 +498,7 @@ async fn publishing_to_aws_events_disconnects_even_when_allowed() {
     c.closed().await;
     let (topic, event) = m.event_for("evil").await;
     assert_eq!(topic, "$aws/events/presence/disconnected/evil");
-    assert_eq!(event["disconnectReason"], "FORBIDDEN_ACCESS");
+    assert_eq!(event["disconnectReason"], "CLIENT_ERROR");
     assert_eq!(event["clientInitiatedDisconnect"], false);
     gw.stop().await;
 }
@@ -882,6 +898,107 @@ async fn a_qos_2_publish_is_a_client_error() {
         .unwrap();
     c.closed().await;
     let (_, event) = m.event_for("qos2").await;
+    assert_eq!(event["disconnectReason"], "CLIENT_ERROR");
+    gw.stop().await;
+}
+
+// ------------------------------------------------------------ $aws/things
+
+impl Client {
+    /// Waits for the PUBACK of `pkid`, skipping other packets.
+    async fn puback(&mut self) -> u16 {
+        loop {
+            let packet = tokio::time::timeout(WAIT, self.incoming.recv())
+                .await
+                .expect("a PUBACK in time")
+                .expect("event loop alive")
+                .unwrap_or_else(|e| panic!("connection ended while waiting for a PUBACK: {e}"));
+            if let Packet::PubAck(ack) = packet {
+                return ack.pkid;
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn aws_things_publishes_reach_explicit_filters_only() {
+    let gw = Gateway::start().await;
+    let mut shadow = connect(&gw, "shadow-sub", "admin").await;
+    assert_eq!(
+        shadow.subscribe(&["$aws/things/+/shadow/update"]).await,
+        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+    let mut all = connect(&gw, "all-sub", "admin").await;
+    assert_eq!(
+        all.subscribe(&["#"]).await,
+        vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
+    );
+    let mut publisher = connect(&gw, "shadow-pub", "admin").await;
+    publisher
+        .publish("$aws/things/lamp/shadow/update", "{\"state\":{}}")
+        .await;
+    assert!(
+        publisher.puback().await > 0,
+        "a QoS 1 publish gets its PUBACK"
+    );
+    assert_eq!(
+        shadow.publish_received().await,
+        (
+            "$aws/things/lamp/shadow/update".to_owned(),
+            b"{\"state\":{}}".to_vec()
+        )
+    );
+    // `#` never matches a `$` topic: the marker comes first.
+    publisher.publish("data/marker", "m").await;
+    assert_eq!(all.publish_received().await.0, "data/marker");
+
+    // RETAIN on a `$` topic is refused: the session ends with
+    // CLIENT_ERROR and nothing is routed.
+    let mut m = monitor(&gw).await;
+    let retainer = connect(&gw, "shadow-retain", "admin").await;
+    let _ = m.event_for("shadow-retain").await; // connected
+    retainer
+        .client
+        .publish(
+            "$aws/things/lamp/shadow/update",
+            QoS::AtLeastOnce,
+            true,
+            b"retained?".to_vec(),
+        )
+        .await
+        .unwrap();
+    let (_, event) = m.event_for("shadow-retain").await;
+    assert_eq!(event["disconnectReason"], "CLIENT_ERROR");
+    publisher
+        .publish("$aws/things/lamp/shadow/update", "after")
+        .await;
+    assert_eq!(shadow.publish_received().await.1, b"after".to_vec());
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn a_denied_aws_things_publish_disconnects_with_auth_error() {
+    let gw = Gateway::start().await;
+    let mut m = monitor(&gw).await;
+    let mut c = connect(&gw, "lim-shadow", "limited").await;
+    let _ = m.event_for("lim-shadow").await; // connected
+    c.publish("$aws/things/lamp/shadow/update", "{}").await;
+    c.closed().await;
+    let (_, event) = m.event_for("lim-shadow").await;
+    assert_eq!(event["eventType"], "disconnected");
+    assert_eq!(event["disconnectReason"], "AUTH_ERROR");
+    gw.stop().await;
+}
+
+#[tokio::test]
+async fn other_dollar_topics_stay_forbidden() {
+    let gw = Gateway::start().await;
+    let mut m = monitor(&gw).await;
+    let mut c = connect(&gw, "dollar", "admin").await;
+    let _ = m.event_for("dollar").await; // connected
+    c.publish("$aws/rules/r", "{}").await;
+    c.closed().await;
+    let (_, event) = m.event_for("dollar").await;
     assert_eq!(event["disconnectReason"], "CLIENT_ERROR");
     gw.stop().await;
 }

@@ -424,3 +424,45 @@ async fn a_subscriber_whose_queue_overflows_still_gets_every_event() {
     server.await.unwrap().unwrap();
     herald.stop().await;
 }
+
+#[tokio::test]
+async fn an_unacknowledged_message_is_sent_again_with_dup_on_resume() {
+    let herald = Herald::start().await;
+    allow_dev_user(&herald).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&herald, dir.path()).await;
+
+    let mut watcher = Watcher::connect(gateway.mqtt, "lamp-watcher", false, true).await;
+    watcher.subscribe("lamp/#").await;
+    let publisher = Watcher::connect(gateway.mqtt, "lamp-switch", true, false).await;
+    publisher
+        .client
+        .publish("lamp/state", QoS::AtLeastOnce, false, "on")
+        .await
+        .unwrap();
+    let first = loop {
+        if let Packet::Publish(publish) = watcher.next_packet().await {
+            break publish;
+        }
+    };
+    assert_eq!((first.topic.as_str(), first.dup), ("lamp/state", false));
+    // Never acknowledged; the connection is lost.
+    watcher.drop_connection().await;
+
+    let mut watcher = Watcher::connect(gateway.mqtt, "lamp-watcher", false, false).await;
+    assert!(watcher.session_present);
+    let again = loop {
+        if let Packet::Publish(publish) = watcher.next_packet().await {
+            break publish;
+        }
+    };
+    assert_eq!(
+        (again.topic, again.payload, again.pkid, again.dup),
+        (first.topic, first.payload, first.pkid, true),
+        "the same message, packet id and DUP"
+    );
+    watcher.disconnect().await;
+    publisher.disconnect().await;
+    gateway.stop().await;
+    herald.stop().await;
+}
