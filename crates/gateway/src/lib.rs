@@ -68,6 +68,21 @@ async fn tls_server_config(
     }
 }
 
+/// Forgets expired persistent sessions, checking a few times per expiry
+/// period (at least once a minute), until `shutdown`.
+async fn expire_sessions(ctx: SessionContext, expiry: Duration, shutdown: CancellationToken) {
+    let period = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
+    let mut tick = tokio::time::interval(period);
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            _ = tick.tick() => {
+                ctx.expire_sessions();
+            }
+        }
+    }
+}
+
 /// The sockets the gateway serves, bound by the caller.
 pub struct Listeners {
     /// The AWS IoT control-plane HTTP API.
@@ -156,11 +171,21 @@ pub async fn run(
         &settings.region,
         &settings.account_id,
         router,
-        SessionSettings::default(),
+        SessionSettings {
+            persistent_session_expiry: Duration::from_secs(
+                settings.mqtt.persistent_session_expiry_secs,
+            ),
+            ..SessionSettings::default()
+        },
     )
     .with_registry(registry)
     .with_session_store(session_store.clone(), stored_sessions)
     .with_event_pump(pump.clone());
+    tokio::spawn(expire_sessions(
+        ctx.clone(),
+        Duration::from_secs(settings.mqtt.persistent_session_expiry_secs),
+        shutdown.clone(),
+    ));
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),

@@ -52,6 +52,9 @@ pub struct MqttSettings {
     pub tls_handshake_timeout_ms: u64,
     /// The plain listener's principals.
     pub users: Vec<MqttUser>,
+    /// How long a persistent session (`clean_session=false`) is kept after
+    /// its client disconnects (AWS IoT's default: one hour).
+    pub persistent_session_expiry_secs: u64,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -77,6 +80,7 @@ impl Default for MqttSettings {
                 password: DEV_MQTT_PASSWORD.into(),
                 policies: vec![DEV_MQTT_POLICY.into()],
             }],
+            persistent_session_expiry_secs: 3600,
         }
     }
 }

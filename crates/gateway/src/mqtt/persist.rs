@@ -39,6 +39,11 @@ pub struct StoredSession {
     /// session's filters match has been delivered, and acknowledged when
     /// delivered at QoS 1: a resumed session replays the log after it.
     pub after_sequence: u64,
+    /// When its client disconnected, in epoch milliseconds; `None` while
+    /// connected (a session stored so by a gateway that crashed counts from
+    /// the restart).
+    #[serde(default)]
+    pub disconnected_at_ms: Option<u64>,
 }
 
 fn prefix() -> Vec<u8> {
@@ -159,6 +164,11 @@ impl SessionStore {
         self.wait(number).await;
     }
 
+    /// Forgets `client_id`'s session with the next write.
+    pub fn remove_later(&self, client_id: &str) {
+        self.queue(client_id, None);
+    }
+
     async fn wait(&self, number: u64) {
         self.inner.wake.notify_one();
         let mut flushed = self.inner.flushed.subscribe();
@@ -222,9 +232,12 @@ mod tests {
             bus: vec![("$aws/events/thing/+/created".into(), 1)],
             router: vec![("a/#".into(), 0)],
             after_sequence: 41,
+            disconnected_at_ms: Some(1_700_000_000_000),
         };
         store.save("c1", session.clone()).await;
         store.save("c2", StoredSession::default()).await;
+        store.save("c3", StoredSession::default()).await;
+        store.remove_later("c3");
         store.save_later(
             "c1",
             StoredSession {

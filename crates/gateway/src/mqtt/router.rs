@@ -145,6 +145,25 @@ impl Router {
     }
 
     /// A new link for MQTT client `client_id`, built off the async runtime.
+    /// A link for a client the gateway holds no session for: whatever
+    /// rumqttd may still keep for `client_id` (an expired session) is
+    /// dropped first, and the session is kept after the link ends unless
+    /// `clean_session`.
+    pub async fn fresh_link(
+        &self,
+        client_id: &str,
+        clean_session: bool,
+    ) -> Result<Link, RouterError> {
+        let mut link = self.link(client_id, clean_session).await?;
+        if !clean_session && link.session_present() {
+            let _ = link.disconnect().await;
+            let mut wipe = self.link(client_id, true).await?;
+            let _ = wipe.disconnect().await;
+            link = self.link(client_id, false).await?;
+        }
+        Ok(link)
+    }
+
     pub async fn link(&self, client_id: &str, clean_session: bool) -> Result<Link, RouterError> {
         let factory = Arc::clone(&self.factory);
         let id = link_id(client_id);

@@ -443,6 +443,8 @@ pub struct SessionSettings {
     pub bus_queue: usize,
     /// How long a takeover waits for the old session to end.
     pub takeover_timeout: Duration,
+    /// How long a persistent session is kept after its client went away.
+    pub persistent_session_expiry: Duration,
 }
 
 impl Default for SessionSettings {
@@ -452,6 +454,7 @@ impl Default for SessionSettings {
             max_packet_size: 128 * 1024 + 512,
             bus_queue: super::bus::DEFAULT_QUEUE_CAPACITY,
             takeover_timeout: Duration::from_secs(5),
+            persistent_session_expiry: Duration::from_secs(3600),
         }
     }
 }
@@ -511,7 +514,7 @@ impl Filters {
         }
     }
 
-    fn to_stored(&self, after_sequence: u64) -> StoredSession {
+    fn to_stored(&self, after_sequence: u64, disconnected_at_ms: Option<u64>) -> StoredSession {
         let list = |filters: &HashMap<String, QoS>| {
             let mut list: Vec<(String, u8)> = filters
                 .iter()
@@ -524,6 +527,7 @@ impl Filters {
             bus: list(&self.bus),
             router: list(&self.router),
             after_sequence,
+            disconnected_at_ms,
         }
     }
 }
@@ -546,6 +550,8 @@ struct Persisted {
     /// The change-log position (see [`StoredSession::after_sequence`]).
     after_sequence: u64,
     unacked: Vec<Unacked>,
+    /// When the client went away, in epoch milliseconds.
+    away_since_ms: u64,
 }
 
 /// What every session shares. Cheap to clone.
@@ -606,6 +612,7 @@ impl SessionContext {
         stored: HashMap<String, StoredSession>,
     ) -> SessionContext {
         if self.shared.sessions.set(store).is_ok() {
+            let now = epoch_millis_now();
             let mut persistent = lock(&self.shared.persistent);
             for (client_id, session) in stored {
                 persistent.insert(
@@ -614,11 +621,49 @@ impl SessionContext {
                         filters: Filters::from_stored(&session),
                         after_sequence: session.after_sequence,
                         unacked: Vec::new(),
+                        away_since_ms: session.disconnected_at_ms.unwrap_or(now),
                     },
                 );
             }
         }
         self
+    }
+
+    /// Whether a session away since `persisted.away_since_ms` has expired
+    /// at `now_ms`.
+    fn expired(&self, persisted: &Persisted, now_ms: u64) -> bool {
+        let expiry = self.shared.settings.persistent_session_expiry;
+        let expiry_ms = u64::try_from(expiry.as_millis()).unwrap_or(u64::MAX);
+        now_ms.saturating_sub(persisted.away_since_ms) > expiry_ms
+    }
+
+    /// Forgets the persistent sessions whose client has been away longer
+    /// than [`SessionSettings::persistent_session_expiry`], and returns how
+    /// many. (A client that comes back after that starts afresh anyway;
+    /// this frees what they hold.)
+    pub fn expire_sessions(&self) -> usize {
+        let now = epoch_millis_now();
+        let expired: Vec<String> = {
+            let mut persistent = lock(&self.shared.persistent);
+            let ids: Vec<String> = persistent
+                .iter()
+                .filter(|(_, p)| self.expired(p, now))
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in &ids {
+                persistent.remove(id);
+            }
+            ids
+        };
+        if let Some(store) = self.shared.sessions.get() {
+            for id in &expired {
+                store.remove_later(id);
+            }
+        }
+        if !expired.is_empty() {
+            tracing::info!(count = expired.len(), "persistent sessions expired");
+        }
+        expired.len()
     }
 
     /// Lets sessions replay the change log (with the registry of
@@ -1278,10 +1323,35 @@ pub async fn run<S>(
     };
 
     let clean_session = connect.clean_session;
-    let link = match ctx.shared.router.link(&client_id, clean_session).await {
+    let stored = lock(&ctx.shared.persistent).remove(&client_id);
+    let expired = stored
+        .as_ref()
+        .is_some_and(|s| ctx.expired(s, epoch_millis_now()));
+    if (clean_session || expired)
+        && stored.is_some()
+        && let Some(store) = ctx.shared.sessions.get()
+    {
+        store.remove(&client_id).await;
+    }
+    let stored = stored.filter(|_| !clean_session && !expired);
+    let session_present = stored.is_some();
+    // The gateway's record is the authority: without one, rumqttd starts
+    // the client afresh too.
+    let link = if session_present {
+        ctx.shared.router.link(&client_id, false).await
+    } else {
+        ctx.shared
+            .router
+            .fresh_link(&client_id, clean_session)
+            .await
+    };
+    let link = match link {
         Ok(link) => link,
         Err(e) => {
             tracing::error!(client_id, error = %e, "no router link");
+            if let Some(stored) = stored {
+                lock(&ctx.shared.persistent).insert(client_id.clone(), stored);
+            }
             let _ = wire
                 .send(connack(mqtt_version, ConnackCode::ServerUnavailable, false))
                 .await;
@@ -1290,15 +1360,6 @@ pub async fn run<S>(
             return;
         }
     };
-    let stored = lock(&ctx.shared.persistent).remove(&client_id);
-    if clean_session
-        && stored.is_some()
-        && let Some(store) = ctx.shared.sessions.get()
-    {
-        store.remove(&client_id).await;
-    }
-    let stored = stored.filter(|_| !clean_session);
-    let session_present = stored.is_some();
     let (bus_id, bus_rx) = ctx.shared.bus.register(ctx.shared.settings.bus_queue);
     // Registry events up to here were published before this session had
     // a filter on the bus: a new session starts after them.
@@ -1342,6 +1403,7 @@ pub async fn run<S>(
                     filters,
                     after_sequence: events.processed,
                     unacked,
+                    away_since_ms: epoch_millis_now(),
                 },
             );
         }
@@ -1400,7 +1462,9 @@ pub async fn run<S>(
         if let Some(store) = ctx.shared.sessions.get() {
             store.save_later(
                 &client_id,
-                persisted.filters.to_stored(persisted.after_sequence),
+                persisted
+                    .filters
+                    .to_stored(persisted.after_sequence, Some(persisted.away_since_ms)),
             );
         }
         lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
@@ -1704,6 +1768,7 @@ impl Session {
             filters: self.filters.clone(),
             after_sequence: self.events.position(),
             unacked,
+            away_since_ms: epoch_millis_now(),
         }
     }
 
@@ -1885,7 +1950,10 @@ impl Session {
         };
         let position = self.events.position();
         if self.events.saved != Some(position) {
-            store.save_later(&self.session.client_id, self.filters.to_stored(position));
+            store.save_later(
+                &self.session.client_id,
+                self.filters.to_stored(position, None),
+            );
             self.events.saved = Some(position);
         }
     }
@@ -1900,7 +1968,10 @@ impl Session {
         };
         let position = self.events.position();
         store
-            .save(&self.session.client_id, self.filters.to_stored(position))
+            .save(
+                &self.session.client_id,
+                self.filters.to_stored(position, None),
+            )
             .await;
         self.events.saved = Some(position);
     }

@@ -15,10 +15,11 @@ use herald_gateway::config_cache::ConfigCache;
 use herald_gateway::events::EventPump;
 use herald_gateway::mqtt::bus::Bus;
 use herald_gateway::mqtt::lifecycle::VersionCounter;
+use herald_gateway::mqtt::persist::SessionStore;
 use herald_gateway::mqtt::router::{Router, RouterSettings};
 use herald_gateway::mqtt::server::serve_tcp;
 use herald_gateway::mqtt::session::{
-    PasswordCredential, SessionContext, SessionSettings, password_authenticator,
+    Authenticator, PasswordCredential, SessionContext, SessionSettings, password_authenticator,
 };
 use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME, Listeners, Settings};
 use herald_proto::registry::v1 as reg;
@@ -202,6 +203,16 @@ async fn tracing_free_pause(_refused: &rumqttc::ConnectionError) {
     tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
+/// The plain listener's development user.
+fn dev_authenticator() -> Authenticator {
+    password_authenticator(vec![PasswordCredential {
+        username: DEV_MQTT_USERNAME.into(),
+        password: DEV_MQTT_PASSWORD.into(),
+        principal_id: DEV_MQTT_USERNAME.into(),
+        policy_names: vec![DEV_MQTT_POLICY.into()],
+    }])
+}
+
 async fn create_thing(registry: &mut Registry, name: &str) {
     registry
         .create_thing(reg::CreateThingRequest {
@@ -381,12 +392,7 @@ async fn a_subscriber_whose_queue_overflows_still_gets_every_event() {
     )
     .with_registry(registry)
     .with_event_pump(pump);
-    let authenticate = password_authenticator(vec![PasswordCredential {
-        username: DEV_MQTT_USERNAME.into(),
-        password: DEV_MQTT_PASSWORD.into(),
-        principal_id: DEV_MQTT_USERNAME.into(),
-        policy_names: vec![DEV_MQTT_POLICY.into()],
-    }]);
+    let authenticate = dev_authenticator();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let server = tokio::spawn(serve_tcp(listener, ctx, authenticate, shutdown.clone()));
@@ -464,5 +470,88 @@ async fn an_unacknowledged_message_is_sent_again_with_dup_on_resume() {
     watcher.disconnect().await;
     publisher.disconnect().await;
     gateway.stop().await;
+    herald.stop().await;
+}
+
+#[tokio::test]
+async fn a_persistent_session_expires_after_its_client_stayed_away() {
+    let herald = Herald::start().await;
+    allow_dev_user(&herald).await;
+    let shutdown = CancellationToken::new();
+    let cache = ConfigCache::spawn(herald.proxied_config(), shutdown.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let (store, stored) = SessionStore::open(
+        herald_store::Store::open(dir.path()).unwrap(),
+        shutdown.clone(),
+    )
+    .unwrap();
+    const EXPIRY: Duration = Duration::from_millis(300);
+    let ctx = SessionContext::new(
+        cache,
+        Bus::new(),
+        Arc::new(VersionCounter::new()),
+        "us-east-1",
+        "123456789012",
+        Router::spawn(&RouterSettings::default()),
+        SessionSettings {
+            persistent_session_expiry: EXPIRY,
+            ..SessionSettings::default()
+        },
+    )
+    .with_session_store(store.clone(), stored);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve_tcp(
+        listener,
+        ctx.clone(),
+        dev_authenticator(),
+        shutdown.clone(),
+    ));
+
+    // Back within the expiry: resumed.
+    let mut watcher = Watcher::connect(addr, "brief", false, false).await;
+    watcher.subscribe("lamp/#").await;
+    watcher.disconnect().await;
+    let watcher = Watcher::connect(addr, "brief", false, false).await;
+    assert!(watcher.session_present);
+    watcher.disconnect().await;
+    assert_eq!(ctx.away_sessions(), vec!["brief".to_owned()]);
+
+    // Away longer: a CONNECT finds nothing, and the sweep forgets it.
+    tokio::time::sleep(EXPIRY * 2).await;
+    let mut watcher = Watcher::connect(addr, "brief", false, false).await;
+    assert!(!watcher.session_present, "the session expired");
+    // Its subscription went with it.
+    watcher.subscribe("marker").await;
+    let publisher = Watcher::connect(addr, "brief-pub", true, false).await;
+    for topic in ["lamp/1", "marker"] {
+        publisher
+            .client
+            .publish(topic, QoS::AtLeastOnce, false, "x")
+            .await
+            .unwrap();
+    }
+    let first = loop {
+        if let Packet::Publish(publish) = watcher.next_packet().await {
+            break publish;
+        }
+    };
+    assert_eq!(first.topic, "marker");
+    publisher.disconnect().await;
+    watcher.disconnect().await;
+    tokio::time::sleep(EXPIRY * 2).await;
+    assert_eq!(ctx.expire_sessions(), 1);
+    assert!(ctx.away_sessions().is_empty());
+
+    shutdown.cancel();
+    server.await.unwrap().unwrap();
+    store.stopped().await;
+    // Nothing is left in the store either.
+    let (_, stored) = SessionStore::open(
+        herald_store::Store::open(dir.path()).unwrap(),
+        CancellationToken::new(),
+    )
+    .unwrap();
+    assert!(stored.is_empty(), "{stored:?}");
     herald.stop().await;
 }
