@@ -4,6 +4,8 @@
 //! of stdout, one JSON object with its figures; the same JSON is written to
 //! `target/bench/<name>.json` under the current directory.
 
+mod cpu;
+mod events;
 mod mqtt;
 mod policy;
 mod registry;
@@ -25,11 +27,12 @@ struct Options {
 
 type Bench = fn(&Options) -> anyhow::Result<Value>;
 
-/// The known benches, by name (`events` will join).
+/// The known benches, by name.
 const BENCHES: &[(&str, Bench)] = &[
     ("registry", registry::run),
     ("policy", policy::run),
     ("mqtt", mqtt::run),
+    ("events", events::run),
 ];
 
 const DEFAULT_SECS: u64 = 5;

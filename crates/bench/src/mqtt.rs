@@ -8,11 +8,19 @@
 //! on its plain MQTT listener as the dev user; Mosquitto is a child process on
 //! a free loopback port. The clients (rumqttc) run on a second runtime.
 //! Deliveries per second count every PUBLISH received by every subscriber
-//! during the phase. Idle connection memory is not measured (the clients
-//! would share the gateway's process).
+//! during the phase.
+//!
+//! Then idle connections ([`idle`]): a fresh `gateway` process (the release
+//! binary next to `herald-bench`, with its `registry` and `config` processes)
+//! and a fresh Mosquitto each get 10,000 idle MQTT connections from this
+//! process, and the resident memory each broker process gains per connection
+//! is reported, against a target of at most
+//! [`TARGET_IDLE_KIB_PER_CONNECTION`] KiB.
 
+mod external;
+mod idle;
 mod load;
-mod server;
+pub(crate) mod server;
 
 use std::time::{Duration, Instant};
 
@@ -21,6 +29,7 @@ use rumqttc::QoS;
 use serde_json::{Map, Value, json};
 
 use self::{
+    idle::Idle,
     load::{Broker, Pace, Phase, Subscribers},
     server::{InProcessHerald, Mosquitto},
 };
@@ -61,12 +70,14 @@ impl BrokerFigures {
 
 pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
     let phase = options.phase.min(MAX_PHASE);
+    // Fail now rather than after the fan-out phases.
+    idle::preflight()?;
     let mosquitto = Mosquitto::start()?;
     eprintln!(
         "mqtt: mosquitto ({}) on {}",
         mosquitto.version, mosquitto.addr
     );
-    let herald = InProcessHerald::start()?;
+    let herald = InProcessHerald::start("mqtt-data-")?;
     eprintln!(
         "mqtt: herald in-process, plain MQTT on {} ({} worker threads); {} s per phase",
         herald.mqtt,
@@ -112,7 +123,18 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
         }
     };
     eprintln!("mqtt: herald stopped cleanly, mosquitto stopped");
-    Ok(report(&figures[0], &figures[1], phase))
+    eprintln!(
+        "mqtt: idle: {} connections to a gateway process, then to a Mosquitto process",
+        idle::CONNECTIONS
+    );
+    let (herald_idle, mosquitto_idle) = idle::measure()?;
+    Ok(report(
+        &figures[0],
+        &figures[1],
+        &herald_idle,
+        &mosquitto_idle,
+        phase,
+    ))
 }
 
 async fn measure(broker: &Broker, phase: Duration) -> anyhow::Result<BrokerFigures> {
@@ -202,7 +224,35 @@ fn latency_json(figures: &BrokerFigures) -> Value {
     }
 }
 
-fn report(herald: &BrokerFigures, mosquitto: &BrokerFigures, phase: Duration) -> Value {
+/// The idle figures, and whether Herald met its target: every connection
+/// accepted, settled readings, at most the target per connection.
+fn idle_json(herald: &Idle, mosquitto: &Idle) -> (Value, bool) {
+    let per_connection = herald.kib_per_connection();
+    let met = herald.accepted == idle::CONNECTIONS as u64
+        && herald.settled
+        && per_connection.is_some_and(|kib| kib <= TARGET_IDLE_KIB_PER_CONNECTION);
+    eprintln!(
+        "mqtt: idle: herald {per_connection:?} KiB per connection, mosquitto {:?} (target ≤ {TARGET_IDLE_KIB_PER_CONNECTION}: {})",
+        mosquitto.kib_per_connection(),
+        if met { "met" } else { "NOT met" }
+    );
+    let value = json!({
+        "connections": idle::CONNECTIONS,
+        "herald": herald.json(),
+        "mosquitto": mosquitto.json(),
+        "ratio": ratio(per_connection, mosquitto.kib_per_connection()),
+    });
+    (value, met)
+}
+
+fn report(
+    herald: &BrokerFigures,
+    mosquitto: &BrokerFigures,
+    herald_idle: &Idle,
+    mosquitto_idle: &Idle,
+    phase: Duration,
+) -> Value {
+    let (idle_connections, idle_met) = idle_json(herald_idle, mosquitto_idle);
     let mut ratios = Map::new();
     let mut min_ratio: Option<f64> = None;
     for subscribers in FANOUTS {
@@ -243,7 +293,7 @@ fn report(herald: &BrokerFigures, mosquitto: &BrokerFigures, phase: Duration) ->
             "herald": latency_json(herald),
             "mosquitto": latency_json(mosquitto),
         },
-        "idle_connections": "not measured",
+        "idle_connections": idle_connections,
         "subscriber_errors": {
             "herald": herald.subscriber_errors,
             "mosquitto": mosquitto.subscriber_errors,
@@ -252,6 +302,7 @@ fn report(herald: &BrokerFigures, mosquitto: &BrokerFigures, phase: Duration) ->
             "fanout_ratio_min": TARGET_FANOUT_RATIO,
             "fanout_ratio_met": meets,
             "idle_kib_per_connection_max": TARGET_IDLE_KIB_PER_CONNECTION,
+            "idle_kib_per_connection_met": idle_met,
         },
     })
 }

@@ -15,7 +15,7 @@ use tokio::{net::TcpListener, runtime::Runtime, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// Herald's runtime gets this many worker threads (the machine's cores).
-pub(super) const WORKER_THREADS: usize = 2;
+pub(crate) const WORKER_THREADS: usize = 2;
 const DATA_PARENT: &str = "target/bench";
 const MOSQUITTO: &str = "/usr/sbin/mosquitto";
 const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
@@ -23,8 +23,12 @@ const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
 type Task = JoinHandle<anyhow::Result<()>>;
 
 /// The registry, the config service and the gateway, in this process.
-pub(super) struct InProcessHerald {
-    pub(super) mqtt: SocketAddr,
+pub(crate) struct InProcessHerald {
+    /// The gateway's plain MQTT listener.
+    pub(crate) mqtt: SocketAddr,
+    /// The registry's and the config service's gRPC listeners.
+    pub(crate) registry: SocketAddr,
+    pub(crate) config: SocketAddr,
     runtime: Runtime,
     shutdown: CancellationToken,
     tasks: Vec<(&'static str, Task)>,
@@ -40,10 +44,12 @@ async fn bind() -> anyhow::Result<(TcpListener, SocketAddr)> {
 }
 
 impl InProcessHerald {
-    pub(super) fn start() -> anyhow::Result<InProcessHerald> {
+    /// Starts the services, with their data in a temporary directory named
+    /// `<prefix>...` under `target/bench`, and creates the dev user's policy.
+    pub(crate) fn start(prefix: &str) -> anyhow::Result<InProcessHerald> {
         std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
         let dir = tempfile::Builder::new()
-            .prefix("mqtt-data-")
+            .prefix(prefix)
             .tempdir_in(DATA_PARENT)
             .context("creating a data dir")?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -54,7 +60,7 @@ impl InProcessHerald {
             .context("building Herald's runtime")?;
         let shutdown = CancellationToken::new();
         let root = dir.path().to_path_buf();
-        let (tasks, mqtt, config_addr) = runtime.block_on(async {
+        let (tasks, mqtt, registry_addr, config_addr) = runtime.block_on(async {
             let (registry_listener, registry_addr) = bind().await?;
             let registry_url = format!("http://{registry_addr}");
             let registry = tokio::spawn(herald_registry::run(
@@ -86,10 +92,12 @@ impl InProcessHerald {
                 ("config", config),
                 ("registry", registry),
             ];
-            anyhow::Ok((tasks, mqtt_addr, config_addr))
+            anyhow::Ok((tasks, mqtt_addr, registry_addr, config_addr))
         })?;
         let herald = InProcessHerald {
             mqtt,
+            registry: registry_addr,
+            config: config_addr,
             runtime,
             shutdown,
             tasks,
@@ -102,8 +110,13 @@ impl InProcessHerald {
         Ok(herald)
     }
 
+    /// Runs `future` on Herald's runtime (for setup calls).
+    pub(crate) fn block_on<F: std::future::Future>(&self, future: F) -> F::Output {
+        self.runtime.block_on(future)
+    }
+
     /// Cancels every service and waits for each to return.
-    pub(super) fn stop(self) -> anyhow::Result<()> {
+    pub(crate) fn stop(self) -> anyhow::Result<()> {
         self.shutdown.cancel();
         let mut failures = Vec::new();
         for (name, task) in self.tasks {
@@ -124,7 +137,7 @@ impl InProcessHerald {
 
 /// `herald-dev` gets every action on everything, retrying while the config
 /// service starts.
-async fn create_dev_policy(config: SocketAddr) -> anyhow::Result<()> {
+pub(super) async fn create_dev_policy(config: SocketAddr) -> anyhow::Result<()> {
     let document = json!({
         "Version": "2012-10-17",
         "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}],
@@ -192,7 +205,7 @@ impl Mosquitto {
         std::fs::write(
             &conf,
             format!(
-                "listener {port} 127.0.0.1\nallow_anonymous true\nmax_queued_messages 10000\npersistence false\n"
+                "listener {port} 127.0.0.1\nmax_connections -1\nallow_anonymous true\nmax_queued_messages 10000\npersistence false\n"
             ),
         )
         .context("writing mosquitto.conf")?;
@@ -224,6 +237,10 @@ impl Mosquitto {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(mosquitto)
+    }
+
+    pub(super) fn pid(&self) -> u32 {
+        self.child.id()
     }
 }
 
