@@ -734,7 +734,8 @@ impl SessionContext {
 struct Authz {
     ctx: SessionContext,
     principal: Principal,
-    context: Context,
+    // Boxed: most of a session's size, and read only by policy checks.
+    context: Box<Context>,
 }
 
 impl Authz {
@@ -1187,8 +1188,8 @@ pub async fn run<S>(
     let mut wire = Wire {
         rd,
         wr,
-        rbuf: BytesMut::with_capacity(4096),
-        wbuf: BytesMut::with_capacity(4096),
+        rbuf: BytesMut::with_capacity(512),
+        wbuf: BytesMut::with_capacity(256),
         max_packet_size: ctx.shared.settings.max_packet_size,
         version: Version::V311,
     };
@@ -1252,7 +1253,7 @@ pub async fn run<S>(
             wire.close().await;
             return;
         }
-        thing = ctx.associated_thing(&client_id, &principal) => thing,
+        thing = Box::pin(ctx.associated_thing(&client_id, &principal)) => thing,
     };
     let mut context = principal.context(&client_id, ip);
     if let Some(thing) = &thing {
@@ -1271,7 +1272,7 @@ pub async fn run<S>(
     };
     let authz = Authz {
         ctx: ctx.clone(),
-        context,
+        context: Box::new(context),
         principal,
     };
     let will = will.and_then(|w| {
@@ -1336,14 +1337,18 @@ pub async fn run<S>(
     let stored = stored.filter(|_| !clean_session && !expired);
     let session_present = stored.is_some();
     // The gateway's record is the authority: without one, rumqttd starts
-    // the client afresh too.
+    // the client afresh too. A clean session gets its router link when it
+    // first needs one (rumqttd's buffers are most of an idle link's cost).
     let link = if session_present {
-        ctx.shared.router.link(&client_id, false).await
-    } else {
+        ctx.shared.router.link(&client_id, false).await.map(Some)
+    } else if !clean_session {
         ctx.shared
             .router
-            .fresh_link(&client_id, clean_session)
+            .fresh_link(&client_id, false)
             .await
+            .map(Some)
+    } else {
+        Ok(None)
     };
     let link = match link {
         Ok(link) => link,
@@ -1378,7 +1383,9 @@ pub async fn run<S>(
         for (filter, qos) in &stored.filters.bus {
             let _ = ctx.shared.bus.subscribe(bus_id, filter, *qos);
         }
-        if !link.session_present() {
+        if let Some(link) = link.as_mut()
+            && !link.session_present()
+        {
             // The router forgot the session (a gateway restart).
             for filter in stored.filters.router.keys() {
                 let _ = link.subscribe(filter);
@@ -1407,7 +1414,9 @@ pub async fn run<S>(
                 },
             );
         }
-        let _ = link.disconnect().await;
+        if let Some(link) = link.as_mut() {
+            let _ = link.disconnect().await;
+        }
         ctx.shared.bus.remove(bus_id);
         wire.close().await;
         end_live(&ctx);
@@ -1455,7 +1464,9 @@ pub async fn run<S>(
     {
         let _ = state.route(&topic, w.message, w.retain).await;
     }
-    let _ = state.link.disconnect().await;
+    if let Some(link) = &mut state.link {
+        let _ = link.disconnect().await;
+    }
     ctx.shared.bus.remove(bus_id);
     if !clean_session {
         let persisted = state.persisted();
@@ -1484,7 +1495,8 @@ pub async fn run<S>(
 struct Session {
     authz: Authz,
     session: SessionInfo,
-    link: Link,
+    /// rumqttd's link, once the session needs one (see [`Session::link`]).
+    link: Option<Link>,
     bus_id: SubscriberId,
     filters: Filters,
     next_pkid: u16,
@@ -1554,6 +1566,14 @@ struct CatchUp {
     buffer: VecDeque<BusDelivery>,
 }
 
+/// The next delivery from rumqttd; never resolves without a link.
+async fn next_delivery(link: &mut Option<Link>) -> RouterDelivery {
+    match link {
+        Some(link) => link.next().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next message of a replay; never resolves without one.
 async fn next_replay(catch_up: &mut Option<CatchUp>) -> Option<ReplayMessage> {
     match catch_up {
@@ -1594,7 +1614,7 @@ impl Session {
             loop {
                 match wire.parse() {
                     Ok(Some(packet)) => {
-                        if let Err(reason) = self.handle(wire, packet).await {
+                        if let Err(reason) = Box::pin(self.handle(wire, packet)).await {
                             return reason;
                         }
                     }
@@ -1633,7 +1653,7 @@ impl Session {
                     }
                     Err(_) => Err(DisconnectReason::ConnectionLost),
                 },
-                delivery = self.link.next() => match delivery {
+                delivery = next_delivery(&mut self.link) => match delivery {
                     RouterDelivery::Message { topic, payload, retain } => {
                         let qos = max_qos(&self.filters.router, &topic);
                         self.deliver(wire, &topic, &payload, qos, retain, None);
@@ -1995,6 +2015,15 @@ impl Session {
             }
             Packet::Publish(publish, _) => self.publish(wire, publish).await?,
             Packet::Subscribe(subscribe, _) => {
+                if subscribe
+                    .filters
+                    .iter()
+                    .any(|f| !topic::is_reserved(&f.path))
+                    && let Err(e) = self.link().await
+                {
+                    tracing::error!(error = %e, "no router link");
+                    return Err(DisconnectReason::ServerError);
+                }
                 self.subscribe(wire, subscribe);
                 self.store_now().await;
             }
@@ -2088,7 +2117,23 @@ impl Session {
                 .publish(topic, &payload[..], &|_, _| true);
             return Ok(());
         }
-        self.link.publish(topic, payload, retain).await
+        self.link().await?.publish(topic, payload, retain).await
+    }
+
+    /// rumqttd's link, made now if the session has none yet (a clean
+    /// session, which gets its link with its first ordinary topic).
+    async fn link(&mut self) -> Result<&mut Link, RouterError> {
+        if self.link.is_none() {
+            let link = self
+                .authz
+                .ctx
+                .shared
+                .router
+                .link(&self.session.client_id, true)
+                .await?;
+            self.link = Some(link);
+        }
+        Ok(self.link.as_mut().expect("made above"))
     }
 
     fn subscribe<S: AsyncRead + AsyncWrite>(
@@ -2167,7 +2212,11 @@ impl Session {
             self.filters.bus.insert(filter.to_owned(), qos);
             true
         } else {
-            if !self.filters.router.contains_key(filter) && self.link.subscribe(filter).is_err() {
+            // The link was made before the SUBSCRIBE was handled.
+            let Some(link) = self.link.as_mut() else {
+                return false;
+            };
+            if !self.filters.router.contains_key(filter) && link.subscribe(filter).is_err() {
                 return false;
             }
             self.filters.router.insert(filter.to_owned(), qos);
@@ -2191,7 +2240,9 @@ impl Session {
             // rumqttd answers nothing for an unknown filter: only send
             // the ones it has.
             if self.filters.router.remove(filter).is_some() {
-                let _ = self.link.unsubscribe(filter);
+                if let Some(link) = self.link.as_mut() {
+                    let _ = link.unsubscribe(filter);
+                }
                 existed = true;
             }
             reasons.push(if existed {
@@ -2460,5 +2511,42 @@ mod tests {
             ..info(None, None)
         };
         assert_eq!(auth(&with_cert), Ok(cert.clone()));
+    }
+}
+#[cfg(test)]
+mod size_tests {
+    use super::*;
+
+    /// Each connection's task holds the whole session future: idle
+    /// connections cost what it weighs (see `cargo xtask bench mqtt`).
+    #[test]
+    fn the_session_future_stays_small() {
+        let rt = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async {
+            let (stream, _peer) = tokio::io::duplex(64);
+            let ctx = SessionContext::new(
+                ConfigCache::new(),
+                Bus::new(),
+                Arc::new(VersionCounter::new()),
+                "us-east-1",
+                "123456789012",
+                Router::spawn(&super::super::router::RouterSettings::default()),
+                SessionSettings::default(),
+            );
+            let session = run(
+                stream,
+                "127.0.0.1:1".parse().unwrap(),
+                None,
+                ctx,
+                password_authenticator(Vec::new()),
+                CancellationToken::new(),
+            );
+            let size = std::mem::size_of_val(&session);
+            assert!(size <= 6 * 1024, "the session future weighs {size} bytes");
+            assert!(std::mem::size_of::<Session>() <= 1024);
+        });
     }
 }
