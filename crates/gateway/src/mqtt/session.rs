@@ -125,6 +125,9 @@ const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
 /// (persistent sessions) stores its position.
 const POSITION_INTERVAL: Duration = Duration::from_millis(200);
 
+/// How many queued bus deliveries a session writes together, at most.
+const DELIVERY_BATCH: usize = 64;
+
 /// How many live registry events a session replaying the change log keeps
 /// for when it is done; past that it replays further instead.
 const CATCH_UP_BUFFER: usize = 4096;
@@ -736,10 +739,38 @@ struct Authz {
     principal: Principal,
     // Boxed: most of a session's size, and read only by policy checks.
     context: Box<Context>,
+    /// The policies at a cache revision.
+    policies: Mutex<Option<(u64, Arc<[Arc<Policy>]>)>>,
 }
 
 impl Authz {
-    fn policies(&self) -> Vec<Arc<Policy>> {
+    fn new(ctx: SessionContext, principal: Principal, context: Context) -> Authz {
+        Authz {
+            ctx,
+            principal,
+            context: Box::new(context),
+            policies: Mutex::new(None),
+        }
+    }
+
+    /// The principal's policies as the cache has them now: computed again
+    /// only when the cache's revision moved (every delivery asks).
+    fn policies(&self) -> Arc<[Arc<Policy>]> {
+        // Read before computing: a change that lands meanwhile makes the
+        // next call compute again, never keeps a stale set.
+        let revision = self.ctx.shared.cache.revision();
+        let mut cached = lock(&self.policies);
+        if let Some((at, policies)) = &*cached
+            && *at == revision
+        {
+            return Arc::clone(policies);
+        }
+        let policies: Arc<[Arc<Policy>]> = self.compute_policies().into();
+        *cached = Some((revision, Arc::clone(&policies)));
+        policies
+    }
+
+    fn compute_policies(&self) -> Vec<Arc<Policy>> {
         let cache = &self.ctx.shared.cache;
         let targets: Vec<&str> = self
             .principal
@@ -1270,11 +1301,7 @@ pub async fn run<S>(
         session_identifier: uuid::Uuid::new_v4().to_string(),
         principal_identifier: principal.id.clone(),
     };
-    let authz = Authz {
-        ctx: ctx.clone(),
-        context: Box::new(context),
-        principal,
-    };
+    let authz = Authz::new(ctx.clone(), principal, context);
     let will = will.and_then(|w| {
         let topic = String::from_utf8(w.topic.to_vec()).ok()?;
         Some((topic, w))
@@ -1332,7 +1359,7 @@ pub async fn run<S>(
         && stored.is_some()
         && let Some(store) = ctx.shared.sessions.get()
     {
-        store.remove(&client_id).await;
+        Box::pin(store.remove(&client_id)).await;
     }
     let stored = stored.filter(|_| !clean_session && !expired);
     let session_present = stored.is_some();
@@ -1340,11 +1367,11 @@ pub async fn run<S>(
     // the client afresh too. A clean session gets its router link when it
     // first needs one (rumqttd's buffers are most of an idle link's cost).
     let link = if session_present {
-        ctx.shared.router.link(&client_id, false).await.map(Some)
+        Box::pin(ctx.shared.router.link(&client_id, false))
+            .await
+            .map(Some)
     } else if !clean_session {
-        ctx.shared
-            .router
-            .fresh_link(&client_id, false)
+        Box::pin(ctx.shared.router.fresh_link(&client_id, false))
             .await
             .map(Some)
     } else {
@@ -1365,7 +1392,6 @@ pub async fn run<S>(
             return;
         }
     };
-    let (bus_id, bus_rx) = ctx.shared.bus.register(ctx.shared.settings.bus_queue);
     // Registry events up to here were published before this session had
     // a filter on the bus: a new session starts after them.
     let pump = ctx.shared.pump.get();
@@ -1373,15 +1399,22 @@ pub async fn run<S>(
         processed: pump.map_or(0, EventPump::started),
         saved: None,
         in_flight: BTreeMap::new(),
-        dropped: ctx.shared.bus.dropped_sequence(bus_id).unwrap_or_default(),
+        dropped: Arc::default(),
         catch_up: None,
     };
     let mut filters = Filters::default();
     let mut unacked = Vec::new();
     let mut link = link;
+    // A session is on the bus once it has a `$aws` filter.
+    let mut bus = None;
     if let Some(stored) = stored {
-        for (filter, qos) in &stored.filters.bus {
-            let _ = ctx.shared.bus.subscribe(bus_id, filter, *qos);
+        if !stored.filters.bus.is_empty() {
+            let on_bus = BusLink::register(&ctx.shared.bus, ctx.shared.settings.bus_queue);
+            for (filter, qos) in &stored.filters.bus {
+                let _ = ctx.shared.bus.subscribe(on_bus.id, filter, *qos);
+            }
+            events.dropped = on_bus.dropped.clone();
+            bus = Some(on_bus);
         }
         if let Some(link) = link.as_mut()
             && !link.session_present()
@@ -1417,7 +1450,9 @@ pub async fn run<S>(
         if let Some(link) = link.as_mut() {
             let _ = link.disconnect().await;
         }
-        ctx.shared.bus.remove(bus_id);
+        if let Some(bus) = bus {
+            ctx.shared.bus.remove(bus.id);
+        }
         wire.close().await;
         end_live(&ctx);
         return;
@@ -1435,7 +1470,7 @@ pub async fn run<S>(
         authz,
         session,
         link,
-        bus_id,
+        bus,
         filters,
         next_pkid: 0,
         inflight: HashMap::new(),
@@ -1447,9 +1482,7 @@ pub async fn run<S>(
     state.resend(&mut wire, unacked);
     state.resume_events(session_present);
     let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
-    let reason = state
-        .serve(&mut wire, bus_rx, keep_alive, &live.kick, &shutdown)
-        .await;
+    let reason = Box::pin(state.serve(&mut wire, keep_alive, &live.kick, &shutdown)).await;
     tracing::info!(client_id, %reason, "disconnected");
     if wire.version == Version::V5
         && let Some(code) = state.v5_disconnect.or_else(|| v5_disconnect_code(reason))
@@ -1462,12 +1495,14 @@ pub async fn run<S>(
         && let Some((topic, w)) = will
         && state.authz.publish_check(&topic, w.retain).is_ok()
     {
-        let _ = state.route(&topic, w.message, w.retain).await;
+        let _ = Box::pin(state.route(&topic, w.message, w.retain)).await;
     }
     if let Some(link) = &mut state.link {
         let _ = link.disconnect().await;
     }
-    ctx.shared.bus.remove(bus_id);
+    if let Some(bus) = &state.bus {
+        ctx.shared.bus.remove(bus.id);
+    }
     if !clean_session {
         let persisted = state.persisted();
         if let Some(store) = ctx.shared.sessions.get() {
@@ -1497,7 +1532,8 @@ struct Session {
     session: SessionInfo,
     /// rumqttd's link, once the session needs one (see [`Session::link`]).
     link: Option<Link>,
-    bus_id: SubscriberId,
+    /// The session on the `$aws` bus, once it has a `$aws` filter.
+    bus: Option<BusLink>,
     filters: Filters,
     next_pkid: u16,
     /// QoS 1 deliveries waiting for their PUBACK, by packet id.
@@ -1566,6 +1602,30 @@ struct CatchUp {
     buffer: VecDeque<BusDelivery>,
 }
 
+/// A session's place on the `$aws` bus.
+struct BusLink {
+    id: SubscriberId,
+    rx: tokio::sync::mpsc::Receiver<BusDelivery>,
+    /// The bus's record of the highest registry event it dropped for it.
+    dropped: Arc<AtomicU64>,
+}
+
+impl BusLink {
+    fn register(bus: &Bus, capacity: usize) -> BusLink {
+        let (id, rx) = bus.register(capacity);
+        let dropped = bus.dropped_sequence(id).unwrap_or_default();
+        BusLink { id, rx, dropped }
+    }
+}
+
+/// The next delivery from the bus; never resolves off the bus.
+async fn next_bus_delivery(bus: &mut Option<BusLink>) -> Option<BusDelivery> {
+    match bus {
+        Some(bus) => bus.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
 /// The next delivery from rumqttd; never resolves without a link.
 async fn next_delivery(link: &mut Option<Link>) -> RouterDelivery {
     match link {
@@ -1598,7 +1658,6 @@ impl Session {
     async fn serve<S: AsyncRead + AsyncWrite>(
         &mut self,
         wire: &mut Wire<S>,
-        mut bus_rx: tokio::sync::mpsc::Receiver<super::bus::Delivery>,
         keep_alive: Duration,
         kick: &CancellationToken,
         shutdown: &CancellationToken,
@@ -1661,8 +1720,15 @@ impl Session {
                     }
                     RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
                 },
-                Some(delivery) = bus_rx.recv() => {
+                Some(delivery) = next_bus_delivery(&mut self.bus) => {
                     self.on_bus(wire, delivery);
+                    // What else is queued goes out with it, in one write.
+                    for _ in 1..DELIVERY_BATCH {
+                        let Some(next) = self.bus.as_mut().and_then(|bus| bus.rx.try_recv().ok()) else {
+                            break;
+                        };
+                        self.on_bus(wire, next);
+                    }
                     Ok(())
                 }
                 message = next_replay(&mut self.events.catch_up) => {
@@ -1670,7 +1736,7 @@ impl Session {
                     Ok(())
                 }
                 _ = position_tick.tick(), if tracks_position && !self.filters.bus.is_empty() => {
-                    self.on_tick(&bus_rx);
+                    self.on_tick();
                     Ok(())
                 }
                 Ok(()) = changes.changed() => {
@@ -1940,7 +2006,7 @@ impl Session {
     }
 
     /// Every [`POSITION_INTERVAL`] while the session has `$aws` filters.
-    fn on_tick(&mut self, bus_rx: &tokio::sync::mpsc::Receiver<BusDelivery>) {
+    fn on_tick(&mut self) {
         let Some(pump) = self.authz.ctx.shared.pump.get() else {
             return;
         };
@@ -1948,7 +2014,7 @@ impl Session {
             // In this order: every event up to `handled` was published
             // (delivered or dropped) before the queue is looked at.
             let handled = pump.cursor();
-            let empty = bus_rx.is_empty();
+            let empty = self.bus.as_ref().is_none_or(|bus| bus.rx.is_empty());
             let dropped = self.events.dropped.load(Ordering::SeqCst);
             if dropped > self.events.processed {
                 self.start_catch_up(pump.started());
@@ -2206,7 +2272,20 @@ impl Session {
     fn add_filter(&mut self, filter: &str, qos: QoS) -> bool {
         if topic::is_reserved(filter) {
             let bus = &self.authz.ctx.shared.bus;
-            if bus.subscribe(self.bus_id, filter, qos).is_err() {
+            if self.bus.is_none() {
+                let on_bus = BusLink::register(bus, self.authz.ctx.shared.settings.bus_queue);
+                self.events.dropped = on_bus.dropped.clone();
+                // Events published before its first `$aws` filter are
+                // not for this session.
+                if let Some(pump) = self.authz.ctx.shared.pump.get() {
+                    self.events.processed = self.events.processed.max(pump.started());
+                }
+                self.bus = Some(on_bus);
+            }
+            let Some(on_bus) = &self.bus else {
+                return false;
+            };
+            if bus.subscribe(on_bus.id, filter, qos).is_err() {
                 return false;
             }
             self.filters.bus.insert(filter.to_owned(), qos);
@@ -2234,7 +2313,9 @@ impl Session {
         for filter in &unsubscribe.filters {
             let mut existed = false;
             if self.filters.bus.remove(filter).is_some() {
-                self.authz.ctx.shared.bus.unsubscribe(self.bus_id, filter);
+                if let Some(on_bus) = &self.bus {
+                    self.authz.ctx.shared.bus.unsubscribe(on_bus.id, filter);
+                }
                 existed = true;
             }
             // rumqttd answers nothing for an unknown filter: only send
@@ -2545,6 +2626,14 @@ mod size_tests {
                 CancellationToken::new(),
             );
             let size = std::mem::size_of_val(&session);
+            eprintln!(
+                "SIZE {size} {} link {} persisted {} connect {} lastwill {}",
+                std::mem::size_of::<Session>(),
+                std::mem::size_of::<Link>(),
+                std::mem::size_of::<Persisted>(),
+                std::mem::size_of::<rumqttd::protocol::Connect>(),
+                std::mem::size_of::<Option<rumqttd::protocol::LastWill>>()
+            );
             assert!(size <= 6 * 1024, "the session future weighs {size} bytes");
             assert!(std::mem::size_of::<Session>() <= 1024);
         });
