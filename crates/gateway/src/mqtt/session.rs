@@ -740,8 +740,11 @@ struct Authz {
     // Boxed: most of a session's size, and read only by policy checks.
     context: Box<Context>,
     /// The policies at a cache revision.
-    policies: Mutex<Option<(u64, Arc<[Arc<Policy>]>)>>,
+    policies: Mutex<Option<(u64, Policies)>>,
 }
+
+/// A principal's policies, shared by the checks of one config revision.
+type Policies = Arc<[Arc<Policy>]>;
 
 impl Authz {
     fn new(ctx: SessionContext, principal: Principal, context: Context) -> Authz {
@@ -755,7 +758,7 @@ impl Authz {
 
     /// The principal's policies as the cache has them now: computed again
     /// only when the cache's revision moved (every delivery asks).
-    fn policies(&self) -> Arc<[Arc<Policy>]> {
+    fn policies(&self) -> Policies {
         // Read before computing: a change that lands meanwhile makes the
         // next call compute again, never keeps a stale set.
         let revision = self.ctx.shared.cache.revision();
@@ -765,7 +768,7 @@ impl Authz {
         {
             return Arc::clone(policies);
         }
-        let policies: Arc<[Arc<Policy>]> = self.compute_policies().into();
+        let policies: Policies = self.compute_policies().into();
         *cached = Some((revision, Arc::clone(&policies)));
         policies
     }
