@@ -203,9 +203,11 @@ impl fmt::Display for CertField {
 
 /// The subject or the issuer of a certificate: each field's values, plus
 /// their comma-joined `.List` form computed once when the field is set.
+/// Only the fields set take room (a certificate names a few; a password
+/// principal none), in the order they were first set.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 struct CertFields {
-    fields: [Option<FieldValues>; CertField::ALL.len()],
+    fields: Vec<(CertField, FieldValues)>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -217,16 +219,23 @@ struct FieldValues {
 impl CertFields {
     fn set<V: Into<String>>(&mut self, field: CertField, values: impl IntoIterator<Item = V>) {
         let values: Vec<String> = values.into_iter().map(Into::into).collect();
-        self.fields[field as usize] = if values.is_empty() {
-            None
-        } else {
-            let list = values.join(",");
-            Some(FieldValues { values, list })
-        };
+        let at = self.fields.iter().position(|(f, _)| *f == field);
+        if values.is_empty() {
+            if let Some(at) = at {
+                self.fields.remove(at);
+            }
+            return;
+        }
+        let list = values.join(",");
+        let entry = FieldValues { values, list };
+        match at {
+            Some(at) => self.fields[at].1 = entry,
+            None => self.fields.push((field, entry)),
+        }
     }
 
     fn get(&self, field: CertField, pick: Pick) -> Option<&str> {
-        let values = self.fields[field as usize].as_ref()?;
+        let (_, values) = self.fields.iter().find(|(f, _)| *f == field)?;
         match pick {
             Pick::Index(index) => values.values.get(index).map(String::as_str),
             Pick::List => Some(&values.list),

@@ -40,8 +40,8 @@ pub(crate) mod wire {
     pub(crate) use rumqttd::protocol::v5::V5;
     pub(crate) use rumqttd::protocol::{
         ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Error,
-        Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck, Subscribe,
-        SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+        LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck,
+        Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
     };
 }
 

@@ -1218,17 +1218,108 @@ pub async fn run<S>(
 ) where
     S: AsyncRead + AsyncWrite + Send,
 {
+    // The CONNECT's handling is boxed and freed once the session is up:
+    // an idle connection keeps only what the established session needs.
+    let handshake = handshake(stream, peer, transport, &ctx, authenticate, &shutdown);
+    let Some(Established {
+        mut wire,
+        mut state,
+        will,
+        live,
+        version,
+        keep_alive,
+        clean_session,
+    }) = Box::pin(handshake).await
+    else {
+        return;
+    };
+    let client_id = state.session.client_id.clone();
+    let end_live = |ctx: &SessionContext| {
+        let mut table = lock(&ctx.shared.live);
+        if table.get(&client_id).is_some_and(|l| Arc::ptr_eq(l, &live)) {
+            table.remove(&client_id);
+        }
+        drop(table);
+        live.done.cancel();
+    };
+    let reason = Box::pin(state.serve(&mut wire, keep_alive, &live.kick, &shutdown)).await;
+    tracing::info!(client_id, %reason, "disconnected");
+    if wire.version == Version::V5
+        && let Some(code) = state.v5_disconnect.or_else(|| v5_disconnect_code(reason))
+    {
+        wire.queue_v5_disconnect(code);
+    }
+
+    // Teardown: will, router link, bus, stored filters, event.
+    if (reason.sends_last_will() || state.will_on_disconnect)
+        && let Some((topic, w)) = will
+        && state.authz.publish_check(&topic, w.retain).is_ok()
+    {
+        let _ = Box::pin(state.route(&topic, w.message, w.retain)).await;
+    }
+    if let Some(link) = &mut state.link {
+        let _ = link.disconnect().await;
+    }
+    if let Some(bus) = &state.bus {
+        ctx.shared.bus.remove(bus.id);
+    }
+    if !clean_session {
+        let persisted = state.persisted();
+        if let Some(store) = ctx.shared.sessions.get() {
+            store.save_later(
+                &client_id,
+                persisted
+                    .filters
+                    .to_stored(persisted.after_sequence, Some(persisted.away_since_ms)),
+            );
+        }
+        lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
+    }
+    wire.close().await;
+    ctx.shared.versions.disconnect(&client_id, version);
+    ctx.publish_event(LifecycleEvent::Disconnected(Disconnected {
+        session: state.session.clone(),
+        timestamp_ms: epoch_millis_now(),
+        reason,
+        version_number: version,
+    }));
+    end_live(&ctx);
+}
+
+/// A session past its CONNACK.
+struct Established<S> {
+    wire: Wire<S>,
+    state: Session,
+    will: Option<(String, wire::LastWill)>,
+    live: Arc<Live>,
+    version: u64,
+    keep_alive: Duration,
+    clean_session: bool,
+}
+
+/// Reads and answers the CONNECT; `None` when the connection ended there.
+async fn handshake<S>(
+    stream: S,
+    peer: SocketAddr,
+    transport: Option<Principal>,
+    ctx: &SessionContext,
+    authenticate: Authenticator,
+    shutdown: &CancellationToken,
+) -> Option<Established<S>>
+where
+    S: AsyncRead + AsyncWrite + Send,
+{
     let (rd, wr) = tokio::io::split(stream);
     let mut wire = Wire {
         rd,
         wr,
-        rbuf: BytesMut::with_capacity(512),
-        wbuf: BytesMut::with_capacity(256),
+        rbuf: BytesMut::with_capacity(128),
+        wbuf: BytesMut::with_capacity(64),
         max_packet_size: ctx.shared.settings.max_packet_size,
         version: Version::V311,
     };
     let first = tokio::select! {
-        () = shutdown.cancelled() => return,
+        () = shutdown.cancelled() => return None,
         read = tokio::time::timeout(ctx.shared.settings.connect_timeout, wire.read_connect()) => read,
     };
     let mqtt_version = wire.version;
@@ -1243,12 +1334,12 @@ pub async fn run<S>(
                 ))
                 .await;
             wire.close().await;
-            return;
+            return None;
         }
         other => {
             tracing::debug!(%peer, ?other, "no CONNECT; closing");
             wire.close().await;
-            return;
+            return None;
         }
     };
     let client_id = connect.client_id;
@@ -1261,7 +1352,7 @@ pub async fn run<S>(
             ))
             .await;
         wire.close().await;
-        return;
+        return None;
     }
     let info = ConnectInfo {
         client_id: &client_id,
@@ -1278,14 +1369,14 @@ pub async fn run<S>(
                 .send(connack(mqtt_version, refusal.code(), false))
                 .await;
             wire.close().await;
-            return;
+            return None;
         }
     };
     let ip = peer.ip();
     let thing = tokio::select! {
         () = shutdown.cancelled() => {
             wire.close().await;
-            return;
+            return None;
         }
         thing = Box::pin(ctx.associated_thing(&client_id, &principal)) => thing,
     };
@@ -1324,7 +1415,7 @@ pub async fn run<S>(
             reason: ConnectFailureReason::AuthorizationFailed,
             ip_address: ip,
         }));
-        return;
+        return None;
     }
 
     // Take over a live session of the same client id.
@@ -1392,7 +1483,7 @@ pub async fn run<S>(
                 .await;
             wire.close().await;
             end_live(&ctx);
-            return;
+            return None;
         }
     };
     // Registry events up to here were published before this session had
@@ -1458,7 +1549,7 @@ pub async fn run<S>(
         }
         wire.close().await;
         end_live(&ctx);
-        return;
+        return None;
     }
     let version = ctx.shared.versions.connect(&client_id);
     ctx.publish_event(LifecycleEvent::Connected(Connected {
@@ -1485,48 +1576,15 @@ pub async fn run<S>(
     state.resend(&mut wire, unacked);
     state.resume_events(session_present);
     let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
-    let reason = Box::pin(state.serve(&mut wire, keep_alive, &live.kick, &shutdown)).await;
-    tracing::info!(client_id, %reason, "disconnected");
-    if wire.version == Version::V5
-        && let Some(code) = state.v5_disconnect.or_else(|| v5_disconnect_code(reason))
-    {
-        wire.queue_v5_disconnect(code);
-    }
-
-    // Teardown: will, router link, bus, stored filters, event.
-    if (reason.sends_last_will() || state.will_on_disconnect)
-        && let Some((topic, w)) = will
-        && state.authz.publish_check(&topic, w.retain).is_ok()
-    {
-        let _ = Box::pin(state.route(&topic, w.message, w.retain)).await;
-    }
-    if let Some(link) = &mut state.link {
-        let _ = link.disconnect().await;
-    }
-    if let Some(bus) = &state.bus {
-        ctx.shared.bus.remove(bus.id);
-    }
-    if !clean_session {
-        let persisted = state.persisted();
-        if let Some(store) = ctx.shared.sessions.get() {
-            store.save_later(
-                &client_id,
-                persisted
-                    .filters
-                    .to_stored(persisted.after_sequence, Some(persisted.away_since_ms)),
-            );
-        }
-        lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
-    }
-    wire.close().await;
-    ctx.shared.versions.disconnect(&client_id, version);
-    ctx.publish_event(LifecycleEvent::Disconnected(Disconnected {
-        session: state.session.clone(),
-        timestamp_ms: epoch_millis_now(),
-        reason,
-        version_number: version,
-    }));
-    end_live(&ctx);
+    Some(Established {
+        wire,
+        state,
+        will,
+        live,
+        version,
+        keep_alive,
+        clean_session,
+    })
 }
 
 /// The state of an established session.
@@ -2629,15 +2687,7 @@ mod size_tests {
                 CancellationToken::new(),
             );
             let size = std::mem::size_of_val(&session);
-            eprintln!(
-                "SIZE {size} {} link {} persisted {} connect {} lastwill {}",
-                std::mem::size_of::<Session>(),
-                std::mem::size_of::<Link>(),
-                std::mem::size_of::<Persisted>(),
-                std::mem::size_of::<rumqttd::protocol::Connect>(),
-                std::mem::size_of::<Option<rumqttd::protocol::LastWill>>()
-            );
-            assert!(size <= 6 * 1024, "the session future weighs {size} bytes");
+            assert!(size <= 3 * 1024, "the session future weighs {size} bytes");
             assert!(std::mem::size_of::<Session>() <= 1024);
         });
     }
