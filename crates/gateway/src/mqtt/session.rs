@@ -1482,7 +1482,7 @@ where
                 .send(connack(mqtt_version, ConnackCode::ServerUnavailable, false))
                 .await;
             wire.close().await;
-            end_live(&ctx);
+            end_live(ctx);
             return None;
         }
     };
@@ -1548,7 +1548,7 @@ where
             ctx.shared.bus.remove(bus.id);
         }
         wire.close().await;
-        end_live(&ctx);
+        end_live(ctx);
         return None;
     }
     let version = ctx.shared.versions.connect(&client_id);
