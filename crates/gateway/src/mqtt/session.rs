@@ -84,10 +84,21 @@
 //! socket → `CONNECTION_LOST`, a protocol error → `CLIENT_ERROR`, the
 //! shutdown token → `SERVER_INITIATED_DISCONNECT`. The last will is published
 //! for every reason but a DISCONNECT, the rumqttd link is removed and the
-//! `disconnected` event is published. The router subscriptions of a
-//! `clean_session=false` session stay in rumqttd (its graveyard) and the
-//! gateway remembers its filters, so a reconnect resumes them while the
-//! gateway runs.
+//! `disconnected` event is published.
+//!
+//! # Persistent sessions
+//!
+//! A `clean_session=false` session outlives its connection: the gateway
+//! keeps its filters, its position in the registry's change log (see
+//! [`EventTrack`]) and, while it runs, its unacknowledged QoS 1 messages;
+//! with a [`SessionStore`] the filters and the position survive a restart.
+//! Its router subscriptions stay in rumqttd (its graveyard) while the
+//! gateway runs, and are made again after a restart. A client that comes
+//! back with the same client id gets its unacknowledged messages again
+//! (DUP), then the registry events it missed (replayed from the change
+//! log, with their `eventId`), then the live ones. A session whose client
+//! stays away longer than
+//! [`SessionSettings::persistent_session_expiry`] is forgotten.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::fmt;
