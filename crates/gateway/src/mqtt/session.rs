@@ -90,7 +90,7 @@
 //!
 //! A `clean_session=false` session outlives its connection: the gateway
 //! keeps its filters, its position in the registry's change log (see
-//! [`EventTrack`]) and, while it runs, its unacknowledged QoS 1 messages;
+//! `EventTrack`) and, while it runs, its unacknowledged QoS 1 messages;
 //! with a [`SessionStore`] the filters and the position survive a restart.
 //! Its router subscriptions stay in rumqttd (its graveyard) while the
 //! gateway runs, and are made again after a restart. A client that comes
