@@ -95,8 +95,9 @@
 //! Its router subscriptions stay in rumqttd (its graveyard) while the
 //! gateway runs, and are made again after a restart. A client that comes
 //! back with the same client id gets its unacknowledged messages again
-//! (DUP), then the registry events it missed (replayed from the change
-//! log, with their `eventId`), then the live ones. A session whose client
+//! (DUP), the `$aws` messages its bus queue kept while it was away, the
+//! registry events it missed (replayed from the change log, with their
+//! `eventId`), then the live ones. A session whose client
 //! stays away longer than
 //! [`SessionSettings::persistent_session_expiry`] is forgotten.
 
@@ -558,7 +559,7 @@ struct Unacked {
 }
 
 /// A `clean_session=false` session while its client is away.
-#[derive(Debug, Clone, Default)]
+#[derive(Default)]
 struct Persisted {
     filters: Filters,
     /// The change-log position (see [`StoredSession::after_sequence`]).
@@ -566,6 +567,19 @@ struct Persisted {
     unacked: Vec<Unacked>,
     /// When the client went away, in epoch milliseconds.
     away_since_ms: u64,
+    /// Its place on the `$aws` bus, still subscribed: the lifecycle events
+    /// published meanwhile wait in its queue (registry events that do not
+    /// fit are replayed from the change log). Not after a restart.
+    bus: Option<BusLink>,
+}
+
+impl Persisted {
+    /// Takes it off the bus (it expired, or a clean session replaced it).
+    fn leave_bus(&mut self, bus: &Bus) {
+        if let Some(link) = self.bus.take() {
+            bus.remove(link.id);
+        }
+    }
 }
 
 /// What every session shares. Cheap to clone.
@@ -636,6 +650,7 @@ impl SessionContext {
                         after_sequence: session.after_sequence,
                         unacked: Vec::new(),
                         away_since_ms: session.disconnected_at_ms.unwrap_or(now),
+                        bus: None,
                     },
                 );
             }
@@ -665,7 +680,9 @@ impl SessionContext {
                 .map(|(id, _)| id.clone())
                 .collect();
             for id in &ids {
-                persistent.remove(id);
+                if let Some(mut gone) = persistent.remove(id) {
+                    gone.leave_bus(&self.shared.bus);
+                }
             }
             ids
         };
@@ -1271,7 +1288,7 @@ pub async fn run<S>(
     if let Some(link) = &mut state.link {
         let _ = link.disconnect().await;
     }
-    if let Some(bus) = &state.bus {
+    if clean_session && let Some(bus) = &state.bus {
         ctx.shared.bus.remove(bus.id);
     }
     if !clean_session {
@@ -1456,10 +1473,15 @@ where
     };
 
     let clean_session = connect.clean_session;
-    let stored = lock(&ctx.shared.persistent).remove(&client_id);
+    let mut stored = lock(&ctx.shared.persistent).remove(&client_id);
     let expired = stored
         .as_ref()
         .is_some_and(|s| ctx.expired(s, epoch_millis_now()));
+    if (clean_session || expired)
+        && let Some(stored) = stored.as_mut()
+    {
+        stored.leave_bus(&ctx.shared.bus);
+    }
     if (clean_session || expired)
         && stored.is_some()
         && let Some(store) = ctx.shared.sessions.get()
@@ -1512,8 +1534,12 @@ where
     let mut link = link;
     // A session is on the bus once it has a `$aws` filter.
     let mut bus = None;
-    if let Some(stored) = stored {
-        if !stored.filters.bus.is_empty() {
+    if let Some(mut stored) = stored {
+        if let Some(on_bus) = stored.bus.take() {
+            // Still subscribed, with what came meanwhile in its queue.
+            events.dropped = on_bus.dropped.clone();
+            bus = Some(on_bus);
+        } else if !stored.filters.bus.is_empty() {
             let on_bus = BusLink::register(&ctx.shared.bus, ctx.shared.settings.bus_queue);
             for (filter, qos) in &stored.filters.bus {
                 let _ = ctx.shared.bus.subscribe(on_bus.id, filter, *qos);
@@ -1549,14 +1575,14 @@ where
                     after_sequence: events.processed,
                     unacked,
                     away_since_ms: epoch_millis_now(),
+                    bus,
                 },
             );
+        } else if let Some(bus) = bus {
+            ctx.shared.bus.remove(bus.id);
         }
         if let Some(link) = link.as_mut() {
             let _ = link.disconnect().await;
-        }
-        if let Some(bus) = bus {
-            ctx.shared.bus.remove(bus.id);
         }
         wire.close().await;
         end_live(ctx);
@@ -1908,8 +1934,9 @@ impl Session {
         }
     }
 
-    /// What is kept of this session when its client goes away.
-    fn persisted(&self) -> Persisted {
+    /// What is kept of this session when its client goes away (its place
+    /// on the bus with it).
+    fn persisted(&mut self) -> Persisted {
         let mut unacked: Vec<Unacked> = self
             .inflight
             .iter()
@@ -1927,6 +1954,7 @@ impl Session {
             after_sequence: self.events.position(),
             unacked,
             away_since_ms: epoch_millis_now(),
+            bus: self.bus.take(),
         }
     }
 

@@ -555,3 +555,35 @@ async fn a_persistent_session_expires_after_its_client_stayed_away() {
     assert!(stored.is_empty(), "{stored:?}");
     herald.stop().await;
 }
+
+#[tokio::test]
+async fn lifecycle_events_wait_for_a_persistent_session_that_is_away() {
+    let herald = Herald::start().await;
+    allow_dev_user(&herald).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start(&herald, dir.path()).await;
+
+    let mut watcher = Watcher::connect(gateway.mqtt, "presence-watcher", false, false).await;
+    watcher.subscribe("$aws/events/presence/connected/+").await;
+    watcher.disconnect().await;
+    // Connects while the watcher is away.
+    Watcher::connect(gateway.mqtt, "visitor", true, false)
+        .await
+        .disconnect()
+        .await;
+
+    let mut watcher = Watcher::connect(gateway.mqtt, "presence-watcher", false, false).await;
+    assert!(watcher.session_present);
+    let publish = loop {
+        if let Packet::Publish(publish) = watcher.next_packet().await {
+            break publish;
+        }
+    };
+    assert_eq!(publish.topic, "$aws/events/presence/connected/visitor");
+    let event: Value = serde_json::from_slice(&publish.payload).unwrap();
+    assert_eq!(event["clientId"], "visitor");
+    assert_eq!(event["eventType"], "connected");
+    watcher.disconnect().await;
+    gateway.stop().await;
+    herald.stop().await;
+}
