@@ -130,7 +130,10 @@ pub async fn run(
     // The MQTT side: the live config, the $aws bus, rumqttd's router underneath.
     let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
     let bus = Bus::new();
-    let router = Router::spawn(&RouterSettings::default());
+    let router = Router::spawn(&RouterSettings {
+        max_connections: settings.mqtt.max_routed_sessions,
+        ..RouterSettings::default()
+    });
 
     // Registry changes become $aws/events messages; sessions check
     // iot:Receive on every delivery. Persistent sessions are stored beside

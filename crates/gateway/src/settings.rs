@@ -55,6 +55,9 @@ pub struct MqttSettings {
     /// How long a persistent session (`clean_session=false`) is kept after
     /// its client disconnects (AWS IoT's default: one hour).
     pub persistent_session_expiry_secs: u64,
+    /// How many sessions may use ordinary (non-`$`) topics at once: the
+    /// routing engine's connection table, allocated at start.
+    pub max_routed_sessions: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -81,6 +84,7 @@ impl Default for MqttSettings {
                 policies: vec![DEV_MQTT_POLICY.into()],
             }],
             persistent_session_expiry_secs: 3600,
+            max_routed_sessions: 10_000,
         }
     }
 }
