@@ -423,6 +423,9 @@ pub async fn accept_loop<F>(
                 continue;
             }
         };
+        // MQTT packets are small and latency matters more than packing
+        // (as on the plain listener).
+        let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
         let cache = cache.clone();
         let on_connection = on_connection.clone();
