@@ -1,6 +1,9 @@
 //! What Herald's test suites share (a dev-dependency only): polling with a
 //! deadline instead of sleeping, checking the AWS error type of a failed
-//! gRPC call, and running a service in-process on 127.0.0.1, port 0.
+//! gRPC call, running a service in-process on 127.0.0.1, port 0, and
+//! ([`process`]) a service binary as a child process.
+
+pub mod process;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
 

@@ -2452,12 +2452,7 @@ impl Session {
 /// The highest QoS granted to a filter in `filters` matching `topic`; QoS
 /// 0 when none does (a resumed session whose filters the gateway forgot).
 fn max_qos(filters: &HashMap<String, QoS>, topic: &str) -> QoS {
-    filters
-        .iter()
-        .filter(|(filter, _)| topic::matches(filter, topic))
-        .map(|(_, qos)| *qos)
-        .max()
-        .unwrap_or(QoS::AtMostOnce)
+    matching_qos(filters, topic).unwrap_or(QoS::AtMostOnce)
 }
 
 /// Encodes a PUBLISH (rumqttd's `Publish` can't be built with a QoS or

@@ -13,9 +13,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
-use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
-use std::process::Stdio;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -26,12 +24,12 @@ use herald_proto::config::v1::{
 use herald_proto::registry::v1::{CreateThingRequest, registry_client::RegistryClient};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
 use tokio::sync::watch;
 use tokio::time::{Instant, timeout};
 
 use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME};
+
+use herald_testkit::process::{Process, workspace_binary};
 
 use crate::support::created_event_ids;
 
@@ -44,169 +42,33 @@ const CLIENT_ID: &str = "crash-watcher";
 
 // ---------------------------------------------------------------- binaries
 
-/// A service binary of this workspace, built beside the gateway's (the
-/// workspace test run builds every binary; a lone `cargo test -p
-/// herald-gateway` builds the other two here).
-fn binary(name: &str) -> PathBuf {
-    let gateway = PathBuf::from(env!("CARGO_BIN_EXE_gateway"));
-    if name == "gateway" {
-        return gateway;
-    }
-    let path = gateway.with_file_name(name);
-    if !path.exists() {
-        let status = std::process::Command::new(env!("CARGO"))
-            .args(["build", "--bin", name, "-p", &format!("herald-{name}")])
-            .status()
-            .expect("run cargo build");
-        assert!(status.success(), "building {name} failed");
-    }
-    path
+/// Starts service binary `name` of this workspace with `settings`.
+async fn start(name: &str, settings: &[(&str, String)]) -> Process {
+    let gateway = env!("CARGO_BIN_EXE_gateway");
+    let binary = workspace_binary(gateway, name, &format!("herald-{name}"));
+    let ready = if name == "gateway" { "http" } else { "grpc" };
+    Process::start(&binary, name, settings, ready).await
 }
 
-/// A running binary and the addresses it logged (`<kind> listening addr=`).
-struct Proc {
-    name: &'static str,
-    child: Child,
-    listening: watch::Receiver<HashMap<String, SocketAddr>>,
-    log: Arc<Mutex<Vec<String>>>,
-}
-
-impl Proc {
-    async fn start(name: &'static str, env: &[(&str, String)]) -> Proc {
-        let mut command = Command::new(binary(name));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("HERALD_") {
-                command.env_remove(key);
-            }
-        }
-        let prefix = format!("HERALD_{}__", name.to_uppercase());
-        command
-            .env(format!("{prefix}LOG__FORMAT"), "plain")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1");
-        for (key, value) in env {
-            command.env(format!("{prefix}{key}"), value);
-        }
-        let mut child = command
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {name}: {e}"));
-        let (tx, listening) = watch::channel(HashMap::new());
-        let log = Arc::new(Mutex::new(Vec::new()));
-        let lines = child.stderr.take().unwrap();
-        let task_log = log.clone();
-        tokio::spawn(async move {
-            let mut lines = BufReader::new(lines).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
-                if let Some((kind, addr)) = listening_line(&line) {
-                    tx.send_modify(|map| {
-                        map.insert(kind, addr);
-                    });
-                }
-                task_log.lock().unwrap().push(line);
-            }
-        });
-        let proc = Proc {
-            name,
-            child,
-            listening,
-            log,
-        };
-        let ready = if name == "gateway" { "http" } else { "grpc" };
-        proc.addr(ready).await;
-        proc
-    }
-
-    /// The address of the `<kind> listening` line, waiting for it.
-    async fn addr(&self, kind: &str) -> SocketAddr {
-        let mut listening = self.listening.clone();
-        let found = timeout(DEADLINE, listening.wait_for(|map| map.contains_key(kind))).await;
-        match found {
-            Ok(Ok(map)) => map[kind],
-            _ => panic!(
-                "{} never logged `{kind} listening`:\n{}",
-                self.name,
-                self.log.lock().unwrap().join("\n")
-            ),
-        }
-    }
-
-    async fn url(&self) -> String {
-        format!("http://{}", self.addr("grpc").await)
-    }
-
-    async fn kill_9(mut self) {
-        self.child.start_kill().expect("send SIGKILL");
-        let status = timeout(Duration::from_secs(10), self.child.wait())
-            .await
-            .expect("the process dies")
-            .unwrap();
-        assert_eq!(status.signal(), Some(9), "{} died of SIGKILL", self.name);
-    }
-
-    /// SIGTERM, expecting a clean exit.
-    async fn stop(mut self) {
-        let pid = self.child.id().expect("still running");
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &pid.to_string()])
-            .status()
-            .unwrap();
-        assert!(sent.success());
-        let status = timeout(Duration::from_secs(30), self.child.wait())
-            .await
-            .expect("the process stops in time")
-            .unwrap();
-        assert!(
-            status.success(),
-            "{} exited with {status:?}:\n{}",
-            self.name,
-            self.log.lock().unwrap().join("\n")
-        );
-    }
-}
-
-/// `("mqtt tls", 127.0.0.1:1234)` from `... mqtt tls listening addr=127.0.0.1:1234`.
-fn listening_line(line: &str) -> Option<(String, SocketAddr)> {
-    let at = line.find(" listening")?;
-    let before = &line[..at];
-    let kind = ["mqtt tls", "mqtt", "http", "grpc"]
-        .into_iter()
-        .find(|k| before.ends_with(k))?;
-    let addr = line[at..].split("addr=").nth(1)?;
-    let addr = addr.split_whitespace().next()?.trim_matches('"');
-    Some((kind.to_owned(), addr.parse().ok()?))
-}
-
-#[test]
-fn listening_lines_parse() {
-    let line = "2026-11-26T10:00:00Z  INFO gateway: mqtt tls listening addr=127.0.0.1:8883";
-    assert_eq!(
-        listening_line(line),
-        Some(("mqtt tls".into(), "127.0.0.1:8883".parse().unwrap()))
-    );
-    let line = "2026-11-26T10:00:00Z  INFO grpc listening addr=127.0.0.1:1";
-    assert_eq!(listening_line(line).unwrap().0, "grpc");
-    assert_eq!(listening_line("nothing here"), None);
+async fn url(process: &Process) -> String {
+    format!("http://{}", process.addr("grpc").await)
 }
 
 // ---------------------------------------------------------------- Herald
 
 struct Services {
     dir: PathBuf,
-    registry: Option<Proc>,
+    registry: Option<Process>,
     registry_addr: SocketAddr,
-    config: Proc,
-    gateway: Option<Proc>,
+    config: Process,
+    gateway: Option<Process>,
 }
 
 impl Services {
     async fn start(dir: &Path) -> Services {
         let registry = Services::start_registry(dir, "127.0.0.1:0").await;
         let registry_addr = registry.addr("grpc").await;
-        let config = Proc::start(
+        let config = start(
             "config",
             &[
                 ("GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
@@ -226,8 +88,8 @@ impl Services {
         services
     }
 
-    async fn start_registry(dir: &Path, listen: &str) -> Proc {
-        Proc::start(
+    async fn start_registry(dir: &Path, listen: &str) -> Process {
+        start(
             "registry",
             &[
                 ("GRPC__LISTEN_ADDR", listen.into()),
@@ -238,7 +100,7 @@ impl Services {
     }
 
     async fn start_gateway(&mut self) {
-        let gateway = Proc::start(
+        let gateway = start(
             "gateway",
             &[
                 ("HTTP__LISTEN_ADDR", "127.0.0.1:0".into()),
@@ -246,7 +108,7 @@ impl Services {
                 ("MQTT__TLS_LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("DATA_DIR", self.dir.join("gateway").display().to_string()),
                 ("REGISTRY_URL", format!("http://{}", self.registry_addr)),
-                ("CONFIG_URL", self.config.url().await),
+                ("CONFIG_URL", url(&self.config).await),
             ],
         )
         .await;
@@ -264,19 +126,23 @@ impl Services {
     }
 
     async fn stop(mut self) {
+        let mut stopped = Vec::new();
         if let Some(gateway) = self.gateway.take() {
-            gateway.stop().await;
+            stopped.push(gateway.terminate().await);
         }
-        self.config.stop().await;
+        stopped.push(self.config.terminate().await);
         if let Some(registry) = self.registry.take() {
-            registry.stop().await;
+            stopped.push(registry.terminate().await);
+        }
+        for (status, log) in stopped {
+            assert!(status.success(), "a service exited with {status:?}:\n{log}");
         }
     }
 }
 
 /// The development user may do anything; thing events are on.
 async fn configure(services: &Services) {
-    let mut config = ConfigClient::connect(services.config.url().await)
+    let mut config = ConfigClient::connect(url(&services.config).await)
         .await
         .unwrap();
     config

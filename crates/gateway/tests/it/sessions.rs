@@ -117,8 +117,9 @@ impl Watcher {
             };
             match connack {
                 Ok(session_present) => break (client, eventloop, session_present),
-                Err(e) if tokio::time::Instant::now() < deadline => {
-                    tracing_free_pause(&e).await;
+                // Before the next attempt.
+                Err(_) if tokio::time::Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(20)).await;
                 }
                 Err(e) => panic!("{client_id} should connect: {e}"),
             }
@@ -196,11 +197,6 @@ impl Watcher {
         self.task.abort();
         let _ = self.task.await;
     }
-}
-
-/// Between two CONNECT attempts.
-async fn tracing_free_pause(_refused: &rumqttc::ConnectionError) {
-    tokio::time::sleep(Duration::from_millis(20)).await;
 }
 
 /// The plain listener's development user.

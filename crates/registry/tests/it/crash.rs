@@ -5,11 +5,10 @@
 use std::{
     collections::{HashMap, HashSet},
     net::SocketAddr,
-    os::unix::process::ExitStatusExt,
     path::Path,
-    process::{ExitStatus, Stdio},
+    process::ExitStatus,
     sync::{
-        Arc, Mutex,
+        Arc,
         atomic::{AtomicBool, AtomicUsize, Ordering},
     },
     time::Duration,
@@ -20,18 +19,14 @@ use herald_proto::registry::v1::{
     GetChangeLogInfoRequest, ListThingsRequest, Operation, Page, UpdateThingRequest,
     WatchChangesRequest, change_event::Event, registry_client::RegistryClient,
 };
+use herald_testkit::process::Process;
 use tokio::{
-    io::{AsyncBufReadExt, AsyncRead, BufReader},
-    process::{Child, Command},
-    sync::oneshot,
     task::JoinHandle,
     time::{Instant, timeout},
 };
 
 use crate::support::Client;
 
-/// How long the binary may take to start listening.
-const READY: Duration = Duration::from_secs(30);
 /// Acknowledged mutations per round before the kill.
 const MUTATIONS_BEFORE_KILL: usize = 300;
 const CLIENTS: usize = 8;
@@ -39,57 +34,27 @@ const ROUNDS: usize = 2;
 
 // ---------------------------------------------------------------- the binary
 
-/// A running `registry` binary and what it has written to stderr so far.
+/// A running `registry` binary.
 struct Server {
-    child: Child,
+    process: Process,
     addr: SocketAddr,
-    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
     /// Starts the binary on `data_dir` and waits (with a deadline) for its address.
     async fn start(data_dir: &Path) -> Server {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_registry"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("HERALD_REGISTRY") {
-                command.env_remove(key);
-            }
-        }
-        let mut child = command
-            .env("HERALD_REGISTRY__DATA_DIR", data_dir)
-            .env("HERALD_REGISTRY__GRPC__LISTEN_ADDR", "127.0.0.1:0")
-            .env("HERALD_REGISTRY__LOG__FORMAT", "plain")
-            .env("RUST_LOG", "info")
-            .env("NO_COLOR", "1")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("spawn the registry binary");
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let (addr_tx, addr_rx) = oneshot::channel();
-        tokio::spawn(drain_stderr(
-            child.stderr.take().unwrap(),
-            stderr.clone(),
-            addr_tx,
-        ));
-        let addr = match timeout(READY, addr_rx).await {
-            Ok(Ok(addr)) => addr,
-            Ok(Err(_)) => panic!(
-                "the registry ended its stderr before listening:\n{}",
-                stderr.lock().unwrap().join("\n")
-            ),
-            Err(_) => panic!(
-                "the registry did not log its address within {READY:?}:\n{}",
-                stderr.lock().unwrap().join("\n")
-            ),
-        };
-        Server {
-            child,
-            addr,
-            stderr,
-        }
+        let process = Process::start(
+            Path::new(env!("CARGO_BIN_EXE_registry")),
+            "registry",
+            &[
+                ("DATA_DIR", data_dir.display().to_string()),
+                ("GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
+            ],
+            "grpc",
+        )
+        .await;
+        let addr = process.addr("grpc").await;
+        Server { process, addr }
     }
 
     async fn client(&self) -> Client {
@@ -98,119 +63,14 @@ impl Server {
             .expect("connect to the registry")
     }
 
-    fn pid(&self) -> u32 {
-        self.child.id().expect("the registry is still running")
+    async fn kill_9(self) {
+        self.process.kill_9().await;
     }
 
-    /// Sends SIGKILL and waits for the process to die of it.
-    async fn kill_9(mut self) {
-        self.child.start_kill().expect("send SIGKILL");
-        let status = self.wait(Duration::from_secs(10)).await;
-        assert_eq!(
-            status.signal(),
-            Some(9),
-            "the registry should have died of SIGKILL: {status:?}"
-        );
+    /// Sends SIGTERM and returns how the process exited, and its log.
+    async fn terminate(self) -> (ExitStatus, String) {
+        self.process.terminate().await
     }
-
-    /// Sends SIGTERM and returns how the process exited.
-    async fn terminate(mut self) -> (ExitStatus, String) {
-        let sent = std::process::Command::new("kill")
-            .args(["-TERM", &self.pid().to_string()])
-            .status()
-            .expect("run kill -TERM");
-        assert!(sent.success(), "kill -TERM failed: {sent:?}");
-        let status = self.wait(Duration::from_secs(20)).await;
-        let log = self.stderr.lock().unwrap().join("\n");
-        (status, log)
-    }
-
-    async fn wait(&mut self, deadline: Duration) -> ExitStatus {
-        match timeout(deadline, self.child.wait()).await {
-            Ok(status) => status.expect("wait for the registry"),
-            Err(_) => panic!(
-                "the registry did not exit within {deadline:?}:\n{}",
-                self.stderr.lock().unwrap().join("\n")
-            ),
-        }
-    }
-}
-
-/// Reads the child's stderr to the end (so it never blocks on a full pipe),
-/// keeping the lines, and sends the gRPC address once it is logged.
-async fn drain_stderr(
-    stderr: impl AsyncRead + Unpin,
-    lines: Arc<Mutex<Vec<String>>>,
-    addr_tx: oneshot::Sender<SocketAddr>,
-) {
-    let mut addr_tx = Some(addr_tx);
-    let mut reader = BufReader::new(stderr);
-    let mut buf = Vec::new();
-    loop {
-        buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {}
-        }
-        let line = strip_ansi(&String::from_utf8_lossy(&buf))
-            .trim_end()
-            .to_string();
-        if let Some(addr) = listening_addr(&line)
-            && let Some(tx) = addr_tx.take()
-        {
-            let _ = tx.send(addr);
-        }
-        let mut lines = lines.lock().unwrap();
-        if lines.len() >= 500 {
-            lines.remove(0);
-        }
-        lines.push(line);
-    }
-}
-
-/// Removes ANSI escape sequences (`ESC [ … final-byte`).
-fn strip_ansi(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    let mut chars = text.chars().peekable();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            if chars.peek() == Some(&'[') {
-                chars.next();
-                for c in chars.by_ref() {
-                    if ('@'..='~').contains(&c) {
-                        break;
-                    }
-                }
-            }
-            continue;
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// The address in a `grpc listening addr=127.0.0.1:PORT` log line.
-fn listening_addr(line: &str) -> Option<SocketAddr> {
-    if !line.contains("grpc listening") {
-        return None;
-    }
-    let rest = &line[line.find("addr=")? + "addr=".len()..];
-    let token = rest.split_whitespace().next()?;
-    token
-        .trim_matches(|c: char| !(c.is_ascii_alphanumeric() || "[]:.".contains(c)))
-        .parse()
-        .ok()
-}
-
-#[test]
-fn the_listening_line_parses_with_or_without_colour() {
-    let plain =
-        "2026-01-01T00:00:00.000000Z  INFO herald_registry: grpc listening addr=127.0.0.1:41234";
-    let coloured = "\u{1b}[2m2026-01-01T00:00:00Z\u{1b}[0m \u{1b}[32m INFO\u{1b}[0m \u{1b}[2mherald_registry\u{1b}[0m\u{1b}[2m:\u{1b}[0m grpc listening \u{1b}[3maddr\u{1b}[0m\u{1b}[2m=\u{1b}[0m127.0.0.1:41234\u{1b}[0m";
-    let want: SocketAddr = "127.0.0.1:41234".parse().unwrap();
-    assert_eq!(listening_addr(plain), Some(want));
-    assert_eq!(listening_addr(&strip_ansi(coloured)), Some(want));
-    assert_eq!(listening_addr("INFO something else addr=127.0.0.1:1"), None);
 }
 
 // ---------------------------------------------------------------- writers
@@ -330,7 +190,7 @@ async fn write_then_kill(server: Server, round: usize) -> Vec<ClientReport> {
                 "every client stopped after {} acknowledged mutations (the service refused a call?): in flight {:?}\n{}",
                 counter.load(Ordering::SeqCst),
                 reports.iter().map(|r| &r.in_flight).collect::<Vec<_>>(),
-                server.stderr.lock().unwrap().join("\n")
+                server.process.log()
             );
         }
         assert!(
