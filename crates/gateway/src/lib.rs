@@ -95,10 +95,62 @@ pub struct Listeners {
 
 /// Serves the gateway until `shutdown` is cancelled, then lets in-flight
 /// requests finish within the grace period.
+///
+/// If the MQTT routing engine dies, the gateway does not run on half-alive
+/// (HTTP answering, MQTT routing nothing): it stops as on shutdown and
+/// returns an error, so the process exits non-zero and is restarted.
 pub async fn run(
     settings: Settings,
     listeners: Listeners,
     shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let router = Router::spawn(&RouterSettings {
+        max_connections: settings.mqtt.max_routed_sessions,
+        ..RouterSettings::default()
+    });
+    run_with_router(settings, listeners, shutdown, router).await
+}
+
+/// Stops the gateway (cancels `shutdown`) if the routing engine dies
+/// first; resolves to whether it did.
+fn watch_engine(router: Router, shutdown: CancellationToken) -> tokio::task::JoinHandle<bool> {
+    tokio::spawn(async move {
+        tokio::select! {
+            () = shutdown.cancelled() => false,
+            () = router.stopped() => {
+                tracing::error!("the MQTT routing engine stopped; stopping the gateway");
+                shutdown.cancel();
+                true
+            }
+        }
+    })
+}
+
+/// [`run`] over a routing engine the caller spawned: for tests that kill
+/// the engine ([`Router::kill_engine_for_tests`]).
+#[doc(hidden)]
+pub async fn run_with_router(
+    settings: Settings,
+    listeners: Listeners,
+    stop: CancellationToken,
+    router: Router,
+) -> anyhow::Result<()> {
+    // Cancelled by the caller, or by the engine's watchdog.
+    let shutdown = stop.child_token();
+    let engine = watch_engine(router.clone(), shutdown.clone());
+    let served = serve(settings, listeners, shutdown.clone(), router).await;
+    shutdown.cancel();
+    if engine.await.unwrap_or(false) {
+        anyhow::bail!("serve MQTT: the routing engine stopped");
+    }
+    served
+}
+
+async fn serve(
+    settings: Settings,
+    listeners: Listeners,
+    shutdown: CancellationToken,
+    router: Router,
 ) -> anyhow::Result<()> {
     if let Some(key) = settings
         .access_keys
@@ -130,10 +182,6 @@ pub async fn run(
     // The MQTT side: the live config, the $aws bus, rumqttd's router underneath.
     let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
     let bus = Bus::new();
-    let router = Router::spawn(&RouterSettings {
-        max_connections: settings.mqtt.max_routed_sessions,
-        ..RouterSettings::default()
-    });
 
     // Registry changes become $aws/events messages; sessions check
     // iot:Receive on every delivery. Persistent sessions are stored beside

@@ -19,6 +19,20 @@
 //!   router (which would have to be strictly in order).
 //! - [`Link::next`] answers `Notification::Unschedule` with `wake()` itself,
 //!   so delivery never stalls.
+//! - Every topic and filter reaches rumqttd below one fixed ASCII level
+//!   ([`ENGINE_LEVEL`]: `a/b` is routed as `t/a/b`, `#` as `t/#`), and every
+//!   delivery comes back without it. rumqttd's matcher slices the first
+//!   byte of a topic (`topic[..1]`), which panics its thread on a topic
+//!   whose first character is multi-byte UTF-8 (`é`, `ü/x`); with the level
+//!   in front, the first character is always `t`. Matching is unchanged:
+//!   the same level in front of a topic and a filter, and `$` topics and
+//!   filters never reach rumqttd (the session serves them on its bus;
+//!   [`Link`] refuses them), so MQTT's `$` rule never has to be applied by
+//!   rumqttd. Shared subscriptions (`$share/...`) are refused by the session
+//!   and would be refused here too, as `$` filters.
+//! - The gateway never runs half-alive: [`Router::is_running`] and
+//!   [`Router::stopped`] tell when the routing thread has died (its event
+//!   channel disconnected), and the gateway then stops with an error.
 
 use std::sync::Arc;
 
@@ -43,6 +57,25 @@ pub(crate) mod wire {
         LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck,
         Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
     };
+}
+
+/// The level in front of every topic and filter inside rumqttd: plain
+/// ASCII, so rumqttd's byte slicing of a topic's first character always
+/// lands on a character boundary.
+pub const ENGINE_LEVEL: &str = "t/";
+
+/// `topic` or `filter` as rumqttd routes it.
+fn to_engine(topic: &str) -> String {
+    let mut engine = String::with_capacity(ENGINE_LEVEL.len() + topic.len());
+    engine.push_str(ENGINE_LEVEL);
+    engine.push_str(topic);
+    engine
+}
+
+/// A topic rumqttd delivered, as the client published it; `None` for one
+/// the gateway did not route (never expected).
+fn from_engine(topic: &str) -> Option<&str> {
+    topic.strip_prefix(ENGINE_LEVEL)
 }
 
 /// The Router's buffer and connection limits.
@@ -94,6 +127,9 @@ pub enum RouterError {
     /// The blocking task building the link failed.
     #[error("router link task: {0}")]
     Task(#[from] tokio::task::JoinError),
+    /// A `$` topic or filter: the gateway's bus serves those, never rumqttd.
+    #[error("{0:?} is a reserved ($) topic; it is not routed by the engine")]
+    Reserved(String),
 }
 
 impl From<LinkError> for RouterError {
@@ -105,10 +141,17 @@ impl From<LinkError> for RouterError {
 type Factory =
     dyn Fn(&str, bool) -> Result<(LinkTx, LinkRx, Notification), RouterError> + Send + Sync;
 
+type Alive = dyn Fn() -> bool + Send + Sync;
+
+/// How often [`Router::stopped`] looks at the routing thread.
+const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// A handle on the running Router. Cheap to clone.
 #[derive(Clone)]
 pub struct Router {
     factory: Arc<Factory>,
+    /// Whether the routing thread still receives events.
+    alive: Arc<Alive>,
 }
 
 impl std::fmt::Debug for Router {
@@ -133,6 +176,10 @@ impl Router {
     /// ends (rumqttd has no shutdown).
     pub fn spawn(settings: &RouterSettings) -> Router {
         let router_tx = rumqttd::Router::new(0, settings.to_config()).spawn();
+        // The routing thread owns the only receiver of its event channel:
+        // when the thread dies (a panic), the channel disconnects.
+        let watched = router_tx.clone();
+        let alive = move || !watched.is_disconnected();
         let factory = move |id: &str, clean: bool| {
             LinkBuilder::new(id, router_tx.clone())
                 .clean_session(clean)
@@ -141,7 +188,39 @@ impl Router {
         };
         Router {
             factory: Arc::new(factory),
+            alive: Arc::new(alive),
         }
+    }
+
+    /// Whether the routing thread is still running.
+    pub fn is_running(&self) -> bool {
+        (self.alive)()
+    }
+
+    /// Resolves once the routing thread has died (rumqttd cannot be
+    /// restarted in-process, and every link dies with it).
+    pub async fn stopped(&self) {
+        let mut tick = tokio::time::interval(WATCH_INTERVAL);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        while self.is_running() {
+            tick.tick().await;
+        }
+    }
+
+    /// **For tests only**: kills the routing thread the way rumqttd 0.20
+    /// dies on a raw topic starting with a multi-byte character, sent
+    /// straight to the engine without the gateway's [`ENGINE_LEVEL`]. It
+    /// shows that the gateway stops instead of running half-alive; nothing
+    /// in the gateway calls it.
+    #[doc(hidden)]
+    pub async fn kill_engine_for_tests(&self) {
+        let Ok(mut link) = self.link("herald-test-engine-killer", true).await else {
+            return;
+        };
+        // rumqttd matches a topic against its filters only when it has one.
+        let _ = link.tx.subscribe("k");
+        let raw = Publish::new(Bytes::from_static("é".as_bytes()), Bytes::new(), false);
+        let _ = link.send(Packet::Publish(raw, None)).await;
     }
 
     /// A new link for MQTT client `client_id`, built off the async runtime.
@@ -229,19 +308,22 @@ impl Link {
         payload: Bytes,
         retain: bool,
     ) -> Result<(), RouterError> {
-        let publish = Publish::new(Bytes::copy_from_slice(topic.as_bytes()), payload, retain);
+        refuse_reserved(topic)?;
+        let publish = Publish::new(Bytes::from(to_engine(topic)), payload, retain);
         self.send(Packet::Publish(publish, None)).await
     }
 
-    /// Subscribes to `filter` (a non-`$` filter).
+    /// Subscribes to `filter` (a non-`$` filter; a `$` one is refused).
     pub fn subscribe(&mut self, filter: &str) -> Result<(), RouterError> {
-        self.tx.subscribe(filter)?;
+        refuse_reserved(filter)?;
+        self.tx.subscribe(to_engine(filter))?;
         Ok(())
     }
 
     /// Unsubscribes from `filter`; only call it for a subscribed filter.
     pub fn unsubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
-        self.tx.unsubscribe(filter)?;
+        refuse_reserved(filter)?;
+        self.tx.unsubscribe(to_engine(filter))?;
         Ok(())
     }
 
@@ -277,11 +359,14 @@ impl Link {
             match self.rx.next().await {
                 Ok(Some(Notification::Forward(forward))) => {
                     let publish = forward.publish;
-                    let Ok(topic) = String::from_utf8(publish.topic.to_vec()) else {
+                    let Some(topic) = std::str::from_utf8(&publish.topic)
+                        .ok()
+                        .and_then(from_engine)
+                    else {
                         continue;
                     };
                     return Delivery::Message {
-                        topic,
+                        topic: topic.to_owned(),
                         payload: publish.payload,
                         retain: publish.retain,
                     };
@@ -294,6 +379,15 @@ impl Link {
     }
 }
 
+/// Refuses a `$` topic or filter: rumqttd must never see one (MQTT's `$`
+/// rule is the gateway's to apply, and rumqttd treats `$share/` specially).
+fn refuse_reserved(topic: &str) -> Result<(), RouterError> {
+    if super::topic::is_reserved(topic) {
+        return Err(RouterError::Reserved(topic.to_owned()));
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -303,5 +397,15 @@ mod tests {
         assert_eq!(link_id("a/b"), "d-612f62");
         assert_eq!(link_id("#+$"), "d-232b24");
         assert_ne!(link_id("ab"), link_id("a b"));
+    }
+
+    #[test]
+    fn engine_topics_start_with_ascii_and_map_back() {
+        for topic in ["é", "ü/x", "#", "+/+", "/", "a"] {
+            let engine = to_engine(topic);
+            assert!(engine.as_bytes()[0].is_ascii());
+            assert_eq!(from_engine(&engine), Some(topic));
+        }
+        assert_eq!(from_engine("é"), None);
     }
 }

@@ -8,5 +8,6 @@ mod crash;
 mod mqtt;
 mod mqtt5;
 mod pump;
+mod router;
 mod sessions;
 mod tls;
