@@ -30,6 +30,7 @@ use mqtt::{
     bus::Bus,
     lifecycle::VersionCounter,
     persist::SessionStore,
+    retained::{RetainedLimits, RetainedStore},
     router::{Router, RouterSettings},
     server::{Sessions, serve_tcp},
     session::{
@@ -186,14 +187,16 @@ async fn serve(
     // Registry changes become $aws/events messages; sessions check
     // iot:Receive on every delivery. Persistent sessions are stored beside
     // the pump's cursor, and outlive the sessions' shutdown.
-    let (pump_dir, sessions_dir) = (
+    let (pump_dir, sessions_dir, retained_dir) = (
         settings.data_dir.join("pump"),
         settings.data_dir.join("sessions"),
+        settings.data_dir.join("retained"),
     );
-    let (pump_store, sessions_store) = tokio::task::spawn_blocking(move || {
+    let (pump_store, sessions_store, retained_store) = tokio::task::spawn_blocking(move || {
         anyhow::Ok((
             herald_store::Store::open(&pump_dir)?,
             herald_store::Store::open(&sessions_dir)?,
+            herald_store::Store::open(&retained_dir)?,
         ))
     })
     .await??;
@@ -205,6 +208,24 @@ async fn serve(
         persistent_sessions = stored_sessions.len(),
         "session store open"
     );
+    // Retained messages are the gateway's, bounded, and outlive the
+    // sessions' shutdown like the session store.
+    let retained = RetainedStore::open(
+        retained_store,
+        RetainedLimits {
+            max_count: settings.mqtt.retained_max_count,
+            max_bytes: settings.mqtt.retained_max_bytes,
+        },
+        sessions_stop.clone(),
+    )
+    .context("open the retained-message store")?;
+    let (retained_count, retained_bytes) = retained.usage();
+    tracing::info!(
+        retained_count,
+        retained_bytes,
+        "retained-message store open"
+    );
+    let router = router.with_retained(retained.clone());
     let pump = EventPump::spawn(
         registry.clone(),
         cache.clone(),
@@ -291,6 +312,7 @@ async fn serve(
         tls_sessions_done.wait().await;
         sessions_stop.cancel();
         session_store.stopped().await;
+        retained.stopped().await;
         pump.stopped().await;
         http??;
         mqtt??;

@@ -11,7 +11,8 @@ pub const ENV_PREFIX: &str = "HERALD_GATEWAY";
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// Where the gateway keeps its own state (the event pump's cursor, sessions).
+    /// Where the gateway keeps its own state (the event pump's cursor,
+    /// sessions, retained messages).
     pub data_dir: PathBuf,
     /// The account and region that ARNs name and requests are signed for.
     pub account_id: String,
@@ -58,6 +59,13 @@ pub struct MqttSettings {
     /// How many sessions may use ordinary (non-`$`) topics at once: the
     /// routing engine's connection table, allocated at start.
     pub max_routed_sessions: usize,
+    /// The most retained messages kept at once (one per topic); a retained
+    /// PUBLISH beyond it is refused (MQTT 5: PUBACK 0x97; MQTT 3.1.1: routed
+    /// live, not retained).
+    pub retained_max_count: usize,
+    /// The most bytes of retained messages kept at once, counting each
+    /// message's topic and payload.
+    pub retained_max_bytes: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -85,6 +93,8 @@ impl Default for MqttSettings {
             }],
             persistent_session_expiry_secs: 3600,
             max_routed_sessions: 10_000,
+            retained_max_count: 10_000,
+            retained_max_bytes: 64 * 1024 * 1024,
         }
     }
 }

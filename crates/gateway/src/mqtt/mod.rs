@@ -14,6 +14,7 @@
 //!   CONNECT, policy checks per packet and per delivery, lifecycle events,
 //!   persistent sessions.
 //! - [`persist`]: persistent sessions as the gateway stores them.
+//! - [`retained`]: retained messages, bounded, in the gateway's data folder.
 //! - `replay`: a session's own read of the registry's change log.
 //! - [`server`]: the plain-TCP listener and the session tracker the TLS
 //!   listener uses too.
@@ -22,6 +23,7 @@ pub mod bus;
 pub mod lifecycle;
 pub mod persist;
 mod replay;
+pub mod retained;
 pub mod router;
 pub mod server;
 pub mod session;

@@ -30,16 +30,24 @@
 //!   [`Link`] refuses them), so MQTT's `$` rule never has to be applied by
 //!   rumqttd. Shared subscriptions (`$share/...`) are refused by the session
 //!   and would be refused here too, as `$` filters.
+//! - Retained messages are the gateway's ([`RetainedStore`]), never
+//!   rumqttd's: [`Link::publish`] with RETAIN stores the message (or refuses
+//!   it over the limits) and routes it live without the flag, and
+//!   [`Link::subscribe`] queues the stored messages its filter matches, which
+//!   [`Link::next`] delivers first, with RETAIN.
 //! - The gateway never runs half-alive: [`Router::is_running`] and
 //!   [`Router::stopped`] tell when the routing thread has died (its event
 //!   channel disconnected), and the gateway then stops with an error.
 
+use std::collections::VecDeque;
 use std::sync::Arc;
 
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig};
 use tokio_util::bytes::Bytes;
+
+use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
 
 /// The MQTT packet types and the v4 (MQTT 3.1.1) and v5 (MQTT 5) codecs,
 /// for the session. Both codecs read and write the same [`Packet`] enum;
@@ -130,6 +138,10 @@ pub enum RouterError {
     /// A `$` topic or filter: the gateway's bus serves those, never rumqttd.
     #[error("{0:?} is a reserved ($) topic; it is not routed by the engine")]
     Reserved(String),
+    /// A retained message the retained store has no room for: nothing was
+    /// stored nor routed.
+    #[error(transparent)]
+    RetainedQuota(#[from] QuotaExceeded),
 }
 
 impl From<LinkError> for RouterError {
@@ -152,6 +164,7 @@ pub struct Router {
     factory: Arc<Factory>,
     /// Whether the routing thread still receives events.
     alive: Arc<Alive>,
+    retained: RetainedStore,
 }
 
 impl std::fmt::Debug for Router {
@@ -189,7 +202,21 @@ impl Router {
         Router {
             factory: Arc::new(factory),
             alive: Arc::new(alive),
+            retained: RetainedStore::in_memory(RetainedLimits::default()),
         }
+    }
+
+    /// The same engine with its retained messages in `retained` (by
+    /// default they are in memory only). Links made afterwards use it.
+    #[must_use]
+    pub fn with_retained(mut self, retained: RetainedStore) -> Router {
+        self.retained = retained;
+        self
+    }
+
+    /// The retained messages.
+    pub fn retained(&self) -> &RetainedStore {
+        &self.retained
     }
 
     /// Whether the routing thread is still running.
@@ -256,6 +283,8 @@ impl Router {
             rx,
             session_present,
             paused: false,
+            retained: self.retained.clone(),
+            retained_due: VecDeque::new(),
         })
     }
 }
@@ -269,7 +298,8 @@ pub enum Delivery {
         topic: String,
         /// The payload.
         payload: Bytes,
-        /// Whether it comes from the retained store.
+        /// Whether it comes from the retained store (a new subscription's
+        /// retained messages).
         retain: bool,
     },
     /// The router dropped the link (for example a takeover of its id).
@@ -283,6 +313,9 @@ pub struct Link {
     session_present: bool,
     /// The router paused the link and `wake()` has not gone through yet.
     paused: bool,
+    retained: RetainedStore,
+    /// Retained messages matched by a new subscription, not delivered yet.
+    retained_due: VecDeque<(Arc<str>, Bytes)>,
 }
 
 impl std::fmt::Debug for Link {
@@ -301,7 +334,11 @@ impl Link {
     }
 
     /// Publishes at QoS 0 (the router delivers at each subscription's
-    /// QoS). Blocks only while the router's event queue is full.
+    /// QoS). Blocks only while the router's event queue is full. With
+    /// `retain`, the message is first stored in the retained store (an
+    /// empty payload deletes the topic's message) and made durable; over
+    /// the store's limits nothing is stored nor routed
+    /// ([`RouterError::RetainedQuota`]). Subscribers get it without RETAIN.
     pub async fn publish(
         &mut self,
         topic: &str,
@@ -309,12 +346,24 @@ impl Link {
         retain: bool,
     ) -> Result<(), RouterError> {
         refuse_reserved(topic)?;
-        let publish = Publish::new(Bytes::from(to_engine(topic)), payload, retain);
+        if retain {
+            self.retained.retain(topic, payload.clone()).await?;
+        }
+        let publish = Publish::new(Bytes::from(to_engine(topic)), payload, false);
         self.send(Packet::Publish(publish, None)).await
     }
 
-    /// Subscribes to `filter` (a non-`$` filter; a `$` one is refused).
+    /// Subscribes to `filter` (a non-`$` filter; a `$` one is refused), and
+    /// queues the retained messages it matches for [`Link::next`].
     pub fn subscribe(&mut self, filter: &str) -> Result<(), RouterError> {
+        self.resubscribe(filter)?;
+        self.retained_due.extend(self.retained.matching(filter));
+        Ok(())
+    }
+
+    /// Subscribes to `filter` again for a session the engine forgot (a
+    /// gateway restart): no retained messages, the client subscribed before.
+    pub fn resubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         refuse_reserved(filter)?;
         self.tx.subscribe(to_engine(filter))?;
         Ok(())
@@ -349,6 +398,13 @@ impl Link {
     /// (`Unschedule`) is answered with `wake()`, acks are skipped.
     /// Cancel-safe: a wake cut short is retried by the next call.
     pub async fn next(&mut self) -> Delivery {
+        if let Some((topic, payload)) = self.retained_due.pop_front() {
+            return Delivery::Message {
+                topic: topic.to_string(),
+                payload,
+                retain: true,
+            };
+        }
         loop {
             if self.paused {
                 if self.rx.wake().await.is_err() {

@@ -28,7 +28,10 @@
 //!   `iot:RetainPublish` with RETAIN) ends it with `AUTH_ERROR`. Otherwise
 //!   the message is routed, then a QoS 1 publish gets its PUBACK:
 //!   `$aws/things/...` (shadow and jobs-style topics) on the bus, to explicit
-//!   `$aws/things/...` filters only, the rest through rumqttd.
+//!   `$aws/things/...` filters only, the rest through rumqttd. With RETAIN,
+//!   the message is stored in the gateway's retained store first; over its
+//!   limits an MQTT 5 PUBLISH is refused (PUBACK 0x97 quota exceeded, QoS 0
+//!   dropped) and an MQTT 3.1.1 one is routed live without being retained.
 //! - Every delivery, from rumqttd or the bus, is checked for `iot:Receive`
 //!   on its topic against the cache's current policies, then written at the
 //!   QoS granted to the client's matching filters (rumqttd's own rule: the
@@ -1283,7 +1286,13 @@ pub async fn run<S>(
         && let Some((topic, w)) = will
         && state.authz.publish_check(&topic, w.retain).is_ok()
     {
-        let _ = Box::pin(state.route(&topic, w.message, w.retain)).await;
+        // A will the retained store has no room for is still published.
+        let message = w.message.clone();
+        if let Err(RouterError::RetainedQuota(_)) =
+            Box::pin(state.route(&topic, w.message, w.retain)).await
+        {
+            let _ = Box::pin(state.route(&topic, message, false)).await;
+        }
     }
     if let Some(link) = &mut state.link {
         let _ = link.disconnect().await;
@@ -1552,7 +1561,7 @@ where
         {
             // The router forgot the session (a gateway restart).
             for filter in stored.filters.router.keys() {
-                let _ = link.subscribe(filter);
+                let _ = link.resubscribe(filter);
             }
         }
         filters = stored.filters;
@@ -2250,9 +2259,34 @@ impl Session {
         }
         let topic = topic.to_owned();
         let payload: Bytes = publish.payload;
-        if let Err(e) = self.route(&topic, payload, publish.retain).await {
-            tracing::error!(error = %e, "router publish failed");
-            return Err(DisconnectReason::ServerError);
+        match self.route(&topic, payload.clone(), publish.retain).await {
+            Ok(()) => {}
+            // The retained store is full: MQTT 5 refuses the PUBLISH with
+            // "quota exceeded"; MQTT 3.1.1 cannot say so, and the message
+            // is routed live without being retained.
+            Err(RouterError::RetainedQuota(e)) => {
+                tracing::warn!(client_id = %self.session.client_id, error = %e, "retained PUBLISH over the limits");
+                if wire.version == Version::V5 {
+                    if qos == 1 {
+                        wire.queue(Packet::PubAck(
+                            wire::PubAck {
+                                pkid,
+                                reason: wire::PubAckReason::QuotaExceeded,
+                            },
+                            None,
+                        ));
+                    }
+                    return Ok(());
+                }
+                if let Err(e) = self.route(&topic, payload, false).await {
+                    tracing::error!(error = %e, "router publish failed");
+                    return Err(DisconnectReason::ServerError);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "router publish failed");
+                return Err(DisconnectReason::ServerError);
+            }
         }
         if qos == 1 {
             wire.queue(Packet::PubAck(

@@ -8,6 +8,7 @@ mod crash;
 mod mqtt;
 mod mqtt5;
 mod pump;
+mod retained;
 mod router;
 mod sessions;
 mod tls;

@@ -1,0 +1,472 @@
+//! Retained messages, kept by the gateway itself (not by rumqttd), as AWS
+//! IoT Core keeps them ("MQTT retained messages" in the AWS IoT Core
+//! developer guide): a PUBLISH with RETAIN=1 stores its message for its
+//! topic, replacing the one before; one with an empty payload deletes it; a
+//! new subscription gets the stored messages its filter matches (with
+//! RETAIN=1, each checked for `iot:Receive` by the session like any
+//! delivery); and they survive a restart.
+//!
+//! - Bounded: at most [`RetainedLimits::max_count`] messages and
+//!   [`RetainedLimits::max_bytes`] bytes (topic plus payload of each). A
+//!   retained PUBLISH that would pass either is refused with
+//!   [`QuotaExceeded`] and stores nothing; deleting and replacing by a
+//!   message no larger always succeed.
+//! - Durable: kept in memory for matching, and written to the gateway's
+//!   sled store (`<data dir>/retained`) by one background task that
+//!   coalesces writes (the latest state of each topic wins, one flush for
+//!   every topic that changed meanwhile). [`RetainedStore::retain`] returns
+//!   once its change is durable, so a retained PUBLISH is acknowledged only
+//!   then.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use anyhow::Context as _;
+use herald_store::{Store, Writer};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Notify, watch};
+use tokio_util::bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::topic;
+
+/// How often, at most, the coalesced changes are written when nobody waits.
+const SAVE_INTERVAL: Duration = Duration::from_millis(100);
+/// How long [`RetainedStore::retain`] waits for a failing store.
+const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long shutdown waits for the writer thread.
+const WRITER_GRACE: Duration = Duration::from_secs(5);
+
+/// The bounds of the retained-message store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RetainedLimits {
+    /// The most retained messages (topics) at once.
+    pub max_count: usize,
+    /// The most bytes at once, counting each message's topic and payload.
+    pub max_bytes: usize,
+}
+
+impl Default for RetainedLimits {
+    fn default() -> Self {
+        RetainedLimits {
+            max_count: 10_000,
+            max_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// A retained PUBLISH refused because the store is full.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "retaining {bytes} bytes on {topic:?} would pass the retained-message limits \
+     ({max_count} messages, {max_bytes} bytes)"
+)]
+pub struct QuotaExceeded {
+    /// The topic.
+    pub topic: String,
+    /// The size the message would count for (topic and payload).
+    pub bytes: usize,
+    /// The limits in force.
+    pub max_count: usize,
+    /// The limits in force.
+    pub max_bytes: usize,
+}
+
+/// A retained message as stored: the payload as text when it is UTF-8,
+/// otherwise in hex (the store's values are JSON).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+struct StoredMessage {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    text: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    hex: Option<String>,
+}
+
+impl StoredMessage {
+    fn new(payload: &[u8]) -> StoredMessage {
+        match std::str::from_utf8(payload) {
+            Ok(text) => StoredMessage {
+                text: Some(text.to_owned()),
+                hex: None,
+            },
+            Err(_) => {
+                let mut hex = String::with_capacity(payload.len() * 2);
+                for b in payload {
+                    hex.push(char::from(HEX[usize::from(b >> 4)]));
+                    hex.push(char::from(HEX[usize::from(b & 0xf)]));
+                }
+                StoredMessage {
+                    text: None,
+                    hex: Some(hex),
+                }
+            }
+        }
+    }
+
+    fn payload(&self) -> Option<Bytes> {
+        if let Some(text) = &self.text {
+            return Some(Bytes::copy_from_slice(text.as_bytes()));
+        }
+        let hex = self.hex.as_ref()?.as_bytes();
+        if hex.len() % 2 != 0 {
+            return None;
+        }
+        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+        hex.chunks(2)
+            .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+            .collect::<Option<Vec<u8>>>()
+            .map(Bytes::from)
+    }
+}
+
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+fn prefix() -> Vec<u8> {
+    herald_store::prefix(&["retained"])
+}
+
+fn key(topic: &str) -> Vec<u8> {
+    herald_store::key(&["retained", topic])
+}
+
+fn size(topic: &str, payload: &[u8]) -> usize {
+    topic.len() + payload.len()
+}
+
+/// The gateway's retained messages. Cheap to clone.
+#[derive(Clone)]
+pub struct RetainedStore {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for RetainedStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let state = self.inner.state();
+        f.debug_struct("RetainedStore")
+            .field("count", &state.messages.len())
+            .field("bytes", &state.bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+struct Inner {
+    limits: RetainedLimits,
+    state: Mutex<State>,
+    /// Whether changes are written to a store (else memory only).
+    durable: bool,
+    wake: Notify,
+    /// The number of the last change made durable.
+    flushed: watch::Sender<u64>,
+    stopped: CancellationToken,
+}
+
+impl Inner {
+    fn state(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+#[derive(Default)]
+struct State {
+    messages: HashMap<Arc<str>, Bytes>,
+    /// The size of every message, topics included.
+    bytes: usize,
+    /// The number of the last change queued.
+    queued: u64,
+    /// Topic → its latest payload, or `None` to delete it, not yet written.
+    pending: HashMap<Arc<str>, Option<Bytes>>,
+}
+
+impl RetainedStore {
+    /// A store in memory only (nothing survives the process): for tests
+    /// and for a routing engine without a data folder.
+    pub fn in_memory(limits: RetainedLimits) -> RetainedStore {
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        RetainedStore {
+            inner: Arc::new(Inner {
+                limits,
+                state: Mutex::new(State::default()),
+                durable: false,
+                wake: Notify::new(),
+                flushed: watch::Sender::new(0),
+                stopped,
+            }),
+        }
+    }
+
+    /// Reads every retained message of `store` and starts the task that
+    /// writes changes to it until `shutdown` is cancelled (then the pending
+    /// changes are written and the store released: see
+    /// [`RetainedStore::stopped`]). Messages stored beyond `limits` (a
+    /// lowered setting) are kept: the limits apply to new ones. Must be
+    /// called within a Tokio runtime.
+    pub fn open(
+        store: Store,
+        limits: RetainedLimits,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<RetainedStore> {
+        let mut state = State::default();
+        for entry in store.iter(&prefix(), None) {
+            let (topic, bytes) = entry.context("read the retained messages")?;
+            let payload = serde_json::from_slice::<StoredMessage>(&bytes)
+                .ok()
+                .and_then(|m| m.payload());
+            match payload {
+                Some(payload) if !payload.is_empty() => {
+                    state.bytes += size(&topic, &payload);
+                    state.messages.insert(topic.into(), payload);
+                }
+                _ => tracing::error!(topic, "unreadable retained message; ignored"),
+            }
+        }
+        let (writer, _log, thread) =
+            Writer::<()>::start(store, "retained-store").context("start the retained writer")?;
+        let inner = Arc::new(Inner {
+            limits,
+            state: Mutex::new(state),
+            durable: true,
+            wake: Notify::new(),
+            flushed: watch::Sender::new(0),
+            stopped: CancellationToken::new(),
+        });
+        let task_inner = Arc::clone(&inner);
+        tokio::spawn(async move {
+            let _stopped = task_inner.stopped.clone().drop_guard();
+            loop {
+                let stop = tokio::select! {
+                    () = shutdown.cancelled() => true,
+                    () = task_inner.wake.notified() => false,
+                    () = tokio::time::sleep(SAVE_INTERVAL) => false,
+                };
+                write_pending(&writer, &task_inner).await;
+                if stop {
+                    break;
+                }
+            }
+            drop(writer);
+            if let Err(e) = thread.stop(WRITER_GRACE).await {
+                tracing::error!(error = %e, "could not stop the retained writer");
+            }
+        });
+        Ok(RetainedStore { inner })
+    }
+
+    /// Stores `payload` as `topic`'s retained message (an empty payload
+    /// deletes it) and waits until the change is durable. Refused, changing
+    /// nothing, when it would pass the limits.
+    pub async fn retain(&self, topic: &str, payload: Bytes) -> Result<(), QuotaExceeded> {
+        let number = {
+            let mut state = self.inner.state();
+            let old = state
+                .messages
+                .get(topic)
+                .map(|p| size(topic, p))
+                .unwrap_or(0);
+            let topic: Arc<str> = match state.messages.get_key_value(topic) {
+                Some((known, _)) => Arc::clone(known),
+                None => topic.into(),
+            };
+            if payload.is_empty() {
+                state.messages.remove(&topic);
+                state.bytes -= old;
+                state.pending.insert(Arc::clone(&topic), None);
+            } else {
+                let new = size(&topic, &payload);
+                let count = state.messages.len() + usize::from(old == 0);
+                let bytes = state.bytes - old + new;
+                let limits = self.inner.limits;
+                // A lowered setting may leave the store above its limits:
+                // replacing a message by one no larger is still allowed.
+                if (old == 0 && count > limits.max_count) || (new > old && bytes > limits.max_bytes)
+                {
+                    return Err(QuotaExceeded {
+                        topic: topic.to_string(),
+                        bytes: new,
+                        max_count: limits.max_count,
+                        max_bytes: limits.max_bytes,
+                    });
+                }
+                state.bytes = bytes;
+                state.messages.insert(Arc::clone(&topic), payload.clone());
+                state.pending.insert(topic, Some(payload));
+            }
+            if !self.inner.durable {
+                state.pending.clear();
+                return Ok(());
+            }
+            state.queued += 1;
+            state.queued
+        };
+        self.wait(number).await;
+        Ok(())
+    }
+
+    async fn wait(&self, number: u64) {
+        self.inner.wake.notify_one();
+        let mut flushed = self.inner.flushed.subscribe();
+        tokio::select! {
+            _ = flushed.wait_for(|n| *n >= number) => {}
+            () = self.inner.stopped.cancelled() => {}
+            () = tokio::time::sleep(SAVE_TIMEOUT) => {
+                tracing::warn!(timeout = ?SAVE_TIMEOUT, "storing a retained message is taking long; going on");
+            }
+        }
+    }
+
+    /// The retained messages `filter` matches (a valid non-`$` filter), as
+    /// (topic, payload), in no particular order.
+    pub fn matching(&self, filter: &str) -> Vec<(Arc<str>, Bytes)> {
+        self.inner
+            .state()
+            .messages
+            .iter()
+            .filter(|(topic, _)| topic::matches(filter, topic))
+            .map(|(topic, payload)| (Arc::clone(topic), payload.clone()))
+            .collect()
+    }
+
+    /// How many messages are retained, and their size in bytes.
+    pub fn usage(&self) -> (usize, usize) {
+        let state = self.inner.state();
+        (state.messages.len(), state.bytes)
+    }
+
+    /// Resolves once the store has written its last changes and stopped
+    /// (at once for a store in memory).
+    pub async fn stopped(&self) {
+        self.inner.stopped.cancelled().await;
+    }
+}
+
+async fn write_pending(writer: &Writer<()>, inner: &Inner) {
+    let (number, changes) = {
+        let mut state = inner.state();
+        if state.pending.is_empty() {
+            return;
+        }
+        (state.queued, std::mem::take(&mut state.pending))
+    };
+    let count = changes.len();
+    let written = writer
+        .mutate(move |c| {
+            for (topic, payload) in changes {
+                match payload {
+                    Some(payload) => c.put(key(&topic), &StoredMessage::new(&payload))?,
+                    None => c.remove(key(&topic)),
+                }
+            }
+            Ok(())
+        })
+        .await;
+    match written {
+        Ok(()) => {
+            inner.flushed.send_replace(number);
+        }
+        // Memory keeps the messages; a later change of each topic is
+        // written again.
+        Err(e) => tracing::error!(error = %e, count, "could not store retained messages"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn payloads_round_trip_as_text_or_hex() {
+        for payload in [
+            &b"{\"a\":1}"[..],
+            &[0xff, 0x00, 0x10, 0xab][..],
+            "é".as_bytes(),
+        ] {
+            let stored = StoredMessage::new(payload);
+            let json = serde_json::to_vec(&stored).unwrap();
+            let back: StoredMessage = serde_json::from_slice(&json).unwrap();
+            assert_eq!(back.payload().unwrap(), payload);
+        }
+    }
+
+    #[tokio::test]
+    async fn limits_refuse_and_change_nothing() {
+        let store = RetainedStore::in_memory(RetainedLimits {
+            max_count: 2,
+            max_bytes: 20,
+        });
+        store
+            .retain("a", Bytes::from_static(b"12345"))
+            .await
+            .unwrap();
+        store
+            .retain("b", Bytes::from_static(b"12345"))
+            .await
+            .unwrap();
+        assert_eq!(store.usage(), (2, 12));
+        // A third topic passes the count.
+        assert!(store.retain("c", Bytes::from_static(b"1")).await.is_err());
+        // Replacing is fine within the bytes, not beyond.
+        store.retain("a", Bytes::from_static(b"123")).await.unwrap();
+        assert_eq!(store.usage(), (2, 10));
+        assert!(
+            store
+                .retain("b", Bytes::from_static(b"1234567890123456"))
+                .await
+                .is_err()
+        );
+        assert_eq!(store.usage(), (2, 10));
+        // Deleting frees room.
+        store.retain("a", Bytes::new()).await.unwrap();
+        store.retain("c", Bytes::from_static(b"1")).await.unwrap();
+        let mut topics: Vec<_> = store.matching("#").into_iter().map(|(t, _)| t).collect();
+        topics.sort();
+        assert_eq!(topics, vec![Arc::from("b"), Arc::from("c")]);
+    }
+
+    #[tokio::test]
+    async fn messages_survive_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let shutdown = CancellationToken::new();
+        let store = RetainedStore::open(
+            Store::open(dir.path()).unwrap(),
+            RetainedLimits::default(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        store
+            .retain("a/b", Bytes::from_static(b"text"))
+            .await
+            .unwrap();
+        store
+            .retain("é", Bytes::from_static(&[0xff, 0]))
+            .await
+            .unwrap();
+        store
+            .retain("gone", Bytes::from_static(b"x"))
+            .await
+            .unwrap();
+        store.retain("gone", Bytes::new()).await.unwrap();
+        shutdown.cancel();
+        store.stopped().await;
+
+        let shutdown = CancellationToken::new();
+        let store = RetainedStore::open(
+            Store::open(dir.path()).unwrap(),
+            RetainedLimits::default(),
+            shutdown.clone(),
+        )
+        .unwrap();
+        let mut all = store.matching("#");
+        all.sort();
+        assert_eq!(
+            all,
+            vec![
+                (Arc::from("a/b"), Bytes::from_static(b"text")),
+                (Arc::from("é"), Bytes::from_static(&[0xff, 0])),
+            ]
+        );
+        assert_eq!(store.usage(), (2, 3 + 4 + 2 + 2));
+        shutdown.cancel();
+        store.stopped().await;
+    }
+}
