@@ -178,6 +178,10 @@ pub async fn run(
             persistent_session_expiry: Duration::from_secs(
                 settings.mqtt.persistent_session_expiry_secs,
             ),
+            min_keep_alive: Duration::from_secs(settings.mqtt.min_keep_alive_secs),
+            max_persistent_sessions_per_principal: settings
+                .mqtt
+                .max_persistent_sessions_per_principal,
             ..SessionSettings::default()
         },
     )

@@ -58,6 +58,12 @@ pub struct MqttSettings {
     /// How many sessions may use ordinary (non-`$`) topics at once: the
     /// routing engine's connection table, allocated at start.
     pub max_routed_sessions: usize,
+    /// The shortest MQTT keep-alive granted, in seconds (AWS IoT: 30);
+    /// shorter ones are raised to it, 0 and above 1200 become 1200.
+    pub min_keep_alive_secs: u64,
+    /// How many persistent sessions (`clean_session=false`) one principal
+    /// (certificate or user) may hold; a CONNECT for one more is refused.
+    pub max_persistent_sessions_per_principal: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -85,6 +91,8 @@ impl Default for MqttSettings {
             }],
             persistent_session_expiry_secs: 3600,
             max_routed_sessions: 10_000,
+            min_keep_alive_secs: 30,
+            max_persistent_sessions_per_principal: 1000,
         }
     }
 }
