@@ -7,14 +7,25 @@
 //! below), and any other level is refused with "unsupported protocol
 //! version" (0x01 below 5, 0x84 above).
 //!
+//! Every packet is read by [`decode`], which refuses what rumqttd's codecs
+//! let through: wrong fixed-header flags, and strings MQTT forbids (see
+//! [`topic::validate_mqtt_string`]). A client id MQTT forbids gets CONNACK
+//! "identifier rejected", a will topic MQTT forbids refuses the CONNECT,
+//! any other such packet closes the connection.
+//!
 //! [`run`] reads the CONNECT within [`SessionSettings::connect_timeout`],
 //! authenticates it with the caller's [`Authenticator`], checks `iot:Connect`
 //! (and `iot:Publish` on the last-will topic), takes over a live session of
 //! the same client id (`DUPLICATE_CLIENTID`), answers CONNACK and publishes
-//! the `connected` event. Then, until the connection ends:
+//! the `connected` event. A `clean_session=false` CONNECT that would give
+//! its principal more than
+//! [`SessionSettings::max_persistent_sessions_per_principal`] persistent
+//! sessions is refused. Then, until the connection ends:
 //!
-//! - PINGREQ gets PINGRESP; nothing heard for 1.5 × keep-alive ends the
-//!   session with `MQTT_KEEP_ALIVE_TIMEOUT`.
+//! - The keep-alive is clamped as AWS IoT does ([`effective_keep_alive`]).
+//!   PINGREQ gets PINGRESP; nothing heard, or no byte written to a client
+//!   that has stopped reading, for 1.5 × keep-alive ends the session with
+//!   `MQTT_KEEP_ALIVE_TIMEOUT`.
 //! - SUBSCRIBE: each filter is validated and checked for `iot:Subscribe`;
 //!   a denied or invalid one gets 0x80. `$aws/...` filters go to the gateway
 //!   [`Bus`], other `$` filters are refused, the rest go to rumqttd. QoS 2 is
@@ -57,7 +68,9 @@
 //! - CONNACK carries MQTT 5 reason codes (0x85 bad client id, 0x86 bad
 //!   username or password, 0x87 not authorized, 0x88 server unavailable)
 //!   and, on success, Maximum QoS 1 and no shared subscriptions or
-//!   subscription identifiers.
+//!   subscription identifiers, and Server Keep Alive when the keep-alive
+//!   used is not the one asked for. A malformed CONNECT gets 0x81, a will
+//!   topic MQTT forbids 0x90, a principal's persistent-session limit 0x97.
 //! - SUBACK says why a filter is refused: 0x87 denied by policy, 0x8F
 //!   invalid (or a `$` filter outside `$aws/`), 0x97 past the eighth filter,
 //!   0x9E `$share/...`. UNSUBACK has a reason per filter (0x00, or 0x11 when
@@ -70,7 +83,8 @@
 //!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
 //!   authorized, 0x9B for a QoS 2 PUBLISH, 0x90 for an invalid topic, 0x95
-//!   for an oversized packet, 0x82 for other protocol errors).
+//!   for an oversized packet, 0x81 for a malformed packet, 0x82 for other
+//!   protocol errors).
 //! - A client DISCONNECT with reason 0x04 still gets its will published.
 //!
 //! Clean start stands for clean session, and the properties clients send
@@ -999,7 +1013,7 @@ impl PublishDenial {
 
 /// The MQTT version a connection speaks, from its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
+pub(crate) enum Version {
     /// MQTT 3.1.1 (protocol level 4).
     V311,
     /// MQTT 5 (protocol level 5; also used to answer higher levels).
@@ -1104,7 +1118,7 @@ struct Wire<S> {
 
 /// A framing failure.
 #[derive(Debug)]
-enum ReadError {
+pub(crate) enum ReadError {
     /// The socket closed or failed.
     Closed,
     /// The client sent something that is not MQTT of its version.
@@ -1123,7 +1137,7 @@ enum ReadError {
 /// flags, rumqttd's codec of `version` and the MQTT 5 packets it can't
 /// take, then the strings of the packet (MQTT 3.1.1 §1.5.3, MQTT 5 §1.5.4).
 /// It never panics, whatever `buf` holds.
-fn decode(
+pub(crate) fn decode(
     version: Version,
     buf: &mut BytesMut,
     max_packet_size: usize,
@@ -1407,7 +1421,7 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
 
 /// What a CONNACK answers, whatever the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnackCode {
+pub(crate) enum ConnackCode {
     Success,
     UnsupportedProtocolVersion,
     ClientIdentifierNotValid,
@@ -2905,6 +2919,85 @@ mod tests {
             (1, 1, false, "e".into(), Vec::new())
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn keep_alives_are_clamped_as_aws_does() {
+        let min = Duration::from_secs(30);
+        for (asked, used) in [
+            (0, 1200),
+            (1, 30),
+            (29, 30),
+            (30, 30),
+            (600, 600),
+            (1200, 1200),
+        ] {
+            assert_eq!(effective_keep_alive(asked, min), used, "{asked}");
+        }
+        assert_eq!(effective_keep_alive(u16::MAX, min), 1200);
+        assert_eq!(effective_keep_alive(1, Duration::ZERO), 1);
+        assert_eq!(
+            effective_keep_alive(1, Duration::from_secs(1_000_000)),
+            1200
+        );
+    }
+
+    #[test]
+    fn decode_refuses_flags_and_strings_mqtt_forbids() {
+        let decode_bytes = |version, bytes: &[u8]| {
+            let mut buf = BytesMut::from(bytes);
+            super::decode(version, &mut buf, 1024)
+        };
+        // SUBSCRIBE of `a` (packet id 1, QoS 0) with good and bad flags.
+        let good = [0x82, 6, 0, 1, 0, 1, b'a', 0];
+        assert!(matches!(
+            decode_bytes(Version::V311, &good),
+            Ok(Some(Packet::Subscribe(..)))
+        ));
+        for byte1 in [0x80, 0x81, 0x83, 0x8A] {
+            let mut bad = good;
+            bad[0] = byte1;
+            assert!(
+                matches!(
+                    decode_bytes(Version::V311, &bad),
+                    Err(ReadError::Malformed(_))
+                ),
+                "{byte1:#x}"
+            );
+        }
+        // Flags are checked before the packet is whole.
+        assert!(matches!(
+            decode_bytes(Version::V5, &[0xA0]),
+            Err(ReadError::Malformed(_))
+        ));
+        assert!(matches!(decode_bytes(Version::V5, &[0xA2]), Ok(None)));
+        // A filter holding U+0000.
+        let nul = [0x82, 6, 0, 1, 0, 1, 0, 0];
+        assert!(matches!(
+            decode_bytes(Version::V311, &nul),
+            Err(ReadError::Malformed(_))
+        ));
+        // A PUBLISH with QoS 3, or DUP at QoS 0.
+        for byte1 in [0x36, 0x38] {
+            assert!(matches!(
+                decode_bytes(Version::V311, &[byte1, 3, 0, 1, b'a']),
+                Err(ReadError::Malformed(_))
+            ));
+        }
+        // A CONNECT whose client id holds U+0000.
+        let connect = [
+            0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 3, b'a', 0, b'b',
+        ];
+        assert!(matches!(
+            decode_bytes(Version::V311, &connect),
+            Err(ReadError::Refused(ConnackCode::ClientIdentifierNotValid))
+        ));
+        let mut ok = connect;
+        ok[15] = b'-';
+        assert!(matches!(
+            decode_bytes(Version::V311, &ok),
+            Ok(Some(Packet::Connect(..)))
+        ));
     }
 
     #[test]
