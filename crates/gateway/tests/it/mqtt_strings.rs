@@ -273,6 +273,12 @@ async fn topics_filters_and_usernames_mqtt_forbids_close_the_connection() {
         .await
         .unwrap();
     assert_eq!(read_packet(&mut stream).await, None, "no CONNACK");
+    // An MQTT 5 PUBLISH on a topic holding U+0000.
+    let mut body = Vec::new();
+    put_str(&mut body, b"data/\0");
+    body.push(0);
+    body.extend_from_slice(b"payload");
+    assert_malformed(&gw, 5, "s-pub5", &packet(0x30, &body)).await;
     // An MQTT 5 PUBLISH whose user property holds U+0000.
     let mut body = Vec::new();
     put_str(&mut body, b"data/x");
