@@ -247,6 +247,10 @@ async fn serve(
             persistent_session_expiry: Duration::from_secs(
                 settings.mqtt.persistent_session_expiry_secs,
             ),
+            min_keep_alive: Duration::from_secs(settings.mqtt.min_keep_alive_secs),
+            max_persistent_sessions_per_principal: settings
+                .mqtt
+                .max_persistent_sessions_per_principal,
             ..SessionSettings::default()
         },
     )

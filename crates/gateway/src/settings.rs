@@ -66,6 +66,12 @@ pub struct MqttSettings {
     /// The most bytes of retained messages kept at once, counting each
     /// message's topic and payload.
     pub retained_max_bytes: usize,
+    /// The shortest MQTT keep-alive granted, in seconds (AWS IoT: 30);
+    /// shorter ones are raised to it, 0 and above 1200 become 1200.
+    pub min_keep_alive_secs: u64,
+    /// How many persistent sessions (`clean_session=false`) one principal
+    /// (certificate or user) may hold; a CONNECT for one more is refused.
+    pub max_persistent_sessions_per_principal: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -95,6 +101,8 @@ impl Default for MqttSettings {
             max_routed_sessions: 10_000,
             retained_max_count: 10_000,
             retained_max_bytes: 64 * 1024 * 1024,
+            min_keep_alive_secs: 30,
+            max_persistent_sessions_per_principal: 1000,
         }
     }
 }

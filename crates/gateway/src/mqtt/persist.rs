@@ -44,6 +44,10 @@ pub struct StoredSession {
     /// the restart).
     #[serde(default)]
     pub disconnected_at_ms: Option<u64>,
+    /// The principal that holds it (sessions stored before this was kept
+    /// have none).
+    #[serde(default)]
+    pub principal: String,
 }
 
 fn prefix() -> Vec<u8> {
@@ -233,6 +237,7 @@ mod tests {
             router: vec![("a/#".into(), 0)],
             after_sequence: 41,
             disconnected_at_ms: Some(1_700_000_000_000),
+            principal: "principal-1".into(),
         };
         store.save("c1", session.clone()).await;
         store.save("c2", StoredSession::default()).await;

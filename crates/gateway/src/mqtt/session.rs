@@ -7,14 +7,25 @@
 //! below), and any other level is refused with "unsupported protocol
 //! version" (0x01 below 5, 0x84 above).
 //!
+//! Every packet is read by [`decode`], which refuses what rumqttd's codecs
+//! let through: wrong fixed-header flags, and strings MQTT forbids (see
+//! [`topic::validate_mqtt_string`]). A client id MQTT forbids gets CONNACK
+//! "identifier rejected", a will topic MQTT forbids refuses the CONNECT,
+//! any other such packet closes the connection.
+//!
 //! [`run`] reads the CONNECT within [`SessionSettings::connect_timeout`],
 //! authenticates it with the caller's [`Authenticator`], checks `iot:Connect`
 //! (and `iot:Publish` on the last-will topic), takes over a live session of
 //! the same client id (`DUPLICATE_CLIENTID`), answers CONNACK and publishes
-//! the `connected` event. Then, until the connection ends:
+//! the `connected` event. A `clean_session=false` CONNECT that would give
+//! its principal more than
+//! [`SessionSettings::max_persistent_sessions_per_principal`] persistent
+//! sessions is refused. Then, until the connection ends:
 //!
-//! - PINGREQ gets PINGRESP; nothing heard for 1.5 × keep-alive ends the
-//!   session with `MQTT_KEEP_ALIVE_TIMEOUT`.
+//! - The keep-alive is clamped as AWS IoT does ([`effective_keep_alive`]).
+//!   PINGREQ gets PINGRESP; nothing heard, or no byte written to a client
+//!   that has stopped reading, for 1.5 × keep-alive ends the session with
+//!   `MQTT_KEEP_ALIVE_TIMEOUT`.
 //! - SUBSCRIBE: each filter is validated and checked for `iot:Subscribe`;
 //!   a denied or invalid one gets 0x80. `$aws/...` filters go to the gateway
 //!   [`Bus`], other `$` filters are refused, the rest go to rumqttd. QoS 2 is
@@ -60,7 +71,9 @@
 //! - CONNACK carries MQTT 5 reason codes (0x85 bad client id, 0x86 bad
 //!   username or password, 0x87 not authorized, 0x88 server unavailable)
 //!   and, on success, Maximum QoS 1 and no shared subscriptions or
-//!   subscription identifiers.
+//!   subscription identifiers, and Server Keep Alive when the keep-alive
+//!   used is not the one asked for. A malformed CONNECT gets 0x81, a will
+//!   topic MQTT forbids 0x90, a principal's persistent-session limit 0x97.
 //! - SUBACK says why a filter is refused: 0x87 denied by policy, 0x8F
 //!   invalid (or a `$` filter outside `$aws/`), 0x97 past the eighth filter,
 //!   0x9E `$share/...`. UNSUBACK has a reason per filter (0x00, or 0x11 when
@@ -73,7 +86,8 @@
 //!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
 //!   authorized, 0x9B for a QoS 2 PUBLISH, 0x90 for an invalid topic, 0x95
-//!   for an oversized packet, 0x82 for other protocol errors).
+//!   for an oversized packet, 0x81 for a malformed packet, 0x82 for other
+//!   protocol errors).
 //! - A client DISCONNECT with reason 0x04 still gets its will published.
 //!
 //! Clean start stands for clean session, and the properties clients send
@@ -115,7 +129,7 @@ use herald_policy::{Action, CertField, Context, Policy, Request, arn, decide};
 use herald_proto::registry::v1::{self as reg, registry_client::RegistryClient};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio::time::Instant;
-use tokio_util::bytes::{BufMut, Bytes, BytesMut};
+use tokio_util::bytes::{Buf as _, BufMut, Bytes, BytesMut};
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
@@ -146,6 +160,25 @@ const DELIVERY_BATCH: usize = 64;
 /// How many live registry events a session replaying the change log keeps
 /// for when it is done; past that it replays further instead.
 const CATCH_UP_BUFFER: usize = 4096;
+
+/// The longest keep-alive a client gets, in seconds: a CONNECT asking for
+/// 0 (none) or more gets this (AWS IoT Core message broker and protocol
+/// limits and quotas: 30 to 1200 seconds).
+pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+
+/// The keep-alive a session uses, in seconds, for the one its CONNECT asks
+/// for: 0 and values above [`MAX_KEEP_ALIVE_SECS`] become
+/// [`MAX_KEEP_ALIVE_SECS`], values below `min` become `min`.
+pub fn effective_keep_alive(requested: u16, min: Duration) -> u16 {
+    let min = u16::try_from(min.as_secs())
+        .unwrap_or(MAX_KEEP_ALIVE_SECS)
+        .clamp(1, MAX_KEEP_ALIVE_SECS);
+    if requested == 0 {
+        MAX_KEEP_ALIVE_SECS
+    } else {
+        requested.clamp(min, MAX_KEEP_ALIVE_SECS)
+    }
+}
 
 /// The longest client id AWS IoT accepts, in bytes.
 pub const MAX_CLIENT_ID_BYTES: usize = 128;
@@ -463,6 +496,13 @@ pub struct SessionSettings {
     pub takeover_timeout: Duration,
     /// How long a persistent session is kept after its client went away.
     pub persistent_session_expiry: Duration,
+    /// The shortest keep-alive a client gets: shorter ones are raised to it
+    /// (AWS IoT: 30 s). Capped at [`MAX_KEEP_ALIVE_SECS`].
+    pub min_keep_alive: Duration,
+    /// How many persistent sessions (`clean_session=false`, live or away)
+    /// one principal may hold; a CONNECT that would create one more is
+    /// refused. Resuming one is always allowed.
+    pub max_persistent_sessions_per_principal: usize,
 }
 
 impl Default for SessionSettings {
@@ -473,6 +513,8 @@ impl Default for SessionSettings {
             bus_queue: super::bus::DEFAULT_QUEUE_CAPACITY,
             takeover_timeout: Duration::from_secs(5),
             persistent_session_expiry: Duration::from_secs(3600),
+            min_keep_alive: Duration::from_secs(30),
+            max_persistent_sessions_per_principal: 1000,
         }
     }
 }
@@ -483,6 +525,8 @@ struct Live {
     kick: CancellationToken,
     /// Cancelled when the session has fully ended.
     done: CancellationToken,
+    /// The principal of a persistent session (`clean_session=false`).
+    persistent_principal: Option<String>,
 }
 
 struct Shared {
@@ -513,6 +557,9 @@ struct Shared {
 struct Filters {
     router: HashMap<String, QoS>,
     bus: HashMap<String, QoS>,
+    /// The principal that holds the session (for
+    /// [`SessionSettings::max_persistent_sessions_per_principal`]).
+    principal: String,
 }
 
 impl Filters {
@@ -529,6 +576,7 @@ impl Filters {
                 .iter()
                 .map(|(f, l)| (f.clone(), qos(*l)))
                 .collect(),
+            principal: stored.principal.clone(),
         }
     }
 
@@ -546,6 +594,7 @@ impl Filters {
             router: list(&self.router),
             after_sequence,
             disconnected_at_ms,
+            principal: self.principal.clone(),
         }
     }
 }
@@ -661,6 +710,34 @@ impl SessionContext {
         self
     }
 
+    /// Whether `principal` may connect `client_id` with
+    /// `clean_session=false`: it resumes (or takes over) a persistent
+    /// session, or the principal holds fewer than
+    /// [`SessionSettings::max_persistent_sessions_per_principal`].
+    fn may_hold_another(&self, client_id: &str, principal: &str) -> bool {
+        let live = lock(&self.shared.live);
+        if live
+            .get(client_id)
+            .is_some_and(|l| l.persistent_principal.is_some())
+        {
+            return true;
+        }
+        let mut held = live
+            .values()
+            .filter(|l| l.persistent_principal.as_deref() == Some(principal))
+            .count();
+        drop(live);
+        let away = lock(&self.shared.persistent);
+        if away.contains_key(client_id) {
+            return true;
+        }
+        held += away
+            .values()
+            .filter(|p| p.filters.principal == principal)
+            .count();
+        held < self.shared.settings.max_persistent_sessions_per_principal
+    }
+
     /// Whether a session away since `persisted.away_since_ms` has expired
     /// at `now_ms`.
     fn expired(&self, persisted: &Persisted, now_ms: u64) -> bool {
@@ -757,6 +834,12 @@ impl SessionContext {
     }
 
     fn publish_event(&self, event: LifecycleEvent) {
+        // Client ids are checked when the CONNECT is read; this keeps any
+        // other way out of events built from one MQTT forbids.
+        if !valid_str(&event.session().client_id) {
+            tracing::warn!("no lifecycle event for a client id MQTT forbids");
+            return;
+        }
         if let Some((topic, payload)) = event.render() {
             // `iot:Receive` is checked by each receiving session.
             self.shared.bus.publish(&topic, payload, &|_, _| true);
@@ -933,7 +1016,7 @@ impl PublishDenial {
 
 /// The MQTT version a connection speaks, from its CONNECT.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Version {
+pub(crate) enum Version {
     /// MQTT 3.1.1 (protocol level 4).
     V311,
     /// MQTT 5 (protocol level 5; also used to answer higher levels).
@@ -943,6 +1026,7 @@ enum Version {
 /// MQTT 5 reason codes the session writes itself (DISCONNECT).
 mod reason_code {
     pub(super) const UNSPECIFIED_ERROR: u8 = 0x80;
+    pub(super) const MALFORMED_PACKET: u8 = 0x81;
     pub(super) const PROTOCOL_ERROR: u8 = 0x82;
     pub(super) const NOT_AUTHORIZED: u8 = 0x87;
     pub(super) const SERVER_SHUTTING_DOWN: u8 = 0x8B;
@@ -1037,59 +1121,197 @@ struct Wire<S> {
 
 /// A framing failure.
 #[derive(Debug)]
-enum ReadError {
+pub(crate) enum ReadError {
     /// The socket closed or failed.
     Closed,
     /// The client sent something that is not MQTT of its version.
     Protocol(wire::Error),
+    /// A malformed packet rumqttd's codecs let through: reserved
+    /// fixed-header flags that are wrong, or a string MQTT forbids. The
+    /// connection is closed (MQTT 3.1.1 §4.8, MQTT 5 §4.13: DISCONNECT 0x81).
+    Malformed(&'static str),
+    /// A CONNECT refused for what it holds (a client id or will topic MQTT
+    /// forbids): the CONNACK it gets.
+    Refused(ConnackCode),
+}
+
+/// Decodes the packet at the start of `buf`, if a whole one is there. This
+/// is the whole decode path of a connection: the fixed header's reserved
+/// flags, rumqttd's codec of `version` and the MQTT 5 packets it can't
+/// take, then the strings of the packet (MQTT 3.1.1 §1.5.3, MQTT 5 §1.5.4).
+/// It never panics, whatever `buf` holds.
+pub(crate) fn decode(
+    version: Version,
+    buf: &mut BytesMut,
+    max_packet_size: usize,
+) -> Result<Option<Packet>, ReadError> {
+    let Some(&byte1) = buf.first() else {
+        return Ok(None);
+    };
+    check_flags(byte1)?;
+    let read = match version {
+        Version::V311 => V4.read_mut(buf, max_packet_size),
+        Version::V5 => {
+            if let Some(read) = decode_v5_gaps(buf) {
+                return read;
+            }
+            V5.read_mut(buf, max_packet_size)
+        }
+    };
+    match read {
+        Ok(packet) => {
+            check_strings(&packet)?;
+            Ok(Some(packet))
+        }
+        Err(wire::Error::InsufficientBytes(_)) => Ok(None),
+        Err(e) => Err(ReadError::Protocol(e)),
+    }
+}
+
+/// The fixed header's flags (the low four bits of the first byte) a
+/// client's packet must have: 0b0010 for PUBREL, SUBSCRIBE and
+/// UNSUBSCRIBE, 0 for the other packets but PUBLISH, whose QoS must not be
+/// 3 and whose DUP must be 0 at QoS 0 (MQTT 3.1.1 §2.2.2, §3.3.1; MQTT 5
+/// §2.1.3, §3.3.1). rumqttd's codecs don't look at them.
+fn check_flags(byte1: u8) -> Result<(), ReadError> {
+    let flags = byte1 & 0x0F;
+    match byte1 >> 4 {
+        0 => Ok(()),
+        3 => {
+            let qos = (flags >> 1) & 0b11;
+            if qos == 3 {
+                Err(ReadError::Malformed("PUBLISH with QoS 3"))
+            } else if qos == 0 && flags & 0b1000 != 0 {
+                Err(ReadError::Malformed("PUBLISH with DUP at QoS 0"))
+            } else {
+                Ok(())
+            }
+        }
+        6 | 8 | 10 if flags == 0b0010 => Ok(()),
+        6 | 8 | 10 => Err(ReadError::Malformed("reserved fixed-header flags")),
+        _ if flags == 0 => Ok(()),
+        _ => Err(ReadError::Malformed("reserved fixed-header flags")),
+    }
+}
+
+/// Whether every string in `props` (MQTT 5 user properties) is one MQTT
+/// allows.
+fn valid_pairs(props: &[(String, String)]) -> bool {
+    props.iter().all(|(k, v)| valid_str(k) && valid_str(v))
+}
+
+fn valid_str(s: &str) -> bool {
+    topic::validate_mqtt_string(s).is_ok()
+}
+
+fn valid_opt(s: Option<&String>) -> bool {
+    s.is_none_or(|s| valid_str(s))
+}
+
+/// Checks every string of a decoded packet (see
+/// [`topic::validate_mqtt_string`]): a bad client id refuses the CONNECT
+/// with "client identifier not valid", a bad will topic with "topic name
+/// invalid"; anything else is a malformed packet. Passwords and
+/// authentication data are binary, not strings.
+fn check_strings(packet: &Packet) -> Result<(), ReadError> {
+    const MALFORMED: ReadError = ReadError::Malformed("a string MQTT forbids");
+    let ok = match packet {
+        Packet::Connect(connect, props, will, will_props, login) => {
+            if !valid_str(&connect.client_id) {
+                return Err(ReadError::Refused(ConnackCode::ClientIdentifierNotValid));
+            }
+            if let Some(will) = will
+                && !std::str::from_utf8(&will.topic).is_ok_and(valid_str)
+            {
+                return Err(ReadError::Refused(ConnackCode::TopicNameInvalid));
+            }
+            let ok = login.as_ref().is_none_or(|l| valid_str(&l.username))
+                && props.as_ref().is_none_or(|p| {
+                    valid_pairs(&p.user_properties) && valid_opt(p.authentication_method.as_ref())
+                })
+                && will_props.as_ref().is_none_or(|p| {
+                    valid_pairs(&p.user_properties)
+                        && valid_opt(p.content_type.as_ref())
+                        && valid_opt(p.response_topic.as_ref())
+                });
+            if !ok {
+                return Err(ReadError::Refused(ConnackCode::Malformed));
+            }
+            true
+        }
+        Packet::Publish(publish, props) => {
+            std::str::from_utf8(&publish.topic).is_ok_and(valid_str)
+                && props.as_ref().is_none_or(|p| {
+                    valid_pairs(&p.user_properties)
+                        && valid_opt(p.content_type.as_ref())
+                        && valid_opt(p.response_topic.as_ref())
+                })
+        }
+        Packet::Subscribe(subscribe, props) => {
+            subscribe.filters.iter().all(|f| valid_str(&f.path))
+                && props
+                    .as_ref()
+                    .is_none_or(|p| valid_pairs(&p.user_properties))
+        }
+        Packet::Unsubscribe(unsubscribe, props) => {
+            unsubscribe.filters.iter().all(|f| valid_str(f))
+                && props
+                    .as_ref()
+                    .is_none_or(|p| valid_pairs(&p.user_properties))
+        }
+        Packet::PubAck(_, Some(p)) => {
+            valid_pairs(&p.user_properties) && valid_opt(p.reason_string.as_ref())
+        }
+        Packet::PubRec(_, Some(p)) => {
+            valid_pairs(&p.user_properties) && valid_opt(p.reason_string.as_ref())
+        }
+        Packet::PubRel(_, Some(p)) => {
+            valid_pairs(&p.user_properties) && valid_opt(p.reason_string.as_ref())
+        }
+        Packet::PubComp(_, Some(p)) => {
+            valid_pairs(&p.user_properties) && valid_opt(p.reason_string.as_ref())
+        }
+        Packet::Disconnect(_, Some(p)) => {
+            valid_pairs(&p.user_properties)
+                && valid_opt(p.reason_string.as_ref())
+                && valid_opt(p.server_reference.as_ref())
+        }
+        _ => true,
+    };
+    if ok { Ok(()) } else { Err(MALFORMED) }
+}
+
+/// The MQTT 5 packets rumqttd's v5 reader can't take (see [`wire`]): a
+/// CONNACK or UNSUBACK (never sent by a client) and a DISCONNECT with a
+/// reason code and no properties.
+fn decode_v5_gaps(buf: &mut BytesMut) -> Option<Result<Option<Packet>, ReadError>> {
+    let &first = buf.first()?;
+    let kind = first >> 4;
+    if kind == 2 || kind == 11 {
+        return Some(Err(ReadError::Protocol(wire::Error::InvalidPacketType(
+            kind,
+        ))));
+    }
+    if first != 0xE0 || buf.get(1) != Some(&1) {
+        return None;
+    }
+    let &code = buf.get(2)?;
+    let _ = buf.split_to(3);
+    let reason_code = if code == 0x04 {
+        wire::DisconnectReasonCode::DisconnectWithWillMessage
+    } else {
+        wire::DisconnectReasonCode::NormalDisconnection
+    };
+    Some(Ok(Some(Packet::Disconnect(
+        wire::Disconnect { reason_code },
+        None,
+    ))))
 }
 
 impl<S: AsyncRead + AsyncWrite> Wire<S> {
     /// A packet already buffered, if a whole one is.
     fn parse(&mut self) -> Result<Option<Packet>, ReadError> {
-        if self.rbuf.is_empty() {
-            return Ok(None);
-        }
-        let read = match self.version {
-            Version::V311 => V4.read_mut(&mut self.rbuf, self.max_packet_size),
-            Version::V5 => {
-                if let Some(read) = self.parse_v5_gaps() {
-                    return read;
-                }
-                V5.read_mut(&mut self.rbuf, self.max_packet_size)
-            }
-        };
-        match read {
-            Ok(packet) => Ok(Some(packet)),
-            Err(wire::Error::InsufficientBytes(_)) => Ok(None),
-            Err(e) => Err(ReadError::Protocol(e)),
-        }
-    }
-
-    /// The MQTT 5 packets rumqttd's v5 reader can't take (see
-    /// [`wire`]): a CONNACK or UNSUBACK (never sent by a client) and a
-    /// DISCONNECT with a reason code and no properties.
-    fn parse_v5_gaps(&mut self) -> Option<Result<Option<Packet>, ReadError>> {
-        let kind = self.rbuf[0] >> 4;
-        if kind == 2 || kind == 11 {
-            return Some(Err(ReadError::Protocol(wire::Error::InvalidPacketType(
-                kind,
-            ))));
-        }
-        if self.rbuf[0] != 0xE0 || self.rbuf.get(1) != Some(&1) {
-            return None;
-        }
-        let &code = self.rbuf.get(2)?;
-        let _ = self.rbuf.split_to(3);
-        let reason_code = if code == 0x04 {
-            wire::DisconnectReasonCode::DisconnectWithWillMessage
-        } else {
-            wire::DisconnectReasonCode::NormalDisconnection
-        };
-        Some(Ok(Some(Packet::Disconnect(
-            wire::Disconnect { reason_code },
-            None,
-        ))))
+        decode(self.version, &mut self.rbuf, self.max_packet_size)
     }
 
     /// Reads the first packet, choosing the codec from the protocol level
@@ -1157,6 +1379,24 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup, v5);
     }
 
+    /// Writes what is queued, failing with [`std::io::ErrorKind::TimedOut`]
+    /// when no byte could be written for `stall` (a client that stopped
+    /// reading). Cancel-safe: what is not written stays queued.
+    async fn flush_progressing(&mut self, stall: Duration) -> std::io::Result<()> {
+        while !self.wbuf.is_empty() {
+            match tokio::time::timeout(stall, self.wr.write(&self.wbuf)).await {
+                Err(_) => return Err(std::io::ErrorKind::TimedOut.into()),
+                Ok(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
+                Ok(Ok(n)) => self.wbuf.advance(n),
+                Ok(Err(e)) => return Err(e),
+            }
+        }
+        match tokio::time::timeout(stall, self.wr.flush()).await {
+            Err(_) => Err(std::io::ErrorKind::TimedOut.into()),
+            Ok(flushed) => flushed,
+        }
+    }
+
     async fn flush(&mut self) -> std::io::Result<()> {
         if self.wbuf.is_empty() {
             return Ok(());
@@ -1184,13 +1424,27 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
 
 /// What a CONNACK answers, whatever the version.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ConnackCode {
+pub(crate) enum ConnackCode {
     Success,
     UnsupportedProtocolVersion,
     ClientIdentifierNotValid,
     BadUsernameOrPassword,
     NotAuthorized,
     ServerUnavailable,
+    /// A malformed CONNECT (MQTT 5 only: MQTT 3.1.1 closes the connection).
+    Malformed,
+    /// A will topic MQTT forbids (MQTT 5 only, as [`ConnackCode::Malformed`]).
+    TopicNameInvalid,
+    /// A limit of the principal's (MQTT 3.1.1: "not authorized").
+    QuotaExceeded,
+}
+
+impl ConnackCode {
+    /// Whether MQTT 3.1.1 has a CONNACK for this refusal; without one the
+    /// connection is closed (a malformed packet, §4.8).
+    fn in_v311(self) -> bool {
+        !matches!(self, ConnackCode::Malformed | ConnackCode::TopicNameInvalid)
+    }
 }
 
 /// A CONNACK in `version`'s terms. An MQTT 5 success tells the client the
@@ -1205,8 +1459,10 @@ fn connack(version: Version, code: ConnackCode, session_present: bool) -> Packet
                 ConnackCode::UnsupportedProtocolVersion => C::RefusedProtocolVersion,
                 ConnackCode::ClientIdentifierNotValid => C::ClientIdentifierNotValid,
                 ConnackCode::BadUsernameOrPassword => C::BadUserNamePassword,
-                ConnackCode::NotAuthorized => C::NotAuthorized,
                 ConnackCode::ServerUnavailable => C::ServiceUnavailable,
+                ConnackCode::NotAuthorized | ConnackCode::QuotaExceeded => C::NotAuthorized,
+                // Never sent (see `ConnackCode::in_v311`).
+                ConnackCode::Malformed | ConnackCode::TopicNameInvalid => C::ServiceUnavailable,
             };
             (code, None)
         }
@@ -1225,6 +1481,9 @@ fn connack(version: Version, code: ConnackCode, session_present: bool) -> Packet
             ConnackCode::BadUsernameOrPassword => (C::BadUserNamePassword, None),
             ConnackCode::NotAuthorized => (C::NotAuthorized, None),
             ConnackCode::ServerUnavailable => (C::ServerUnavailable, None),
+            ConnackCode::Malformed => (C::MalformedPacket, None),
+            ConnackCode::TopicNameInvalid => (C::TopicNameInvalid, None),
+            ConnackCode::QuotaExceeded => (C::QuotaExceeded, None),
         },
     };
     Packet::ConnAck(
@@ -1362,6 +1621,24 @@ where
     let mqtt_version = wire.version;
     let (connect, will, login) = match first {
         Ok(Ok(Packet::Connect(connect, _, will, _, login))) => (connect, will, login),
+        Ok(Err(ReadError::Refused(code))) => {
+            tracing::info!(%peer, ?code, "CONNECT refused for a string MQTT forbids");
+            if mqtt_version == Version::V5 || code.in_v311() {
+                let _ = wire.send(connack(mqtt_version, code, false)).await;
+            }
+            wire.close().await;
+            return None;
+        }
+        Ok(Err(ReadError::Malformed(what))) => {
+            tracing::debug!(%peer, what, "malformed CONNECT; closing");
+            if mqtt_version == Version::V5 {
+                let _ = wire
+                    .send(connack(mqtt_version, ConnackCode::Malformed, false))
+                    .await;
+            }
+            wire.close().await;
+            return None;
+        }
         Ok(Err(ReadError::Protocol(wire::Error::InvalidProtocolLevel(_)))) => {
             let _ = wire
                 .send(connack(
@@ -1437,14 +1714,23 @@ where
         let topic = String::from_utf8(w.topic.to_vec()).ok()?;
         Some((topic, w))
     });
-    let will_ok = will.as_ref().is_none_or(|(topic, w)| {
-        w.qos != wire::QoS::ExactlyOnce && authz.publish_check(topic, w.retain).is_ok()
+    let will_check = will.as_ref().map_or(Ok(()), |(topic, w)| {
+        if w.qos == wire::QoS::ExactlyOnce {
+            return Err(PublishDenial::NotAuthorized);
+        }
+        authz.publish_check(topic, w.retain)
     });
-    if !will_ok || !authz.connect_allowed(&client_id) {
+    if will_check.is_err() || !authz.connect_allowed(&client_id) {
         tracing::info!(%peer, client_id, principal = %authz.principal.id, "iot:Connect denied");
-        let _ = wire
-            .send(connack(mqtt_version, ConnackCode::NotAuthorized, false))
-            .await;
+        // MQTT 5 says why a will topic is refused; MQTT 3.1.1 has no code
+        // for it.
+        let code = if mqtt_version == Version::V5 && will_check == Err(PublishDenial::InvalidTopic)
+        {
+            ConnackCode::TopicNameInvalid
+        } else {
+            ConnackCode::NotAuthorized
+        };
+        let _ = wire.send(connack(mqtt_version, code, false)).await;
         wire.close().await;
         ctx.publish_event(LifecycleEvent::ConnectFailed(ConnectFailed {
             session,
@@ -1456,9 +1742,19 @@ where
     }
 
     // Take over a live session of the same client id.
+    if !connect.clean_session && !ctx.may_hold_another(&client_id, &authz.principal.id) {
+        tracing::info!(%peer, client_id, principal = %authz.principal.id, "too many persistent sessions");
+        let _ = wire
+            .send(connack(mqtt_version, ConnackCode::QuotaExceeded, false))
+            .await;
+        wire.close().await;
+        return None;
+    }
+
     let live = Arc::new(Live {
         kick: CancellationToken::new(),
         done: CancellationToken::new(),
+        persistent_principal: (!connect.clean_session).then(|| authz.principal.id.clone()),
     });
     let previous = lock(&ctx.shared.live).insert(client_id.clone(), Arc::clone(&live));
     if let Some(previous) = previous {
@@ -1538,7 +1834,10 @@ where
         dropped: Arc::default(),
         catch_up: None,
     };
-    let mut filters = Filters::default();
+    let mut filters = Filters {
+        principal: authz.principal.id.clone(),
+        ..Filters::default()
+    };
     let mut unacked = Vec::new();
     let mut link = link;
     // A session is on the bus once it has a `$aws` filter.
@@ -1565,15 +1864,21 @@ where
             }
         }
         filters = stored.filters;
+        filters.principal = authz.principal.id.clone();
         unacked = stored.unacked;
         events.processed = stored.after_sequence;
         events.saved = Some(stored.after_sequence);
     }
-    if wire
-        .send(connack(mqtt_version, ConnackCode::Success, session_present))
-        .await
-        .is_err()
+    let keep_alive_secs =
+        effective_keep_alive(connect.keep_alive, ctx.shared.settings.min_keep_alive);
+    let mut ack = connack(mqtt_version, ConnackCode::Success, session_present);
+    if let Packet::ConnAck(_, Some(properties)) = &mut ack
+        && keep_alive_secs != connect.keep_alive
     {
+        // MQTT 5 §3.2.2.3.14: the keep-alive the server uses instead.
+        properties.server_keep_alive = Some(keep_alive_secs);
+    }
+    if wire.send(ack).await.is_err() {
         // Never connected as far as the client knows: no events. A
         // persistent session stays as it was.
         if !clean_session && session_present {
@@ -1621,7 +1926,7 @@ where
     };
     state.resend(&mut wire, unacked);
     state.resume_events(session_present);
-    let keep_alive = Duration::from_millis(u64::from(connect.keep_alive) * 1500);
+    let keep_alive = Duration::from_millis(u64::from(keep_alive_secs) * 1500);
     Some(Established {
         wire,
         state,
@@ -1786,8 +2091,15 @@ impl Session {
                     }
                     Ok(None) => break,
                     Err(e) => {
-                        if let ReadError::Protocol(wire::Error::PayloadSizeLimitExceeded(_)) = e {
-                            self.v5_disconnect = Some(reason_code::PACKET_TOO_LARGE);
+                        match e {
+                            ReadError::Protocol(wire::Error::PayloadSizeLimitExceeded(_)) => {
+                                self.v5_disconnect = Some(reason_code::PACKET_TOO_LARGE);
+                            }
+                            ReadError::Malformed(what) => {
+                                tracing::info!(client_id = %self.session.client_id, what, "malformed packet");
+                                self.v5_disconnect = Some(reason_code::MALFORMED_PACKET);
+                            }
+                            _ => {}
                         }
                         return DisconnectReason::ClientError;
                     }
@@ -1795,13 +2107,18 @@ impl Session {
             }
             // A client that does not read must not hold up a takeover or
             // the shutdown.
+            // Nothing written for 1.5 × keep-alive ends the session as
+            // silence does.
             let flushed = tokio::select! {
-                flushed = wire.flush() => flushed,
+                flushed = wire.flush_progressing(keep_alive) => flushed,
                 () = kick.cancelled() => return DisconnectReason::DuplicateClientid,
                 () = shutdown.cancelled() => return DisconnectReason::ServerInitiatedDisconnect,
             };
             if let Err(e) = flushed {
                 tracing::debug!(error = %e, "write failed");
+                if e.kind() == std::io::ErrorKind::TimedOut {
+                    return DisconnectReason::MqttKeepAliveTimeout;
+                }
                 return DisconnectReason::ConnectionLost;
             }
             let deadline = last_heard + keep_alive;
@@ -2636,6 +2953,85 @@ mod tests {
             (1, 1, false, "e".into(), Vec::new())
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn keep_alives_are_clamped_as_aws_does() {
+        let min = Duration::from_secs(30);
+        for (asked, used) in [
+            (0, 1200),
+            (1, 30),
+            (29, 30),
+            (30, 30),
+            (600, 600),
+            (1200, 1200),
+        ] {
+            assert_eq!(effective_keep_alive(asked, min), used, "{asked}");
+        }
+        assert_eq!(effective_keep_alive(u16::MAX, min), 1200);
+        assert_eq!(effective_keep_alive(1, Duration::ZERO), 1);
+        assert_eq!(
+            effective_keep_alive(1, Duration::from_secs(1_000_000)),
+            1200
+        );
+    }
+
+    #[test]
+    fn decode_refuses_flags_and_strings_mqtt_forbids() {
+        let decode_bytes = |version, bytes: &[u8]| {
+            let mut buf = BytesMut::from(bytes);
+            super::decode(version, &mut buf, 1024)
+        };
+        // SUBSCRIBE of `a` (packet id 1, QoS 0) with good and bad flags.
+        let good = [0x82, 6, 0, 1, 0, 1, b'a', 0];
+        assert!(matches!(
+            decode_bytes(Version::V311, &good),
+            Ok(Some(Packet::Subscribe(..)))
+        ));
+        for byte1 in [0x80, 0x81, 0x83, 0x8A] {
+            let mut bad = good;
+            bad[0] = byte1;
+            assert!(
+                matches!(
+                    decode_bytes(Version::V311, &bad),
+                    Err(ReadError::Malformed(_))
+                ),
+                "{byte1:#x}"
+            );
+        }
+        // Flags are checked before the packet is whole.
+        assert!(matches!(
+            decode_bytes(Version::V5, &[0xA0]),
+            Err(ReadError::Malformed(_))
+        ));
+        assert!(matches!(decode_bytes(Version::V5, &[0xA2]), Ok(None)));
+        // A filter holding U+0000.
+        let nul = [0x82, 6, 0, 1, 0, 1, 0, 0];
+        assert!(matches!(
+            decode_bytes(Version::V311, &nul),
+            Err(ReadError::Malformed(_))
+        ));
+        // A PUBLISH with QoS 3, or DUP at QoS 0.
+        for byte1 in [0x36, 0x38] {
+            assert!(matches!(
+                decode_bytes(Version::V311, &[byte1, 3, 0, 1, b'a']),
+                Err(ReadError::Malformed(_))
+            ));
+        }
+        // A CONNECT whose client id holds U+0000.
+        let connect = [
+            0x10, 15, 0, 4, b'M', b'Q', b'T', b'T', 4, 2, 0, 30, 0, 3, b'a', 0, b'b',
+        ];
+        assert!(matches!(
+            decode_bytes(Version::V311, &connect),
+            Err(ReadError::Refused(ConnackCode::ClientIdentifierNotValid))
+        ));
+        let mut ok = connect;
+        ok[15] = b'-';
+        assert!(matches!(
+            decode_bytes(Version::V311, &ok),
+            Ok(Some(Packet::Connect(..)))
+        ));
     }
 
     #[test]

@@ -62,6 +62,10 @@ pub enum TopicError {
     /// The topic holds U+0000, which MQTT forbids in any UTF-8 string.
     #[error("the topic contains a NUL character")]
     Nul,
+    /// The topic holds a control character or a non-character, which Herald
+    /// refuses in every MQTT string (see [`validate_mqtt_string`]).
+    #[error("the topic contains the forbidden character U+{0:04X}")]
+    ForbiddenCharacter(u32),
     /// A topic name (not a filter) holds `+` or `#`: publishers can't use
     /// wildcards.
     #[error("a topic name cannot contain the wildcards + or #")]
@@ -74,6 +78,32 @@ pub enum TopicError {
     MisplacedSingleLevelWildcard,
 }
 
+/// Checks a UTF-8 string of an MQTT packet (client id, username, topic
+/// names and filters, will topic, MQTT 5 property strings): the first
+/// character it refuses, if any.
+///
+/// Well-formedness (no surrogates, no overlong encodings) is already
+/// guaranteed by `&str`. MQTT forbids U+0000 (3.1.1 §1.5.3, MQTT 5
+/// §1.5.4); the control characters U+0001–U+001F and U+007F–U+009F and the
+/// Unicode non-characters are "SHOULD NOT" there, and a receiver may treat
+/// them as a malformed packet. Herald refuses them all: libmosquitto (and
+/// with it many watchers) rejects any packet holding one of them, so a
+/// client id or topic with such a character would end up in lifecycle
+/// topics and payloads its watchers cannot read.
+pub fn validate_mqtt_string(s: &str) -> Result<(), char> {
+    match s.chars().find(|&c| is_forbidden_char(c)) {
+        Some(c) => Err(c),
+        None => Ok(()),
+    }
+}
+
+/// U+0000, a control character, or a Unicode non-character (U+FDD0–U+FDEF
+/// and the last two code points of every plane).
+fn is_forbidden_char(c: char) -> bool {
+    let code = u32::from(c);
+    c.is_control() || (0xFDD0..=0xFDEF).contains(&code) || code & 0xFFFE == 0xFFFE
+}
+
 /// Checks the size, slash and NUL rules shared by names and filters.
 fn check_common(s: &str) -> Result<(), TopicError> {
     if s.is_empty() {
@@ -83,8 +113,12 @@ fn check_common(s: &str) -> Result<(), TopicError> {
         return Err(TopicError::TooLong { len: s.len() });
     }
     let bytes = s.as_bytes();
-    if bytes.contains(&0) {
-        return Err(TopicError::Nul);
+    if let Err(c) = validate_mqtt_string(s) {
+        return Err(if c == '\0' {
+            TopicError::Nul
+        } else {
+            TopicError::ForbiddenCharacter(u32::from(c))
+        });
     }
     let slashes = bytes.iter().filter(|&&b| b == b'/').count();
     if slashes > MAX_TOPIC_SLASHES {
@@ -178,6 +212,39 @@ pub fn is_aws_events(topic: &str) -> bool {
 mod tests {
     use super::*;
 
+    #[test]
+    fn mqtt_strings() {
+        for good in [
+            "",
+            "a",
+            "ünïcödé/日本",
+            " ",
+            "\u{a0}",
+            "\u{fffd}",
+            "\u{10000}",
+            "\u{fdcf}",
+        ] {
+            assert_eq!(validate_mqtt_string(good), Ok(()), "{good:?}");
+        }
+        for (bad, c) in [
+            ("\0", '\0'),
+            ("evil\0id", '\0'),
+            ("a\u{1}", '\u{1}'),
+            ("\n", '\n'),
+            ("\u{1f}", '\u{1f}'),
+            ("\u{7f}", '\u{7f}'),
+            ("x\u{80}", '\u{80}'),
+            ("\u{9f}", '\u{9f}'),
+            ("\u{fdd0}", '\u{fdd0}'),
+            ("\u{fdef}", '\u{fdef}'),
+            ("\u{ffff}", '\u{ffff}'),
+            ("\u{1fffe}", '\u{1fffe}'),
+            ("\u{10ffff}", '\u{10ffff}'),
+        ] {
+            assert_eq!(validate_mqtt_string(bad), Err(c), "{bad:?}");
+        }
+    }
+
     /// `n` levels of `x`, joined by `/`: `n - 1` slashes.
     fn levels(n: usize) -> String {
         vec!["x"; n].join("/")
@@ -251,6 +318,9 @@ mod tests {
             ("++", TopicError::MisplacedSingleLevelWildcard),
             ("a/b+", TopicError::MisplacedSingleLevelWildcard),
             ("a/\0", TopicError::Nul),
+            ("a/\u{1}", TopicError::ForbiddenCharacter(1)),
+            ("a/\u{9f}", TopicError::ForbiddenCharacter(0x9f)),
+            ("a/\u{fffe}", TopicError::ForbiddenCharacter(0xfffe)),
         ];
         for (f, e) in bad {
             assert_eq!(validate_topic_filter(f), Err(e), "{f:?}");

@@ -7,6 +7,8 @@ mod config_cache;
 mod crash;
 mod mqtt;
 mod mqtt5;
+mod mqtt_limits;
+mod mqtt_strings;
 mod pump;
 mod retained;
 mod router;

@@ -140,7 +140,7 @@ fn credential(user: &str, policies: &[&str]) -> PasswordCredential {
 /// (`admin`: `all`).
 pub(crate) struct Gateway {
     pub(crate) addr: SocketAddr,
-    ctx: SessionContext,
+    pub(crate) ctx: SessionContext,
     auth: Authenticator,
     pub(crate) bus: Bus,
     pub(crate) cache: ConfigCache,
@@ -148,8 +148,21 @@ pub(crate) struct Gateway {
     task: JoinHandle<anyhow::Result<()>>,
 }
 
+/// The session settings of [`Gateway::start`]: the defaults, with a
+/// shortest keep-alive of 1 s so that keep-alive tests run fast.
+pub(crate) fn test_settings() -> SessionSettings {
+    SessionSettings {
+        min_keep_alive: Duration::from_secs(1),
+        ..SessionSettings::default()
+    }
+}
+
 impl Gateway {
     pub(crate) async fn start() -> Gateway {
+        Gateway::start_with(test_settings()).await
+    }
+
+    pub(crate) async fn start_with(settings: SessionSettings) -> Gateway {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let bus = Bus::new();
@@ -161,7 +174,7 @@ impl Gateway {
             REGION,
             ACCOUNT,
             Router::spawn(&RouterSettings::default()),
-            SessionSettings::default(),
+            settings,
         );
         let auth = password_authenticator(vec![
             credential("admin", &["all"]),
@@ -204,11 +217,11 @@ impl Gateway {
 pub(crate) struct Client {
     pub(crate) client: AsyncClient,
     /// Incoming packets; an `Err` once the connection ended.
-    incoming: mpsc::UnboundedReceiver<Result<Packet, String>>,
+    pub(crate) incoming: mpsc::UnboundedReceiver<Result<Packet, String>>,
     task: JoinHandle<()>,
 }
 
-fn options(gw: &Gateway, client_id: &str, user: &str) -> MqttOptions {
+pub(crate) fn options(gw: &Gateway, client_id: &str, user: &str) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, gw.addr.ip().to_string(), gw.addr.port());
     options.set_credentials(user, format!("{user}-pw"));
     options.set_keep_alive(Duration::from_secs(30));
@@ -222,7 +235,9 @@ async fn try_connect(gw: &Gateway, client_id: &str, user: &str) -> Result<Client
 }
 
 /// Connects with `options`; the client and the CONNACK's session-present flag.
-async fn try_connect_with(options: MqttOptions) -> Result<(Client, bool), ConnectionError> {
+pub(crate) async fn try_connect_with(
+    options: MqttOptions,
+) -> Result<(Client, bool), ConnectionError> {
     let (client, mut eventloop) = AsyncClient::new(options, 100);
     let session_present = loop {
         let event = tokio::time::timeout(WAIT, eventloop.poll())
@@ -267,7 +282,7 @@ pub(crate) async fn connect(gw: &Gateway, client_id: &str, user: &str) -> Client
 
 impl Client {
     /// The next incoming packet other than PINGRESP and PUBACK.
-    async fn next(&mut self) -> Result<Packet, String> {
+    pub(crate) async fn next(&mut self) -> Result<Packet, String> {
         loop {
             let packet = tokio::time::timeout(WAIT, self.incoming.recv())
                 .await
