@@ -11,6 +11,7 @@ mod settings;
 
 pub mod config_cache;
 pub mod events;
+pub mod fuzzing;
 mod http;
 pub mod mqtt;
 

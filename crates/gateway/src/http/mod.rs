@@ -13,7 +13,7 @@ mod error;
 mod config_api;
 mod operations;
 mod registry_api;
-mod sigv4;
+pub(crate) mod sigv4;
 
 use std::sync::Arc;
 
