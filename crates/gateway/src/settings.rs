@@ -35,6 +35,15 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen_addr: SocketAddr,
+    /// How many connections the HTTP listener holds at once; further
+    /// clients wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a whole request head, from
+    /// the moment it is accepted or its previous response was sent: so it
+    /// is also the keep-alive idle timeout.
+    pub header_read_timeout_ms: u64,
+    /// How long one request (its body included) may take end to end.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -58,6 +67,11 @@ pub struct MqttSettings {
     /// How many sessions may use ordinary (non-`$`) topics at once: the
     /// routing engine's connection table, allocated at start.
     pub max_routed_sessions: usize,
+    /// How many connections the plain listener holds at once.
+    pub max_connections: usize,
+    /// How many connections the TLS listener holds at once, handshakes
+    /// in progress included.
+    pub max_tls_connections: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -85,6 +99,8 @@ impl Default for MqttSettings {
             }],
             persistent_session_expiry_secs: 3600,
             max_routed_sessions: 10_000,
+            max_connections: 4_096,
+            max_tls_connections: 16_384,
         }
     }
 }
@@ -133,6 +149,9 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 1_024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -145,6 +164,7 @@ impl Settings {
             config_url: config_url.into(),
             http: HttpSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..HttpSettings::default()
             },
             mqtt: MqttSettings {
                 tls_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
