@@ -788,7 +788,25 @@ fn epoch_seconds(time: SystemTime) -> i64 {
 /// digit should be is simply not a date).
 fn parse_amz_date(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    let [y0, y1, y2, y3, mo0, mo1, d0, d1, b'T', h0, h1, mi0, mi1, s0, s1, b'Z'] = *bytes else {
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        mo0,
+        mo1,
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        mi0,
+        mi1,
+        s0,
+        s1,
+        b'Z',
+    ] = *bytes
+    else {
         return None;
     };
     let number = |digits: &[u8]| -> Option<i64> {
@@ -1508,13 +1526,13 @@ mod tests {
     #[test]
     fn a_non_ascii_presigned_date_is_malformed_not_a_panic() {
         for date in [
-            "201%C3%A9517T093000Z",  // 201é517T093000Z
-            "2024%C3%A917T093000Z",  // a 2-byte character across the month
-            "2024051%C3%A9T09300Z",  // T out of place
+            "201%C3%A9517T093000Z",   // 201é517T093000Z
+            "2024%C3%A917T093000Z",   // a 2-byte character across the month
+            "2024051%C3%A9T09300Z",   // T out of place
             "202%EF%BF%BD17T093000Z", // U+FFFD, 3 bytes
-            "2024%FF%FE17T093000Z",  // invalid UTF-8, decoded lossily
-            "20240517T0%C3%A90000Z", // in the time
-            "20240517T09300%C3%A9",  // no Z
+            "2024%FF%FE17T093000Z",   // invalid UTF-8, decoded lossily
+            "20240517T0%C3%A90000Z",  // in the time
+            "20240517T09300%C3%A9",   // no Z
         ] {
             for key in ["HERALDDEVKEY", "UNKNOWN"] {
                 let target = PRESIGNED

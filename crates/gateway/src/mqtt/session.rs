@@ -2499,7 +2499,6 @@ fn encode_publish(
     buf.put_slice(payload);
 }
 
-
 /// Decodes `bytes` as the session reads a client's stream ([`Wire::parse`]):
 /// the codec is MQTT 5 when `v5` says so, or, when `v5` is `None`, chosen
 /// by the CONNECT's protocol level as for a new connection
@@ -2520,9 +2519,9 @@ pub(crate) fn decode_stream(
         max_packet_size,
         version: Version::V311,
     };
-    let v5 = v5.unwrap_or_else(|| {
-        matches!(peek_connect_level(&wire.rbuf), ConnectPeek::Level(level) if level >= 5)
-    });
+    let v5 = v5.unwrap_or_else(
+        || matches!(peek_connect_level(&wire.rbuf), ConnectPeek::Level(level) if level >= 5),
+    );
     if v5 {
         wire.version = Version::V5;
     }
@@ -2537,7 +2536,10 @@ pub(crate) fn decode_stream(
             Err(ReadError::Closed) => return (packets, Some("closed".to_owned())),
         }
     }
-    (packets, Some("a packet was read without consuming bytes".to_owned()))
+    (
+        packets,
+        Some("a packet was read without consuming bytes".to_owned()),
+    )
 }
 
 #[cfg(test)]
