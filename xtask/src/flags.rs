@@ -15,7 +15,7 @@ commands:
   e2e                    build the binaries and run the end-to-end suites
   bench [NAME [ARGS...]] build herald-bench in release mode and run bench NAME;
                          without NAME, list the benches
-  fuzz [--secs N]        fuzz the policy parser for N seconds (default 60) with cargo-fuzz
+  fuzz [--secs N]        fuzz each target (policy, SigV4, MQTT) for N seconds (default 60)
                          (install it once: cargo install cargo-fuzz --locked)
   help                   print this message
 

@@ -11,7 +11,9 @@ mod settings;
 
 pub mod config_cache;
 pub mod events;
+pub mod fuzzing;
 mod http;
+pub mod limits;
 pub mod mqtt;
 
 use std::time::Duration;
@@ -21,7 +23,7 @@ pub use settings::{
     AccessKey, DEV_ACCESS_KEY_ID, DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME,
     DEV_SECRET_ACCESS_KEY, ENV_PREFIX, HttpSettings, MqttSettings, MqttUser, Settings,
 };
-use std::{future::IntoFuture, sync::Arc};
+use std::sync::Arc;
 
 use config_cache::ConfigCache;
 use events::EventPump;
@@ -32,11 +34,11 @@ use mqtt::{
     persist::SessionStore,
     retained::{RetainedLimits, RetainedStore},
     router::{Router, RouterSettings},
-    server::{Sessions, serve_tcp},
+    server::{Sessions, serve_tcp_limited},
     session::{
         PasswordCredential, Principal, SessionContext, SessionSettings, password_authenticator,
     },
-    tls::{CertificatePrincipal, TlsAcceptor, accept_loop},
+    tls::{CertificatePrincipal, TlsAcceptor, accept_loop_limited},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -165,6 +167,16 @@ async fn serve(
             settings.account_id
         );
     }
+    let mut settings = settings;
+    // Each listener's cap is its share of the file descriptors.
+    limits::fit_caps(
+        &mut [
+            ("http", &mut settings.http.max_connections),
+            ("mqtt", &mut settings.mqtt.max_connections),
+            ("mqtt_tls", &mut settings.mqtt.max_tls_connections),
+        ],
+        limits::nofile_limit(),
+    );
     let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
     let (registry, mut config) = (state.registry.clone(), state.config.clone());
     let app = http::router(state);
@@ -172,13 +184,16 @@ async fn serve(
         .http
         .local_addr()
         .context("read the HTTP listen address")?;
-    tracing::info!(%addr, "http listening");
-    let stop = shutdown.clone();
-    let http = tokio::spawn(
-        axum::serve(listeners.http, app)
-            .with_graceful_shutdown(async move { stop.cancelled().await })
-            .into_future(),
-    );
+    tracing::info!(%addr, max_connections = settings.http.max_connections, "http listening");
+    let http = tokio::spawn(http::serve(
+        listeners.http,
+        app,
+        http::ServeOptions {
+            limit: limits::ConnectionLimit::new("http", settings.http.max_connections),
+            header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms),
+        },
+        shutdown.clone(),
+    ));
 
     // The MQTT side: the live config, the $aws bus, rumqttd's router underneath.
     let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
@@ -269,10 +284,11 @@ async fn serve(
         policy_names: u.policies.clone(),
     });
     let authenticate = password_authenticator(users.collect());
-    let mqtt = tokio::spawn(serve_tcp(
+    let mqtt = tokio::spawn(serve_tcp_limited(
         listeners.mqtt,
         ctx.clone(),
         authenticate.clone(),
+        limits::ConnectionLimit::new("mqtt", settings.mqtt.max_connections),
         shutdown.clone(),
     ));
 
@@ -287,12 +303,14 @@ async fn serve(
     tracing::info!(addr = %tls_addr, "mqtt tls listening");
     let (sessions, tls_sessions_done) = Sessions::new(ctx, authenticate, shutdown.clone());
     let on_connection = move |stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-                              cert: CertificatePrincipal| {
+                              cert: CertificatePrincipal,
+                              permit: limits::ConnectionPermit| {
         let peer = stream
             .get_ref()
             .0
             .peer_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        let stream = limits::Limited::new(stream, permit);
         let principal = Principal::certificate(
             cert.certificate_id,
             cert.certificate_arn,
@@ -301,10 +319,11 @@ async fn serve(
         );
         sessions.spawn(stream, peer, Some(principal));
     };
-    let mqtt_tls = tokio::spawn(accept_loop(
+    let mqtt_tls = tokio::spawn(accept_loop_limited(
         listeners.mqtt_tls,
         acceptor,
         cache.clone(),
+        limits::ConnectionLimit::new("mqtt_tls", settings.mqtt.max_tls_connections),
         on_connection,
         shutdown.clone(),
     ));

@@ -36,6 +36,15 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct HttpSettings {
     pub listen_addr: SocketAddr,
+    /// How many connections the HTTP listener holds at once; further
+    /// clients wait in the kernel's accept queue until one closes.
+    pub max_connections: usize,
+    /// How long a connection may take to send a whole request head, from
+    /// the moment it is accepted or its previous response was sent: so it
+    /// is also the keep-alive idle timeout.
+    pub header_read_timeout_ms: u64,
+    /// How long one request (its body included) may take end to end.
+    pub request_timeout_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -72,6 +81,11 @@ pub struct MqttSettings {
     /// How many persistent sessions (`clean_session=false`) one principal
     /// (certificate or user) may hold; a CONNECT for one more is refused.
     pub max_persistent_sessions_per_principal: usize,
+    /// How many connections the plain listener holds at once.
+    pub max_connections: usize,
+    /// How many connections the TLS listener holds at once, handshakes
+    /// in progress included.
+    pub max_tls_connections: usize,
 }
 
 /// A username/password principal of the plain MQTT listener.
@@ -103,6 +117,8 @@ impl Default for MqttSettings {
             retained_max_bytes: 64 * 1024 * 1024,
             min_keep_alive_secs: 30,
             max_persistent_sessions_per_principal: 1000,
+            max_connections: 4_096,
+            max_tls_connections: 16_384,
         }
     }
 }
@@ -151,6 +167,9 @@ impl Default for HttpSettings {
     fn default() -> Self {
         HttpSettings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 1_024,
+            header_read_timeout_ms: 10_000,
+            request_timeout_secs: 60,
         }
     }
 }
@@ -163,6 +182,7 @@ impl Settings {
             config_url: config_url.into(),
             http: HttpSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                ..HttpSettings::default()
             },
             mqtt: MqttSettings {
                 tls_listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),

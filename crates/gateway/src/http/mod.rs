@@ -13,7 +13,10 @@ mod error;
 mod config_api;
 mod operations;
 mod registry_api;
-mod sigv4;
+mod serve;
+pub(crate) mod sigv4;
+
+pub(crate) use serve::{ServeOptions, serve};
 
 use std::sync::Arc;
 
@@ -42,6 +45,8 @@ pub(crate) struct AppState {
     pub(crate) region: Arc<str>,
     pub(crate) access_keys: Arc<[AccessKey]>,
     pub(crate) test_mode: bool,
+    /// How long one request may take, its body included.
+    pub(crate) request_timeout: std::time::Duration,
 }
 
 fn channel(url: &str) -> anyhow::Result<Channel> {
@@ -58,6 +63,7 @@ impl AppState {
             region: settings.region.as_str().into(),
             access_keys: settings.access_keys.clone().into(),
             test_mode: settings.test_mode,
+            request_timeout: std::time::Duration::from_secs(settings.http.request_timeout_secs),
         })
     }
 }
@@ -87,8 +93,52 @@ pub(crate) fn router(state: AppState) -> Router {
             state.clone(),
             sigv4::authenticate,
         ))
+        .layer(middleware::from_fn_with_state(state.clone(), guard))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
+}
+
+/// Below authentication, for every request: refuses a method that is not an
+/// uppercase token (`get /things` is malformed, not an unknown operation),
+/// bounds the request's time, and answers a handler's panic with a 500
+/// `InternalFailureException` instead of dropping the connection. Catching
+/// panics is a last line of defence: no input should cause one.
+async fn guard(
+    State(state): State<AppState>,
+    request: axum::extract::Request,
+    next: middleware::Next,
+) -> Response {
+    let method = request.method().as_str();
+    if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
+        return ApiError::new(
+            400,
+            "BadRequestException",
+            "The request method must be an uppercase HTTP method.",
+        )
+        .into_response();
+    }
+    let handled = tokio::spawn(tokio::time::timeout(
+        state.request_timeout,
+        next.run(request),
+    ));
+    match handled.await {
+        Ok(Ok(response)) => response,
+        Ok(Err(_elapsed)) => ApiError::new(
+            408,
+            "RequestTimeoutException",
+            "The request was not completed in time.",
+        )
+        .into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "a request handler panicked");
+            ApiError::new(
+                500,
+                "InternalFailureException",
+                "An internal error occurred.",
+            )
+            .into_response()
+        }
+    }
 }
 
 /// Gives every response, errors included, the `x-amzn-RequestId` AWS sends

@@ -275,11 +275,13 @@ pub(crate) fn verify(
             auth.amz_date
         )));
     };
-    if scope.date != &auth.amz_date[..8] {
+    // `parse_amz_date` accepted 16 ASCII bytes, but take the date by
+    // characters all the same: nothing here slices request text by offset.
+    let amz_day: String = auth.amz_date.chars().take(8).collect();
+    if scope.date != amz_day {
         return Err(SigError::Invalid(format!(
-            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{}', from 'x-amz-date'.",
+            "Date in Credential scope does not match YYYYMMDD from ISO-8601 version of date from HTTP: '{}' != '{amz_day}', from 'x-amz-date'.",
             scope.date,
-            &auth.amz_date[..8]
         )));
     }
     check_time(&auth, signed_at, epoch_seconds(now))?;
@@ -781,22 +783,43 @@ fn epoch_seconds(time: SystemTime) -> i64 {
     }
 }
 
-/// `yyyymmddTHHMMSSZ` to epoch seconds.
+/// `yyyymmddTHHMMSSZ` to epoch seconds. Reads bytes only: the text comes
+/// from the request and may hold anything (a multi-byte character where a
+/// digit should be is simply not a date).
 fn parse_amz_date(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
-    if bytes.len() != 16 || bytes[8] != b'T' || bytes[15] != b'Z' {
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        mo0,
+        mo1,
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        mi0,
+        mi1,
+        s0,
+        s1,
+        b'Z',
+    ] = *bytes
+    else {
         return None;
-    }
-    let number = |range: std::ops::Range<usize>| -> Option<i64> {
-        let digits = &text[range];
-        if digits.bytes().all(|b| b.is_ascii_digit()) {
-            digits.parse().ok()
-        } else {
-            None
-        }
     };
-    let (year, month, day) = (number(0..4)?, number(4..6)?, number(6..8)?);
-    let (hour, minute, second) = (number(9..11)?, number(11..13)?, number(13..15)?);
+    let number = |digits: &[u8]| -> Option<i64> {
+        digits.iter().try_fold(0i64, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, month, day) = (
+        number(&[y0, y1, y2, y3])?,
+        number(&[mo0, mo1])?,
+        number(&[d0, d1])?,
+    );
+    let (hour, minute, second) = (number(&[h0, h1])?, number(&[mi0, mi1])?, number(&[s0, s1])?);
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -1494,6 +1517,68 @@ mod tests {
     fn a_presigned_url_with_an_appended_session_token_verifies() {
         let req = presigned(&format!("{PRESIGNED}&X-Amz-Security-Token=tok%2Fen%2B%3D"));
         assert_eq!(check_wss(&req, at(DATE, 0)), Ok(dev_principal()));
+    }
+
+    /// Issue 10, item 4: a presigned `X-Amz-Date` holding a multi-byte
+    /// character where a digit should be (16 bytes, `T` and `Z` in place)
+    /// used to panic while slicing the year; it is a malformed date, with
+    /// any access key or none known.
+    #[test]
+    fn a_non_ascii_presigned_date_is_malformed_not_a_panic() {
+        for date in [
+            "201%C3%A9517T093000Z",   // 201é517T093000Z
+            "2024%C3%A917T093000Z",   // a 2-byte character across the month
+            "2024051%C3%A9T09300Z",   // T out of place
+            "202%EF%BF%BD17T093000Z", // U+FFFD, 3 bytes
+            "2024%FF%FE17T093000Z",   // invalid UTF-8, decoded lossily
+            "20240517T0%C3%A90000Z",  // in the time
+            "20240517T09300%C3%A9",   // no Z
+        ] {
+            for key in ["HERALDDEVKEY", "UNKNOWN"] {
+                let target = PRESIGNED
+                    .replace("X-Amz-Date=20240517T093000Z", &format!("X-Amz-Date={date}"))
+                    .replace("Credential=HERALDDEVKEY", &format!("Credential={key}"));
+                let verdict = check_wss(&presigned(&target), at(DATE, 0));
+                assert!(
+                    matches!(&verdict, Err(SigError::Incomplete(m)) if m.contains("ISO-8601")),
+                    "{date} with {key}: {verdict:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn parse_amz_date_takes_any_text() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20240517T093000Z"), Some(1_715_938_200));
+        for text in [
+            "",
+            "é",
+            "201é517T093000Z",
+            "2024é517T093000Z",
+            "20240517T0930é0Z",
+            "20240517T093000é",
+            "2024051éT093000Z",
+            "\u{10FFFF}0240517T09300Z",
+            "20240517t093000z",
+            "+2024051T093000Z",
+            "2024-5-1T093000Z",
+            "20241317T093000Z",
+            "20240230T093000Z",
+            "20240517T246000Z",
+        ] {
+            assert_eq!(parse_amz_date(text), None, "{text:?}");
+        }
+        // Every character in every position of a valid date.
+        let valid: Vec<char> = "20240517T093000Z".chars().collect();
+        for at in 0..valid.len() {
+            for c in ['é', '\u{FFFD}', '\u{10FFFF}', '\0', ' ', '9'] {
+                let mut text = valid.clone();
+                text[at] = c;
+                let text: String = text.into_iter().collect();
+                let _ = parse_amz_date(&text);
+            }
+        }
     }
 
     #[test]

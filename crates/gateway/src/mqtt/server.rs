@@ -12,6 +12,8 @@ use tokio::net::TcpListener;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::limits::{ConnectionLimit, Limited};
+
 use super::session::{self, Authenticator, Principal, SessionContext};
 
 /// Spawns sessions. Cheap to clone; [`SessionsFinished::wait`] returns once
@@ -99,12 +101,29 @@ pub async fn serve_tcp(
     authenticate: Authenticator,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let limit = ConnectionLimit::unlimited("mqtt");
+    serve_tcp_limited(listener, ctx, authenticate, limit, shutdown).await
+}
+
+/// [`serve_tcp`] holding at most `limit` connections at once: at the cap
+/// the loop stops accepting, and further clients wait in the kernel's
+/// accept queue until a session ends.
+pub async fn serve_tcp_limited(
+    listener: TcpListener,
+    ctx: SessionContext,
+    authenticate: Authenticator,
+    limit: ConnectionLimit,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
     let addr = listener
         .local_addr()
         .context("read the MQTT listen address")?;
     tracing::info!(%addr, "mqtt listening");
     let (sessions, finished) = Sessions::new(ctx, authenticate, shutdown.clone());
     loop {
+        let Some(permit) = limit.acquire(&shutdown).await else {
+            break;
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => break,
             accepted = listener.accept() => accepted,
@@ -119,7 +138,7 @@ pub async fn serve_tcp(
             }
         };
         let _ = stream.set_nodelay(true);
-        sessions.spawn(stream, peer, None);
+        sessions.spawn(Limited::new(stream, permit), peer, None);
     }
     drop(listener);
     drop(sessions);

@@ -68,6 +68,7 @@ use x509_parser::{
 };
 
 use crate::config_cache::{CertificateStatus, ConfigCache};
+use crate::limits::{ConnectionLimit, ConnectionPermit};
 
 /// How long a client gets to complete the TLS handshake, by default.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -407,8 +408,36 @@ pub async fn accept_loop<F>(
 ) where
     F: Fn(TlsStream<TcpStream>, CertificatePrincipal) + Send + Sync + 'static,
 {
+    accept_loop_limited(
+        listener,
+        acceptor,
+        cache,
+        ConnectionLimit::unlimited("mqtt_tls"),
+        move |stream, principal, _permit| on_connection(stream, principal),
+        shutdown,
+    )
+    .await;
+}
+
+/// [`accept_loop`] holding at most `limit` connections at once, TLS
+/// handshakes in progress included: a place is taken before `accept`, and
+/// `on_connection` gets it with the stream, to hold as long as the
+/// connection lives.
+pub async fn accept_loop_limited<F>(
+    listener: TcpListener,
+    acceptor: TlsAcceptor,
+    cache: ConfigCache,
+    limit: ConnectionLimit,
+    on_connection: F,
+    shutdown: CancellationToken,
+) where
+    F: Fn(TlsStream<TcpStream>, CertificatePrincipal, ConnectionPermit) + Send + Sync + 'static,
+{
     let on_connection = Arc::new(on_connection);
     loop {
+        let Some(permit) = limit.acquire(&shutdown).await else {
+            return;
+        };
         let accepted = tokio::select! {
             () = shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
@@ -442,7 +471,7 @@ pub async fn accept_loop<F>(
                         certificate_id = principal.certificate_id,
                         "MQTT TLS client accepted"
                     );
-                    on_connection(stream, principal);
+                    on_connection(stream, principal, permit);
                 }
                 Err(
                     rejection @ (TlsRejection::Timeout(_)

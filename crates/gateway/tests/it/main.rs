@@ -5,6 +5,7 @@ mod support;
 
 mod config_cache;
 mod crash;
+mod http_edge;
 mod mqtt;
 mod mqtt5;
 mod mqtt_limits;
