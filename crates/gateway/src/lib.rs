@@ -112,6 +112,11 @@ pub async fn run(
             settings.account_id
         );
     }
+    let listening = [&listeners.http, &listeners.mqtt, &listeners.mqtt_tls]
+        .map(|l| l.local_addr().context("read a listen address"))
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    settings.check_dev_credentials(&listening)?;
     let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
     let (registry, mut config) = (state.registry.clone(), state.config.clone());
     let app = http::router(state);
