@@ -62,7 +62,7 @@ def service_env(extra):
 class Service:
     """One running binary, its output drained into a log file on a thread."""
 
-    def __init__(self, name, log_dir, env):
+    def __init__(self, name, log_dir, env, args=()):
         self.name = name
         self.path = binary(name)
         if not self.path.is_file():
@@ -77,7 +77,7 @@ class Service:
         self._ready = threading.Event()
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [str(self.path)],
+            [str(self.path), *args],
             cwd=log_dir,
             env=env,
             stdin=subprocess.DEVNULL,

@@ -200,7 +200,12 @@ fn settings_keys(text: &str) -> Vec<String> {
             .strip_prefix('[')
             .and_then(|rest| rest.strip_suffix(']'))
         {
-            section = format!("{}.", name.trim());
+            // `[[name]]`, an array of tables: `name` itself is a setting (a list).
+            let name = name.trim_start_matches('[').trim_end_matches(']').trim();
+            if line.starts_with("[[") {
+                keys.push(name.to_owned());
+            }
+            section = format!("{name}.");
         } else if let Some((key, _)) = line.split_once('=') {
             keys.push(format!("{section}{}", key.trim()));
         }
@@ -248,6 +253,10 @@ patches:
     assert_eq!(
         settings_keys("a = 1\n# c = 2\n[grpc]\nlisten_addr = \"x\"\n"),
         ["a", "grpc.listen_addr"]
+    );
+    assert_eq!(
+        settings_keys("[mqtt]\nusers = []\n[[mqtt.users]]\nusername = \"u\"\n"),
+        ["mqtt.users", "mqtt.users", "mqtt.users.username"]
     );
     assert_eq!(documents("# head\na: 1\n---\n\n---\nb: 2\n").len(), 2);
 }

@@ -167,6 +167,11 @@ async fn serve(
             settings.account_id
         );
     }
+    let listening = [&listeners.http, &listeners.mqtt, &listeners.mqtt_tls]
+        .map(|l| l.local_addr().context("read a listen address"))
+        .into_iter()
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    settings.check_dev_credentials(&listening)?;
     let mut settings = settings;
     // Each listener's cap is its share of the file descriptors.
     limits::fit_caps(

@@ -29,6 +29,10 @@ pub struct Settings {
     pub test_mode: bool,
     /// How long shutdown waits for in-flight requests.
     pub shutdown_grace_secs: u64,
+    /// Lets the gateway start with the built-in development key or MQTT user
+    /// while one of its listeners is on a non-loopback address. Off by default:
+    /// such a gateway refuses to start.
+    pub allow_dev_credentials: bool,
     pub log: LogSettings,
 }
 
@@ -158,6 +162,7 @@ impl Default for Settings {
             }],
             test_mode: false,
             shutdown_grace_secs: 10,
+            allow_dev_credentials: false,
             log: LogSettings::default(),
         }
     }
@@ -175,6 +180,48 @@ impl Default for HttpSettings {
 }
 
 impl Settings {
+    /// Refuses the built-in development credentials (the documented access key
+    /// or MQTT user, which anyone can read) when any of `listening` is beyond
+    /// loopback, unless `allow_dev_credentials` is set.
+    pub fn check_dev_credentials(&self, listening: &[SocketAddr]) -> anyhow::Result<()> {
+        if self.allow_dev_credentials {
+            return Ok(());
+        }
+        let Some(exposed) = listening.iter().find(|addr| !addr.ip().is_loopback()) else {
+            return Ok(());
+        };
+        let mut found = Vec::new();
+        if let Some(key) = self.access_keys.iter().find(|k| {
+            k.access_key_id == DEV_ACCESS_KEY_ID || k.secret_access_key == DEV_SECRET_ACCESS_KEY
+        }) {
+            found.push(format!(
+                "the development access key ({}) in access_keys",
+                key.access_key_id
+            ));
+        }
+        if let Some(user) = self
+            .mqtt
+            .users
+            .iter()
+            .find(|u| u.password == DEV_MQTT_PASSWORD)
+        {
+            found.push(format!(
+                "the development MQTT user's password ({}) in mqtt.users",
+                user.username
+            ));
+        }
+        if found.is_empty() {
+            return Ok(());
+        }
+        anyhow::bail!(
+            "refusing to start: listening on {exposed}, beyond loopback, with {}, which is \
+             published in Herald's documentation. Give your own [[access_keys]] and \
+             [[mqtt.users]] (mqtt.users = [] for none), for instance in a second --config \
+             file, or set allow_dev_credentials = true",
+            found.join(" and ")
+        )
+    }
+
     /// Settings for a test: the given upstreams, test mode on.
     pub fn for_test(registry_url: impl Into<String>, config_url: impl Into<String>) -> Settings {
         Settings {
@@ -211,5 +258,65 @@ mod tests {
         );
         assert_eq!(settings.access_keys[0].access_key_id, DEV_ACCESS_KEY_ID);
         assert!(!settings.test_mode);
+        assert!(!settings.allow_dev_credentials);
+    }
+
+    fn addr(s: &str) -> SocketAddr {
+        s.parse().unwrap()
+    }
+
+    #[test]
+    fn dev_credentials_are_refused_beyond_loopback() {
+        let dev = Settings::default();
+        // On loopback (IPv4 or IPv6), as `cargo xtask dev` runs it: allowed.
+        dev.check_dev_credentials(&[addr("127.0.0.1:8080"), addr("[::1]:1883")])
+            .unwrap();
+        // Any listener beyond loopback: refused, naming the address and both credentials.
+        for exposed in ["0.0.0.0:8080", "[::]:8883", "10.0.0.7:1883"] {
+            let err = dev
+                .check_dev_credentials(&[addr("127.0.0.1:8080"), addr(exposed)])
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains(exposed), "{err}");
+            assert!(err.contains(DEV_ACCESS_KEY_ID), "{err}");
+            assert!(err.contains(DEV_MQTT_USERNAME), "{err}");
+            assert!(err.contains("allow_dev_credentials"), "{err}");
+        }
+        let exposed = [addr("0.0.0.0:8080")];
+        // Unless explicitly allowed.
+        let allowed = Settings {
+            allow_dev_credentials: true,
+            ..Settings::default()
+        };
+        allowed.check_dev_credentials(&exposed).unwrap();
+        // Own credentials: allowed.
+        let own_key = AccessKey {
+            access_key_id: "AKIAOWNKEY".into(),
+            secret_access_key: "a-long-random-secret".into(),
+            account_id: "123456789012".into(),
+        };
+        let mut own = Settings {
+            access_keys: vec![own_key.clone()],
+            ..Settings::default()
+        };
+        own.mqtt.users.clear();
+        own.check_dev_credentials(&exposed).unwrap();
+        // The development secret under another key id, or the development MQTT
+        // user's password under another name, is still refused.
+        let mut renamed = own.clone();
+        renamed.access_keys[0].secret_access_key = DEV_SECRET_ACCESS_KEY.into();
+        assert!(renamed.check_dev_credentials(&exposed).is_err());
+        let mut user = own.clone();
+        user.mqtt.users = vec![MqttUser {
+            username: "someone".into(),
+            password: DEV_MQTT_PASSWORD.into(),
+            policies: vec![],
+        }];
+        let err = user
+            .check_dev_credentials(&exposed)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("mqtt.users"), "{err}");
+        assert!(!err.contains("development access key"), "{err}");
     }
 }

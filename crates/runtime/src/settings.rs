@@ -4,6 +4,11 @@
 //! An environment variable `PREFIX__SECTION__KEY` sets `section.key` (keys are
 //! lower-cased), so `HERALD_REGISTRY__GRPC__LISTEN_ADDR=0.0.0.0:50051` sets
 //! `grpc.listen_addr`. A value is read as the type the setting already has.
+//!
+//! `--config` may be given more than once: each file is merged over the ones
+//! before it (tables key by key; a list, such as `access_keys`, is replaced as a
+//! whole). A deployment keeps its ordinary settings in one file and its
+//! credentials in a second one, mounted from a secret store.
 
 use std::{collections::HashMap, path::PathBuf};
 
@@ -20,9 +25,26 @@ pub fn from_sources<T>(
 where
     T: Serialize + DeserializeOwned + Default,
 {
+    let files: Vec<(String, &str)> = file
+        .map(|text| ("settings file".to_owned(), text))
+        .into_iter()
+        .collect();
+    from_files(&files, env, prefix)
+}
+
+/// Loads settings from files, each `(name, text)` merged over the ones before
+/// it, then the environment. The name is what an error says.
+pub fn from_files<T>(
+    files: &[(String, &str)],
+    env: &HashMap<String, String>,
+    prefix: &str,
+) -> anyhow::Result<T>
+where
+    T: Serialize + DeserializeOwned + Default,
+{
     let mut merged = Table::try_from(T::default()).context("serialize default settings")?;
-    if let Some(text) = file {
-        let table: Table = toml::from_str(text).context("parse settings file")?;
+    for (name, text) in files {
+        let table: Table = toml::from_str(text).with_context(|| format!("parse {name}"))?;
         merge(&mut merged, table);
     }
     let prefix = format!("{prefix}__");
@@ -38,30 +60,49 @@ where
     Value::Table(merged).try_into().context("check settings")
 }
 
-/// Loads settings the way a service binary does: `--config FILE` (or the file
-/// named by `{PREFIX}_CONFIG`), then the process environment.
+/// Loads settings the way a service binary does: each `--config FILE` in
+/// order (or, without any, the file named by `{PREFIX}_CONFIG`), then the
+/// process environment.
 pub fn load<T>(prefix: &str) -> anyhow::Result<T>
 where
     T: Serialize + DeserializeOwned + Default,
 {
     let env: HashMap<String, String> = std::env::vars().collect();
-    let mut args = std::env::args().skip(1);
-    let mut path: Option<PathBuf> = env.get(&format!("{prefix}_CONFIG")).map(PathBuf::from);
+    let paths = config_paths(std::env::args().skip(1), &env, prefix)?;
+    let mut texts = Vec::with_capacity(paths.len());
+    for path in &paths {
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?;
+        texts.push((path.display().to_string(), text));
+    }
+    let files: Vec<(String, &str)> = texts
+        .iter()
+        .map(|(name, text)| (name.clone(), text.as_str()))
+        .collect();
+    from_files(&files, &env, prefix)
+}
+
+/// The settings files the command line names, in order: `--config FILE`
+/// (or `-c FILE`), any number of times; `{PREFIX}_CONFIG` when there is none.
+fn config_paths(
+    args: impl IntoIterator<Item = String>,
+    env: &HashMap<String, String>,
+    prefix: &str,
+) -> anyhow::Result<Vec<PathBuf>> {
+    let mut args = args.into_iter();
+    let mut paths = Vec::new();
     while let Some(arg) = args.next() {
         match arg.as_str() {
             "--config" | "-c" => {
-                path = Some(args.next().context("--config needs a file")?.into());
+                paths.push(args.next().context("--config needs a file")?.into());
             }
-            other => anyhow::bail!("unknown argument {other:?}; usage: [--config FILE]"),
+            other => anyhow::bail!("unknown argument {other:?}; usage: [--config FILE]..."),
         }
     }
-    let text = match &path {
-        Some(path) => Some(
-            std::fs::read_to_string(path).with_context(|| format!("read {}", path.display()))?,
-        ),
-        None => None,
-    };
-    from_sources(text.as_deref(), &env, prefix)
+    if paths.is_empty() {
+        paths.extend(env.get(&format!("{prefix}_CONFIG")).map(PathBuf::from));
+    }
+    Ok(paths)
 }
 
 fn merge(into: &mut Table, from: Table) {
@@ -130,6 +171,14 @@ mod tests {
         on: bool,
         inner: Inner,
         maybe: Option<u64>,
+        keys: Vec<Key>,
+    }
+
+    #[derive(Debug, Serialize, Deserialize, PartialEq, Clone)]
+    #[serde(deny_unknown_fields)]
+    struct Key {
+        id: String,
+        secret: String,
     }
 
     #[derive(Debug, Serialize, Deserialize, PartialEq, Default)]
@@ -148,6 +197,10 @@ mod tests {
                     account: "1".into(),
                 },
                 maybe: None,
+                keys: vec![Key {
+                    id: "DEV".into(),
+                    secret: "dev".into(),
+                }],
             }
         }
     }
@@ -171,9 +224,59 @@ mod tests {
                 inner: Inner {
                     account: "123456789012".into()
                 },
-                maybe: Some(5)
+                maybe: Some(5),
+                keys: Sample::default().keys,
             }
         );
+    }
+
+    #[test]
+    fn a_second_file_replaces_lists_and_merges_tables() {
+        let settings = "name = \"from-file\"\nport = 7\n[inner]\naccount = \"222\"\n";
+        let secrets = "[[keys]]\nid = \"PROD\"\nsecret = \"s3cret\"\n\n[inner]\n";
+        let files = [
+            ("settings.toml".to_owned(), settings),
+            ("secrets.toml".to_owned(), secrets),
+        ];
+        let s: Sample = from_files(&files, &HashMap::new(), "APP").unwrap();
+        assert_eq!(s.name, "from-file");
+        assert_eq!(s.port, 7);
+        // An empty [inner] in the second file keeps the first file's keys.
+        assert_eq!(s.inner.account, "222");
+        // The list is replaced: the default development key is gone.
+        assert_eq!(
+            s.keys,
+            vec![Key {
+                id: "PROD".into(),
+                secret: "s3cret".into()
+            }]
+        );
+        // An error names the file it is in.
+        let bad = [("secrets.toml".to_owned(), "[[keys]]\nid = 1\n")];
+        let err = from_files::<Sample>(&bad, &HashMap::new(), "APP").unwrap_err();
+        assert!(format!("{err:#}").contains("keys"), "{err:#}");
+        let bad = [("secrets.toml".to_owned(), "[[keys]\n")];
+        let err = from_files::<Sample>(&bad, &HashMap::new(), "APP").unwrap_err();
+        assert!(format!("{err:#}").contains("secrets.toml"), "{err:#}");
+    }
+
+    #[test]
+    fn config_may_be_given_more_than_once() {
+        let args = |list: &[&str]| list.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+        let env = HashMap::from([("APP_CONFIG".to_owned(), "/from/env.toml".to_owned())]);
+        let paths =
+            config_paths(args(&["--config", "/a.toml", "-c", "/b.toml"]), &env, "APP").unwrap();
+        assert_eq!(paths, [PathBuf::from("/a.toml"), PathBuf::from("/b.toml")]);
+        let paths = config_paths(args(&[]), &env, "APP").unwrap();
+        assert_eq!(paths, [PathBuf::from("/from/env.toml")]);
+        assert!(
+            config_paths(args(&[]), &HashMap::new(), "APP")
+                .unwrap()
+                .is_empty()
+        );
+        let err = config_paths(args(&["--gateway", "/a.toml"]), &env, "APP").unwrap_err();
+        assert!(err.to_string().contains("--gateway"), "{err}");
+        assert!(config_paths(args(&["--config"]), &env, "APP").is_err());
     }
 
     #[test]

@@ -5,6 +5,7 @@ mod support;
 
 mod config_cache;
 mod crash;
+mod dev_credentials;
 mod http_edge;
 mod mqtt;
 mod mqtt5;
