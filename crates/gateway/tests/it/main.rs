@@ -5,6 +5,7 @@ mod support;
 
 mod config_cache;
 mod crash;
+mod internal_tls;
 mod mqtt;
 mod mqtt5;
 mod pump;
