@@ -182,6 +182,7 @@ class Herald:
                 "HERALD_REGISTRY__GRPC__LISTEN_ADDR": "127.0.0.1:0",
                 "HERALD_REGISTRY__DATA_DIR": str(self.registry_dir),
                 "HERALD_REGISTRY__TEST_MODE": "true",
+                "HERALD_REGISTRY__INTERNAL_TLS__ENABLED": "false",
                 "HERALD_REGISTRY__THING_TYPE_DELETE_DELAY_SECS": "0",
             },
         )
@@ -192,6 +193,7 @@ class Herald:
                 "HERALD_CONFIG__DATA_DIR": str(self.config_dir),
                 "HERALD_CONFIG__REGISTRY_URL": registry.url,
                 "HERALD_CONFIG__TEST_MODE": "true",
+                "HERALD_CONFIG__INTERNAL_TLS__ENABLED": "false",
             },
         )
         self.gateway = self._start(
@@ -204,6 +206,7 @@ class Herald:
                 "HERALD_GATEWAY__REGISTRY_URL": registry.url,
                 "HERALD_GATEWAY__CONFIG_URL": config.url,
                 "HERALD_GATEWAY__TEST_MODE": "true",
+                "HERALD_GATEWAY__INTERNAL_TLS__ENABLED": "false",
             },
         )
         self.endpoint = self.gateway.url

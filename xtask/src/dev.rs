@@ -167,6 +167,20 @@ fn start_all(
     Ok(())
 }
 
+/// What only a development run sets, unless the environment already does:
+/// internal TLS off, so the services talk plain gRPC on loopback (and
+/// `grpcurl -plaintext` works).
+fn dev_only_env(svc: &Service) -> Vec<(String, String)> {
+    let key = svc.env_key(INTERNAL_TLS_ENABLED);
+    if std::env::var_os(&key).is_some() {
+        return Vec::new();
+    }
+    vec![(key, "false".to_owned())]
+}
+
+/// The setting that turns internal TLS on or off, below a service's prefix.
+const INTERNAL_TLS_ENABLED: &str = "INTERNAL_TLS__ENABLED";
+
 /// The settings that point `svc` at the services it calls, unless already set.
 fn upstream_env(
     svc: &Service,
@@ -195,6 +209,7 @@ fn spawn(
     cmd.current_dir(root)
         .env(svc.env_key("DATA_DIR"), data_dir.join(svc.name))
         .envs(links.iter().map(|(k, v)| (k, v)))
+        .envs(dev_only_env(svc))
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
@@ -403,6 +418,17 @@ fn data_dir(root: &Path, flag: Option<&Path>) -> Result<PathBuf> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn dev_turns_internal_tls_off_for_every_service() {
+        for svc in crate::services::SERVICES {
+            let key = svc.env_key(INTERNAL_TLS_ENABLED);
+            if std::env::var_os(&key).is_some() {
+                continue;
+            }
+            assert_eq!(dev_only_env(svc), vec![(key, "false".to_owned())]);
+        }
+    }
 
     #[test]
     fn data_dirs_are_absolute() {

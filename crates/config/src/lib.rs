@@ -5,8 +5,12 @@
 //! Reading order: `settings`, `domain` (records and rules), `certs` (X.509),
 //! `service` (operations), `grpc` (the wire adapter). Storage and the change
 //! log are `herald_store`'s; thing groups and principals come from the registry.
+//! `internal_pki` creates the certificates the services authenticate each
+//! other with (`config internal-pki`).
 
 mod settings;
+
+pub mod internal_pki;
 
 mod certs;
 mod domain;
@@ -20,11 +24,15 @@ use herald_proto::{
     FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer,
     registry::v1::registry_client::RegistryClient,
 };
+use herald_runtime::{
+    grpc::ServeOptions,
+    internal_tls::{self, InternalTls},
+};
 use herald_store::{Store, Writer};
 pub use settings::{CaSettings, ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::{server::NamedService, service::Routes, transport::Endpoint};
+use tonic::{server::NamedService, service::Routes};
 
 use crate::{certs::Ca, domain::ConfigEvent, grpc::GrpcConfig, service::ConfigService};
 
@@ -36,6 +44,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tls = InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
     let dir = settings.data_dir.clone();
     let ca_settings = settings.ca.clone();
     let (store, ca) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Ca)> {
@@ -52,9 +61,8 @@ pub async fn run(
     let (writer, log, writer_thread) =
         Writer::<ConfigEvent>::start(store.clone(), "config-writer").context("start the writer")?;
     let registry = RegistryClient::new(
-        Endpoint::from_shared(settings.registry_url.clone())
-            .with_context(|| format!("read registry_url {:?}", settings.registry_url))?
-            .connect_timeout(Duration::from_secs(5))
+        internal_tls::endpoint(&settings.registry_url, tls.as_ref())
+            .context("read registry_url")?
             .connect_lazy(),
     );
     let ctx = service::Context {
@@ -78,8 +86,20 @@ pub async fn run(
     let routes = Routes::new(ConfigServer::new(grpc));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <ConfigServer<GrpcConfig> as NamedService>::NAME;
-    herald_runtime::grpc::serve(name, FILE_DESCRIPTOR_SET, routes, listener, shutdown, grace)
-        .await?;
+    let options = ServeOptions {
+        tls,
+        health_listen_addr: settings.grpc.health_listen_addr,
+        grace,
+    };
+    herald_runtime::grpc::serve(
+        name,
+        FILE_DESCRIPTOR_SET,
+        routes,
+        listener,
+        shutdown,
+        options,
+    )
+    .await?;
     retention.await.context("join retention")?;
     writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");

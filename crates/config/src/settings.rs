@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::telemetry::LogSettings;
+use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
 /// The environment prefix: `HERALD_CONFIG__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
@@ -19,6 +19,8 @@ pub struct Settings {
     /// The registry's gRPC address (thing groups and thing principals).
     pub registry_url: String,
     pub grpc: GrpcSettings,
+    /// Mutual TLS with the other services (on by default).
+    pub internal_tls: InternalTlsSettings,
     pub ca: CaSettings,
     pub changes: ChangeLogSettings,
     /// How long shutdown waits for in-flight calls and streams.
@@ -32,6 +34,9 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcSettings {
     pub listen_addr: SocketAddr,
+    /// Also serves `grpc.health.v1` alone, in plain gRPC, here (for probes
+    /// that can't present a certificate); none by default.
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 /// The Herald CA: created at first start and kept in the data folder, unless
@@ -59,6 +64,7 @@ impl Default for Settings {
             region: "us-east-1".into(),
             registry_url: "http://127.0.0.1:50051".into(),
             grpc: GrpcSettings::default(),
+            internal_tls: InternalTlsSettings::default(),
             ca: CaSettings::default(),
             changes: ChangeLogSettings::default(),
             shutdown_grace_secs: 10,
@@ -72,6 +78,7 @@ impl Default for GrpcSettings {
     fn default() -> Self {
         GrpcSettings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50052)),
+            health_listen_addr: None,
         }
     }
 }
@@ -93,7 +100,9 @@ impl Settings {
             registry_url: registry_url.into(),
             grpc: GrpcSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                health_listen_addr: None,
             },
+            internal_tls: InternalTlsSettings::disabled(),
             test_mode: true,
             ..Settings::default()
         }

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::telemetry::LogSettings;
+use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
 /// The environment prefix: `HERALD_GATEWAY__HTTP__LISTEN_ADDR` sets `http.listen_addr`.
@@ -20,6 +20,8 @@ pub struct Settings {
     /// The registry's and the config service's gRPC addresses.
     pub registry_url: String,
     pub config_url: String,
+    /// Mutual TLS with the registry and the config service (on by default).
+    pub internal_tls: InternalTlsSettings,
     pub http: HttpSettings,
     pub mqtt: MqttSettings,
     /// Who may call the HTTP API: SigV4 access keys.
@@ -153,6 +155,7 @@ impl Default for Settings {
             region: "us-east-1".into(),
             registry_url: "http://127.0.0.1:50051".into(),
             config_url: "http://127.0.0.1:50052".into(),
+            internal_tls: InternalTlsSettings::default(),
             http: HttpSettings::default(),
             mqtt: MqttSettings::default(),
             access_keys: vec![AccessKey {
@@ -227,6 +230,7 @@ impl Settings {
         Settings {
             registry_url: registry_url.into(),
             config_url: config_url.into(),
+            internal_tls: InternalTlsSettings::disabled(),
             http: HttpSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
                 ..HttpSettings::default()

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_proto::{FILE_DESCRIPTOR_SET, registry::v1::registry_server::RegistryServer};
+use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
 pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -36,6 +37,7 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let tls = InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
     let dir = settings.data_dir.clone();
     let store = tokio::task::spawn_blocking(move || Store::open(&dir)).await??;
     let (writer, log, writer_thread) =
@@ -58,8 +60,20 @@ pub async fn run(
     let routes = Routes::new(RegistryServer::new(grpc));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <RegistryServer<GrpcRegistry> as NamedService>::NAME;
-    herald_runtime::grpc::serve(name, FILE_DESCRIPTOR_SET, routes, listener, shutdown, grace)
-        .await?;
+    let options = ServeOptions {
+        tls,
+        health_listen_addr: settings.grpc.health_listen_addr,
+        grace,
+    };
+    herald_runtime::grpc::serve(
+        name,
+        FILE_DESCRIPTOR_SET,
+        routes,
+        listener,
+        shutdown,
+        options,
+    )
+    .await?;
     retention.await.context("join retention")?;
     writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");

@@ -2,7 +2,7 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::telemetry::LogSettings;
+use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
 /// The environment prefix: `HERALD_REGISTRY__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
@@ -18,6 +18,8 @@ pub struct Settings {
     /// The region that ARNs name.
     pub region: String,
     pub grpc: GrpcSettings,
+    /// Mutual TLS with the other services (on by default).
+    pub internal_tls: InternalTlsSettings,
     pub changes: ChangeLogSettings,
     /// How long after deprecation a thing type may be deleted (AWS: five minutes).
     pub thing_type_delete_delay_secs: u64,
@@ -32,6 +34,9 @@ pub struct Settings {
 #[serde(default, deny_unknown_fields)]
 pub struct GrpcSettings {
     pub listen_addr: SocketAddr,
+    /// Also serves `grpc.health.v1` alone, in plain gRPC, here (for probes
+    /// that can't present a certificate); none by default.
+    pub health_listen_addr: Option<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -50,6 +55,7 @@ impl Default for Settings {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             grpc: GrpcSettings::default(),
+            internal_tls: InternalTlsSettings::default(),
             changes: ChangeLogSettings::default(),
             thing_type_delete_delay_secs: 300,
             shutdown_grace_secs: 10,
@@ -63,6 +69,7 @@ impl Default for GrpcSettings {
     fn default() -> Self {
         GrpcSettings {
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 50051)),
+            health_listen_addr: None,
         }
     }
 }
@@ -84,7 +91,9 @@ impl Settings {
             thing_type_delete_delay_secs: 0,
             grpc: GrpcSettings {
                 listen_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+                health_listen_addr: None,
             },
+            internal_tls: InternalTlsSettings::disabled(),
             test_mode: true,
             ..Settings::default()
         }

@@ -1,9 +1,11 @@
 //! What every Herald service binary shares: layered settings (defaults, then a
-//! TOML file, then the environment), logging, and the shutdown signal.
+//! TOML file, then the environment), logging, the shutdown signal, and mutual
+//! TLS between the services ([`internal_tls`]).
 //!
 //! Libraries never install a logger; only binaries call [`telemetry::init`].
 
 pub mod grpc;
+pub mod internal_tls;
 pub mod settings;
 pub mod shutdown;
 pub mod telemetry;

@@ -62,7 +62,10 @@ impl Process {
             }
         }
         let prefix = format!("HERALD_{}__", name.to_uppercase());
+        // Plain gRPC between the services unless the test's settings turn
+        // internal TLS on.
         command
+            .env(format!("{prefix}INTERNAL_TLS__ENABLED"), "false")
             .env(format!("{prefix}LOG__FORMAT"), "plain")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");

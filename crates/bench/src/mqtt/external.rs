@@ -87,6 +87,7 @@ impl ExternalHerald {
             &[
                 ("HERALD_REGISTRY__GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_REGISTRY__DATA_DIR", data("registry")),
+                ("HERALD_REGISTRY__INTERNAL_TLS__ENABLED", "false".into()),
             ],
         )?;
         let registry = herald.wait_listening(registry, "grpc")?;
@@ -97,6 +98,7 @@ impl ExternalHerald {
             &[
                 ("HERALD_CONFIG__GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_CONFIG__DATA_DIR", data("config")),
+                ("HERALD_CONFIG__INTERNAL_TLS__ENABLED", "false".into()),
                 ("HERALD_CONFIG__REGISTRY_URL", format!("http://{registry}")),
             ],
         )?;
@@ -113,6 +115,7 @@ impl ExternalHerald {
                     "127.0.0.1:0".into(),
                 ),
                 ("HERALD_GATEWAY__DATA_DIR", data("gateway")),
+                ("HERALD_GATEWAY__INTERNAL_TLS__ENABLED", "false".into()),
                 ("HERALD_GATEWAY__REGISTRY_URL", format!("http://{registry}")),
                 (
                     "HERALD_GATEWAY__CONFIG_URL",

@@ -20,6 +20,7 @@ pub(crate) use serve::{ServeOptions, serve};
 
 use std::sync::Arc;
 
+use anyhow::Context as _;
 use axum::{
     Json, Router,
     extract::State,
@@ -31,8 +32,9 @@ use herald_proto::{
     config::v1::{self as config_pb, config_client::ConfigClient},
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
 };
+use herald_runtime::internal_tls::{self, InternalTls};
 use serde_json::Value;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Channel;
 
 pub(crate) use self::error::ApiError;
 use crate::settings::{AccessKey, Settings};
@@ -49,17 +51,23 @@ pub(crate) struct AppState {
     pub(crate) request_timeout: std::time::Duration,
 }
 
-fn channel(url: &str) -> anyhow::Result<Channel> {
-    Ok(Endpoint::from_shared(url.to_owned())?
-        .connect_timeout(std::time::Duration::from_secs(5))
-        .connect_lazy())
+/// A lazily connecting channel to another service, over mutual TLS when
+/// internal TLS is on.
+fn channel(url: &str, tls: Option<&InternalTls>) -> anyhow::Result<Channel> {
+    Ok(internal_tls::endpoint(url, tls)?.connect_lazy())
 }
 
 impl AppState {
     pub(crate) fn connect(settings: &Settings) -> anyhow::Result<AppState> {
+        let tls =
+            InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
         Ok(AppState {
-            registry: RegistryClient::new(channel(&settings.registry_url)?),
-            config: ConfigClient::new(channel(&settings.config_url)?),
+            registry: RegistryClient::new(
+                channel(&settings.registry_url, tls.as_ref()).context("read registry_url")?,
+            ),
+            config: ConfigClient::new(
+                channel(&settings.config_url, tls.as_ref()).context("read config_url")?,
+            ),
             region: settings.region.as_str().into(),
             access_keys: settings.access_keys.clone().into(),
             test_mode: settings.test_mode,

@@ -7,6 +7,7 @@ mod config_cache;
 mod crash;
 mod dev_credentials;
 mod http_edge;
+mod internal_tls;
 mod mqtt;
 mod mqtt5;
 mod mqtt_limits;
