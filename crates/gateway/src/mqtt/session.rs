@@ -2850,7 +2850,7 @@ fn encode_publish(
     buf.put_slice(payload);
 }
 
-/// Decodes `bytes` as the session reads a client's stream ([`Wire::parse`]):
+/// Decodes `bytes` as the session reads a client's stream ([`decode`]):
 /// the codec is MQTT 5 when `v5` says so, or, when `v5` is `None`, chosen
 /// by the CONNECT's protocol level as for a new connection
 /// ([`Wire::read_connect`]). Reads whole packets until the bytes run out
@@ -2861,29 +2861,21 @@ pub(crate) fn decode_stream(
     v5: Option<bool>,
     max_packet_size: usize,
 ) -> (Vec<Packet>, Option<String>) {
-    let (rd, wr) = tokio::io::split(tokio::io::empty());
-    let mut wire = Wire {
-        rd,
-        wr,
-        rbuf: BytesMut::from(bytes),
-        wbuf: BytesMut::new(),
-        max_packet_size,
-        version: Version::V311,
-    };
+    let mut buf = BytesMut::from(bytes);
     let v5 = v5.unwrap_or_else(
-        || matches!(peek_connect_level(&wire.rbuf), ConnectPeek::Level(level) if level >= 5),
+        || matches!(peek_connect_level(&buf), ConnectPeek::Level(level) if level >= 5),
     );
-    if v5 {
-        wire.version = Version::V5;
-    }
+    let version = if v5 { Version::V5 } else { Version::V311 };
     let mut packets = Vec::new();
     // Each packet read takes at least two bytes; the bound only guards
     // against a codec that reports a packet without consuming it.
     for _ in 0..=bytes.len() {
-        match wire.parse() {
+        match decode(version, &mut buf, max_packet_size) {
             Ok(Some(packet)) => packets.push(packet),
             Ok(None) => return (packets, None),
             Err(ReadError::Protocol(e)) => return (packets, Some(format!("{e:?}"))),
+            Err(ReadError::Malformed(why)) => return (packets, Some(why.to_owned())),
+            Err(ReadError::Refused(code)) => return (packets, Some(format!("{code:?}"))),
             Err(ReadError::Closed) => return (packets, Some("closed".to_owned())),
         }
     }
