@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import REPO_ROOT, Service, service_env
+from conftest import REPO_ROOT, Service, binary, service_env
 from support import make_client
 
 pytestmark = pytest.mark.standalone
@@ -53,16 +53,42 @@ secret_access_key = "{SECRET_ACCESS_KEY}"
 account_id = "123456789012"
 """
 
-# THE SECRETS THE OPERATOR CREATES, by name: the files each holds (key -> content),
-# as deploy/README.md tells how to create them. A manifest that mounts a Secret
-# missing here fails the test; a new Secret (certificates, say) is one more entry.
+# The Secrets the operator creates, by name, as deploy/README.md tells how: the
+# files each holds (key -> content). A manifest that mounts a Secret missing
+# here fails the test. The internal TLS Secrets are filled by `internal_pki`.
+INTERNAL_TLS_SERVICES = ("registry", "config", "gateway")
 SECRETS = {
     "herald-gateway-credentials": {"credentials.toml": CREDENTIALS_TOML},
+    **{f"{name}-internal-tls": None for name in INTERNAL_TLS_SERVICES},
 }
+# Secret files that are not settings: written as they are, never rewritten.
+OPAQUE_SUFFIXES = (".crt", ".key", ".pem")
 
 # The service binaries, as the image installs them (deploy/Dockerfile).
 IMAGE_BIN_DIR = "/usr/local/bin/"
 BINARIES = {"registry", "config", "gateway"}
+
+
+@pytest.fixture(scope="module")
+def internal_pki(tmp_path_factory):
+    """The Secrets, with each service's internal TLS Secret made as
+    deploy/README.md says: `config internal-pki`, then ca.crt, tls.crt and
+    tls.key from its files."""
+    out = tmp_path_factory.mktemp("pki") / "herald-pki"
+    subprocess.run(
+        [str(binary("config")), "internal-pki", "--out", str(out), "--namespace", "herald"],
+        check=True,
+        capture_output=True,
+        timeout=60,
+    )
+    filled = dict(SECRETS)
+    for name in INTERNAL_TLS_SERVICES:
+        filled[f"{name}-internal-tls"] = {
+            "ca.crt": (out / "ca.pem").read_text(),
+            "tls.crt": (out / f"{name}.pem").read_text(),
+            "tls.key": (out / f"{name}.key").read_text(),
+        }
+    return filled
 
 
 def need(tool_ok, what):
@@ -189,9 +215,10 @@ def free_port():
 class Cluster:
     """The rendered overlay, played on this machine under `root`."""
 
-    def __init__(self, objects, root):
+    def __init__(self, objects, root, secrets=None):
         self.objects = objects
         self.root = root
+        self.secrets = secrets or SECRETS
         self.config_maps = by_name(objects, "ConfigMap")
         self.service_names = set(by_name(objects, "Service"))
         self.ports = {}
@@ -277,13 +304,13 @@ class Pod:
             if "configMap" in volume:
                 files = self.cluster.config_maps[volume["configMap"]["name"]].get("data", {})
             elif "secret" in volume:
-                files = SECRETS[volume["secret"]["secretName"]]
+                files = self.cluster.secrets[volume["secret"]["secretName"]]
             elif "emptyDir" in volume:
                 files = {}
             else:
                 pytest.fail(f"{self.name}: volume {mount['name']} of a kind this test cannot play: {volume}")
             for key, content in files.items():
-                (target / key).write_text(self.rewrite(content))
+                (target / key).write_text(content if key.endswith(OPAQUE_SUFFIXES) else self.rewrite(content))
             self.check_settings_paths(files, mount)
 
     def check_settings_paths(self, files, mount):
@@ -365,6 +392,19 @@ def grpc_health(port, service):
     return health_pb2.HealthCheckResponse.ServingStatus.Name(response.status)
 
 
+def plain_grpc_call(port, method):
+    """Calls `method` with an empty message in plain gRPC, without a
+    certificate: the status code it ends with."""
+    import grpc
+
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        try:
+            channel.unary_unary(method)(b"", timeout=5)
+        except grpc.RpcError as e:
+            return e.code()
+    return grpc.StatusCode.OK
+
+
 def walk(table, prefix=""):
     for key, value in table.items():
         name = f"{prefix}{key}"
@@ -412,6 +452,11 @@ def policy_for(objects, app):
     return policy
 
 
+def health_ports(container):
+    """The container's health-only ports (named `health`: grpc.health_listen_addr)."""
+    return {p["containerPort"] for p in container.get("ports", []) if p.get("name") == "health"}
+
+
 def allowed_sources(rule):
     """The app names a rule's `from` admits; None for anyone."""
     if "from" not in rule:
@@ -434,6 +479,7 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
     objects = render(overlay)
     cluster = Cluster(objects, Path("/nonexistent"))
     statefulsets = of_kind(objects, "StatefulSet")
+    pods = {sts["metadata"]["name"]: sts for sts in statefulsets}
     callers = {}
     for sts in statefulsets:
         for callee in cluster.callees(sts):
@@ -451,10 +497,21 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
             for port in ports:
                 opened[port] = allowed_sources(rule)
         if app in callers:
-            # Internal: each gRPC port only from the pods that call it.
-            assert set(opened) == service_ports, (app, opened)
+            # Internal: each gRPC port only from the pods that call it; the
+            # health-only port (plain gRPC, no API) from anywhere, since the
+            # kubelet's probes come from the node.
+            container = pod_spec(pods[app])["containers"][0]
+            health = health_ports(container)
+            assert health and not health & service_ports, (app, health, service_ports)
+            assert set(opened) == service_ports | health, (app, opened)
             for port, sources in opened.items():
-                assert sources == callers[app], f"{app}:{port} admits {sources}, callers are {callers[app]}"
+                if port in health:
+                    assert sources is None, f"{app}:{port} (health) admits only {sources}: the probes come from the node"
+                else:
+                    assert sources == callers[app], f"{app}:{port} admits {sources}, callers are {callers[app]}"
+            # The probes use the health port: the API port takes mutual TLS only.
+            for probe in ("readinessProbe", "livenessProbe"):
+                assert container_port(container, container[probe]["grpc"]["port"]) in health, (app, probe)
         else:
             # Public: the gateway's Service ports, from anywhere, and no other.
             assert set(opened) == service_ports == {8080, 8883}, (app, opened)
@@ -465,7 +522,7 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp_path):
+def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp_path, internal_pki):
     try:
         import grpc  # noqa: F401
         from grpc_health.v1 import health_pb2  # noqa: F401
@@ -475,7 +532,7 @@ def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp
         have_grpc = False
     need(have_grpc, "grpcio and grpcio-health-checking")
     objects = render(overlay)
-    cluster = Cluster(objects, tmp_path)
+    cluster = Cluster(objects, tmp_path, internal_pki)
     pods = []
     try:
         for sts in start_order(cluster, of_kind(objects, "StatefulSet")):
@@ -495,6 +552,18 @@ def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp
         assert refused.value.response["Error"]["Code"] == "UnrecognizedClientException"
         # The config service answers through the gateway too.
         assert client.list_policies()["ResponseMetadata"]["HTTPStatusCode"] == 200
+        # Internal TLS is on: a client without a certificate gets nothing from
+        # the API ports, and the probes' port serves health and nothing else.
+        for pod, method in (
+            (next(p for p in pods if p.name == "registry"), "/herald.registry.v1.Registry/DescribeThing"),
+            (next(p for p in pods if p.name == "config"), "/herald.config.v1.Config/ListPolicies"),
+        ):
+            import grpc
+
+            api = pod.port("grpc")
+            assert plain_grpc_call(api, method) == grpc.StatusCode.UNAVAILABLE, f"{pod.name}:{api} answered plain gRPC"
+            health = next(iter(health_ports(pod.container)))
+            assert plain_grpc_call(pod.port(health), method) == grpc.StatusCode.UNIMPLEMENTED, pod.name
         for pod in pods:
             assert pod.service.proc.poll() is None, f"{pod.name} exited\n" + pod.service.tail_text()
     finally:

@@ -193,7 +193,17 @@ fn settings_keys(text: &str) -> Vec<String> {
     let mut section = String::new();
     let mut keys = Vec::new();
     for line in text.lines().map(str::trim) {
-        if line.is_empty() || line.starts_with('#') {
+        if let Some(comment) = line.strip_prefix('#') {
+            // `# key = value`: a setting with no default, shown commented out.
+            if let Some((key, _)) = comment.trim().split_once(" = ")
+                && !key.is_empty()
+                && key.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')
+            {
+                keys.push(format!("{section}{key}"));
+            }
+            continue;
+        }
+        if line.is_empty() {
             continue;
         }
         if let Some(name) = line
@@ -251,8 +261,8 @@ patches:
         ]
     );
     assert_eq!(
-        settings_keys("a = 1\n# c = 2\n[grpc]\nlisten_addr = \"x\"\n"),
-        ["a", "grpc.listen_addr"]
+        settings_keys("a = 1\n# prose, e.g. b = 2\n[grpc]\nlisten_addr = \"x\"\n# c = 3\n"),
+        ["a", "grpc.listen_addr", "grpc.c"]
     );
     assert_eq!(
         settings_keys("[mqtt]\nusers = []\n[[mqtt.users]]\nusername = \"u\"\n"),
