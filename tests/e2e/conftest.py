@@ -62,7 +62,7 @@ def service_env(extra):
 class Service:
     """One running binary, its output drained into a log file on a thread."""
 
-    def __init__(self, name, log_dir, env, args=()):
+    def __init__(self, name, log_dir, env, args=(), wrapper=()):
         self.name = name
         self.path = binary(name)
         if not self.path.is_file():
@@ -77,7 +77,7 @@ class Service:
         self._ready = threading.Event()
         self._log = open(self.log_path, "w", encoding="utf-8")
         self.proc = subprocess.Popen(
-            [str(self.path), *args],
+            [*wrapper, str(self.path), *args],
             cwd=log_dir,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -167,9 +167,13 @@ class Service:
 class Herald:
     """The three services, wired together, in test mode."""
 
-    def __init__(self, root):
+    def __init__(self, root, gateway_settings=None, gateway_wrapper=()):
         self.root = root
         self.services = []
+        # Settings over the defaults below, and a command the gateway runs
+        # under (`prlimit ...`), for tests that start a Herald of their own.
+        self.gateway_settings = gateway_settings or {}
+        self.gateway_wrapper = gateway_wrapper
         data = root / "data"
         self.registry_dir = data / "registry"
         self.config_dir = data / "config"
@@ -207,12 +211,14 @@ class Herald:
                 "HERALD_GATEWAY__CONFIG_URL": config.url,
                 "HERALD_GATEWAY__TEST_MODE": "true",
                 "HERALD_GATEWAY__INTERNAL_TLS__ENABLED": "false",
+                **self.gateway_settings,
             },
+            wrapper=self.gateway_wrapper,
         )
         self.endpoint = self.gateway.url
 
-    def _start(self, name, settings):
-        service = Service(name, self.root, service_env(settings))
+    def _start(self, name, settings, wrapper=()):
+        service = Service(name, self.root, service_env(settings), wrapper=wrapper)
         self.services.append(service)
         service.wait_ready()
         return service

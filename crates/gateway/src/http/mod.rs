@@ -180,3 +180,61 @@ async fn reset(State(state): State<AppState>) -> ApiResult {
         .await?;
     ok(serde_json::json!({}))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use axum::routing::get;
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio_util::sync::CancellationToken;
+
+    use super::*;
+    use crate::limits::ConnectionLimit;
+
+    async fn boom() -> &'static str {
+        panic!("a handler's bug")
+    }
+
+    /// The last line: a handler that panics gets a 500 in AWS's shape, the
+    /// connection is answered rather than dropped, and the server goes on.
+    #[tokio::test]
+    async fn a_panicking_handler_gets_a_500_internal_failure_and_the_server_goes_on() {
+        let settings = Settings::for_test("http://127.0.0.1:9", "http://127.0.0.1:9");
+        let state = AppState::connect(&settings).unwrap();
+        let app = Router::new()
+            .route("/boom", get(boom))
+            .route("/fine", get(|| async { "fine" }))
+            .layer(middleware::from_fn_with_state(state.clone(), guard))
+            .with_state(state);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let shutdown = CancellationToken::new();
+        let options = ServeOptions {
+            limit: ConnectionLimit::new("http", 8),
+            header_read_timeout: Duration::from_secs(5),
+        };
+        tokio::spawn(serve(listener, app, options, shutdown.clone()));
+        let exchange = |path: &'static str| async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            let request = format!("GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n");
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+                .await
+                .expect("answered in time")
+                .unwrap();
+            String::from_utf8_lossy(&answer).to_lowercase()
+        };
+        let answer = exchange("/boom").await;
+        assert!(answer.starts_with("http/1.1 500"), "{answer}");
+        assert!(
+            answer.contains("x-amzn-errortype: internalfailureexception"),
+            "{answer}"
+        );
+        let answer = exchange("/fine").await;
+        assert!(answer.starts_with("http/1.1 200"), "{answer}");
+        shutdown.cancel();
+    }
+}

@@ -1,6 +1,6 @@
 //! The HTTP listener's edges, as a client would hit them with raw bytes: a
 //! flood of idle connections beyond the cap, HTTP/2 prior knowledge, a
-//! lowercase method, headers too large.
+//! lowercase method, a head, a URI or a body too large.
 
 use std::time::Duration;
 
@@ -138,7 +138,19 @@ async fn http2_prior_knowledge_lowercase_methods_and_huge_headers_get_clean_answ
     let mut huge = b"GET /things HTTP/1.1\r\nhost: x\r\nx-big: ".to_vec();
     huge.extend(std::iter::repeat_n(b'a', 600_000));
     huge.extend_from_slice(b"\r\n\r\n");
-    for (request, status) in [(huge, "431"), (b"GET\0 / HTTP/1.1\r\n\r\n".to_vec(), "400")] {
+    // A URI too long, and a body larger than any API takes (refused from its
+    // Content-Length, before a byte of it is read).
+    let mut long_uri = b"GET /things?x=".to_vec();
+    long_uri.extend(std::iter::repeat_n(b'a', 70_000));
+    long_uri.extend_from_slice(b" HTTP/1.1\r\nhost: x\r\n\r\n");
+    let too_large =
+        b"POST /things/big HTTP/1.1\r\nhost: x\r\ncontent-length: 100000000\r\n\r\n".to_vec();
+    for (request, status) in [
+        (huge, "431"),
+        (b"GET\0 / HTTP/1.1\r\n\r\n".to_vec(), "400"),
+        (long_uri, "414"),
+        (too_large, "413"),
+    ] {
         let answer = exchange(gateway.http, &request).await;
         let text = String::from_utf8_lossy(&answer).to_lowercase();
         assert!(text.starts_with(&format!("http/1.1 {status}")), "{text}");
