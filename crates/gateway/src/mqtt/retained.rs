@@ -327,6 +327,22 @@ impl RetainedStore {
             .collect()
     }
 
+    /// The topics of the retained messages `filter` matches.
+    pub fn matching_topics(&self, filter: &str) -> Vec<Arc<str>> {
+        self.inner
+            .state()
+            .messages
+            .keys()
+            .filter(|topic| topic::matches(filter, topic))
+            .cloned()
+            .collect()
+    }
+
+    /// The message retained on `topic` now, if any.
+    pub fn get(&self, topic: &str) -> Option<Bytes> {
+        self.inner.state().messages.get(topic).cloned()
+    }
+
     /// How many messages are retained, and their size in bytes.
     pub fn usage(&self) -> (usize, usize) {
         let state = self.inner.state();

@@ -39,7 +39,7 @@
 //!   [`Router::stopped`] tell when the routing thread has died (its event
 //!   channel disconnected), and the gateway then stops with an error.
 
-use std::collections::VecDeque;
+use std::collections::{HashSet, VecDeque};
 use std::sync::Arc;
 
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
@@ -285,6 +285,7 @@ impl Router {
             paused: false,
             retained: self.retained.clone(),
             retained_due: VecDeque::new(),
+            retained_queued: HashSet::new(),
         })
     }
 }
@@ -315,7 +316,10 @@ pub struct Link {
     paused: bool,
     retained: RetainedStore,
     /// Retained messages matched by a new subscription, not delivered yet.
-    retained_due: VecDeque<(Arc<str>, Bytes)>,
+    retained_due: VecDeque<Arc<str>>,
+    /// The topics in `retained_due`: each is queued once, however many
+    /// SUBSCRIBEs match it, so the queue never outgrows the store.
+    retained_queued: HashSet<Arc<str>>,
 }
 
 impl std::fmt::Debug for Link {
@@ -357,8 +361,20 @@ impl Link {
     /// queues the retained messages it matches for [`Link::next`].
     pub fn subscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         self.resubscribe(filter)?;
-        self.retained_due.extend(self.retained.matching(filter));
+        self.queue_retained(filter);
         Ok(())
+    }
+
+    /// Queues the retained messages `filter` matches for [`Link::next`], as
+    /// a SUBSCRIBE does, even to a filter already subscribed (MQTT 3.1.1
+    /// §3.8.4). A topic already queued is not queued again; each is sent
+    /// with the payload retained when its turn comes.
+    pub fn queue_retained(&mut self, filter: &str) {
+        for topic in self.retained.matching_topics(filter) {
+            if self.retained_queued.insert(Arc::clone(&topic)) {
+                self.retained_due.push_back(topic);
+            }
+        }
     }
 
     /// Subscribes to `filter` again for a session the engine forgot (a
@@ -398,12 +414,16 @@ impl Link {
     /// (`Unschedule`) is answered with `wake()`, acks are skipped.
     /// Cancel-safe: a wake cut short is retried by the next call.
     pub async fn next(&mut self) -> Delivery {
-        if let Some((topic, payload)) = self.retained_due.pop_front() {
-            return Delivery::Message {
-                topic: topic.to_string(),
-                payload,
-                retain: true,
-            };
+        while let Some(topic) = self.retained_due.pop_front() {
+            self.retained_queued.remove(&topic);
+            // Deleted since it was queued: nothing to send.
+            if let Some(payload) = self.retained.get(&topic) {
+                return Delivery::Message {
+                    topic: topic.to_string(),
+                    payload,
+                    retain: true,
+                };
+            }
         }
         loop {
             if self.paused {

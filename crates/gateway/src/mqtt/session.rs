@@ -2137,9 +2137,17 @@ impl Session {
                     Err(_) => Err(DisconnectReason::ConnectionLost),
                 },
                 delivery = next_delivery(&mut self.link) => match delivery {
-                    RouterDelivery::Message { topic, payload, retain } => {
+                    RouterDelivery::Message { topic, payload, retain: true } => {
+                        // A retained message queued by a SUBSCRIBE goes only
+                        // to a filter still subscribed.
+                        if let Some(qos) = matching_qos(&self.filters.router, &topic) {
+                            self.deliver(wire, &topic, &payload, qos, true, None);
+                        }
+                        Ok(())
+                    }
+                    RouterDelivery::Message { topic, payload, retain: false } => {
                         let qos = max_qos(&self.filters.router, &topic);
-                        self.deliver(wire, &topic, &payload, qos, retain, None);
+                        self.deliver(wire, &topic, &payload, qos, false, None);
                         Ok(())
                     }
                     RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
@@ -2746,7 +2754,10 @@ impl Session {
             let Some(link) = self.link.as_mut() else {
                 return false;
             };
-            if !self.filters.router.contains_key(filter) && link.subscribe(filter).is_err() {
+            if self.filters.router.contains_key(filter) {
+                // Subscribed again: its retained messages are sent again.
+                link.queue_retained(filter);
+            } else if link.subscribe(filter).is_err() {
                 return false;
             }
             self.filters.router.insert(filter.to_owned(), qos);
