@@ -9,7 +9,7 @@
 
 use crate::{
     flags,
-    util::{self, Result, bail},
+    util::{self, Context as _, Result, bail},
 };
 
 pub(crate) fn run(flags: &flags::Fuzz) -> Result<()> {
@@ -35,6 +35,9 @@ pub(crate) fn run(flags: &flags::Fuzz) -> Result<()> {
         ("crates/gateway/fuzz", "mqtt_decode", "seeds/mqtt", None),
     ];
     for (dir, target, seeds, dict) in targets {
+        // libFuzzer writes what it finds here; it must exist beforehand.
+        let corpus = root.join(dir).join("corpus").join(target);
+        std::fs::create_dir_all(&corpus).with_context(|| format!("create {}", corpus.display()))?;
         let mut cmd = util::cargo(&root);
         cmd.env("RUSTC_BOOTSTRAP", "1")
             .args(["fuzz", "run", "--fuzz-dir", dir, target])
@@ -45,7 +48,34 @@ pub(crate) fn run(flags: &flags::Fuzz) -> Result<()> {
             cmd.arg(format!("-dict={dir}/{dict}"));
         }
         cmd.arg(format!("-max_total_time={}", flags.secs));
-        util::run(&mut cmd)?;
+        if let Err(e) = util::run(&mut cmd) {
+            let kept = keep_crashes(&root.join(dir), target, seeds)?;
+            bail!(
+                "{e}\nthe inputs that failed are now seeds, replayed by `cargo xtask test`: {kept:?}\nfix the bug, then commit them"
+            );
+        }
     }
     Ok(())
+}
+
+/// Copies what libFuzzer saved in `artifacts/<target>/` (crash-, leak-,
+/// timeout-, oom- files) into the target's seeds, where the corpus tests
+/// replay them; returns the seeds' paths.
+fn keep_crashes(dir: &std::path::Path, target: &str, seeds: &str) -> Result<Vec<String>> {
+    let artifacts = dir.join("artifacts").join(target);
+    let Ok(entries) = std::fs::read_dir(&artifacts) else {
+        return Ok(Vec::new());
+    };
+    let mut kept = Vec::new();
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let seed = dir.join(seeds).join(&name);
+        if !seed.exists() {
+            std::fs::copy(entry.path(), &seed).with_context(|| {
+                format!("copy {} to {}", entry.path().display(), seed.display())
+            })?;
+        }
+        kept.push(seed.display().to_string());
+    }
+    Ok(kept)
 }
