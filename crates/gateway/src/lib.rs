@@ -172,6 +172,7 @@ async fn serve(
         .into_iter()
         .collect::<anyhow::Result<Vec<_>>>()?;
     settings.check_dev_credentials(&listening)?;
+    settings.check_limits()?;
     let mut settings = settings;
     // Each listener's cap is its share of the file descriptors.
     limits::fit_caps(
@@ -196,6 +197,7 @@ async fn serve(
         http::ServeOptions {
             limit: limits::ConnectionLimit::new("http", settings.http.max_connections),
             header_read_timeout: Duration::from_millis(settings.http.header_read_timeout_ms),
+            write_timeout: Duration::from_millis(settings.http.write_timeout_ms),
         },
         shutdown.clone(),
     ));
@@ -335,22 +337,31 @@ async fn serve(
 
     shutdown.cancelled().await;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
-    let drained = tokio::time::timeout(grace, async {
-        let (http, mqtt, mqtt_tls) = tokio::join!(http, mqtt, mqtt_tls);
-        tls_sessions_done.wait().await;
+    let deadline = tokio::time::Instant::now() + grace;
+    // HTTP drains on its own: a slow HTTP client never keeps the MQTT
+    // sessions' stores from being written and closed.
+    let (http, sessions) = tokio::join!(tokio::time::timeout_at(deadline, http), async {
+        let drained = tokio::time::timeout_at(deadline, async {
+            let (mqtt, mqtt_tls) = tokio::join!(mqtt, mqtt_tls);
+            tls_sessions_done.wait().await;
+            (mqtt, mqtt_tls)
+        })
+        .await;
+        // Whether or not every session ended in time, the stores write
+        // what they hold and close.
         sessions_stop.cancel();
         session_store.stopped().await;
         retained.stopped().await;
         pump.stopped().await;
-        http??;
-        mqtt??;
-        mqtt_tls?;
-        anyhow::Ok(())
-    })
-    .await;
-    match drained {
-        Ok(result) => result?,
-        Err(_) => tracing::warn!(
+        drained
+    });
+    match (http, sessions) {
+        (Ok(http), Ok((mqtt, mqtt_tls))) => {
+            http??;
+            mqtt??;
+            mqtt_tls?;
+        }
+        _ => tracing::warn!(
             ?grace,
             "connections still open after the grace period; stopping anyway"
         ),

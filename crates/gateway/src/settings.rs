@@ -51,6 +51,9 @@ pub struct HttpSettings {
     pub header_read_timeout_ms: u64,
     /// How long one request (its body included) may take end to end.
     pub request_timeout_secs: u64,
+    /// How long writing a response may make no progress (a client that
+    /// does not read) before the connection is closed.
+    pub write_timeout_ms: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -178,11 +181,46 @@ impl Default for HttpSettings {
             max_connections: 1_024,
             header_read_timeout_ms: 10_000,
             request_timeout_secs: 60,
+            write_timeout_ms: 10_000,
         }
     }
 }
 
 impl Settings {
+    /// Refuses settings that would make the gateway serve nothing: a
+    /// timeout or a limit of zero.
+    pub fn check_limits(&self) -> anyhow::Result<()> {
+        let zero = [
+            ("http.max_connections", self.http.max_connections as u64),
+            (
+                "http.header_read_timeout_ms",
+                self.http.header_read_timeout_ms,
+            ),
+            ("http.request_timeout_secs", self.http.request_timeout_secs),
+            ("http.write_timeout_ms", self.http.write_timeout_ms),
+            ("mqtt.max_connections", self.mqtt.max_connections as u64),
+            (
+                "mqtt.max_tls_connections",
+                self.mqtt.max_tls_connections as u64,
+            ),
+            (
+                "mqtt.tls_handshake_timeout_ms",
+                self.mqtt.tls_handshake_timeout_ms,
+            ),
+            ("mqtt.min_keep_alive_secs", self.mqtt.min_keep_alive_secs),
+        ];
+        if let Some((name, _)) = zero.iter().find(|(_, value)| *value == 0) {
+            anyhow::bail!("{name} is 0: it must be at least 1");
+        }
+        if self.mqtt.min_keep_alive_secs > 1200 {
+            anyhow::bail!(
+                "mqtt.min_keep_alive_secs is {}: it must be at most 1200, the longest keep-alive granted",
+                self.mqtt.min_keep_alive_secs
+            );
+        }
+        Ok(())
+    }
+
     /// Refuses the built-in development credentials (the documented access key
     /// or MQTT user, which anyone can read) when any of `listening` is beyond
     /// loopback, unless `allow_dev_credentials` is set.
@@ -263,6 +301,22 @@ mod tests {
         assert_eq!(settings.access_keys[0].access_key_id, DEV_ACCESS_KEY_ID);
         assert!(!settings.test_mode);
         assert!(!settings.allow_dev_credentials);
+    }
+
+    #[test]
+    fn a_zero_timeout_or_cap_is_refused_by_name() {
+        Settings::default().check_limits().unwrap();
+        let mut zero = Settings::default();
+        zero.http.header_read_timeout_ms = 0;
+        let e = zero.check_limits().unwrap_err().to_string();
+        assert!(e.contains("http.header_read_timeout_ms is 0"), "{e}");
+        let mut zero = Settings::default();
+        zero.mqtt.max_tls_connections = 0;
+        let e = zero.check_limits().unwrap_err().to_string();
+        assert!(e.contains("mqtt.max_tls_connections is 0"), "{e}");
+        let mut long = Settings::default();
+        long.mqtt.min_keep_alive_secs = 1201;
+        assert!(long.check_limits().is_err());
     }
 
     fn addr(s: &str) -> SocketAddr {

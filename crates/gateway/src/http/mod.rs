@@ -106,7 +106,7 @@ pub(crate) fn router(state: AppState) -> Router {
         .with_state(state)
 }
 
-/// Below authentication, for every request: refuses a method that is not an
+/// Around authentication and every handler, for every request: refuses a method that is not an
 /// uppercase token (`get /things` is malformed, not an unknown operation),
 /// bounds the request's time, and answers a handler's panic with a 500
 /// `InternalFailureException` instead of dropping the connection. Catching
@@ -214,6 +214,7 @@ mod tests {
         let options = ServeOptions {
             limit: ConnectionLimit::new("http", 8),
             header_read_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(5),
         };
         tokio::spawn(serve(listener, app, options, shutdown.clone()));
         let exchange = |path: &'static str| async move {

@@ -8,6 +8,10 @@
 //!   within `header_read_timeout` of being accepted or of its previous
 //!   response; otherwise it is closed. So an idle keep-alive connection,
 //!   or a slowloris one that trickles its head, frees its place in time.
+//! - A write timeout: a response whose writing makes no progress for
+//!   `write_timeout` (a client that stopped reading, or pipelines requests
+//!   without reading the answers) closes the connection ([`WriteDeadline`]).
+//!   A request body is bounded by the request timeout (`guard`).
 //! - HTTP/2 is not served: a client that opens with the HTTP/2 connection
 //!   preface (prior knowledge) gets a SETTINGS frame and a GOAWAY with
 //!   `HTTP_1_1_REQUIRED` (RFC 9113 §7), then the connection is closed.
@@ -57,6 +61,7 @@ const H2_REFUSAL: &[u8] = &[
 pub(crate) struct ServeOptions {
     pub(crate) limit: ConnectionLimit,
     pub(crate) header_read_timeout: Duration,
+    pub(crate) write_timeout: Duration,
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then waits
@@ -91,7 +96,7 @@ pub(crate) async fn serve(
         tokio::spawn(serve_connection(
             stream,
             app.clone(),
-            options.header_read_timeout,
+            options.clone(),
             shutdown.clone(),
         ));
         tracing::trace!(%peer, "http connection accepted");
@@ -104,9 +109,10 @@ pub(crate) async fn serve(
 async fn serve_connection(
     mut stream: Limited<TcpStream>,
     app: Router,
-    header_read_timeout: Duration,
+    options: ServeOptions,
     shutdown: CancellationToken,
 ) {
+    let header_read_timeout = options.header_read_timeout;
     // The first bytes tell HTTP/2 with prior knowledge apart.
     let mut first = [0u8; H2_PREFACE_START.len()];
     let peeked = tokio::select! {
@@ -117,13 +123,19 @@ async fn serve_connection(
         Err(_) | Ok(Err(_) | Ok(0)) => return, // silent, failed or closed
         Ok(Ok(n)) if first[..n] == H2_PREFACE_START[..n] && n == H2_PREFACE_START.len() => {
             tracing::debug!("an HTTP/2 connection preface: answered HTTP_1_1_REQUIRED");
-            let _ = stream.write_all(H2_REFUSAL).await;
-            let _ = stream.shutdown().await;
+            let _ = tokio::time::timeout(options.write_timeout, async {
+                let _ = stream.write_all(H2_REFUSAL).await;
+                let _ = stream.shutdown().await;
+            })
+            .await;
             return;
         }
         Ok(Ok(_)) => {}
     }
-    let io = TokioIo::new(AwsShapedErrors::new(stream));
+    let io = TokioIo::new(AwsShapedErrors::new(WriteDeadline::new(
+        stream,
+        options.write_timeout,
+    )));
     let mut builder = http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -267,6 +279,82 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for AwsShapedErrors<S> {
     fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         std::task::ready!(self.poll_pending(cx))?;
         Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A stream whose writes fail with `TimedOut` once one has made no progress
+/// for `timeout`: hyper has no write timeout, and a peer that never reads
+/// would otherwise hold its connection (and its place under the cap) for
+/// good. Reads pass through.
+struct WriteDeadline<S> {
+    inner: S,
+    timeout: Duration,
+    /// Set while a write (or flush, or shutdown) is pending.
+    stalled_since: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl<S> WriteDeadline<S> {
+    fn new(inner: S, timeout: Duration) -> WriteDeadline<S> {
+        WriteDeadline {
+            inner,
+            timeout,
+            stalled_since: None,
+        }
+    }
+
+    /// Passes `poll`'s answer on, starting the clock when it is pending and
+    /// stopping it when it is not; past the deadline, `TimedOut`.
+    fn watch<T>(
+        &mut self,
+        cx: &mut Context<'_>,
+        poll: Poll<std::io::Result<T>>,
+    ) -> Poll<std::io::Result<T>> {
+        if poll.is_ready() {
+            self.stalled_since = None;
+            return poll;
+        }
+        let timeout = self.timeout;
+        let deadline = self
+            .stalled_since
+            .get_or_insert_with(|| Box::pin(tokio::time::sleep(timeout)));
+        match deadline.as_mut().poll(cx) {
+            Poll::Ready(()) => Poll::Ready(Err(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                "the client read nothing of its answer in time",
+            ))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for WriteDeadline<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for WriteDeadline<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let poll = Pin::new(&mut self.inner).poll_write(cx, buf);
+        self.watch(cx, poll)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_flush(cx);
+        self.watch(cx, poll)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let poll = Pin::new(&mut self.inner).poll_shutdown(cx);
+        self.watch(cx, poll)
     }
 }
 

@@ -161,3 +161,49 @@ async fn http2_prior_knowledge_lowercase_methods_and_huge_headers_get_clean_answ
     gateway.shutdown.cancel();
     herald.stop().await;
 }
+
+/// A client that pipelines requests and never reads the answers stalls the
+/// server's writes; after `http.write_timeout_ms` without progress its
+/// connection is closed, and its place under the cap goes to the next
+/// client.
+#[tokio::test]
+async fn a_client_that_never_reads_its_answers_loses_its_place() {
+    let herald = Herald::start().await;
+    let gateway = start(&herald, |s| {
+        s.http.max_connections = 1;
+        s.http.write_timeout_ms = 300;
+    })
+    .await;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let mut greedy = socket.connect(gateway.http).await.unwrap();
+    let writer = tokio::spawn(async move {
+        let request = b"GET /things HTTP/1.1\r\nhost: x\r\n\r\n";
+        for _ in 0..20_000 {
+            if greedy.write_all(request).await.is_err() {
+                return true; // closed by the server
+            }
+        }
+        // Everything was written: hold the connection, reading nothing,
+        // until the test ends (it aborts this task).
+        std::future::pending::<()>().await;
+        drop(greedy);
+        false
+    });
+    // The greedy client holds the only place until its writes time out;
+    // then this one is answered.
+    let answer = tokio::time::timeout(
+        Duration::from_secs(20),
+        exchange(
+            gateway.http,
+            b"GET /things HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n",
+        ),
+    )
+    .await
+    .expect("answered once the stalled connection was closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 403"), "{text}");
+    writer.abort();
+    gateway.shutdown.cancel();
+    herald.stop().await;
+}
