@@ -365,6 +365,8 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
         (state.queued, std::mem::take(&mut state.pending))
     };
     let count = changes.len();
+    // Cheap: topics and payloads are shared.
+    let retry = changes.clone();
     let written = writer
         .mutate(move |c| {
             for (topic, payload) in changes {
@@ -380,9 +382,16 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
         Ok(()) => {
             inner.flushed.send_replace(number);
         }
-        // Memory keeps the messages; a later change of each topic is
-        // written again.
-        Err(e) => tracing::error!(error = %e, count, "could not store retained messages"),
+        // Memory keeps the messages, and the changes go back to be written
+        // with the next ones, unless a newer change of the same topic came
+        // meanwhile. `flushed` stays behind, so their publishers wait.
+        Err(e) => {
+            tracing::error!(error = %e, count, "could not store retained messages; will retry");
+            let mut state = inner.state();
+            for (topic, payload) in retry {
+                state.pending.entry(topic).or_insert(payload);
+            }
+        }
     }
 }
 
