@@ -191,7 +191,12 @@ async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
         let Ok(data) = frame.into_data() else {
             continue; // trailers
         };
-        let held = first.as_ref().map_or(0, Bytes::len) + rest.len();
+        // `rest`, once started, holds `first` too.
+        let held = if rest.is_empty() {
+            first.as_ref().map_or(0, Bytes::len)
+        } else {
+            rest.len()
+        };
         if held + data.len() > limit {
             return Err(too_large());
         }
@@ -975,6 +980,22 @@ mod tests {
 
     /// Signs with this module's own functions, every given header signed
     /// (they must include `host` and `x-amz-date`): the Authorization value.
+    /// A body of many chunks is measured once: within the limit it is read
+    /// whole, one byte beyond it is 413.
+    #[tokio::test]
+    async fn a_body_in_many_chunks_is_measured_once() {
+        let body = |chunks: usize| {
+            let chunks: Vec<Result<Bytes, std::io::Error>> = (0..chunks)
+                .map(|_| Ok(Bytes::from_static(&[b'a'; 300])))
+                .collect();
+            Body::from_stream(tokio_stream::iter(chunks))
+        };
+        let read = read_body(body(4), 1200).await.unwrap();
+        assert_eq!(read.len(), 1200);
+        let too_large = read_body(body(4), 1199).await.unwrap_err();
+        assert_eq!(too_large.status, 413);
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn sign(
         method: &'static str,
