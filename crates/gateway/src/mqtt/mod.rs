@@ -19,9 +19,14 @@
 //! - [`server`]: the plain-TCP listener and the session tracker the TLS
 //!   listener uses too.
 
+mod authz;
 pub mod bus;
+mod codec;
+mod connect;
+mod context;
 pub mod lifecycle;
 pub mod persist;
+mod principal;
 mod replay;
 pub mod retained;
 pub mod router;

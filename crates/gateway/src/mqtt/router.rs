@@ -1,8 +1,7 @@
 //! rumqttd's Router as the gateway's in-process pub/sub engine for ordinary
 //! (non-`$`) topics (rumqttd-notes §2, §8). The only module that touches
-//! rumqttd: the rest of the session layer uses the [`Router`] handle, the
-//! [`Link`] it makes, and the MQTT 3.1.1 and MQTT 5 codecs re-exported as
-//! [`wire`].
+//! rumqttd's router: the rest of the session layer uses the [`Router`]
+//! handle and the [`Link`] it makes (rumqttd's codecs are `codec`'s).
 //!
 //! - The Router runs on its own OS thread, spawned with an explicit
 //!   [`RouterConfig`] ([`RouterSettings`]): rumqttd's `Default` refuses every
@@ -48,24 +47,6 @@ use rumqttd::{Notification, RouterConfig};
 use tokio_util::bytes::Bytes;
 
 use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
-
-/// The MQTT packet types and the v4 (MQTT 3.1.1) and v5 (MQTT 5) codecs,
-/// for the session. Both codecs read and write the same [`Packet`] enum;
-/// the v5 one fills and writes the properties and reason codes.
-///
-/// rumqttd's v5 codec has gaps the session works around (rumqttd-notes
-/// §"MQTT v3.1.1 and v5"): its reader panics on a CONNACK or UNSUBACK and
-/// fails on a DISCONNECT that has a reason code but no properties, and its
-/// writer gets the length of such a DISCONNECT wrong.
-pub(crate) mod wire {
-    pub(crate) use rumqttd::protocol::v4::V4;
-    pub(crate) use rumqttd::protocol::v5::V5;
-    pub(crate) use rumqttd::protocol::{
-        ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Error,
-        LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck,
-        Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
-    };
-}
 
 /// The level in front of every topic and filter inside rumqttd: plain
 /// ASCII, so rumqttd's byte slicing of a topic's first character always
