@@ -9,6 +9,7 @@
 
 mod settings;
 
+pub mod bus;
 pub mod config_cache;
 pub mod events;
 pub mod fuzzing;
@@ -253,7 +254,6 @@ async fn serve(
         cache.clone(),
         bus.clone(),
         pump_store,
-        Arc::new(|_, _| true),
         shutdown.clone(),
     )
     .context("start the event pump")?;

@@ -13,7 +13,7 @@ pub mod pump;
 mod render;
 
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
-pub use pump::{EventPump, ReceiveAllowed};
+pub use pump::EventPump;
 
 /// One event, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]

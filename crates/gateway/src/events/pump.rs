@@ -1,7 +1,7 @@
 //! The event pump: follows the registry's change log (`WatchChanges`) from a
 //! durable cursor, gates each event by the live event configuration, renders
-//! it (spec §3.1–3.6) and publishes it on the `$aws` bus, to every subscriber
-//! that `receive_allowed` admits.
+//! it and publishes it on the `$aws` bus (sessions check `iot:Receive` on
+//! every delivery).
 //!
 //! **Delivery: at least once.** The cursor is the sequence number of the
 //! last event handed to the bus (published, skipped by its gate, or skipped
@@ -49,10 +49,8 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Code, Status, transport::Channel};
 
 use super::render;
-use crate::{
-    config_cache::ConfigCache,
-    mqtt::bus::{Bus, SubscriberId},
-};
+use crate::bus::Bus;
+use crate::config_cache::ConfigCache;
 
 /// The first wait before reopening the change stream.
 pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
@@ -62,9 +60,6 @@ pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
 pub const PERSIST_INTERVAL: Duration = Duration::from_millis(200);
 /// How long shutdown waits for the cursor's writer thread to finish.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
-
-/// Whether a subscriber may receive a message on a topic (`iot:Receive`).
-pub type ReceiveAllowed = Arc<dyn Fn(SubscriberId, &str) -> bool + Send + Sync>;
 
 /// The cursor's key in the pump's store.
 fn cursor_key() -> Vec<u8> {
@@ -138,7 +133,6 @@ struct Pump {
     registry: RegistryClient<Channel>,
     cache: ConfigCache,
     bus: Bus,
-    receive_allowed: ReceiveAllowed,
     shutdown: CancellationToken,
 }
 
@@ -162,7 +156,6 @@ impl EventPump {
         cache: ConfigCache,
         bus: Bus,
         store: Store,
-        receive_allowed: ReceiveAllowed,
         shutdown: CancellationToken,
     ) -> anyhow::Result<EventPump> {
         let cursor = store
@@ -177,7 +170,6 @@ impl EventPump {
             registry,
             cache,
             bus,
-            receive_allowed,
             shutdown,
         };
         let persister_stop = CancellationToken::new();
@@ -391,19 +383,15 @@ impl Pump {
             );
             return;
         }
-        let outcome = self.bus.publish_sequenced(
-            &rendered.topic,
-            rendered.payload,
-            event.sequence,
-            &*self.receive_allowed,
-        );
+        let outcome = self
+            .bus
+            .publish_sequenced(&rendered.topic, rendered.payload, event.sequence);
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             sequence = event.sequence,
             event_id = %rendered.event_id,
             topic = %rendered.topic,
             matched = outcome.matched,
-            denied = outcome.denied,
             queued = outcome.queued,
             dropped = outcome.dropped,
             "event published"
@@ -502,7 +490,7 @@ mod tests {
     use tonic::transport::Endpoint;
 
     use super::*;
-    use crate::mqtt::bus::QoS;
+    use crate::bus::QoS;
 
     fn thing(sequence: u64, name: &str) -> ChangeEvent {
         ChangeEvent {
@@ -542,7 +530,6 @@ mod tests {
             ),
             cache,
             bus: bus.clone(),
-            receive_allowed: Arc::new(|_, _| true),
             shutdown: CancellationToken::new(),
         }
     }

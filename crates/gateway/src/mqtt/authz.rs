@@ -12,7 +12,7 @@ use herald_policy::{Action, Context, Policy, Request, decide};
 use super::context::lock;
 use super::lifecycle::DisconnectReason;
 use super::principal::{Principal, PrincipalKind};
-use super::topic;
+use crate::bus::topic;
 use crate::config_cache::{CertificateStatus, ConfigCache};
 
 thread_local! {

@@ -10,9 +10,9 @@ use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadHalf, WriteHalf};
 use tokio_util::bytes::{Buf as _, BufMut, BytesMut};
 
-use super::bus::QoS;
 use super::lifecycle::DisconnectReason;
-use super::topic;
+use crate::bus::QoS;
+use crate::bus::topic;
 use wire::{Packet, Protocol as _, V4, V5};
 
 /// The MQTT packet types and the v4 (MQTT 3.1.1) and v5 (MQTT 5) codecs,

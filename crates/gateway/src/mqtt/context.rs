@@ -14,10 +14,10 @@ use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
-use super::bus::{Bus, Delivery as BusDelivery, QoS, SubscriberId};
 use super::lifecycle::{LifecycleEvent, VersionCounter, epoch_millis_now};
 use super::persist::{SessionStore, StoredSession};
 use super::router::Router;
+use crate::bus::{Bus, Delivery as BusDelivery, QoS, SubscriberId};
 use crate::config_cache::ConfigCache;
 use crate::events::EventPump;
 
@@ -51,7 +51,7 @@ impl Default for SessionSettings {
         SessionSettings {
             connect_timeout: Duration::from_secs(10),
             max_packet_size: 128 * 1024 + 512,
-            bus_queue: super::bus::DEFAULT_QUEUE_CAPACITY,
+            bus_queue: crate::bus::DEFAULT_QUEUE_CAPACITY,
             takeover_timeout: Duration::from_secs(5),
             persistent_session_expiry: Duration::from_secs(3600),
             min_keep_alive: Duration::from_secs(30),
@@ -370,7 +370,7 @@ impl SessionContext {
         }
         if let Some((topic, payload)) = event.render() {
             // `iot:Receive` is checked by each receiving session.
-            self.shared.bus.publish(&topic, payload, &|_, _| true);
+            self.shared.bus.publish(&topic, payload);
         }
     }
 }

@@ -1,26 +1,31 @@
-//! The pure building blocks of the gateway's MQTT session layer; a later
-//! piece wires them to sockets.
+//! The gateway's MQTT session layer (MQTT 3.1.1 and MQTT 5), from the
+//! bottom up:
 //!
-//! - [`topic`]: topic name and filter validation under the AWS IoT limits,
-//!   and MQTT matching with the `$` rule of MQTT 3.1.1 §4.7.2.
 //! - [`lifecycle`]: the `$aws/events/presence/...` and
 //!   `$aws/events/subscriptions/...` events (topics, exact payloads,
 //!   `disconnectReason`, `versionNumber`).
-//! - [`bus`]: the gateway-owned `$aws` topic bus, with a per-subscriber
-//!   bounded queue and an `iot:Receive` check on every delivery.
-//! - [`router`]: rumqttd's Router as the pub/sub engine for ordinary
-//!   topics, one local link per session (the only module using rumqttd).
-//! - [`session`]: one MQTT 3.1.1 or 5 client session over any stream:
-//!   CONNECT, policy checks per packet and per delivery, lifecycle events,
-//!   persistent sessions.
-//! - [`persist`]: persistent sessions as the gateway stores them.
+//! - `codec`: the only module that touches packet bytes and rumqttd's codec
+//!   types: decoding with every check MQTT asks for, the connection's
+//!   buffered wire, CONNACK and PUBLISH encoding.
+//! - `principal`: who a connection acts for.
+//! - [`router`]: rumqttd's router as the engine for ordinary topics, one
+//!   local link per session (the only module using rumqttd's router).
 //! - [`retained`]: retained messages, bounded, in the gateway's data folder.
+//! - [`persist`]: persistent sessions as the gateway stores them.
 //! - `replay`: a session's own read of the registry's change log.
+//! - `context`: what every session shares (settings, the live and away
+//!   sessions).
+//! - `authz`: the policy checks of one connection.
+//! - `connect`: the CONNECT handshake and authentication.
+//! - [`session`]: the state machine of an established session.
 //! - [`server`]: the plain-TCP listener and the session tracker the TLS
-//!   listener uses too.
+//!   listener uses too; [`tls`]: the TLS listener.
+//!
+//! The `$aws` bus and the topic rules live below this module (and below
+//! `events`), in `crate::bus`; they are re-exported here as [`bus`] and
+//! [`topic`].
 
 mod authz;
-pub mod bus;
 mod codec;
 mod connect;
 mod context;
@@ -33,4 +38,6 @@ pub mod router;
 pub mod server;
 pub mod session;
 pub mod tls;
-pub mod topic;
+
+pub use crate::bus;
+pub use crate::bus::topic;

@@ -29,7 +29,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::topic;
+use crate::bus::topic;
 
 /// How often, at most, the coalesced changes are written when nobody waits.
 const SAVE_INTERVAL: Duration = Duration::from_millis(100);

@@ -439,7 +439,7 @@ impl Link {
 /// Refuses a `$` topic or filter: rumqttd must never see one (MQTT's `$`
 /// rule is the gateway's to apply, and rumqttd treats `$share/` specially).
 fn refuse_reserved(topic: &str) -> Result<(), RouterError> {
-    if super::topic::is_reserved(topic) {
+    if crate::bus::topic::is_reserved(topic) {
         return Err(RouterError::Reserved(topic.to_owned()));
     }
     Ok(())

@@ -130,7 +130,6 @@ use tokio::time::Instant;
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
-use super::bus::{Delivery as BusDelivery, QoS};
 use super::codec::wire::{self, Packet};
 use super::lifecycle::{
     DisconnectReason, Disconnected, LifecycleEvent, SessionInfo, SubscriptionChange,
@@ -138,7 +137,8 @@ use super::lifecycle::{
 };
 use super::replay::{Replay, ReplayMessage};
 use super::router::{Delivery as RouterDelivery, Link, RouterError};
-use super::topic;
+use crate::bus::topic;
+use crate::bus::{Delivery as BusDelivery, QoS};
 use crate::events::{EventPump, render};
 
 use super::authz::{Authz, PublishDenial};
@@ -964,10 +964,7 @@ impl Session {
     ) -> Result<(), RouterError> {
         if topic::is_reserved(topic) {
             // `iot:Receive` is checked by each receiving session.
-            self.ctx
-                .shared
-                .bus
-                .publish(topic, &payload[..], &|_, _| true);
+            self.ctx.shared.bus.publish(topic, &payload[..]);
             return Ok(());
         }
         self.link().await?.publish(topic, payload, retain).await
@@ -1159,10 +1156,10 @@ mod tests {
 
 #[cfg(test)]
 mod size_tests {
-    use super::super::bus::Bus;
     use super::super::lifecycle::VersionCounter;
     use super::super::router::{Router, RouterSettings};
     use super::*;
+    use crate::bus::Bus;
     use crate::config_cache::ConfigCache;
 
     /// Each connection's task holds the whole session future: idle

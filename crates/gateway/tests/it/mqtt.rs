@@ -546,7 +546,7 @@ async fn bus_messages_reach_explicit_aws_filters_only() {
         vec![SubscribeReasonCode::Success(QoS::AtLeastOnce)]
     );
     let topic = "$aws/events/thing/t1/created";
-    let outcome = gw.bus.publish(topic, b"{\"x\":1}".to_vec(), &|_, _| true);
+    let outcome = gw.bus.publish(topic, b"{\"x\":1}".to_vec());
     assert_eq!(outcome.queued, 1);
     let (got, payload) = events.publish_received().await;
     assert_eq!(

@@ -456,7 +456,7 @@ async fn a_v5_subscriber_receives_qos_0_and_1_deliveries() {
     );
     let outcome = gw
         .bus
-        .publish("$aws/events/thing/t1/created", b"{}".to_vec(), &|_, _| true);
+        .publish("$aws/events/thing/t1/created", b"{}".to_vec());
     assert_eq!(outcome.queued, 1);
     assert_eq!(
         sub.publish_received().await,

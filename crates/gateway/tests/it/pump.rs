@@ -19,7 +19,7 @@ use std::{
 
 use herald_gateway::{
     config_cache::ConfigCache,
-    events::{EventPump, ReceiveAllowed},
+    events::EventPump,
     mqtt::bus::{Bus, Delivery, QoS, SubscriberId},
 };
 use herald_proto::registry::v1::{self as reg, registry_client::RegistryClient};
@@ -90,19 +90,9 @@ impl Setup {
         (id, rx)
     }
 
-    /// A pump over `registry` on the setup's store, admitting everyone.
+    /// A pump over `registry` on the setup's store.
     fn pump(&self, registry: Registry) -> Pump {
-        self.pump_with(registry, Arc::new(|_, _| true))
-    }
-
-    fn pump_with(&self, registry: Registry, receive_allowed: ReceiveAllowed) -> Pump {
-        Pump::start(
-            registry,
-            &self.cache,
-            &self.bus,
-            self.store_dir.path(),
-            receive_allowed,
-        )
+        Pump::start(registry, &self.cache, &self.bus, self.store_dir.path())
     }
 
     async fn stop(self) {
@@ -117,13 +107,7 @@ struct Pump {
 }
 
 impl Pump {
-    fn start(
-        registry: Registry,
-        cache: &ConfigCache,
-        bus: &Bus,
-        store_dir: &Path,
-        receive_allowed: ReceiveAllowed,
-    ) -> Pump {
+    fn start(registry: Registry, cache: &ConfigCache, bus: &Bus, store_dir: &Path) -> Pump {
         let store = Store::open(store_dir).unwrap();
         let shutdown = CancellationToken::new();
         let pump = EventPump::spawn(
@@ -131,7 +115,6 @@ impl Pump {
             cache.clone(),
             bus.clone(),
             store,
-            receive_allowed,
             shutdown.clone(),
         )
         .unwrap();
@@ -482,40 +465,6 @@ async fn a_failed_mutation_publishes_nothing() {
             "$aws/events/thing/versioned/created",
             "$aws/events/thing/marker/created"
         ]
-    );
-    pump.stop().await;
-    s.stop().await;
-}
-
-#[tokio::test]
-async fn a_subscriber_without_receive_permission_gets_nothing() {
-    let mut s = Setup::start().await;
-    s.events(&[("THING", true)]).await;
-    let (denied, mut denied_rx) = s.subscriber(&["$aws/events/#"]);
-    let (allowed, mut allowed_rx) = s.subscriber(&["$aws/events/thing/+/created"]);
-    let asked = Arc::new(Mutex::new(Vec::new()));
-    let receive_allowed: ReceiveAllowed = {
-        let asked = asked.clone();
-        Arc::new(move |id, topic: &str| {
-            asked.lock().unwrap().push((id, topic.to_owned()));
-            id != denied
-        })
-    };
-    let mut r = s.herald.registry().await;
-    let pump = s.pump_with(r.clone(), receive_allowed);
-
-    create_thing(&mut r, "secret", None).await;
-    pump.caught_up_to(last_sequence(&mut r).await).await;
-    assert!(drain(&mut denied_rx).is_empty());
-    assert_eq!(
-        topics(&drain(&mut allowed_rx)),
-        ["$aws/events/thing/secret/created"]
-    );
-    let asked: BTreeSet<_> = asked.lock().unwrap().iter().cloned().collect();
-    let topic = "$aws/events/thing/secret/created".to_owned();
-    assert_eq!(
-        asked,
-        BTreeSet::from([(denied, topic.clone()), (allowed, topic)])
     );
     pump.stop().await;
     s.stop().await;

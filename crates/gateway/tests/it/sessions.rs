@@ -368,7 +368,6 @@ async fn a_subscriber_whose_queue_overflows_still_gets_every_event() {
         cache.clone(),
         bus.clone(),
         store,
-        Arc::new(|_, _| true),
         shutdown.clone(),
     )
     .unwrap();

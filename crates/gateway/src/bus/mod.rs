@@ -15,9 +15,8 @@
 //!   subscriber however many of its filters overlap, at the highest QoS its
 //!   matching filters were granted. The bus publishes at QoS 1 (spec §6), so
 //!   a delivery's QoS is exactly that granted QoS;
-//! - asks the caller's `receive_allowed(subscriber, topic)` (the
-//!   `iot:Receive` check) before queueing, so a denied delivery is never
-//!   queued;
+//! - leaves `iot:Receive` to the session, which checks it on every
+//!   delivery against its principal's policies of the moment;
 //! - never blocks and never waits for a subscriber. Each queue is bounded;
 //!   when a subscriber's queue is full, **that delivery is dropped for that
 //!   subscriber** and counted (per subscriber, [`Bus::dropped`], and in
@@ -28,8 +27,7 @@
 //! - drops subscribers whose receiver is gone.
 //!
 //! The matching and queue handles are read under a read lock and the
-//! deliveries are checked and queued after the lock is released, so the
-//! `receive_allowed` callback may itself use the bus. Exact filters (no
+//! deliveries are queued after the lock is released. Exact filters (no
 //! wildcard) are found with one hash lookup; wildcard filters are scanned,
 //! once per distinct filter string however many subscribers share it.
 
@@ -40,7 +38,9 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use tokio::sync::mpsc;
 
-use super::topic::{self, TopicError};
+pub mod topic;
+
+use topic::TopicError;
 
 /// The default length of a subscriber's queue, in deliveries.
 pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -126,8 +126,6 @@ pub enum BusError {
 pub struct PublishOutcome {
     /// Subscribers with at least one matching filter.
     pub matched: usize,
-    /// Of those, refused by `receive_allowed`.
-    pub denied: usize,
     /// Queued.
     pub queued: usize,
     /// Dropped because the subscriber's queue was full.
@@ -148,8 +146,6 @@ pub struct BusStats {
     pub published: u64,
     /// Deliveries queued.
     pub queued: u64,
-    /// Deliveries refused by `receive_allowed`.
-    pub denied: u64,
     /// Deliveries dropped because a queue was full.
     pub dropped: u64,
 }
@@ -166,7 +162,6 @@ struct Inner {
     next_id: AtomicU64,
     published: AtomicU64,
     queued: AtomicU64,
-    denied: AtomicU64,
     dropped: AtomicU64,
 }
 
@@ -373,13 +368,12 @@ impl Bus {
             filters,
             published: self.inner.published.load(Ordering::Relaxed),
             queued: self.inner.queued.load(Ordering::Relaxed),
-            denied: self.inner.denied.load(Ordering::Relaxed),
             dropped: self.inner.dropped.load(Ordering::Relaxed),
         }
     }
 
     /// Publishes `payload` on `topic` to every subscriber with a matching
-    /// filter that `receive_allowed(subscriber, topic)` admits, at most once
+    /// filter, at most once
     /// per subscriber, without blocking (see the module documentation for
     /// the overflow policy). Deliveries to one subscriber keep the order of
     /// the publishes made by one caller.
@@ -387,13 +381,8 @@ impl Bus {
     /// The topic is not validated: the gateway's own topics may be longer
     /// than the client limits. Clients must not reach this with
     /// `$aws/events/...` topics; that check belongs to the session layer.
-    pub fn publish(
-        &self,
-        topic: &str,
-        payload: impl Into<Arc<[u8]>>,
-        receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
-    ) -> PublishOutcome {
-        self.publish_inner(topic, payload.into(), None, receive_allowed)
+    pub fn publish(&self, topic: &str, payload: impl Into<Arc<[u8]>>) -> PublishOutcome {
+        self.publish_inner(topic, payload.into(), None)
     }
 
     /// [`publish`](Self::publish) for the registry event at `sequence` of
@@ -405,9 +394,8 @@ impl Bus {
         topic: &str,
         payload: impl Into<Arc<[u8]>>,
         sequence: u64,
-        receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
     ) -> PublishOutcome {
-        self.publish_inner(topic, payload.into(), Some(sequence), receive_allowed)
+        self.publish_inner(topic, payload.into(), Some(sequence))
     }
 
     fn publish_inner(
@@ -415,7 +403,6 @@ impl Bus {
         topic: &str,
         payload: Arc<[u8]>,
         sequence: Option<u64>,
-        receive_allowed: &dyn Fn(SubscriberId, &str) -> bool,
     ) -> PublishOutcome {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let targets = self.targets(topic);
@@ -429,10 +416,6 @@ impl Bus {
         let shared_topic: Arc<str> = Arc::from(topic);
         let mut closed = Vec::new();
         for target in targets {
-            if !receive_allowed(target.id, topic) {
-                outcome.denied += 1;
-                continue;
-            }
             let delivery = Delivery {
                 topic: Arc::clone(&shared_topic),
                 payload: Arc::clone(&payload),
@@ -472,9 +455,6 @@ impl Bus {
             .queued
             .fetch_add(outcome.queued as u64, Ordering::Relaxed);
         counters
-            .denied
-            .fetch_add(outcome.denied as u64, Ordering::Relaxed);
-        counters
             .dropped
             .fetch_add(outcome.dropped as u64, Ordering::Relaxed);
         outcome
@@ -513,15 +493,9 @@ impl Bus {
 
 #[cfg(test)]
 mod tests {
-    use std::cell::Cell;
-
     use super::*;
 
     const EVENT: &str = "$aws/events/thing/t1/created";
-
-    fn allow_all(_: SubscriberId, _: &str) -> bool {
-        true
-    }
 
     /// Everything queued for a receiver, without waiting.
     fn drain(rx: &mut mpsc::Receiver<Delivery>) -> Vec<Delivery> {
@@ -542,12 +516,7 @@ mod tests {
         bus.subscribe(id, EVENT, QoS::AtMostOnce).unwrap();
         bus.subscribe(id, "$aws/+/thing/#", QoS::AtMostOnce)
             .unwrap();
-        let checks = Cell::new(0);
-        let outcome = bus.publish(EVENT, b"{}".to_vec(), &|_, _| {
-            checks.set(checks.get() + 1);
-            true
-        });
-        assert_eq!(checks.get(), 1, "one receive check per subscriber");
+        let outcome = bus.publish(EVENT, b"{}".to_vec());
         assert_eq!(
             outcome,
             PublishOutcome {
@@ -563,7 +532,7 @@ mod tests {
         assert_eq!(got[0].qos, QoS::AtLeastOnce);
 
         // Only QoS 0 filters match this one.
-        bus.publish("$aws/events/thing/t1/deleted", b"x".to_vec(), &allow_all);
+        bus.publish("$aws/events/thing/t1/deleted", b"x".to_vec());
         let got = drain(&mut rx);
         assert_eq!(got.len(), 1);
         assert_eq!(got[0].qos, QoS::AtMostOnce);
@@ -578,45 +547,13 @@ mod tests {
         bus.subscribe(hash, "+/+/+/+/+", QoS::AtLeastOnce).unwrap();
         let (explicit, mut explicit_rx) = bus.register(8);
         bus.subscribe(explicit, "$aws/#", QoS::AtLeastOnce).unwrap();
-        let outcome = bus.publish(EVENT, b"e".to_vec(), &allow_all);
+        let outcome = bus.publish(EVENT, b"e".to_vec());
         assert_eq!(outcome.matched, 1);
         assert!(drain(&mut hash_rx).is_empty());
         assert_eq!(drain(&mut explicit_rx).len(), 1);
         // Ordinary topics still match `#` on the bus.
-        bus.publish("plain/topic", b"p".to_vec(), &allow_all);
+        bus.publish("plain/topic", b"p".to_vec());
         assert_eq!(drain(&mut hash_rx).len(), 1);
-    }
-
-    #[test]
-    fn the_receive_check_denies_one_subscriber() {
-        let bus = Bus::new();
-        let (a, mut a_rx) = bus.register(8);
-        let (b, mut b_rx) = bus.register(8);
-        for id in [a, b] {
-            bus.subscribe(id, "$aws/events/thing/+/created", QoS::AtLeastOnce)
-                .unwrap();
-        }
-        let seen = std::cell::RefCell::new(Vec::new());
-        let outcome = bus.publish(EVENT, b"e".to_vec(), &|id, topic| {
-            seen.borrow_mut().push((id, topic.to_owned()));
-            id != b
-        });
-        assert_eq!(
-            outcome,
-            PublishOutcome {
-                matched: 2,
-                denied: 1,
-                queued: 1,
-                ..PublishOutcome::default()
-            }
-        );
-        assert_eq!(
-            seen.into_inner(),
-            vec![(a, EVENT.to_owned()), (b, EVENT.to_owned())]
-        );
-        assert_eq!(drain(&mut a_rx).len(), 1);
-        assert!(drain(&mut b_rx).is_empty());
-        assert_eq!(bus.stats().denied, 1);
     }
 
     #[test]
@@ -632,15 +569,15 @@ mod tests {
         assert!(!bus.unsubscribe(a, "$aws/events/#"), "already gone");
         assert!(!bus.unsubscribe(a, "$aws/events/+"), "never subscribed");
         // Still subscribed through the exact filter.
-        assert_eq!(bus.publish(EVENT, b"1".to_vec(), &allow_all).queued, 2);
+        assert_eq!(bus.publish(EVENT, b"1".to_vec()).queued, 2);
         assert!(bus.unsubscribe(a, EVENT));
         assert_eq!(bus.subscriptions(a), Some(vec![]));
-        assert_eq!(bus.publish(EVENT, b"2".to_vec(), &allow_all).queued, 1);
+        assert_eq!(bus.publish(EVENT, b"2".to_vec()).queued, 1);
         assert_eq!(drain(&mut a_rx).len(), 1);
 
         assert!(bus.remove(b));
         assert!(!bus.remove(b));
-        assert_eq!(bus.publish(EVENT, b"3".to_vec(), &allow_all).matched, 0);
+        assert_eq!(bus.publish(EVENT, b"3".to_vec()).matched, 0);
         assert_eq!(drain(&mut b_rx).len(), 2, "queued deliveries stay");
         assert_eq!(bus.subscriptions(b), None);
         assert_eq!(bus.dropped(b), None);
@@ -675,7 +612,7 @@ mod tests {
             bus.subscriptions(id),
             Some(vec![(EVENT.to_owned(), QoS::AtMostOnce)])
         );
-        bus.publish(EVENT, b"e".to_vec(), &allow_all);
+        bus.publish(EVENT, b"e".to_vec());
         assert_eq!(drain(&mut rx)[0].qos, QoS::AtMostOnce);
         assert_eq!(bus.stats().filters, 1);
     }
@@ -707,7 +644,7 @@ mod tests {
                 .unwrap();
         }
         for i in 0..100u8 {
-            let outcome = bus.publish(EVENT, vec![i], &allow_all);
+            let outcome = bus.publish(EVENT, vec![i]);
             assert_eq!(outcome.matched, 2);
             assert_eq!(outcome.queued + outcome.dropped, 2);
         }
@@ -721,7 +658,7 @@ mod tests {
         let stats = bus.stats();
         assert_eq!((stats.queued, stats.dropped), (102, 98));
         // Once drained, it receives again.
-        assert_eq!(bus.publish(EVENT, vec![200], &allow_all).queued, 2);
+        assert_eq!(bus.publish(EVENT, vec![200]).queued, 2);
         assert_eq!(drain(&mut slow_rx)[0].payload[0], 200);
     }
 
@@ -730,7 +667,7 @@ mod tests {
         let bus = Bus::new();
         let (id, mut rx) = bus.register(0);
         bus.subscribe(id, EVENT, QoS::AtMostOnce).unwrap();
-        let outcome = bus.publish(EVENT, b"a".to_vec(), &allow_all);
+        let outcome = bus.publish(EVENT, b"a".to_vec());
         assert_eq!(outcome.queued, 1);
         assert_eq!(drain(&mut rx).len(), 1);
     }
@@ -744,27 +681,12 @@ mod tests {
             bus.subscribe(id, EVENT, QoS::AtLeastOnce).unwrap();
         }
         drop(gone_rx);
-        let outcome = bus.publish(EVENT, b"e".to_vec(), &allow_all);
+        let outcome = bus.publish(EVENT, b"e".to_vec());
         assert_eq!((outcome.queued, outcome.closed), (1, 1));
         assert_eq!(bus.subscriber_count(), 1);
         assert_eq!(bus.subscriptions(gone), None);
         assert_eq!(drain(&mut kept_rx).len(), 1);
         assert_eq!(bus.stats().filters, 1);
-    }
-
-    #[test]
-    fn the_receive_check_may_use_the_bus() {
-        let bus = Bus::new();
-        let (id, mut rx) = bus.register(8);
-        bus.subscribe(id, EVENT, QoS::AtLeastOnce).unwrap();
-        let inner = bus.clone();
-        let outcome = bus.publish(EVENT, b"e".to_vec(), &|id, _| {
-            // Would deadlock if the lock were held across the check.
-            inner.unsubscribe(id, EVENT)
-        });
-        assert_eq!(outcome.queued, 1);
-        assert_eq!(drain(&mut rx).len(), 1);
-        assert_eq!(bus.publish(EVENT, b"e".to_vec(), &allow_all).matched, 0);
     }
 
     #[test]
@@ -777,7 +699,7 @@ mod tests {
         assert_ne!(a.get(), b.get());
         assert_eq!(a.to_string(), format!("bus-subscriber-{}", a.get()));
         other.subscribe(a, EVENT, QoS::AtLeastOnce).unwrap();
-        bus.publish(EVENT, b"e".to_vec(), &allow_all);
+        bus.publish(EVENT, b"e".to_vec());
         assert_eq!(drain(&mut rx).len(), 1);
     }
 
@@ -806,22 +728,17 @@ mod tests {
             bus.subscribe(id, &filter, QoS::AtLeastOnce).unwrap();
             receivers.push((i, id, rx));
         }
-        // Odd ids are denied.
-        let outcome = bus.publish(EVENT, b"e".to_vec(), &|id, _| id.get() % 2 == 0);
+        let outcome = bus.publish(EVENT, b"e".to_vec());
         assert_eq!(outcome.matched, 375);
-        assert_eq!(outcome.queued + outcome.denied, 375);
-        for (i, id, rx) in &mut receivers {
+        assert_eq!(outcome.queued, 375);
+        for (i, _, rx) in &mut receivers {
             let got = drain(rx);
             let subscribed = *i % 4 != 3;
-            let expected = usize::from(subscribed && id.get() % 2 == 0);
+            let expected = usize::from(subscribed);
             assert_eq!(got.len(), expected, "subscriber {i}");
         }
         // The exact per-client filters.
-        let outcome = bus.publish(
-            "$aws/events/presence/connected/c7",
-            b"c".to_vec(),
-            &allow_all,
-        );
+        let outcome = bus.publish("$aws/events/presence/connected/c7", b"c".to_vec());
         assert_eq!(outcome.matched, 126, "125 on `$aws/events/#` and c7");
     }
 
@@ -837,7 +754,7 @@ mod tests {
                 tokio::spawn(async move {
                     for i in 0..100 {
                         let topic = format!("$aws/events/presence/connected/p{p}-{i}");
-                        bus.publish(&topic, b"e".to_vec(), &allow_all);
+                        bus.publish(&topic, b"e".to_vec());
                     }
                 })
             })
