@@ -33,6 +33,8 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use crate::backoff::Backoff;
+
 /// The first wait before reconnecting.
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait before reconnecting.
@@ -112,7 +114,7 @@ impl ConfigCache {
     /// Keeps the cache current until `shutdown` is cancelled: a `WatchConfig`
     /// stream, reopened with a backoff whenever it fails or ends.
     pub async fn run(self, mut client: ConfigClient<Channel>, shutdown: CancellationToken) {
-        let mut backoff = INITIAL_BACKOFF;
+        let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             let after_revision = self.resume_point();
             let opened = tokio::select! {
@@ -131,12 +133,12 @@ impl ConfigCache {
                         match message {
                             Ok(Some(update)) => {
                                 self.apply(update);
-                                backoff = INITIAL_BACKOFF;
+                                backoff.reset();
                             }
                             Ok(None) => {
                                 tracing::warn!(
                                     revision = self.revision(),
-                                    ?backoff,
+                                    backoff = ?backoff.current(),
                                     "the config watch ended; reconnecting"
                                 );
                                 break;
@@ -146,7 +148,7 @@ impl ConfigCache {
                                     revision = self.revision(),
                                     code = ?status.code(),
                                     message = status.message(),
-                                    ?backoff,
+                                    backoff = ?backoff.current(),
                                     "the config watch failed; reconnecting"
                                 );
                                 break;
@@ -159,16 +161,15 @@ impl ConfigCache {
                         after_revision,
                         code = ?status.code(),
                         message = status.message(),
-                        ?backoff,
+                        backoff = ?backoff.current(),
                         "could not open the config watch; retrying"
                     );
                 }
             }
             tokio::select! {
                 () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
+                () = backoff.wait() => {}
             }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
         }
     }
 

@@ -9,6 +9,7 @@
 
 mod settings;
 
+mod backoff;
 pub mod bus;
 pub mod config_cache;
 pub mod events;
@@ -52,7 +53,7 @@ async fn tls_server_config(
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
-    let mut backoff = Duration::from_millis(100);
+    let mut backoff = backoff::Backoff::new(Duration::from_millis(100), Duration::from_secs(5));
     loop {
         match mqtt::tls::server_config(config, &settings.mqtt.tls_names, &settings.mqtt.tls_ips)
             .await
@@ -60,15 +61,14 @@ async fn tls_server_config(
             Ok(config) => return Ok(config),
             Err(e) => tracing::warn!(
                 error = format!("{e:#}"),
-                ?backoff,
+                backoff = ?backoff.current(),
                 "getting a server certificate failed; retrying"
             ),
         }
         tokio::select! {
             () = shutdown.cancelled() => anyhow::bail!("stopped before the config service answered"),
-            () = tokio::time::sleep(backoff) => {}
+            () = backoff.wait() => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
 }
 

@@ -9,6 +9,7 @@
 //! - `render`: one payload type per event family, in the field order of the
 //!   spec's examples.
 
+pub(crate) mod follow;
 pub mod pump;
 mod render;
 

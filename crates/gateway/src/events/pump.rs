@@ -39,16 +39,16 @@ use std::{
 };
 
 use anyhow::Context as _;
-use herald_proto::registry::v1::{
-    ChangeEvent, GetChangeLogInfoRequest, WatchChangesRequest, registry_client::RegistryClient,
-};
+use herald_proto::registry::v1::{ChangeEvent, registry_client::RegistryClient};
 use herald_store::{Store, Writer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::{Code, Status, transport::Channel};
+use tonic::transport::Channel;
 
+use super::follow::{ChangeFollower, Followed};
 use super::render;
+use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::config_cache::ConfigCache;
 
@@ -134,13 +134,6 @@ struct Pump {
     cache: ConfigCache,
     bus: Bus,
     shutdown: CancellationToken,
-}
-
-/// How a change stream ended.
-enum Ended {
-    /// The registry closed it.
-    Closed,
-    Failed(Status),
 }
 
 impl EventPump {
@@ -265,63 +258,74 @@ impl EventPump {
 }
 
 impl Pump {
-    async fn run(mut self) {
+    async fn run(self) {
         tokio::select! {
             () = self.shutdown.cancelled() => return,
             () = self.cache.ready() => {}
         }
-        let mut backoff = INITIAL_BACKOFF;
+        let cursor = *self.shared.handled.borrow();
+        let mut follower = ChangeFollower::new(
+            self.registry.clone(),
+            cursor,
+            Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF),
+        );
         loop {
-            let cursor = *self.shared.handled.borrow();
-            let shutdown = self.shutdown.clone();
-            let opened = tokio::select! {
-                () = shutdown.cancelled() => return,
-                opened = self.registry.watch_changes(WatchChangesRequest { after_sequence: cursor }) => opened,
+            let followed = tokio::select! {
+                () = self.shutdown.cancelled() => return,
+                followed = follower.next() => followed,
             };
-            let ended = match opened {
-                Ok(response) => {
-                    tracing::debug!(after_sequence = cursor, "change stream open");
-                    backoff = INITIAL_BACKOFF;
-                    let mut stream = response.into_inner();
-                    loop {
-                        let message = tokio::select! {
-                            () = shutdown.cancelled() => return,
-                            message = stream.message() => message,
-                        };
-                        match message {
-                            Ok(Some(batch)) => self.handle(batch.events),
-                            Ok(None) => break Ended::Closed,
-                            Err(status) => break Ended::Failed(status),
-                        }
-                    }
-                }
-                Err(status) => Ended::Failed(status),
-            };
-            self.shared.disconnections.fetch_add(1, Ordering::Relaxed);
             let cursor = *self.shared.handled.borrow();
-            match ended {
-                // A cursor of 0 is always in range: an `OUT_OF_RANGE` then is
-                // unexpected, and retried with the backoff.
-                Ended::Failed(status) if status.code() == Code::OutOfRange && cursor > 0 => {
-                    self.restart_from_oldest(cursor, &status).await;
+            match followed {
+                Followed::Events(events) => {
+                    self.handle(events);
                     continue;
                 }
-                Ended::Failed(status) => tracing::warn!(
+                Followed::Interrupted(Some(status)) => tracing::warn!(
                     cursor,
                     code = ?status.code(),
                     message = status.message(),
-                    ?backoff,
+                    backoff = ?follower.backoff(),
                     "the change stream failed; reconnecting"
                 ),
-                Ended::Closed => {
-                    tracing::warn!(cursor, ?backoff, "the change stream ended; reconnecting");
+                Followed::Interrupted(None) => tracing::warn!(
+                    cursor,
+                    backoff = ?follower.backoff(),
+                    "the change stream ended; reconnecting"
+                ),
+                Followed::Pruned {
+                    first_retained: Some(first),
+                    ..
+                } if first > cursor + 1 => {
+                    tracing::error!(
+                        cursor,
+                        first_lost = cursor + 1,
+                        last_lost = first - 1,
+                        lost = first - 1 - cursor,
+                        first_retained = first,
+                        "events after the cursor were removed by the registry's retention and are lost; \
+                         continuing from the oldest retained event"
+                    );
+                    self.restart_from_oldest();
+                }
+                Followed::Pruned { .. } => {
+                    tracing::error!(
+                        cursor,
+                        "the registry cannot resume after the cursor; continuing from its oldest \
+                         retained event (events in between may be lost)"
+                    );
+                    self.restart_from_oldest();
+                }
+                Followed::Wiped { last_sequence, .. } => {
+                    tracing::error!(
+                        cursor,
+                        last_sequence,
+                        "the registry's change log ends before the cursor (was its data wiped?); \
+                         continuing from its oldest event"
+                    );
+                    self.restart_from_oldest();
                 }
             }
-            tokio::select! {
-                () = shutdown.cancelled() => return,
-                () = tokio::time::sleep(backoff) => {}
-            }
-            backoff = (backoff * 2).min(MAX_BACKOFF);
+            self.shared.disconnections.fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -398,39 +402,10 @@ impl Pump {
         );
     }
 
-    /// The registry can't serve `cursor`: logs why (and the events lost, if
-    /// retention removed them) and moves the cursor to 0, the oldest
-    /// retained event.
-    async fn restart_from_oldest(&mut self, cursor: u64, status: &Status) {
+    /// The registry could not serve the cursor: the pump goes on from the
+    /// oldest retained event (the follower already does).
+    fn restart_from_oldest(&self) {
         self.shared.cursor_resets.fetch_add(1, Ordering::Relaxed);
-        let shutdown = self.shutdown.clone();
-        let info = tokio::select! {
-            () = shutdown.cancelled() => None,
-            info = self.registry.get_change_log_info(GetChangeLogInfoRequest {}) => info.ok(),
-        };
-        match info.map(tonic::Response::into_inner) {
-            Some(info) if info.first_sequence > cursor + 1 => tracing::error!(
-                cursor,
-                first_lost = cursor + 1,
-                last_lost = info.first_sequence - 1,
-                lost = info.first_sequence - 1 - cursor,
-                first_retained = info.first_sequence,
-                "events after the cursor were removed by the registry's retention and are lost; \
-                 continuing from the oldest retained event"
-            ),
-            Some(info) if info.last_sequence < cursor => tracing::error!(
-                cursor,
-                last_sequence = info.last_sequence,
-                "the registry's change log ends before the cursor (was its data wiped?); \
-                 continuing from its oldest event"
-            ),
-            _ => tracing::error!(
-                cursor,
-                message = status.message(),
-                "the registry cannot resume after the cursor; continuing from its oldest \
-                 retained event (events in between may be lost)"
-            ),
-        }
         self.shared.started.store(0, Ordering::SeqCst);
         self.shared.handled.send_replace(0);
     }

@@ -4,24 +4,24 @@
 //! the bus drop. The session renders, gates, matches and delivers them
 //! itself, then goes back to the bus (see `session.rs`).
 //!
-//! [`Replay::spawn`] follows `WatchChanges` from a position in its own
-//! task and hands the batches over a small channel, so a session that is
-//! busy writing holds the stream back instead of buffering it. The task
-//! reopens a failed stream with backoff. When the registry cannot serve
-//! the position (`OUT_OF_RANGE`) it tells why: retention removed events
-//! after it ([`ReplayMessage::Pruned`], the replay continues from the
-//! oldest retained one), or the log ends before it
-//! ([`ReplayMessage::Wiped`], the registry's data was replaced; the replay
-//! continues from its start).
+//! [`Replay::spawn`] follows the change log from a position in its own
+//! task (`events::follow`, which reopens a failed stream with backoff) and
+//! hands the batches over a small channel, so a session that is busy
+//! writing holds the stream back instead of buffering it. When the registry
+//! cannot serve the position it tells why: retention removed events after
+//! it ([`ReplayMessage::Pruned`], the replay continues from the oldest
+//! retained one), or the log ends before it ([`ReplayMessage::Wiped`], the
+//! registry's data was replaced; the replay continues from its start).
 
 use std::time::Duration;
 
-use herald_proto::registry::v1::{
-    ChangeEvent, GetChangeLogInfoRequest, WatchChangesRequest, registry_client::RegistryClient,
-};
+use herald_proto::registry::v1::{ChangeEvent, registry_client::RegistryClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::{Code, transport::Channel};
+use tonic::transport::Channel;
+
+use crate::backoff::Backoff;
+use crate::events::follow::{ChangeFollower, Followed};
 
 const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 const MAX_BACKOFF: Duration = Duration::from_secs(2);
@@ -72,72 +72,37 @@ impl Replay {
     }
 }
 
-async fn follow(
-    mut registry: RegistryClient<Channel>,
-    mut after: u64,
-    tx: mpsc::Sender<ReplayMessage>,
-) {
-    let mut backoff = INITIAL_BACKOFF;
+async fn follow(registry: RegistryClient<Channel>, after: u64, tx: mpsc::Sender<ReplayMessage>) {
+    let mut follower =
+        ChangeFollower::new(registry, after, Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF));
     loop {
-        let failed = match registry
-            .watch_changes(WatchChangesRequest {
-                after_sequence: after,
-            })
-            .await
-        {
-            Ok(response) => {
-                backoff = INITIAL_BACKOFF;
-                let mut stream = response.into_inner();
-                loop {
-                    match stream.message().await {
-                        Ok(Some(batch)) => {
-                            if let Some(last) = batch.events.last() {
-                                after = after.max(last.sequence);
-                            }
-                            if tx.send(ReplayMessage::Events(batch.events)).await.is_err() {
-                                return;
-                            }
-                        }
-                        Ok(None) => break None,
-                        Err(status) => break Some(status),
-                    }
-                }
+        let message = match follower.next().await {
+            Followed::Events(events) => ReplayMessage::Events(events),
+            Followed::Interrupted(error) => {
+                tracing::debug!(?error, backoff = ?follower.backoff(), "session replay stream ended; reopening");
+                continue;
             }
-            Err(status) => Some(status),
+            Followed::Pruned { after, .. } => {
+                tracing::error!(
+                    after,
+                    "events after the session's position were removed by retention; replaying from the oldest retained event"
+                );
+                ReplayMessage::Pruned
+            }
+            Followed::Wiped {
+                after,
+                last_sequence,
+            } => {
+                tracing::error!(
+                    after,
+                    last_sequence,
+                    "the registry's change log ends before the session's position; replaying from its start"
+                );
+                ReplayMessage::Wiped
+            }
         };
-        if let Some(status) = &failed
-            && status.code() == Code::OutOfRange
-            && after > 0
-        {
-            let info = registry
-                .get_change_log_info(GetChangeLogInfoRequest {})
-                .await
-                .map(tonic::Response::into_inner);
-            let message = match info {
-                Ok(info) if info.last_sequence < after => {
-                    tracing::error!(
-                        after,
-                        last_sequence = info.last_sequence,
-                        "the registry's change log ends before the session's position; replaying from its start"
-                    );
-                    ReplayMessage::Wiped
-                }
-                _ => {
-                    tracing::error!(
-                        after,
-                        "events after the session's position were removed by retention; replaying from the oldest retained event"
-                    );
-                    ReplayMessage::Pruned
-                }
-            };
-            if tx.send(message).await.is_err() {
-                return;
-            }
-            after = 0;
-            continue;
+        if tx.send(message).await.is_err() {
+            return;
         }
-        tracing::debug!(after, error = ?failed, ?backoff, "session replay stream ended; reopening");
-        tokio::time::sleep(backoff).await;
-        backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }
