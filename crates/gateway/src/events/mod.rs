@@ -3,8 +3,9 @@
 //! (aws-iot-events-spec §3.0–3.6, §3.13).
 //!
 //! The renderer is pure: it places fields and builds the topic, nothing else.
-//! The registry has already filled in the ARNs and the account id; gating by
-//! event configuration is the caller's job, with [`RenderedEvent::gate`].
+//! The registry has already filled in the ARNs and the account id. [`gated`]
+//! renders an event and gates it by the event configuration of the moment:
+//! the one decision the event pump and every session's replay share.
 //!
 //! - `render`: one payload type per event family, in the field order of the
 //!   spec's examples.
@@ -15,6 +16,8 @@ mod render;
 
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
 pub use pump::EventPump;
+
+use crate::config_cache::ConfigCache;
 
 /// One event, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -144,6 +147,28 @@ pub fn render(event: &ChangeEvent) -> Result<RenderedEvent, RenderError> {
         gate,
         event_id: event.event_id.clone(),
     })
+}
+
+/// What the event configuration lets out of one change event.
+#[derive(Debug)]
+pub(crate) enum Gated {
+    /// Published: its family is enabled.
+    Publish(RenderedEvent),
+    /// Its family (this key) is disabled.
+    Disabled(EventGate),
+    /// It has no AWS event message.
+    Unrenderable(RenderError),
+}
+
+/// Renders `event` and gates it by the event configuration `cache` holds
+/// now (AWS IoT Core Developer Guide: "Enable events for AWS IoT": an
+/// event type is published only while it is enabled).
+pub(crate) fn gated(event: &ChangeEvent, cache: &ConfigCache) -> Gated {
+    match render(event) {
+        Ok(rendered) if cache.event_enabled(rendered.gate.key()) => Gated::Publish(rendered),
+        Ok(rendered) => Gated::Disabled(rendered.gate),
+        Err(e) => Gated::Unrenderable(e),
+    }
 }
 
 #[cfg(test)]

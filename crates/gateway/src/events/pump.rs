@@ -47,7 +47,7 @@ use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::follow::{ChangeFollower, Followed};
-use super::render;
+use super::{Gated, gated};
 use crate::backoff::Backoff;
 use crate::bus::Bus;
 use crate::config_cache::ConfigCache;
@@ -365,9 +365,9 @@ impl Pump {
 
     /// Renders, gates and publishes one event.
     fn hand_over(&self, event: &ChangeEvent) {
-        let rendered = match render(event) {
-            Ok(rendered) => rendered,
-            Err(e) => {
+        let rendered = match gated(event, &self.cache) {
+            Gated::Publish(rendered) => rendered,
+            Gated::Unrenderable(e) => {
                 self.shared.render_errors.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(
                     sequence = event.sequence,
@@ -377,16 +377,16 @@ impl Pump {
                 );
                 return;
             }
+            Gated::Disabled(gate) => {
+                self.shared.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
+                tracing::trace!(
+                    sequence = event.sequence,
+                    gate = gate.key(),
+                    "event type disabled; not published"
+                );
+                return;
+            }
         };
-        if !self.cache.event_enabled(rendered.gate.key()) {
-            self.shared.skipped_by_gate.fetch_add(1, Ordering::Relaxed);
-            tracing::trace!(
-                sequence = event.sequence,
-                gate = rendered.gate.key(),
-                "event type disabled; not published"
-            );
-            return;
-        }
         let outcome = self
             .bus
             .publish_sequenced(&rendered.topic, rendered.payload, event.sequence);

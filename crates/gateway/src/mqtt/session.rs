@@ -139,7 +139,7 @@ use super::replay::{Replay, ReplayMessage};
 use super::router::{Delivery as RouterDelivery, Link, RouterError};
 use crate::bus::topic;
 use crate::bus::{Delivery as BusDelivery, QoS};
-use crate::events::{EventPump, render};
+use crate::events::{EventPump, Gated, gated};
 
 use super::authz::{Authz, PublishDenial};
 pub(crate) use super::codec::decode_stream;
@@ -717,8 +717,7 @@ impl Session {
                     if event.sequence <= self.events.processed {
                         continue;
                     }
-                    if let Ok(rendered) = render(&event)
-                        && cache.event_enabled(rendered.gate.key())
+                    if let Gated::Publish(rendered) = gated(&event, &cache)
                         && let Some(qos) = matching_qos(&self.filters.bus, &rendered.topic)
                     {
                         self.deliver(
