@@ -19,6 +19,8 @@ mod test;
 mod util;
 
 #[cfg(test)]
+mod layers;
+#[cfg(test)]
 mod tidy;
 
 use std::process::ExitCode;

@@ -1,11 +1,16 @@
 //! Herald's gateway: the edge every client talks to.
 //!
-//! Today it serves the AWS IoT control-plane HTTP API (REST JSON, SigV4), so
-//! that the `aws` CLI and boto3 drive Herald; each call becomes a gRPC call to
-//! the registry or the config service. MQTT sessions and `$aws/events` delivery
-//! come next.
+//! It serves the AWS IoT control-plane HTTP API (REST JSON, SigV4), so that
+//! the `aws` CLI and boto3 drive Herald, each call becoming a gRPC call to
+//! the registry or the config service; and MQTT 3.1.1 and 5 over TLS and
+//! plain TCP, with every packet checked against the client's IoT policies,
+//! and `$aws/events/...` carrying the registry's events and the lifecycle
+//! events.
 //!
-//! Reading order: `settings`, `http` (router, errors, SigV4, the operations).
+//! Reading order, bottom up (ARCHITECTURE.md states the direction of the
+//! imports): `settings`, `bus` (the `$aws` bus and topic rules),
+//! `config_cache`, `events` (following the change log, rendering and
+//! gating), `http` and `mqtt`; [`run`] wires them.
 
 mod settings;
 
