@@ -1,8 +1,8 @@
-"""Registry events over MQTT (spec §3.1–3.6), end to end: each registry
+"""Registry events over MQTT (AWS IoT Core Developer Guide: "Registry events"), end to end: each registry
 operation is made with boto3, and the events it publishes are read by a real
 MQTT client (paho-mqtt) subscribed to `$aws/events/#` at QoS 1 on the
 gateway's plain listener, as the development user `herald-dev`. Every payload
-is compared field by field with the spec's examples: names, JSON types,
+is compared field by field with the AWS documentation's examples: names, JSON types,
 nulls, millisecond timestamps, and ARNs in account 123456789012, us-east-1.
 
 How a test knows it has seen *all* the events of an operation: the gateway
@@ -126,7 +126,7 @@ class Batch(list):
         return [e.topic for e in self]
 
     def expect_topics(self, required, optional=()):
-        """Exactly the `required` topics (in any order: the spec does not
+        """Exactly the `required` topics (in any order: the AWS documentation does not
         order events), plus at most one of each `optional` one."""
         got = self.topics()
         extra = [t for t in got if t not in required]
@@ -395,7 +395,7 @@ def events(watcher):
 
 
 def thing_event(client, operation, name, **state):
-    """§3.1: `state` overrides what DescribeThing says (for a deleted thing)."""
+    """"Thing events": `state` overrides what DescribeThing says (for a deleted thing)."""
     if not state:
         described = client.describe_thing(thingName=name)
         state = dict(
@@ -417,7 +417,7 @@ def thing_event(client, operation, name, **state):
 
 
 def association_event(operation, thing_id, thing_name, type_name):
-    """§3.3: no accountId."""
+    """"Thing type associated or disassociated with a thing": no accountId."""
     return {
         "eventType": "THING_TYPE_ASSOCIATION_EVENT",
         "operation": operation,
@@ -433,7 +433,7 @@ def association_topic(thing, thing_type, suffix):
 
 def thing_type_event(operation, type_id, name, description="", searchable=(), propagating=(),
                      deprecated=False, deprecation_ms=None):
-    """§3.2."""
+    """"Thing type events"."""
     return {
         "eventType": "THING_TYPE_EVENT",
         "operation": operation,
@@ -453,7 +453,7 @@ def epoch_ms(dt):
 
 
 def group_event(client, operation, name, **state):
-    """§3.4, from DescribeThingGroup (and the ancestors' ids), or from
+    """"Thing group events", from DescribeThingGroup (and the ancestors' ids), or from
     `state` for a deleted group."""
     if not state:
         described = client.describe_thing_group(thingGroupName=name)
@@ -499,7 +499,7 @@ def membership_topic(group, thing, suffix):
 
 
 def membership_event(operation, group_name, group_id, thing_name, thing_id, membership_id):
-    """§3.5: names only in the topic."""
+    """"Thing added to or removed from a thing group": names only in the topic."""
     return {
         "eventType": "THING_GROUP_MEMBERSHIP_EVENT",
         "operation": operation,
@@ -524,7 +524,7 @@ def hierarchy_topic(parent, child, suffix):
 
 
 def hierarchy_event(operation, parent_name, parent_id, child_name, child_id):
-    """§3.6: thingGroup* is the parent."""
+    """"Thing group added to or deleted from a thing group": thingGroup* is the parent."""
     return {
         "eventType": "THING_GROUP_HIERARCHY_EVENT",
         "operation": operation,
@@ -544,7 +544,7 @@ def group_id(client, name):
     return client.describe_thing_group(thingGroupName=name)["thingGroupId"]
 
 
-# ----------------------------------------------------------------- §3.1 things
+# ----------------------------------------------------------------- "Thing events" things
 
 
 def test_create_thing_publishes_created(client, events):
@@ -598,7 +598,7 @@ def test_delete_thing_publishes_deleted_with_its_last_state(client, events):
 
 
 def test_deleting_a_missing_thing_and_repeating_a_create_publish_nothing(client, events):
-    """§3.1 [INF]: an identical CreateThing retry succeeds without an event;
+    """"Thing events" (Herald's choice where AWS is silent): an identical CreateThing retry succeeds without an event;
     DeleteThing of a thing that doesn't exist succeeds without one."""
     client.create_thing(thingName="lamp-1", attributePayload={"attributes": {"room": "hall"}})
     events.barrier()
@@ -612,7 +612,7 @@ def test_deleting_a_missing_thing_and_repeating_a_create_publish_nothing(client,
     assert client.describe_thing(thingName="lamp-1")["version"] == 1
 
 
-# ----------------------------------------------------------------- §3.3 thing type associations
+# ----------------------------------------------------------------- "Thing type associated or disassociated with a thing" thing type associations
 
 
 def test_create_thing_with_a_type_publishes_created_and_association_added(client, events):
@@ -691,7 +691,7 @@ def test_update_thing_keeping_its_type_publishes_no_association_event(client, ev
 
 
 def test_delete_typed_thing_publishes_deleted_and_may_remove_the_association(client, events):
-    """§3.3: the association `removed` on DeleteThing is optional; when it
+    """"Thing type associated or disassociated with a thing": the association `removed` on DeleteThing is optional; when it
     comes, it is exact."""
     client.create_thing_type(thingTypeName="LightBulb")
     client.create_thing(thingName="lamp-1", thingTypeName="LightBulb", attributePayload={"attributes": {"w": "4"}})
@@ -706,7 +706,7 @@ def test_delete_typed_thing_publishes_deleted_and_may_remove_the_association(cli
         batch.check(removed, association_event("REMOVED", last["thingId"], "lamp-1", "LightBulb"))
 
 
-# ----------------------------------------------------------------- §3.2 thing types
+# ----------------------------------------------------------------- "Thing type events" thing types
 
 
 LIGHT_BULB_PROPERTIES = {
@@ -828,7 +828,7 @@ def test_delete_thing_type_publishes_deleted_with_its_last_state(client, events)
     )
 
 
-# ----------------------------------------------------------------- §3.4 thing groups and §3.6 hierarchy
+# ----------------------------------------------------------------- "Thing group events" thing groups and "Thing group added to or deleted from a thing group" hierarchy
 
 
 def test_create_root_thing_group_publishes_created(client, events):
@@ -960,7 +960,7 @@ def test_deleting_a_missing_thing_group_publishes_nothing(client, events):
     batch.expect_topics([])
 
 
-# ----------------------------------------------------------------- §3.5 memberships
+# ----------------------------------------------------------------- "Thing added to or removed from a thing group" memberships
 
 
 def test_add_thing_to_thing_group_publishes_added(client, events):
@@ -1055,7 +1055,7 @@ def test_update_thing_groups_for_thing_publishes_one_event_per_group(client, eve
 
 
 def test_delete_thing_in_a_group_publishes_deleted_and_may_remove_the_membership(client, events):
-    """§3.5: membership `removed` on DeleteThing is optional; when it comes,
+    """"Thing added to or removed from a thing group": membership `removed` on DeleteThing is optional; when it comes,
     it is exact."""
     client.create_thing(thingName="lamp-1")
     client.create_thing_group(thingGroupName="Kitchen")
@@ -1073,7 +1073,7 @@ def test_delete_thing_in_a_group_publishes_deleted_and_may_remove_the_membership
 
 
 def test_delete_thing_group_with_members_publishes_deleted_and_may_remove_the_memberships(client, events):
-    """§3.5/§4.4: membership `removed` on DeleteThingGroup is optional; when
+    """AWS IoT Core Developer Guide, "Registry events" (memberships) and AWS IoT API Reference, "DeleteThingGroup": membership `removed` on DeleteThingGroup is optional; when
     it comes, it is exact."""
     client.create_thing(thingName="lamp-1")
     client.create_thing_group(thingGroupName="Kitchen")

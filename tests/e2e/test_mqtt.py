@@ -3,7 +3,7 @@ with a certificate made by the HTTP API sees the event of a thing created
 with boto3, exactly as the README's walkthrough shows; and the IoT policy
 checks (iot:Connect, iot:Subscribe, iot:Publish, iot:Receive), certificate
 status, the subscribe-only `$aws/events/...` topics, the lifecycle events
-(aws-iot-events-spec §3.9–3.11, §5) and persistent sessions."""
+(AWS IoT Core Developer Guide: "Lifecycle events", "AWS IoT Core policies") and persistent sessions."""
 
 import json
 import shutil
@@ -463,7 +463,7 @@ def test_connect_is_refused_without_iot_connect_for_the_client_id(herald, client
     assert any(REFUSED in line for line in sub.errors), sub.output()
     assert not any("sending SUBSCRIBE" in line for line in sub.lines), sub.output()
 
-    # Each refusal is a `connect_failed` lifecycle event (spec §3.10).
+    # Each refusal is a `connect_failed` lifecycle event (AWS IoT Core Developer Guide: "Lifecycle events", connect failure).
     topic, payload = watcher.wait_message(
         lambda t, p: t == "$aws/events/presence/connect_failed/device-2", "a connect_failed event"
     )
@@ -564,7 +564,7 @@ def test_subscribe_allowed_and_denied_per_topic_filter(herald, client, tmp_path,
     assert not mixed.errors, mixed.output()
 
     # Each SUBSCRIBE is a `subscribed` lifecycle event listing the filters
-    # granted (spec §3.11); a denied filter is in none.
+    # granted (AWS IoT Core Developer Guide: "Lifecycle events", subscribe/unsubscribe); a denied filter is in none.
     topic = "$aws/events/subscriptions/subscribed/reader-1"
     _, payload = watcher.wait_message(lambda t, p: t == topic and "data/#" in p, "the mixed SUBSCRIBE's event")
     event = json.loads(payload)
@@ -617,7 +617,7 @@ def test_publish_allowed_is_delivered_and_publish_denied_disconnects(herald, cli
     data = [(t, p) for t, p in reader.messages() if not t.startswith("$aws/")]
     assert data == [("data/first", "allowed"), ("data/marker", "after")]
 
-    # The denied publish ended that session with AUTH_ERROR (spec §3.9).
+    # The denied publish ended that session with AUTH_ERROR (AWS IoT Core Developer Guide: "Lifecycle events").
     ended = "$aws/events/presence/disconnected/publisher-1"
     _, payload = reader.wait_message(
         lambda t, p: t == ended and json.loads(p)["disconnectReason"] != "CLIENT_INITIATED_DISCONNECT",

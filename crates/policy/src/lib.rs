@@ -27,7 +27,7 @@
 //! # Ok::<(), herald_policy::PolicyError>(())
 //! ```
 //!
-//! Matching rules (spec §5.3, §5.4):
+//! Matching rules (AWS IoT Core Developer Guide: "AWS IoT Core policy actions", "AWS IoT Core policy variables"):
 //! - `*` matches any sequence (including `/`), `?` one character; everything
 //!   else is literal, including MQTT's `+` and `#` and the `$` of `$aws`.
 //!   Patterns are anchored over the whole ARN and case-sensitive; action

@@ -94,7 +94,7 @@ pub(crate) enum Operation {
     Removed,
 }
 
-/// The content of one logged event: what its AWS payload needs (spec §3.1–3.6).
+/// The content of one logged event: what its AWS payload needs (AWS IoT Core Developer Guide: "Registry events").
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum EventBody {
     Thing {

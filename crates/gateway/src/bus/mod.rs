@@ -1,4 +1,4 @@
-//! The gateway-owned `$aws` topic bus (rumqttd-notes §8 items 5–6).
+//! The gateway-owned `$aws` topic bus (rumqttd 0.20 routes no `$` topics, so the gateway carries them itself).
 //!
 //! rumqttd can neither store nor deliver `$` topics, so everything under
 //! `$aws/...` (the event pump's registry events, the lifecycle events, later
@@ -13,7 +13,7 @@
 //!
 //! - finds every subscriber with at least one matching filter, once per
 //!   subscriber however many of its filters overlap, at the highest QoS its
-//!   matching filters were granted. The bus publishes at QoS 1 (spec §6), so
+//!   matching filters were granted. The bus publishes at QoS 1 (AWS IoT Core Developer Guide: "Event messages"), so
 //!   a delivery's QoS is exactly that granted QoS;
 //! - leaves `iot:Receive` to the session, which checks it on every
 //!   delivery against its principal's policies of the moment;

@@ -1,12 +1,12 @@
 //! MQTT topic names and topic filters under AWS IoT Core's rules
-//! (aws-iot-events-spec §5.6, MQTT 3.1.1 §4.7).
+//! (AWS IoT Core Developer Guide: "Reserved topics"; MQTT 3.1.1 §4.7).
 //!
 //! - [`validate_topic_name`] checks the topic of a client PUBLISH,
 //!   [`validate_topic_filter`] a filter of a client SUBSCRIBE or UNSUBSCRIBE.
 //!   Both apply the AWS limits ([`MAX_TOPIC_BYTES`], [`MAX_TOPIC_SLASHES`]) on
 //!   top of MQTT's syntax rules. They are for client input only: topics the
 //!   gateway builds itself (event topics with 128-character names) may be
-//!   longer than 256 bytes and are never passed through them (spec §3.13).
+//!   longer than 256 bytes and are never passed through them (AWS IoT Core Developer Guide: "Reserved topics").
 //! - [`matches()`] is MQTT matching with `+` and `#`, including the rule that a
 //!   filter starting with a wildcard never matches a `$` topic
 //!   \[MQTT-4.7.2-1\]; it does not allocate.

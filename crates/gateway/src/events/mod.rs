@@ -1,6 +1,6 @@
 //! AWS IoT registry event messages: turns one registry change-log event into
 //! the MQTT topic and the JSON payload that AWS IoT Core would publish
-//! (aws-iot-events-spec §3.0–3.6, §3.13).
+//! (AWS IoT Core Developer Guide: "Registry events").
 //!
 //! The renderer is pure: it places fields and builds the topic, nothing else.
 //! The registry has already filled in the ARNs and the account id. [`gated`]
@@ -34,7 +34,7 @@ pub struct RenderedEvent {
     pub event_id: String,
 }
 
-/// The event-configuration key that gates an event family (spec §2.4).
+/// The event-configuration key that gates an event family (AWS IoT API Reference: "UpdateEventConfigurations").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum EventGate {
     /// `THING`: things created, updated, deleted.

@@ -1,7 +1,7 @@
-//! The six registry event families: topic and payload of each (spec §3.1–3.6).
+//! The six registry event families: topic and payload of each (AWS IoT Core Developer Guide: "Registry events").
 //!
 //! Each payload is a typed struct whose fields serialize in the order of the
-//! spec's example, with the nulls the spec shows (`thingTypeName`,
+//! spec's example, with the nulls the AWS documentation shows (`thingTypeName`,
 //! `deprecationDate`, `parentGroupName`, `parentGroupId`,
 //! `dynamicGroupMappingId`) written as `null`, never left out. Attribute maps
 //! are written in key order so the same event always has the same bytes.
@@ -171,7 +171,7 @@ fn sorted(attributes: &HashMap<String, String>) -> BTreeMap<&str, &str> {
         .collect()
 }
 
-/// §3.1 `THING_EVENT`.
+/// "Thing events" `THING_EVENT`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThingPayload<'a> {
@@ -202,7 +202,7 @@ fn thing<'a>(h: &Header<'a>, b: &'a pb::ThingEvent) -> ThingPayload<'a> {
     }
 }
 
-/// §3.2 `THING_TYPE_EVENT`.
+/// "Thing type events" `THING_TYPE_EVENT`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThingTypePayload<'a> {
@@ -256,7 +256,7 @@ fn thing_type<'a>(h: &Header<'a>, b: &'a pb::ThingTypeEvent) -> ThingTypePayload
     }
 }
 
-/// §3.3 `THING_TYPE_ASSOCIATION_EVENT`: no `accountId`, and the spec
+/// "Thing type associated or disassociated with a thing" `THING_TYPE_ASSOCIATION_EVENT`: no `accountId`, and the AWS documentation
 /// example's own key order.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
@@ -285,7 +285,7 @@ fn thing_type_association<'a>(
     }
 }
 
-/// §3.4 `THING_GROUP_EVENT`.
+/// "Thing group events" `THING_GROUP_EVENT`.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThingGroupPayload<'a> {
@@ -338,7 +338,7 @@ fn thing_group<'a>(h: &Header<'a>, b: &'a pb::ThingGroupEvent) -> ThingGroupPayl
     }
 }
 
-/// §3.5 `THING_GROUP_MEMBERSHIP_EVENT`: the names are in the topic only.
+/// "Thing added to or removed from a thing group" `THING_GROUP_MEMBERSHIP_EVENT`: the names are in the topic only.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThingGroupMembershipPayload<'a> {
@@ -372,7 +372,7 @@ fn thing_group_membership<'a>(
     }
 }
 
-/// §3.6 `THING_GROUP_HIERARCHY_EVENT`: `thingGroup*` is the parent.
+/// "Thing group added to or deleted from a thing group" `THING_GROUP_HIERARCHY_EVENT`: `thingGroup*` is the parent.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ThingGroupHierarchyPayload<'a> {
@@ -443,7 +443,7 @@ mod tests {
             .collect()
     }
 
-    // ------------------------------------------------------------ §3.1 THING
+    // ------------------------------------------------------------ "Thing events" THING
 
     fn spec_thing() -> Event {
         Event::Thing(pb::ThingEvent {
@@ -532,7 +532,7 @@ mod tests {
         ));
     }
 
-    // -------------------------------------------------------- §3.2 THING_TYPE
+    // -------------------------------------------------------- "Thing type events" THING_TYPE
 
     fn spec_thing_type(deprecated: Option<i64>) -> Event {
         Event::ThingType(pb::ThingTypeEvent {
@@ -657,7 +657,7 @@ mod tests {
         );
     }
 
-    // ---------------------------------------------- §3.3 THING_TYPE_ASSOCIATION
+    // ---------------------------------------------- "Thing type associated or disassociated with a thing" THING_TYPE_ASSOCIATION
 
     fn spec_association(op: Operation) -> ChangeEvent {
         change(
@@ -702,7 +702,7 @@ mod tests {
         }
     }
 
-    // ---------------------------------------------------- §3.4 THING_GROUP
+    // ---------------------------------------------------- "Thing group events" THING_GROUP
 
     fn spec_thing_group() -> Event {
         let root = [
@@ -813,7 +813,7 @@ mod tests {
         assert_eq!(payload["dynamicGroupMappingId"], "mapping-1");
     }
 
-    // ------------------------------------------ §3.5 THING_GROUP_MEMBERSHIP
+    // ------------------------------------------ "Thing added to or removed from a thing group" THING_GROUP_MEMBERSHIP
 
     fn spec_membership(op: Operation) -> ChangeEvent {
         change(
@@ -865,7 +865,7 @@ mod tests {
         }
     }
 
-    // ------------------------------------------- §3.6 THING_GROUP_HIERARCHY
+    // ------------------------------------------- "Thing group added to or deleted from a thing group" THING_GROUP_HIERARCHY
 
     fn spec_hierarchy(op: Operation) -> ChangeEvent {
         change(
@@ -914,7 +914,7 @@ mod tests {
 
     // ------------------------------------------------------------ all families
 
-    /// Every family's documented top-level keys, in the spec example's order.
+    /// Every family's documented top-level keys, in the order of the AWS documentation's example.
     const DOCUMENTED_KEYS: [(EventGate, &[&str]); 6] = [
         (
             EventGate::Thing,
@@ -1060,7 +1060,7 @@ mod tests {
             documented.sort_unstable();
             assert_eq!(written, documented, "{}", r.gate.key());
 
-            // The bytes follow the spec example's order.
+            // The bytes follow the order of the AWS documentation's example.
             let text = std::str::from_utf8(&r.payload).unwrap();
             let positions: Vec<usize> = keys
                 .iter()

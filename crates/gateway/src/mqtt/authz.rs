@@ -168,8 +168,8 @@ impl PublishDenial {
     /// The end of a session that publishes anyway.
     pub(super) fn reason(self) -> DisconnectReason {
         match self {
-            // Unsupported publishes on reserved topics: the spec's
-            // recommendation (§5.6) for MQTT 3.1.1.
+            // Unsupported publishes on reserved topics: the AWS IoT Core Developer Guide's
+            // "Reserved topics" for MQTT 3.1.1.
             PublishDenial::InvalidTopic
             | PublishDenial::AwsEvents
             | PublishDenial::Reserved

@@ -1,6 +1,6 @@
 //! AWS IoT lifecycle events: the topics and exact JSON payloads of
 //! `connected`, `disconnected`, `connect_failed`, `subscribed` and
-//! `unsubscribed` (aws-iot-events-spec §3.9–3.11, §3.13), the
+//! `unsubscribed` (AWS IoT Core Developer Guide: "Lifecycle events"), the
 //! `disconnectReason` values, and the per-client `versionNumber`.
 //!
 //! Lifecycle events are always on (no event configuration gates them) and
@@ -9,8 +9,8 @@
 //! a topic and a payload for the `$aws` bus; rendering refuses client ids
 //! that contain `#` or `+`, for which AWS publishes no lifecycle event.
 //!
-//! Payloads are typed: each event carries exactly the fields the spec lists
-//! for it, serialized in the order of the spec's example. `thingName` is
+//! Payloads are typed: each event carries exactly the fields the AWS documentation lists
+//! for it, serialized in the order of the AWS documentation's example. `thingName` is
 //! written only when the connection has one (exclusive thing association),
 //! and left out otherwise, as AWS does.
 
@@ -35,7 +35,7 @@ pub const SUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/subscribed/
 pub const UNSUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/unsubscribed/";
 
 /// Whether AWS publishes lifecycle events for `client_id`: "Client IDs that
-/// contain # or + do not receive lifecycle events" (spec §3.9). Such an id
+/// contain # or + do not receive lifecycle events" (AWS IoT Core Developer Guide: "Lifecycle events"). Such an id
 /// would also turn the event topic into a topic filter.
 ///
 /// Pass the client id in effect for the session (the server-assigned one
@@ -54,7 +54,7 @@ pub fn epoch_millis_now() -> u64 {
 }
 
 /// Why a connection ended: the `disconnectReason` of a `disconnected` event
-/// (spec §3.9, the current DG-lifecycle table).
+/// (AWS IoT Core Developer Guide: "Lifecycle events", its table of disconnect reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum DisconnectReason {
     /// `AUTH_ERROR`: authentication or authorization failed, for example a
@@ -92,7 +92,7 @@ pub enum DisconnectReason {
 }
 
 impl DisconnectReason {
-    /// Every value, in the order of the spec's table.
+    /// Every value, in the order of the AWS documentation's table.
     pub const ALL: [DisconnectReason; 13] = [
         DisconnectReason::AuthError,
         DisconnectReason::ClientInitiatedDisconnect,
@@ -139,7 +139,7 @@ impl DisconnectReason {
     }
 
     /// Whether the broker publishes the client's last will for this reason
-    /// (the "LWT sent" column of the spec's table): every reason except
+    /// (the "LWT sent" column of the AWS documentation's table): every reason except
     /// `CLIENT_INITIATED_DISCONNECT`. Two footnotes are the caller's to
     /// apply: `AUTH_ERROR` and `FORBIDDEN_ACCESS` send it only when the
     /// connection was established, and `API_INITIATED_DISCONNECT` not when
@@ -179,7 +179,7 @@ impl Serialize for DisconnectReason {
 }
 
 /// Why a connection attempt failed: the `connectFailureReason` of a
-/// `connect_failed` event (spec §3.10).
+/// `connect_failed` event (AWS IoT Core Developer Guide: "Lifecycle events", connect failure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum ConnectFailureReason {
     /// `AUTHORIZATION_FAILED`, the only documented value: the client may not
@@ -317,7 +317,7 @@ impl From<ConnectFailed> for LifecycleEvent {
     }
 }
 
-/// `connected` payload, in the order of the spec's example.
+/// `connected` payload, in the order of the AWS documentation's example.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ConnectedWire<'a> {
@@ -332,7 +332,7 @@ struct ConnectedWire<'a> {
     version_number: u64,
 }
 
-/// `disconnected` payload, in the order of the spec's example.
+/// `disconnected` payload, in the order of the AWS documentation's example.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct DisconnectedWire<'a> {
@@ -348,7 +348,7 @@ struct DisconnectedWire<'a> {
     version_number: u64,
 }
 
-/// `connect_failed` payload, in the order of the spec's example.
+/// `connect_failed` payload, in the order of the AWS documentation's example.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct ConnectFailedWire<'a> {
@@ -363,7 +363,7 @@ struct ConnectFailedWire<'a> {
     ip_address: IpAddr,
 }
 
-/// `subscribed` / `unsubscribed` payload, in the order of the spec's example.
+/// `subscribed` / `unsubscribed` payload, in the order of the AWS documentation's example.
 #[derive(Serialize)]
 #[serde(rename_all = "camelCase")]
 struct SubscriptionWire<'a> {
@@ -428,7 +428,7 @@ impl LifecycleEvent {
         topic
     }
 
-    /// The UTF-8 JSON payload, fields in the order of the spec's example.
+    /// The UTF-8 JSON payload, fields in the order of the AWS documentation's example.
     pub fn payload(&self) -> Vec<u8> {
         let event_type = self.event_type();
         let s = self.session();
@@ -494,7 +494,7 @@ impl LifecycleEvent {
 }
 
 /// How long a client id may stay disconnected before its `versionNumber`
-/// starts again at 0: "about 1 h" per the spec (§3.9).
+/// starts again at 0: "about 1 h" per the AWS IoT Core Developer Guide ("Lifecycle events").
 pub const DEFAULT_VERSION_RESET_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// The table size under which [`VersionCounter`] never sweeps.

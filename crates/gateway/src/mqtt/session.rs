@@ -1,6 +1,6 @@
 //! One MQTT 3.1.1 or MQTT 5 client session over any byte stream (plain TCP,
 //! or TLS handed over by the TLS listener), with AWS IoT Core's rules
-//! (aws-iot-events-spec §3.9–3.11, §5.2, §5.6; rumqttd-notes §8).
+//! (AWS IoT Core Developer Guide: "Lifecycle events", "AWS IoT Core policies", "Reserved topics").
 //!
 //! The protocol level of the CONNECT picks the codec: 4 is MQTT 3.1.1
 //! (rumqttd's v4 codec), 5 is MQTT 5 (its v5 codec; see [`MQTT 5`](#mqtt-5)
@@ -35,7 +35,7 @@
 //! - PUBLISH: QoS 2 ends the session (`CLIENT_ERROR`, as AWS does); an invalid
 //!   topic too; so does a `$aws/events/...` topic (whatever the policy
 //!   says), any other `$` topic outside `$aws/things/...`, and RETAIN on a
-//!   `$` topic (the spec's recommendation, §5.6); a denied `iot:Publish` (or
+//!   `$` topic (AWS IoT Core Developer Guide: "Reserved topics"); a denied `iot:Publish` (or
 //!   `iot:RetainPublish` with RETAIN) ends it with `AUTH_ERROR`. Otherwise
 //!   the message is routed, then a QoS 1 publish gets its PUBACK:
 //!   `$aws/things/...` (shadow and jobs-style topics) on the bus, to explicit
@@ -50,7 +50,7 @@
 //! - A policy or certificate change re-checks `iot:Connect` (and an active
 //!   certificate): a session no longer allowed ends with `AUTH_ERROR`.
 //!
-//! Thing association (aws-iot-events-spec §5.1, §5.4): when the client id
+//! Thing association (AWS IoT Core Developer Guide: "Connecting to AWS IoT Core" with a thing name as client id, and "Thing policy variables"): when the client id
 //! is a valid thing name, the thing exists in the registry and one of the
 //! principal's attachment targets (its certificate ARN) is attached to it
 //! (`AttachThingPrincipal`), the connection is associated with that thing.

@@ -1,4 +1,4 @@
-//! The cases of the spec's §5 (policy language), table-driven: one policy
+//! The cases of the AWS IoT policy language (AWS IoT Core Developer Guide: "AWS IoT Core policies"), table-driven: one policy
 //! document, one request, the expected decision.
 
 use herald_policy::{Action, Context, Decision};
@@ -58,7 +58,7 @@ fn deny(action: &str, resource: &str) -> String {
     statement("Deny", action, resource)
 }
 
-/// The §5.2 example: an event monitor that may connect, subscribe to the
+/// The AWS IoT Core Developer Guide's example: an event monitor that may connect, subscribe to the
 /// presence events and receive them.
 #[test]
 fn the_event_monitor_example() {
@@ -136,7 +136,7 @@ fn the_event_monitor_example() {
     ]);
 }
 
-/// §5.3: a subscribe check is a string match of the literal filter.
+/// AWS IoT Core Developer Guide, "AWS IoT Core action resources": a subscribe check is a string match of the literal filter.
 #[test]
 fn mqtt_wildcards_are_literal() {
     let a_star = [allow("iot:Subscribe", "ARN:topicfilter/a/*")];
@@ -464,7 +464,7 @@ fn not_resource() {
     ]);
 }
 
-/// §5.1: an explicit Deny in any policy overrides Allows in all of them.
+/// AWS IoT Core Developer Guide, "AWS IoT Core policy elements": an explicit Deny in any policy overrides Allows in all of them.
 #[test]
 fn deny_in_one_policy_overrides_allows_in_others() {
     let allows = policy(&format!("[{}]", allow("iot:*", "*")));
@@ -495,7 +495,7 @@ fn deny_in_one_policy_overrides_allows_in_others() {
     assert_eq!(check(&[], Action::Publish, "topic/x", &c), ImplicitDeny);
 }
 
-/// §5.6: a client may subscribe to event topics only as its policy allows,
+/// AWS IoT Core Developer Guide, "Reserved topics": a client may subscribe to event topics only as its policy allows,
 /// and the policy language itself has no notion of reserved topics.
 #[test]
 fn event_topics_are_ordinary_resources() {

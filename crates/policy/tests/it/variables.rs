@@ -1,4 +1,4 @@
-//! §5.4 policy variables: substitution, unresolvable variables, certificate
+//! Policy variables (AWS IoT Core Developer Guide: "AWS IoT Core policy variables"): substitution, unresolvable variables, certificate
 //! fields and the literal escapes.
 
 use std::net::IpAddr;
@@ -35,7 +35,7 @@ fn client_id() {
     );
 }
 
-/// §5.4: a client id of `+` authorises the literal filter `my/+/topic`.
+/// AWS IoT Core Developer Guide, "AWS IoT Core policy variables": a client id of `+` authorises the literal filter `my/+/topic`.
 #[test]
 fn a_client_id_of_plus() {
     let p = one(
@@ -146,7 +146,7 @@ fn thing_variables() {
     );
 }
 
-/// §5.1: a statement with a variable that can't be resolved doesn't match,
+/// AWS IoT Core Developer Guide, "AWS IoT Core policy elements": a statement with a variable that can't be resolved doesn't match,
 /// for Allow (so the request is implicitly denied) and Deny (so it doesn't
 /// deny) alike.
 #[test]
