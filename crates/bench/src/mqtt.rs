@@ -1,7 +1,10 @@
 //! The `mqtt` bench: fan-out throughput through the gateway's MQTT session
-//! layer against Mosquitto in the same run: one publisher, 100 and 1000
-//! subscribers on one topic, QoS 0 and QoS 1, 200-byte payloads; then the
-//! latency of a paced run (200 messages/s to 100 subscribers, QoS 0).
+//! layer against Mosquitto and against raw rumqttd 0.20 (the routing engine
+//! the gateway embeds, with its own listener and no policies) in the same
+//! run: one publisher, 100 and 1000 subscribers on one topic, QoS 0 and
+//! QoS 1, 200-byte payloads; then the latency of a paced run (200
+//! messages/s to 100 subscribers, QoS 0). The ratio to raw rumqttd is the
+//! gateway's own cost.
 //!
 //! Herald (registry, config service, gateway) runs in-process on its own
 //! runtime ([`server::WORKER_THREADS`] workers) and is reached over loopback
@@ -31,7 +34,7 @@ use serde_json::{Map, Value, json};
 use self::{
     idle::Idle,
     load::{Broker, Pace, Phase, Subscribers},
-    server::{InProcessHerald, Mosquitto},
+    server::{InProcessHerald, Mosquitto, RawRumqttd},
 };
 use crate::{
     Options,
@@ -43,11 +46,13 @@ const FANOUTS: [usize; 2] = [100, 1000];
 /// The paced run: messages per second, to `LATENCY_SUBSCRIBERS`.
 const LATENCY_RATE: u32 = 200;
 const LATENCY_SUBSCRIBERS: usize = 100;
-/// No phase lasts longer than this, whatever `--secs` says: ten phases keep
-/// the run under three minutes.
+/// No phase lasts longer than this, whatever `--secs` says: fifteen phases
+/// (five per broker) keep the fan-out part under four minutes.
 const MAX_PHASE: Duration = Duration::from_secs(12);
 
 const TARGET_FANOUT_RATIO: f64 = 1.0;
+/// Herald ÷ raw rumqttd at 1000 subscribers, QoS 1.
+const TARGET_RUMQTTD_RATIO: f64 = 0.8;
 const TARGET_IDLE_KIB_PER_CONNECTION: f64 = 10.0;
 
 /// The figures of one broker.
@@ -77,6 +82,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
         "mqtt: mosquitto ({}) on {}",
         mosquitto.version, mosquitto.addr
     );
+    let rumqttd = RawRumqttd::start()?;
+    eprintln!("mqtt: raw rumqttd 0.20 on {}", rumqttd.addr);
     let herald = InProcessHerald::start("mqtt-data-")?;
     eprintln!(
         "mqtt: herald in-process, plain MQTT on {} ({} worker threads); {} s per phase",
@@ -96,6 +103,11 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
         Broker {
             name: "mosquitto",
             addr: mosquitto.addr,
+            credentials: None,
+        },
+        Broker {
+            name: "rumqttd",
+            addr: rumqttd.addr,
             credentials: None,
         },
     ];
@@ -131,6 +143,7 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
     Ok(report(
         &figures[0],
         &figures[1],
+        &figures[2],
         &herald_idle,
         &mosquitto_idle,
         phase,
@@ -248,6 +261,7 @@ fn idle_json(herald: &Idle, mosquitto: &Idle) -> (Value, bool) {
 fn report(
     herald: &BrokerFigures,
     mosquitto: &BrokerFigures,
+    rumqttd: &BrokerFigures,
     herald_idle: &Idle,
     mosquitto_idle: &Idle,
     phase: Duration,
@@ -270,6 +284,24 @@ fn report(
         ratios.insert(subscribers.to_string(), Value::Object(by_qos));
     }
     let meets = min_ratio.is_some_and(|r| r >= TARGET_FANOUT_RATIO);
+    let mut vs_rumqttd = Map::new();
+    for subscribers in FANOUTS {
+        let mut by_qos = Map::new();
+        for qos in [0u8, 1] {
+            let r = ratio(
+                herald.per_sec(subscribers, qos),
+                rumqttd.per_sec(subscribers, qos),
+            );
+            by_qos.insert(format!("qos{qos}"), json!(r));
+        }
+        vs_rumqttd.insert(subscribers.to_string(), Value::Object(by_qos));
+    }
+    let rumqttd_1000_q1 = ratio(herald.per_sec(1000, 1), rumqttd.per_sec(1000, 1));
+    let rumqttd_met = rumqttd_1000_q1.is_some_and(|r| r >= TARGET_RUMQTTD_RATIO);
+    eprintln!(
+        "mqtt: herald/rumqttd at 1000 subscribers, QoS 1: {rumqttd_1000_q1:?} (target ≥ {TARGET_RUMQTTD_RATIO}: {})",
+        if rumqttd_met { "met" } else { "NOT met" }
+    );
     eprintln!(
         "mqtt: lowest herald/mosquitto ratio {min_ratio:?} (target ≥ {TARGET_FANOUT_RATIO}: {})",
         if meets { "met" } else { "NOT met" }
@@ -283,8 +315,10 @@ fn report(
         "fanout": {
             "herald": fanout_json(herald),
             "mosquitto": fanout_json(mosquitto),
+            "rumqttd": fanout_json(rumqttd),
             "ratio": Value::Object(ratios),
             "ratio_min": min_ratio,
+            "ratio_vs_rumqttd": Value::Object(vs_rumqttd),
         },
         "latency_ms": {
             "rate_msgs_per_sec": LATENCY_RATE,
@@ -292,15 +326,19 @@ fn report(
             "qos": 0,
             "herald": latency_json(herald),
             "mosquitto": latency_json(mosquitto),
+            "rumqttd": latency_json(rumqttd),
         },
         "idle_connections": idle_connections,
         "subscriber_errors": {
             "herald": herald.subscriber_errors,
             "mosquitto": mosquitto.subscriber_errors,
+            "rumqttd": rumqttd.subscriber_errors,
         },
         "targets": {
             "fanout_ratio_min": TARGET_FANOUT_RATIO,
             "fanout_ratio_met": meets,
+            "fanout_vs_rumqttd_1000_qos1_min": TARGET_RUMQTTD_RATIO,
+            "fanout_vs_rumqttd_1000_qos1_met": rumqttd_met,
             "idle_kib_per_connection_max": TARGET_IDLE_KIB_PER_CONNECTION,
             "idle_kib_per_connection_met": idle_met,
         },

@@ -251,3 +251,71 @@ impl Drop for Mosquitto {
         let _ = self.child.wait();
     }
 }
+
+/// rumqttd 0.20's own broker (the routing engine the gateway embeds, with
+/// its own MQTT 3.1.1 listener and no policies), on a thread of its own,
+/// configured as the gateway configures its router. The baseline of the
+/// gateway's cost: it runs until the process ends (rumqttd has no stop).
+pub(crate) struct RawRumqttd {
+    pub(crate) addr: SocketAddr,
+}
+
+impl RawRumqttd {
+    pub(crate) fn start() -> anyhow::Result<RawRumqttd> {
+        use std::collections::HashMap;
+
+        use rumqttd::{Config, ConnectionSettings, RouterConfig, ServerSettings};
+
+        let port = StdListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .context("picking a free port for rumqttd")?
+            .port();
+        let addr = SocketAddr::from(([127, 0, 0, 1], port));
+        let engine = herald_gateway::mqtt::router::RouterSettings::default();
+        let server = ServerSettings {
+            name: "bench".into(),
+            listen: addr,
+            tls: None,
+            next_connection_delay_ms: 0,
+            connections: ConnectionSettings {
+                connection_timeout_ms: 10_000,
+                max_payload_size: 128 * 1024 + 512,
+                max_inflight_count: 100,
+                auth: None,
+                external_auth: None,
+                dynamic_filters: true,
+            },
+        };
+        let config = Config {
+            id: 0,
+            router: RouterConfig {
+                max_connections: engine.max_connections,
+                max_outgoing_packet_count: engine.max_outgoing_packet_count,
+                max_segment_size: engine.max_segment_size,
+                max_segment_count: engine.max_segment_count,
+                custom_segment: None,
+                initialized_filters: None,
+                shared_subscriptions_strategy: Default::default(),
+            },
+            v4: Some(HashMap::from([("bench".to_owned(), server)])),
+            ..Config::default()
+        };
+        std::thread::Builder::new()
+            .name("rumqttd".into())
+            .spawn(move || {
+                let mut broker = rumqttd::Broker::new(config);
+                if let Err(e) = broker.start() {
+                    eprintln!("mqtt: rumqttd stopped: {e}");
+                }
+            })
+            .context("starting rumqttd's thread")?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(addr).is_err() {
+            if Instant::now() > deadline {
+                bail!("rumqttd did not listen on {addr} within 10 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(RawRumqttd { addr })
+    }
+}
