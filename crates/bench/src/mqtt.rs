@@ -18,7 +18,8 @@
 //! and a fresh Mosquitto each get 10,000 idle MQTT connections from this
 //! process, and the resident memory each broker process gains per connection
 //! is reported, against a target of at most
-//! [`TARGET_IDLE_KIB_PER_CONNECTION`] KiB.
+//! [`TARGET_IDLE_KIB_PER_CONNECTION`] KiB, with how many connections each
+//! accepted per second while they were opened.
 
 mod external;
 mod idle;
@@ -249,8 +250,14 @@ fn idle_json(herald: &Idle, mosquitto: &Idle) -> (Value, bool) {
         mosquitto.kib_per_connection(),
         if met { "met" } else { "NOT met" }
     );
+    eprintln!(
+        "mqtt: plain connections accepted per second: herald {:?}, mosquitto {:?}",
+        herald.accepted_per_sec(),
+        mosquitto.accepted_per_sec()
+    );
     let value = json!({
         "connections": idle::CONNECTIONS,
+        "accepted_per_sec_ratio": ratio(herald.accepted_per_sec(), mosquitto.accepted_per_sec()),
         "herald": herald.json(),
         "mosquitto": mosquitto.json(),
         "ratio": ratio(per_connection, mosquitto.kib_per_connection()),

@@ -74,8 +74,16 @@ impl Idle {
         })
     }
 
+    /// Connections accepted (CONNACK 0) per second while they were opened,
+    /// [`CONCURRENCY`] CONNECTs in flight.
+    pub(super) fn accepted_per_sec(&self) -> Option<f64> {
+        (self.open_secs > 0.0).then(|| round(self.accepted as f64 / self.open_secs, 0))
+    }
+
     pub(super) fn json(&self) -> Value {
         json!({
+            "accepted_per_sec": self.accepted_per_sec(),
+            "connects_in_flight": CONCURRENCY,
             "accepted": self.accepted,
             "refused": self.refused,
             "failed": self.failed,
