@@ -3,7 +3,7 @@
 //! (AWS IoT Core Developer Guide: "Registry events").
 //!
 //! The renderer is pure: it places fields and builds the topic, nothing else.
-//! The registry has already filled in the ARNs and the account id. [`gated`]
+//! The registry has already filled in the ARNs and the account id. `gated`
 //! renders an event and gates it by the event configuration of the moment:
 //! the one decision the event pump and every session's replay share.
 //!

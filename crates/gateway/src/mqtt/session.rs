@@ -7,7 +7,7 @@
 //! below), and any other level is refused with "unsupported protocol
 //! version" (0x01 below 5, 0x84 above).
 //!
-//! Every packet is read by [`decode`], which refuses what rumqttd's codecs
+//! Every packet is read by `codec::decode`, which refuses what rumqttd's codecs
 //! let through: wrong fixed-header flags, and strings MQTT forbids (see
 //! [`topic::validate_mqtt_string`]). A client id MQTT forbids gets CONNACK
 //! "identifier rejected", a will topic MQTT forbids refuses the CONNECT,
@@ -28,7 +28,7 @@
 //!   `MQTT_KEEP_ALIVE_TIMEOUT`.
 //! - SUBSCRIBE: each filter is validated and checked for `iot:Subscribe`;
 //!   a denied or invalid one gets 0x80. `$aws/...` filters go to the gateway
-//!   [`Bus`], other `$` filters are refused, the rest go to rumqttd. QoS 2 is
+//!   [`Bus`](crate::bus::Bus), other `$` filters are refused, the rest go to rumqttd. QoS 2 is
 //!   granted as 1 (AWS supports QoS 0 and 1). A `subscribed` event lists the
 //!   granted filters.
 //! - UNSUBSCRIBE: answered here, with an `unsubscribed` event.
@@ -108,7 +108,7 @@
 //! A `clean_session=false` session outlives its connection: the gateway
 //! keeps its filters, its position in the registry's change log (see
 //! `EventTrack`) and, while it runs, its unacknowledged QoS 1 messages;
-//! with a [`SessionStore`] the filters and the position survive a restart.
+//! with a [`SessionStore`](super::persist::SessionStore) the filters and the position survive a restart.
 //! Its router subscriptions stay in rumqttd (its graveyard) while the
 //! gateway runs, and are made again after a restart. A client that comes
 //! back with the same client id gets its unacknowledged messages again
