@@ -116,6 +116,13 @@ impl ExternalHerald {
                 ),
                 ("HERALD_GATEWAY__DATA_DIR", data("gateway")),
                 ("HERALD_GATEWAY__INTERNAL_TLS__ENABLED", "false".into()),
+                // Room on the plain listener for every idle connection (its
+                // default cap is 4,096), the caps' sum within the descriptors.
+                (
+                    "HERALD_GATEWAY__MQTT__MAX_CONNECTIONS",
+                    (super::idle::CONNECTIONS + 1_000).to_string(),
+                ),
+                ("HERALD_GATEWAY__MQTT__MAX_TLS_CONNECTIONS", "1024".into()),
                 ("HERALD_GATEWAY__REGISTRY_URL", format!("http://{registry}")),
                 (
                     "HERALD_GATEWAY__CONFIG_URL",
