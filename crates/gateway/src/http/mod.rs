@@ -3,12 +3,14 @@
 //! a gRPC call to the registry or the config service.
 //!
 //! - `error`: AWS-shaped error responses, and the table of every error type;
+//! - `extract`: an operation's input from the path, query, headers and body;
 //! - `sigv4`: request authentication;
 //! - `registry_api`, `config_api`: the operations, one handler each;
 //! - `operations`: the model's operation table, to name an operation Herald
 //!   does not implement in a clear 4xx answer.
 
 mod error;
+mod extract;
 
 mod config_api;
 mod operations;
