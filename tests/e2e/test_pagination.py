@@ -3,7 +3,7 @@ every item exactly once."""
 
 import math
 
-from support import ALLOW_ALL, LocalCa, cert_arn, cert_id_of, group_arn
+from support import ALLOW_ALL, LocalCa, cert_arn, cert_id_of, expect_error, group_arn
 
 
 def paginate(client, operation, result_key, page_size=None, **kwargs):
@@ -155,3 +155,50 @@ def test_list_attached_policies_and_targets_for_policy(client):
         client.attach_policy(policyName="p0", target=arn)
     pages, items = paginate(client, "list_targets_for_policy", "targets", page_size=3, policyName="p0")
     assert_paged(pages, items, arns, 3)
+
+
+def test_every_listing_takes_page_sizes_from_1_to_250(client, unchecked_client):
+    """The model bounds `maxResults` (RegistryMaxResults) and `pageSize`
+    (PageSize) alike, from 1 to 250, and `marker` to 1024 characters: every
+    listing refuses what is out of bounds with an InvalidRequestException.
+    botocore checks the minimum itself, so 0 goes unchecked."""
+    arn = client.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+    client.create_policy(policyName="p", policyDocument=ALLOW_ALL)
+    client.attach_policy(policyName="p", target=arn)
+    client.create_thing(thingName="t")
+    client.create_thing_group(thingGroupName="g")
+    client.attach_thing_principal(thingName="t", principal=arn)
+
+    registry = [
+        ("list_things", "things", {}),
+        ("list_thing_types", "thingTypes", {}),
+        ("list_thing_groups", "thingGroups", {}),
+        ("list_things_in_thing_group", "things", {"thingGroupName": "g"}),
+        ("list_thing_groups_for_thing", "thingGroups", {"thingName": "t"}),
+        ("list_thing_principals", "principals", {"thingName": "t"}),
+        ("list_principal_things", "things", {"principal": arn}),
+    ]
+    config = [
+        ("list_policies", "policies", {}),
+        ("list_certificates", "certificates", {}),
+        ("list_attached_policies", "policies", {"target": arn}),
+        ("list_targets_for_policy", "targets", {"policyName": "p"}),
+        ("list_principal_policies", "policies", {"principal": arn}),
+        ("list_policy_principals", "principals", {"policyName": "p"}),
+    ]
+    for member, operations in (("maxResults", registry), ("pageSize", config)):
+        for operation, key, kwargs in operations:
+            call = getattr(unchecked_client, operation)
+            for bad in (0, 251):
+                err = expect_error(
+                    unchecked_client, "InvalidRequestException", call, **{member: bad}, **kwargs
+                )
+                message = err.response["Error"]["Message"]
+                assert message == f"{member} must be between 1 and 250, not {bad}", (operation, message)
+            for good in (1, 250):
+                assert key in call(**{member: good}, **kwargs), (operation, good)
+
+    for operation, _, kwargs in config:
+        call = getattr(unchecked_client, operation)
+        err = expect_error(unchecked_client, "InvalidRequestException", call, marker="A" * 1025, **kwargs)
+        assert "1024" in err.response["Error"]["Message"], operation

@@ -9,15 +9,15 @@ use std::collections::HashMap;
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
-    http::{HeaderMap, request::Parts},
+    extract::State,
+    http::HeaderMap,
     routing::{MethodRouter, get, patch, post, put},
 };
 use herald_proto::config::v1 as pb;
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::extract::{Body, Path, Query, header, required};
 use super::{ApiError, ApiResult, AppState, ok, seconds};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -90,106 +90,7 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/policy-principals", route(get(list_policy_principals)))
 }
 
-// ---------------------------------------------------------------- extractors
-
-/// The query string; a malformed one is an `InvalidRequestException`.
-struct Params(HashMap<String, String>);
-
-impl<S: Send + Sync> FromRequestParts<S> for Params {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Params, ApiError> {
-        let Query(map) = Query::<HashMap<String, String>>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("malformed query string: {e}")))?;
-        Ok(Params(map))
-    }
-}
-
-impl Params {
-    fn string(&self, name: &str) -> Option<String> {
-        self.0.get(name).cloned()
-    }
-
-    /// A boolean member: `true` or `false`; absent is false.
-    fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.0.get(name) {
-            None => Ok(false),
-            Some(v) if v.eq_ignore_ascii_case("true") => Ok(true),
-            Some(v) if v.eq_ignore_ascii_case("false") || v.is_empty() => Ok(false),
-            Some(v) => Err(ApiError::invalid(format!(
-                "{name} must be true or false, not {v:?}"
-            ))),
-        }
-    }
-
-    /// The marker of a listing; absent is the first page.
-    fn marker(&self) -> String {
-        self.string("marker").unwrap_or_default()
-    }
-
-    /// The page size of a listing; absent is 0, the config service's default.
-    fn page_size(&self) -> Result<u32, ApiError> {
-        match self.0.get("pageSize") {
-            None => Ok(0),
-            Some(v) => v.parse::<u32>().map_err(|_| {
-                ApiError::invalid(format!(
-                    "pageSize must be a number from 1 to 250, not {v:?}"
-                ))
-            }),
-        }
-    }
-}
-
-/// The path's labels, percent-decoded; an undecodable one is an `InvalidRequestException`.
-struct Labels<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for Labels<T> {
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Labels<T>, ApiError> {
-        let Path(labels) = Path::<T>::from_request_parts(parts, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("malformed request path: {e}")))?;
-        Ok(Labels(labels))
-    }
-}
-
-/// A JSON request body; a missing or empty body is `T::default()`, one that
-/// does not parse as the operation's input an `InvalidRequestException`.
-struct Body<T>(T);
-
-impl<S: Send + Sync, T: DeserializeOwned + Default> FromRequest<S> for Body<T> {
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Body<T>, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|e| ApiError::invalid(format!("unreadable request body: {e}")))?;
-        if bytes.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Body(T::default()));
-        }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|e| ApiError::invalid(format!("malformed JSON request body: {e}")))
-    }
-}
-
-/// A required input member.
-fn required<T>(value: Option<T>, name: &str) -> Result<T, ApiError> {
-    value.ok_or_else(|| ApiError::invalid(format!("{name} is required")))
-}
-
-/// A required header member.
-fn header(headers: &HeaderMap, name: &str, member: &str) -> Result<String, ApiError> {
-    let value = headers
-        .get(name)
-        .ok_or_else(|| ApiError::invalid(format!("{member} (header {name}) is required")))?;
-    value
-        .to_str()
-        .map(str::to_owned)
-        .map_err(|_| ApiError::invalid(format!("header {name} is not valid text")))
-}
+// ---------------------------------------------------------------- output helpers
 
 /// A paged listing's `nextMarker`, left out on the last page.
 fn with_marker(mut body: Value, next_marker: String) -> Value {
@@ -303,7 +204,7 @@ struct CreatePolicy {
 /// CreatePolicy: `POST /policies/{policyName}`.
 async fn create_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
     Body(body): Body<CreatePolicy>,
 ) -> ApiResult {
     let created = state
@@ -334,7 +235,7 @@ async fn create_policy(
 /// GetPolicy: `GET /policies/{policyName}`.
 async fn get_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
 ) -> ApiResult {
     let policy = state
         .config
@@ -361,14 +262,15 @@ fn policy_summaries(policies: Vec<pb::PolicySummary>) -> Value {
 }
 
 /// ListPolicies: `GET /policies?marker&pageSize&isAscendingOrder`.
-async fn list_policies(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn list_policies(State(state): State<AppState>, query: Query) -> ApiResult {
+    let page = query.marker_page()?;
     let listed = state
         .config
         .clone()
         .list_policies(pb::ListPoliciesRequest {
-            marker: params.marker(),
-            page_size: params.page_size()?,
-            ascending_order: params.flag("isAscendingOrder")?,
+            marker: page.token,
+            page_size: page.size,
+            ascending_order: query.flag("isAscendingOrder")?,
         })
         .await?
         .into_inner();
@@ -381,7 +283,7 @@ async fn list_policies(State(state): State<AppState>, params: Params) -> ApiResu
 /// DeletePolicy: `DELETE /policies/{policyName}`.
 async fn delete_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
 ) -> ApiResult {
     state
         .config
@@ -400,8 +302,8 @@ struct CreatePolicyVersion {
 /// CreatePolicyVersion: `POST /policies/{policyName}/version?setAsDefault`.
 async fn create_policy_version(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
-    params: Params,
+    Path(policy_name): Path<String>,
+    query: Query,
     Body(body): Body<CreatePolicyVersion>,
 ) -> ApiResult {
     let created = state
@@ -410,7 +312,7 @@ async fn create_policy_version(
         .create_policy_version(pb::CreatePolicyVersionRequest {
             policy_name,
             policy_document: required(body.policy_document, "policyDocument")?,
-            set_as_default: params.flag("setAsDefault")?,
+            set_as_default: query.flag("setAsDefault")?,
         })
         .await?
         .into_inner();
@@ -425,7 +327,7 @@ async fn create_policy_version(
 /// GetPolicyVersion: `GET /policies/{policyName}/version/{policyVersionId}`.
 async fn get_policy_version(
     State(state): State<AppState>,
-    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+    Path((policy_name, policy_version_id)): Path<(String, String)>,
 ) -> ApiResult {
     let version = state
         .config
@@ -451,7 +353,7 @@ async fn get_policy_version(
 /// ListPolicyVersions: `GET /policies/{policyName}/version`.
 async fn list_policy_versions(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
 ) -> ApiResult {
     let listed = state
         .config
@@ -476,7 +378,7 @@ async fn list_policy_versions(
 /// SetDefaultPolicyVersion: `PATCH /policies/{policyName}/version/{policyVersionId}`.
 async fn set_default_policy_version(
     State(state): State<AppState>,
-    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+    Path((policy_name, policy_version_id)): Path<(String, String)>,
 ) -> ApiResult {
     state
         .config
@@ -492,7 +394,7 @@ async fn set_default_policy_version(
 /// DeletePolicyVersion: `DELETE /policies/{policyName}/version/{policyVersionId}`.
 async fn delete_policy_version(
     State(state): State<AppState>,
-    Labels((policy_name, policy_version_id)): Labels<(String, String)>,
+    Path((policy_name, policy_version_id)): Path<(String, String)>,
 ) -> ApiResult {
     state
         .config
@@ -508,12 +410,12 @@ async fn delete_policy_version(
 // ---------------------------------------------------------------- certificates
 
 /// CreateKeysAndCertificate: `POST /keys-and-certificate?setAsActive`.
-async fn create_keys_and_certificate(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn create_keys_and_certificate(State(state): State<AppState>, query: Query) -> ApiResult {
     let created = state
         .config
         .clone()
         .create_keys_and_certificate(pb::CreateKeysAndCertificateRequest {
-            set_as_active: params.flag("setAsActive")?,
+            set_as_active: query.flag("setAsActive")?,
         })
         .await?
         .into_inner();
@@ -538,7 +440,7 @@ struct CreateCertificateFromCsr {
 /// CreateCertificateFromCsr: `POST /certificates?setAsActive`.
 async fn create_certificate_from_csr(
     State(state): State<AppState>,
-    params: Params,
+    query: Query,
     Body(body): Body<CreateCertificateFromCsr>,
 ) -> ApiResult {
     let created = state
@@ -549,7 +451,7 @@ async fn create_certificate_from_csr(
                 body.certificate_signing_request,
                 "certificateSigningRequest",
             )?,
-            set_as_active: params.flag("setAsActive")?,
+            set_as_active: query.flag("setAsActive")?,
         })
         .await?
         .into_inner();
@@ -573,11 +475,11 @@ struct RegisterCertificate {
 /// RegisterCertificate: `POST /certificate/register?setAsActive`.
 async fn register_certificate(
     State(state): State<AppState>,
-    params: Params,
+    query: Query,
     Body(body): Body<RegisterCertificate>,
 ) -> ApiResult {
-    let set_as_active = if params.0.contains_key("setAsActive") {
-        params.flag("setAsActive")?
+    let set_as_active = if query.has("setAsActive") {
+        query.flag("setAsActive")?
     } else {
         body.set_as_active.unwrap_or(false)
     };
@@ -636,10 +538,10 @@ async fn register_certificate_without_ca(
 /// UpdateCertificate: `PUT /certificates/{certificateId}?newStatus`.
 async fn update_certificate(
     State(state): State<AppState>,
-    Labels(certificate_id): Labels<String>,
-    params: Params,
+    Path(certificate_id): Path<String>,
+    query: Query,
 ) -> ApiResult {
-    let new_status = required(params.string("newStatus"), "newStatus")?;
+    let new_status = required(query.string("newStatus"), "newStatus")?;
     state
         .config
         .clone()
@@ -654,7 +556,7 @@ async fn update_certificate(
 /// DescribeCertificate: `GET /certificates/{certificateId}`.
 async fn describe_certificate(
     State(state): State<AppState>,
-    Labels(certificate_id): Labels<String>,
+    Path(certificate_id): Path<String>,
 ) -> ApiResult {
     let c = state
         .config
@@ -685,14 +587,15 @@ async fn describe_certificate(
 }
 
 /// ListCertificates: `GET /certificates?pageSize&marker&isAscendingOrder`.
-async fn list_certificates(State(state): State<AppState>, params: Params) -> ApiResult {
+async fn list_certificates(State(state): State<AppState>, query: Query) -> ApiResult {
+    let page = query.marker_page()?;
     let listed = state
         .config
         .clone()
         .list_certificates(pb::ListCertificatesRequest {
-            marker: params.marker(),
-            page_size: params.page_size()?,
-            ascending_order: params.flag("isAscendingOrder")?,
+            marker: page.token,
+            page_size: page.size,
+            ascending_order: query.flag("isAscendingOrder")?,
         })
         .await?
         .into_inner();
@@ -718,15 +621,15 @@ async fn list_certificates(State(state): State<AppState>, params: Params) -> Api
 /// DeleteCertificate: `DELETE /certificates/{certificateId}?forceDelete`.
 async fn delete_certificate(
     State(state): State<AppState>,
-    Labels(certificate_id): Labels<String>,
-    params: Params,
+    Path(certificate_id): Path<String>,
+    query: Query,
 ) -> ApiResult {
     state
         .config
         .clone()
         .delete_certificate(pb::DeleteCertificateRequest {
             certificate_id,
-            force_delete: params.flag("forceDelete")?,
+            force_delete: query.flag("forceDelete")?,
         })
         .await?;
     ok(json!({}))
@@ -743,7 +646,7 @@ struct PolicyTarget {
 /// AttachPolicy: `PUT /target-policies/{policyName}`.
 async fn attach_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
     Body(body): Body<PolicyTarget>,
 ) -> ApiResult {
     attach(state, policy_name, required(body.target, "target")?).await
@@ -752,7 +655,7 @@ async fn attach_policy(
 /// DetachPolicy: `POST /target-policies/{policyName}`.
 async fn detach_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
     Body(body): Body<PolicyTarget>,
 ) -> ApiResult {
     detach(state, policy_name, required(body.target, "target")?).await
@@ -762,7 +665,7 @@ async fn detach_policy(
 /// with the principal in `x-amzn-iot-principal`; AttachPolicy to that target.
 async fn attach_principal_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
     let principal = header(&headers, "x-amzn-iot-principal", "principal")?;
@@ -773,7 +676,7 @@ async fn attach_principal_policy(
 /// with the principal in `x-amzn-iot-principal`; DetachPolicy from that target.
 async fn detach_principal_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
+    Path(policy_name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
     let principal = header(&headers, "x-amzn-iot-principal", "principal")?;
@@ -808,17 +711,18 @@ async fn detach(state: AppState, policy_name: String, target: String) -> ApiResu
 /// the target ARN arrives percent-encoded in the path.
 async fn list_attached_policies(
     State(state): State<AppState>,
-    Labels(target): Labels<String>,
-    params: Params,
+    Path(target): Path<String>,
+    query: Query,
 ) -> ApiResult {
+    let page = query.marker_page()?;
     let listed = state
         .config
         .clone()
         .list_attached_policies(pb::ListAttachedPoliciesRequest {
             target,
-            recursive: params.flag("recursive")?,
-            marker: params.marker(),
-            page_size: params.page_size()?,
+            recursive: query.flag("recursive")?,
+            marker: page.token,
+            page_size: page.size,
         })
         .await?
         .into_inner();
@@ -834,18 +738,19 @@ async fn list_attached_policies(
 async fn list_principal_policies(
     State(state): State<AppState>,
     headers: HeaderMap,
-    params: Params,
+    query: Query,
 ) -> ApiResult {
+    let page = query.marker_page()?;
     let target = header(&headers, "x-amzn-iot-principal", "principal")?;
-    params.flag("isAscendingOrder")?;
+    query.flag("isAscendingOrder")?;
     let listed = state
         .config
         .clone()
         .list_attached_policies(pb::ListAttachedPoliciesRequest {
             target,
             recursive: false,
-            marker: params.marker(),
-            page_size: params.page_size()?,
+            marker: page.token,
+            page_size: page.size,
         })
         .await?
         .into_inner();
@@ -858,16 +763,17 @@ async fn list_principal_policies(
 /// ListTargetsForPolicy: `POST /policy-targets/{policyName}?marker&pageSize`.
 async fn list_targets_for_policy(
     State(state): State<AppState>,
-    Labels(policy_name): Labels<String>,
-    params: Params,
+    Path(policy_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
+    let page = query.marker_page()?;
     let listed = state
         .config
         .clone()
         .list_targets_for_policy(pb::ListTargetsForPolicyRequest {
             policy_name,
-            marker: params.marker(),
-            page_size: params.page_size()?,
+            marker: page.token,
+            page_size: page.size,
         })
         .await?
         .into_inner();
@@ -883,17 +789,18 @@ async fn list_targets_for_policy(
 async fn list_policy_principals(
     State(state): State<AppState>,
     headers: HeaderMap,
-    params: Params,
+    query: Query,
 ) -> ApiResult {
+    let page = query.marker_page()?;
     let policy_name = header(&headers, "x-amzn-iot-policy", "policyName")?;
-    params.flag("isAscendingOrder")?;
+    query.flag("isAscendingOrder")?;
     let listed = state
         .config
         .clone()
         .list_targets_for_policy(pb::ListTargetsForPolicyRequest {
             policy_name,
-            marker: params.marker(),
-            page_size: params.page_size()?,
+            marker: page.token,
+            page_size: page.size,
         })
         .await?
         .into_inner();
@@ -928,7 +835,7 @@ struct GetEffectivePolicies {
 /// GetEffectivePolicies: `POST /effective-policies?thingName`.
 async fn get_effective_policies(
     State(state): State<AppState>,
-    params: Params,
+    query: Query,
     Body(body): Body<GetEffectivePolicies>,
 ) -> ApiResult {
     no_cognito(body.cognito_identity_pool_id)?;
@@ -937,7 +844,7 @@ async fn get_effective_policies(
         .clone()
         .get_effective_policies(pb::GetEffectivePoliciesRequest {
             principal: body.principal,
-            thing_name: params.string("thingName"),
+            thing_name: query.string("thingName"),
         })
         .await?
         .into_inner();
@@ -983,7 +890,7 @@ fn policy_refs(policies: Vec<pb::PolicyRef>) -> Value {
 /// TestAuthorization: `POST /test-authorization?clientId`.
 async fn test_authorization(
     State(state): State<AppState>,
-    params: Params,
+    query: Query,
     Body(body): Body<TestAuthorization>,
 ) -> ApiResult {
     no_cognito(body.cognito_identity_pool_id)?;
@@ -1001,7 +908,7 @@ async fn test_authorization(
         .clone()
         .test_authorization(pb::TestAuthorizationRequest {
             principal: body.principal,
-            client_id: params.string("clientId"),
+            client_id: query.string("clientId"),
             auth_infos,
             policy_names_to_add: body.policy_names_to_add,
             policy_names_to_skip: body.policy_names_to_skip,

@@ -2,13 +2,15 @@
 //! protocol rest-json): every request is SigV4-verified, then translated into
 //! a gRPC call to the registry or the config service.
 //!
-//! - `error`: AWS-shaped error responses;
+//! - `error`: AWS-shaped error responses, and the table of every error type;
+//! - `extract`: an operation's input from the path, query, headers and body;
 //! - `sigv4`: request authentication;
 //! - `registry_api`, `config_api`: the operations, one handler each;
 //! - `operations`: the model's operation table, to name an operation Herald
 //!   does not implement in a clear 4xx answer.
 
 mod error;
+mod extract;
 
 mod config_api;
 mod operations;
@@ -29,6 +31,7 @@ use axum::{
     routing::post,
 };
 use herald_proto::{
+    error::ErrorType,
     config::v1::{self as config_pb, config_client::ConfigClient},
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
 };
@@ -36,7 +39,7 @@ use herald_runtime::internal_tls::{self, InternalTls};
 use serde_json::Value;
 use tonic::transport::Channel;
 
-pub(crate) use self::error::ApiError;
+pub(crate) use self::error::{ApiError, ErrorKind};
 use crate::settings::{AccessKey, Settings};
 
 /// What every handler shares.
@@ -119,8 +122,7 @@ async fn guard(
     let method = request.method().as_str();
     if method.is_empty() || !method.bytes().all(|b| b.is_ascii_uppercase()) {
         return ApiError::new(
-            400,
-            "BadRequestException",
+            ErrorKind::BadRequest,
             "The request method must be an uppercase HTTP method.",
         )
         .into_response();
@@ -132,16 +134,14 @@ async fn guard(
     match handled.await {
         Ok(Ok(response)) => response,
         Ok(Err(_elapsed)) => ApiError::new(
-            408,
-            "RequestTimeoutException",
+            ErrorKind::RequestTimeout,
             "The request was not completed in time.",
         )
         .into_response(),
         Err(e) => {
             tracing::error!(error = %e, "a request handler panicked");
             ApiError::new(
-                500,
-                "InternalFailureException",
+                ErrorKind::Aws(ErrorType::InternalFailure),
                 "An internal error occurred.",
             )
             .into_response()

@@ -4,7 +4,7 @@
 
 use axum::{extract::Request, response::IntoResponse};
 
-use super::ApiError;
+use super::{ApiError, ErrorKind};
 
 /// Answers a request no handler serves: a 400 naming the operation, never a
 /// 5xx (clients retry those). Both the router's fallback and every served
@@ -30,7 +30,7 @@ pub(crate) async fn not_implemented(request: Request) -> impl IntoResponse {
                     others.join(", ")
                 )
             };
-            ApiError::new(400, "UnknownOperationException", message)
+            ApiError::new(ErrorKind::UnknownOperation, message)
         }
     }
 }

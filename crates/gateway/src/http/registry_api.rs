@@ -11,16 +11,16 @@ use std::collections::HashMap;
 
 use axum::{
     Router,
-    body::Bytes,
-    extract::{FromRequest, FromRequestParts, Path, Query, Request, State},
-    http::{HeaderMap, request::Parts},
+    extract::{FromRequest, Request, State},
+    http::HeaderMap,
     response::IntoResponse,
     routing::{MethodRouter, get, post},
 };
 use herald_proto::registry::v1 as pb;
-use serde::{Deserialize, de::DeserializeOwned};
+use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use super::extract::{Body, Path, Query, header, required};
 use super::{ApiError, ApiResult, AppState, ok, operations, seconds};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -83,114 +83,15 @@ pub(crate) fn routes() -> Router<AppState> {
         )
 }
 
-// ---------------------------------------------------------------- extractors
+// ---------------------------------------------------------------- paging
 
-/// A JSON request body; an empty body means every member absent (boto3 and
-/// the CLI send none for some operations). Whatever the `Content-Type`.
-struct Body<T>(T);
-
-impl<T, S> FromRequest<S> for Body<T>
-where
-    T: DeserializeOwned + Default + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request(request: Request, state: &S) -> Result<Self, ApiError> {
-        let bytes = Bytes::from_request(request, state)
-            .await
-            .map_err(|err| ApiError::invalid(format!("Could not read the request body: {err}")))?;
-        match bytes.iter().find(|byte| !byte.is_ascii_whitespace()) {
-            None => return Ok(Body(T::default())),
-            Some(b'{') => {}
-            Some(_) => {
-                return Err(ApiError::invalid(
-                    "Invalid request body: expected a JSON object",
-                ));
-            }
-        }
-        serde_json::from_slice(&bytes)
-            .map(Body)
-            .map_err(|err| ApiError::invalid(format!("Invalid request body: {err}")))
-    }
-}
-
-/// Query-string members; several of these may read the same query string.
-struct Q<T>(T);
-
-impl<T, S> FromRequestParts<S> for Q<T>
-where
-    T: DeserializeOwned,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, ApiError> {
-        Query::try_from_uri(&parts.uri)
-            .map(|Query(value)| Q(value))
-            .map_err(|err| ApiError::invalid(format!("Invalid query string: {}", err.body_text())))
-    }
-}
-
-/// Path labels (percent-decoded).
-struct P<T>(T);
-
-impl<T, S> FromRequestParts<S> for P<T>
-where
-    T: DeserializeOwned + Send,
-    S: Send + Sync,
-{
-    type Rejection = ApiError;
-
-    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        Path::from_request_parts(parts, state)
-            .await
-            .map(|Path(value)| P(value))
-            .map_err(|err| ApiError::invalid(format!("Invalid request path: {}", err.body_text())))
-    }
-}
-
-/// The `x-amzn-principal` header of the principal operations.
-fn principal(headers: &HeaderMap, operation: &str) -> Result<String, ApiError> {
-    let value = headers.get("x-amzn-principal").ok_or_else(|| {
-        ApiError::invalid(format!(
-            "{operation} needs the principal in the x-amzn-principal header"
-        ))
-    })?;
-    value.to_str().map(str::to_owned).map_err(|_| {
-        ApiError::invalid("The x-amzn-principal header must be visible ASCII characters")
-    })
-}
-
-/// `nextToken` and `maxResults`, in every list operation's query string.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct PageQuery {
-    next_token: Option<String>,
-    max_results: Option<u32>,
-}
-
-impl PageQuery {
-    fn page(self) -> Result<Option<pb::Page>, ApiError> {
-        if let Some(max_results) = self.max_results
-            && !(1..=250).contains(&max_results)
-        {
-            return Err(ApiError::invalid(format!(
-                "maxResults must be between 1 and 250, not {max_results}"
-            )));
-        }
-        Ok(Some(pb::Page {
-            next_token: self.next_token.unwrap_or_default(),
-            max_results: self.max_results.unwrap_or(0),
-        }))
-    }
-}
-
-/// `expectedVersion` in a delete's query string.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ExpectedVersionQuery {
-    expected_version: Option<i64>,
+/// A listing's `nextToken` and `maxResults`, checked.
+fn page(query: &Query) -> Result<Option<pb::Page>, ApiError> {
+    let paging = query.token_page()?;
+    Ok(Some(pb::Page {
+        next_token: paging.token,
+        max_results: paging.size,
+    }))
 }
 
 // ---------------------------------------------------------------- output helpers
@@ -269,7 +170,7 @@ struct CreateThing {
 /// CreateThing: `POST /things/{thingName}`.
 async fn create_thing(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
+    Path(thing_name): Path<String>,
     Body(body): Body<CreateThing>,
 ) -> ApiResult {
     let created = state
@@ -291,7 +192,7 @@ async fn create_thing(
 }
 
 /// DescribeThing: `GET /things/{thingName}`.
-async fn describe_thing(State(state): State<AppState>, P(thing_name): P<String>) -> ApiResult {
+async fn describe_thing(State(state): State<AppState>, Path(thing_name): Path<String>) -> ApiResult {
     let thing = state
         .registry
         .clone()
@@ -323,7 +224,7 @@ struct UpdateThing {
 /// UpdateThing: `PATCH /things/{thingName}`.
 async fn update_thing(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
+    Path(thing_name): Path<String>,
     Body(body): Body<UpdateThing>,
 ) -> ApiResult {
     state
@@ -343,45 +244,34 @@ async fn update_thing(
 /// DeleteThing: `DELETE /things/{thingName}?expectedVersion=`.
 async fn delete_thing(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
-    Q(query): Q<ExpectedVersionQuery>,
+    Path(thing_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
     state
         .registry
         .clone()
         .delete_thing(pb::DeleteThingRequest {
             thing_name,
-            expected_version: query.expected_version,
+            expected_version: query.integer("expectedVersion")?,
         })
         .await?;
     empty()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListThingsQuery {
-    attribute_name: Option<String>,
-    attribute_value: Option<String>,
-    thing_type_name: Option<String>,
-    #[serde(default)]
-    use_prefix_attribute_value: bool,
-}
-
 /// ListThings: `GET /things`.
 async fn list_things(
     State(state): State<AppState>,
-    Q(page): Q<PageQuery>,
-    Q(query): Q<ListThingsQuery>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_things(pb::ListThingsRequest {
-            page: page.page()?,
-            attribute_name: query.attribute_name,
-            attribute_value: query.attribute_value,
-            thing_type_name: query.thing_type_name,
-            use_prefix_attribute_value: query.use_prefix_attribute_value,
+            page: page(&query)?,
+            attribute_name: query.string("attributeName"),
+            attribute_value: query.string("attributeValue"),
+            thing_type_name: query.string("thingTypeName"),
+            use_prefix_attribute_value: query.flag("usePrefixAttributeValue")?,
         })
         .await?
         .into_inner();
@@ -507,7 +397,7 @@ struct CreateThingType {
 /// CreateThingType: `POST /thing-types/{thingTypeName}`.
 async fn create_thing_type(
     State(state): State<AppState>,
-    P(thing_type_name): P<String>,
+    Path(thing_type_name): Path<String>,
     Body(body): Body<CreateThingType>,
 ) -> ApiResult {
     let created = state
@@ -530,7 +420,7 @@ async fn create_thing_type(
 /// DescribeThingType: `GET /thing-types/{thingTypeName}`.
 async fn describe_thing_type(
     State(state): State<AppState>,
-    P(thing_type_name): P<String>,
+    Path(thing_type_name): Path<String>,
 ) -> ApiResult {
     let thing_type = state
         .registry
@@ -550,7 +440,7 @@ struct UpdateThingType {
 /// UpdateThingType: `PATCH /thing-types/{thingTypeName}`.
 async fn update_thing_type(
     State(state): State<AppState>,
-    P(thing_type_name): P<String>,
+    Path(thing_type_name): Path<String>,
     Body(body): Body<UpdateThingType>,
 ) -> ApiResult {
     state
@@ -573,7 +463,7 @@ struct DeprecateThingType {
 /// DeprecateThingType: `POST /thing-types/{thingTypeName}/deprecate`.
 async fn deprecate_thing_type(
     State(state): State<AppState>,
-    P(thing_type_name): P<String>,
+    Path(thing_type_name): Path<String>,
     Body(body): Body<DeprecateThingType>,
 ) -> ApiResult {
     state
@@ -590,7 +480,7 @@ async fn deprecate_thing_type(
 /// DeleteThingType: `DELETE /thing-types/{thingTypeName}`.
 async fn delete_thing_type(
     State(state): State<AppState>,
-    P(thing_type_name): P<String>,
+    Path(thing_type_name): Path<String>,
 ) -> ApiResult {
     state
         .registry
@@ -600,24 +490,17 @@ async fn delete_thing_type(
     empty()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListThingTypesQuery {
-    thing_type_name: Option<String>,
-}
-
 /// ListThingTypes: `GET /thing-types`.
 async fn list_thing_types(
     State(state): State<AppState>,
-    Q(page): Q<PageQuery>,
-    Q(query): Q<ListThingTypesQuery>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_thing_types(pb::ListThingTypesRequest {
-            page: page.page()?,
-            thing_type_name: query.thing_type_name,
+            page: page(&query)?,
+            thing_type_name: query.string("thingTypeName"),
         })
         .await?
         .into_inner();
@@ -658,7 +541,7 @@ struct CreateThingGroup {
 /// CreateThingGroup: `POST /thing-groups/{thingGroupName}`.
 async fn create_thing_group(
     State(state): State<AppState>,
-    P(thing_group_name): P<String>,
+    Path(thing_group_name): Path<String>,
     Body(body): Body<CreateThingGroup>,
 ) -> ApiResult {
     let created = state
@@ -682,7 +565,7 @@ async fn create_thing_group(
 /// DescribeThingGroup: `GET /thing-groups/{thingGroupName}`.
 async fn describe_thing_group(
     State(state): State<AppState>,
-    P(thing_group_name): P<String>,
+    Path(thing_group_name): Path<String>,
 ) -> ApiResult {
     let group = state
         .registry
@@ -736,12 +619,10 @@ struct UpdateThingGroup {
 /// UpdateThingGroup: `PATCH /thing-groups/{thingGroupName}`.
 async fn update_thing_group(
     State(state): State<AppState>,
-    P(thing_group_name): P<String>,
+    Path(thing_group_name): Path<String>,
     Body(body): Body<UpdateThingGroup>,
 ) -> ApiResult {
-    let properties = body.thing_group_properties.ok_or_else(|| {
-        ApiError::invalid("UpdateThingGroup needs thingGroupProperties in the request body")
-    })?;
+    let properties = required(body.thing_group_properties, "thingGroupProperties")?;
     let updated = state
         .registry
         .clone()
@@ -758,43 +639,33 @@ async fn update_thing_group(
 /// DeleteThingGroup: `DELETE /thing-groups/{thingGroupName}?expectedVersion=`.
 async fn delete_thing_group(
     State(state): State<AppState>,
-    P(thing_group_name): P<String>,
-    Q(query): Q<ExpectedVersionQuery>,
+    Path(thing_group_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
     state
         .registry
         .clone()
         .delete_thing_group(pb::DeleteThingGroupRequest {
             thing_group_name,
-            expected_version: query.expected_version,
+            expected_version: query.integer("expectedVersion")?,
         })
         .await?;
     empty()
 }
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct ListThingGroupsQuery {
-    parent_group: Option<String>,
-    name_prefix_filter: Option<String>,
-    #[serde(default)]
-    recursive: bool,
-}
-
 /// ListThingGroups: `GET /thing-groups`.
 async fn list_thing_groups(
     State(state): State<AppState>,
-    Q(page): Q<PageQuery>,
-    Q(query): Q<ListThingGroupsQuery>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_thing_groups(pb::ListThingGroupsRequest {
-            page: page.page()?,
-            parent_group: query.parent_group,
-            name_prefix_filter: query.name_prefix_filter,
-            recursive: query.recursive,
+            page: page(&query)?,
+            parent_group: query.string("parentGroup"),
+            name_prefix_filter: query.string("namePrefixFilter"),
+            recursive: query.flag("recursive")?,
         })
         .await?
         .into_inner();
@@ -812,7 +683,7 @@ async fn list_thing_groups(
 /// live at fixed paths under `/thing-groups/`, the only PUTs there.
 async fn thing_group_put(
     State(state): State<AppState>,
-    P(segment): P<String>,
+    Path(segment): Path<String>,
     request: Request,
 ) -> ApiResult {
     match segment.as_str() {
@@ -887,9 +758,7 @@ async fn update_thing_groups_for_thing(
     state: AppState,
     body: UpdateThingGroupsForThing,
 ) -> ApiResult {
-    let thing_name = body.thing_name.ok_or_else(|| {
-        ApiError::invalid("UpdateThingGroupsForThing needs thingName in the request body")
-    })?;
+    let thing_name = required(body.thing_name, "thingName")?;
     state
         .registry
         .clone()
@@ -903,26 +772,19 @@ async fn update_thing_groups_for_thing(
     empty()
 }
 
-#[derive(Deserialize)]
-struct RecursiveQuery {
-    #[serde(default)]
-    recursive: bool,
-}
-
 /// ListThingsInThingGroup: `GET /thing-groups/{thingGroupName}/things`.
 async fn list_things_in_thing_group(
     State(state): State<AppState>,
-    P(thing_group_name): P<String>,
-    Q(page): Q<PageQuery>,
-    Q(query): Q<RecursiveQuery>,
+    Path(thing_group_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_things_in_thing_group(pb::ListThingsInThingGroupRequest {
             thing_group_name,
-            recursive: query.recursive,
-            page: page.page()?,
+            recursive: query.flag("recursive")?,
+            page: page(&query)?,
         })
         .await?
         .into_inner();
@@ -933,15 +795,15 @@ async fn list_things_in_thing_group(
 /// ListThingGroupsForThing: `GET /things/{thingName}/thing-groups`.
 async fn list_thing_groups_for_thing(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
-    Q(page): Q<PageQuery>,
+    Path(thing_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_thing_groups_for_thing(pb::ListThingGroupsForThingRequest {
             thing_name,
-            page: page.page()?,
+            page: page(&query)?,
         })
         .await?
         .into_inner();
@@ -955,21 +817,15 @@ async fn list_thing_groups_for_thing(
 
 // ---------------------------------------------------------------- principals
 
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
-struct AttachQuery {
-    thing_principal_type: Option<String>,
-}
-
 /// AttachThingPrincipal: `PUT /things/{thingName}/principals`, the principal
 /// in `x-amzn-principal`. Herald's attachments are all non-exclusive.
 async fn attach_thing_principal(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
-    Q(query): Q<AttachQuery>,
+    Path(thing_name): Path<String>,
+    query: Query,
     headers: HeaderMap,
 ) -> ApiResult {
-    match query.thing_principal_type.as_deref() {
+    match query.string("thingPrincipalType").as_deref() {
         None | Some("NON_EXCLUSIVE_THING") => {}
         Some("EXCLUSIVE_THING") => {
             return Err(ApiError::invalid(
@@ -982,7 +838,7 @@ async fn attach_thing_principal(
             )));
         }
     }
-    let principal = principal(&headers, "AttachThingPrincipal")?;
+    let principal = header(&headers, "x-amzn-principal", "principal")?;
     state
         .registry
         .clone()
@@ -998,10 +854,10 @@ async fn attach_thing_principal(
 /// principal in `x-amzn-principal`.
 async fn detach_thing_principal(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
+    Path(thing_name): Path<String>,
     headers: HeaderMap,
 ) -> ApiResult {
-    let principal = principal(&headers, "DetachThingPrincipal")?;
+    let principal = header(&headers, "x-amzn-principal", "principal")?;
     state
         .registry
         .clone()
@@ -1016,15 +872,15 @@ async fn detach_thing_principal(
 /// ListThingPrincipals: `GET /things/{thingName}/principals`.
 async fn list_thing_principals(
     State(state): State<AppState>,
-    P(thing_name): P<String>,
-    Q(page): Q<PageQuery>,
+    Path(thing_name): Path<String>,
+    query: Query,
 ) -> ApiResult {
     let listed = state
         .registry
         .clone()
         .list_thing_principals(pb::ListThingPrincipalsRequest {
             thing_name,
-            page: page.page()?,
+            page: page(&query)?,
         })
         .await?
         .into_inner();
@@ -1036,16 +892,16 @@ async fn list_thing_principals(
 /// `x-amzn-principal`.
 async fn list_principal_things(
     State(state): State<AppState>,
-    Q(page): Q<PageQuery>,
+    query: Query,
     headers: HeaderMap,
 ) -> ApiResult {
-    let principal = principal(&headers, "ListPrincipalThings")?;
+    let principal = header(&headers, "x-amzn-principal", "principal")?;
     let listed = state
         .registry
         .clone()
         .list_principal_things(pb::ListPrincipalThingsRequest {
             principal,
-            page: page.page()?,
+            page: page(&query)?,
         })
         .await?
         .into_inner();

@@ -40,6 +40,7 @@ use tokio::{
 };
 use tokio_util::sync::CancellationToken;
 
+use super::{ApiError, ErrorKind};
 use crate::limits::{ConnectionLimit, Limited};
 
 /// How long the accept loop waits after a failed `accept`.
@@ -157,27 +158,21 @@ async fn serve_connection(
 }
 
 /// The statuses hyper answers on its own to a request head it cannot
-/// parse, with AWS's error type for each.
-const AUTOMATIC_ERRORS: &[(&[u8], u16, &str, &str, &str)] = &[
+/// parse, with the gateway's error for each.
+const AUTOMATIC_ERRORS: &[(&[u8], ErrorKind, &str)] = &[
     (
         b"HTTP/1.1 400 ",
-        400,
-        "Bad Request",
-        "BadRequestException",
+        ErrorKind::BadRequest,
         "The request could not be parsed as HTTP/1.1.",
     ),
     (
         b"HTTP/1.1 414 ",
-        414,
-        "URI Too Long",
-        "UriTooLongException",
+        ErrorKind::UriTooLong,
         "The request URI is too long.",
     ),
     (
         b"HTTP/1.1 431 ",
-        431,
-        "Request Header Fields Too Large",
-        "RequestHeaderFieldsTooLargeException",
+        ErrorKind::RequestHeaderFieldsTooLarge,
         "The request headers are too large.",
     ),
 ];
@@ -206,7 +201,7 @@ impl<S> AwsShapedErrors<S> {
 /// The AWS-shaped replacement for `head`, if it is one of hyper's automatic
 /// error answers.
 fn rewrite_automatic_error(head: &[u8]) -> Option<Vec<u8>> {
-    let (_, status, reason, code, message) = AUTOMATIC_ERRORS
+    let (_, kind, message) = AUTOMATIC_ERRORS
         .iter()
         .find(|(start, ..)| head.starts_with(start))?;
     let lower = head.to_ascii_lowercase();
@@ -216,7 +211,10 @@ fn rewrite_automatic_error(head: &[u8]) -> Option<Vec<u8>> {
     {
         return None;
     }
-    let body = serde_json::json!({ "message": message, "__type": code }).to_string();
+    let error = ApiError::new(*kind, *message);
+    let body = serde_json::to_string(&error.body()).ok()?;
+    let (status, code) = (error.status.as_u16(), error.code);
+    let reason = error.status.canonical_reason().unwrap_or("");
     let id = uuid::Uuid::new_v4();
     Some(
         format!(

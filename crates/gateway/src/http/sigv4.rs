@@ -31,7 +31,7 @@ use axum::{
 use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, ErrorKind};
 use crate::settings::AccessKey;
 
 /// The signing name of the control plane.
@@ -94,27 +94,29 @@ pub(crate) enum SigError {
 }
 
 impl SigError {
-    /// The AWS error type (`x-amzn-ErrorType`).
-    pub(crate) fn code(&self) -> &'static str {
+    /// The gateway's error for this refusal.
+    pub(crate) fn kind(&self) -> ErrorKind {
         match self {
-            SigError::MissingToken => "MissingAuthenticationTokenException",
-            SigError::Incomplete(_) => "IncompleteSignatureException",
-            SigError::UnknownAccessKey => "UnrecognizedClientException",
-            SigError::Mismatch | SigError::Invalid(_) => "InvalidSignatureException",
+            SigError::MissingToken => ErrorKind::MissingAuthenticationToken,
+            SigError::Incomplete(_) => ErrorKind::IncompleteSignature,
+            SigError::UnknownAccessKey => ErrorKind::UnrecognizedClient,
+            SigError::Mismatch | SigError::Invalid(_) => ErrorKind::InvalidSignature,
         }
     }
 
+    /// The AWS error type (`x-amzn-ErrorType`).
+    pub(crate) fn code(&self) -> &'static str {
+        self.kind().code()
+    }
+
     pub(crate) fn status(&self) -> u16 {
-        match self {
-            SigError::Incomplete(_) => 400,
-            _ => 403,
-        }
+        self.kind().status().as_u16()
     }
 }
 
 impl From<SigError> for ApiError {
     fn from(err: SigError) -> ApiError {
-        ApiError::new(err.status(), err.code(), err.to_string())
+        ApiError::new(err.kind(), err.to_string())
     }
 }
 
@@ -174,8 +176,7 @@ pub(crate) async fn authenticate(
 async fn read_body(mut body: Body, limit: usize) -> Result<Bytes, ApiError> {
     let too_large = || {
         ApiError::new(
-            413,
-            "RequestEntityTooLargeException",
+            ErrorKind::RequestEntityTooLarge,
             format!("The request body is larger than {limit} bytes."),
         )
     };
