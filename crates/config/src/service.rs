@@ -8,6 +8,7 @@ use herald_proto::{
     error::{AwsError, ErrorType},
     registry::v1::{self as registry, registry_client::RegistryClient},
 };
+use herald_runtime::x509;
 use herald_store::{ChangeLog, Store, Writer, decode, key, now_ms, prefix};
 use tonic::transport::Channel;
 
@@ -902,10 +903,10 @@ impl ConfigService {
             };
             let cert = self.describe_certificate(&id)?;
             let parsed = certs::parse_certificate(&cert.pem)?;
-            for (field, values) in group_fields(&parsed.subject) {
+            for (field, values) in x509::by_field(&parsed.subject) {
                 context = context.with_subject_field(field, values);
             }
-            for (field, values) in group_fields(&parsed.issuer) {
+            for (field, values) in x509::by_field(&parsed.issuer) {
                 context = context.with_issuer_field(field, values);
             }
             if let Some(t) = &thing {
@@ -991,19 +992,6 @@ fn is_thing_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b))
-}
-
-fn group_fields(
-    fields: &[(herald_policy::CertField, String)],
-) -> Vec<(herald_policy::CertField, Vec<String>)> {
-    let mut grouped: Vec<(herald_policy::CertField, Vec<String>)> = Vec::new();
-    for (field, value) in fields {
-        match grouped.iter_mut().find(|(f, _)| f == field) {
-            Some((_, values)) => values.push(value.clone()),
-            None => grouped.push((*field, vec![value.clone()])),
-        }
-    }
-    grouped
 }
 
 fn evaluate(
