@@ -9,7 +9,7 @@ use herald_proto::{
     registry::v1::{self as registry, registry_client::RegistryClient},
 };
 use herald_runtime::x509;
-use herald_store::{ChangeLog, Store, Writer, decode, key, now_ms, prefix};
+use herald_store::{ChangeLog, key, now_ms, prefix};
 use tonic::transport::Channel;
 
 use crate::{
@@ -22,7 +22,9 @@ use crate::{
     },
 };
 
-type Changes<'a> = herald_store::Changes<'a, ConfigEvent>;
+type Changes<'a> = herald_store::Changes<'a, ConfigEvent, AwsError>;
+type Store = herald_store::Store<AwsError>;
+type Writer = herald_store::Writer<ConfigEvent, AwsError>;
 
 const EVENT_CONFIG_KEY: &[u8] = b"eventcfg";
 
@@ -34,7 +36,7 @@ pub(crate) struct Context {
 #[derive(Clone)]
 pub(crate) struct ConfigService {
     store: Store,
-    writer: Writer<ConfigEvent>,
+    writer: Writer,
     log: ChangeLog,
     ca: Arc<Ca>,
     ctx: Arc<Context>,
@@ -147,7 +149,7 @@ fn absent_if_not_found<T>(result: Result<T, tonic::Status>) -> Result<Option<T>,
 impl ConfigService {
     pub(crate) fn new(
         store: Store,
-        writer: Writer<ConfigEvent>,
+        writer: Writer,
         log: ChangeLog,
         ca: Ca,
         ctx: Context,
@@ -402,7 +404,7 @@ impl ConfigService {
         let versions = self
             .store
             .iter(&prefix(&["pver", name]), None)
-            .map(|entry| entry.and_then(|(_, bytes)| decode::<PolicyVersion>(&bytes)))
+            .map(|entry| entry.and_then(|(_, bytes)| self.store.decode::<PolicyVersion>(&bytes)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((policy, versions))
     }
@@ -612,7 +614,7 @@ impl ConfigService {
     pub(crate) fn certificates(&self) -> Result<Vec<Certificate>, AwsError> {
         self.store
             .iter(&prefix(&["cert"]), None)
-            .map(|entry| entry.and_then(|(_, bytes)| decode(&bytes)))
+            .map(|entry| entry.and_then(|(_, bytes)| self.store.decode(&bytes)))
             .collect()
     }
 
