@@ -620,6 +620,19 @@ impl registry_server::Registry for GrpcRegistry {
         }))
     }
 
+    async fn list_thing_policy_targets(
+        &self,
+        request: Request<pb::ListThingPolicyTargetsRequest>,
+    ) -> Reply<pb::ListThingPolicyTargetsResponse> {
+        let thing_name = request.into_inner().thing_name;
+        let arns = self.registry.arns();
+        let groups = self.registry.thing_policy_groups(&thing_name);
+        reply(groups.map(|groups| pb::ListThingPolicyTargetsResponse {
+            thing_arn: arns.thing(&thing_name),
+            thing_group_arns: groups.iter().map(|g| arns.group(g)).collect(),
+        }))
+    }
+
     async fn attach_thing_principal(
         &self,
         request: Request<pb::AttachThingPrincipalRequest>,

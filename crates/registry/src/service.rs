@@ -942,6 +942,25 @@ impl Registry {
         page.collect(groups)
     }
 
+    /// The thing groups whose attached policies apply to `thing`'s
+    /// connections: the groups it belongs to and all their ancestors, each
+    /// once, in name order (which is also their ARNs' order). A group
+    /// deleted while this reads is left out.
+    pub(crate) fn thing_policy_groups(&self, thing: &str) -> Result<Vec<String>, AwsError> {
+        check_name("thing name", thing)?;
+        let c = self.reader();
+        load_thing(&c, thing)?;
+        let mut groups = BTreeSet::new();
+        for name in c.keys(&prefix(&["tmem", thing]))? {
+            let Some(group) = c.get::<ThingGroup>(&group_key(&name))? else {
+                continue;
+            };
+            groups.extend(group.ancestors.into_iter().map(|a| a.name));
+            groups.insert(group.name);
+        }
+        Ok(groups.into_iter().collect())
+    }
+
     // ------------------------------------------------------------ principals
 
     pub(crate) async fn attach_thing_principal(
