@@ -25,6 +25,7 @@ use std::{
 use anyhow::{Context as _, bail};
 use herald_policy::CertField;
 use herald_proto::error::{AwsError, ErrorType};
+use herald_runtime::x509::{certificate_id, name_fields};
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, DnValue,
     ExtendedKeyUsagePurpose, IsCa, Issuer, KeyPair, KeyUsagePurpose, PKCS_ECDSA_P256_SHA256,
@@ -339,8 +340,8 @@ pub(crate) fn parse_certificate_der(der: &[u8]) -> Result<ParsedCertificate, Aws
         der: der.to_vec(),
         not_before_ms: validity.not_before.timestamp().saturating_mul(1000),
         not_after_ms: validity.not_after.timestamp().saturating_mul(1000),
-        subject: cert_fields(cert.subject()),
-        issuer: cert_fields(cert.issuer()),
+        subject: name_fields(cert.subject()),
+        issuer: name_fields(cert.issuer()),
         is_ca: cert.is_ca(),
     })
 }
@@ -366,15 +367,6 @@ pub(crate) fn verify_signed_by(cert: &ParsedCertificate, ca_pem: &str) -> Result
         ));
     }
     Ok(certificate_id(&ca_der))
-}
-
-/// A certificate's id: the lowercase hex SHA-256 of its DER.
-pub(crate) fn certificate_id(der: &[u8]) -> String {
-    let mut id = String::with_capacity(64);
-    for byte in Sha256::digest(der) {
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
 }
 
 /// A new self-signed CA: (certificate PEM, PKCS#8 key PEM).
@@ -511,72 +503,6 @@ fn rcgen_value(attribute: &AttributeTypeAndValue<'_>) -> Result<DnValue, AwsErro
         ),
         _ => return Err(unsupported()),
     })
-}
-
-/// The policy-variable fields of a name, in order; attributes of other types
-/// and values that aren't text are left out.
-fn cert_fields(name: &X509Name<'_>) -> Vec<(CertField, String)> {
-    name.iter_attributes()
-        .filter_map(|attribute| {
-            // The DER content of the OIDs 2.5.4.n (n < 128) is 55 04 n.
-            let field = match attribute.attr_type().as_bytes() {
-                [0x55, 0x04, n] => match n {
-                    3 => CertField::CommonName,
-                    4 => CertField::Surname,
-                    5 => CertField::SerialNumber,
-                    6 => CertField::Country,
-                    8 => CertField::State,
-                    10 => CertField::Organization,
-                    11 => CertField::OrganizationalUnit,
-                    12 => CertField::Title,
-                    42 => CertField::GivenName,
-                    43 => CertField::Initials,
-                    44 => CertField::GenerationQualifier,
-                    46 => CertField::DistinguishedNameQualifier,
-                    65 => CertField::Pseudonym,
-                    _ => return None,
-                },
-                _ => return None,
-            };
-            Some((field, attribute_text(attribute)?))
-        })
-        .collect()
-}
-
-fn attribute_text(attribute: &AttributeTypeAndValue<'_>) -> Option<String> {
-    if let Ok(text) = attribute.as_str() {
-        return Some(text.to_owned());
-    }
-    let value = attribute.attr_value();
-    match value.header.tag() {
-        Tag::BmpString => {
-            let units: Vec<u16> = value
-                .data
-                .chunks_exact(2)
-                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-                .collect();
-            (value.data.len() % 2 == 0)
-                .then(|| String::from_utf16(&units).ok())
-                .flatten()
-        }
-        Tag::UniversalString => {
-            if value.data.len() % 4 != 0 {
-                return None;
-            }
-            value
-                .data
-                .chunks_exact(4)
-                .map(|quad| {
-                    char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]))
-                })
-                .collect()
-        }
-        // TeletexString in practice carries Latin-1.
-        Tag::T61String | Tag::VisibleString => {
-            Some(value.data.iter().map(|&byte| char::from(byte)).collect())
-        }
-        _ => None,
-    }
 }
 
 /// Parses a whole DER certificate (no trailing data).

@@ -7,7 +7,7 @@ use herald_proto::{
     config::v1::{self as pb, config_server},
     error::AwsError,
 };
-use herald_store::{Page, Paged};
+use herald_store::{Page, Paged, StoreError, WatchError};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
 use tokio_util::sync::CancellationToken;
@@ -72,10 +72,14 @@ fn status_to_wire(status: CertificateStatus) -> i32 {
     status as i32
 }
 
+fn page_status(err: StoreError) -> Status {
+    Status::from(domain::store_error(err))
+}
+
 /// AWS's `marker`/`pageSize` paging over a name-ordered listing.
 fn page_of(marker: &str, page_size: u32, names: Vec<String>) -> Result<Paged<String>, Status> {
-    let page = Page::new(marker, page_size).map_err(Status::from)?;
-    page.collect_sorted(names.into_iter()).map_err(Status::from)
+    let page = Page::new(marker, page_size).map_err(page_status)?;
+    Ok(page.collect_sorted(names.into_iter()))
 }
 
 impl GrpcConfig {
@@ -242,13 +246,14 @@ async fn watch(grpc: GrpcConfig, after: u64, tx: mpsc::Sender<Result<pb::ConfigU
                         }
                     }
                 }
-                Err(e) if e.is_out_of_range() => {
+                Err(WatchError::Store(e)) => {
+                    let _ = tx.send(Err(Status::from(domain::store_error(e)))).await;
+                    return;
+                }
+                // Out of range: start again from a snapshot.
+                Err(_) => {
                     resume = false;
                     break;
-                }
-                Err(e) => {
-                    let _ = tx.send(Err(Status::from(e.into_aws()))).await;
-                    return;
                 }
             }
         }
@@ -539,14 +544,14 @@ impl config_server::Config for GrpcConfig {
         request: Request<pb::ListCertificatesRequest>,
     ) -> Reply<pb::ListCertificatesResponse> {
         let r = request.into_inner();
-        let page = Page::new(&r.marker, r.page_size).map_err(Status::from)?;
+        let page = Page::new(&r.marker, r.page_size).map_err(page_status)?;
         let certs = self.service.certificates().map_err(Status::from)?;
         let page = page
             .collect(
                 certs
                     .into_iter()
                     .filter(|c| page.after().is_none_or(|a| c.id.as_str() > a))
-                    .map(|c| Ok((c.id.clone(), c))),
+                    .map(|c| Ok::<_, AwsError>((c.id.clone(), c))),
             )
             .map_err(Status::from)?;
         Ok(Response::new(pb::ListCertificatesResponse {

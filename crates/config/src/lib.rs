@@ -21,7 +21,7 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_proto::{
-    FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer,
+    FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer, error::AwsError,
     registry::v1::registry_client::RegistryClient,
 };
 use herald_runtime::{
@@ -47,19 +47,21 @@ pub async fn run(
     let tls = InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
     let dir = settings.data_dir.clone();
     let ca_settings = settings.ca.clone();
-    let (store, ca) = tokio::task::spawn_blocking(move || -> anyhow::Result<(Store, Ca)> {
-        let store = Store::open(&dir)?;
-        let ca = Ca::load_or_create(
-            &dir,
-            ca_settings.cert_file.as_deref(),
-            ca_settings.key_file.as_deref(),
-        )
-        .context("load the Herald CA")?;
-        Ok((store, ca))
-    })
-    .await??;
+    let (store, ca) =
+        tokio::task::spawn_blocking(move || -> anyhow::Result<(Store<AwsError>, Ca)> {
+            let store = Store::open(&dir)?.with_errors(domain::store_error);
+            let ca = Ca::load_or_create(
+                &dir,
+                ca_settings.cert_file.as_deref(),
+                ca_settings.key_file.as_deref(),
+            )
+            .context("load the Herald CA")?;
+            Ok((store, ca))
+        })
+        .await??;
     let (writer, log, writer_thread) =
-        Writer::<ConfigEvent>::start(store.clone(), "config-writer").context("start the writer")?;
+        Writer::<ConfigEvent, AwsError>::start(store.clone(), "config-writer")
+            .context("start the writer")?;
     let registry = RegistryClient::new(
         internal_tls::endpoint(&settings.registry_url, tls.as_ref())
             .context("read registry_url")?

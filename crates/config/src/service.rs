@@ -8,7 +8,8 @@ use herald_proto::{
     error::{AwsError, ErrorType},
     registry::v1::{self as registry, registry_client::RegistryClient},
 };
-use herald_store::{ChangeLog, Store, Writer, decode, key, now_ms, prefix};
+use herald_runtime::x509;
+use herald_store::{ChangeLog, key, now_ms, prefix};
 use tonic::transport::Channel;
 
 use crate::{
@@ -21,7 +22,9 @@ use crate::{
     },
 };
 
-type Changes<'a> = herald_store::Changes<'a, ConfigEvent>;
+type Changes<'a> = herald_store::Changes<'a, ConfigEvent, AwsError>;
+type Store = herald_store::Store<AwsError>;
+type Writer = herald_store::Writer<ConfigEvent, AwsError>;
 
 const EVENT_CONFIG_KEY: &[u8] = b"eventcfg";
 
@@ -33,7 +36,7 @@ pub(crate) struct Context {
 #[derive(Clone)]
 pub(crate) struct ConfigService {
     store: Store,
-    writer: Writer<ConfigEvent>,
+    writer: Writer,
     log: ChangeLog,
     ca: Arc<Ca>,
     ctx: Arc<Context>,
@@ -146,7 +149,7 @@ fn absent_if_not_found<T>(result: Result<T, tonic::Status>) -> Result<Option<T>,
 impl ConfigService {
     pub(crate) fn new(
         store: Store,
-        writer: Writer<ConfigEvent>,
+        writer: Writer,
         log: ChangeLog,
         ca: Ca,
         ctx: Context,
@@ -401,7 +404,7 @@ impl ConfigService {
         let versions = self
             .store
             .iter(&prefix(&["pver", name]), None)
-            .map(|entry| entry.and_then(|(_, bytes)| decode::<PolicyVersion>(&bytes)))
+            .map(|entry| entry.and_then(|(_, bytes)| self.store.decode::<PolicyVersion>(&bytes)))
             .collect::<Result<Vec<_>, _>>()?;
         Ok((policy, versions))
     }
@@ -611,7 +614,7 @@ impl ConfigService {
     pub(crate) fn certificates(&self) -> Result<Vec<Certificate>, AwsError> {
         self.store
             .iter(&prefix(&["cert"]), None)
-            .map(|entry| entry.and_then(|(_, bytes)| decode(&bytes)))
+            .map(|entry| entry.and_then(|(_, bytes)| self.store.decode(&bytes)))
             .collect()
     }
 
@@ -902,10 +905,10 @@ impl ConfigService {
             };
             let cert = self.describe_certificate(&id)?;
             let parsed = certs::parse_certificate(&cert.pem)?;
-            for (field, values) in group_fields(&parsed.subject) {
+            for (field, values) in x509::by_field(&parsed.subject) {
                 context = context.with_subject_field(field, values);
             }
-            for (field, values) in group_fields(&parsed.issuer) {
+            for (field, values) in x509::by_field(&parsed.issuer) {
                 context = context.with_issuer_field(field, values);
             }
             if let Some(t) = &thing {
@@ -991,19 +994,6 @@ fn is_thing_name(name: &str) -> bool {
         && name
             .bytes()
             .all(|b| b.is_ascii_alphanumeric() || b":_-".contains(&b))
-}
-
-fn group_fields(
-    fields: &[(herald_policy::CertField, String)],
-) -> Vec<(herald_policy::CertField, Vec<String>)> {
-    let mut grouped: Vec<(herald_policy::CertField, Vec<String>)> = Vec::new();
-    for (field, value) in fields {
-        match grouped.iter_mut().find(|(f, _)| f == field) {
-            Some((_, values)) => values.push(value.clone()),
-            None => grouped.push((*field, vec![value.clone()])),
-        }
-    }
-    grouped
 }
 
 fn evaluate(

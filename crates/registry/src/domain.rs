@@ -3,6 +3,7 @@
 use std::collections::BTreeMap;
 
 use herald_proto::error::{AwsError, ErrorType};
+use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
 
 pub(crate) type Attributes = BTreeMap<String, String>;
@@ -139,6 +140,18 @@ pub(crate) fn invalid(message: impl Into<String>) -> AwsError {
 
 pub(crate) fn not_found(message: impl Into<String>) -> AwsError {
     AwsError::new(ErrorType::ResourceNotFound, message)
+}
+
+/// A storage failure as the AWS error clients see: `InternalFailureException`,
+/// `ServiceUnavailableException` while the service shuts down, and
+/// `InvalidRequestException` for a bad `nextToken` or `maxResults`.
+pub(crate) fn store_error(err: StoreError) -> AwsError {
+    let error_type = match err {
+        StoreError::Storage(_) => ErrorType::InternalFailure,
+        StoreError::ShuttingDown => ErrorType::ServiceUnavailable,
+        StoreError::InvalidPage(_) => ErrorType::InvalidRequest,
+    };
+    AwsError::new(error_type, err.to_string())
 }
 
 pub(crate) fn limit(message: impl Into<String>) -> AwsError {
@@ -310,5 +323,29 @@ mod tests {
             arns.name_in("thing", "arn:aws:iot:eu-west-1:123456789012:thing/x"),
             None
         );
+    }
+
+    #[test]
+    fn storage_failures_keep_their_aws_error_types() {
+        let cases = [
+            (
+                StoreError::Storage("disk full".into()),
+                ErrorType::InternalFailure,
+                "storage failure: disk full",
+            ),
+            (
+                StoreError::ShuttingDown,
+                ErrorType::ServiceUnavailable,
+                "the service is shutting down",
+            ),
+            (
+                StoreError::InvalidPage("The nextToken is not valid".into()),
+                ErrorType::InvalidRequest,
+                "The nextToken is not valid",
+            ),
+        ];
+        for (err, error_type, message) in cases {
+            assert_eq!(store_error(err), AwsError::new(error_type, message));
+        }
     }
 }

@@ -47,7 +47,7 @@ fn reply<T>(result: Result<T, AwsError>) -> Reply<T> {
 
 fn page(page: Option<pb::Page>) -> Result<Page, Status> {
     let page = page.unwrap_or_default();
-    Page::new(&page.next_token, page.max_results).map_err(Status::from)
+    Page::new(&page.next_token, page.max_results).map_err(|e| Status::from(domain::store_error(e)))
 }
 
 fn token(next: Option<String>) -> String {
@@ -260,10 +260,9 @@ pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -
 }
 
 fn watch_status(err: WatchError) -> Status {
-    if err.is_out_of_range() {
-        Status::out_of_range(err.message())
-    } else {
-        Status::from(err.into_aws())
+    match err {
+        WatchError::Store(e) => Status::from(domain::store_error(e)),
+        out_of_range => Status::out_of_range(out_of_range.message()),
     }
 }
 
@@ -621,6 +620,19 @@ impl registry_server::Registry for GrpcRegistry {
         }))
     }
 
+    async fn list_thing_policy_targets(
+        &self,
+        request: Request<pb::ListThingPolicyTargetsRequest>,
+    ) -> Reply<pb::ListThingPolicyTargetsResponse> {
+        let thing_name = request.into_inner().thing_name;
+        let arns = self.registry.arns();
+        let groups = self.registry.thing_policy_groups(&thing_name);
+        reply(groups.map(|groups| pb::ListThingPolicyTargetsResponse {
+            thing_arn: arns.thing(&thing_name),
+            thing_group_arns: groups.iter().map(|g| arns.group(g)).collect(),
+        }))
+    }
+
     async fn attach_thing_principal(
         &self,
         request: Request<pb::AttachThingPrincipalRequest>,
@@ -702,7 +714,9 @@ impl registry_server::Registry for GrpcRegistry {
         _: Request<pb::GetChangeLogInfoRequest>,
     ) -> Reply<pb::ChangeLogInfo> {
         let log = self.registry.log();
-        let first = log.first_sequence().map_err(Status::from)?;
+        let first = log
+            .first_sequence()
+            .map_err(|e| Status::from(domain::store_error(e)))?;
         let last = log.last_sequence();
         Ok(Response::new(pb::ChangeLogInfo {
             first_sequence: first,

@@ -18,7 +18,9 @@ mod service;
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herald_proto::{FILE_DESCRIPTOR_SET, registry::v1::registry_server::RegistryServer};
+use herald_proto::{
+    FILE_DESCRIPTOR_SET, error::AwsError, registry::v1::registry_server::RegistryServer,
+};
 use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
 pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
 use tokio::net::TcpListener;
@@ -39,9 +41,12 @@ pub async fn run(
 ) -> anyhow::Result<()> {
     let tls = InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
     let dir = settings.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir)).await??;
+    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
+        .await??
+        .with_errors(domain::store_error);
     let (writer, log, writer_thread) =
-        Writer::<Event>::start(store.clone(), "registry-writer").context("start the writer")?;
+        Writer::<Event, AwsError>::start(store.clone(), "registry-writer")
+            .context("start the writer")?;
     let ctx = service::Context {
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),

@@ -4,7 +4,7 @@
 use std::{collections::BTreeSet, sync::Arc};
 
 use herald_proto::error::{AwsError, ErrorType};
-use herald_store::{ChangeLog, Page, Paged, Store, Writer, decode, key, now_ms, prefix};
+use herald_store::{ChangeLog, Page, Paged, key, now_ms, prefix};
 
 use crate::{
     domain::Event,
@@ -17,7 +17,9 @@ use crate::{
     },
 };
 
-type Changes<'a> = herald_store::Changes<'a, Event>;
+type Changes<'a> = herald_store::Changes<'a, Event, AwsError>;
+type Store = herald_store::Store<AwsError>;
+type Writer = herald_store::Writer<Event, AwsError>;
 
 /// Logs a registry event with a change.
 trait Emit {
@@ -49,7 +51,7 @@ impl Context {
 #[derive(Clone)]
 pub(crate) struct Registry {
     store: Store,
-    writer: Writer<Event>,
+    writer: Writer,
     ctx: Arc<Context>,
     log: ChangeLog,
 }
@@ -246,12 +248,7 @@ fn check_type_properties(p: &ThingTypeProperties) -> Result<(), AwsError> {
 }
 
 impl Registry {
-    pub(crate) fn new(
-        store: Store,
-        writer: Writer<Event>,
-        ctx: Context,
-        log: ChangeLog,
-    ) -> Registry {
+    pub(crate) fn new(store: Store, writer: Writer, ctx: Context, log: ChangeLog) -> Registry {
         Registry {
             store,
             writer,
@@ -458,7 +455,7 @@ impl Registry {
             .iter(&prefix(&["thing"]), page.after())
             .map(|entry| {
                 let (name, bytes) = entry?;
-                Ok((name, decode::<Thing>(&bytes)?))
+                Ok((name, self.store.decode::<Thing>(&bytes)?))
             });
         let matches = move |thing: &Thing| {
             if let Some(t) = &filter.thing_type_name
@@ -614,7 +611,7 @@ impl Registry {
             .iter(&prefix(&["type"]), page.after())
             .map(|entry| {
                 let (n, bytes) = entry?;
-                Ok((n, decode::<ThingType>(&bytes)?))
+                Ok((n, self.store.decode::<ThingType>(&bytes)?))
             });
         page.collect(types.filter(|entry| match (entry, &name) {
             (Ok((n, _)), Some(name)) => n == name,
@@ -825,7 +822,7 @@ impl Registry {
         } else {
             self.store.keys(&prefix(&["child", &parent]))?
         };
-        page.collect_sorted(names.into_iter().filter(|n| keep(n)))
+        Ok(page.collect_sorted(names.into_iter().filter(|n| keep(n))))
     }
 
     // ------------------------------------------------------------ membership
@@ -928,7 +925,7 @@ impl Registry {
         for g in std::iter::once(group.to_owned()).chain(self.descendants(group)?) {
             things.extend(self.store.keys(&prefix(&["gmem", &g]))?);
         }
-        page.collect_sorted(things.into_iter())
+        Ok(page.collect_sorted(things.into_iter()))
     }
 
     pub(crate) fn list_thing_groups_for_thing(
@@ -943,6 +940,25 @@ impl Registry {
             .iter(&prefix(&["tmem", thing]), page.after())
             .map(|e| e.map(|(n, _)| (n.clone(), n)));
         page.collect(groups)
+    }
+
+    /// The thing groups whose attached policies apply to `thing`'s
+    /// connections: the groups it belongs to and all their ancestors, each
+    /// once, in name order (which is also their ARNs' order). A group
+    /// deleted while this reads is left out.
+    pub(crate) fn thing_policy_groups(&self, thing: &str) -> Result<Vec<String>, AwsError> {
+        check_name("thing name", thing)?;
+        let c = self.reader();
+        load_thing(&c, thing)?;
+        let mut groups = BTreeSet::new();
+        for name in c.keys(&prefix(&["tmem", thing]))? {
+            let Some(group) = c.get::<ThingGroup>(&group_key(&name))? else {
+                continue;
+            };
+            groups.extend(group.ancestors.into_iter().map(|a| a.name));
+            groups.insert(group.name);
+        }
+        Ok(groups.into_iter().collect())
     }
 
     // ------------------------------------------------------------ principals

@@ -8,15 +8,22 @@
 //! A [`ChangeLog`] replays the log from a cursor and then follows it, never
 //! past what is durable.
 //!
+//! Failures are [`StoreError`]s. A service that speaks another error type
+//! gives its store the conversion once ([`Store::with_errors`]); reads,
+//! [`Changes`] and [`Writer::mutate`] then fail with that type, so that a
+//! mutation's own checks and its storage failures share one error type.
+//!
 //! **Architecture Invariant:** only the writer thread writes, so sequence
 //! numbers are assigned in commit order with no gaps.
 
+mod error;
 mod log;
 mod paging;
 mod store;
 mod writer;
 
+pub use error::StoreError;
 pub use log::{ChangeLog, Record, WatchError};
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, Page, Paged};
-pub use store::{Changes, Store, decode, internal, key, prefix};
+pub use store::{Changes, Store, key, prefix};
 pub use writer::{Writer, WriterThread, now_ms};

@@ -2,14 +2,13 @@
 
 use std::time::Duration;
 
-use herald_proto::error::{AwsError, ErrorType};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use serde::{Deserialize, Serialize, de::DeserializeOwned};
 use tokio::sync::watch;
 
-use crate::{store::Store, writer::now_ms};
+use crate::{error::StoreError, store::Trees, writer::now_ms};
 
 /// One logged event with its place in the log.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -26,7 +25,7 @@ pub struct Record<E> {
 /// The change log as its followers see it: only what is durable.
 #[derive(Clone)]
 pub struct ChangeLog {
-    store: Store,
+    trees: Trees,
     durable: watch::Receiver<u64>,
 }
 
@@ -46,18 +45,18 @@ pub enum WatchError {
         cursor: u64,
         last: u64,
     },
-    Store(AwsError),
+    Store(StoreError),
 }
 
-impl From<AwsError> for WatchError {
-    fn from(err: AwsError) -> Self {
+impl From<StoreError> for WatchError {
+    fn from(err: StoreError) -> Self {
         WatchError::Store(err)
     }
 }
 
 impl ChangeLog {
-    pub(crate) fn new(store: Store, durable: watch::Receiver<u64>) -> ChangeLog {
-        ChangeLog { store, durable }
+    pub(crate) fn new(trees: Trees, durable: watch::Receiver<u64>) -> ChangeLog {
+        ChangeLog { trees, durable }
     }
 
     /// The last durable sequence number, 0 when nothing was ever logged.
@@ -66,8 +65,8 @@ impl ChangeLog {
     }
 
     /// The first retained sequence number, 0 when the log is empty.
-    pub fn first_sequence(&self) -> Result<u64, AwsError> {
-        self.store.first_sequence()
+    pub fn first_sequence(&self) -> Result<u64, StoreError> {
+        self.trees.first_sequence()
     }
 
     /// Resolves when the last durable sequence number reaches `sequence`.
@@ -78,7 +77,7 @@ impl ChangeLog {
 
     /// The position to start after: `after`, or for 0 the event before the oldest retained one.
     pub fn start(&self, after: u64) -> Result<u64, WatchError> {
-        let first = self.store.first_sequence()?;
+        let first = self.trees.first_sequence()?;
         let last = self.last_sequence();
         if after == 0 {
             return Ok(if first == 0 { last } else { first - 1 });
@@ -158,8 +157,8 @@ impl ChangeLog {
             }
             let cutoff = now_ms() - retention.as_millis() as i64;
             let keep_from = self.last_sequence();
-            let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.prune_log(cutoff, keep_from)).await {
+            let trees = self.trees.clone();
+            match tokio::task::spawn_blocking(move || trees.prune_log(cutoff, keep_from)).await {
                 Ok(Ok(0)) => {}
                 Ok(Ok(removed)) => tracing::debug!(removed, "change log retention removed events"),
                 Ok(Err(e)) => tracing::warn!(error = %e, "change log retention failed"),
@@ -173,11 +172,11 @@ impl ChangeLog {
         cursor: u64,
         upto: u64,
     ) -> Result<Vec<Record<E>>, WatchError> {
-        let batch = self.store.read_log(cursor, upto, BATCH)?;
+        let batch = self.trees.read_log(cursor, upto, BATCH)?;
         match batch.first() {
             Some(first) if first.sequence == cursor + 1 => Ok(batch),
             _ => {
-                let first = self.store.first_sequence()?;
+                let first = self.trees.first_sequence()?;
                 Err(WatchError::Expired { cursor, first })
             }
         }
@@ -200,12 +199,5 @@ impl WatchError {
     /// The cursor cannot be served from this log.
     pub fn is_out_of_range(&self) -> bool {
         !matches!(self, WatchError::Store(_))
-    }
-
-    pub fn into_aws(self) -> AwsError {
-        match self {
-            WatchError::Store(e) => e,
-            expired => AwsError::new(ErrorType::InvalidRequest, expired.message()),
-        }
     }
 }

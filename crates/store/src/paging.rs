@@ -3,17 +3,15 @@
 //! A token names the last item of the previous page, so a listing resumes
 //! after it even when items were added or removed in between.
 
-use herald_proto::error::AwsError;
-
-use herald_proto::error::ErrorType;
+use crate::error::StoreError;
 
 /// The page size when a request names none.
 pub const DEFAULT_PAGE: usize = 50;
 /// The largest page a request may ask for.
 pub const MAX_PAGE: usize = 250;
 
-fn invalid(message: impl Into<String>) -> AwsError {
-    AwsError::new(ErrorType::InvalidRequest, message)
+fn invalid(message: impl Into<String>) -> StoreError {
+    StoreError::InvalidPage(message.into())
 }
 
 const TOKEN_PREFIX: &str = "h1.";
@@ -51,7 +49,7 @@ fn decode(token: &str) -> Option<String> {
 
 impl Page {
     /// Checks a request's `nextToken` (empty: first page) and `maxResults` (0: default).
-    pub fn new(next_token: &str, max_results: u32) -> Result<Page, AwsError> {
+    pub fn new(next_token: &str, max_results: u32) -> Result<Page, StoreError> {
         let max = match max_results as usize {
             0 => DEFAULT_PAGE,
             n @ 1..=MAX_PAGE => n,
@@ -74,10 +72,10 @@ impl Page {
     }
 
     /// Takes one page from `items`, which start after [`Page::after`] in name order.
-    pub fn collect<T>(
+    pub fn collect<T, Err>(
         &self,
-        items: impl Iterator<Item = Result<(String, T), AwsError>>,
-    ) -> Result<Paged<T>, AwsError> {
+        items: impl Iterator<Item = Result<(String, T), Err>>,
+    ) -> Result<Paged<T>, Err> {
         let mut out = Vec::new();
         let mut last = None;
         for item in items {
@@ -98,15 +96,15 @@ impl Page {
     }
 
     /// Takes one page from sorted names that may start before [`Page::after`].
-    pub fn collect_sorted(
-        &self,
-        names: impl Iterator<Item = String>,
-    ) -> Result<Paged<String>, AwsError> {
+    pub fn collect_sorted(&self, names: impl Iterator<Item = String>) -> Paged<String> {
         let after = self.after.clone();
         let names = names
             .filter(move |n| after.as_ref().is_none_or(|a| n > a))
-            .map(|n| Ok((n.clone(), n)));
-        self.collect(names)
+            .map(|n| Ok::<_, std::convert::Infallible>((n.clone(), n)));
+        match self.collect(names) {
+            Ok(paged) => paged,
+            Err(never) => match never {},
+        }
     }
 }
 
@@ -121,6 +119,10 @@ mod tests {
             Some("thing:a_b-1")
         );
         assert!(Page::new("garbage", 0).is_err());
+        assert_eq!(
+            Page::new("garbage", 0).unwrap_err(),
+            StoreError::InvalidPage("The nextToken is not valid".to_owned())
+        );
         assert!(Page::new("h1.zz", 0).is_err());
         assert!(Page::new("", 251).is_err());
         assert_eq!(Page::new("", 0).unwrap().max, DEFAULT_PAGE);
@@ -132,7 +134,7 @@ mod tests {
         let mut page = Page::new("", 3).unwrap();
         let mut seen = Vec::new();
         loop {
-            let paged = page.collect_sorted(names.clone().into_iter()).unwrap();
+            let paged = page.collect_sorted(names.clone().into_iter());
             seen.extend(paged.items);
             match paged.next_token {
                 Some(token) => page = Page::new(&token, 3).unwrap(),

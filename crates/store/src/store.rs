@@ -7,10 +7,9 @@
 use std::{collections::BTreeMap, ops::Bound, path::Path};
 
 use anyhow::Context;
-use herald_proto::error::{AwsError, ErrorType};
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::log::Record;
+use crate::{error::StoreError, log::Record};
 
 /// Builds a key from its parts.
 pub fn key(parts: &[&str]) -> Vec<u8> {
@@ -24,9 +23,8 @@ pub fn prefix(parts: &[&str]) -> Vec<u8> {
     prefix
 }
 
-/// Decodes a stored record.
-pub fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, AwsError> {
-    serde_json::from_slice(bytes).map_err(internal)
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
+    serde_json::from_slice(bytes).map_err(StoreError::storage)
 }
 
 /// The first byte of every log key; state keys never start with it.
@@ -38,17 +36,30 @@ fn log_key(sequence: u64) -> [u8; 9] {
     key
 }
 
-#[derive(Clone)]
-pub struct Store {
-    db: sled::Db,
-    state: sled::Tree,
+/// A service's durable state and change log.
+///
+/// `Err` is the error its operations report: [`StoreError`] as it is, or,
+/// after [`Store::with_errors`], a service's own error type, so that a
+/// service converts storage failures in one place.
+pub struct Store<Err = StoreError> {
+    trees: Trees,
+    error: fn(StoreError) -> Err,
 }
 
-pub fn internal(err: impl std::fmt::Display) -> AwsError {
-    AwsError::new(
-        ErrorType::InternalFailure,
-        format!("storage failure: {err}"),
-    )
+impl<Err> Clone for Store<Err> {
+    fn clone(&self) -> Self {
+        Store {
+            trees: self.trees.clone(),
+            error: self.error,
+        }
+    }
+}
+
+/// The sled database and its state tree: what the writer and the log use.
+#[derive(Clone)]
+pub(crate) struct Trees {
+    db: sled::Db,
+    state: sled::Tree,
 }
 
 impl Store {
@@ -60,14 +71,38 @@ impl Store {
             .open()
             .with_context(|| format!("open sled database in {}", dir.display()))?;
         let state = db.open_tree("data").context("open the data tree")?;
-        Ok(Store { db, state })
+        Ok(Store {
+            trees: Trees { db, state },
+            error: std::convert::identity,
+        })
+    }
+}
+
+impl<Err> Store<Err> {
+    /// The same store, reporting its failures through `error`.
+    pub fn with_errors<Other>(self, error: fn(StoreError) -> Other) -> Store<Other> {
+        Store {
+            trees: self.trees,
+            error,
+        }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
-        match self.state.get(key).map_err(internal)? {
-            Some(bytes) => serde_json::from_slice(&bytes).map(Some).map_err(internal),
-            None => Ok(None),
-        }
+    /// Turns a store failure into this store's error type.
+    pub fn error(&self, err: StoreError) -> Err {
+        (self.error)(err)
+    }
+
+    pub(crate) fn trees(&self) -> &Trees {
+        &self.trees
+    }
+
+    /// Decodes a stored record.
+    pub fn decode<T: DeserializeOwned>(&self, bytes: &[u8]) -> Result<T, Err> {
+        decode(bytes).map_err(self.error)
+    }
+
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Err> {
+        self.trees.get(key).map_err(self.error)
     }
 
     /// Entries under `prefix` (which ends with the separator) whose key suffix
@@ -76,7 +111,36 @@ impl Store {
         &self,
         prefix: &[u8],
         after: Option<&str>,
-    ) -> impl Iterator<Item = Result<(String, Vec<u8>), AwsError>> + use<> {
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>), Err>> + use<Err> {
+        let error = self.error;
+        self.trees
+            .iter(prefix, after)
+            .map(move |entry| entry.map_err(error))
+    }
+
+    /// Suffixes of every key under `prefix`.
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, Err> {
+        self.trees.keys(prefix).map_err(self.error)
+    }
+}
+
+impl Trees {
+    fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, StoreError> {
+        match self.state.get(key).map_err(StoreError::storage)? {
+            Some(bytes) => decode(&bytes).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn contains(&self, key: &[u8]) -> Result<bool, StoreError> {
+        self.state.contains_key(key).map_err(StoreError::storage)
+    }
+
+    fn iter(
+        &self,
+        prefix: &[u8],
+        after: Option<&str>,
+    ) -> impl Iterator<Item = Result<(String, Vec<u8>), StoreError>> + use<> {
         let start = match after {
             Some(after) => Bound::Excluded([prefix, after.as_bytes()].concat()),
             None => Bound::Included(prefix.to_vec()),
@@ -92,17 +156,22 @@ impl Store {
                         v.to_vec(),
                     )))
                 }
-                Err(e) => Some(Err(internal(e))),
+                Err(e) => Some(Err(StoreError::storage(e))),
             })
     }
 
-    /// Suffixes of every key under `prefix`.
-    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+    fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, StoreError> {
         self.iter(prefix, None)
             .map(|entry| entry.map(|(k, _)| k))
             .collect()
     }
 
+    /// Every state key (not the log's).
+    fn state_keys(&self) -> impl Iterator<Item = Result<sled::IVec, StoreError>> + use<> {
+        self.state
+            .range(..[LOG].as_slice())
+            .map(|entry| entry.map(|(k, _)| k).map_err(StoreError::storage))
+    }
     /// The last sequence number in the log, 0 when empty.
     pub(crate) fn last_sequence(&self) -> anyhow::Result<u64> {
         let last = self.state.scan_prefix([LOG]).next_back().transpose()?;
@@ -110,13 +179,13 @@ impl Store {
     }
 
     /// The first sequence number in the log, 0 when empty.
-    pub(crate) fn first_sequence(&self) -> Result<u64, AwsError> {
+    pub(crate) fn first_sequence(&self) -> Result<u64, StoreError> {
         let first = self
             .state
             .scan_prefix([LOG])
             .next()
             .transpose()
-            .map_err(internal)?;
+            .map_err(StoreError::storage)?;
         Ok(first.map_or(0, |(k, _)| decode_seq(&k)))
     }
 
@@ -126,29 +195,29 @@ impl Store {
         after: u64,
         upto: u64,
         limit: usize,
-    ) -> Result<Vec<Record<E>>, AwsError> {
+    ) -> Result<Vec<Record<E>>, StoreError> {
         let range = log_key(after + 1)..=log_key(upto);
         let mut out = Vec::with_capacity(limit.min(1024));
         for entry in self.state.range(range).take(limit) {
-            let (_, v) = entry.map_err(internal)?;
-            out.push(serde_json::from_slice(&v).map_err(internal)?);
+            let (_, v) = entry.map_err(StoreError::storage)?;
+            out.push(decode(&v)?);
         }
         Ok(out)
     }
 
     /// Removes log records older than `cutoff_ms`, but never `keep_from` or later.
-    pub(crate) fn prune_log(&self, cutoff_ms: i64, keep_from: u64) -> Result<u64, AwsError> {
+    pub(crate) fn prune_log(&self, cutoff_ms: i64, keep_from: u64) -> Result<u64, StoreError> {
         let mut removed = 0;
         for entry in self.state.scan_prefix([LOG]) {
-            let (k, v) = entry.map_err(internal)?;
+            let (k, v) = entry.map_err(StoreError::storage)?;
             if decode_seq(&k) >= keep_from {
                 break;
             }
-            let record: Stamp = serde_json::from_slice(&v).map_err(internal)?;
+            let record: Stamp = decode(&v)?;
             if record.timestamp_ms >= cutoff_ms {
                 break;
             }
-            self.state.remove(k).map_err(internal)?;
+            self.state.remove(k).map_err(StoreError::storage)?;
             removed += 1;
         }
         Ok(removed)
@@ -159,7 +228,7 @@ impl Store {
         &self,
         writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
         records: Vec<(u64, Vec<u8>)>,
-    ) -> Result<(), AwsError> {
+    ) -> Result<(), StoreError> {
         let mut batch = sled::Batch::default();
         for (k, v) in writes {
             match v {
@@ -170,12 +239,12 @@ impl Store {
         for (seq, record) in records {
             batch.insert(&log_key(seq), record);
         }
-        self.state.apply_batch(batch).map_err(internal)
+        self.state.apply_batch(batch).map_err(StoreError::storage)
     }
 
     /// Makes every committed write durable.
-    pub(crate) fn flush(&self) -> Result<(), AwsError> {
-        self.db.flush().map(drop).map_err(internal)
+    pub(crate) fn flush(&self) -> Result<(), StoreError> {
+        self.db.flush().map(drop).map_err(StoreError::storage)
     }
 }
 
@@ -191,17 +260,18 @@ fn decode_seq(key: &[u8]) -> u64 {
         .map_or(0, u64::from_be_bytes)
 }
 
-/// A mutation in the making: reads see its own pending writes.
-pub struct Changes<'a, E> {
-    store: &'a Store,
+/// A mutation in the making: reads see its own pending writes. Its
+/// operations fail with its store's error type.
+pub struct Changes<'a, E, Err = StoreError> {
+    store: &'a Store<Err>,
     /// The sequence number of the last event committed before this change.
     pub(crate) sequence: u64,
     pub(crate) writes: BTreeMap<Vec<u8>, Option<Vec<u8>>>,
     pub(crate) events: Vec<E>,
 }
 
-impl<'a, E> Changes<'a, E> {
-    pub fn new(store: &'a Store) -> Changes<'a, E> {
+impl<'a, E, Err> Changes<'a, E, Err> {
+    pub fn new(store: &'a Store<Err>) -> Changes<'a, E, Err> {
         Changes {
             store,
             sequence: 0,
@@ -210,23 +280,24 @@ impl<'a, E> Changes<'a, E> {
         }
     }
 
-    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, AwsError> {
+    pub fn get<T: DeserializeOwned>(&self, key: &[u8]) -> Result<Option<T>, Err> {
         match self.writes.get(key) {
-            Some(Some(bytes)) => serde_json::from_slice(bytes).map(Some).map_err(internal),
+            Some(Some(bytes)) => self.store.decode(bytes).map(Some),
             Some(None) => Ok(None),
             None => self.store.get(key),
         }
     }
 
-    pub fn exists(&self, key: &[u8]) -> Result<bool, AwsError> {
+    pub fn exists(&self, key: &[u8]) -> Result<bool, Err> {
         match self.writes.get(key) {
             Some(v) => Ok(v.is_some()),
-            None => self.store.state.contains_key(key).map_err(internal),
+            None => self.store.trees.contains(key).map_err(self.store.error),
         }
     }
 
-    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), AwsError> {
-        let bytes = serde_json::to_vec(value).map_err(internal)?;
+    pub fn put<T: Serialize>(&mut self, key: Vec<u8>, value: &T) -> Result<(), Err> {
+        let bytes =
+            serde_json::to_vec(value).map_err(|e| self.store.error(StoreError::storage(e)))?;
         self.writes.insert(key, Some(bytes));
         Ok(())
     }
@@ -242,9 +313,9 @@ impl<'a, E> Changes<'a, E> {
     }
 
     /// Removes every state key (the change log stays): for test resets.
-    pub fn remove_all_state(&mut self) -> Result<(), AwsError> {
-        for entry in self.store.state.range(..[LOG].as_slice()) {
-            let (k, _) = entry.map_err(internal)?;
+    pub fn remove_all_state(&mut self) -> Result<(), Err> {
+        for k in self.store.trees.state_keys() {
+            let k = k.map_err(self.store.error)?;
             self.writes.insert(k.to_vec(), None);
         }
         for value in self.writes.values_mut() {
@@ -259,7 +330,7 @@ impl<'a, E> Changes<'a, E> {
     }
 
     /// Suffixes of every key under `prefix`, pending writes included.
-    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, AwsError> {
+    pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, Err> {
         let mut keys: BTreeMap<String, bool> = self
             .store
             .keys(prefix)?

@@ -9,13 +9,13 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_proto::error::{AwsError, ErrorType};
 use serde::Serialize;
 use tokio::sync::{oneshot, watch};
 
 use crate::{
+    error::StoreError,
     log::{ChangeLog, Record},
-    store::{Changes, Store, internal},
+    store::{Changes, Store, Trees},
 };
 
 /// How many mutations one flush may cover at most.
@@ -23,20 +23,23 @@ const MAX_BATCH: usize = 512;
 /// How long a flush may wait for the mutations that the previous one suggests are coming.
 const LINGER: Duration = Duration::from_micros(500);
 
-type Completion = Box<dyn FnOnce(Result<(), AwsError>) + Send>;
+type Completion = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
 type Job = Box<dyn FnOnce(&mut WriterState) -> Completion + Send + 'static>;
 
 /// A handle that submits mutations to the writer thread. The thread stops,
-/// after a final flush, once every handle is gone.
-pub struct Writer<E> {
+/// after a final flush, once every handle is gone. Mutations fail with the
+/// error type of the [`Store`] it was started with.
+pub struct Writer<E, Err = StoreError> {
     jobs: std_mpsc::Sender<Job>,
+    store: Store<Err>,
     events: PhantomData<fn(E)>,
 }
 
-impl<E> Clone for Writer<E> {
+impl<E, Err> Clone for Writer<E, Err> {
     fn clone(&self) -> Self {
         Writer {
             jobs: self.jobs.clone(),
+            store: self.store.clone(),
             events: PhantomData,
         }
     }
@@ -45,7 +48,7 @@ impl<E> Clone for Writer<E> {
 /// The running writer thread.
 pub struct WriterThread {
     thread: JoinHandle<()>,
-    store: Store,
+    trees: Trees,
 }
 
 impl WriterThread {
@@ -58,15 +61,15 @@ impl WriterThread {
         if !matches!(joined, Ok(Ok(Ok(())))) {
             tracing::warn!("the writer did not stop in time; flushing directly");
         }
-        let store = self.store;
-        tokio::task::spawn_blocking(move || store.flush()).await??;
+        let trees = self.trees;
+        tokio::task::spawn_blocking(move || trees.flush()).await??;
         Ok(())
     }
 }
 
 /// The writer thread's own state.
 struct WriterState {
-    store: Store,
+    trees: Trees,
     /// The last sequence number committed (not necessarily flushed).
     last_sequence: u64,
     dirty: bool,
@@ -82,25 +85,19 @@ pub fn now_ms() -> i64 {
         .map_or(0, |d| d.as_millis() as i64)
 }
 
-fn unavailable() -> AwsError {
-    AwsError::new(
-        ErrorType::ServiceUnavailable,
-        "the service is shutting down",
-    )
-}
-
-impl<E: Serialize + Send + 'static> Writer<E> {
+impl<E: Serialize + Send + 'static, Err: Send + 'static> Writer<E, Err> {
     /// Starts the writer thread for `store`; the returned log follows what it flushes.
     pub fn start(
-        store: Store,
+        store: Store<Err>,
         thread_name: &str,
-    ) -> anyhow::Result<(Writer<E>, ChangeLog, WriterThread)> {
-        let last_sequence = store.last_sequence()?;
+    ) -> anyhow::Result<(Writer<E, Err>, ChangeLog, WriterThread)> {
+        let trees = store.trees().clone();
+        let last_sequence = trees.last_sequence()?;
         let (durable_tx, durable_rx) = watch::channel(last_sequence);
         let (jobs, rx) = std_mpsc::channel();
-        let log = ChangeLog::new(store.clone(), durable_rx);
+        let log = ChangeLog::new(trees.clone(), durable_rx);
         let state = WriterState {
-            store: store.clone(),
+            trees: trees.clone(),
             last_sequence,
             dirty: false,
             mutations: 0,
@@ -112,28 +109,31 @@ impl<E: Serialize + Send + 'static> Writer<E> {
         Ok((
             Writer {
                 jobs,
+                store,
                 events: PhantomData,
             },
             log,
-            WriterThread { thread, store },
+            WriterThread { thread, trees },
         ))
     }
 
     /// Runs `mutation` on the writer thread; its writes and events commit
     /// together, and the result comes back once they are durable. A mutation
     /// that fails changes nothing.
-    pub async fn mutate<T, F>(&self, mutation: F) -> Result<T, AwsError>
+    pub async fn mutate<T, F>(&self, mutation: F) -> Result<T, Err>
     where
         T: Send + 'static,
-        F: FnOnce(&mut Changes<'_, E>) -> Result<T, AwsError> + Send + 'static,
+        F: FnOnce(&mut Changes<'_, E, Err>) -> Result<T, Err> + Send + 'static,
     {
         let (tx, rx) = oneshot::channel();
+        let store = self.store.clone();
         let job: Job = Box::new(move |state: &mut WriterState| {
-            let result = state.apply(mutation);
-            Box::new(move |flushed: Result<(), AwsError>| {
-                let _ = tx.send(flushed.and(result));
+            let result = state.apply(&store, mutation);
+            Box::new(move |flushed: Result<(), StoreError>| {
+                let _ = tx.send(flushed.map_err(|e| store.error(e)).and(result));
             })
         });
+        let unavailable = || self.store.error(StoreError::ShuttingDown);
         self.jobs.send(job).map_err(|_| unavailable())?;
         rx.await.map_err(|_| unavailable())?
     }
@@ -164,7 +164,7 @@ impl WriterState {
             self.flushes += 1;
             self.mutations += completions.len() as u64;
             let flushed = if self.dirty {
-                self.store.flush()
+                self.trees.flush()
             } else {
                 Ok(())
             };
@@ -188,17 +188,17 @@ impl WriterState {
             flushes = self.flushes,
             "writer stopped"
         );
-        if let Err(e) = self.store.flush() {
+        if let Err(e) = self.trees.flush() {
             tracing::error!(error = %e, "final flush failed");
         }
     }
 
-    fn apply<T, E: Serialize>(
+    fn apply<T, E: Serialize, Err>(
         &mut self,
-        mutation: impl FnOnce(&mut Changes<'_, E>) -> Result<T, AwsError>,
-    ) -> Result<T, AwsError> {
-        let store = self.store.clone();
-        let mut changes = Changes::new(&store);
+        store: &Store<Err>,
+        mutation: impl FnOnce(&mut Changes<'_, E, Err>) -> Result<T, Err>,
+    ) -> Result<T, Err> {
+        let mut changes = Changes::new(store);
         changes.sequence = self.last_sequence;
         let value = mutation(&mut changes)?;
         if changes.writes.is_empty() && changes.events.is_empty() {
@@ -215,13 +215,90 @@ impl WriterState {
             };
             records.push((
                 record.sequence,
-                serde_json::to_vec(&record).map_err(internal)?,
+                serde_json::to_vec(&record).map_err(|e| store.error(StoreError::storage(e)))?,
             ));
         }
         let logged = records.len() as u64;
-        self.store.commit(changes.writes, records)?;
+        self.trees
+            .commit(changes.writes, records)
+            .map_err(|e| store.error(e))?;
         self.last_sequence += logged;
         self.dirty = true;
         Ok(value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{key, prefix};
+
+    /// A service's own error type, as a service would convert to it.
+    #[derive(Debug, PartialEq, Eq)]
+    enum ServiceError {
+        Store(StoreError),
+        Refused(&'static str),
+    }
+
+    fn open(dir: &tempfile::TempDir) -> Store<ServiceError> {
+        Store::open(dir.path())
+            .unwrap()
+            .with_errors(ServiceError::Store)
+    }
+
+    #[tokio::test]
+    async fn mutations_fail_with_the_stores_error_type_and_change_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let (writer, log, thread) =
+            Writer::<String, ServiceError>::start(store.clone(), "test").unwrap();
+
+        writer
+            .mutate(|c| {
+                c.put(key(&["thing", "a"]), &1)?;
+                c.log("created a".to_owned());
+                Ok(())
+            })
+            .await
+            .unwrap();
+        let refused = writer
+            .mutate(|c| {
+                c.put(key(&["thing", "b"]), &2)?;
+                c.log("created b".to_owned());
+                Err::<(), _>(ServiceError::Refused("no b"))
+            })
+            .await;
+        assert_eq!(refused, Err(ServiceError::Refused("no b")));
+        assert_eq!(store.keys(&prefix(&["thing"])).unwrap(), ["a"]);
+        assert_eq!(log.last_sequence(), 1);
+
+        // A record that does not decode is a storage failure, reported in
+        // the service's error type.
+        let err = store.get::<String>(&key(&["thing", "a"])).unwrap_err();
+        assert!(
+            matches!(err, ServiceError::Store(StoreError::Storage(_))),
+            "{err:?}"
+        );
+
+        drop(writer);
+        thread.stop(Duration::from_secs(5)).await.unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_writer_whose_thread_is_gone_is_shutting_down() {
+        let dir = tempfile::tempdir().unwrap();
+        // A handle whose writer thread no longer takes jobs.
+        let (jobs, _) = std_mpsc::channel::<Job>();
+        let writer = Writer::<(), ServiceError> {
+            jobs,
+            store: open(&dir),
+            events: PhantomData,
+        };
+        let err = writer.mutate(|_| Ok(())).await.unwrap_err();
+        assert_eq!(err, ServiceError::Store(StoreError::ShuttingDown));
+        assert_eq!(
+            StoreError::ShuttingDown.to_string(),
+            "the service is shutting down"
+        );
     }
 }

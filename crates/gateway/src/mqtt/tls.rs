@@ -8,8 +8,9 @@
 //!   default is needed, so nothing can panic over two providers).
 //! - [`TlsAcceptor`] runs one handshake under a timeout, then identifies the
 //!   client by its certificate id (the lowercase SHA-256 hex of the leaf's
-//!   DER, as the config service computes it) and requires that certificate
-//!   to be registered and `ACTIVE` in the [`ConfigCache`].
+//!   DER) and its subject and issuer fields, read by [`herald_runtime::x509`]
+//!   as the config service reads them, and requires that certificate to be
+//!   registered and `ACTIVE` in the [`ConfigCache`].
 //! - [`accept_loop`] accepts TCP connections and runs each handshake in its
 //!   own task, so a peer that connects and never sends a ClientHello delays
 //!   nobody else (rumqttd's listener, which handshakes inline, does).
@@ -56,19 +57,19 @@ use rustls::{
     pki_types::{CertificateDer, PrivateKeyDer, UnixTime, pem::PemObject},
     server::danger::{ClientCertVerified, ClientCertVerifier},
 };
-use sha2::{Digest, Sha256};
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
-use x509_parser::{
-    asn1_rs::Tag,
-    certificate::X509Certificate,
-    x509::{AttributeTypeAndValue, X509Name},
-};
+use x509_parser::certificate::X509Certificate;
 
 use crate::config_cache::{CertificateStatus, ConfigCache};
 use crate::limits::{ConnectionLimit, ConnectionPermit};
+
+/// The certificate id of a DER certificate (lowercase hex SHA-256), computed
+/// as the config service computes it.
+pub use herald_runtime::x509::certificate_id;
+use herald_runtime::x509::name_fields;
 
 /// How long a client gets to complete the TLS handshake, by default.
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -296,16 +297,6 @@ impl TlsRejection {
     }
 }
 
-/// The certificate id of a DER certificate: lowercase hex SHA-256.
-pub fn certificate_id(der: &[u8]) -> String {
-    use std::fmt::Write as _;
-    let mut id = String::with_capacity(64);
-    for byte in Sha256::digest(der) {
-        let _ = write!(id, "{byte:02x}");
-    }
-    id
-}
-
 // ------------------------------------------------------------ the acceptor
 
 /// Runs server-side TLS handshakes under a timeout and identifies the client
@@ -381,7 +372,7 @@ impl TlsAcceptor {
         }
         // The verifier parsed it already; a failure here can't happen.
         let (subject, issuer) = parse_certificate(leaf)
-            .map(|cert| (cert_fields(cert.subject()), cert_fields(cert.issuer())))
+            .map(|cert| (name_fields(cert.subject()), name_fields(cert.issuer())))
             .unwrap_or_default();
         let principal = CertificatePrincipal {
             certificate_id,
@@ -501,75 +492,6 @@ async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> 
     }
 }
 
-// ------------------------------------------------------------ certificate fields
-
-/// The policy-variable fields of a distinguished name, in order.
-fn cert_fields(name: &X509Name<'_>) -> Vec<(CertField, String)> {
-    name.iter_attributes()
-        .filter_map(|attribute| {
-            // The DER content of the OIDs 2.5.4.n (n < 128) is 55 04 n.
-            let field = match attribute.attr_type().as_bytes() {
-                [0x55, 0x04, n] => match n {
-                    3 => CertField::CommonName,
-                    4 => CertField::Surname,
-                    5 => CertField::SerialNumber,
-                    6 => CertField::Country,
-                    8 => CertField::State,
-                    10 => CertField::Organization,
-                    11 => CertField::OrganizationalUnit,
-                    12 => CertField::Title,
-                    42 => CertField::GivenName,
-                    43 => CertField::Initials,
-                    44 => CertField::GenerationQualifier,
-                    46 => CertField::DistinguishedNameQualifier,
-                    65 => CertField::Pseudonym,
-                    _ => return None,
-                },
-                _ => return None,
-            };
-            Some((field, attribute_text(attribute)?))
-        })
-        .collect()
-}
-
-/// An attribute's value as text (the string types X.509 names use).
-fn attribute_text(attribute: &AttributeTypeAndValue<'_>) -> Option<String> {
-    if let Ok(text) = attribute.as_str() {
-        return Some(text.to_owned());
-    }
-    let value = attribute.attr_value();
-    match value.header.tag() {
-        Tag::BmpString => {
-            if value.data.len() % 2 != 0 {
-                return None;
-            }
-            let units: Vec<u16> = value
-                .data
-                .chunks_exact(2)
-                .map(|pair| u16::from_be_bytes([pair[0], pair[1]]))
-                .collect();
-            String::from_utf16(&units).ok()
-        }
-        Tag::UniversalString => {
-            if value.data.len() % 4 != 0 {
-                return None;
-            }
-            value
-                .data
-                .chunks_exact(4)
-                .map(|quad| {
-                    char::from_u32(u32::from_be_bytes([quad[0], quad[1], quad[2], quad[3]]))
-                })
-                .collect()
-        }
-        // TeletexString in practice carries Latin-1.
-        Tag::T61String | Tag::VisibleString => {
-            Some(value.data.iter().map(|&byte| char::from(byte)).collect())
-        }
-        _ => None,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -602,14 +524,6 @@ mod tests {
         params.not_before = rcgen::date_time_ymd(2000, 1, 1);
         let valid = params.self_signed(&key).unwrap().der().clone();
         assert!(verifier.verify_client_cert(&valid, &[], now()).is_ok());
-    }
-
-    #[test]
-    fn certificate_ids_are_lowercase_sha256_hex() {
-        assert_eq!(
-            certificate_id(b""),
-            "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
-        );
     }
 
     #[test]

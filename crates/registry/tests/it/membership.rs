@@ -8,7 +8,7 @@ use crate::{
     groups::{create_group, describe_group},
     support::{Client, TestRegistry, expect_err},
     things::{
-        assert_no_events_after, assert_one_timestamp, assert_paged, create_thing, delete_req,
+        arn, assert_no_events_after, assert_one_timestamp, assert_paged, create_thing, delete_req,
         events_after, last_sequence, membership_event, names, page, summary, walk_pages,
     },
 };
@@ -937,5 +937,82 @@ async fn concurrent_adds_to_groups_of_one_hierarchy_let_exactly_one_succeed() {
     assert_eq!(things_in(&mut client, "root", true).await, ["lamp"]);
     let events = events_after(&mut client, before).await;
     assert_eq!(summary(&events), ["THING_GROUP_MEMBERSHIP ADDED"]);
+    registry.stop().await;
+}
+
+// ------------------------------------------------------------ policy targets
+
+async fn policy_targets(client: &mut Client, thing: &str) -> ListThingPolicyTargetsResponse {
+    client
+        .list_thing_policy_targets(ListThingPolicyTargetsRequest {
+            thing_name: thing.into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+}
+
+#[tokio::test]
+async fn policy_targets_are_the_thing_its_groups_and_their_ancestors_once_in_arn_order() {
+    let registry = TestRegistry::start().await;
+    let mut client = registry.client().await;
+    create_thing(&mut client, "device").await;
+
+    let alone = policy_targets(&mut client, "device").await;
+    assert_eq!(alone.thing_arn, arn("thing", "device"));
+    assert!(alone.thing_group_arns.is_empty());
+
+    // Two hierarchies: z-root > m-mid > a-leaf, and b-other > y-sub.
+    create_group(&mut client, "z-root", None).await;
+    create_group(&mut client, "m-mid", Some("z-root")).await;
+    create_group(&mut client, "a-leaf", Some("m-mid")).await;
+    create_group(&mut client, "b-other", None).await;
+    create_group(&mut client, "y-sub", Some("b-other")).await;
+    create_group(&mut client, "unrelated", None).await;
+    add_to_group(&mut client, "a-leaf", "device").await;
+    add_to_group(&mut client, "y-sub", "device").await;
+
+    let targets = policy_targets(&mut client, "device").await;
+    assert_eq!(targets.thing_arn, arn("thing", "device"));
+    let expected: Vec<String> = ["a-leaf", "b-other", "m-mid", "y-sub", "z-root"]
+        .iter()
+        .map(|g| arn("thinggroup", g))
+        .collect();
+    assert_eq!(targets.thing_group_arns, expected);
+
+    // Membership changes show at once.
+    client
+        .remove_thing_from_thing_group(remove_req("y-sub", "device"))
+        .await
+        .unwrap();
+    let targets = policy_targets(&mut client, "device").await;
+    let expected: Vec<String> = ["a-leaf", "m-mid", "z-root"]
+        .iter()
+        .map(|g| arn("thinggroup", g))
+        .collect();
+    assert_eq!(targets.thing_group_arns, expected);
+    registry.stop().await;
+}
+
+#[tokio::test]
+async fn policy_targets_of_a_missing_or_invalid_thing_are_refused() {
+    let registry = TestRegistry::start().await;
+    let mut client = registry.client().await;
+    let request = |name: &str| ListThingPolicyTargetsRequest {
+        thing_name: name.into(),
+    };
+    let err = expect_err(
+        client.list_thing_policy_targets(request("ghost")).await,
+        ErrorType::ResourceNotFound,
+    );
+    assert_eq!(err.message, "Thing ghost cannot be found.");
+    expect_err(
+        client.list_thing_policy_targets(request("")).await,
+        ErrorType::InvalidRequest,
+    );
+    expect_err(
+        client.list_thing_policy_targets(request("a b")).await,
+        ErrorType::InvalidRequest,
+    );
     registry.stop().await;
 }
