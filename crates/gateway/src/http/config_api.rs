@@ -233,10 +233,7 @@ async fn create_policy(
 }
 
 /// GetPolicy: `GET /policies/{policyName}`.
-async fn get_policy(
-    State(state): State<AppState>,
-    Path(policy_name): Path<String>,
-) -> ApiResult {
+async fn get_policy(State(state): State<AppState>, Path(policy_name): Path<String>) -> ApiResult {
     let policy = state
         .config
         .clone()

@@ -31,8 +31,8 @@ use axum::{
     routing::post,
 };
 use herald_proto::{
-    error::ErrorType,
     config::v1::{self as config_pb, config_client::ConfigClient},
+    error::ErrorType,
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
 };
 use herald_runtime::internal_tls::{self, InternalTls};

@@ -192,7 +192,10 @@ async fn create_thing(
 }
 
 /// DescribeThing: `GET /things/{thingName}`.
-async fn describe_thing(State(state): State<AppState>, Path(thing_name): Path<String>) -> ApiResult {
+async fn describe_thing(
+    State(state): State<AppState>,
+    Path(thing_name): Path<String>,
+) -> ApiResult {
     let thing = state
         .registry
         .clone()
@@ -259,10 +262,7 @@ async fn delete_thing(
 }
 
 /// ListThings: `GET /things`.
-async fn list_things(
-    State(state): State<AppState>,
-    query: Query,
-) -> ApiResult {
+async fn list_things(State(state): State<AppState>, query: Query) -> ApiResult {
     let listed = state
         .registry
         .clone()
@@ -491,10 +491,7 @@ async fn delete_thing_type(
 }
 
 /// ListThingTypes: `GET /thing-types`.
-async fn list_thing_types(
-    State(state): State<AppState>,
-    query: Query,
-) -> ApiResult {
+async fn list_thing_types(State(state): State<AppState>, query: Query) -> ApiResult {
     let listed = state
         .registry
         .clone()
@@ -654,10 +651,7 @@ async fn delete_thing_group(
 }
 
 /// ListThingGroups: `GET /thing-groups`.
-async fn list_thing_groups(
-    State(state): State<AppState>,
-    query: Query,
-) -> ApiResult {
+async fn list_thing_groups(State(state): State<AppState>, query: Query) -> ApiResult {
     let listed = state
         .registry
         .clone()
