@@ -509,14 +509,6 @@ where
             tracing::warn!(client_id, "the session taken over did not end in time");
         }
     }
-    let end_live = |ctx: &SessionContext| {
-        let mut table = lock(&ctx.shared.live);
-        if table.get(&client_id).is_some_and(|l| Arc::ptr_eq(l, &live)) {
-            table.remove(&client_id);
-        }
-        drop(table);
-        live.done.cancel();
-    };
 
     let clean_session = connect.clean_session;
     let mut stored = lock(&ctx.shared.persistent).remove(&client_id);
@@ -561,7 +553,7 @@ where
                 .send(connack(mqtt_version, ConnackCode::ServerUnavailable, false))
                 .await;
             wire.close().await;
-            end_live(ctx);
+            ctx.end_live(&client_id, &live);
             return None;
         }
     };
@@ -638,7 +630,7 @@ where
             let _ = link.disconnect().await;
         }
         wire.close().await;
-        end_live(ctx);
+        ctx.end_live(&client_id, &live);
         return None;
     }
     let version = ctx.shared.versions.connect(&client_id);

@@ -203,6 +203,18 @@ pub(super) fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 impl SessionContext {
+    /// Ends the live session `live` of `client_id`: takes it out of the
+    /// client-id table if it is still the one there (a takeover may have
+    /// replaced it), and tells whoever waits for it that it is done.
+    pub(super) fn end_live(&self, client_id: &str, live: &Arc<Live>) {
+        let mut table = lock(&self.shared.live);
+        if table.get(client_id).is_some_and(|l| Arc::ptr_eq(l, live)) {
+            table.remove(client_id);
+        }
+        drop(table);
+        live.done.cancel();
+    }
+
     /// The context of the sessions of one gateway.
     pub fn new(
         cache: ConfigCache,

@@ -223,14 +223,6 @@ pub async fn run<S>(
     state.resend(&mut wire, unacked);
     state.resume_events(session_present);
     let client_id = state.session.client_id.clone();
-    let end_live = |ctx: &SessionContext| {
-        let mut table = lock(&ctx.shared.live);
-        if table.get(&client_id).is_some_and(|l| Arc::ptr_eq(l, &live)) {
-            table.remove(&client_id);
-        }
-        drop(table);
-        live.done.cancel();
-    };
     let reason = Box::pin(state.serve(&mut wire, keep_alive, &live.kick, &shutdown)).await;
     tracing::info!(client_id, %reason, "disconnected");
     if wire.version == Version::V5
@@ -278,7 +270,7 @@ pub async fn run<S>(
         reason,
         version_number: version,
     }));
-    end_live(&ctx);
+    ctx.end_live(&client_id, &live);
 }
 
 /// The state of an established session.
