@@ -4,13 +4,9 @@
 
 use std::{collections::BTreeSet, sync::Arc};
 
-use herald_proto::{
-    error::{AwsError, ErrorType},
-    registry::v1::{self as registry, registry_client::RegistryClient},
-};
+use herald_proto::error::{AwsError, ErrorType};
 use herald_runtime::x509;
 use herald_store::{ChangeLog, key, now_ms, prefix};
-use tonic::transport::Channel;
 
 use crate::{
     certs::{self, Ca},
@@ -20,6 +16,7 @@ use crate::{
         Target, check_certificate_id, check_document, check_policy_name, conflict, invalid,
         not_found,
     },
+    registry::Registry,
 };
 
 type Changes<'a> = herald_store::Changes<'a, ConfigEvent, AwsError>;
@@ -40,7 +37,7 @@ pub(crate) struct ConfigService {
     log: ChangeLog,
     ca: Arc<Ca>,
     ctx: Arc<Context>,
-    registry: RegistryClient<Channel>,
+    registry: Registry,
 }
 
 /// A policy's operative state: its default version's document.
@@ -128,24 +125,6 @@ fn generation_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
 
-fn unavailable(err: tonic::Status) -> AwsError {
-    let mut err = AwsError::from_status(&err);
-    if err.error_type == ErrorType::InternalFailure {
-        err.error_type = ErrorType::ServiceUnavailable;
-    }
-    err.message = format!("the registry: {}", err.message);
-    err
-}
-
-/// A registry "not found" means absent here; anything else is an error.
-fn absent_if_not_found<T>(result: Result<T, tonic::Status>) -> Result<Option<T>, AwsError> {
-    match result {
-        Ok(value) => Ok(Some(value)),
-        Err(status) if status.code() == tonic::Code::NotFound => Ok(None),
-        Err(status) => Err(unavailable(status)),
-    }
-}
-
 impl ConfigService {
     pub(crate) fn new(
         store: Store,
@@ -153,7 +132,7 @@ impl ConfigService {
         log: ChangeLog,
         ca: Ca,
         ctx: Context,
-        registry: RegistryClient<Channel>,
+        registry: Registry,
     ) -> ConfigService {
         ConfigService {
             store,
@@ -622,7 +601,7 @@ impl ConfigService {
         check_certificate_id(&id)?;
         let id = id.to_ascii_lowercase();
         let arn = self.arns().certificate(&id);
-        let things = self.principal_things(&arn).await?;
+        let things = self.registry.principal_things(&arn).await?;
         self.writer
             .mutate(move |c| {
                 let cert = load_certificate(c, &id)?;
@@ -659,47 +638,7 @@ impl ConfigService {
             .await
     }
 
-    /// Every thing the principal is attached to, from the registry.
-    async fn principal_things(&self, principal: &str) -> Result<Vec<String>, AwsError> {
-        let mut registry = self.registry.clone();
-        let mut things = Vec::new();
-        let mut next_token = String::new();
-        loop {
-            let page = registry::Page {
-                next_token,
-                max_results: 250,
-            };
-            let request = registry::ListPrincipalThingsRequest {
-                principal: principal.to_owned(),
-                page: Some(page),
-            };
-            let response = registry
-                .list_principal_things(request)
-                .await
-                .map_err(unavailable)?
-                .into_inner();
-            things.extend(response.things);
-            if response.next_token.is_empty() {
-                return Ok(things);
-            }
-            next_token = response.next_token;
-        }
-    }
-
     // ------------------------------------------------------------ attachments
-
-    async fn thing_group(&self, name: &str) -> Result<Option<registry::ThingGroup>, AwsError> {
-        let request = registry::DescribeThingGroupRequest {
-            thing_group_name: name.to_owned(),
-        };
-        absent_if_not_found(
-            self.registry
-                .clone()
-                .describe_thing_group(request)
-                .await
-                .map(|r| r.into_inner()),
-        )
-    }
 
     /// A target ARN, normalized, once its certificate or thing group is known to exist.
     async fn existing_target(&self, target: &str) -> Result<String, AwsError> {
@@ -708,7 +647,7 @@ impl ConfigService {
                 load_certificate(&self.reader(), &id)?;
                 Ok(self.arns().certificate(&id))
             }
-            Target::ThingGroup(name) => match self.thing_group(&name).await? {
+            Target::ThingGroup(name) => match self.registry.thing_group(&name).await? {
                 Some(_) => Ok(target.to_owned()),
                 None => Err(not_found(format!("Thing group {name} cannot be found."))),
             },
@@ -767,15 +706,11 @@ impl ConfigService {
 
     /// The thing group ARNs from `group` up to its root.
     async fn group_and_ancestors(&self, group: &str) -> Result<Vec<String>, AwsError> {
-        let Some(described) = self.thing_group(group).await? else {
+        let Some(described) = self.registry.thing_group(group).await? else {
             return Err(not_found(format!("Thing group {group} cannot be found.")));
         };
-        let mut arns = vec![described.thing_group_arn];
-        let ancestors = described
-            .thing_group_metadata
-            .map(|m| m.root_to_parent_thing_groups)
-            .unwrap_or_default();
-        arns.extend(ancestors.into_iter().rev().map(|g| g.group_arn));
+        let mut arns = vec![described.arn];
+        arns.extend(described.ancestor_arns.into_iter().rev());
         Ok(arns)
     }
 
@@ -804,38 +739,6 @@ impl ConfigService {
         self.store.keys(&prefix(&["att", policy]))
     }
 
-    /// The thing groups (with their ancestors) that `thing` belongs to, as ARNs.
-    async fn groups_of_thing(&self, thing: &str) -> Result<Vec<String>, AwsError> {
-        let mut registry = self.registry.clone();
-        let mut groups = Vec::new();
-        let mut next_token = String::new();
-        loop {
-            let page = registry::Page {
-                next_token,
-                max_results: 250,
-            };
-            let request = registry::ListThingGroupsForThingRequest {
-                thing_name: thing.to_owned(),
-                page: Some(page),
-            };
-            let response = registry
-                .list_thing_groups_for_thing(request)
-                .await
-                .map_err(unavailable)?
-                .into_inner();
-            groups.extend(response.thing_groups.into_iter().map(|g| g.group_name));
-            if response.next_token.is_empty() {
-                break;
-            }
-            next_token = response.next_token;
-        }
-        let mut arns = BTreeSet::new();
-        for group in groups {
-            arns.extend(self.group_and_ancestors(&group).await?);
-        }
-        Ok(arns.into_iter().collect())
-    }
-
     /// The policies in force for a principal (a certificate ARN) and a thing:
     /// those attached to the certificate and to the thing's groups and their ancestors.
     pub(crate) async fn effective_policies(
@@ -853,7 +756,7 @@ impl ConfigService {
             }
         }
         if let Some(thing) = thing.filter(|t| !t.is_empty()) {
-            targets.extend(self.groups_of_thing(thing).await?);
+            targets.extend(self.registry.thing_group_targets(thing).await?);
         }
         let mut names = BTreeSet::new();
         for target in &targets {
@@ -880,22 +783,8 @@ impl ConfigService {
         let mut thing = None;
         if let Some(client_id) = client_id.as_deref().filter(|c| !c.is_empty()) {
             context = context.with_client_id(client_id);
-            let request = registry::DescribeThingRequest {
-                thing_name: client_id.to_owned(),
-            };
-            let described = if is_thing_name(client_id) {
-                absent_if_not_found(
-                    self.registry
-                        .clone()
-                        .describe_thing(request)
-                        .await
-                        .map(|r| r.into_inner()),
-                )?
-            } else {
-                None
-            };
-            if let Some(t) = described {
-                thing = Some(t);
+            if is_thing_name(client_id) {
+                thing = self.registry.thing(client_id).await?;
             }
         }
         let mut attached = false;
@@ -912,19 +801,17 @@ impl ConfigService {
                 context = context.with_issuer_field(field, values);
             }
             if let Some(t) = &thing {
-                let things = self.principal_things(&self.arns().certificate(&id)).await?;
-                attached = things.contains(&t.thing_name);
+                let things = self
+                    .registry
+                    .principal_things(&self.arns().certificate(&id))
+                    .await?;
+                attached = things.contains(&t.name);
             }
         }
-        let thing_for_groups = thing
-            .as_ref()
-            .filter(|_| attached)
-            .map(|t| t.thing_name.clone());
+        let thing_for_groups = thing.as_ref().filter(|_| attached).map(|t| t.name.clone());
         if let Some(t) = &thing {
-            context = context
-                .with_thing_name(&t.thing_name)
-                .with_attached(attached);
-            if let Some(type_name) = &t.thing_type_name {
+            context = context.with_thing_name(&t.name).with_attached(attached);
+            if let Some(type_name) = &t.type_name {
                 context = context.with_thing_type_name(type_name);
             }
             for (name, value) in &t.attributes {
