@@ -4,7 +4,8 @@
 //!
 //! Reading order: `settings`, `domain` (records and rules), `certs` (X.509),
 //! `service` (operations), `grpc` (the wire adapter). Storage and the change
-//! log are `herald_store`'s; thing groups and principals come from the registry.
+//! log are `herald_store`'s; thing groups and principals come from the
+//! registry, through `registry` (its gRPC client, in this service's types).
 //! `internal_pki` creates the certificates the services authenticate each
 //! other with (`config internal-pki`).
 
@@ -15,15 +16,13 @@ pub mod internal_pki;
 mod certs;
 mod domain;
 mod grpc;
+mod registry;
 mod service;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
-use herald_proto::{
-    FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer, error::AwsError,
-    registry::v1::registry_client::RegistryClient,
-};
+use herald_proto::{FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer, error::AwsError};
 use herald_runtime::{
     grpc::ServeOptions,
     internal_tls::{self, InternalTls},
@@ -34,7 +33,9 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{certs::Ca, domain::ConfigEvent, grpc::GrpcConfig, service::ConfigService};
+use crate::{
+    certs::Ca, domain::ConfigEvent, grpc::GrpcConfig, registry::Registry, service::ConfigService,
+};
 
 /// Serves the config service on `listener` until `shutdown` is cancelled; then
 /// stops reporting ready, drains in-flight calls within the grace period, and
@@ -62,7 +63,7 @@ pub async fn run(
     let (writer, log, writer_thread) =
         Writer::<ConfigEvent, AwsError>::start(store.clone(), "config-writer")
             .context("start the writer")?;
-    let registry = RegistryClient::new(
+    let registry = Registry::new(
         internal_tls::endpoint(&settings.registry_url, tls.as_ref())
             .context("read registry_url")?
             .connect_lazy(),
