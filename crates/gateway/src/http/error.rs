@@ -169,7 +169,11 @@ mod tests {
     fn the_table_gives_each_edge_error_its_status() {
         for (kind, status, code) in [
             (ErrorKind::BadRequest, 400, "BadRequestException"),
-            (ErrorKind::UnknownOperation, 400, "UnknownOperationException"),
+            (
+                ErrorKind::UnknownOperation,
+                400,
+                "UnknownOperationException",
+            ),
             (ErrorKind::RequestTimeout, 408, "RequestTimeoutException"),
             (
                 ErrorKind::RequestEntityTooLarge,
@@ -197,7 +201,11 @@ mod tests {
                 403,
                 "UnrecognizedClientException",
             ),
-            (ErrorKind::InvalidSignature, 403, "InvalidSignatureException"),
+            (
+                ErrorKind::InvalidSignature,
+                403,
+                "InvalidSignatureException",
+            ),
             (
                 ErrorKind::Aws(ErrorType::InternalFailure),
                 500,

@@ -198,7 +198,9 @@ pub(crate) fn header(headers: &HeaderMap, name: &str, member: &str) -> Result<St
         .get(name)
         .ok_or_else(|| ApiError::invalid(format!("{member} (header {name}) is required")))?;
     value.to_str().map(str::to_owned).map_err(|_| {
-        ApiError::invalid(format!("The {name} header must be visible ASCII characters"))
+        ApiError::invalid(format!(
+            "The {name} header must be visible ASCII characters"
+        ))
     })
 }
 
@@ -282,7 +284,10 @@ mod tests {
         assert!(!query.flag("b").unwrap());
         assert!(!query.flag("c").unwrap());
         assert!(!query.flag("absent").unwrap());
-        assert_eq!(refused(query.flag("d")), r#"d must be true or false, not "yes""#);
+        assert_eq!(
+            refused(query.flag("d")),
+            r#"d must be true or false, not "yes""#
+        );
         assert_eq!(query.integer("n").unwrap(), Some(-3));
         assert_eq!(query.integer("absent").unwrap(), None);
         assert_eq!(
@@ -302,7 +307,10 @@ mod tests {
         assert!(parse_body::<Input>(b"").unwrap().name.is_none());
         assert!(parse_body::<Input>(b" \r\n").unwrap().name.is_none());
         assert_eq!(
-            parse_body::<Input>(br#" {"name": "n"}"#).unwrap().name.as_deref(),
+            parse_body::<Input>(br#" {"name": "n"}"#)
+                .unwrap()
+                .name
+                .as_deref(),
             Some("n")
         );
         assert_eq!(

@@ -4,13 +4,16 @@
 //!
 //! - `error`: AWS-shaped error responses, and the table of every error type;
 //! - `extract`: an operation's input from the path, query, headers and body;
+//! - `output`: what the answers' JSON bodies share;
 //! - `sigv4`: request authentication;
-//! - `registry_api`, `config_api`: the operations, one handler each;
+//! - `registry_api`, `config_api`: the operations, one handler each, and
+//!   their outputs as typed structs;
 //! - `operations`: the model's operation table, to name an operation Herald
 //!   does not implement in a clear 4xx answer.
 
 mod error;
 mod extract;
+mod output;
 
 mod config_api;
 mod operations;
@@ -24,22 +27,22 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{
-    Json, Router,
+    Router,
     extract::State,
     middleware,
     response::{IntoResponse, Response},
     routing::post,
 };
 use herald_proto::{
-    error::ErrorType,
     config::v1::{self as config_pb, config_client::ConfigClient},
+    error::ErrorType,
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
 };
 use herald_runtime::internal_tls::{self, InternalTls};
-use serde_json::Value;
 use tonic::transport::Channel;
 
 pub(crate) use self::error::{ApiError, ErrorKind};
+use self::output::{ApiResult, empty};
 use crate::settings::{AccessKey, Settings};
 
 /// What every handler shares.
@@ -77,19 +80,6 @@ impl AppState {
             request_timeout: std::time::Duration::from_secs(settings.http.request_timeout_secs),
         })
     }
-}
-
-/// A handler's answer: a JSON body, or an AWS error.
-pub(crate) type ApiResult = Result<Response, ApiError>;
-
-/// A 200 answer with a JSON body.
-pub(crate) fn ok(body: Value) -> ApiResult {
-    Ok(Json(body).into_response())
-}
-
-/// An epoch-milliseconds timestamp as AWS's JSON bodies carry it: epoch seconds.
-pub(crate) fn seconds(ms: i64) -> Value {
-    Value::from(ms as f64 / 1000.0)
 }
 
 pub(crate) fn router(state: AppState) -> Router {
@@ -178,7 +168,7 @@ async fn reset(State(state): State<AppState>) -> ApiResult {
         .clone()
         .reset(config_pb::ResetRequest {})
         .await?;
-    ok(serde_json::json!({}))
+    empty()
 }
 
 #[cfg(test)]
