@@ -8,14 +8,17 @@
 //! - `sigv4`: request authentication;
 //! - `registry_api`, `config_api`: the operations, one handler each, and
 //!   their outputs as typed structs;
-//! - `operations`: the model's operation table, to name an operation Herald
-//!   does not implement in a clear 4xx answer.
+//! - `fallback`: the 4xx for a request no handler serves, naming the
+//!   operation Herald does not implement;
+//! - `operations`: the model's operation table, generated from botocore by
+//!   `cargo xtask gen-operations`.
 
 mod error;
 mod extract;
 mod output;
 
 mod config_api;
+mod fallback;
 mod operations;
 mod registry_api;
 mod serve;
@@ -89,7 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
     if state.test_mode {
         app = app.route("/_herald/reset", post(reset));
     }
-    app.fallback(operations::not_implemented)
+    app.fallback(fallback::not_implemented)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             sigv4::authenticate,

@@ -32,7 +32,7 @@ use super::{ApiError, AppState};
 pub(crate) fn routes() -> Router<AppState> {
     /// Every path answers a method it does not serve with the operations table's 4xx.
     fn route(methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        methods.fallback(super::operations::not_implemented)
+        methods.fallback(super::fallback::not_implemented)
     }
     Router::new()
         .route(

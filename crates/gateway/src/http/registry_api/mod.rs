@@ -28,12 +28,12 @@ use self::output::{
 };
 use super::extract::{Body, Path, Query, header, required};
 use super::output::{ApiResult, empty, ok};
-use super::{ApiError, AppState, operations};
+use super::{ApiError, AppState, fallback};
 
 pub(crate) fn routes() -> Router<AppState> {
     // Every served path names the operation of a method it does not serve.
     fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        route.fallback(operations::not_implemented)
+        route.fallback(fallback::not_implemented)
     }
     Router::new()
         .route("/things", served(get(list_things)))
@@ -547,7 +547,7 @@ async fn thing_group_put(
             let Body(body) = Body::from_request(request, &state).await?;
             update_thing_groups_for_thing(state, body).await
         }
-        _ => Ok(operations::not_implemented(request).await.into_response()),
+        _ => Ok(fallback::not_implemented(request).await.into_response()),
     }
 }
 
