@@ -10,13 +10,16 @@ usage: cargo xtask <command> [options]
 commands:
   dev [--data-dir DIR]   build the services, run them with logs prefixed by service,
                          stop them on Ctrl-C or SIGTERM (data in DIR/<service>, default .herald)
-  test                   cargo fmt --check, clippy -D warnings, nextest (or cargo test),
-                         then the end-to-end suites if there are any
+  test                   cargo fmt --check, gen-operations --check, clippy -D warnings,
+                         nextest (or cargo test), then the end-to-end suites if there are any
   e2e                    build the binaries and run the end-to-end suites
   bench [NAME [ARGS...]] build herald-bench in release mode and run bench NAME;
                          without NAME, list the benches
   fuzz [--secs N]        fuzz each target (policy, SigV4, MQTT) for N seconds (default 60)
                          (install it once: cargo install cargo-fuzz --locked)
+  gen-operations [--check]
+                         write the gateway's AWS IoT operation table from the installed
+                         botocore's model; with --check, fail if the committed one differs
   help                   print this message
 
 Each service reads HERALD_<SERVICE>__<SECTION>__<KEY> overrides from the environment,
@@ -30,6 +33,13 @@ pub(crate) enum Cmd {
     E2e,
     Bench(Bench),
     Fuzz(Fuzz),
+    GenOperations(GenOperations),
+}
+
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct GenOperations {
+    /// Compare with the committed file instead of writing it.
+    pub(crate) check: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -72,6 +82,7 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd> {
             Cmd::E2e
         }
         "fuzz" => Cmd::Fuzz(parse_fuzz(rest)?),
+        "gen-operations" => Cmd::GenOperations(parse_gen_operations(&rest)?),
         "bench" => {
             let mut rest = rest.into_iter();
             match rest.next() {
@@ -131,6 +142,17 @@ fn no_arguments(cmd: &str, rest: &[OsString]) -> Result<()> {
     Ok(())
 }
 
+fn parse_gen_operations(args: &[OsString]) -> Result<GenOperations> {
+    match args {
+        [] => Ok(GenOperations { check: false }),
+        [flag] if flag == "--check" => Ok(GenOperations { check: true }),
+        [arg, ..] => bail!(
+            "gen-operations: unknown argument {:?}; usage: cargo xtask gen-operations [--check]",
+            arg.to_string_lossy()
+        ),
+    }
+}
+
 fn parse_fuzz(args: Vec<OsString>) -> Result<Fuzz> {
     let mut secs = 60;
     let mut args = args.into_iter();
@@ -179,6 +201,14 @@ mod tests {
             })
         );
         assert_eq!(
+            parse_str(&["gen-operations"]).unwrap(),
+            Cmd::GenOperations(GenOperations { check: false })
+        );
+        assert_eq!(
+            parse_str(&["gen-operations", "--check"]).unwrap(),
+            Cmd::GenOperations(GenOperations { check: true })
+        );
+        assert_eq!(
             parse_str(&["bench"]).unwrap(),
             Cmd::Bench(Bench {
                 name: None,
@@ -202,6 +232,8 @@ mod tests {
             &["dev", "--port", "1"],
             &["test", "x"],
             &["bench", "--secs", "2"],
+            &["gen-operations", "--write"],
+            &["gen-operations", "--check", "--check"],
         ] {
             assert!(parse_str(args).is_err(), "{args:?} parsed");
         }

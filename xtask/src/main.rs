@@ -14,6 +14,7 @@ mod bench;
 mod dev;
 mod e2e;
 mod fuzz;
+mod gen_operations;
 mod services;
 mod test;
 mod util;
@@ -45,6 +46,7 @@ fn main() -> ExitCode {
         Cmd::E2e => e2e::run().map(|()| ExitCode::SUCCESS),
         Cmd::Bench(flags) => bench::run(&flags),
         Cmd::Fuzz(flags) => fuzz::run(&flags).map(|()| ExitCode::SUCCESS),
+        Cmd::GenOperations(flags) => gen_operations::run(&flags).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|err| {
         eprintln!("error: {err}");

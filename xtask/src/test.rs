@@ -2,12 +2,15 @@
 
 use crate::{
     e2e::{self, Build},
+    gen_operations,
     util::{self, Result},
 };
 
 pub(crate) fn run() -> Result<()> {
     let root = util::project_root();
     util::run(util::cargo(&root).args(["fmt", "--all", "--check"]))?;
+    eprintln!("$ cargo xtask gen-operations --check");
+    gen_operations::check(&root)?;
     util::run(util::cargo(&root).args([
         "clippy",
         "--workspace",

@@ -9,7 +9,7 @@
 //! - [`mqtt_decode`]: a byte stream decoded into MQTT packets by the
 //!   sessions' reader, MQTT 3.1.1 or 5.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, UNIX_EPOCH};
 
 use axum::{
     http::{HeaderMap, HeaderName, HeaderValue},
@@ -51,9 +51,8 @@ pub enum SigV4Verdict {
 
 /// Parses `data` leniently as an HTTP/1.1 request (request line, header
 /// lines up to an empty line, the rest is the body), then verifies its
-/// signature for the control plane (service `iot`) and for MQTT over
-/// WebSocket (service `iotdevicegateway`), and renders the refusal as the
-/// HTTP answer would. Returns the control plane's verdict. Header lines
+/// signature, header or presigned form, for the control plane (service
+/// `iot`), and renders the refusal as the HTTP answer would. Header lines
 /// that are not valid HTTP are skipped, as the HTTP server would refuse
 /// them before the verifier runs.
 pub fn sigv4_verdict(data: &[u8]) -> SigV4Verdict {
@@ -76,12 +75,12 @@ pub fn sigv4_verdict(data: &[u8]) -> SigV4Verdict {
         account_id: "123456789012".to_owned(),
     }];
     let now = UNIX_EPOCH + Duration::from_secs(SIGV4_NOW);
-    let verdict = |service: &str, now: SystemTime| match sigv4::verify(
+    match sigv4::verify(
         &parts,
         request.body,
         &keys,
         SIGV4_REGION,
-        service,
+        sigv4::CONTROL_PLANE_SERVICE,
         now,
     ) {
         Ok(principal) => SigV4Verdict::Accepted {
@@ -92,9 +91,7 @@ pub fn sigv4_verdict(data: &[u8]) -> SigV4Verdict {
             let _ = ApiError::from(err).into_response();
             SigV4Verdict::Refused { status, error_type }
         }
-    };
-    let _ = verdict(sigv4::MQTT_WSS_SERVICE, now);
-    verdict(sigv4::CONTROL_PLANE_SERVICE, now)
+    }
 }
 
 /// A request as [`sigv4_verdict`] reads it.

@@ -4,15 +4,21 @@
 //!
 //! - `error`: AWS-shaped error responses, and the table of every error type;
 //! - `extract`: an operation's input from the path, query, headers and body;
+//! - `output`: what the answers' JSON bodies share;
 //! - `sigv4`: request authentication;
-//! - `registry_api`, `config_api`: the operations, one handler each;
-//! - `operations`: the model's operation table, to name an operation Herald
-//!   does not implement in a clear 4xx answer.
+//! - `registry_api`, `config_api`: the operations, one handler each, and
+//!   their outputs as typed structs;
+//! - `fallback`: the 4xx for a request no handler serves, naming the
+//!   operation Herald does not implement;
+//! - `operations`: the model's operation table, generated from botocore by
+//!   `cargo xtask gen-operations`.
 
 mod error;
 mod extract;
+mod output;
 
 mod config_api;
+mod fallback;
 mod operations;
 mod registry_api;
 mod serve;
@@ -24,7 +30,7 @@ use std::sync::Arc;
 
 use anyhow::Context as _;
 use axum::{
-    Json, Router,
+    Router,
     extract::State,
     middleware,
     response::{IntoResponse, Response},
@@ -36,10 +42,10 @@ use herald_proto::{
     registry::v1::{self as registry_pb, registry_client::RegistryClient},
 };
 use herald_runtime::internal_tls::{self, InternalTls};
-use serde_json::Value;
 use tonic::transport::Channel;
 
 pub(crate) use self::error::{ApiError, ErrorKind};
+use self::output::{ApiResult, empty};
 use crate::settings::{AccessKey, Settings};
 
 /// What every handler shares.
@@ -79,19 +85,6 @@ impl AppState {
     }
 }
 
-/// A handler's answer: a JSON body, or an AWS error.
-pub(crate) type ApiResult = Result<Response, ApiError>;
-
-/// A 200 answer with a JSON body.
-pub(crate) fn ok(body: Value) -> ApiResult {
-    Ok(Json(body).into_response())
-}
-
-/// An epoch-milliseconds timestamp as AWS's JSON bodies carry it: epoch seconds.
-pub(crate) fn seconds(ms: i64) -> Value {
-    Value::from(ms as f64 / 1000.0)
-}
-
 pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(registry_api::routes())
@@ -99,7 +92,7 @@ pub(crate) fn router(state: AppState) -> Router {
     if state.test_mode {
         app = app.route("/_herald/reset", post(reset));
     }
-    app.fallback(operations::not_implemented)
+    app.fallback(fallback::not_implemented)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             sigv4::authenticate,
@@ -178,7 +171,7 @@ async fn reset(State(state): State<AppState>) -> ApiResult {
         .clone()
         .reset(config_pb::ResetRequest {})
         .await?;
-    ok(serde_json::json!({}))
+    empty()
 }
 
 #[cfg(test)]

@@ -7,6 +7,8 @@
 //! seconds; absent optional members omitted; `nextToken` only when there is a
 //! next page). A malformed input is an `InvalidRequestException`.
 
+mod output;
+
 use std::collections::HashMap;
 
 use axum::{
@@ -18,15 +20,20 @@ use axum::{
 };
 use herald_proto::registry::v1 as pb;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 
+use self::output::{
+    CreateThingGroupOutput, CreateThingOutput, CreateThingTypeOutput, DescribeThingGroupOutput,
+    DescribeThingOutput, ListThingPrincipalsOutput, ListThingTypesOutput, ListThingsOutput,
+    ThingGroupsOutput, ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
+};
 use super::extract::{Body, Path, Query, header, required};
-use super::{ApiError, ApiResult, AppState, ok, operations, seconds};
+use super::output::{ApiResult, empty, ok};
+use super::{ApiError, AppState, fallback};
 
 pub(crate) fn routes() -> Router<AppState> {
     // Every served path names the operation of a method it does not serve.
     fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        route.fallback(operations::not_implemented)
+        route.fallback(fallback::not_implemented)
     }
     Router::new()
         .route("/things", served(get(list_things)))
@@ -94,34 +101,6 @@ fn page(query: &Query) -> Result<Option<pb::Page>, ApiError> {
     }))
 }
 
-// ---------------------------------------------------------------- output helpers
-
-/// `{}`: the answer of operations without output members.
-fn empty() -> ApiResult {
-    ok(json!({}))
-}
-
-/// A list answer: `items` under `key`, and `nextToken` when there is a next page.
-fn page_of(key: &str, items: Vec<Value>, next_token: String) -> ApiResult {
-    let mut body = Map::new();
-    body.insert(key.to_owned(), Value::Array(items));
-    if !next_token.is_empty() {
-        body.insert("nextToken".to_owned(), next_token.into());
-    }
-    ok(Value::Object(body))
-}
-
-/// Sets `key` when `value` is present.
-fn put_opt(body: &mut Value, key: &str, value: Option<impl Into<Value>>) {
-    if let Some(value) = value {
-        body[key] = value.into();
-    }
-}
-
-fn group_name_and_arn(group: pb::GroupNameAndArn) -> Value {
-    json!({ "groupName": group.group_name, "groupArn": group.group_arn })
-}
-
 // ---------------------------------------------------------------- common inputs
 
 #[derive(Deserialize, Default)]
@@ -184,11 +163,7 @@ async fn create_thing(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "thingName": created.thing_name,
-        "thingArn": created.thing_arn,
-        "thingId": created.thing_id,
-    }))
+    ok(CreateThingOutput::from(created))
 }
 
 /// DescribeThing: `GET /things/{thingName}`.
@@ -202,17 +177,7 @@ async fn describe_thing(
         .describe_thing(pb::DescribeThingRequest { thing_name })
         .await?
         .into_inner();
-    let mut body = json!({
-        "defaultClientId": thing.default_client_id,
-        "thingName": thing.thing_name,
-        "thingId": thing.thing_id,
-        "thingArn": thing.thing_arn,
-        "attributes": thing.attributes,
-        "version": thing.version,
-    });
-    put_opt(&mut body, "thingTypeName", thing.thing_type_name);
-    put_opt(&mut body, "billingGroupName", thing.billing_group_name);
-    ok(body)
+    ok(DescribeThingOutput::from(thing))
 }
 
 #[derive(Deserialize, Default)]
@@ -275,21 +240,7 @@ async fn list_things(State(state): State<AppState>, query: Query) -> ApiResult {
         })
         .await?
         .into_inner();
-    let things = listed
-        .things
-        .into_iter()
-        .map(|thing| {
-            let mut item = json!({
-                "thingName": thing.thing_name,
-                "thingArn": thing.thing_arn,
-                "attributes": thing.attributes,
-                "version": thing.version,
-            });
-            put_opt(&mut item, "thingTypeName", thing.thing_type_name);
-            item
-        })
-        .collect();
-    page_of("things", things, listed.next_token)
+    ok(ListThingsOutput::from(listed))
 }
 
 // ---------------------------------------------------------------- thing types
@@ -338,55 +289,6 @@ impl From<ThingTypeProperties> for pb::ThingTypeProperties {
     }
 }
 
-/// A thing type as DescribeThingType answers it, and, without `thingTypeId`,
-/// as ListThingTypes lists it.
-fn thing_type_json(thing_type: pb::ThingType, with_id: bool) -> Value {
-    let properties = thing_type.thing_type_properties.unwrap_or_default();
-    let mut properties_json = json!({ "searchableAttributes": properties.searchable_attributes });
-    put_opt(
-        &mut properties_json,
-        "thingTypeDescription",
-        properties.thing_type_description,
-    );
-    if let Some(mqtt5) = properties.mqtt5_configuration {
-        let attributes: Vec<Value> = mqtt5
-            .propagating_attributes
-            .into_iter()
-            .map(|attribute| {
-                let mut item = json!({ "userPropertyKey": attribute.user_property_key });
-                put_opt(&mut item, "thingAttribute", attribute.thing_attribute);
-                put_opt(
-                    &mut item,
-                    "connectionAttribute",
-                    attribute.connection_attribute,
-                );
-                item
-            })
-            .collect();
-        properties_json["mqtt5Configuration"] = json!({ "propagatingAttributes": attributes });
-    }
-    let metadata = thing_type.thing_type_metadata.unwrap_or_default();
-    let mut metadata_json = json!({
-        "deprecated": metadata.deprecated,
-        "creationDate": seconds(metadata.creation_date_ms),
-    });
-    put_opt(
-        &mut metadata_json,
-        "deprecationDate",
-        metadata.deprecation_date_ms.map(seconds),
-    );
-    let mut body = json!({
-        "thingTypeName": thing_type.thing_type_name,
-        "thingTypeArn": thing_type.thing_type_arn,
-        "thingTypeProperties": properties_json,
-        "thingTypeMetadata": metadata_json,
-    });
-    if with_id {
-        body["thingTypeId"] = thing_type.thing_type_id.into();
-    }
-    body
-}
-
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct CreateThingType {
@@ -410,11 +312,7 @@ async fn create_thing_type(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "thingTypeName": created.thing_type_name,
-        "thingTypeArn": created.thing_type_arn,
-        "thingTypeId": created.thing_type_id,
-    }))
+    ok(CreateThingTypeOutput::from(created))
 }
 
 /// DescribeThingType: `GET /thing-types/{thingTypeName}`.
@@ -428,7 +326,7 @@ async fn describe_thing_type(
         .describe_thing_type(pb::DescribeThingTypeRequest { thing_type_name })
         .await?
         .into_inner();
-    ok(thing_type_json(thing_type, true))
+    ok(ThingTypeOutput::described(thing_type))
 }
 
 #[derive(Deserialize, Default)]
@@ -501,12 +399,7 @@ async fn list_thing_types(State(state): State<AppState>, query: Query) -> ApiRes
         })
         .await?
         .into_inner();
-    let thing_types = listed
-        .thing_types
-        .into_iter()
-        .map(|thing_type| thing_type_json(thing_type, false))
-        .collect();
-    page_of("thingTypes", thing_types, listed.next_token)
+    ok(ListThingTypesOutput::from(listed))
 }
 
 // ---------------------------------------------------------------- thing groups
@@ -552,11 +445,7 @@ async fn create_thing_group(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "thingGroupName": created.thing_group_name,
-        "thingGroupArn": created.thing_group_arn,
-        "thingGroupId": created.thing_group_id,
-    }))
+    ok(CreateThingGroupOutput::from(created))
 }
 
 /// DescribeThingGroup: `GET /thing-groups/{thingGroupName}`.
@@ -570,40 +459,7 @@ async fn describe_thing_group(
         .describe_thing_group(pb::DescribeThingGroupRequest { thing_group_name })
         .await?
         .into_inner();
-    let properties = group.thing_group_properties.unwrap_or_default();
-    let attributes = properties
-        .attribute_payload
-        .map(|payload| payload.attributes)
-        .unwrap_or_default();
-    let mut properties_json = json!({ "attributePayload": { "attributes": attributes } });
-    put_opt(
-        &mut properties_json,
-        "thingGroupDescription",
-        properties.thing_group_description,
-    );
-    let metadata = group.thing_group_metadata.unwrap_or_default();
-    let root_to_parent: Vec<Value> = metadata
-        .root_to_parent_thing_groups
-        .into_iter()
-        .map(group_name_and_arn)
-        .collect();
-    let mut metadata_json = json!({
-        "rootToParentThingGroups": root_to_parent,
-        "creationDate": seconds(metadata.creation_date_ms),
-    });
-    put_opt(
-        &mut metadata_json,
-        "parentGroupName",
-        metadata.parent_group_name,
-    );
-    ok(json!({
-        "thingGroupName": group.thing_group_name,
-        "thingGroupId": group.thing_group_id,
-        "thingGroupArn": group.thing_group_arn,
-        "version": group.version,
-        "thingGroupProperties": properties_json,
-        "thingGroupMetadata": metadata_json,
-    }))
+    ok(DescribeThingGroupOutput::from(group))
 }
 
 #[derive(Deserialize, Default)]
@@ -630,7 +486,7 @@ async fn update_thing_group(
         })
         .await?
         .into_inner();
-    ok(json!({ "version": updated.version }))
+    ok(UpdateThingGroupOutput::from(updated))
 }
 
 /// DeleteThingGroup: `DELETE /thing-groups/{thingGroupName}?expectedVersion=`.
@@ -663,12 +519,10 @@ async fn list_thing_groups(State(state): State<AppState>, query: Query) -> ApiRe
         })
         .await?
         .into_inner();
-    let groups = listed
-        .thing_groups
-        .into_iter()
-        .map(group_name_and_arn)
-        .collect();
-    page_of("thingGroups", groups, listed.next_token)
+    ok(ThingGroupsOutput::new(
+        listed.thing_groups,
+        listed.next_token,
+    ))
 }
 
 // ---------------------------------------------------------------- membership
@@ -693,7 +547,7 @@ async fn thing_group_put(
             let Body(body) = Body::from_request(request, &state).await?;
             update_thing_groups_for_thing(state, body).await
         }
-        _ => Ok(operations::not_implemented(request).await.into_response()),
+        _ => Ok(fallback::not_implemented(request).await.into_response()),
     }
 }
 
@@ -782,8 +636,7 @@ async fn list_things_in_thing_group(
         })
         .await?
         .into_inner();
-    let things = listed.things.into_iter().map(Value::from).collect();
-    page_of("things", things, listed.next_token)
+    ok(ThingNamesOutput::new(listed.things, listed.next_token))
 }
 
 /// ListThingGroupsForThing: `GET /things/{thingName}/thing-groups`.
@@ -801,12 +654,10 @@ async fn list_thing_groups_for_thing(
         })
         .await?
         .into_inner();
-    let groups = listed
-        .thing_groups
-        .into_iter()
-        .map(group_name_and_arn)
-        .collect();
-    page_of("thingGroups", groups, listed.next_token)
+    ok(ThingGroupsOutput::new(
+        listed.thing_groups,
+        listed.next_token,
+    ))
 }
 
 // ---------------------------------------------------------------- principals
@@ -878,8 +729,7 @@ async fn list_thing_principals(
         })
         .await?
         .into_inner();
-    let principals = listed.principals.into_iter().map(Value::from).collect();
-    page_of("principals", principals, listed.next_token)
+    ok(ListThingPrincipalsOutput::from(listed))
 }
 
 /// ListPrincipalThings: `GET /principals/things`, the principal in
@@ -899,6 +749,5 @@ async fn list_principal_things(
         })
         .await?
         .into_inner();
-    let things = listed.things.into_iter().map(Value::from).collect();
-    page_of("things", things, listed.next_token)
+    ok(ThingNamesOutput::new(listed.things, listed.next_token))
 }

@@ -5,6 +5,8 @@
 //! query string, header or JSON body member), calls the config service, and
 //! answers with the model's output shape. Timestamps leave as epoch seconds.
 
+mod output;
+
 use std::collections::HashMap;
 
 use axum::{
@@ -15,15 +17,22 @@ use axum::{
 };
 use herald_proto::config::v1 as pb;
 use serde::Deserialize;
-use serde_json::{Map, Value, json};
 
+use self::output::{
+    CreateCertificateFromCsrOutput, CreateKeysAndCertificateOutput, CreatePolicyOutput,
+    CreatePolicyVersionOutput, DescribeCertificateOutput, DescribeEventConfigurationsOutput,
+    GetEffectivePoliciesOutput, GetPolicyOutput, GetPolicyVersionOutput, ListCertificatesOutput,
+    ListPolicyPrincipalsOutput, ListPolicyVersionsOutput, ListTargetsForPolicyOutput,
+    PoliciesOutput, RegisterCertificateOutput, TestAuthorizationOutput,
+};
 use super::extract::{Body, Path, Query, header, required};
-use super::{ApiError, ApiResult, AppState, ok, seconds};
+use super::output::{ApiResult, empty, ok};
+use super::{ApiError, AppState};
 
 pub(crate) fn routes() -> Router<AppState> {
     /// Every path answers a method it does not serve with the operations table's 4xx.
     fn route(methods: MethodRouter<AppState>) -> MethodRouter<AppState> {
-        methods.fallback(super::operations::not_implemented)
+        methods.fallback(super::fallback::not_implemented)
     }
     Router::new()
         .route(
@@ -90,16 +99,6 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/policy-principals", route(get(list_policy_principals)))
 }
 
-// ---------------------------------------------------------------- output helpers
-
-/// A paged listing's `nextMarker`, left out on the last page.
-fn with_marker(mut body: Value, next_marker: String) -> Value {
-    if !next_marker.is_empty() {
-        body["nextMarker"] = next_marker.into();
-    }
-    body
-}
-
 // ---------------------------------------------------------------- certificate status
 
 /// AWS's CertificateStatus name to the wire enum; an unknown name is an
@@ -120,14 +119,6 @@ fn status_from_name(name: &str, member: &str) -> Result<pb::CertificateStatus, A
             )));
         }
     })
-}
-
-/// The wire enum to AWS's CertificateStatus name.
-fn status_name(status: i32) -> Value {
-    match pb::CertificateStatus::try_from(status) {
-        Ok(pb::CertificateStatus::Unspecified) | Err(_) => Value::Null,
-        Ok(s) => s.as_str_name().into(),
-    }
 }
 
 // ---------------------------------------------------------------- event configurations
@@ -161,7 +152,7 @@ async fn update_event_configurations(
                 .collect(),
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 /// DescribeEventConfigurations: `GET /event-configurations`.
@@ -172,16 +163,7 @@ async fn describe_event_configurations(State(state): State<AppState>) -> ApiResu
         .describe_event_configurations(pb::DescribeEventConfigurationsRequest {})
         .await?
         .into_inner();
-    let configurations: Map<String, Value> = described
-        .enabled
-        .into_iter()
-        .map(|(k, enabled)| (k, json!({ "Enabled": enabled })))
-        .collect();
-    ok(json!({
-        "eventConfigurations": configurations,
-        "creationDate": seconds(described.creation_date_ms),
-        "lastModifiedDate": seconds(described.last_modified_date_ms),
-    }))
+    ok(DescribeEventConfigurationsOutput::from(described))
 }
 
 // ---------------------------------------------------------------- policies
@@ -224,12 +206,7 @@ async fn create_policy(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "policyName": created.policy_name,
-        "policyArn": created.policy_arn,
-        "policyDocument": created.policy_document,
-        "policyVersionId": created.policy_version_id,
-    }))
+    ok(CreatePolicyOutput::from(created))
 }
 
 /// GetPolicy: `GET /policies/{policyName}`.
@@ -240,22 +217,7 @@ async fn get_policy(State(state): State<AppState>, Path(policy_name): Path<Strin
         .get_policy(pb::GetPolicyRequest { policy_name })
         .await?
         .into_inner();
-    ok(json!({
-        "policyName": policy.policy_name,
-        "policyArn": policy.policy_arn,
-        "policyDocument": policy.policy_document,
-        "defaultVersionId": policy.default_version_id,
-        "creationDate": seconds(policy.creation_date_ms),
-        "lastModifiedDate": seconds(policy.last_modified_date_ms),
-        "generationId": policy.generation_id,
-    }))
-}
-
-fn policy_summaries(policies: Vec<pb::PolicySummary>) -> Value {
-    policies
-        .into_iter()
-        .map(|p| json!({ "policyName": p.policy_name, "policyArn": p.policy_arn }))
-        .collect()
+    ok(GetPolicyOutput::from(policy))
 }
 
 /// ListPolicies: `GET /policies?marker&pageSize&isAscendingOrder`.
@@ -271,10 +233,7 @@ async fn list_policies(State(state): State<AppState>, query: Query) -> ApiResult
         })
         .await?
         .into_inner();
-    ok(with_marker(
-        json!({ "policies": policy_summaries(listed.policies) }),
-        listed.next_marker,
-    ))
+    ok(PoliciesOutput::new(listed.policies, listed.next_marker))
 }
 
 /// DeletePolicy: `DELETE /policies/{policyName}`.
@@ -287,7 +246,7 @@ async fn delete_policy(
         .clone()
         .delete_policy(pb::DeletePolicyRequest { policy_name })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 #[derive(Deserialize, Default)]
@@ -313,12 +272,7 @@ async fn create_policy_version(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "policyArn": created.policy_arn,
-        "policyDocument": created.policy_document,
-        "policyVersionId": created.policy_version_id,
-        "isDefaultVersion": created.is_default_version,
-    }))
+    ok(CreatePolicyVersionOutput::from(created))
 }
 
 /// GetPolicyVersion: `GET /policies/{policyName}/version/{policyVersionId}`.
@@ -335,16 +289,7 @@ async fn get_policy_version(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "policyArn": version.policy_arn,
-        "policyName": version.policy_name,
-        "policyDocument": version.policy_document,
-        "policyVersionId": version.policy_version_id,
-        "isDefaultVersion": version.is_default_version,
-        "creationDate": seconds(version.creation_date_ms),
-        "lastModifiedDate": seconds(version.last_modified_date_ms),
-        "generationId": version.generation_id,
-    }))
+    ok(GetPolicyVersionOutput::from(version))
 }
 
 /// ListPolicyVersions: `GET /policies/{policyName}/version`.
@@ -358,18 +303,7 @@ async fn list_policy_versions(
         .list_policy_versions(pb::ListPolicyVersionsRequest { policy_name })
         .await?
         .into_inner();
-    let versions: Vec<Value> = listed
-        .policy_versions
-        .into_iter()
-        .map(|v| {
-            json!({
-                "versionId": v.version_id,
-                "isDefaultVersion": v.is_default_version,
-                "createDate": seconds(v.create_date_ms),
-            })
-        })
-        .collect();
-    ok(json!({ "policyVersions": versions }))
+    ok(ListPolicyVersionsOutput::from(listed))
 }
 
 /// SetDefaultPolicyVersion: `PATCH /policies/{policyName}/version/{policyVersionId}`.
@@ -385,7 +319,7 @@ async fn set_default_policy_version(
             policy_version_id,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 /// DeletePolicyVersion: `DELETE /policies/{policyName}/version/{policyVersionId}`.
@@ -401,7 +335,7 @@ async fn delete_policy_version(
             policy_version_id,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 // ---------------------------------------------------------------- certificates
@@ -416,16 +350,7 @@ async fn create_keys_and_certificate(State(state): State<AppState>, query: Query
         })
         .await?
         .into_inner();
-    let key_pair = created.key_pair.unwrap_or_default();
-    ok(json!({
-        "certificateArn": created.certificate_arn,
-        "certificateId": created.certificate_id,
-        "certificatePem": created.certificate_pem,
-        "keyPair": {
-            "PublicKey": key_pair.public_key,
-            "PrivateKey": key_pair.private_key,
-        },
-    }))
+    ok(CreateKeysAndCertificateOutput::from(created))
 }
 
 #[derive(Deserialize, Default)]
@@ -452,11 +377,7 @@ async fn create_certificate_from_csr(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "certificateArn": created.certificate_arn,
-        "certificateId": created.certificate_id,
-        "certificatePem": created.certificate_pem,
-    }))
+    ok(CreateCertificateFromCsrOutput::from(created))
 }
 
 #[derive(Deserialize, Default)]
@@ -495,10 +416,7 @@ async fn register_certificate(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "certificateArn": registered.certificate_arn,
-        "certificateId": registered.certificate_id,
-    }))
+    ok(RegisterCertificateOutput::from(registered))
 }
 
 #[derive(Deserialize, Default)]
@@ -526,10 +444,7 @@ async fn register_certificate_without_ca(
         })
         .await?
         .into_inner();
-    ok(json!({
-        "certificateArn": registered.certificate_arn,
-        "certificateId": registered.certificate_id,
-    }))
+    ok(RegisterCertificateOutput::from(registered))
 }
 
 /// UpdateCertificate: `PUT /certificates/{certificateId}?newStatus`.
@@ -547,7 +462,7 @@ async fn update_certificate(
             new_status: status_from_name(&new_status, "newStatus")? as i32,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 /// DescribeCertificate: `GET /certificates/{certificateId}`.
@@ -561,26 +476,7 @@ async fn describe_certificate(
         .describe_certificate(pb::DescribeCertificateRequest { certificate_id })
         .await?
         .into_inner();
-    let mut description = json!({
-        "certificateArn": c.certificate_arn,
-        "certificateId": c.certificate_id,
-        "status": status_name(c.status),
-        "certificatePem": c.certificate_pem,
-        "ownedBy": c.owned_by,
-        "creationDate": seconds(c.creation_date_ms),
-        "lastModifiedDate": seconds(c.last_modified_date_ms),
-        "customerVersion": c.customer_version,
-        "generationId": c.generation_id,
-        "validity": {
-            "notBefore": seconds(c.not_before_ms),
-            "notAfter": seconds(c.not_after_ms),
-        },
-        "certificateMode": c.certificate_mode,
-    });
-    if let Some(ca) = c.ca_certificate_id {
-        description["caCertificateId"] = ca.into();
-    }
-    ok(json!({ "certificateDescription": description }))
+    ok(DescribeCertificateOutput::from(c))
 }
 
 /// ListCertificates: `GET /certificates?pageSize&marker&isAscendingOrder`.
@@ -596,23 +492,7 @@ async fn list_certificates(State(state): State<AppState>, query: Query) -> ApiRe
         })
         .await?
         .into_inner();
-    let certificates: Vec<Value> = listed
-        .certificates
-        .into_iter()
-        .map(|c| {
-            json!({
-                "certificateArn": c.certificate_arn,
-                "certificateId": c.certificate_id,
-                "status": status_name(c.status),
-                "certificateMode": c.certificate_mode,
-                "creationDate": seconds(c.creation_date_ms),
-            })
-        })
-        .collect();
-    ok(with_marker(
-        json!({ "certificates": certificates }),
-        listed.next_marker,
-    ))
+    ok(ListCertificatesOutput::from(listed))
 }
 
 /// DeleteCertificate: `DELETE /certificates/{certificateId}?forceDelete`.
@@ -629,7 +509,7 @@ async fn delete_certificate(
             force_delete: query.flag("forceDelete")?,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 // ---------------------------------------------------------------- attachments
@@ -689,7 +569,7 @@ async fn attach(state: AppState, policy_name: String, target: String) -> ApiResu
             target,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 async fn detach(state: AppState, policy_name: String, target: String) -> ApiResult {
@@ -701,7 +581,7 @@ async fn detach(state: AppState, policy_name: String, target: String) -> ApiResu
             target,
         })
         .await?;
-    ok(json!({}))
+    empty()
 }
 
 /// ListAttachedPolicies: `POST /attached-policies/{target}?recursive&marker&pageSize`;
@@ -723,10 +603,7 @@ async fn list_attached_policies(
         })
         .await?
         .into_inner();
-    ok(with_marker(
-        json!({ "policies": policy_summaries(listed.policies) }),
-        listed.next_marker,
-    ))
+    ok(PoliciesOutput::new(listed.policies, listed.next_marker))
 }
 
 /// ListPrincipalPolicies (deprecated): `GET /principal-policies` with the
@@ -751,10 +628,7 @@ async fn list_principal_policies(
         })
         .await?
         .into_inner();
-    ok(with_marker(
-        json!({ "policies": policy_summaries(listed.policies) }),
-        listed.next_marker,
-    ))
+    ok(PoliciesOutput::new(listed.policies, listed.next_marker))
 }
 
 /// ListTargetsForPolicy: `POST /policy-targets/{policyName}?marker&pageSize`.
@@ -774,10 +648,7 @@ async fn list_targets_for_policy(
         })
         .await?
         .into_inner();
-    ok(with_marker(
-        json!({ "targets": listed.targets }),
-        listed.next_marker,
-    ))
+    ok(ListTargetsForPolicyOutput::from(listed))
 }
 
 /// ListPolicyPrincipals (deprecated): `GET /policy-principals` with the policy
@@ -806,8 +677,8 @@ async fn list_policy_principals(
         .into_iter()
         .filter(|t| !t.contains(":thinggroup/"))
         .collect();
-    ok(with_marker(
-        json!({ "principals": principals }),
+    ok(ListPolicyPrincipalsOutput::new(
+        principals,
         listed.next_marker,
     ))
 }
@@ -845,18 +716,7 @@ async fn get_effective_policies(
         })
         .await?
         .into_inner();
-    let policies: Vec<Value> = effective
-        .effective_policies
-        .into_iter()
-        .map(|p| {
-            json!({
-                "policyName": p.policy_name,
-                "policyArn": p.policy_arn,
-                "policyDocument": p.policy_document,
-            })
-        })
-        .collect();
-    ok(json!({ "effectivePolicies": policies }))
+    ok(GetEffectivePoliciesOutput::from(effective))
 }
 
 #[derive(Deserialize, Default)]
@@ -874,14 +734,6 @@ struct TestAuthorization {
     auth_infos: Option<Vec<AuthInfo>>,
     policy_names_to_add: Vec<String>,
     policy_names_to_skip: Vec<String>,
-}
-
-fn policy_refs(policies: Vec<pb::PolicyRef>) -> Value {
-    let policies: Vec<Value> = policies
-        .into_iter()
-        .map(|p| json!({ "policyName": p.policy_name, "policyArn": p.policy_arn }))
-        .collect();
-    json!({ "policies": policies })
 }
 
 /// TestAuthorization: `POST /test-authorization?clientId`.
@@ -912,26 +764,5 @@ async fn test_authorization(
         })
         .await?
         .into_inner();
-    let results: Vec<Value> = tested
-        .auth_results
-        .into_iter()
-        .map(|r| {
-            let info = r.auth_info.unwrap_or_default();
-            let mut auth_info = json!({ "resources": info.resources });
-            if !info.action_type.is_empty() {
-                auth_info["actionType"] = info.action_type.into();
-            }
-            json!({
-                "authInfo": auth_info,
-                "allowed": policy_refs(r.allowed),
-                "denied": {
-                    "implicitDeny": policy_refs(r.implicit_deny),
-                    "explicitDeny": policy_refs(r.explicit_deny),
-                },
-                "authDecision": r.auth_decision,
-                "missingContextValues": r.missing_context_values,
-            })
-        })
-        .collect();
-    ok(json!({ "authResults": results }))
+    ok(TestAuthorizationOutput::from(tested))
 }

@@ -1,0 +1,161 @@
+//! The times of SigV4: `X-Amz-Date`'s `yyyymmddTHHMMSSZ` to epoch seconds
+//! and back (proleptic Gregorian, UTC).
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+pub(super) fn epoch_seconds(time: SystemTime) -> i64 {
+    match time.duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
+        Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
+    }
+}
+
+/// `yyyymmddTHHMMSSZ` to epoch seconds. Reads bytes only: the text comes
+/// from the request and may hold anything (a multi-byte character where a
+/// digit should be is simply not a date).
+pub(super) fn parse_amz_date(text: &str) -> Option<i64> {
+    let bytes = text.as_bytes();
+    let [
+        y0,
+        y1,
+        y2,
+        y3,
+        mo0,
+        mo1,
+        d0,
+        d1,
+        b'T',
+        h0,
+        h1,
+        mi0,
+        mi1,
+        s0,
+        s1,
+        b'Z',
+    ] = *bytes
+    else {
+        return None;
+    };
+    let number = |digits: &[u8]| -> Option<i64> {
+        digits.iter().try_fold(0i64, |acc, &b| {
+            b.is_ascii_digit().then(|| acc * 10 + i64::from(b - b'0'))
+        })
+    };
+    let (year, month, day) = (
+        number(&[y0, y1, y2, y3])?,
+        number(&[mo0, mo1])?,
+        number(&[d0, d1])?,
+    );
+    let (hour, minute, second) = (number(&[h0, h1])?, number(&[mi0, mi1])?, number(&[s0, s1])?);
+    let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
+    let month_days = match month {
+        1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
+        4 | 6 | 9 | 11 => 30,
+        2 if leap => 29,
+        2 => 28,
+        _ => return None,
+    };
+    if day < 1 || day > month_days || hour > 23 || minute > 59 || second > 59 {
+        return None;
+    }
+    Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
+}
+
+/// Epoch seconds to `yyyymmddTHHMMSSZ`.
+pub(super) fn format_amz_date(epoch: i64) -> String {
+    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60
+    )
+}
+
+/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
+fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
+    let year = if month <= 2 { year - 1 } else { year };
+    let era = year.div_euclid(400);
+    let year_of_era = year - era * 400;
+    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
+    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
+    era * 146_097 + day_of_era - 719_468
+}
+
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let days = days + 719_468;
+    let era = days.div_euclid(146_097);
+    let day_of_era = days - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::http::sigv4::testing::{DATE, at};
+
+    #[test]
+    fn parse_amz_date_takes_any_text() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20240517T093000Z"), Some(1_715_938_200));
+        for text in [
+            "",
+            "é",
+            "201é517T093000Z",
+            "2024é517T093000Z",
+            "20240517T0930é0Z",
+            "20240517T093000é",
+            "2024051éT093000Z",
+            "\u{10FFFF}0240517T09300Z",
+            "20240517t093000z",
+            "+2024051T093000Z",
+            "2024-5-1T093000Z",
+            "20241317T093000Z",
+            "20240230T093000Z",
+            "20240517T246000Z",
+        ] {
+            assert_eq!(parse_amz_date(text), None, "{text:?}");
+        }
+        // Every character in every position of a valid date.
+        let valid: Vec<char> = "20240517T093000Z".chars().collect();
+        for at in 0..valid.len() {
+            for c in ['é', '\u{FFFD}', '\u{10FFFF}', '\0', ' ', '9'] {
+                let mut text = valid.clone();
+                text[at] = c;
+                let text: String = text.into_iter().collect();
+                let _ = parse_amz_date(&text);
+            }
+        }
+    }
+
+    #[test]
+    fn dates_round_trip() {
+        assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));
+        assert_eq!(parse_amz_date("20150830T123600Z"), Some(1_440_938_160));
+        assert_eq!(parse_amz_date("20240229T235959Z"), Some(1_709_251_199));
+        assert_eq!(parse_amz_date("20230229T000000Z"), None);
+        assert_eq!(parse_amz_date("20240517T243000Z"), None);
+        assert_eq!(parse_amz_date("20240517T093000"), None);
+        for date in [
+            "20150830T123600Z",
+            DATE,
+            "20000229T120000Z",
+            "21001231T235959Z",
+        ] {
+            assert_eq!(format_amz_date(parse_amz_date(date).unwrap()), date);
+        }
+        assert_eq!(epoch_seconds(at(DATE, 0)), parse_amz_date(DATE).unwrap());
+    }
+}
