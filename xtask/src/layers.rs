@@ -24,7 +24,7 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["config_cache"],
     &["events"],
     &["http", "mqtt"],
-    &["fuzzing"],
+    &["fuzzing", "testing"],
 ];
 
 /// Code of a file without comments and without its test modules.

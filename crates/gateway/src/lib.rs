@@ -15,28 +15,30 @@
 mod settings;
 
 mod backoff;
-pub mod bus;
-pub mod config_cache;
-pub mod events;
+mod bus;
+mod config_cache;
+mod events;
 pub mod fuzzing;
 mod http;
-pub mod limits;
-pub mod mqtt;
+mod limits;
+mod mqtt;
+pub mod testing;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
+pub use limits::raise_nofile_limit;
 pub use settings::{
     AccessKey, DEV_ACCESS_KEY_ID, DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME,
     DEV_SECRET_ACCESS_KEY, ENV_PREFIX, HttpSettings, MqttSettings, MqttUser, Settings,
 };
 use std::sync::Arc;
 
+use bus::Bus;
 use config_cache::ConfigCache;
 use events::EventPump;
 use herald_proto::config::v1::config_client::ConfigClient;
 use mqtt::{
-    bus::Bus,
     lifecycle::VersionCounter,
     persist::SessionStore,
     retained::{RetainedLimits, RetainedStore},

@@ -31,14 +31,14 @@ use tokio_util::sync::CancellationToken;
 
 /// Descriptors kept out of every listener's reach: gRPC channels to the
 /// registry and the config service, sled's files, logs, the listeners.
-pub const RESERVED_DESCRIPTORS: u64 = 512;
+pub(crate) const RESERVED_DESCRIPTORS: u64 = 512;
 
 /// How often a listener at its cap says so in the log, at most.
 const FULL_WARNING_PERIOD: Duration = Duration::from_secs(10);
 
 /// The cap on one listener's concurrent connections.
 #[derive(Debug, Clone)]
-pub struct ConnectionLimit {
+pub(crate) struct ConnectionLimit {
     name: &'static str,
     max: usize,
     semaphore: Arc<Semaphore>,
@@ -47,11 +47,11 @@ pub struct ConnectionLimit {
 
 /// One connection's place under its listener's cap; released when dropped.
 #[derive(Debug)]
-pub struct ConnectionPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+pub(crate) struct ConnectionPermit(#[allow(dead_code)] OwnedSemaphorePermit);
 
 impl ConnectionLimit {
     /// At most `max` (at least 1) connections at once on the listener `name`.
-    pub fn new(name: &'static str, max: usize) -> ConnectionLimit {
+    pub(crate) fn new(name: &'static str, max: usize) -> ConnectionLimit {
         let max = max.clamp(1, Semaphore::MAX_PERMITS);
         ConnectionLimit {
             name,
@@ -62,22 +62,18 @@ impl ConnectionLimit {
     }
 
     /// No practical cap (for tests and tools that run a listener alone).
-    pub fn unlimited(name: &'static str) -> ConnectionLimit {
+    pub(crate) fn unlimited(name: &'static str) -> ConnectionLimit {
         ConnectionLimit::new(name, u32::MAX as usize)
     }
 
-    /// The cap.
-    pub fn max(&self) -> usize {
-        self.max
-    }
-
     /// How many connections hold a permit now.
-    pub fn in_use(&self) -> usize {
+    #[cfg(test)]
+    fn in_use(&self) -> usize {
         self.max - self.semaphore.available_permits()
     }
 
     /// Waits for a free place, or `None` once `shutdown` is cancelled.
-    pub async fn acquire(&self, shutdown: &CancellationToken) -> Option<ConnectionPermit> {
+    pub(crate) async fn acquire(&self, shutdown: &CancellationToken) -> Option<ConnectionPermit> {
         if shutdown.is_cancelled() {
             return None;
         }
@@ -107,7 +103,7 @@ impl ConnectionLimit {
     }
 
     /// Waits until every permit is back (every connection has closed).
-    pub async fn drained(&self) {
+    pub(crate) async fn drained(&self) {
         let all = u32::try_from(self.max).unwrap_or(u32::MAX);
         let _ = self.semaphore.acquire_many(all).await;
     }
@@ -116,20 +112,20 @@ impl ConnectionLimit {
 /// A stream that holds its listener's [`ConnectionPermit`] as long as it
 /// lives.
 #[derive(Debug)]
-pub struct Limited<S> {
+pub(crate) struct Limited<S> {
     inner: S,
     _permit: ConnectionPermit,
 }
 
 impl<S> Limited<S> {
-    pub fn new(inner: S, permit: ConnectionPermit) -> Limited<S> {
+    pub(crate) fn new(inner: S, permit: ConnectionPermit) -> Limited<S> {
         Limited {
             inner,
             _permit: permit,
         }
     }
 
-    pub fn get_ref(&self) -> &S {
+    pub(crate) fn get_ref(&self) -> &S {
         &self.inner
     }
 }
@@ -206,7 +202,7 @@ pub fn raise_nofile_limit() -> Option<u64> {
 
 /// The soft `RLIMIT_NOFILE` in force (`None`: unlimited or unknown).
 #[cfg(unix)]
-pub fn nofile_limit() -> Option<u64> {
+pub(crate) fn nofile_limit() -> Option<u64> {
     rustix::process::getrlimit(rustix::process::Resource::Nofile).current
 }
 
@@ -224,7 +220,7 @@ pub fn nofile_limit() -> Option<u64> {
 /// [`RESERVED_DESCRIPTORS`]: if their sum does not, each is lowered in
 /// proportion (each keeps at least one), with a warning. Returns whether
 /// they were lowered.
-pub fn fit_caps(caps: &mut [(&'static str, &mut usize)], limit: Option<u64>) -> bool {
+pub(crate) fn fit_caps(caps: &mut [(&'static str, &mut usize)], limit: Option<u64>) -> bool {
     let Some(limit) = limit else {
         return false;
     };

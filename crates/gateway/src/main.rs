@@ -16,7 +16,7 @@ async fn main() -> anyhow::Result<()> {
         herald_runtime::settings::load(herald_gateway::ENV_PREFIX).context("load settings")?;
     herald_runtime::telemetry::init(&settings.log).context("set up logging")?;
     // Room for every listener's connection cap (see `limits`).
-    herald_gateway::limits::raise_nofile_limit();
+    herald_gateway::raise_nofile_limit();
     let listeners = Listeners {
         http: bind(settings.http.listen_addr).await?,
         mqtt: bind(settings.mqtt.listen_addr).await?,

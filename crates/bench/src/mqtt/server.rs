@@ -271,7 +271,7 @@ impl RawRumqttd {
             .context("picking a free port for rumqttd")?
             .port();
         let addr = SocketAddr::from(([127, 0, 0, 1], port));
-        let engine = herald_gateway::mqtt::router::RouterSettings::default();
+        let engine = herald_gateway::testing::router::RouterSettings::default();
         let server = ServerSettings {
             name: "bench".into(),
             listen: addr,

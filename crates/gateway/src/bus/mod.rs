@@ -43,7 +43,7 @@ pub mod topic;
 use topic::TopicError;
 
 /// The default length of a subscriber's queue, in deliveries.
-pub const DEFAULT_QUEUE_CAPACITY: usize = 1024;
+pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 1024;
 
 /// A subscriber of the bus: one client session. Ids are never reused within
 /// a bus.

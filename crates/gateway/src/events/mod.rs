@@ -11,7 +11,7 @@
 //!   spec's examples.
 
 pub(crate) mod follow;
-pub mod pump;
+pub(crate) mod pump;
 mod render;
 
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
@@ -21,7 +21,7 @@ use crate::config_cache::ConfigCache;
 
 /// One event, ready to publish.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct RenderedEvent {
+pub(crate) struct RenderedEvent {
     /// The `$aws/events/...` topic, names substituted verbatim.
     pub topic: String,
     /// The UTF-8 JSON payload.
@@ -36,7 +36,7 @@ pub struct RenderedEvent {
 
 /// The event-configuration key that gates an event family (AWS IoT API Reference: "UpdateEventConfigurations").
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum EventGate {
+pub(crate) enum EventGate {
     /// `THING`: things created, updated, deleted.
     Thing,
     /// `THING_TYPE`: thing types created, updated (deprecated or not), deleted.
@@ -53,7 +53,7 @@ pub enum EventGate {
 
 impl EventGate {
     /// The key as spelled in `eventConfigurations` (`"THING"`, `"THING_TYPE"`, ...).
-    pub fn key(&self) -> &'static str {
+    pub(crate) fn key(&self) -> &'static str {
         match self {
             EventGate::Thing => "THING",
             EventGate::ThingType => "THING_TYPE",
@@ -88,7 +88,7 @@ impl EventGate {
 /// A change event that cannot be rendered: the registry wrote something the
 /// AWS event catalogue has no message for.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum RenderError {
+pub(crate) enum RenderError {
     /// The event has no family body.
     #[error("change event {sequence} has no body")]
     MissingBody {
@@ -123,7 +123,7 @@ pub enum RenderError {
 ///
 /// Fails when the event has no body, when its operation does not fit its
 /// family, or when a name would not make a single topic level.
-pub fn render(event: &ChangeEvent) -> Result<RenderedEvent, RenderError> {
+pub(crate) fn render(event: &ChangeEvent) -> Result<RenderedEvent, RenderError> {
     let sequence = event.sequence;
     let body = event
         .event

@@ -53,11 +53,11 @@ use crate::bus::Bus;
 use crate::config_cache::ConfigCache;
 
 /// The first wait before reopening the change stream.
-pub const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
+pub(crate) const INITIAL_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest wait before reopening the change stream.
-pub const MAX_BACKOFF: Duration = Duration::from_secs(5);
+pub(crate) const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// How often, at most, the cursor is written (and flushed) to the store.
-pub const PERSIST_INTERVAL: Duration = Duration::from_millis(200);
+pub(crate) const PERSIST_INTERVAL: Duration = Duration::from_millis(200);
 /// How long shutdown waits for the cursor's writer thread to finish.
 const WRITER_GRACE: Duration = Duration::from_secs(5);
 

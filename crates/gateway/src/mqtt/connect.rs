@@ -27,17 +27,18 @@ use crate::events::EventPump;
 use super::authz::{Authz, PublishDenial};
 use super::codec::{ConnackCode, ReadError, Version, Wire, connack};
 use super::context::{BusLink, Filters, Live, Persisted, SessionContext, Unacked, lock};
-pub use super::principal::{Principal, PrincipalKind};
+pub use super::principal::Principal;
+use super::principal::PrincipalKind;
 
 /// The longest keep-alive a client gets, in seconds: a CONNECT asking for
 /// 0 (none) or more gets this (AWS IoT Core message broker and protocol
 /// limits and quotas: 30 to 1200 seconds).
-pub const MAX_KEEP_ALIVE_SECS: u16 = 1200;
+pub(crate) const MAX_KEEP_ALIVE_SECS: u16 = 1200;
 
 /// The keep-alive a session uses, in seconds, for the one its CONNECT asks
 /// for: 0 and values above [`MAX_KEEP_ALIVE_SECS`] become
 /// [`MAX_KEEP_ALIVE_SECS`], values below `min` become `min`.
-pub fn effective_keep_alive(requested: u16, min: Duration) -> u16 {
+pub(crate) fn effective_keep_alive(requested: u16, min: Duration) -> u16 {
     let min = u16::try_from(min.as_secs())
         .unwrap_or(MAX_KEEP_ALIVE_SECS)
         .clamp(1, MAX_KEEP_ALIVE_SECS);
@@ -49,11 +50,11 @@ pub fn effective_keep_alive(requested: u16, min: Duration) -> u16 {
 }
 
 /// The longest client id AWS IoT accepts, in bytes.
-pub const MAX_CLIENT_ID_BYTES: usize = 128;
+pub(crate) const MAX_CLIENT_ID_BYTES: usize = 128;
 
 /// How long the registry lookups of the thing a CONNECT names may take;
 /// after it the connection proceeds without a thing.
-pub const THING_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
+pub(crate) const THING_LOOKUP_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The registry thing a connection is associated with.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,7 +62,7 @@ pub(super) struct Thing {
     pub(super) name: String,
     pub(super) type_name: Option<String>,
     pub(super) attributes: HashMap<String, String>,
-    /// The thing's groups and their ancestors, without duplicates.
+    /// The thing's groups and their ancestors, each once, in ARN order.
     pub(super) group_arns: Vec<String>,
 }
 
@@ -98,7 +99,8 @@ pub(super) fn page(next_token: String) -> Option<reg::Page> {
 }
 
 /// The thing named `client_id` if it exists and one of `targets` is
-/// attached to it, with its groups and their ancestors.
+/// attached to it, with its groups and their ancestors (the registry's
+/// `ListThingPolicyTargets`).
 pub(super) async fn lookup_thing(
     mut registry: RegistryClient<Channel>,
     client_id: &str,
@@ -134,49 +136,19 @@ pub(super) async fn lookup_thing(
     if !attached {
         return Ok(None);
     }
-    let mut groups = Vec::new();
-    let mut next_token = String::new();
-    loop {
-        let page = registry
-            .list_thing_groups_for_thing(reg::ListThingGroupsForThingRequest {
-                thing_name: described.thing_name.clone(),
-                page: page(next_token),
-            })
-            .await?
-            .into_inner();
-        groups.extend(page.thing_groups);
-        if page.next_token.is_empty() {
-            break;
-        }
-        next_token = page.next_token;
-    }
-    let mut group_arns: Vec<String> = Vec::new();
-    for group in groups {
-        let ancestors = match registry
-            .describe_thing_group(reg::DescribeThingGroupRequest {
-                thing_group_name: group.group_name.clone(),
-            })
-            .await
-        {
-            Ok(described) => described
-                .into_inner()
-                .thing_group_metadata
-                .map(|m| m.root_to_parent_thing_groups)
-                .unwrap_or_default(),
-            // Deleted since it was listed.
-            Err(status) if status.code() == tonic::Code::NotFound => continue,
-            Err(status) => return Err(status),
-        };
-        for arn in ancestors
-            .into_iter()
-            .map(|a| a.group_arn)
-            .chain([group.group_arn])
-        {
-            if !group_arns.contains(&arn) {
-                group_arns.push(arn);
-            }
-        }
-    }
+    // The thing's groups and their ancestors, computed by the registry as
+    // the config service computes a thing's policy targets.
+    let group_arns = match registry
+        .list_thing_policy_targets(reg::ListThingPolicyTargetsRequest {
+            thing_name: described.thing_name.clone(),
+        })
+        .await
+    {
+        Ok(targets) => targets.into_inner().thing_group_arns,
+        // Deleted since it was described.
+        Err(status) if status.code() == tonic::Code::NotFound => return Ok(None),
+        Err(status) => return Err(status),
+    };
     Ok(Some(Thing {
         name: described.thing_name,
         type_name: described.thing_type_name,

@@ -38,7 +38,7 @@ pub struct SessionSettings {
     /// How long a persistent session is kept after its client went away.
     pub persistent_session_expiry: Duration,
     /// The shortest keep-alive a client gets: shorter ones are raised to it
-    /// (AWS IoT: 30 s). Capped at [`MAX_KEEP_ALIVE_SECS`](super::session::MAX_KEEP_ALIVE_SECS).
+    /// (AWS IoT: 30 s). Capped at [`MAX_KEEP_ALIVE_SECS`](super::connect::MAX_KEEP_ALIVE_SECS).
     pub min_keep_alive: Duration,
     /// How many persistent sessions (`clean_session=false`, live or away)
     /// one principal may hold; a CONNECT that would create one more is

@@ -24,15 +24,15 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use serde::Serialize;
 
 /// Topic prefix of `connected` events; the client id follows.
-pub const CONNECTED_TOPIC_PREFIX: &str = "$aws/events/presence/connected/";
+pub(crate) const CONNECTED_TOPIC_PREFIX: &str = "$aws/events/presence/connected/";
 /// Topic prefix of `disconnected` events; the client id follows.
-pub const DISCONNECTED_TOPIC_PREFIX: &str = "$aws/events/presence/disconnected/";
+pub(crate) const DISCONNECTED_TOPIC_PREFIX: &str = "$aws/events/presence/disconnected/";
 /// Topic prefix of `connect_failed` events; the client id follows.
-pub const CONNECT_FAILED_TOPIC_PREFIX: &str = "$aws/events/presence/connect_failed/";
+pub(crate) const CONNECT_FAILED_TOPIC_PREFIX: &str = "$aws/events/presence/connect_failed/";
 /// Topic prefix of `subscribed` events; the client id follows.
-pub const SUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/subscribed/";
+pub(crate) const SUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/subscribed/";
 /// Topic prefix of `unsubscribed` events; the client id follows.
-pub const UNSUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/unsubscribed/";
+pub(crate) const UNSUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/unsubscribed/";
 
 /// Whether AWS publishes lifecycle events for `client_id`: "Client IDs that
 /// contain # or + do not receive lifecycle events" (AWS IoT Core Developer Guide: "Lifecycle events"). Such an id
@@ -40,13 +40,13 @@ pub const UNSUBSCRIBED_TOPIC_PREFIX: &str = "$aws/events/subscriptions/unsubscri
 ///
 /// Pass the client id in effect for the session (the server-assigned one
 /// when the client sent none).
-pub fn lifecycle_allowed(client_id: &str) -> bool {
+pub(crate) fn lifecycle_allowed(client_id: &str) -> bool {
     !client_id.contains(['#', '+'])
 }
 
 /// The current time in milliseconds since the Unix epoch, the unit of every
 /// lifecycle `timestamp`.
-pub fn epoch_millis_now() -> u64 {
+pub(crate) fn epoch_millis_now() -> u64 {
     let since = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .unwrap_or(Duration::ZERO);
@@ -56,7 +56,7 @@ pub fn epoch_millis_now() -> u64 {
 /// Why a connection ended: the `disconnectReason` of a `disconnected` event
 /// (AWS IoT Core Developer Guide: "Lifecycle events", its table of disconnect reasons).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum DisconnectReason {
+pub(crate) enum DisconnectReason {
     /// `AUTH_ERROR`: authentication or authorization failed, for example a
     /// PUBLISH the policy denies on an MQTT 3.1.1 connection.
     AuthError,
@@ -93,7 +93,7 @@ pub enum DisconnectReason {
 
 impl DisconnectReason {
     /// Every value, in the order of the AWS documentation's table.
-    pub const ALL: [DisconnectReason; 13] = [
+    pub(crate) const ALL: [DisconnectReason; 13] = [
         DisconnectReason::AuthError,
         DisconnectReason::ClientInitiatedDisconnect,
         DisconnectReason::ClientError,
@@ -110,7 +110,7 @@ impl DisconnectReason {
     ];
 
     /// The value as AWS spells it in `disconnectReason`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             DisconnectReason::AuthError => "AUTH_ERROR",
             DisconnectReason::ClientInitiatedDisconnect => "CLIENT_INITIATED_DISCONNECT",
@@ -134,7 +134,7 @@ impl DisconnectReason {
     /// is `CONNECTION_LOST`, which AWS describes as a network loss, so it
     /// counts as not client-initiated; deriving the flag from the reason
     /// keeps the two fields consistent.
-    pub fn is_client_initiated(self) -> bool {
+    pub(crate) fn is_client_initiated(self) -> bool {
         self == DisconnectReason::ClientInitiatedDisconnect
     }
 
@@ -144,7 +144,7 @@ impl DisconnectReason {
     /// apply: `AUTH_ERROR` and `FORBIDDEN_ACCESS` send it only when the
     /// connection was established, and `API_INITIATED_DISCONNECT` not when
     /// the API call set `preventWillMessage=true`.
-    pub fn sends_last_will(self) -> bool {
+    pub(crate) fn sends_last_will(self) -> bool {
         !self.is_client_initiated()
     }
 }
@@ -158,7 +158,7 @@ impl fmt::Display for DisconnectReason {
 /// A string that is not a `disconnectReason` value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("unknown disconnect reason {0:?}")]
-pub struct UnknownDisconnectReason(pub String);
+pub(crate) struct UnknownDisconnectReason(pub String);
 
 impl FromStr for DisconnectReason {
     type Err = UnknownDisconnectReason;
@@ -181,7 +181,7 @@ impl Serialize for DisconnectReason {
 /// Why a connection attempt failed: the `connectFailureReason` of a
 /// `connect_failed` event (AWS IoT Core Developer Guide: "Lifecycle events", connect failure).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum ConnectFailureReason {
+pub(crate) enum ConnectFailureReason {
     /// `AUTHORIZATION_FAILED`, the only documented value: the client may not
     /// connect, or may not publish on its last-will topic.
     AuthorizationFailed,
@@ -189,7 +189,7 @@ pub enum ConnectFailureReason {
 
 impl ConnectFailureReason {
     /// The value as AWS spells it in `connectFailureReason`.
-    pub fn as_str(self) -> &'static str {
+    pub(crate) fn as_str(self) -> &'static str {
         match self {
             ConnectFailureReason::AuthorizationFailed => "AUTHORIZATION_FAILED",
         }
@@ -210,7 +210,7 @@ impl Serialize for ConnectFailureReason {
 
 /// The fields every lifecycle payload carries about its session.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SessionInfo {
+pub(crate) struct SessionInfo {
     /// `clientId`: the MQTT client id, substituted verbatim into the topic
     /// (a `/` in it makes extra topic levels, as on AWS).
     pub client_id: String,
@@ -228,7 +228,7 @@ pub struct SessionInfo {
 /// A `connected` event: the client's CONNECT was accepted (sent after the
 /// CONNACK).
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Connected {
+pub(crate) struct Connected {
     /// Who connected.
     pub session: SessionInfo,
     /// `timestamp`, epoch milliseconds.
@@ -243,7 +243,7 @@ pub struct Connected {
 
 /// A `disconnected` event: an established connection ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Disconnected {
+pub(crate) struct Disconnected {
     /// Who disconnected.
     pub session: SessionInfo,
     /// `timestamp`, epoch milliseconds.
@@ -258,7 +258,7 @@ pub struct Disconnected {
 
 /// A `connect_failed` event: a connection attempt was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectFailed {
+pub(crate) struct ConnectFailed {
     /// Who tried to connect. The session identifier is the attempt's own;
     /// the principal is the best the gateway knows (for example the id of
     /// the certificate it could not authorize).
@@ -274,7 +274,7 @@ pub struct ConnectFailed {
 /// A `subscribed` or `unsubscribed` event: one SUBSCRIBE or UNSUBSCRIBE
 /// packet. There is no `versionNumber`, `ipAddress` or `disconnectReason`.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct SubscriptionChange {
+pub(crate) struct SubscriptionChange {
     /// Who subscribed or unsubscribed.
     pub session: SessionInfo,
     /// `timestamp`, epoch milliseconds.
@@ -286,7 +286,7 @@ pub struct SubscriptionChange {
 
 /// One lifecycle event, ready to render.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum LifecycleEvent {
+pub(crate) enum LifecycleEvent {
     /// `$aws/events/presence/connected/{clientId}`.
     Connected(Connected),
     /// `$aws/events/presence/disconnected/{clientId}`.
@@ -386,7 +386,7 @@ impl LifecycleEvent {
     /// The payload's `eventType`, which is also the topic's next-to-last
     /// level: `connected`, `disconnected`, `connect_failed`, `subscribed`
     /// or `unsubscribed`.
-    pub fn event_type(&self) -> &'static str {
+    pub(crate) fn event_type(&self) -> &'static str {
         match self {
             LifecycleEvent::Connected(_) => "connected",
             LifecycleEvent::Disconnected(_) => "disconnected",
@@ -397,7 +397,7 @@ impl LifecycleEvent {
     }
 
     /// The session the event is about.
-    pub fn session(&self) -> &SessionInfo {
+    pub(crate) fn session(&self) -> &SessionInfo {
         match self {
             LifecycleEvent::Connected(e) => &e.session,
             LifecycleEvent::Disconnected(e) => &e.session,
@@ -407,7 +407,7 @@ impl LifecycleEvent {
     }
 
     /// The topic prefix of this kind of event; the client id follows it.
-    pub fn topic_prefix(&self) -> &'static str {
+    pub(crate) fn topic_prefix(&self) -> &'static str {
         match self {
             LifecycleEvent::Connected(_) => CONNECTED_TOPIC_PREFIX,
             LifecycleEvent::Disconnected(_) => DISCONNECTED_TOPIC_PREFIX,
@@ -419,7 +419,7 @@ impl LifecycleEvent {
 
     /// The event's topic, the client id substituted verbatim. Server-made,
     /// so not subject to the client topic limits.
-    pub fn topic(&self) -> String {
+    pub(crate) fn topic(&self) -> String {
         let prefix = self.topic_prefix();
         let client_id = &self.session().client_id;
         let mut topic = String::with_capacity(prefix.len() + client_id.len());
@@ -429,7 +429,7 @@ impl LifecycleEvent {
     }
 
     /// The UTF-8 JSON payload, fields in the order of the AWS documentation's example.
-    pub fn payload(&self) -> Vec<u8> {
+    pub(crate) fn payload(&self) -> Vec<u8> {
         let event_type = self.event_type();
         let s = self.session();
         let client_id = s.client_id.as_str();
@@ -485,7 +485,7 @@ impl LifecycleEvent {
     /// The topic and the payload to publish on the `$aws` bus, or `None`
     /// when no lifecycle event may be published for this client id (it
     /// contains `#` or `+`, see [`lifecycle_allowed`]).
-    pub fn render(&self) -> Option<(String, Vec<u8>)> {
+    pub(crate) fn render(&self) -> Option<(String, Vec<u8>)> {
         if !lifecycle_allowed(&self.session().client_id) {
             return None;
         }
@@ -495,7 +495,7 @@ impl LifecycleEvent {
 
 /// How long a client id may stay disconnected before its `versionNumber`
 /// starts again at 0: "about 1 h" per the AWS IoT Core Developer Guide ("Lifecycle events").
-pub const DEFAULT_VERSION_RESET_AFTER: Duration = Duration::from_secs(60 * 60);
+pub(crate) const DEFAULT_VERSION_RESET_AFTER: Duration = Duration::from_secs(60 * 60);
 
 /// The table size under which [`VersionCounter`] never sweeps.
 const MIN_SWEEP_LEN: usize = 1024;
@@ -978,7 +978,7 @@ mod tests {
         });
         let (topic, _) = event.render().unwrap();
         assert_eq!(topic, "$aws/events/subscriptions/unsubscribed/fleet/dev-1");
-        assert!(crate::mqtt::topic::matches(
+        assert!(crate::bus::topic::matches(
             "$aws/events/subscriptions/unsubscribed/#",
             &topic
         ));

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::sync::CancellationToken;
 
 /// How often, at most, the coalesced states are written when nobody waits.
-pub const SAVE_INTERVAL: Duration = Duration::from_millis(100);
+pub(crate) const SAVE_INTERVAL: Duration = Duration::from_millis(100);
 /// How long [`SessionStore::save`] waits for a failing store.
 const SAVE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long shutdown waits for the writer thread.

@@ -51,7 +51,7 @@ use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
 /// The level in front of every topic and filter inside rumqttd: plain
 /// ASCII, so rumqttd's byte slicing of a topic's first character always
 /// lands on a character boundary.
-pub const ENGINE_LEVEL: &str = "t/";
+pub(crate) const ENGINE_LEVEL: &str = "t/";
 
 /// `topic` or `filter` as rumqttd routes it.
 fn to_engine(topic: &str) -> String {
@@ -156,7 +156,7 @@ impl std::fmt::Debug for Router {
 
 /// The router-side client id of MQTT client `client_id`: `d-` and the id's
 /// bytes in hex, which rumqttd accepts whatever the id holds.
-pub fn link_id(client_id: &str) -> String {
+pub(crate) fn link_id(client_id: &str) -> String {
     let mut id = String::with_capacity(2 + client_id.len() * 2);
     id.push_str("d-");
     for b in client_id.bytes() {

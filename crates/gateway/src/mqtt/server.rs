@@ -108,7 +108,7 @@ pub async fn serve_tcp(
 /// [`serve_tcp`] holding at most `limit` connections at once: at the cap
 /// the loop stops accepting, and further clients wait in the kernel's
 /// accept queue until a session ends.
-pub async fn serve_tcp_limited(
+pub(crate) async fn serve_tcp_limited(
     listener: TcpListener,
     ctx: SessionContext,
     authenticate: Authenticator,

@@ -22,7 +22,7 @@
 //! [`SessionSettings::max_persistent_sessions_per_principal`] persistent
 //! sessions is refused. Then, until the connection ends:
 //!
-//! - The keep-alive is clamped as AWS IoT does ([`effective_keep_alive`]).
+//! - The keep-alive is clamped as AWS IoT does ([`effective_keep_alive`](super::connect::effective_keep_alive)).
 //!   PINGREQ gets PINGRESP; nothing heard, or no byte written to a client
 //!   that has stopped reading, for 1.5 × keep-alive ends the session with
 //!   `MQTT_KEEP_ALIVE_TIMEOUT`.
@@ -58,7 +58,7 @@
 //! `.ThingTypeName`, `.Attributes[...]` and `IsAttached=true`; the policies
 //! attached to the thing's groups and their ancestors apply too; and the
 //! lifecycle events carry `thingName`. The lookup is made once, at CONNECT,
-//! with a [`THING_LOOKUP_TIMEOUT`]: a registry that is unreachable, slow or
+//! with a [`THING_LOOKUP_TIMEOUT`](super::connect::THING_LOOKUP_TIMEOUT): a registry that is unreachable, slow or
 //! failing does not fail the CONNECT, the connection proceeds without a
 //! thing (logged at warn). Later changes to the thing, its principals or
 //! its groups apply to the next connection.
@@ -144,11 +144,7 @@ use crate::events::{EventPump, Gated, gated};
 use super::authz::{Authz, PublishDenial};
 pub(crate) use super::codec::decode_stream;
 use super::codec::{ReadError, Version, Wire, reason_code, v5_disconnect_code};
-pub use super::connect::{
-    Authenticator, ConnectInfo, ConnectRefusal, MAX_CLIENT_ID_BYTES, MAX_KEEP_ALIVE_SECS,
-    PasswordCredential, Principal, PrincipalKind, THING_LOOKUP_TIMEOUT, effective_keep_alive,
-    password_authenticator,
-};
+pub use super::connect::{Authenticator, PasswordCredential, Principal, password_authenticator};
 use super::connect::{Established, handshake};
 use super::context::{BusLink, Filters, Persisted, Unacked, lock};
 pub use super::context::{SessionContext, SessionSettings};
@@ -168,7 +164,7 @@ const CATCH_UP_BUFFER: usize = 4096;
 /// Serves one client connection until it ends. `peer` is the client's
 /// address; `transport` the principal the transport established (the TLS
 /// client certificate), passed to `authenticate`.
-pub async fn run<S>(
+pub(crate) async fn run<S>(
     stream: S,
     peer: SocketAddr,
     transport: Option<Principal>,

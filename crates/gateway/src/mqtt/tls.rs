@@ -72,7 +72,7 @@ pub use herald_runtime::x509::certificate_id;
 use herald_runtime::x509::name_fields;
 
 /// How long a client gets to complete the TLS handshake, by default.
-pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The DNS name the server certificate always covers.
 const LOCALHOST: &str = "localhost";
@@ -414,7 +414,7 @@ pub async fn accept_loop<F>(
 /// handshakes in progress included: a place is taken before `accept`, and
 /// `on_connection` gets it with the stream, to hold as long as the
 /// connection lives.
-pub async fn accept_loop_limited<F>(
+pub(crate) async fn accept_loop_limited<F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
     cache: ConfigCache,

@@ -5,7 +5,7 @@
 
 use std::time::Duration;
 
-use herald_gateway::config_cache::{CertificateStatus, ConfigCache};
+use herald_gateway::testing::config_cache::{CertificateStatus, ConfigCache};
 use herald_proto::config::v1 as pb;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;

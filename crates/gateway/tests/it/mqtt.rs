@@ -12,16 +12,16 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_gateway::config_cache::ConfigCache;
-use herald_gateway::mqtt::bus::Bus;
-use herald_gateway::mqtt::lifecycle::VersionCounter;
-use herald_gateway::mqtt::router::{Router, RouterSettings};
-use herald_gateway::mqtt::server::Sessions;
-use herald_gateway::mqtt::server::serve_tcp;
-use herald_gateway::mqtt::session::{
+use herald_gateway::testing::bus::Bus;
+use herald_gateway::testing::config_cache::ConfigCache;
+use herald_gateway::testing::mqtt::Sessions;
+use herald_gateway::testing::mqtt::VersionCounter;
+use herald_gateway::testing::mqtt::serve_tcp;
+use herald_gateway::testing::mqtt::{
     Authenticator, PasswordCredential, Principal, SessionContext, SessionSettings,
     password_authenticator,
 };
+use herald_gateway::testing::router::{Router, RouterSettings};
 use herald_proto::config::v1::{self as pb, config_update};
 use rumqttc::{
     AsyncClient, ConnectReturnCode, ConnectionError, Event, MqttOptions, Packet, QoS,
@@ -675,7 +675,7 @@ async fn shutdown_disconnects_sessions_with_server_initiated() {
     bus.subscribe(
         watcher,
         "$aws/events/presence/disconnected/#",
-        herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+        herald_gateway::testing::bus::QoS::AtLeastOnce,
     )
     .unwrap();
     gw.stop().await;
@@ -849,7 +849,7 @@ async fn a_certificate_session_over_any_stream_ends_when_the_certificate_is_deac
         .subscribe(
             watcher,
             "$aws/events/presence/#",
-            herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+            herald_gateway::testing::bus::QoS::AtLeastOnce,
         )
         .unwrap();
     let (sessions, finished) = Sessions::new(gw.ctx.clone(), gw.auth.clone(), gw.shutdown.clone());
@@ -1238,7 +1238,7 @@ async fn only_a_thing_attached_to_the_certificate_connects_under_its_thing_name(
         .subscribe(
             watcher,
             "$aws/events/presence/#",
-            herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+            herald_gateway::testing::bus::QoS::AtLeastOnce,
         )
         .unwrap();
 
@@ -1321,7 +1321,7 @@ async fn an_unresponsive_registry_leaves_the_connection_without_a_thing() {
         .subscribe(
             watcher,
             "$aws/events/presence/#",
-            herald_gateway::mqtt::bus::QoS::AtLeastOnce,
+            herald_gateway::testing::bus::QoS::AtLeastOnce,
         )
         .unwrap();
     let principal = Principal::certificate(CERT_ID, res("cert", CERT_ID), Vec::new(), Vec::new());

@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use herald_gateway::mqtt::session::SessionSettings;
+use herald_gateway::testing::mqtt::SessionSettings;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 

@@ -17,10 +17,10 @@ use std::{
     time::Duration,
 };
 
-use herald_gateway::{
+use herald_gateway::testing::{
+    bus::{Bus, Delivery, QoS, SubscriberId},
     config_cache::ConfigCache,
     events::EventPump,
-    mqtt::bus::{Bus, Delivery, QoS, SubscriberId},
 };
 use herald_proto::registry::v1::{self as reg, registry_client::RegistryClient};
 use herald_store::Store;

@@ -10,8 +10,8 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use herald_gateway::mqtt::router::{Delivery, Router, RouterError, RouterSettings};
-use herald_gateway::mqtt::topic;
+use herald_gateway::testing::bus::topic;
+use herald_gateway::testing::router::{Delivery, Router, RouterError, RouterSettings};
 use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME, Listeners, Settings};
 use proptest::prelude::*;
 use proptest::test_runner::{Config as ProptestConfig, TestRunner};

@@ -11,16 +11,16 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use herald_gateway::config_cache::ConfigCache;
-use herald_gateway::events::EventPump;
-use herald_gateway::mqtt::bus::Bus;
-use herald_gateway::mqtt::lifecycle::VersionCounter;
-use herald_gateway::mqtt::persist::SessionStore;
-use herald_gateway::mqtt::router::{Router, RouterSettings};
-use herald_gateway::mqtt::server::serve_tcp;
-use herald_gateway::mqtt::session::{
+use herald_gateway::testing::bus::Bus;
+use herald_gateway::testing::config_cache::ConfigCache;
+use herald_gateway::testing::events::EventPump;
+use herald_gateway::testing::mqtt::SessionStore;
+use herald_gateway::testing::mqtt::VersionCounter;
+use herald_gateway::testing::mqtt::serve_tcp;
+use herald_gateway::testing::mqtt::{
     Authenticator, PasswordCredential, SessionContext, SessionSettings, password_authenticator,
 };
+use herald_gateway::testing::router::{Router, RouterSettings};
 use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME, Listeners, Settings};
 use herald_proto::registry::v1 as reg;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, Publish, QoS};

@@ -8,9 +8,9 @@ use std::{
     time::{Duration, Instant},
 };
 
-use herald_gateway::{
+use herald_gateway::testing::{
     config_cache::{CertificateStatus, ConfigCache},
-    mqtt::tls::{self, CertificatePrincipal, TlsAcceptor, TlsRejection},
+    tls::{self, CertificatePrincipal, TlsAcceptor, TlsRejection},
 };
 use herald_policy::CertField;
 use herald_proto::config::v1 as pb;
