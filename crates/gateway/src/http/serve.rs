@@ -46,7 +46,7 @@ use crate::limits::{ConnectionLimit, Limited};
 /// How long the accept loop waits after a failed `accept`.
 const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
-/// The start of the HTTP/2 connection preface (RFC 9113 "Thing group events").
+/// The start of the HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
 /// An empty SETTINGS frame, then GOAWAY (last stream 0, `HTTP_1_1_REQUIRED`).

@@ -193,8 +193,8 @@ pub(crate) fn decode(
 /// The fixed header's flags (the low four bits of the first byte) a
 /// client's packet must have: 0b0010 for PUBREL, SUBSCRIBE and
 /// UNSUBSCRIBE, 0 for the other packets but PUBLISH, whose QoS must not be
-/// 3 and whose DUP must be 0 at QoS 0 (MQTT 3.1.1 §2.2.2, "Thing type associated or disassociated with a thing".1; MQTT 5
-/// §2.1.3, "Thing type associated or disassociated with a thing".1). rumqttd's codecs don't look at them.
+/// 3 and whose DUP must be 0 at QoS 0 (MQTT 3.1.1 §2.2.2, §3.3.1; MQTT 5
+/// §2.1.3, §3.3.1). rumqttd's codecs don't look at them.
 pub(super) fn check_flags(byte1: u8) -> Result<(), ReadError> {
     let flags = byte1 & 0x0F;
     match byte1 >> 4 {

@@ -578,7 +578,7 @@ where
     if let Packet::ConnAck(_, Some(properties)) = &mut ack
         && keep_alive_secs != connect.keep_alive
     {
-        // MQTT 5 "Thing type events".2.3.14: the keep-alive the server uses instead.
+        // MQTT 5 §3.2.2.3.14: the keep-alive the server uses instead.
         properties.server_keep_alive = Some(keep_alive_secs);
     }
     if wire.send(ack).await.is_err() {

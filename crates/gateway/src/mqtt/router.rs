@@ -1,5 +1,5 @@
 //! rumqttd's Router as the gateway's in-process pub/sub engine for ordinary
-//! (non-`$`) topics . The only module that touches
+//! (non-`$`) topics. The only module that touches
 //! rumqttd's router: the rest of the session layer uses the [`Router`]
 //! handle and the [`Link`] it makes (rumqttd's codecs are `codec`'s).
 //!
