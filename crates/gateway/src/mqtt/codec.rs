@@ -354,6 +354,18 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         self.read().await
     }
 
+    /// Frees the buffers when they hold nothing: an idle connection then
+    /// keeps only the little a read reserves (tokio reads into at least 64
+    /// free bytes) instead of what its handshake grew them to.
+    pub(super) fn shed_spare(&mut self) {
+        if self.rbuf.is_empty() {
+            self.rbuf = BytesMut::new();
+        }
+        if self.wbuf.is_empty() {
+            self.wbuf = BytesMut::new();
+        }
+    }
+
     /// Reads more bytes; cancel-safe.
     pub(super) async fn fill(&mut self) -> Result<(), ReadError> {
         match self.rd.read_buf(&mut self.rbuf).await {

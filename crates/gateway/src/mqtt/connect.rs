@@ -26,7 +26,7 @@ use crate::events::EventPump;
 
 use super::authz::{Authz, PublishDenial};
 use super::codec::{ConnackCode, ReadError, Version, Wire, connack};
-use super::context::{BusLink, Filters, Live, Persisted, SessionContext, Unacked, lock};
+use super::context::{BusLink, Filters, Live, Persisted, SessionContext, Signal, Unacked, lock};
 pub use super::principal::Principal;
 use super::principal::PrincipalKind;
 
@@ -465,18 +465,16 @@ where
     }
 
     let live = Arc::new(Live {
-        kick: CancellationToken::new(),
-        done: CancellationToken::new(),
+        kick: Signal::default(),
+        done: Signal::default(),
         persistent_principal: (!connect.clean_session).then(|| authz.principal.id.clone()),
     });
     let previous = lock(&ctx.shared.live).insert(client_id.clone(), Arc::clone(&live));
     if let Some(previous) = previous {
-        previous.kick.cancel();
-        let waited = tokio::time::timeout(
-            ctx.shared.settings.takeover_timeout,
-            previous.done.cancelled(),
-        )
-        .await;
+        previous.kick.raise();
+        let waited =
+            tokio::time::timeout(ctx.shared.settings.takeover_timeout, previous.done.raised())
+                .await;
         if waited.is_err() {
             tracing::warn!(client_id, "the session taken over did not end in time");
         }

@@ -5,13 +5,13 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::AtomicU64;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use herald_proto::registry::v1::registry_client::RegistryClient;
+use tokio::sync::Notify;
 use tokio_util::bytes::Bytes;
-use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
 use super::lifecycle::{LifecycleEvent, VersionCounter, epoch_millis_now};
@@ -60,12 +60,43 @@ impl Default for SessionSettings {
     }
 }
 
+/// A flag raised once, that tasks wait for: a `CancellationToken` without
+/// its tree, so without an allocation of its own (every live session holds
+/// two).
+#[derive(Default)]
+pub(super) struct Signal {
+    raised: AtomicBool,
+    notify: Notify,
+}
+
+impl Signal {
+    /// Raises the flag, waking every waiter; later waits return at once.
+    pub(super) fn raise(&self) {
+        self.raised.store(true, Ordering::SeqCst);
+        self.notify.notify_waiters();
+    }
+
+    /// Waits until the flag is raised; cancel-safe.
+    pub(super) async fn raised(&self) {
+        loop {
+            let notified = self.notify.notified();
+            tokio::pin!(notified);
+            // Registered before the check, so a raise in between wakes it.
+            notified.as_mut().enable();
+            if self.raised.load(Ordering::SeqCst) {
+                return;
+            }
+            notified.await;
+        }
+    }
+}
+
 /// A live session, as the client-id table knows it.
 pub(super) struct Live {
-    /// Cancelled by a newer session of the same client id.
-    pub(super) kick: CancellationToken,
-    /// Cancelled when the session has fully ended.
-    pub(super) done: CancellationToken,
+    /// Raised by a newer session of the same client id.
+    pub(super) kick: Signal,
+    /// Raised when the session has fully ended.
+    pub(super) done: Signal,
     /// The principal of a persistent session (`clean_session=false`).
     pub(super) persistent_principal: Option<String>,
 }
@@ -212,7 +243,7 @@ impl SessionContext {
             table.remove(client_id);
         }
         drop(table);
-        live.done.cancel();
+        live.done.raise();
     }
 
     /// The context of the sessions of one gateway.

@@ -408,7 +408,10 @@ impl Link {
         }
         loop {
             if self.paused {
-                if self.rx.wake().await.is_err() {
+                // Boxed: `wake`'s future carries a whole router event, and
+                // is rare; unboxed it would make every session's wait for
+                // its next delivery several times larger.
+                if Box::pin(self.rx.wake()).await.is_err() {
                     return Delivery::Disconnected;
                 }
                 self.paused = false;

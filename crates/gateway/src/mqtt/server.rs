@@ -76,19 +76,15 @@ impl Sessions {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
-        let alive = self.alive.clone();
-        let session = session::run(
+        tokio::spawn(session::run(
             stream,
             peer,
             transport,
             self.ctx.clone(),
             self.authenticate.clone(),
             self.shutdown.clone(),
-        );
-        tokio::spawn(async move {
-            session.await;
-            drop(alive);
-        });
+            self.alive.clone(),
+        ));
     }
 }
 

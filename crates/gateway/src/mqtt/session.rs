@@ -146,7 +146,7 @@ pub(crate) use super::codec::decode_stream;
 use super::codec::{ReadError, Version, Wire, reason_code, v5_disconnect_code};
 pub use super::connect::{Authenticator, PasswordCredential, Principal, password_authenticator};
 use super::connect::{Established, handshake};
-use super::context::{BusLink, Filters, Persisted, Unacked, lock};
+use super::context::{BusLink, Filters, Live, Persisted, Signal, Unacked, lock};
 pub use super::context::{SessionContext, SessionSettings};
 
 /// How often a session with `$aws` filters moves its change-log position
@@ -163,110 +163,47 @@ const CATCH_UP_BUFFER: usize = 4096;
 
 /// Serves one client connection until it ends. `peer` is the client's
 /// address; `transport` the principal the transport established (the TLS
-/// client certificate), passed to `authenticate`.
-pub(crate) async fn run<S>(
+/// client certificate), passed to `authenticate`. `running` is dropped
+/// once the session has ended, its `disconnected` event published (the
+/// listener waits for every session's at shutdown); taken here rather than
+/// by a wrapping future, which would hold this one's arguments twice.
+pub(crate) async fn run<S, R>(
     stream: S,
     peer: SocketAddr,
     transport: Option<Principal>,
     ctx: SessionContext,
     authenticate: Authenticator,
     shutdown: CancellationToken,
+    running: R,
 ) where
     S: AsyncRead + AsyncWrite + Send,
+    R: Send,
 {
     // The CONNECT's handling is boxed and freed once the session is up:
     // an idle connection keeps only what the established session needs.
-    let handshake = handshake(stream, peer, transport, &ctx, authenticate, &shutdown);
-    let Some(Established {
-        mut wire,
-        authz,
-        session,
-        link,
-        bus,
-        filters,
-        events,
-        unacked,
-        session_present,
-        will,
-        live,
-        version,
-        keep_alive,
-        clean_session,
-    }) = Box::pin(handshake).await
-    else {
-        return;
+    // (Built inside `Box::pin`, and taken apart in a block: a future or a
+    // value held in a local of this function across an await keeps its room
+    // in this future's state, even once moved.)
+    let (mut wire, mut state, rest) = {
+        let Some(established) = Box::pin(handshake(
+            stream,
+            peer,
+            transport,
+            &ctx,
+            authenticate,
+            &shutdown,
+        ))
+        .await
+        else {
+            return;
+        };
+        Session::establish(established, &ctx)
     };
-    let mut state = Session {
-        ctx: ctx.clone(),
-        authz,
-        session,
-        link,
-        bus,
-        filters,
-        next_pkid: 0,
-        inflight: HashMap::new(),
-        clean_session,
-        events: EventTrack {
-            processed: events.processed,
-            saved: events.saved,
-            in_flight: BTreeMap::new(),
-            dropped: events.dropped,
-            catch_up: None,
-        },
-        v5_disconnect: None,
-        will_on_disconnect: false,
-    };
-    state.resend(&mut wire, unacked);
-    state.resume_events(session_present);
-    let client_id = state.session.client_id.clone();
-    let reason = Box::pin(state.serve(&mut wire, keep_alive, &live.kick, &shutdown)).await;
-    tracing::info!(client_id, %reason, "disconnected");
-    if wire.version == Version::V5
-        && let Some(code) = state.v5_disconnect.or_else(|| v5_disconnect_code(reason))
-    {
-        wire.queue_v5_disconnect(code);
-    }
-
-    // Teardown: will, router link, bus, stored filters, event.
-    if (reason.sends_last_will() || state.will_on_disconnect)
-        && let Some((topic, w)) = will
-        && state.authz.publish_check(&topic, w.retain).is_ok()
-    {
-        // A will the retained store has no room for is still published.
-        let message = w.message.clone();
-        if let Err(RouterError::RetainedQuota(_)) =
-            Box::pin(state.route(&topic, w.message, w.retain)).await
-        {
-            let _ = Box::pin(state.route(&topic, message, false)).await;
-        }
-    }
-    if let Some(link) = &mut state.link {
-        let _ = link.disconnect().await;
-    }
-    if clean_session && let Some(bus) = &state.bus {
-        ctx.shared.bus.remove(bus.id);
-    }
-    if !clean_session {
-        let persisted = state.persisted();
-        if let Some(store) = ctx.shared.sessions.get() {
-            store.save_later(
-                &client_id,
-                persisted
-                    .filters
-                    .to_stored(persisted.after_sequence, Some(persisted.away_since_ms)),
-            );
-        }
-        lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
-    }
-    wire.close().await;
-    ctx.shared.versions.disconnect(&client_id, version);
-    ctx.publish_event(LifecycleEvent::Disconnected(Disconnected {
-        session: state.session.clone(),
-        timestamp_ms: epoch_millis_now(),
-        reason,
-        version_number: version,
-    }));
-    ctx.end_live(&client_id, &live);
+    let reason =
+        Box::pin(state.serve(&mut wire, rest.keep_alive, &rest.live.kick, &shutdown)).await;
+    // Boxed too: the teardown's awaits take no room while the session is up.
+    Box::pin(state.end(wire, rest, reason)).await;
+    drop(running);
 }
 
 /// The state of an established session.
@@ -289,6 +226,141 @@ pub(super) struct Session {
     pub(super) v5_disconnect: Option<u8>,
     /// An MQTT 5 client's DISCONNECT asked for its will (0x04).
     pub(super) will_on_disconnect: bool,
+}
+
+/// What the end of a session needs from its handshake.
+pub(super) struct Rest {
+    will: Option<(String, wire::LastWill)>,
+    live: Arc<Live>,
+    version: u64,
+    keep_alive: Duration,
+    clean_session: bool,
+}
+
+impl Session {
+    /// The established session's state, its wire (with the messages a
+    /// resumed session gets again already queued) and what its end needs.
+    fn establish<S: AsyncRead + AsyncWrite>(
+        established: Established<S>,
+        ctx: &SessionContext,
+    ) -> (Wire<S>, Session, Rest) {
+        let Established {
+            mut wire,
+            authz,
+            session,
+            link,
+            bus,
+            filters,
+            events,
+            unacked,
+            session_present,
+            will,
+            live,
+            version,
+            keep_alive,
+            clean_session,
+        } = established;
+        let mut state = Session {
+            ctx: ctx.clone(),
+            authz,
+            session,
+            link,
+            bus,
+            filters,
+            next_pkid: 0,
+            inflight: HashMap::new(),
+            clean_session,
+            events: EventTrack {
+                processed: events.processed,
+                saved: events.saved,
+                in_flight: BTreeMap::new(),
+                dropped: events.dropped,
+                catch_up: None,
+            },
+            v5_disconnect: None,
+            will_on_disconnect: false,
+        };
+        state.resend(&mut wire, unacked);
+        state.resume_events(session_present);
+        wire.shed_spare();
+        let rest = Rest {
+            will,
+            live,
+            version,
+            keep_alive,
+            clean_session,
+        };
+        (wire, state, rest)
+    }
+}
+
+impl Session {
+    /// Ends the session for `reason`: its will, its router link and bus
+    /// place, its stored state (persistent sessions), the DISCONNECT an
+    /// MQTT 5 client gets, and its `disconnected` event.
+    async fn end<S: AsyncRead + AsyncWrite>(
+        mut self,
+        mut wire: Wire<S>,
+        rest: Rest,
+        reason: DisconnectReason,
+    ) {
+        let Rest {
+            will,
+            live,
+            version,
+            clean_session,
+            ..
+        } = rest;
+        let ctx = self.ctx.clone();
+        let client_id = self.session.client_id.clone();
+        tracing::info!(client_id, %reason, "disconnected");
+        if wire.version == Version::V5
+            && let Some(code) = self.v5_disconnect.or_else(|| v5_disconnect_code(reason))
+        {
+            wire.queue_v5_disconnect(code);
+        }
+
+        // Teardown: will, router link, bus, stored filters, event.
+        if (reason.sends_last_will() || self.will_on_disconnect)
+            && let Some((topic, w)) = will
+            && self.authz.publish_check(&topic, w.retain).is_ok()
+        {
+            // A will the retained store has no room for is still published.
+            let message = w.message.clone();
+            if let Err(RouterError::RetainedQuota(_)) =
+                Box::pin(self.route(&topic, w.message, w.retain)).await
+            {
+                let _ = Box::pin(self.route(&topic, message, false)).await;
+            }
+        }
+        if let Some(link) = &mut self.link {
+            let _ = link.disconnect().await;
+        }
+        if clean_session && let Some(bus) = &self.bus {
+            ctx.shared.bus.remove(bus.id);
+        }
+        if !clean_session {
+            let persisted = self.persisted();
+            if let Some(store) = ctx.shared.sessions.get() {
+                store.save_later(
+                    &client_id,
+                    persisted
+                        .filters
+                        .to_stored(persisted.after_sequence, Some(persisted.away_since_ms)),
+                );
+            }
+            lock(&ctx.shared.persistent).insert(client_id.clone(), persisted);
+        }
+        wire.close().await;
+        ctx.shared.versions.disconnect(&client_id, version);
+        ctx.publish_event(LifecycleEvent::Disconnected(Disconnected {
+            session: self.session.clone(),
+            timestamp_ms: epoch_millis_now(),
+            reason,
+            version_number: version,
+        }));
+        ctx.end_live(&client_id, &live);
+    }
 }
 
 /// What a QoS 1 delivery waiting for its PUBACK was.
@@ -362,6 +434,18 @@ pub(super) async fn next_delivery(link: &mut Option<Link>) -> RouterDelivery {
     }
 }
 
+/// The next tick of the session's position interval, made on first use.
+async fn tick(interval: &mut Option<tokio::time::Interval>) {
+    interval
+        .get_or_insert_with(|| {
+            let mut interval = tokio::time::interval(POSITION_INTERVAL);
+            interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            interval
+        })
+        .tick()
+        .await;
+}
+
 /// The next message of a replay; never resolves without one.
 pub(super) async fn next_replay(catch_up: &mut Option<CatchUp>) -> Option<ReplayMessage> {
     match catch_up {
@@ -387,14 +471,15 @@ impl Session {
         &mut self,
         wire: &mut Wire<S>,
         keep_alive: Duration,
-        kick: &CancellationToken,
+        kick: &Signal,
         shutdown: &CancellationToken,
     ) -> DisconnectReason {
         let mut changes = self.ctx.shared.cache.subscribe_changes();
         changes.mark_unchanged();
         let mut last_heard = Instant::now();
-        let mut position_tick = tokio::time::interval(POSITION_INTERVAL);
-        position_tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // Made when first needed: a session without `$aws` filters never
+        // ticks, and an interval holds a timer of its own.
+        let mut position_tick = None;
         let tracks_position = self.ctx.shared.pump.get().is_some();
         loop {
             // Packets that came with the CONNECT or the last read.
@@ -427,7 +512,7 @@ impl Session {
             // silence does.
             let flushed = tokio::select! {
                 flushed = wire.flush_progressing(keep_alive) => flushed,
-                () = kick.cancelled() => return DisconnectReason::DuplicateClientid,
+                () = kick.raised() => return DisconnectReason::DuplicateClientid,
                 () = shutdown.cancelled() => return DisconnectReason::ServerInitiatedDisconnect,
             };
             if let Err(e) = flushed {
@@ -441,7 +526,7 @@ impl Session {
             let step: Step = tokio::select! {
                 biased;
                 () = shutdown.cancelled() => Err(DisconnectReason::ServerInitiatedDisconnect),
-                () = kick.cancelled() => Err(DisconnectReason::DuplicateClientid),
+                () = kick.raised() => Err(DisconnectReason::DuplicateClientid),
                 () = tokio::time::sleep_until(deadline), if !keep_alive.is_zero() => {
                     Err(DisconnectReason::MqttKeepAliveTimeout)
                 }
@@ -483,7 +568,7 @@ impl Session {
                     self.on_replay(wire, message);
                     Ok(())
                 }
-                _ = position_tick.tick(), if tracks_position && !self.filters.bus.is_empty() => {
+                () = tick(&mut position_tick), if tracks_position && !self.filters.bus.is_empty() => {
                     self.on_tick();
                     Ok(())
                 }
@@ -1175,9 +1260,10 @@ mod size_tests {
                 ctx,
                 password_authenticator(Vec::new()),
                 CancellationToken::new(),
+                (),
             );
             let size = std::mem::size_of_val(&session);
-            assert!(size <= 3 * 1024, "the session future weighs {size} bytes");
+            assert!(size <= 1536, "the session future weighs {size} bytes");
             assert!(std::mem::size_of::<Session>() <= 1024);
         });
     }
