@@ -54,7 +54,7 @@ const MAX_PHASE: Duration = Duration::from_secs(12);
 const TARGET_FANOUT_RATIO: f64 = 1.0;
 /// Herald ÷ raw rumqttd at 1000 subscribers, QoS 1.
 const TARGET_RUMQTTD_RATIO: f64 = 0.8;
-const TARGET_IDLE_KIB_PER_CONNECTION: f64 = 10.0;
+const TARGET_IDLE_KIB_PER_CONNECTION: f64 = 4.0;
 
 /// The figures of one broker.
 #[derive(Default)]
