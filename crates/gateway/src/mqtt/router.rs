@@ -39,6 +39,7 @@
 //!   channel disconnected), and the gateway then stops with an error.
 
 use std::collections::{HashSet, VecDeque};
+use std::future::Future;
 use std::sync::Arc;
 
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
@@ -389,6 +390,18 @@ impl Link {
         // the router on its bounded channel, blocking only when it is full.
         self.tx.send(packet).await?;
         Ok(())
+    }
+
+    /// The next delivery if one is ready without waiting: the rest of the
+    /// batch the router handed over with its last wake-up, so a session can
+    /// write a batch of messages at once rather than one per wake-up.
+    pub fn try_next(&mut self) -> Option<Delivery> {
+        let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+        // `next` is cancel-safe: left pending, it has taken nothing.
+        match std::pin::pin!(self.next()).poll(&mut cx) {
+            std::task::Poll::Ready(delivery) => Some(delivery),
+            std::task::Poll::Pending => None,
+        }
     }
 
     /// The next delivery: forwards become [`Delivery::Message`], a pause

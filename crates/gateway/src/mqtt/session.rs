@@ -537,22 +537,21 @@ impl Session {
                     }
                     Err(_) => Err(DisconnectReason::ConnectionLost),
                 },
-                delivery = next_delivery(&mut self.link) => match delivery {
-                    RouterDelivery::Message { topic, payload, retain: true } => {
-                        // A retained message queued by a SUBSCRIBE goes only
-                        // to a filter still subscribed.
-                        if let Some(qos) = matching_qos(&self.filters.router, &topic) {
-                            self.deliver(wire, &topic, &payload, qos, true, None);
+                delivery = next_delivery(&mut self.link) => {
+                    // What else the router handed over goes out with it, in
+                    // one write.
+                    let mut step = self.on_router(wire, delivery);
+                    for _ in 1..DELIVERY_BATCH {
+                        if step.is_err() {
+                            break;
                         }
-                        Ok(())
+                        let Some(next) = self.link.as_mut().and_then(Link::try_next) else {
+                            break;
+                        };
+                        step = self.on_router(wire, next);
                     }
-                    RouterDelivery::Message { topic, payload, retain: false } => {
-                        let qos = max_qos(&self.filters.router, &topic);
-                        self.deliver(wire, &topic, &payload, qos, false, None);
-                        Ok(())
-                    }
-                    RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
-                },
+                    step
+                }
                 Some(delivery) = next_bus_delivery(&mut self.bus) => {
                     self.on_bus(wire, delivery);
                     // What else is queued goes out with it, in one write.
@@ -583,6 +582,38 @@ impl Session {
             if let Err(reason) = step {
                 return reason;
             }
+        }
+    }
+
+    /// A delivery from rumqttd.
+    fn on_router<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        delivery: RouterDelivery,
+    ) -> Step {
+        match delivery {
+            RouterDelivery::Message {
+                topic,
+                payload,
+                retain: true,
+            } => {
+                // A retained message queued by a SUBSCRIBE goes only to a
+                // filter still subscribed.
+                if let Some(qos) = matching_qos(&self.filters.router, &topic) {
+                    self.deliver(wire, &topic, &payload, qos, true, None);
+                }
+                Ok(())
+            }
+            RouterDelivery::Message {
+                topic,
+                payload,
+                retain: false,
+            } => {
+                let qos = max_qos(&self.filters.router, &topic);
+                self.deliver(wire, &topic, &payload, qos, false, None);
+                Ok(())
+            }
+            RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
         }
     }
 

@@ -348,6 +348,64 @@ fn any_valid_topic_is_routed_as_the_gateway_matches_it() {
     assert!(router.is_running());
 }
 
+/// What the router hands a link in one wake-up is taken whole with
+/// `try_next`, in publishing order, across the router's pauses (more
+/// messages than a link may have buffered), and `try_next` never waits:
+/// once everything is taken it answers `None`.
+#[tokio::test]
+async fn batches_are_taken_whole_in_order_without_waiting() {
+    const MESSAGES: usize = 1_000;
+    let router = Router::spawn(&RouterSettings::default());
+    let mut subscriber = router.link("batch-sub", true).await.unwrap();
+    subscriber.subscribe("batch/#").unwrap();
+    let mut publisher = router.link("batch-pub", true).await.unwrap();
+    for i in 0..MESSAGES {
+        publisher
+            .publish("batch/n", Bytes::from(i.to_string()), false)
+            .await
+            .unwrap();
+    }
+    publisher
+        .publish("batch/end", Bytes::from_static(b"marker"), false)
+        .await
+        .unwrap();
+    let mut received = Vec::new();
+    let mut taken_without_waiting = 0;
+    let mut ended = false;
+    while !ended {
+        let first = tokio::time::timeout(WAIT, subscriber.next())
+            .await
+            .expect("the marker in time");
+        let mut batch = vec![first];
+        while let Some(next) = subscriber.try_next() {
+            taken_without_waiting += 1;
+            batch.push(next);
+        }
+        for delivery in batch {
+            match delivery {
+                Delivery::Message { topic, payload, .. } if topic == "batch/end" => {
+                    assert_eq!(&payload[..], b"marker");
+                    ended = true;
+                }
+                Delivery::Message { payload, .. } => {
+                    assert!(!ended, "nothing after the marker");
+                    received.push(String::from_utf8(payload.to_vec()).unwrap());
+                }
+                Delivery::Disconnected => panic!("the engine dropped the link"),
+            }
+        }
+    }
+    let expected: Vec<String> = (0..MESSAGES).map(|i| i.to_string()).collect();
+    assert_eq!(received, expected);
+    assert!(
+        taken_without_waiting > 0,
+        "messages published before the first read come in batches"
+    );
+    assert!(subscriber.try_next().is_none());
+    subscriber.disconnect().await.unwrap();
+    publisher.disconnect().await.unwrap();
+}
+
 // ------------------------------------------------------------ through MQTT
 
 /// The attack as a client sends it: PUBLISH on `é` and `ü/x`, and a last
