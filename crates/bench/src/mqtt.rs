@@ -19,12 +19,16 @@
 //! process, and the resident memory each broker process gains per connection
 //! is reported, against a target of at most
 //! [`TARGET_IDLE_KIB_PER_CONNECTION`] KiB, with how many connections each
-//! accepted per second while they were opened.
+//! accepted per second while they were opened. Last, the same for TLS:
+//! another fresh gateway and Mosquitto each get [`idle::TLS_CONNECTIONS`]
+//! mutual-TLS connections, and the connections accepted per second are
+//! reported (plain against a target of [`TARGET_PLAIN_ACCEPTS_PER_SEC`]).
 
 mod external;
 mod idle;
 mod load;
 pub(crate) mod server;
+mod tls;
 
 use std::time::{Duration, Instant};
 
@@ -33,7 +37,7 @@ use rumqttc::QoS;
 use serde_json::{Map, Value, json};
 
 use self::{
-    idle::Idle,
+    idle::Measured,
     load::{Broker, Pace, Phase, Subscribers},
     server::{InProcessHerald, Mosquitto, RawRumqttd},
 };
@@ -55,6 +59,8 @@ const TARGET_FANOUT_RATIO: f64 = 1.0;
 /// Herald ÷ raw rumqttd at 1000 subscribers, QoS 1.
 const TARGET_RUMQTTD_RATIO: f64 = 0.8;
 const TARGET_IDLE_KIB_PER_CONNECTION: f64 = 4.0;
+/// Plain connections (CONNECT and CONNACK) the gateway accepts per second.
+const TARGET_PLAIN_ACCEPTS_PER_SEC: f64 = 10_000.0;
 
 /// The figures of one broker.
 #[derive(Default)]
@@ -140,15 +146,8 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
         "mqtt: idle: {} connections to a gateway process, then to a Mosquitto process",
         idle::CONNECTIONS
     );
-    let (herald_idle, mosquitto_idle) = idle::measure()?;
-    Ok(report(
-        &figures[0],
-        &figures[1],
-        &figures[2],
-        &herald_idle,
-        &mosquitto_idle,
-        phase,
-    ))
+    let idle = idle::measure()?;
+    Ok(report(&figures[0], &figures[1], &figures[2], &idle, phase))
 }
 
 async fn measure(broker: &Broker, phase: Duration) -> anyhow::Result<BrokerFigures> {
@@ -240,7 +239,8 @@ fn latency_json(figures: &BrokerFigures) -> Value {
 
 /// The idle figures, and whether Herald met its target: every connection
 /// accepted, settled readings, at most the target per connection.
-fn idle_json(herald: &Idle, mosquitto: &Idle) -> (Value, bool) {
+fn idle_json(measured: &Measured) -> (Value, bool) {
+    let (herald, mosquitto) = (&measured.herald, &measured.mosquitto);
     let per_connection = herald.kib_per_connection();
     let met = herald.accepted == idle::CONNECTIONS as u64
         && herald.settled
@@ -265,15 +265,45 @@ fn idle_json(herald: &Idle, mosquitto: &Idle) -> (Value, bool) {
     (value, met)
 }
 
+/// Connections accepted per second, plain (from the idle run) and TLS, and
+/// whether Herald's plain rate met its target.
+fn accepts_json(measured: &Measured) -> (Value, bool) {
+    let (tls_herald, tls_mosquitto) = (&measured.herald_tls, &measured.mosquitto_tls);
+    eprintln!(
+        "mqtt: TLS connections accepted per second: herald {:?}, mosquitto {:?}",
+        tls_herald.accepted_per_sec(),
+        tls_mosquitto.accepted_per_sec()
+    );
+    let plain = measured.herald.accepted_per_sec();
+    let met = measured.herald.failed == 0
+        && measured.herald.refused == 0
+        && plain.is_some_and(|rate| rate >= TARGET_PLAIN_ACCEPTS_PER_SEC);
+    let value = json!({
+        "plain": {
+            "connections": idle::CONNECTIONS,
+            "herald": plain,
+            "mosquitto": measured.mosquitto.accepted_per_sec(),
+            "ratio": ratio(plain, measured.mosquitto.accepted_per_sec()),
+        },
+        "tls": {
+            "connections": idle::TLS_CONNECTIONS,
+            "herald": tls_herald.rate_json(),
+            "mosquitto": tls_mosquitto.rate_json(),
+            "ratio": ratio(tls_herald.accepted_per_sec(), tls_mosquitto.accepted_per_sec()),
+        },
+    });
+    (value, met)
+}
+
 fn report(
     herald: &BrokerFigures,
     mosquitto: &BrokerFigures,
     rumqttd: &BrokerFigures,
-    herald_idle: &Idle,
-    mosquitto_idle: &Idle,
+    idle: &Measured,
     phase: Duration,
 ) -> Value {
-    let (idle_connections, idle_met) = idle_json(herald_idle, mosquitto_idle);
+    let (idle_connections, idle_met) = idle_json(idle);
+    let (accepts, plain_accepts_met) = accepts_json(idle);
     let mut ratios = Map::new();
     let mut min_ratio: Option<f64> = None;
     for subscribers in FANOUTS {
@@ -336,6 +366,7 @@ fn report(
             "rumqttd": latency_json(rumqttd),
         },
         "idle_connections": idle_connections,
+        "accepts_per_sec": accepts,
         "subscriber_errors": {
             "herald": herald.subscriber_errors,
             "mosquitto": mosquitto.subscriber_errors,
@@ -348,6 +379,8 @@ fn report(
             "fanout_vs_rumqttd_1000_qos1_met": rumqttd_met,
             "idle_kib_per_connection_max": TARGET_IDLE_KIB_PER_CONNECTION,
             "idle_kib_per_connection_met": idle_met,
+            "plain_accepts_per_sec_min": TARGET_PLAIN_ACCEPTS_PER_SEC,
+            "plain_accepts_per_sec_met": plain_accepts_met,
         },
     })
 }

@@ -32,6 +32,8 @@ struct Service {
 /// (those PIDs only) on drop.
 pub(super) struct ExternalHerald {
     pub(super) mqtt: SocketAddr,
+    /// The MQTT TLS listener (mutual TLS).
+    pub(super) mqtt_tls: SocketAddr,
     pub(super) config: SocketAddr,
     services: Vec<Service>,
     _dir: TempDir,
@@ -75,6 +77,7 @@ impl ExternalHerald {
             .context("resolving the data dir")?;
         let mut herald = ExternalHerald {
             mqtt: SocketAddr::from(([127, 0, 0, 1], 0)),
+            mqtt_tls: SocketAddr::from(([127, 0, 0, 1], 0)),
             config: SocketAddr::from(([127, 0, 0, 1], 0)),
             services: Vec::new(),
             _dir: dir,
@@ -122,7 +125,10 @@ impl ExternalHerald {
                     "HERALD_GATEWAY__MQTT__MAX_CONNECTIONS",
                     (super::idle::CONNECTIONS + 1_000).to_string(),
                 ),
-                ("HERALD_GATEWAY__MQTT__MAX_TLS_CONNECTIONS", "1024".into()),
+                (
+                    "HERALD_GATEWAY__MQTT__MAX_TLS_CONNECTIONS",
+                    (super::idle::TLS_CONNECTIONS + 1_000).to_string(),
+                ),
                 ("HERALD_GATEWAY__REGISTRY_URL", format!("http://{registry}")),
                 (
                     "HERALD_GATEWAY__CONFIG_URL",
@@ -131,6 +137,7 @@ impl ExternalHerald {
             ],
         )?;
         herald.mqtt = herald.wait_listening(gateway, "mqtt")?;
+        herald.mqtt_tls = herald.wait_listening(gateway, "mqtt tls")?;
         Ok(herald)
     }
 

@@ -6,6 +6,11 @@
 //! has settled again. The clients are raw TCP sockets of this process, each
 //! sending one hand-written MQTT 3.1.1 CONNECT (clean session, keep-alive 0,
 //! so nothing more is ever sent) and reading its CONNACK.
+//!
+//! Then the rate of TLS connections: a fresh gateway process set and a fresh
+//! Mosquitto with a TLS listener each get [`TLS_CONNECTIONS`] connections,
+//! each a full mutual-TLS handshake (see [`super::tls`]) followed by the same
+//! CONNECT and CONNACK, and the connections accepted per second are reported.
 
 use std::{
     net::SocketAddr,
@@ -16,20 +21,26 @@ use std::{
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
+    io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt},
     net::TcpStream,
     task::JoinSet,
 };
+use tokio_rustls::client::TlsStream;
 
 use super::{
     external::{self, ExternalHerald},
     server::{self, Mosquitto},
+    tls::{self, TlsDial},
 };
 use crate::stats::round;
 
 /// Idle connections opened to each broker.
 pub(super) const CONNECTIONS: usize = 10_000;
-/// CONNECTs in flight at once.
+/// TLS connections opened to each broker.
+pub(super) const TLS_CONNECTIONS: usize = 2_000;
+/// Waiting for the gateway to know a new client certificate.
+const CERTIFICATE_TIMEOUT: Duration = Duration::from_secs(15);
+/// CONNECTs (and TLS handshakes) in flight at once.
 const CONCURRENCY: usize = 64;
 /// One connection's TCP connect, CONNECT and CONNACK.
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
@@ -75,12 +86,29 @@ impl Idle {
     }
 
     /// Connections accepted (CONNACK 0) per second while they were opened,
-    /// [`CONCURRENCY`] CONNECTs in flight.
+    /// [`CONCURRENCY`] connections in flight.
     pub(super) fn accepted_per_sec(&self) -> Option<f64> {
         (self.open_secs > 0.0).then(|| round(self.accepted as f64 / self.open_secs, 0))
     }
 
-    pub(super) fn json(&self) -> Value {
+    /// How the opening of `tried` connections went, in words.
+    fn opened(&self, tried: usize) -> String {
+        format!(
+            "{} of {tried} connections accepted in {:.1} s: {:?} per s ({} refused, {} failed{})",
+            self.accepted,
+            self.open_secs,
+            self.accepted_per_sec(),
+            self.refused,
+            self.failed,
+            self.first_failure
+                .as_deref()
+                .map(|e| format!("; first: {e}"))
+                .unwrap_or_default()
+        )
+    }
+
+    /// The figures of a rate-only run (no memory readings).
+    pub(super) fn rate_json(&self) -> Value {
         json!({
             "accepted_per_sec": self.accepted_per_sec(),
             "connects_in_flight": CONCURRENCY,
@@ -89,13 +117,26 @@ impl Idle {
             "failed": self.failed,
             "first_failure": self.first_failure,
             "open_secs": round(self.open_secs, 2),
-            "rss_before_kib": self.rss_before_kib,
-            "rss_after_kib": self.rss_after_kib,
-            "threads_before": self.threads_before,
-            "threads_after": self.threads_after,
-            "kib_per_connection": self.kib_per_connection(),
-            "settled": self.settled,
         })
+    }
+
+    /// The rate figures and the memory readings.
+    pub(super) fn json(&self) -> Value {
+        let mut value = self.rate_json();
+        if let Value::Object(fields) = &mut value {
+            let memory = json!({
+                "rss_before_kib": self.rss_before_kib,
+                "rss_after_kib": self.rss_after_kib,
+                "threads_before": self.threads_before,
+                "threads_after": self.threads_after,
+                "kib_per_connection": self.kib_per_connection(),
+                "settled": self.settled,
+            });
+            if let Value::Object(memory) = memory {
+                fields.extend(memory);
+            }
+        }
+        value
     }
 }
 
@@ -106,8 +147,18 @@ pub(super) fn preflight() -> anyhow::Result<()> {
     ensure_fd_limit(CONNECTIONS as u64 + SPARE_FDS)
 }
 
-/// Measures the gateway (a fresh process set), then a fresh Mosquitto.
-pub(super) fn measure() -> anyhow::Result<(Idle, Idle)> {
+/// What [`measure`] measured: idle connections, then TLS connection rates.
+pub(super) struct Measured {
+    pub(super) herald: Idle,
+    pub(super) mosquitto: Idle,
+    pub(super) herald_tls: Idle,
+    pub(super) mosquitto_tls: Idle,
+}
+
+/// Measures idle connections to the gateway (a fresh process set), then to
+/// a fresh Mosquitto; then TLS connections to another fresh gateway process
+/// set and another fresh Mosquitto.
+pub(super) fn measure() -> anyhow::Result<Measured> {
     ensure_fd_limit(CONNECTIONS as u64 + SPARE_FDS)?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .thread_name("bench-idle")
@@ -128,6 +179,7 @@ pub(super) fn measure() -> anyhow::Result<(Idle, Idle)> {
     let gateway = runtime
         .block_on(async {
             server::create_dev_policy(herald.config).await?;
+            server::wait_dev_user_accepted(herald.mqtt).await?;
             measure_one("herald", herald.gateway_pid(), herald.mqtt, credentials).await
         })
         .context("idle connections to the gateway");
@@ -150,8 +202,75 @@ pub(super) fn measure() -> anyhow::Result<(Idle, Idle)> {
         ))
         .context("idle connections to mosquitto");
     drop(mosquitto);
+    let broker = broker?;
+
+    let (herald_tls, mosquitto_tls) = runtime.block_on(measure_tls())?;
     runtime.shutdown_timeout(Duration::from_secs(5));
-    Ok((gateway, broker?))
+    Ok(Measured {
+        herald: gateway,
+        mosquitto: broker,
+        herald_tls,
+        mosquitto_tls,
+    })
+}
+
+/// [`TLS_CONNECTIONS`] mutual-TLS connections to a fresh gateway process set
+/// (with a certificate its config service issued), then to a fresh Mosquitto.
+async fn measure_tls() -> anyhow::Result<(Idle, Idle)> {
+    let herald = ExternalHerald::start()?;
+    eprintln!(
+        "mqtt: tls: gateway process {} (MQTT over TLS on {})",
+        herald.gateway_pid(),
+        herald.mqtt_tls
+    );
+    let gateway = async {
+        server::create_dev_policy(herald.config).await?;
+        let dial = tls::herald_client(herald.config).await?;
+        // The gateway learns of the certificate and its policy from the
+        // config service's change stream: wait until it accepts one.
+        let deadline = Instant::now() + CERTIFICATE_TIMEOUT;
+        loop {
+            match connect_one(herald.mqtt_tls, Some(&dial), "bench-tls-probe", None).await {
+                Ok(Ok(_)) => break,
+                outcome if Instant::now() > deadline => {
+                    let why = match outcome {
+                        Ok(Err(Refused(code))) => format!("CONNACK return code {code}"),
+                        Err(err) => err,
+                        Ok(Ok(_)) => unreachable!("handled above"),
+                    };
+                    bail!("the gateway did not accept the new certificate within {CERTIFICATE_TIMEOUT:?}: {why}");
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+        Ok(measure_rate("herald", herald.mqtt_tls, &dial).await)
+    }
+    .await
+    .context("TLS connections to the gateway");
+    let stopped = herald.stop();
+    let gateway = gateway?;
+    stopped.context("the gateway's processes did not stop cleanly")?;
+
+    let (files, dial) = tls::mosquitto_pki()?;
+    let mosquitto = Mosquitto::start_tls(&files)?;
+    eprintln!(
+        "mqtt: tls: mosquitto process {} (MQTT over TLS on {})",
+        mosquitto.pid(),
+        mosquitto.addr
+    );
+    let broker = measure_rate("mosquitto", mosquitto.addr, &dial).await;
+    drop(mosquitto);
+    Ok((gateway, broker))
+}
+
+/// Opens [`TLS_CONNECTIONS`] TLS connections and closes them; the rate only.
+async fn measure_rate(name: &str, addr: SocketAddr, dial: &TlsDial) -> Idle {
+    let started = Instant::now();
+    let (streams, mut idle) = open(addr, Some(dial), None, TLS_CONNECTIONS).await;
+    idle.open_secs = started.elapsed().as_secs_f64();
+    eprintln!("mqtt: tls: {name}: {}", idle.opened(TLS_CONNECTIONS));
+    drop(streams);
+    idle
 }
 
 async fn measure_one(
@@ -163,19 +282,9 @@ async fn measure_one(
     let (rss_before_kib, settled_before) = settle(pid).await?;
     let threads_before = proc_status(pid, "Threads")?;
     let started = Instant::now();
-    let (streams, mut idle) = open(addr, credentials, CONNECTIONS).await;
+    let (streams, mut idle) = open(addr, None, credentials, CONNECTIONS).await;
     idle.open_secs = started.elapsed().as_secs_f64();
-    eprintln!(
-        "mqtt: idle: {name}: {} of {CONNECTIONS} connections accepted in {:.1} s ({} refused, {} failed{})",
-        idle.accepted,
-        idle.open_secs,
-        idle.refused,
-        idle.failed,
-        idle.first_failure
-            .as_deref()
-            .map(|e| format!("; first: {e}"))
-            .unwrap_or_default()
-    );
+    eprintln!("mqtt: idle: {name}: {}", idle.opened(CONNECTIONS));
     let (rss_after_kib, settled_after) = settle(pid).await?;
     idle.threads_before = threads_before;
     idle.threads_after = proc_status(pid, "Threads")?;
@@ -192,13 +301,21 @@ async fn measure_one(
     Ok(idle)
 }
 
-/// Opens `count` connections, [`CONCURRENCY`] at a time; keeps those answered
-/// with an accepting CONNACK open (returned) and counts the rest.
+/// One open connection, plain or TLS (kept only to be held open).
+enum Connection {
+    Plain(#[allow(dead_code)] TcpStream),
+    Tls(#[allow(dead_code)] Box<TlsStream<TcpStream>>),
+}
+
+/// Opens `count` connections (over TLS with `tls`), [`CONCURRENCY`] at a
+/// time; keeps those answered with an accepting CONNACK open (returned) and
+/// counts the rest.
 async fn open(
     addr: SocketAddr,
+    tls: Option<&TlsDial>,
     credentials: Option<(&str, &str)>,
     count: usize,
-) -> (Vec<TcpStream>, Idle) {
+) -> (Vec<Connection>, Idle) {
     let credentials: Arc<Option<(String, String)>> =
         Arc::new(credentials.map(|(user, password)| (user.to_owned(), password.to_owned())));
     let deadline = Instant::now() + OPEN_TIMEOUT;
@@ -217,8 +334,13 @@ async fn open(
         if next < count && tasks.len() < CONCURRENCY {
             let client_id = format!("bench-idle-{next:05}");
             let credentials = credentials.clone();
+            let tls = tls.cloned();
             tasks.spawn(async move {
-                let attempt = connect_one(addr, &client_id, credentials.as_ref().as_ref());
+                let credentials = credentials
+                    .as_ref()
+                    .as_ref()
+                    .map(|(user, password)| (user.as_str(), password.as_str()));
+                let attempt = connect_one(addr, tls.as_ref(), &client_id, credentials);
                 match tokio::time::timeout(CONNECT_TIMEOUT, attempt).await {
                     Ok(outcome) => outcome,
                     Err(_) => Err(format!("no CONNACK within {CONNECT_TIMEOUT:?}")),
@@ -254,16 +376,40 @@ async fn open(
 /// A CONNACK with this non-zero return code.
 struct Refused(u8);
 
+/// TCP connect, the TLS handshake with `tls`, CONNECT and CONNACK.
 async fn connect_one(
     addr: SocketAddr,
+    tls: Option<&TlsDial>,
     client_id: &str,
-    credentials: Option<&(String, String)>,
-) -> Result<Result<TcpStream, Refused>, String> {
-    let mut stream = TcpStream::connect(addr)
+    credentials: Option<(&str, &str)>,
+) -> Result<Result<Connection, Refused>, String> {
+    let stream = TcpStream::connect(addr)
         .await
         .map_err(|e| format!("connect: {e}"))?;
     let _ = stream.set_nodelay(true);
-    let credentials = credentials.map(|(user, password)| (user.as_str(), password.as_str()));
+    Ok(match tls {
+        None => mqtt_connect(stream, client_id, credentials)
+            .await?
+            .map(Connection::Plain),
+        Some(dial) => {
+            let stream = dial
+                .connector
+                .connect(dial.name.clone(), stream)
+                .await
+                .map_err(|e| format!("TLS handshake: {e}"))?;
+            mqtt_connect(stream, client_id, credentials)
+                .await?
+                .map(|stream| Connection::Tls(Box::new(stream)))
+        }
+    })
+}
+
+/// CONNECT and CONNACK over an open stream.
+async fn mqtt_connect<S: AsyncRead + AsyncWrite + Unpin>(
+    mut stream: S,
+    client_id: &str,
+    credentials: Option<(&str, &str)>,
+) -> Result<Result<S, Refused>, String> {
     stream
         .write_all(&connect_packet(client_id, credentials, 0))
         .await

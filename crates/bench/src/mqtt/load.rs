@@ -82,7 +82,9 @@ impl Subscribers {
         let shared = Arc::new(Shared::default());
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
-        let (ready_tx, mut ready_rx) = tokio::sync::mpsc::channel::<()>(count.max(1));
+        // Each subscriber reports its SUBACK, or why it has none.
+        let (ready_tx, mut ready_rx) =
+            tokio::sync::mpsc::channel::<Result<(), String>>(count.max(1));
         let permits = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
         for i in 0..count {
             let options = broker.options(format!("bench-sub-{}-{count}-{i}", broker.name));
@@ -102,12 +104,13 @@ impl Subscribers {
         let waited = tokio::time::timeout(CONNECT_TIMEOUT, async {
             let mut ready = 0;
             while ready < count {
-                if ready_rx.recv().await.is_none() {
-                    break;
+                match ready_rx.recv().await {
+                    Some(Ok(())) => ready += 1,
+                    Some(Err(why)) => return Err(why),
+                    None => break,
                 }
-                ready += 1;
             }
-            ready
+            Ok(ready)
         })
         .await;
         let subscribers = Subscribers {
@@ -118,8 +121,12 @@ impl Subscribers {
             base,
         };
         match waited {
-            Ok(ready) if ready == count => Ok(subscribers),
-            Ok(ready) => {
+            Ok(Ok(ready)) if ready == count => Ok(subscribers),
+            Ok(Err(why)) => {
+                subscribers.close().await;
+                bail!("a subscriber got no SUBACK: {why}")
+            }
+            Ok(Ok(ready)) => {
                 subscribers.close().await;
                 bail!("only {ready} of {count} subscribers got their SUBACK")
             }
@@ -183,7 +190,7 @@ async fn subscriber(
     mut eventloop: EventLoop,
     shared: Arc<Shared>,
     stop: CancellationToken,
-    ready: tokio::sync::mpsc::Sender<()>,
+    ready: tokio::sync::mpsc::Sender<Result<(), String>>,
     permit: tokio::sync::OwnedSemaphorePermit,
     base: Instant,
 ) {
@@ -196,15 +203,16 @@ async fn subscriber(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) if !subscribed => {
-                if client.try_subscribe(TOPIC, QoS::AtLeastOnce).is_err() {
+                if let Err(err) = client.try_subscribe(TOPIC, QoS::AtLeastOnce) {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
+                    let _ = ready.send(Err(format!("SUBSCRIBE: {err}"))).await;
                     break;
                 }
             }
             Ok(Event::Incoming(Packet::SubAck(_))) if !subscribed => {
                 subscribed = true;
                 permit = None;
-                let _ = ready.send(()).await;
+                let _ = ready.send(Ok(())).await;
             }
             Ok(Event::Incoming(Packet::Publish(publish))) => {
                 shared.delivered.fetch_add(1, Ordering::Relaxed);
@@ -220,8 +228,11 @@ async fn subscriber(
                 }
             }
             Ok(_) => {}
-            Err(_) => {
+            Err(err) => {
                 shared.errors.fetch_add(1, Ordering::Relaxed);
+                if !subscribed {
+                    let _ = ready.send(Err(format!("{err}"))).await;
+                }
                 // A subscriber that lost its session would measure nothing.
                 break;
             }

@@ -9,10 +9,13 @@ use std::{
 
 use anyhow::{Context, bail};
 use herald_proto::config::v1::{CreatePolicyRequest, config_client::ConfigClient};
+use rumqttc::{AsyncClient, ConnectReturnCode, Event, MqttOptions, Packet};
 use serde_json::json;
 use tempfile::TempDir;
 use tokio::{net::TcpListener, runtime::Runtime, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
+
+use super::tls::ServerFiles;
 
 /// Herald's runtime gets this many worker threads (the machine's cores).
 pub(crate) const WORKER_THREADS: usize = 2;
@@ -105,7 +108,10 @@ impl InProcessHerald {
         };
         herald
             .runtime
-            .block_on(create_dev_policy(config_addr))
+            .block_on(async {
+                create_dev_policy(config_addr).await?;
+                wait_dev_user_accepted(mqtt).await
+            })
             .context("creating the dev user's policy")?;
         Ok(herald)
     }
@@ -164,6 +170,39 @@ pub(super) async fn create_dev_policy(config: SocketAddr) -> anyhow::Result<()> 
     }
 }
 
+/// Waits until the gateway whose plain MQTT listener is `mqtt` accepts the
+/// dev user: it learns of the policy [`create_dev_policy`] made from the
+/// config service's change stream, and refuses the dev user until then.
+pub(super) async fn wait_dev_user_accepted(mqtt: SocketAddr) -> anyhow::Result<()> {
+    let deadline = Instant::now() + STARTUP_TIMEOUT;
+    let mut attempt = 0u64;
+    loop {
+        attempt += 1;
+        let mut options = MqttOptions::new(
+            format!("bench-probe-{attempt}"),
+            mqtt.ip().to_string(),
+            mqtt.port(),
+        );
+        options.set_clean_session(true).set_credentials(
+            herald_gateway::DEV_MQTT_USERNAME,
+            herald_gateway::DEV_MQTT_PASSWORD,
+        );
+        let (_client, mut eventloop) = AsyncClient::new(options, 1);
+        let outcome = tokio::time::timeout(STARTUP_TIMEOUT, eventloop.poll()).await;
+        if let Ok(Ok(Event::Incoming(Packet::ConnAck(ack)))) = &outcome
+            && ack.code == ConnectReturnCode::Success
+        {
+            return Ok(());
+        }
+        if Instant::now() > deadline {
+            bail!(
+                "the gateway did not accept the dev user within {STARTUP_TIMEOUT:?}: {outcome:?}"
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
 /// A Mosquitto process on a free loopback port; killed (that PID only) on drop.
 pub(super) struct Mosquitto {
     pub(super) addr: SocketAddr,
@@ -173,7 +212,18 @@ pub(super) struct Mosquitto {
 }
 
 impl Mosquitto {
+    /// Mosquitto with a plain listener.
     pub(super) fn start() -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_with(None)
+    }
+
+    /// Mosquitto with a TLS listener that requires a client certificate
+    /// signed by `files.ca_pem`.
+    pub(super) fn start_tls(files: &ServerFiles) -> anyhow::Result<Mosquitto> {
+        Mosquitto::start_with(Some(files))
+    }
+
+    fn start_with(tls: Option<&ServerFiles>) -> anyhow::Result<Mosquitto> {
         if !std::path::Path::new(MOSQUITTO).exists() {
             eprintln!("mqtt: {MOSQUITTO} is missing; apt-get install -y -qq mosquitto");
             let status = Command::new("apt-get")
@@ -202,13 +252,24 @@ impl Mosquitto {
             .port();
         let dir = tempfile::tempdir().context("creating mosquitto's temp dir")?;
         let conf = dir.path().join("mosquitto.conf");
-        std::fs::write(
-            &conf,
-            format!(
-                "listener {port} 127.0.0.1\nmax_connections -1\nallow_anonymous true\nmax_queued_messages 10000\npersistence false\n"
-            ),
-        )
-        .context("writing mosquitto.conf")?;
+        let mut text = format!("listener {port} 127.0.0.1\n");
+        if let Some(files) = tls {
+            // The listener's own settings follow its `listener` line.
+            for (name, setting, pem) in [
+                ("ca.pem", "cafile", &files.ca_pem),
+                ("server.pem", "certfile", &files.cert_pem),
+                ("server.key", "keyfile", &files.key_pem),
+            ] {
+                let path = dir.path().join(name);
+                std::fs::write(&path, pem).with_context(|| format!("writing {name}"))?;
+                text.push_str(&format!("{setting} {}\n", path.display()));
+            }
+            text.push_str("require_certificate true\n");
+        }
+        text.push_str(
+            "max_connections -1\nallow_anonymous true\nmax_queued_messages 10000\npersistence false\n",
+        );
+        std::fs::write(&conf, text).context("writing mosquitto.conf")?;
         let log = std::fs::File::create(dir.path().join("mosquitto.log"))
             .context("creating mosquitto.log")?;
         let child = Command::new(MOSQUITTO)
