@@ -89,6 +89,55 @@ fn ci_entry_point_is_executable() {
     );
 }
 
+/// Section numbers cite a public document named just before them (the MQTT
+/// specifications, an RFC): a maintainer with only this repository must be
+/// able to follow every citation. AWS pages are cited by their names.
+#[test]
+fn section_citations_name_a_public_document() {
+    let root = project_root();
+    let listed = std::process::Command::new("git")
+        .args(["ls-files", "-z"])
+        .current_dir(&root)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "git ls-files failed");
+    let mut unnamed = Vec::new();
+    for path in listed.stdout.split(|&b| b == 0).filter(|p| !p.is_empty()) {
+        let path = String::from_utf8_lossy(path).into_owned();
+        let Ok(text) = fs::read_to_string(root.join(&path)) else {
+            continue; // not text
+        };
+        for (line, citation) in uncited_sections(&text) {
+            unnamed.push(format!("{path}:{line}: {citation}"));
+        }
+    }
+    assert!(
+        unnamed.is_empty(),
+        "section numbers without the document they are from (write `MQTT 3.1.1 §x`, \
+         `RFC n §x`, or the AWS page's name):\n{}",
+        unnamed.join("\n")
+    );
+}
+
+/// The `§` citations of `text` with no `MQTT` or `RFC` in the 200 characters
+/// before them: (line number, the line).
+fn uncited_sections(text: &str) -> Vec<(usize, String)> {
+    const WINDOW: usize = 200;
+    const SECTION: char = '\u{a7}';
+    let chars: Vec<char> = text.chars().collect();
+    let mut found = Vec::new();
+    for (at, _) in chars.iter().enumerate().filter(|(_, c)| **c == SECTION) {
+        let before: String = chars[at.saturating_sub(WINDOW)..at].iter().collect();
+        if before.contains("MQTT") || before.contains("RFC") {
+            continue;
+        }
+        let line = chars[..at].iter().filter(|c| **c == '\n').count() + 1;
+        let shown = text.lines().nth(line - 1).unwrap_or_default().trim();
+        found.push((line, shown.to_owned()));
+    }
+    found
+}
+
 fn yaml_files(dir: &Path) -> Vec<PathBuf> {
     let mut found = Vec::new();
     let mut entries: Vec<_> = fs::read_dir(dir)
@@ -221,6 +270,16 @@ fn settings_keys(text: &str) -> Vec<String> {
         }
     }
     keys
+}
+
+#[test]
+fn section_citations_need_a_document_before_them() {
+    assert!(uncited_sections("MQTT 3.1.1 \u{a7}4.7, and \u{a7}4.8").is_empty());
+    assert!(uncited_sections("RFC 9113\n// \u{a7}3.4").is_empty());
+    assert_eq!(
+        uncited_sections("a\nsee the spec \u{a7}3.1 \u{e9}"),
+        vec![(2, "see the spec \u{a7}3.1 \u{e9}".to_owned())]
+    );
 }
 
 #[test]
