@@ -54,6 +54,8 @@ error_types! {
     VersionsLimitExceeded => "VersionsLimitExceededException", 409, ResourceExhausted;
     DeleteConflict => "DeleteConflictException", 409, FailedPrecondition;
     Conflict => "ConflictException", 409, FailedPrecondition;
+    InvalidStateTransition => "InvalidStateTransitionException", 409, FailedPrecondition;
+    TerminalState => "TerminalStateException", 410, FailedPrecondition;
     CertificateState => "CertificateStateException", 406, FailedPrecondition;
     CertificateValidation => "CertificateValidationException", 400, InvalidArgument;
     CertificateConflict => "CertificateConflictException", 409, AlreadyExists;

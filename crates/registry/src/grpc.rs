@@ -1,5 +1,7 @@
 //! The tonic adapter: unwrap the request, call the service, convert the result.
-//! Wire types stop here.
+//! Wire types stop here. The `Jobs` service's adapter is `jobs`.
+
+mod jobs;
 
 use std::pin::Pin;
 
@@ -18,6 +20,8 @@ use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
     service::{AttributePayload, NameOrArn, Registry, ThingFilter},
 };
+
+pub(crate) use jobs::GrpcJobs;
 
 pub(crate) struct GrpcRegistry {
     registry: Registry,
@@ -248,13 +252,18 @@ pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -
                 child_group_name: child.name,
             })
         }
+        EventBody::Job { kind, job, details } => jobs::job_event(arns, kind, job, details),
+        EventBody::JobExecution { kind, execution } => jobs::execution_event(arns, kind, execution),
     };
     pb::ChangeEvent {
         sequence: r.sequence,
         event_id: r.event_id,
         timestamp_ms: r.timestamp_ms,
         account_id: account_id.to_owned(),
-        operation: operation(r.event.operation) as i32,
+        operation: r
+            .event
+            .operation
+            .map_or(pb::Operation::Unspecified, operation) as i32,
         event: Some(event),
     }
 }

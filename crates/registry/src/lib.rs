@@ -3,7 +3,9 @@
 //! Every mutation and the events it causes are written in one sled transaction
 //! (entity state plus an append to the change log) on a single writer thread,
 //! and acknowledged only once flushed. `WatchChanges` replays the log from a
-//! cursor and then follows it live.
+//! cursor and then follows it live. The same process serves AWS IoT Jobs
+//! (the `Jobs` gRPC service): jobs and their executions are registry state,
+//! and their events go into the same change log.
 //!
 //! Reading order: `settings`, `domain` (records and rules), `service`
 //! (operations), `grpc` (the wire adapter). Storage, the writer and the log's
@@ -19,7 +21,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_proto::{
-    FILE_DESCRIPTOR_SET, error::AwsError, registry::v1::registry_server::RegistryServer,
+    FILE_DESCRIPTOR_SET,
+    error::AwsError,
+    registry::v1::{jobs_server::JobsServer, registry_server::RegistryServer},
 };
 use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
 pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
@@ -29,7 +33,11 @@ use tonic::{server::NamedService, service::Routes};
 
 use herald_store::{Store, Writer};
 
-use crate::{domain::Event, grpc::GrpcRegistry, service::Registry};
+use crate::{
+    domain::Event,
+    grpc::{GrpcJobs, GrpcRegistry},
+    service::Registry,
+};
 
 /// Serves the registry on `listener` until `shutdown` is cancelled; then stops
 /// reporting ready, drains in-flight calls within the grace period, and
@@ -61,8 +69,9 @@ pub async fn run(
     ));
 
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
+    let jobs = GrpcJobs::new(registry.clone());
     let grpc = GrpcRegistry::new(registry, shutdown.clone(), settings.test_mode);
-    let routes = Routes::new(RegistryServer::new(grpc));
+    let routes = Routes::new(RegistryServer::new(grpc)).add_service(JobsServer::new(jobs));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <RegistryServer<GrpcRegistry> as NamedService>::NAME;
     let options = ServeOptions {

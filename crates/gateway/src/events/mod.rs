@@ -7,10 +7,11 @@
 //! renders an event and gates it by the event configuration of the moment:
 //! the one decision the event pump and every session's replay share.
 //!
-//! - `render`: one payload type per event family, in the field order of the
-//!   spec's examples.
+//! - `render`: one payload type per registry event family, in the field
+//!   order of the AWS examples; `jobs`: the two jobs families.
 
 pub(crate) mod follow;
+mod jobs;
 pub(crate) mod pump;
 mod render;
 
@@ -49,6 +50,10 @@ pub(crate) enum EventGate {
     ThingGroupMembership,
     /// `THING_GROUP_HIERARCHY`: a group added to or removed from a parent.
     ThingGroupHierarchy,
+    /// `JOB`: jobs completed, cancelled, deleted.
+    Job,
+    /// `JOB_EXECUTION`: job executions reaching a final status, deleted.
+    JobExecution,
 }
 
 impl EventGate {
@@ -61,6 +66,8 @@ impl EventGate {
             EventGate::ThingGroup => "THING_GROUP",
             EventGate::ThingGroupMembership => "THING_GROUP_MEMBERSHIP",
             EventGate::ThingGroupHierarchy => "THING_GROUP_HIERARCHY",
+            EventGate::Job => "JOB",
+            EventGate::JobExecution => "JOB_EXECUTION",
         }
     }
 
@@ -72,6 +79,8 @@ impl EventGate {
             change_event::Event::ThingGroup(_) => EventGate::ThingGroup,
             change_event::Event::ThingGroupMembership(_) => EventGate::ThingGroupMembership,
             change_event::Event::ThingGroupHierarchy(_) => EventGate::ThingGroupHierarchy,
+            change_event::Event::Job(_) => EventGate::Job,
+            change_event::Event::JobExecution(_) => EventGate::JobExecution,
         }
     }
 
@@ -130,6 +139,20 @@ pub(crate) fn render(event: &ChangeEvent) -> Result<RenderedEvent, RenderError> 
         .as_ref()
         .ok_or(RenderError::MissingBody { sequence })?;
     let gate = EventGate::of(body);
+    let jobs_message = match body {
+        change_event::Event::Job(job) => Some(jobs::job(event, job)),
+        change_event::Event::JobExecution(execution) => Some(jobs::execution(event, execution)),
+        _ => None,
+    };
+    if let Some(message) = jobs_message {
+        let (topic, payload) = message?;
+        return Ok(RenderedEvent {
+            topic,
+            payload,
+            gate,
+            event_id: event.event_id.clone(),
+        });
+    }
     let op = render::Op::from_proto(event.operation)
         .filter(|op| op.is_crud() == gate.is_crud())
         .ok_or_else(|| RenderError::OperationMismatch {
@@ -217,6 +240,8 @@ mod tests {
             (EventGate::ThingGroup, "THING_GROUP"),
             (EventGate::ThingGroupMembership, "THING_GROUP_MEMBERSHIP"),
             (EventGate::ThingGroupHierarchy, "THING_GROUP_HIERARCHY"),
+            (EventGate::Job, "JOB"),
+            (EventGate::JobExecution, "JOB_EXECUTION"),
         ];
         for (gate, key) in keys {
             assert_eq!(gate.key(), key);

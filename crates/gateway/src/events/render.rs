@@ -124,12 +124,14 @@ pub(super) fn message(
             );
             Ok((topic, to_json(&thing_group_hierarchy(&h, b))))
         }
+        // Rendered by `events::jobs`, which `render` calls for them.
+        Event::Job(_) | Event::JobExecution(_) => Err(RenderError::MissingBody { sequence: seq }),
     }
 }
 
 /// A name substituted verbatim into the topic must stay one level: not empty,
 /// and none of the MQTT separators or wildcards (or NUL, which MQTT forbids).
-fn topic_level<'a>(
+pub(super) fn topic_level<'a>(
     sequence: u64,
     field: &'static str,
     value: &'a str,

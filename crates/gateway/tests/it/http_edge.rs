@@ -50,11 +50,7 @@ async fn exchange(addr: std::net::SocketAddr, request: &[u8]) -> Vec<u8> {
 }
 
 /// [`exchange`], reading the answer for up to `wait`.
-async fn exchange_within(
-    addr: std::net::SocketAddr,
-    request: &[u8],
-    wait: Duration,
-) -> Vec<u8> {
+async fn exchange_within(addr: std::net::SocketAddr, request: &[u8], wait: Duration) -> Vec<u8> {
     let mut stream = TcpStream::connect(addr).await.unwrap();
     stream.write_all(request).await.unwrap();
     let mut answer = Vec::new();

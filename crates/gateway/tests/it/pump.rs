@@ -695,3 +695,75 @@ async fn a_cursor_past_the_end_of_a_wiped_log_starts_over() {
     wiped.stop().await;
     s.stop().await;
 }
+
+/// A job run to its end through the registry's `Jobs` service: the pump
+/// publishes the execution's `succeeded` and the job's `completed`, gated by
+/// `JOB_EXECUTION` and `JOB`, with the registry's event ids.
+#[tokio::test]
+async fn job_and_job_execution_events_are_published() {
+    let mut s = Setup::start().await;
+    s.events(&[("JOB", true), ("JOB_EXECUTION", true)]).await;
+    let (_, mut rx) = s.subscriber(&["$aws/events/job/#", "$aws/events/jobExecution/#"]);
+    let mut r = s.herald.registry().await;
+    let pump = s.pump(r.clone());
+    let mut jobs = reg::jobs_client::JobsClient::connect(s.herald.registry_url())
+        .await
+        .unwrap();
+
+    create_thing(&mut r, "device-1", None).await;
+    let thing_arn = format!("arn:aws:iot:{REGION}:{ACCOUNT}:thing/device-1");
+    jobs.create_job(reg::CreateJobRequest {
+        job_id: "fw".into(),
+        targets: vec![thing_arn.clone()],
+        document: Some(r#"{"op":"update"}"#.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    jobs.update_job_execution(reg::UpdateJobExecutionRequest {
+        job_id: "fw".into(),
+        thing_name: "device-1".into(),
+        status: reg::JobExecutionStatus::Succeeded as i32,
+        status_details: Some(reg::StatusDetails {
+            entries: [("version".to_owned(), "2".to_owned())].into(),
+        }),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let last = last_sequence(&mut r).await;
+    let log = log_after(&mut r, last - 2).await;
+    pump.caught_up_to(last).await;
+
+    let got = drain(&mut rx);
+    assert_eq!(
+        topics(&got),
+        [
+            "$aws/events/jobExecution/fw/succeeded",
+            "$aws/events/job/fw/completed"
+        ]
+    );
+    assert_eq!(
+        payload(&got[0]),
+        json!({
+            "eventType": "JOB_EXECUTION",
+            "eventId": log[0].event_id,
+            "timestamp": log[0].timestamp_ms / 1000,
+            "operation": "SUCCEEDED",
+            "jobId": "fw",
+            "thingArn": thing_arn,
+            "status": "SUCCEEDED",
+            "statusDetails": {"version": "2"},
+        })
+    );
+    let completed = payload(&got[1]);
+    assert_eq!(completed["eventId"], json!(log[1].event_id));
+    assert_eq!(completed["status"], "COMPLETED");
+    assert_eq!(completed["targets"], json!([thing_arn]));
+    assert_eq!(
+        completed["jobProcessDetails"]["numberOfSucceededThings"],
+        json!(1)
+    );
+    pump.stop().await;
+    s.stop().await;
+}

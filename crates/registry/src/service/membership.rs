@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
 
-use super::{Changes, Emit, Registry, group_key, load_group, load_thing};
+use super::{Changes, Emit, Registry, group_key, jobs, load_group, load_thing};
 use crate::domain::{
     EventBody, MAX_GROUPS_PER_THING, Operation, Thing, ThingGroup, check_name, invalid, limit,
 };
@@ -61,7 +61,7 @@ fn add_membership(c: &mut Changes<'_>, thing: &Thing, group: &ThingGroup) -> Res
     c.put(key(&["tmem", &thing.name, &group.name]), &id)?;
     c.put(key(&["gmem", &group.name, &thing.name]), &id)?;
     membership_event(c, Operation::Added, thing, group, id);
-    Ok(())
+    jobs::thing_joined(c, &thing.name, &group.name)
 }
 
 pub(super) fn remove_membership(
@@ -74,6 +74,7 @@ pub(super) fn remove_membership(
         c.remove(tmem);
         c.remove(key(&["gmem", &group.name, &thing.name]));
         membership_event(c, Operation::Removed, thing, group, id);
+        jobs::thing_left(c, &thing.name, &group.name)?;
     }
     Ok(())
 }

@@ -4,9 +4,11 @@
 //! This module holds what every resource shares (the service, its keys and
 //! loaders); the operations are in one module per resource: `things`,
 //! `thing_types`, `groups`, `membership` (things in groups, and the policy
-//! targets a thing's groups make) and `principals`.
+//! targets a thing's groups make), `principals`, and `jobs` (jobs and their
+//! executions).
 
 mod groups;
+mod jobs;
 mod membership;
 mod principals;
 mod thing_types;
@@ -21,6 +23,7 @@ use crate::domain::{
     Arns, Attributes, Event, EventBody, Operation, Thing, ThingGroup, ThingType, not_found,
 };
 
+pub(crate) use jobs::{DeviceUpdate, JobFilter, NewJob};
 pub(crate) use membership::NameOrArn;
 pub(crate) use things::ThingFilter;
 
@@ -35,7 +38,10 @@ trait Emit {
 
 impl Emit for Changes<'_> {
     fn emit(&mut self, operation: Operation, body: EventBody) {
-        self.log(Event { operation, body });
+        self.log(Event {
+            operation: Some(operation),
+            body,
+        });
     }
 }
 

@@ -5,7 +5,7 @@ use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
 
 use super::{
-    AttributePayload, Changes, Emit, Registry, already_exists, check_expected, load_group,
+    AttributePayload, Changes, Emit, Registry, already_exists, check_expected, jobs, load_group,
     load_thing, load_type, membership::remove_membership, thing_key,
 };
 use crate::domain::{
@@ -221,7 +221,7 @@ impl Registry {
                     let group = load_group(c, &group)?;
                     remove_membership(c, &thing, &group)?;
                 }
-                Ok(())
+                jobs::thing_deleted(c, &name)
             })
             .await
     }

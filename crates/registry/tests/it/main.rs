@@ -6,6 +6,7 @@ mod support;
 mod changes;
 mod crash;
 mod groups;
+mod jobs;
 mod membership;
 mod principals;
 mod thing_types;

@@ -231,12 +231,18 @@ pub(crate) fn assert_one_timestamp(events: &[ChangeEvent]) {
     );
 }
 
-/// `"FAMILY OPERATION"` for each event, e.g. `"THING CREATED"`.
+/// `"FAMILY OPERATION"` for each event, e.g. `"THING CREATED"`; for the
+/// jobs families `"JOB <kind>"` and `"JOB_EXECUTION <kind> <thing>"`.
 pub(crate) fn summary(events: &[ChangeEvent]) -> Vec<String> {
     events
         .iter()
         .map(|e| {
             let family = match &e.event {
+                Some(Event::Job(job)) => return format!("JOB {}", job.kind().as_str_name()),
+                Some(Event::JobExecution(x)) => {
+                    let thing = x.execution.as_ref().map_or("", |e| e.thing_name.as_str());
+                    return format!("JOB_EXECUTION {} {thing}", x.kind().as_str_name());
+                }
                 Some(Event::Thing(_)) => "THING",
                 Some(Event::ThingType(_)) => "THING_TYPE",
                 Some(Event::ThingTypeAssociation(_)) => "THING_TYPE_ASSOCIATION",

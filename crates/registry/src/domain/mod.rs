@@ -1,10 +1,15 @@
-//! The registry's records and the rules their fields obey. No I/O, no wire types.
+//! The registry's records and the rules their fields obey. No I/O, no wire
+//! types. Jobs and their executions are in `jobs`.
 
 use std::collections::BTreeMap;
 
 use herald_proto::error::{AwsError, ErrorType};
 use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
+
+pub(crate) mod jobs;
+
+use jobs::{Execution, ExecutionStatus, Job, ProcessDetails};
 
 pub(crate) type Attributes = BTreeMap<String, String>;
 
@@ -123,12 +128,62 @@ pub(crate) enum EventBody {
         parent: GroupRef,
         child: GroupRef,
     },
+    /// AWS IoT Core Developer Guide: "Jobs events".
+    Job {
+        kind: JobEventKind,
+        job: Job,
+        details: ProcessDetails,
+    },
+    JobExecution {
+        kind: ExecutionEventKind,
+        execution: Execution,
+    },
+}
+
+/// The job events: `$aws/events/job/{jobId}/<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobEventKind {
+    Completed,
+    Canceled,
+    Deleted,
+    CancellationInProgress,
+    DeletionInProgress,
+}
+
+/// The job execution events: `$aws/events/jobExecution/{jobId}/<kind>`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum ExecutionEventKind {
+    Succeeded,
+    Failed,
+    Rejected,
+    Canceled,
+    TimedOut,
+    Removed,
+    Deleted,
+}
+
+impl ExecutionEventKind {
+    /// The event an execution reaching `status` publishes, if any.
+    pub(crate) fn reaching(status: ExecutionStatus) -> Option<ExecutionEventKind> {
+        match status {
+            ExecutionStatus::Succeeded => Some(ExecutionEventKind::Succeeded),
+            ExecutionStatus::Failed => Some(ExecutionEventKind::Failed),
+            ExecutionStatus::Rejected => Some(ExecutionEventKind::Rejected),
+            ExecutionStatus::Canceled => Some(ExecutionEventKind::Canceled),
+            ExecutionStatus::TimedOut => Some(ExecutionEventKind::TimedOut),
+            ExecutionStatus::Removed => Some(ExecutionEventKind::Removed),
+            ExecutionStatus::Queued | ExecutionStatus::InProgress => None,
+        }
+    }
 }
 
 /// A registry event as the change log keeps it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Event {
-    pub(crate) operation: Operation,
+    /// The registry families' operation; `None` for the jobs families, whose
+    /// body names its own kind.
+    #[serde(default)]
+    pub(crate) operation: Option<Operation>,
     pub(crate) body: EventBody,
 }
 

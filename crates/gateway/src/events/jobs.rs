@@ -1,0 +1,383 @@
+//! The two jobs event families: topic and payload of each (AWS IoT Core
+//! Developer Guide: "Jobs events").
+//!
+//! As in the guide's examples, `timestamp` is in epoch seconds while
+//! `createdAt`, `lastUpdatedAt` and `completedAt` are in milliseconds. A
+//! `completed` event carries the guide's five counts in `jobProcessDetails`
+//! (canceled, rejected, failed, removed, succeeded); `comment` is present on
+//! `deleted`, `cancellation_in_progress` and `deletion_in_progress`.
+
+use std::collections::BTreeMap;
+
+use herald_proto::registry::v1::{self as pb, ChangeEvent};
+use serde::Serialize;
+
+use super::RenderError;
+
+/// The kind of a job event: its `operation` and topic level.
+fn job_kind(raw: i32) -> Option<(&'static str, &'static str)> {
+    use pb::JobEventKind as K;
+    Some(match K::try_from(raw).ok()? {
+        K::Unspecified => return None,
+        K::Completed => ("COMPLETED", "completed"),
+        K::Canceled => ("CANCELED", "canceled"),
+        K::Deleted => ("DELETED", "deleted"),
+        K::CancellationInProgress => ("CANCELLATION_IN_PROGRESS", "cancellation_in_progress"),
+        K::DeletionInProgress => ("DELETION_IN_PROGRESS", "deletion_in_progress"),
+    })
+}
+
+/// The kind of a job execution event: its `operation` and topic level.
+fn execution_kind(raw: i32) -> Option<(&'static str, &'static str)> {
+    use pb::JobExecutionEventKind as K;
+    Some(match K::try_from(raw).ok()? {
+        K::Unspecified => return None,
+        K::Succeeded => ("SUCCEEDED", "succeeded"),
+        K::Failed => ("FAILED", "failed"),
+        K::Rejected => ("REJECTED", "rejected"),
+        K::Canceled => ("CANCELED", "canceled"),
+        K::TimedOut => ("TIMED_OUT", "timed_out"),
+        K::Removed => ("REMOVED", "removed"),
+        K::Deleted => ("DELETED", "deleted"),
+    })
+}
+
+fn job_status(raw: i32) -> &'static str {
+    match pb::JobStatus::try_from(raw) {
+        Ok(pb::JobStatus::InProgress) => "IN_PROGRESS",
+        Ok(pb::JobStatus::Canceled) => "CANCELED",
+        Ok(pb::JobStatus::Completed) => "COMPLETED",
+        Ok(pb::JobStatus::DeletionInProgress) => "DELETION_IN_PROGRESS",
+        Ok(pb::JobStatus::Unspecified) | Err(_) => "UNKNOWN",
+    }
+}
+
+fn execution_status(raw: i32) -> &'static str {
+    use pb::JobExecutionStatus as S;
+    match S::try_from(raw) {
+        Ok(S::Queued) => "QUEUED",
+        Ok(S::InProgress) => "IN_PROGRESS",
+        Ok(S::Succeeded) => "SUCCEEDED",
+        Ok(S::Failed) => "FAILED",
+        Ok(S::TimedOut) => "TIMED_OUT",
+        Ok(S::Rejected) => "REJECTED",
+        Ok(S::Removed) => "REMOVED",
+        Ok(S::Canceled) => "CANCELED",
+        Ok(S::Unspecified) | Err(_) => "UNKNOWN",
+    }
+}
+
+fn target_selection(raw: i32) -> &'static str {
+    match pb::TargetSelection::try_from(raw) {
+        Ok(pb::TargetSelection::Continuous) => "CONTINUOUS",
+        _ => "SNAPSHOT",
+    }
+}
+
+/// `jobProcessDetails` of a `completed` event.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ProcessCounts {
+    number_of_canceled_things: u64,
+    number_of_rejected_things: u64,
+    number_of_failed_things: u64,
+    number_of_removed_things: u64,
+    number_of_succeeded_things: u64,
+}
+
+/// A job event, `eventType` `JOB`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobPayload<'a> {
+    event_type: &'static str,
+    event_id: &'a str,
+    timestamp: i64,
+    operation: &'static str,
+    job_id: &'a str,
+    status: &'static str,
+    target_selection: &'static str,
+    targets: &'a [String],
+    description: Option<&'a str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<i64>,
+    created_at: i64,
+    last_updated_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_process_details: Option<ProcessCounts>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<&'a str>,
+}
+
+/// A job execution event, `eventType` `JOB_EXECUTION`.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExecutionPayload<'a> {
+    event_type: &'static str,
+    event_id: &'a str,
+    timestamp: i64,
+    operation: &'static str,
+    job_id: &'a str,
+    thing_arn: &'a str,
+    status: &'static str,
+    status_details: BTreeMap<&'a str, &'a str>,
+}
+
+fn missing(sequence: u64) -> RenderError {
+    RenderError::MissingBody { sequence }
+}
+
+fn to_json<T: Serialize>(payload: &T) -> Vec<u8> {
+    // Strings, integers and string-keyed maps: JSON always represents them.
+    serde_json::to_vec(payload).expect("a jobs event payload serializes to JSON")
+}
+
+/// The topic and payload of a job event.
+pub(super) fn job(
+    event: &ChangeEvent,
+    body: &pb::JobEvent,
+) -> Result<(String, Vec<u8>), RenderError> {
+    let sequence = event.sequence;
+    let job = body.job.as_ref().ok_or_else(|| missing(sequence))?;
+    let (operation, level) = job_kind(body.kind).ok_or_else(|| RenderError::OperationMismatch {
+        sequence,
+        gate: super::EventGate::Job,
+        operation: body.kind.to_string(),
+    })?;
+    let job_id = super::render::topic_level(sequence, "jobId", &job.job_id)?;
+    let completed = operation == "COMPLETED";
+    let with_comment = matches!(
+        operation,
+        "DELETED" | "CANCELLATION_IN_PROGRESS" | "DELETION_IN_PROGRESS"
+    );
+    let details = job.job_process_details.clone().unwrap_or_default();
+    let payload = JobPayload {
+        event_type: "JOB",
+        event_id: &event.event_id,
+        timestamp: event.timestamp_ms.div_euclid(1000),
+        operation,
+        job_id,
+        status: job_status(job.status),
+        target_selection: target_selection(job.target_selection),
+        targets: &job.targets,
+        description: job.description.as_deref(),
+        completed_at: if completed { job.completed_at_ms } else { None },
+        created_at: job.created_at_ms,
+        last_updated_at: job.last_updated_at_ms,
+        job_process_details: completed.then_some(ProcessCounts {
+            number_of_canceled_things: details.number_of_canceled_things,
+            number_of_rejected_things: details.number_of_rejected_things,
+            number_of_failed_things: details.number_of_failed_things,
+            number_of_removed_things: details.number_of_removed_things,
+            number_of_succeeded_things: details.number_of_succeeded_things,
+        }),
+        comment: if with_comment {
+            Some(job.comment.as_deref().unwrap_or_default())
+        } else {
+            None
+        },
+    };
+    Ok((
+        format!("$aws/events/job/{job_id}/{level}"),
+        to_json(&payload),
+    ))
+}
+
+/// The topic and payload of a job execution event.
+pub(super) fn execution(
+    event: &ChangeEvent,
+    body: &pb::JobExecutionEvent,
+) -> Result<(String, Vec<u8>), RenderError> {
+    let sequence = event.sequence;
+    let execution = body.execution.as_ref().ok_or_else(|| missing(sequence))?;
+    let (operation, level) =
+        execution_kind(body.kind).ok_or_else(|| RenderError::OperationMismatch {
+            sequence,
+            gate: super::EventGate::JobExecution,
+            operation: body.kind.to_string(),
+        })?;
+    let job_id = super::render::topic_level(sequence, "jobId", &execution.job_id)?;
+    let payload = ExecutionPayload {
+        event_type: "JOB_EXECUTION",
+        event_id: &event.event_id,
+        timestamp: event.timestamp_ms.div_euclid(1000),
+        operation,
+        job_id,
+        thing_arn: &execution.thing_arn,
+        status: execution_status(execution.status),
+        status_details: execution
+            .status_details
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+    };
+    Ok((
+        format!("$aws/events/jobExecution/{job_id}/{level}"),
+        to_json(&payload),
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::{Value, json};
+
+    use super::*;
+
+    fn event(body: pb::change_event::Event) -> ChangeEvent {
+        ChangeEvent {
+            sequence: 7,
+            event_id: "1b2c3d4e-0000-4000-8000-000000000001".to_owned(),
+            timestamp_ms: 1_700_000_000_123,
+            account_id: "123456789012".to_owned(),
+            operation: 0,
+            event: Some(body),
+        }
+    }
+
+    fn a_job(status: pb::JobStatus) -> pb::Job {
+        pb::Job {
+            job_id: "fw-2".to_owned(),
+            job_arn: "arn:aws:iot:us-east-1:123456789012:job/fw-2".to_owned(),
+            target_selection: pb::TargetSelection::Snapshot as i32,
+            status: status as i32,
+            comment: Some("rolled back".to_owned()),
+            targets: vec!["arn:aws:iot:us-east-1:123456789012:thing/t1".to_owned()],
+            description: Some("firmware 2".to_owned()),
+            created_at_ms: 1_699_999_000_000,
+            last_updated_at_ms: 1_700_000_000_000,
+            completed_at_ms: Some(1_700_000_000_100),
+            job_process_details: Some(pb::JobProcessDetails {
+                number_of_succeeded_things: 3,
+                number_of_rejected_things: 1,
+                number_of_queued_things: 0,
+                ..Default::default()
+            }),
+            ..Default::default()
+        }
+    }
+
+    fn json_of(bytes: &[u8]) -> Value {
+        serde_json::from_slice(bytes).unwrap()
+    }
+
+    #[test]
+    fn a_completed_job_has_its_counts_and_completion_time() {
+        let body = pb::JobEvent {
+            kind: pb::JobEventKind::Completed as i32,
+            job: Some(a_job(pb::JobStatus::Completed)),
+        };
+        let e = event(pb::change_event::Event::Job(body.clone()));
+        let (topic, payload) = job(&e, &body).unwrap();
+        assert_eq!(topic, "$aws/events/job/fw-2/completed");
+        assert_eq!(
+            json_of(&payload),
+            json!({
+                "eventType": "JOB",
+                "eventId": "1b2c3d4e-0000-4000-8000-000000000001",
+                "timestamp": 1_700_000_000,
+                "operation": "COMPLETED",
+                "jobId": "fw-2",
+                "status": "COMPLETED",
+                "targetSelection": "SNAPSHOT",
+                "targets": ["arn:aws:iot:us-east-1:123456789012:thing/t1"],
+                "description": "firmware 2",
+                "completedAt": 1_700_000_000_100_i64,
+                "createdAt": 1_699_999_000_000_i64,
+                "lastUpdatedAt": 1_700_000_000_000_i64,
+                "jobProcessDetails": {
+                    "numberOfCanceledThings": 0,
+                    "numberOfRejectedThings": 1,
+                    "numberOfFailedThings": 0,
+                    "numberOfRemovedThings": 0,
+                    "numberOfSucceededThings": 3
+                }
+            })
+        );
+    }
+
+    #[test]
+    fn cancellations_and_deletions_carry_the_comment() {
+        for (kind, level, operation, has_comment) in [
+            (
+                pb::JobEventKind::CancellationInProgress,
+                "cancellation_in_progress",
+                "CANCELLATION_IN_PROGRESS",
+                true,
+            ),
+            (pb::JobEventKind::Canceled, "canceled", "CANCELED", false),
+            (
+                pb::JobEventKind::DeletionInProgress,
+                "deletion_in_progress",
+                "DELETION_IN_PROGRESS",
+                true,
+            ),
+            (pb::JobEventKind::Deleted, "deleted", "DELETED", true),
+        ] {
+            let body = pb::JobEvent {
+                kind: kind as i32,
+                job: Some(a_job(pb::JobStatus::Canceled)),
+            };
+            let e = event(pb::change_event::Event::Job(body.clone()));
+            let (topic, payload) = job(&e, &body).unwrap();
+            assert_eq!(topic, format!("$aws/events/job/fw-2/{level}"));
+            let payload = json_of(&payload);
+            assert_eq!(payload["operation"], operation);
+            assert_eq!(payload["status"], "CANCELED");
+            assert_eq!(payload.get("comment").is_some(), has_comment, "{payload}");
+            assert!(payload.get("jobProcessDetails").is_none());
+            assert!(payload.get("completedAt").is_none());
+        }
+    }
+
+    #[test]
+    fn execution_events_name_the_thing_and_its_details() {
+        let body = pb::JobExecutionEvent {
+            kind: pb::JobExecutionEventKind::TimedOut as i32,
+            execution: Some(pb::JobExecution {
+                job_id: "fw-2".to_owned(),
+                thing_name: "t1".to_owned(),
+                thing_arn: "arn:aws:iot:us-east-1:123456789012:thing/t1".to_owned(),
+                status: pb::JobExecutionStatus::TimedOut as i32,
+                status_details: [("step".to_owned(), "2".to_owned())].into(),
+                ..Default::default()
+            }),
+        };
+        let e = event(pb::change_event::Event::JobExecution(body.clone()));
+        let (topic, payload) = execution(&e, &body).unwrap();
+        assert_eq!(topic, "$aws/events/jobExecution/fw-2/timed_out");
+        assert_eq!(
+            json_of(&payload),
+            json!({
+                "eventType": "JOB_EXECUTION",
+                "eventId": "1b2c3d4e-0000-4000-8000-000000000001",
+                "timestamp": 1_700_000_000,
+                "operation": "TIMED_OUT",
+                "jobId": "fw-2",
+                "thingArn": "arn:aws:iot:us-east-1:123456789012:thing/t1",
+                "status": "TIMED_OUT",
+                "statusDetails": {"step": "2"}
+            })
+        );
+    }
+
+    #[test]
+    fn unknown_kinds_and_missing_bodies_are_not_rendered() {
+        let body = pb::JobEvent {
+            kind: 99,
+            job: Some(a_job(pb::JobStatus::Completed)),
+        };
+        let e = event(pb::change_event::Event::Job(body.clone()));
+        assert!(matches!(
+            job(&e, &body),
+            Err(RenderError::OperationMismatch { .. })
+        ));
+        let empty = pb::JobExecutionEvent {
+            kind: pb::JobExecutionEventKind::Deleted as i32,
+            execution: None,
+        };
+        let e = event(pb::change_event::Event::JobExecution(empty.clone()));
+        assert!(matches!(
+            execution(&e, &empty),
+            Err(RenderError::MissingBody { .. })
+        ));
+    }
+}

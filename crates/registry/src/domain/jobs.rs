@@ -1,0 +1,510 @@
+//! Jobs and job executions: their records, the rules their fields obey, and
+//! the execution state machine (AWS IoT Core Developer Guide: "Jobs", "Job
+//! execution states", "Jobs limits"; botocore model `iot`, shapes `Job`,
+//! `JobExecution`, `CreateJobRequest`).
+
+use std::collections::BTreeMap;
+
+use herald_proto::error::{AwsError, ErrorType};
+use serde::{Deserialize, Serialize};
+
+use super::{MAX_DESCRIPTION, invalid};
+
+/// The most bytes of a job document.
+pub(crate) const MAX_DOCUMENT_BYTES: usize = 32_768;
+/// The most targets a job may name at once (botocore `JobTargets` has no
+/// maximum; AWS IoT's jobs limits page allows 100 groups or things per
+/// CreateJob).
+pub(crate) const MAX_TARGETS: usize = 100;
+/// `comment` and `description`.
+pub(crate) const MAX_COMMENT: usize = 2028;
+pub(crate) const MAX_REASON_CODE: usize = 128;
+/// `statusDetails`: keys 1–128 characters `[a-zA-Z0-9:_-]+`, values 1–1024
+/// characters without control characters, at most 10 entries.
+pub(crate) const MAX_DETAIL_KEY: usize = 128;
+pub(crate) const MAX_DETAIL_VALUE: usize = 1024;
+pub(crate) const MAX_DETAILS: usize = 10;
+/// `timeoutConfig.inProgressTimeoutInMinutes` and `stepTimeoutInMinutes`.
+pub(crate) const MAX_TIMEOUT_MINUTES: i64 = 10_080;
+
+pub(crate) type StatusDetails = BTreeMap<String, String>;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum TargetSelection {
+    Snapshot,
+    Continuous,
+}
+
+/// A job's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum JobStatus {
+    InProgress,
+    Canceled,
+    Completed,
+    DeletionInProgress,
+}
+
+/// A job execution's status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub(crate) enum ExecutionStatus {
+    Queued,
+    InProgress,
+    Succeeded,
+    Failed,
+    TimedOut,
+    Rejected,
+    Removed,
+    Canceled,
+}
+
+impl ExecutionStatus {
+    #[cfg(test)]
+    pub(crate) const ALL: [ExecutionStatus; 8] = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::InProgress,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::TimedOut,
+        ExecutionStatus::Rejected,
+        ExecutionStatus::Removed,
+        ExecutionStatus::Canceled,
+    ];
+
+    /// QUEUED and IN_PROGRESS are pending; every other status is final.
+    pub(crate) fn is_terminal(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::InProgress)
+    }
+
+    /// AWS's name of the status.
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "QUEUED",
+            ExecutionStatus::InProgress => "IN_PROGRESS",
+            ExecutionStatus::Succeeded => "SUCCEEDED",
+            ExecutionStatus::Failed => "FAILED",
+            ExecutionStatus::TimedOut => "TIMED_OUT",
+            ExecutionStatus::Rejected => "REJECTED",
+            ExecutionStatus::Removed => "REMOVED",
+            ExecutionStatus::Canceled => "CANCELED",
+        }
+    }
+}
+
+/// What a job's creator set; fixed at creation except the description and
+/// the timeout, which UpdateJob may change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Job {
+    pub(crate) id: String,
+    pub(crate) target_selection: TargetSelection,
+    /// Thing and thing-group ARNs, in the order given (AssociateTargetsWithJob
+    /// appends).
+    pub(crate) targets: Vec<String>,
+    pub(crate) document: Option<String>,
+    pub(crate) document_source: Option<String>,
+    pub(crate) description: Option<String>,
+    /// `timeoutConfig.inProgressTimeoutInMinutes`.
+    pub(crate) in_progress_timeout_minutes: Option<i64>,
+    pub(crate) status: JobStatus,
+    /// Whether the job was cancelled or deleted with `force`.
+    pub(crate) force_canceled: bool,
+    pub(crate) reason_code: Option<String>,
+    pub(crate) comment: Option<String>,
+    pub(crate) created_ms: i64,
+    pub(crate) updated_ms: i64,
+    pub(crate) completed_ms: Option<i64>,
+}
+
+impl Job {
+    /// The names of the thing groups the job targets.
+    pub(crate) fn target_groups(&self) -> impl Iterator<Item = &str> {
+        self.targets
+            .iter()
+            .filter_map(|arn| match arn_resource(arn) {
+                Some(("thinggroup", name)) => Some(name),
+                _ => None,
+            })
+    }
+
+    /// Whether the job targets thing `name` itself.
+    pub(crate) fn targets_thing(&self, name: &str) -> bool {
+        self.targets
+            .iter()
+            .any(|arn| arn_resource(arn) == Some(("thing", name)))
+    }
+}
+
+/// The resource type and name of an AWS IoT ARN
+/// (`arn:aws:iot:<region>:<account>:<type>/<name>`; names may hold `:`).
+pub(crate) fn arn_resource(arn: &str) -> Option<(&str, &str)> {
+    arn.splitn(6, ':').nth(5)?.split_once('/')
+}
+
+/// One thing's execution of a job (its latest attempt).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Execution {
+    pub(crate) job_id: String,
+    pub(crate) thing_name: String,
+    /// 1 for the first attempt; a new attempt takes the next number.
+    pub(crate) execution_number: i64,
+    pub(crate) status: ExecutionStatus,
+    pub(crate) status_details: StatusDetails,
+    /// 1 when queued, one more on every change.
+    pub(crate) version: i64,
+    pub(crate) force_canceled: bool,
+    pub(crate) queued_ms: i64,
+    pub(crate) started_ms: Option<i64>,
+    pub(crate) updated_ms: i64,
+}
+
+impl Execution {
+    pub(crate) fn queued(job_id: &str, thing_name: &str, number: i64, now_ms: i64) -> Execution {
+        Execution {
+            job_id: job_id.to_owned(),
+            thing_name: thing_name.to_owned(),
+            execution_number: number,
+            status: ExecutionStatus::Queued,
+            status_details: StatusDetails::new(),
+            version: 1,
+            force_canceled: false,
+            queued_ms: now_ms,
+            started_ms: None,
+            updated_ms: now_ms,
+        }
+    }
+
+    /// Moves to `status`, counting the change; `details` replace the status
+    /// details when given (AWS merges nothing: the map is replaced).
+    pub(crate) fn set(
+        &mut self,
+        status: ExecutionStatus,
+        details: Option<StatusDetails>,
+        now_ms: i64,
+    ) {
+        if status == ExecutionStatus::InProgress && self.started_ms.is_none() {
+            self.started_ms = Some(now_ms);
+        }
+        self.status = status;
+        if let Some(details) = details {
+            self.status_details = details;
+        }
+        self.version += 1;
+        self.updated_ms = now_ms;
+    }
+}
+
+/// Who asks for an execution's new status.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Actor {
+    /// The device (UpdateJobExecution, StartNextPendingJobExecution).
+    Device,
+    /// The service (cancel, remove, time out).
+    Service { force: bool },
+}
+
+/// Why a status change is refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Refusal {
+    /// The execution already reached a final status.
+    Terminal,
+    /// Not a move this actor may make from this status.
+    Transition,
+}
+
+/// Whether `actor` may move an execution from `from` to `to` ("Job execution
+/// states"): the device takes a pending execution to IN_PROGRESS (again, to
+/// update its details), SUCCEEDED, FAILED or REJECTED; the service cancels,
+/// removes or times out a pending one, an IN_PROGRESS one only cancelled with
+/// `force`.
+pub(crate) fn transition(
+    actor: Actor,
+    from: ExecutionStatus,
+    to: ExecutionStatus,
+) -> Result<(), Refusal> {
+    use ExecutionStatus::*;
+    if from.is_terminal() {
+        return Err(Refusal::Terminal);
+    }
+    let allowed = match actor {
+        Actor::Device => matches!(to, InProgress | Succeeded | Failed | Rejected),
+        Actor::Service { force } => match to {
+            Canceled => from == Queued || force,
+            Removed => true,
+            TimedOut => from == InProgress,
+            _ => false,
+        },
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(Refusal::Transition)
+    }
+}
+
+/// The counts of a job's executions by status (`jobProcessDetails`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct ProcessDetails {
+    pub(crate) queued: u64,
+    pub(crate) in_progress: u64,
+    pub(crate) succeeded: u64,
+    pub(crate) failed: u64,
+    pub(crate) timed_out: u64,
+    pub(crate) rejected: u64,
+    pub(crate) removed: u64,
+    pub(crate) canceled: u64,
+}
+
+impl ProcessDetails {
+    /// One more execution with `status`.
+    pub(crate) fn count(&mut self, status: ExecutionStatus) {
+        *self.slot(status) += 1;
+    }
+
+    /// One fewer execution with `status`.
+    pub(crate) fn uncount(&mut self, status: ExecutionStatus) {
+        let slot = self.slot(status);
+        *slot = slot.saturating_sub(1);
+    }
+
+    fn slot(&mut self, status: ExecutionStatus) -> &mut u64 {
+        match status {
+            ExecutionStatus::Queued => &mut self.queued,
+            ExecutionStatus::InProgress => &mut self.in_progress,
+            ExecutionStatus::Succeeded => &mut self.succeeded,
+            ExecutionStatus::Failed => &mut self.failed,
+            ExecutionStatus::TimedOut => &mut self.timed_out,
+            ExecutionStatus::Rejected => &mut self.rejected,
+            ExecutionStatus::Removed => &mut self.removed,
+            ExecutionStatus::Canceled => &mut self.canceled,
+        }
+    }
+
+    pub(crate) fn pending(&self) -> u64 {
+        self.queued + self.in_progress
+    }
+}
+
+/// `jobId`: 1–64 characters `[a-zA-Z0-9_-]`.
+pub(crate) fn check_job_id(id: &str) -> Result<(), AwsError> {
+    let len = id.chars().count();
+    if !(1..=64).contains(&len) {
+        return Err(invalid(format!(
+            "jobId must be 1 to 64 characters long, got {len}"
+        )));
+    }
+    if let Some(bad) = id
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || matches!(c, '_' | '-')))
+    {
+        return Err(invalid(format!(
+            "jobId {id:?} contains the character {bad:?}, which is not allowed"
+        )));
+    }
+    Ok(())
+}
+
+/// A job document: at most 32 KiB, and a JSON object (devices parse it as
+/// one; AWS refuses a document that is not valid JSON).
+pub(crate) fn check_document(document: &str) -> Result<(), AwsError> {
+    if document.len() > MAX_DOCUMENT_BYTES {
+        return Err(invalid(format!(
+            "The job document is {} bytes; the most is {MAX_DOCUMENT_BYTES}",
+            document.len()
+        )));
+    }
+    match serde_json::from_str::<serde_json::Value>(document) {
+        Ok(serde_json::Value::Object(_)) => Ok(()),
+        _ => Err(invalid("The job document must be a valid JSON object")),
+    }
+}
+
+/// `comment`, `description`: no control characters, at most 2,028.
+pub(crate) fn check_text(what: &str, text: &str) -> Result<(), AwsError> {
+    let len = text.chars().count();
+    let max = MAX_COMMENT.max(MAX_DESCRIPTION);
+    if len > max {
+        return Err(invalid(format!(
+            "{what} must be at most {max} characters long, got {len}"
+        )));
+    }
+    if text.chars().any(char::is_control) {
+        return Err(invalid(format!("{what} contains a control character")));
+    }
+    Ok(())
+}
+
+/// `reasonCode`: `[\p{Upper}\p{Digit}_]+`, at most 128.
+pub(crate) fn check_reason_code(code: &str) -> Result<(), AwsError> {
+    let len = code.chars().count();
+    if !(1..=MAX_REASON_CODE).contains(&len)
+        || code
+            .chars()
+            .any(|c| !(c.is_uppercase() || c.is_numeric() || c == '_'))
+    {
+        return Err(invalid(format!(
+            "reasonCode {code:?} must be 1 to {MAX_REASON_CODE} upper-case letters, digits or underscores"
+        )));
+    }
+    Ok(())
+}
+
+/// `statusDetails`: at most 10 entries, keys `[a-zA-Z0-9:_-]+` of at most
+/// 128 characters, values of 1–1,024 characters without control characters.
+pub(crate) fn check_status_details(details: &StatusDetails) -> Result<(), AwsError> {
+    if details.len() > MAX_DETAILS {
+        return Err(invalid(format!(
+            "statusDetails has {} entries; the most is {MAX_DETAILS}",
+            details.len()
+        )));
+    }
+    for (key, value) in details {
+        let key_len = key.chars().count();
+        if !(1..=MAX_DETAIL_KEY).contains(&key_len)
+            || key
+                .chars()
+                .any(|c| !(c.is_ascii_alphanumeric() || matches!(c, ':' | '_' | '-')))
+        {
+            return Err(invalid(format!(
+                "statusDetails key {key:?} must be 1 to {MAX_DETAIL_KEY} characters of [a-zA-Z0-9:_-]"
+            )));
+        }
+        let value_len = value.chars().count();
+        if !(1..=MAX_DETAIL_VALUE).contains(&value_len) || value.chars().any(char::is_control) {
+            return Err(invalid(format!(
+                "statusDetails value of {key:?} must be 1 to {MAX_DETAIL_VALUE} characters without control characters"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Timeouts in minutes: 1 to 10,080 (a week).
+pub(crate) fn check_timeout(what: &str, minutes: i64) -> Result<(), AwsError> {
+    if !(1..=MAX_TIMEOUT_MINUTES).contains(&minutes) {
+        return Err(invalid(format!(
+            "{what} must be between 1 and {MAX_TIMEOUT_MINUTES} minutes, got {minutes}"
+        )));
+    }
+    Ok(())
+}
+
+pub(crate) fn invalid_transition(message: impl Into<String>) -> AwsError {
+    AwsError::new(ErrorType::InvalidStateTransition, message)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ExecutionStatus::*;
+
+    #[test]
+    fn devices_move_pending_executions_forward() {
+        for from in [Queued, InProgress] {
+            for to in [InProgress, Succeeded, Failed, Rejected] {
+                assert_eq!(
+                    transition(Actor::Device, from, to),
+                    Ok(()),
+                    "{from:?} → {to:?}"
+                );
+            }
+            for to in [Queued, TimedOut, Removed, Canceled] {
+                assert_eq!(
+                    transition(Actor::Device, from, to),
+                    Err(Refusal::Transition),
+                    "{from:?} → {to:?}"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn final_statuses_stay_final() {
+        for from in ExecutionStatus::ALL.into_iter().filter(|s| s.is_terminal()) {
+            for to in ExecutionStatus::ALL {
+                assert_eq!(transition(Actor::Device, from, to), Err(Refusal::Terminal));
+                assert_eq!(
+                    transition(Actor::Service { force: true }, from, to),
+                    Err(Refusal::Terminal)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn the_service_cancels_in_progress_executions_only_with_force() {
+        let plain = Actor::Service { force: false };
+        let force = Actor::Service { force: true };
+        assert_eq!(transition(plain, Queued, Canceled), Ok(()));
+        assert_eq!(
+            transition(plain, InProgress, Canceled),
+            Err(Refusal::Transition)
+        );
+        assert_eq!(transition(force, InProgress, Canceled), Ok(()));
+        assert_eq!(transition(plain, InProgress, TimedOut), Ok(()));
+        assert_eq!(
+            transition(plain, Queued, TimedOut),
+            Err(Refusal::Transition)
+        );
+        assert_eq!(transition(plain, InProgress, Removed), Ok(()));
+        assert_eq!(
+            transition(plain, Queued, Succeeded),
+            Err(Refusal::Transition)
+        );
+    }
+
+    #[test]
+    fn executions_count_their_changes() {
+        let mut e = Execution::queued("j", "t", 1, 10);
+        assert_eq!((e.version, e.started_ms), (1, None));
+        e.set(
+            InProgress,
+            Some(StatusDetails::from([("a".into(), "1".into())])),
+            20,
+        );
+        e.set(InProgress, None, 30);
+        assert_eq!((e.version, e.started_ms, e.updated_ms), (3, Some(20), 30));
+        assert_eq!(e.status_details.len(), 1);
+    }
+
+    #[test]
+    fn targets_are_read_from_their_arns() {
+        assert_eq!(
+            arn_resource("arn:aws:iot:us-east-1:123456789012:thing/a:b"),
+            Some(("thing", "a:b"))
+        );
+        assert_eq!(
+            arn_resource("arn:aws:iot:us-east-1:123456789012:thinggroup/g"),
+            Some(("thinggroup", "g"))
+        );
+        assert_eq!(arn_resource("arn:aws:iot:us-east-1:1:thing"), None);
+        assert_eq!(arn_resource("nonsense"), None);
+    }
+
+    #[test]
+    fn job_fields_follow_the_model() {
+        assert!(check_job_id("fw-update_2").is_ok());
+        assert!(check_job_id("").is_err());
+        assert!(check_job_id(&"a".repeat(65)).is_err());
+        assert!(check_job_id("a b").is_err());
+        assert!(check_job_id("é").is_err());
+        assert!(check_document(r#"{"op":"update"}"#).is_ok());
+        assert!(check_document("[1]").is_err());
+        assert!(check_document("{").is_err());
+        let big = format!(r#"{{"x":"{}"}}"#, "a".repeat(MAX_DOCUMENT_BYTES));
+        assert!(check_document(&big).is_err());
+        assert!(check_reason_code("FW_ROLLBACK_2").is_ok());
+        assert!(check_reason_code("lower").is_err());
+        assert!(check_text("comment", "fine, thanks").is_ok());
+        assert!(check_text("comment", "bad\u{7}").is_err());
+        assert!(check_timeout("t", 1).is_ok());
+        assert!(check_timeout("t", 0).is_err());
+        assert!(check_timeout("t", MAX_TIMEOUT_MINUTES + 1).is_err());
+        let ok = StatusDetails::from([("step".into(), "2 of 3".into())]);
+        assert!(check_status_details(&ok).is_ok());
+        let bad_key = StatusDetails::from([("a b".into(), "x".into())]);
+        assert!(check_status_details(&bad_key).is_err());
+        let empty_value = StatusDetails::from([("a".into(), String::new())]);
+        assert!(check_status_details(&empty_value).is_err());
+        let many: StatusDetails = (0..11).map(|i| (format!("k{i}"), "v".into())).collect();
+        assert!(check_status_details(&many).is_err());
+    }
+}

@@ -1,0 +1,503 @@
+//! The tonic adapter of the `Jobs` service, and the wire form of the jobs
+//! events. Wire types stop here.
+
+use herald_proto::{
+    error::AwsError,
+    registry::v1::{self as pb, jobs_server},
+};
+use herald_store::Page;
+use tonic::{Request, Status};
+
+use super::{Reply, reply, token};
+use crate::{
+    domain::{
+        self, Arns, ExecutionEventKind, JobEventKind,
+        jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
+    },
+    service::{DeviceUpdate, JobFilter, NewJob, Registry},
+};
+
+pub(crate) struct GrpcJobs {
+    registry: Registry,
+}
+
+impl GrpcJobs {
+    pub(crate) fn new(registry: Registry) -> GrpcJobs {
+        GrpcJobs { registry }
+    }
+}
+
+fn page(next_token: &str, max_results: u32) -> Result<Page, Status> {
+    Page::new(next_token, max_results).map_err(|e| Status::from(domain::store_error(e)))
+}
+
+fn invalid(message: String) -> Status {
+    Status::from(domain::invalid(message))
+}
+
+fn target_selection(raw: i32) -> Result<Option<TargetSelection>, Status> {
+    match pb::TargetSelection::try_from(raw) {
+        Ok(pb::TargetSelection::Unspecified) => Ok(None),
+        Ok(pb::TargetSelection::Snapshot) => Ok(Some(TargetSelection::Snapshot)),
+        Ok(pb::TargetSelection::Continuous) => Ok(Some(TargetSelection::Continuous)),
+        Err(_) => Err(invalid(format!("unknown targetSelection {raw}"))),
+    }
+}
+
+fn target_selection_to_pb(t: TargetSelection) -> pb::TargetSelection {
+    match t {
+        TargetSelection::Snapshot => pb::TargetSelection::Snapshot,
+        TargetSelection::Continuous => pb::TargetSelection::Continuous,
+    }
+}
+
+fn job_status(raw: i32) -> Result<Option<JobStatus>, Status> {
+    match pb::JobStatus::try_from(raw) {
+        Ok(pb::JobStatus::Unspecified) => Ok(None),
+        Ok(pb::JobStatus::InProgress) => Ok(Some(JobStatus::InProgress)),
+        Ok(pb::JobStatus::Canceled) => Ok(Some(JobStatus::Canceled)),
+        Ok(pb::JobStatus::Completed) => Ok(Some(JobStatus::Completed)),
+        Ok(pb::JobStatus::DeletionInProgress) => Ok(Some(JobStatus::DeletionInProgress)),
+        Err(_) => Err(invalid(format!("unknown job status {raw}"))),
+    }
+}
+
+fn job_status_to_pb(s: JobStatus) -> pb::JobStatus {
+    match s {
+        JobStatus::InProgress => pb::JobStatus::InProgress,
+        JobStatus::Canceled => pb::JobStatus::Canceled,
+        JobStatus::Completed => pb::JobStatus::Completed,
+        JobStatus::DeletionInProgress => pb::JobStatus::DeletionInProgress,
+    }
+}
+
+fn execution_status(raw: i32) -> Result<Option<ExecutionStatus>, Status> {
+    use pb::JobExecutionStatus as P;
+    Ok(Some(match P::try_from(raw) {
+        Ok(P::Unspecified) => return Ok(None),
+        Ok(P::Queued) => ExecutionStatus::Queued,
+        Ok(P::InProgress) => ExecutionStatus::InProgress,
+        Ok(P::Succeeded) => ExecutionStatus::Succeeded,
+        Ok(P::Failed) => ExecutionStatus::Failed,
+        Ok(P::TimedOut) => ExecutionStatus::TimedOut,
+        Ok(P::Rejected) => ExecutionStatus::Rejected,
+        Ok(P::Removed) => ExecutionStatus::Removed,
+        Ok(P::Canceled) => ExecutionStatus::Canceled,
+        Err(_) => return Err(invalid(format!("unknown job execution status {raw}"))),
+    }))
+}
+
+fn execution_status_to_pb(s: ExecutionStatus) -> pb::JobExecutionStatus {
+    use pb::JobExecutionStatus as P;
+    match s {
+        ExecutionStatus::Queued => P::Queued,
+        ExecutionStatus::InProgress => P::InProgress,
+        ExecutionStatus::Succeeded => P::Succeeded,
+        ExecutionStatus::Failed => P::Failed,
+        ExecutionStatus::TimedOut => P::TimedOut,
+        ExecutionStatus::Rejected => P::Rejected,
+        ExecutionStatus::Removed => P::Removed,
+        ExecutionStatus::Canceled => P::Canceled,
+    }
+}
+
+fn details(d: Option<pb::StatusDetails>) -> Option<domain::jobs::StatusDetails> {
+    d.map(|d| d.entries.into_iter().collect())
+}
+
+fn process_details(job: &Job, d: ProcessDetails) -> pb::JobProcessDetails {
+    pb::JobProcessDetails {
+        processing_targets: if job.status == JobStatus::InProgress {
+            job.targets.clone()
+        } else {
+            Vec::new()
+        },
+        number_of_canceled_things: d.canceled,
+        number_of_succeeded_things: d.succeeded,
+        number_of_failed_things: d.failed,
+        number_of_rejected_things: d.rejected,
+        number_of_queued_things: d.queued,
+        number_of_in_progress_things: d.in_progress,
+        number_of_removed_things: d.removed,
+        number_of_timed_out_things: d.timed_out,
+    }
+}
+
+fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
+    pb::Job {
+        job_arn: arns.of("job", &j.id),
+        job_process_details: Some(process_details(&j, d)),
+        target_selection: target_selection_to_pb(j.target_selection) as i32,
+        status: job_status_to_pb(j.status) as i32,
+        force_canceled: j.force_canceled,
+        reason_code: j.reason_code,
+        comment: j.comment,
+        targets: j.targets,
+        description: j.description,
+        created_at_ms: j.created_ms,
+        last_updated_at_ms: j.updated_ms,
+        completed_at_ms: j.completed_ms,
+        in_progress_timeout_in_minutes: j.in_progress_timeout_minutes,
+        job_id: j.id,
+    }
+}
+
+fn execution(arns: &Arns<'_>, e: Execution) -> pb::JobExecution {
+    pb::JobExecution {
+        thing_arn: arns.thing(&e.thing_name),
+        job_id: e.job_id,
+        thing_name: e.thing_name,
+        status: execution_status_to_pb(e.status) as i32,
+        force_canceled: e.force_canceled,
+        status_details: e.status_details.into_iter().collect(),
+        queued_at_ms: e.queued_ms,
+        started_at_ms: e.started_ms,
+        last_updated_at_ms: e.updated_ms,
+        execution_number: e.execution_number,
+        version_number: e.version,
+    }
+}
+
+/// A job event as the change log's wire form carries it.
+pub(super) fn job_event(
+    arns: &Arns<'_>,
+    kind: JobEventKind,
+    j: Job,
+    d: ProcessDetails,
+) -> pb::change_event::Event {
+    use pb::JobEventKind as K;
+    let kind = match kind {
+        JobEventKind::Completed => K::Completed,
+        JobEventKind::Canceled => K::Canceled,
+        JobEventKind::Deleted => K::Deleted,
+        JobEventKind::CancellationInProgress => K::CancellationInProgress,
+        JobEventKind::DeletionInProgress => K::DeletionInProgress,
+    };
+    pb::change_event::Event::Job(pb::JobEvent {
+        kind: kind as i32,
+        job: Some(job(arns, j, d)),
+    })
+}
+
+/// A job execution event as the change log's wire form carries it.
+pub(super) fn execution_event(
+    arns: &Arns<'_>,
+    kind: ExecutionEventKind,
+    e: Execution,
+) -> pb::change_event::Event {
+    use pb::JobExecutionEventKind as K;
+    let kind = match kind {
+        ExecutionEventKind::Succeeded => K::Succeeded,
+        ExecutionEventKind::Failed => K::Failed,
+        ExecutionEventKind::Rejected => K::Rejected,
+        ExecutionEventKind::Canceled => K::Canceled,
+        ExecutionEventKind::TimedOut => K::TimedOut,
+        ExecutionEventKind::Removed => K::Removed,
+        ExecutionEventKind::Deleted => K::Deleted,
+    };
+    pb::change_event::Event::JobExecution(pb::JobExecutionEvent {
+        kind: kind as i32,
+        execution: Some(execution(arns, e)),
+    })
+}
+
+fn document(j: &Job) -> String {
+    j.document.clone().unwrap_or_default()
+}
+
+#[tonic::async_trait]
+impl jobs_server::Jobs for GrpcJobs {
+    async fn create_job(
+        &self,
+        request: Request<pb::CreateJobRequest>,
+    ) -> Reply<pb::CreateJobResponse> {
+        let r = request.into_inner();
+        let new = NewJob {
+            id: r.job_id,
+            targets: r.targets,
+            document: r.document,
+            document_source: r.document_source,
+            description: r.description,
+            target_selection: target_selection(r.target_selection)?
+                .unwrap_or(TargetSelection::Snapshot),
+            in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
+        };
+        let registry = &self.registry;
+        reply(
+            registry
+                .create_job(new)
+                .await
+                .map(|j| pb::CreateJobResponse {
+                    job_arn: registry.job_arn(&j.id),
+                    job_id: j.id,
+                    description: j.description,
+                }),
+        )
+    }
+
+    async fn describe_job(
+        &self,
+        request: Request<pb::DescribeJobRequest>,
+    ) -> Reply<pb::DescribeJobResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .describe_job(&r.job_id)
+                .map(|(j, d)| pb::DescribeJobResponse {
+                    document_source: j.document_source.clone(),
+                    job: Some(job(&arns, j, d)),
+                }),
+        )
+    }
+
+    async fn list_jobs(
+        &self,
+        request: Request<pb::ListJobsRequest>,
+    ) -> Reply<pb::ListJobsResponse> {
+        let r = request.into_inner();
+        let filter = JobFilter {
+            status: job_status(r.status)?,
+            target_selection: target_selection(r.target_selection)?,
+            thing_group: r.thing_group_name,
+        };
+        let registry = &self.registry;
+        let listed = registry.list_jobs(page(&r.next_token, r.max_results)?, filter);
+        reply(listed.map(|p| {
+            pb::ListJobsResponse {
+                jobs: p
+                    .items
+                    .into_iter()
+                    .map(|j| pb::JobSummary {
+                        job_arn: registry.job_arn(&j.id),
+                        target_selection: target_selection_to_pb(j.target_selection) as i32,
+                        status: job_status_to_pb(j.status) as i32,
+                        created_at_ms: j.created_ms,
+                        last_updated_at_ms: j.updated_ms,
+                        completed_at_ms: j.completed_ms,
+                        job_id: j.id,
+                    })
+                    .collect(),
+                next_token: token(p.next_token),
+            }
+        }))
+    }
+
+    async fn get_job_document(
+        &self,
+        request: Request<pb::GetJobDocumentRequest>,
+    ) -> Reply<pb::GetJobDocumentResponse> {
+        let r = request.into_inner();
+        reply(
+            self.registry
+                .get_job_document(&r.job_id)
+                .map(|document| pb::GetJobDocumentResponse { document }),
+        )
+    }
+
+    async fn cancel_job(
+        &self,
+        request: Request<pb::CancelJobRequest>,
+    ) -> Reply<pb::CancelJobResponse> {
+        let r = request.into_inner();
+        let registry = &self.registry;
+        let canceled = registry
+            .cancel_job(r.job_id, r.reason_code, r.comment, r.force)
+            .await;
+        reply(canceled.map(|j| pb::CancelJobResponse {
+            job_arn: registry.job_arn(&j.id),
+            job_id: j.id,
+            description: j.description,
+        }))
+    }
+
+    async fn delete_job(
+        &self,
+        request: Request<pb::DeleteJobRequest>,
+    ) -> Reply<pb::DeleteJobResponse> {
+        let r = request.into_inner();
+        reply(
+            self.registry
+                .delete_job(r.job_id, r.force)
+                .await
+                .map(|()| pb::DeleteJobResponse {}),
+        )
+    }
+
+    async fn describe_job_execution(
+        &self,
+        request: Request<pb::DescribeJobExecutionRequest>,
+    ) -> Reply<pb::DescribeJobExecutionResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let found =
+            self.registry
+                .describe_job_execution(&r.job_id, &r.thing_name, r.execution_number);
+        reply(found.map(|(e, j)| pb::DescribeJobExecutionResponse {
+            execution: Some(execution(&arns, e)),
+            job_document: document(&j),
+        }))
+    }
+
+    async fn list_job_executions_for_job(
+        &self,
+        request: Request<pb::ListJobExecutionsForJobRequest>,
+    ) -> Reply<pb::ListJobExecutionsForJobResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self.registry.list_job_executions_for_job(
+            &r.job_id,
+            execution_status(r.status)?,
+            page(&r.next_token, r.max_results)?,
+        );
+        reply(listed.map(|p| pb::ListJobExecutionsForJobResponse {
+            executions: p.items.into_iter().map(|e| execution(&arns, e)).collect(),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn list_job_executions_for_thing(
+        &self,
+        request: Request<pb::ListJobExecutionsForThingRequest>,
+    ) -> Reply<pb::ListJobExecutionsForThingResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self.registry.list_job_executions_for_thing(
+            &r.thing_name,
+            execution_status(r.status)?,
+            r.job_id.as_deref(),
+            page(&r.next_token, r.max_results)?,
+        );
+        reply(listed.map(|p| pb::ListJobExecutionsForThingResponse {
+            executions: p.items.into_iter().map(|e| execution(&arns, e)).collect(),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn cancel_job_execution(
+        &self,
+        request: Request<pb::CancelJobExecutionRequest>,
+    ) -> Reply<pb::CancelJobExecutionResponse> {
+        let r = request.into_inner();
+        let canceled = self
+            .registry
+            .cancel_job_execution(
+                r.job_id,
+                r.thing_name,
+                r.force,
+                r.expected_version,
+                details(r.status_details),
+            )
+            .await;
+        reply(canceled.map(|()| pb::CancelJobExecutionResponse {}))
+    }
+
+    async fn delete_job_execution(
+        &self,
+        request: Request<pb::DeleteJobExecutionRequest>,
+    ) -> Reply<pb::DeleteJobExecutionResponse> {
+        let r = request.into_inner();
+        let deleted = self
+            .registry
+            .delete_job_execution(r.job_id, r.thing_name, r.execution_number, r.force)
+            .await;
+        reply(deleted.map(|()| pb::DeleteJobExecutionResponse {}))
+    }
+
+    async fn get_pending_job_executions(
+        &self,
+        request: Request<pb::GetPendingJobExecutionsRequest>,
+    ) -> Reply<pb::GetPendingJobExecutionsResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let pending = self.registry.get_pending_job_executions(&r.thing_name);
+        reply(pending.map(|p| {
+            pb::GetPendingJobExecutionsResponse {
+                in_progress_jobs: p
+                    .in_progress
+                    .into_iter()
+                    .map(|e| execution(&arns, e))
+                    .collect(),
+                queued_jobs: p.queued.into_iter().map(|e| execution(&arns, e)).collect(),
+            }
+        }))
+    }
+
+    async fn start_next_pending_job_execution(
+        &self,
+        request: Request<pb::StartNextPendingJobExecutionRequest>,
+    ) -> Reply<pb::StartNextPendingJobExecutionResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let started = self
+            .registry
+            .start_next_pending_job_execution(
+                r.thing_name,
+                details(r.status_details),
+                r.step_timeout_in_minutes,
+            )
+            .await;
+        reply(started.map(|next| match next {
+            Some((e, j)) => pb::StartNextPendingJobExecutionResponse {
+                execution: Some(execution(&arns, e)),
+                job_document: document(&j),
+            },
+            None => pb::StartNextPendingJobExecutionResponse::default(),
+        }))
+    }
+
+    async fn update_job_execution(
+        &self,
+        request: Request<pb::UpdateJobExecutionRequest>,
+    ) -> Reply<pb::UpdateJobExecutionResponse> {
+        let r = request.into_inner();
+        let Some(status) = execution_status(r.status)? else {
+            return Err(invalid("status is required".to_owned()));
+        };
+        let update = DeviceUpdate {
+            job_id: r.job_id,
+            thing: r.thing_name,
+            status,
+            details: details(r.status_details),
+            expected_version: r.expected_version,
+            execution_number: r.execution_number,
+            step_timeout_minutes: r.step_timeout_in_minutes,
+        };
+        let arns = self.registry.arns();
+        let updated: Result<_, AwsError> = self.registry.update_job_execution(update).await;
+        reply(updated.map(|(e, j)| pb::UpdateJobExecutionResponse {
+            execution: Some(execution(&arns, e)),
+            job_document: document(&j),
+        }))
+    }
+}
+
+/// The registry's wire shapes of a job, for `Arns`-free callers in tests.
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn statuses_round_trip() {
+        for s in ExecutionStatus::ALL {
+            let raw = execution_status_to_pb(s) as i32;
+            assert_eq!(execution_status(raw).unwrap(), Some(s));
+        }
+        assert_eq!(execution_status(0).unwrap(), None);
+        assert!(execution_status(99).is_err());
+        for s in [
+            JobStatus::InProgress,
+            JobStatus::Canceled,
+            JobStatus::Completed,
+            JobStatus::DeletionInProgress,
+        ] {
+            assert_eq!(job_status(job_status_to_pb(s) as i32).unwrap(), Some(s));
+        }
+        for t in [TargetSelection::Snapshot, TargetSelection::Continuous] {
+            assert_eq!(
+                target_selection(target_selection_to_pb(t) as i32).unwrap(),
+                Some(t)
+            );
+        }
+    }
+}

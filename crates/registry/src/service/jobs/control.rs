@@ -1,0 +1,475 @@
+//! The jobs control plane: create, describe, list, cancel and delete jobs;
+//! describe, list, cancel and delete their executions.
+
+use std::collections::BTreeSet;
+
+use herald_proto::error::AwsError;
+use herald_store::{Page, Paged, now_ms, prefix};
+
+use super::{
+    Registry, counts_key, exec_key, job_event, job_group_key, job_key, load_counts, load_execution,
+    load_job, old_exec_key, queue_execution, save_execution, thing_job_key, things_under,
+};
+use crate::{
+    domain::{
+        ExecutionEventKind, JobEventKind, invalid,
+        jobs::{
+            Actor, Execution, ExecutionStatus, Job, JobStatus, MAX_TARGETS, ProcessDetails,
+            Refusal, StatusDetails, TargetSelection, check_document, check_job_id,
+            check_reason_code, check_status_details, check_text, check_timeout, invalid_transition,
+            transition,
+        },
+        not_found,
+    },
+    service::{check_expected, group_key, load_thing},
+};
+
+/// What CreateJob asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct NewJob {
+    pub(crate) id: String,
+    pub(crate) targets: Vec<String>,
+    pub(crate) document: Option<String>,
+    pub(crate) document_source: Option<String>,
+    pub(crate) description: Option<String>,
+    pub(crate) target_selection: TargetSelection,
+    pub(crate) in_progress_timeout_minutes: Option<i64>,
+}
+
+/// ListJobs' filters.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobFilter {
+    pub(crate) status: Option<JobStatus>,
+    pub(crate) target_selection: Option<TargetSelection>,
+    pub(crate) thing_group: Option<String>,
+}
+
+/// A job target: a thing or a thing group of this account and region.
+enum Target {
+    Thing(String),
+    Group(String),
+}
+
+impl NewJob {
+    fn check(&self) -> Result<(), AwsError> {
+        check_job_id(&self.id)?;
+        if self.targets.is_empty() {
+            return Err(invalid("A job needs at least one target"));
+        }
+        if self.targets.len() > MAX_TARGETS {
+            return Err(invalid(format!(
+                "A job may have at most {MAX_TARGETS} targets, got {}",
+                self.targets.len()
+            )));
+        }
+        match (&self.document, &self.document_source) {
+            (Some(document), None) => check_document(document)?,
+            (None, Some(source)) => {
+                return Err(invalid(format!(
+                    "documentSource {source:?} cannot be read: Herald keeps job documents inline; pass `document`"
+                )));
+            }
+            (Some(_), Some(_)) => {
+                return Err(invalid(
+                    "Specify either document or documentSource, not both",
+                ));
+            }
+            (None, None) => return Err(invalid("A job needs a document or a documentSource")),
+        }
+        if let Some(description) = &self.description {
+            check_text("description", description)?;
+        }
+        if let Some(minutes) = self.in_progress_timeout_minutes {
+            check_timeout("inProgressTimeoutInMinutes", minutes)?;
+        }
+        Ok(())
+    }
+}
+
+impl Registry {
+    fn target(&self, arn: &str) -> Result<Target, AwsError> {
+        let arns = self.arns();
+        if let Some(name) = arns.name_in("thing", arn) {
+            return Ok(Target::Thing(name.to_owned()));
+        }
+        if let Some(name) = arns.name_in("thinggroup", arn) {
+            return Ok(Target::Group(name.to_owned()));
+        }
+        Err(invalid(format!(
+            "Target {arn} is not the ARN of a thing or a thing group of account {} in {}",
+            arns.account, arns.region
+        )))
+    }
+
+    pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, AwsError> {
+        new.check()?;
+        let targets = new
+            .targets
+            .iter()
+            .map(|arn| self.target(arn))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.writer
+            .mutate(move |c| {
+                if c.exists(&job_key(&new.id))? {
+                    return Err(AwsError::new(
+                        herald_proto::error::ErrorType::ResourceAlreadyExists,
+                        format!("Job {} already exists.", new.id),
+                    ));
+                }
+                let mut things = BTreeSet::new();
+                for target in &targets {
+                    match target {
+                        Target::Thing(name) => {
+                            load_thing(c, name)?;
+                            things.insert(name.clone());
+                        }
+                        Target::Group(name) => {
+                            if !c.exists(&group_key(name))? {
+                                return Err(not_found(format!(
+                                    "Thing group {name} cannot be found."
+                                )));
+                            }
+                            things.extend(things_under(c, name)?);
+                        }
+                    }
+                }
+                let now = now_ms();
+                let job = Job {
+                    id: new.id,
+                    target_selection: new.target_selection,
+                    targets: new.targets,
+                    document: new.document,
+                    document_source: new.document_source,
+                    description: new.description,
+                    in_progress_timeout_minutes: new.in_progress_timeout_minutes,
+                    status: JobStatus::InProgress,
+                    force_canceled: false,
+                    reason_code: None,
+                    comment: None,
+                    created_ms: now,
+                    updated_ms: now,
+                    completed_ms: None,
+                };
+                c.put(job_key(&job.id), &job)?;
+                c.put(counts_key(&job.id), &ProcessDetails::default())?;
+                for target in &targets {
+                    if let Target::Group(group) = target {
+                        c.put(job_group_key(group, &job.id), &())?;
+                    }
+                }
+                for thing in &things {
+                    queue_execution(c, &job, thing)?;
+                }
+                // A snapshot job with nothing to run is complete at once.
+                super::complete_if_done(c, &job.id)?;
+                load_job(c, &job.id)
+            })
+            .await
+    }
+
+    pub(crate) fn describe_job(&self, id: &str) -> Result<(Job, ProcessDetails), AwsError> {
+        check_job_id(id)?;
+        let c = self.reader();
+        Ok((load_job(&c, id)?, load_counts(&c, id)?))
+    }
+
+    pub(crate) fn get_job_document(&self, id: &str) -> Result<String, AwsError> {
+        let (job, _) = self.describe_job(id)?;
+        Ok(job.document.unwrap_or_default())
+    }
+
+    pub(crate) fn list_jobs(&self, page: Page, filter: JobFilter) -> Result<Paged<Job>, AwsError> {
+        let group_jobs = match &filter.thing_group {
+            Some(group) => {
+                crate::domain::check_name("thing group name", group)?;
+                Some(
+                    self.store
+                        .keys(&prefix(&["jobgroup", group]))?
+                        .into_iter()
+                        .collect::<BTreeSet<_>>(),
+                )
+            }
+            None => None,
+        };
+        let store = self.store.clone();
+        let jobs = self
+            .store
+            .iter(&prefix(&["job"]), page.after())
+            .map(move |entry| entry.and_then(|(id, bytes)| Ok((id, store.decode::<Job>(&bytes)?))))
+            .filter(move |entry| {
+                entry.as_ref().map_or(true, |(id, job)| {
+                    filter.status.is_none_or(|s| s == job.status)
+                        && filter
+                            .target_selection
+                            .is_none_or(|s| s == job.target_selection)
+                        && group_jobs.as_ref().is_none_or(|ids| ids.contains(id))
+                })
+            });
+        page.collect(jobs)
+    }
+
+    /// CancelJob: the job becomes CANCELED; its QUEUED executions (and with
+    /// `force` its IN_PROGRESS ones) are cancelled. Logs
+    /// `cancellation_in_progress`, each execution's `canceled`, then the
+    /// job's `canceled`. A cancelled job may be cancelled again with `force`
+    /// to cancel what is still in progress.
+    pub(crate) async fn cancel_job(
+        &self,
+        id: String,
+        reason_code: Option<String>,
+        comment: Option<String>,
+        force: bool,
+    ) -> Result<Job, AwsError> {
+        check_job_id(&id)?;
+        if let Some(code) = &reason_code {
+            check_reason_code(code)?;
+        }
+        if let Some(comment) = &comment {
+            check_text("comment", comment)?;
+        }
+        self.writer
+            .mutate(move |c| {
+                let mut job = load_job(c, &id)?;
+                match job.status {
+                    JobStatus::InProgress => {}
+                    JobStatus::Canceled if force && !job.force_canceled => {}
+                    JobStatus::Canceled => return Ok(job),
+                    other => {
+                        return Err(invalid(format!(
+                            "Job {id} is {other:?}; only a job in progress can be canceled"
+                        )));
+                    }
+                }
+                let now = now_ms();
+                job.status = JobStatus::Canceled;
+                job.force_canceled |= force;
+                job.reason_code = reason_code.or(job.reason_code);
+                job.comment = comment.or(job.comment);
+                job.updated_ms = now;
+                c.put(job_key(&id), &job)?;
+                job_event(c, JobEventKind::CancellationInProgress, &job)?;
+                for thing in c.keys(&prefix(&["jobexec", &id]))? {
+                    let mut execution = load_execution(c, &id, &thing)?;
+                    let before = execution.status;
+                    if transition(Actor::Service { force }, before, ExecutionStatus::Canceled)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    execution.force_canceled = force;
+                    execution.set(ExecutionStatus::Canceled, None, now);
+                    save_execution(c, Some(before), &execution)?;
+                }
+                job_event(c, JobEventKind::Canceled, &job)?;
+                Ok(job)
+            })
+            .await
+    }
+
+    /// DeleteJob: a job in progress needs `force`. Logs
+    /// `deletion_in_progress`, each execution's `deleted`, then `deleted`.
+    pub(crate) async fn delete_job(&self, id: String, force: bool) -> Result<(), AwsError> {
+        check_job_id(&id)?;
+        self.writer
+            .mutate(move |c| {
+                let Some(mut job) = c.get::<Job>(&job_key(&id))? else {
+                    return Err(not_found(format!("Job {id} cannot be found.")));
+                };
+                if job.status == JobStatus::InProgress && !force {
+                    return Err(invalid_transition(format!(
+                        "Job {id} is in progress; delete it with force, or cancel it first"
+                    )));
+                }
+                job.status = JobStatus::DeletionInProgress;
+                job.updated_ms = now_ms();
+                job_event(c, JobEventKind::DeletionInProgress, &job)?;
+                for thing in c.keys(&prefix(&["jobexec", &id]))? {
+                    let execution = load_execution(c, &id, &thing)?;
+                    super::execution_event(c, ExecutionEventKind::Deleted, &execution);
+                    c.remove(exec_key(&id, &thing));
+                    c.remove(thing_job_key(&thing, &id));
+                }
+                for old in c.keys(&prefix(&["jobexecold", &id]))? {
+                    let mut key = prefix(&["jobexecold", &id]);
+                    key.extend_from_slice(old.as_bytes());
+                    c.remove(key);
+                }
+                for group in job.target_groups() {
+                    c.remove(job_group_key(group, &id));
+                }
+                job_event(c, JobEventKind::Deleted, &job)?;
+                c.remove(counts_key(&id));
+                c.remove(job_key(&id));
+                Ok(())
+            })
+            .await
+    }
+
+    /// An execution (the latest attempt, or attempt `number`) and its job.
+    pub(crate) fn describe_job_execution(
+        &self,
+        job_id: &str,
+        thing: &str,
+        number: Option<i64>,
+    ) -> Result<(Execution, Job), AwsError> {
+        check_job_id(job_id)?;
+        crate::domain::check_name("thing name", thing)?;
+        let c = self.reader();
+        let job = load_job(&c, job_id)?;
+        let latest = load_execution(&c, job_id, thing)?;
+        let execution = match number {
+            None => latest,
+            Some(n) if n == latest.execution_number => latest,
+            Some(n) => c.get(&old_exec_key(job_id, thing, n))?.ok_or_else(|| {
+                not_found(format!(
+                    "Job execution {n} of job {job_id} on thing {thing} cannot be found."
+                ))
+            })?,
+        };
+        Ok((execution, job))
+    }
+
+    pub(crate) fn list_job_executions_for_job(
+        &self,
+        job_id: &str,
+        status: Option<ExecutionStatus>,
+        page: Page,
+    ) -> Result<Paged<Execution>, AwsError> {
+        check_job_id(job_id)?;
+        load_job(&self.reader(), job_id)?;
+        let store = self.store.clone();
+        let executions = self
+            .store
+            .iter(&prefix(&["jobexec", job_id]), page.after())
+            .map(move |entry| {
+                entry.and_then(|(thing, bytes)| Ok((thing, store.decode::<Execution>(&bytes)?)))
+            })
+            .filter(move |entry| {
+                entry
+                    .as_ref()
+                    .map_or(true, |(_, e)| status.is_none_or(|s| s == e.status))
+            });
+        page.collect(executions)
+    }
+
+    pub(crate) fn list_job_executions_for_thing(
+        &self,
+        thing: &str,
+        status: Option<ExecutionStatus>,
+        job_id: Option<&str>,
+        page: Page,
+    ) -> Result<Paged<Execution>, AwsError> {
+        crate::domain::check_name("thing name", thing)?;
+        let c = self.reader();
+        load_thing(&c, thing)?;
+        let mut found = Vec::new();
+        for job in c.keys(&prefix(&["thingjob", thing]))? {
+            if job_id.is_some_and(|wanted| wanted != job) {
+                continue;
+            }
+            if page.after().is_some_and(|after| job.as_str() <= after) {
+                continue;
+            }
+            if let Some(execution) = c.get::<Execution>(&exec_key(&job, thing))?
+                && status.is_none_or(|s| s == execution.status)
+            {
+                found.push(Ok::<_, AwsError>((job, execution)));
+            }
+        }
+        page.collect(found.into_iter())
+    }
+
+    /// CancelJobExecution: QUEUED, or IN_PROGRESS with `force`, to CANCELED.
+    pub(crate) async fn cancel_job_execution(
+        &self,
+        job_id: String,
+        thing: String,
+        force: bool,
+        expected_version: Option<i64>,
+        details: Option<StatusDetails>,
+    ) -> Result<(), AwsError> {
+        check_job_id(&job_id)?;
+        crate::domain::check_name("thing name", &thing)?;
+        if let Some(details) = &details {
+            check_status_details(details)?;
+        }
+        self.writer
+            .mutate(move |c| {
+                load_job(c, &job_id)?;
+                let mut execution = load_execution(c, &job_id, &thing)?;
+                check_expected(
+                    expected_version,
+                    execution.version,
+                    "job execution",
+                    &format!("{job_id} on {thing}"),
+                )?;
+                let before = execution.status;
+                transition(Actor::Service { force }, before, ExecutionStatus::Canceled).map_err(
+                    |refusal| {
+                        invalid_transition(match refusal {
+                            Refusal::Terminal => {
+                                format!("The job execution is {}, a final status", before.name())
+                            }
+                            Refusal::Transition => format!(
+                                "The job execution is {}; cancel it with force",
+                                before.name()
+                            ),
+                        })
+                    },
+                )?;
+                execution.force_canceled = force;
+                execution.set(ExecutionStatus::Canceled, details, now_ms());
+                save_execution(c, Some(before), &execution)
+            })
+            .await
+    }
+
+    /// DeleteJobExecution: attempt `number`; a pending one needs `force`.
+    pub(crate) async fn delete_job_execution(
+        &self,
+        job_id: String,
+        thing: String,
+        number: i64,
+        force: bool,
+    ) -> Result<(), AwsError> {
+        check_job_id(&job_id)?;
+        crate::domain::check_name("thing name", &thing)?;
+        self.writer
+            .mutate(move |c| {
+                load_job(c, &job_id)?;
+                let missing = || {
+                    not_found(format!(
+                        "Job execution {number} of job {job_id} on thing {thing} cannot be found."
+                    ))
+                };
+                let latest = c.get::<Execution>(&exec_key(&job_id, &thing))?;
+                let (execution, is_latest) = match latest {
+                    Some(e) if e.execution_number == number => (e, true),
+                    _ => (
+                        c.get::<Execution>(&old_exec_key(&job_id, &thing, number))?
+                            .ok_or_else(missing)?,
+                        false,
+                    ),
+                };
+                if !execution.status.is_terminal() && !force {
+                    return Err(invalid_transition(format!(
+                        "The job execution is {}; delete it with force",
+                        execution.status.name()
+                    )));
+                }
+                super::execution_event(c, ExecutionEventKind::Deleted, &execution);
+                if is_latest {
+                    let mut counts = load_counts(c, &job_id)?;
+                    counts.uncount(execution.status);
+                    c.put(counts_key(&job_id), &counts)?;
+                    c.remove(exec_key(&job_id, &thing));
+                    c.remove(thing_job_key(&thing, &job_id));
+                    super::complete_if_done(c, &job_id)?;
+                } else {
+                    c.remove(old_exec_key(&job_id, &thing, number));
+                }
+                Ok(())
+            })
+            .await
+    }
+}

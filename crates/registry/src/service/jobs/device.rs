@@ -1,0 +1,174 @@
+//! The device side of jobs (botocore `iot-jobs-data`): a thing's pending
+//! executions, starting the next one, and updating one.
+//!
+//! As on AWS, the thing need not be registered for these calls to answer (a
+//! thing with no executions has nothing pending); an execution's thing
+//! always exists, since only a job's targets get executions.
+
+use herald_proto::error::{AwsError, ErrorType};
+use herald_store::{now_ms, prefix};
+
+use super::{Changes, Registry, exec_key, load_execution, load_job, old_exec_key, save_execution};
+use crate::domain::{
+    check_name,
+    jobs::{
+        Actor, Execution, ExecutionStatus, Job, Refusal, StatusDetails, check_job_id,
+        check_status_details, check_timeout, invalid_transition, transition,
+    },
+    not_found,
+};
+
+/// A thing's pending executions, each list oldest first.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Pending {
+    pub(crate) in_progress: Vec<Execution>,
+    pub(crate) queued: Vec<Execution>,
+}
+
+/// What a device's UpdateJobExecution asks for.
+#[derive(Debug, Clone)]
+pub(crate) struct DeviceUpdate {
+    pub(crate) job_id: String,
+    pub(crate) thing: String,
+    pub(crate) status: ExecutionStatus,
+    pub(crate) details: Option<StatusDetails>,
+    pub(crate) expected_version: Option<i64>,
+    pub(crate) execution_number: Option<i64>,
+    pub(crate) step_timeout_minutes: Option<i64>,
+}
+
+fn terminal_state(execution: &Execution) -> AwsError {
+    AwsError::new(
+        ErrorType::TerminalState,
+        format!(
+            "Job execution of job {} on thing {} is {}, a final status",
+            execution.job_id,
+            execution.thing_name,
+            execution.status.name()
+        ),
+    )
+}
+
+/// The pending executions of `thing`, in the order devices get them: by
+/// the time they were queued, then by job id.
+fn pending(c: &Changes<'_>, thing: &str) -> Result<Pending, AwsError> {
+    let mut all = Vec::new();
+    for job in c.keys(&prefix(&["thingjob", thing]))? {
+        if let Some(execution) = c.get::<Execution>(&exec_key(&job, thing))?
+            && !execution.status.is_terminal()
+        {
+            all.push(execution);
+        }
+    }
+    all.sort_by(|a, b| (a.queued_ms, &a.job_id).cmp(&(b.queued_ms, &b.job_id)));
+    let (in_progress, queued) = all
+        .into_iter()
+        .partition(|e| e.status == ExecutionStatus::InProgress);
+    Ok(Pending {
+        in_progress,
+        queued,
+    })
+}
+
+impl Registry {
+    pub(crate) fn get_pending_job_executions(&self, thing: &str) -> Result<Pending, AwsError> {
+        check_name("thing name", thing)?;
+        pending(&self.reader(), thing)
+    }
+
+    /// StartNextPendingJobExecution: the oldest IN_PROGRESS execution as it
+    /// is, or else the oldest QUEUED one, now IN_PROGRESS; `None` when
+    /// nothing is pending.
+    pub(crate) async fn start_next_pending_job_execution(
+        &self,
+        thing: String,
+        details: Option<StatusDetails>,
+        step_timeout_minutes: Option<i64>,
+    ) -> Result<Option<(Execution, Job)>, AwsError> {
+        check_name("thing name", &thing)?;
+        if let Some(details) = &details {
+            check_status_details(details)?;
+        }
+        if let Some(minutes) = step_timeout_minutes {
+            check_timeout("stepTimeoutInMinutes", minutes)?;
+        }
+        self.writer
+            .mutate(move |c| {
+                let pending = pending(c, &thing)?;
+                let mut execution = match (pending.in_progress.first(), pending.queued.first()) {
+                    (Some(started), _) => started.clone(),
+                    (None, Some(queued)) => queued.clone(),
+                    (None, None) => return Ok(None),
+                };
+                if execution.status == ExecutionStatus::Queued {
+                    let before = execution.status;
+                    execution.set(ExecutionStatus::InProgress, details, now_ms());
+                    save_execution(c, Some(before), &execution)?;
+                }
+                let job = load_job(c, &execution.job_id)?;
+                Ok(Some((execution, job)))
+            })
+            .await
+    }
+
+    /// UpdateJobExecution from the device: `expectedVersion` must match,
+    /// an attempt other than the latest is final, and a final execution
+    /// stays final (`TerminalStateException`).
+    pub(crate) async fn update_job_execution(
+        &self,
+        update: DeviceUpdate,
+    ) -> Result<(Execution, Job), AwsError> {
+        check_job_id(&update.job_id)?;
+        check_name("thing name", &update.thing)?;
+        if let Some(details) = &update.details {
+            check_status_details(details)?;
+        }
+        if let Some(minutes) = update.step_timeout_minutes {
+            check_timeout("stepTimeoutInMinutes", minutes)?;
+        }
+        self.writer
+            .mutate(move |c| {
+                let job = load_job(c, &update.job_id)?;
+                let mut execution = load_execution(c, &update.job_id, &update.thing)?;
+                if let Some(number) = update.execution_number
+                    && number != execution.execution_number
+                {
+                    let old = c
+                        .get::<Execution>(&old_exec_key(&update.job_id, &update.thing, number))?
+                        .ok_or_else(|| {
+                            not_found(format!(
+                                "Job execution {number} of job {} on thing {} cannot be found.",
+                                update.job_id, update.thing
+                            ))
+                        })?;
+                    return Err(terminal_state(&old));
+                }
+                if let Some(expected) = update.expected_version
+                    && expected != execution.version
+                {
+                    return Err(AwsError::new(
+                        ErrorType::VersionConflict,
+                        format!(
+                            "The job execution's version is {}, not the expected {expected}",
+                            execution.version
+                        ),
+                    ));
+                }
+                let before = execution.status;
+                transition(Actor::Device, before, update.status).map_err(
+                    |refusal| match refusal {
+                        Refusal::Terminal => terminal_state(&execution),
+                        Refusal::Transition => invalid_transition(format!(
+                            "A device cannot move a job execution from {} to {}",
+                            before.name(),
+                            update.status.name()
+                        )),
+                    },
+                )?;
+                execution.set(update.status, update.details, now_ms());
+                save_execution(c, Some(before), &execution)?;
+                Ok((execution, job))
+            })
+            .await
+    }
+}

@@ -1,0 +1,205 @@
+//! Jobs and their executions: what the control plane (`control`) and the
+//! device side (`device`) share: keys, loaders, the targets of a job, and
+//! the one way an execution changes (`save_execution`), which keeps each
+//! job's counts, logs the execution's event and completes a snapshot job
+//! whose executions are all final, in the same change.
+//!
+//! State:
+//! - `job/<id>`: the [`Job`]; `jobcounts/<id>`: its [`ProcessDetails`].
+//! - `jobexec/<id>/<thing>`: the thing's latest attempt ([`Execution`]);
+//!   `jobexecold/<id>/<thing>/<number>`: earlier attempts.
+//! - `thingjob/<thing>/<id>`: the jobs with an execution for a thing.
+//! - `jobgroup/<group>/<id>`: the jobs targeting a group.
+
+mod control;
+mod device;
+mod membership;
+
+use std::collections::BTreeSet;
+
+use herald_proto::error::AwsError;
+use herald_store::{key, now_ms, prefix};
+
+use super::{Changes, Registry, group_key};
+use crate::domain::{
+    Event, EventBody, ExecutionEventKind, JobEventKind, ThingGroup,
+    jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
+    not_found,
+};
+
+pub(crate) use control::{JobFilter, NewJob};
+pub(crate) use device::DeviceUpdate;
+pub(super) use membership::{thing_deleted, thing_joined, thing_left};
+
+fn job_key(id: &str) -> Vec<u8> {
+    key(&["job", id])
+}
+
+fn counts_key(id: &str) -> Vec<u8> {
+    key(&["jobcounts", id])
+}
+
+fn exec_key(job: &str, thing: &str) -> Vec<u8> {
+    key(&["jobexec", job, thing])
+}
+
+fn old_exec_key(job: &str, thing: &str, number: i64) -> Vec<u8> {
+    key(&["jobexecold", job, thing, &format!("{number:020}")])
+}
+
+fn thing_job_key(thing: &str, job: &str) -> Vec<u8> {
+    key(&["thingjob", thing, job])
+}
+
+fn job_group_key(group: &str, job: &str) -> Vec<u8> {
+    key(&["jobgroup", group, job])
+}
+
+fn load_job(c: &Changes<'_>, id: &str) -> Result<Job, AwsError> {
+    c.get(&job_key(id))?
+        .ok_or_else(|| not_found(format!("Job {id} cannot be found.")))
+}
+
+fn load_counts(c: &Changes<'_>, id: &str) -> Result<ProcessDetails, AwsError> {
+    Ok(c.get(&counts_key(id))?.unwrap_or_default())
+}
+
+fn load_execution(c: &Changes<'_>, job: &str, thing: &str) -> Result<Execution, AwsError> {
+    c.get(&exec_key(job, thing))?.ok_or_else(|| {
+        not_found(format!(
+            "Job execution of job {job} on thing {thing} cannot be found."
+        ))
+    })
+}
+
+/// Logs a job event with the job as it is now.
+fn job_event(c: &mut Changes<'_>, kind: JobEventKind, job: &Job) -> Result<(), AwsError> {
+    let details = load_counts(c, &job.id)?;
+    c.log(Event {
+        operation: None,
+        body: EventBody::Job {
+            kind,
+            job: job.clone(),
+            details,
+        },
+    });
+    Ok(())
+}
+
+fn execution_event(c: &mut Changes<'_>, kind: ExecutionEventKind, execution: &Execution) {
+    c.log(Event {
+        operation: None,
+        body: EventBody::JobExecution {
+            kind,
+            execution: execution.clone(),
+        },
+    });
+}
+
+/// Stores a new or changed execution (`before`: its status before the
+/// change, `None` for a new one): the job's counts follow, the event of a
+/// final status is logged, and a snapshot job whose executions are now all
+/// final completes.
+fn save_execution(
+    c: &mut Changes<'_>,
+    before: Option<ExecutionStatus>,
+    execution: &Execution,
+) -> Result<(), AwsError> {
+    let job_id = &execution.job_id;
+    let mut counts = load_counts(c, job_id)?;
+    if let Some(before) = before {
+        counts.uncount(before);
+    } else {
+        c.put(thing_job_key(&execution.thing_name, job_id), &())?;
+    }
+    counts.count(execution.status);
+    c.put(counts_key(job_id), &counts)?;
+    c.put(exec_key(job_id, &execution.thing_name), execution)?;
+    if before != Some(execution.status)
+        && let Some(kind) = ExecutionEventKind::reaching(execution.status)
+    {
+        execution_event(c, kind, execution);
+    }
+    complete_if_done(c, job_id)
+}
+
+/// Completes a snapshot job that is in progress with no pending execution.
+fn complete_if_done(c: &mut Changes<'_>, job_id: &str) -> Result<(), AwsError> {
+    let Some(mut job) = c.get::<Job>(&job_key(job_id))? else {
+        return Ok(());
+    };
+    if job.status != JobStatus::InProgress || job.target_selection != TargetSelection::Snapshot {
+        return Ok(());
+    }
+    if load_counts(c, job_id)?.pending() > 0 {
+        return Ok(());
+    }
+    let now = now_ms();
+    job.status = JobStatus::Completed;
+    job.completed_ms = Some(now);
+    job.updated_ms = now;
+    c.put(job_key(job_id), &job)?;
+    job_event(c, JobEventKind::Completed, &job)
+}
+
+/// Queues an execution of `job` for `thing` unless it has a pending or
+/// final one already; a thing whose last execution was REMOVED (it left a
+/// continuous job's groups) gets a new attempt. Returns whether one was
+/// queued.
+fn queue_execution(c: &mut Changes<'_>, job: &Job, thing: &str) -> Result<bool, AwsError> {
+    let number = match c.get::<Execution>(&exec_key(&job.id, thing))? {
+        None => 1,
+        Some(last) if last.status == ExecutionStatus::Removed => {
+            c.put(old_exec_key(&job.id, thing, last.execution_number), &last)?;
+            let mut counts = load_counts(c, &job.id)?;
+            counts.uncount(last.status);
+            c.put(counts_key(&job.id), &counts)?;
+            c.remove(exec_key(&job.id, thing));
+            last.execution_number + 1
+        }
+        Some(_) => return Ok(false),
+    };
+    let execution = Execution::queued(&job.id, thing, number, now_ms());
+    save_execution(c, None, &execution)?;
+    Ok(true)
+}
+
+/// The names of `group` and every group below it.
+fn group_and_descendants(c: &Changes<'_>, group: &str) -> Result<BTreeSet<String>, AwsError> {
+    let mut found = BTreeSet::from([group.to_owned()]);
+    let mut queue = vec![group.to_owned()];
+    while let Some(next) = queue.pop() {
+        for child in c.keys(&prefix(&["child", &next]))? {
+            if found.insert(child.clone()) {
+                queue.push(child);
+            }
+        }
+    }
+    Ok(found)
+}
+
+/// The things in `group` and in the groups below it (a job targeting a
+/// group reaches them all).
+fn things_under(c: &Changes<'_>, group: &str) -> Result<BTreeSet<String>, AwsError> {
+    let mut things = BTreeSet::new();
+    for g in group_and_descendants(c, group)? {
+        things.extend(c.keys(&prefix(&["gmem", &g]))?);
+    }
+    Ok(things)
+}
+
+/// `group` and its ancestors: the groups whose jobs reach a member of it.
+fn group_and_ancestors(c: &Changes<'_>, group: &str) -> Result<Vec<String>, AwsError> {
+    let Some(g) = c.get::<ThingGroup>(&group_key(group))? else {
+        return Ok(Vec::new());
+    };
+    let mut names: Vec<String> = g.ancestors.iter().map(|a| a.name.clone()).collect();
+    names.push(g.name);
+    Ok(names)
+}
+
+impl Registry {
+    pub(crate) fn job_arn(&self, id: &str) -> String {
+        self.arns().of("job", id)
+    }
+}

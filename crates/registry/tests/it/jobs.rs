@@ -1,0 +1,832 @@
+//! Jobs through the registry's `Jobs` gRPC service: creating jobs on things
+//! and groups, the device flow, cancelling and deleting, continuous jobs
+//! following their groups, and the events each change logs.
+
+use herald_proto::{
+    error::ErrorType,
+    registry::v1::{jobs_client::JobsClient, *},
+};
+use tonic::transport::Channel;
+
+use crate::{
+    groups::create_group,
+    membership::add_to_group,
+    support::{Client, TestRegistry, expect_err},
+    things::{arn, assert_no_events_after, create_thing, events_after, last_sequence, summary},
+};
+
+type Jobs = JobsClient<Channel>;
+
+const DOCUMENT: &str = r#"{"operation":"update","url":"https://example.com/fw.bin"}"#;
+
+async fn clients(registry: &TestRegistry) -> (Client, Jobs) {
+    let jobs = JobsClient::connect(format!("http://{}", registry.addr))
+        .await
+        .unwrap();
+    (registry.client().await, jobs)
+}
+
+fn create_req(id: &str, targets: &[String], selection: TargetSelection) -> CreateJobRequest {
+    CreateJobRequest {
+        job_id: id.into(),
+        targets: targets.to_vec(),
+        document: Some(DOCUMENT.into()),
+        description: Some("firmware 2".into()),
+        target_selection: selection as i32,
+        ..Default::default()
+    }
+}
+
+async fn describe(jobs: &mut Jobs, id: &str) -> Job {
+    jobs.describe_job(DescribeJobRequest { job_id: id.into() })
+        .await
+        .unwrap()
+        .into_inner()
+        .job
+        .unwrap()
+}
+
+async fn execution(jobs: &mut Jobs, id: &str, thing: &str) -> JobExecution {
+    jobs.describe_job_execution(DescribeJobExecutionRequest {
+        job_id: id.into(),
+        thing_name: thing.into(),
+        execution_number: None,
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .execution
+    .unwrap()
+}
+
+async fn update(
+    jobs: &mut Jobs,
+    id: &str,
+    thing: &str,
+    status: JobExecutionStatus,
+    expected_version: Option<i64>,
+) -> Result<JobExecution, tonic::Status> {
+    jobs.update_job_execution(UpdateJobExecutionRequest {
+        job_id: id.into(),
+        thing_name: thing.into(),
+        status: status as i32,
+        status_details: Some(StatusDetails {
+            entries: [("step".to_owned(), "flashed".to_owned())].into(),
+        }),
+        expected_version,
+        ..Default::default()
+    })
+    .await
+    .map(|r| r.into_inner().execution.unwrap())
+}
+
+fn counts(job: &Job) -> (u64, u64, u64, u64, u64) {
+    let d = job.job_process_details.clone().unwrap_or_default();
+    (
+        d.number_of_queued_things,
+        d.number_of_in_progress_things,
+        d.number_of_succeeded_things,
+        d.number_of_canceled_things,
+        d.number_of_removed_things,
+    )
+}
+
+async fn statuses(jobs: &mut Jobs, id: &str) -> Vec<(String, JobExecutionStatus)> {
+    jobs.list_job_executions_for_job(ListJobExecutionsForJobRequest {
+        job_id: id.into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .executions
+    .into_iter()
+    .map(|e| (e.thing_name.clone(), e.status()))
+    .collect()
+}
+
+/// A job targets a thing and a group: every thing of the group and of the
+/// groups below it gets one QUEUED execution, each thing once.
+#[tokio::test]
+async fn a_job_queues_one_execution_per_thing_it_reaches() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["t1", "t2", "t3", "t4"] {
+        create_thing(&mut client, thing).await;
+    }
+    create_group(&mut client, "fleet", None).await;
+    create_group(&mut client, "fleet-eu", Some("fleet")).await;
+    add_to_group(&mut client, "fleet", "t1").await;
+    add_to_group(&mut client, "fleet-eu", "t2").await;
+    let before = last_sequence(&mut client).await;
+    let created = jobs
+        .create_job(create_req(
+            "fw-2",
+            &[
+                arn("thinggroup", "fleet"),
+                arn("thing", "t1"),
+                arn("thing", "t3"),
+            ],
+            TargetSelection::Snapshot,
+        ))
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(created.job_id, "fw-2");
+    assert_eq!(created.job_arn, arn("job", "fw-2"));
+    assert_eq!(created.description.as_deref(), Some("firmware 2"));
+    // Queuing publishes nothing (AWS has no "queued" event).
+    assert_no_events_after(&mut client, before).await;
+
+    let job = describe(&mut jobs, "fw-2").await;
+    assert_eq!(job.status(), JobStatus::InProgress);
+    assert_eq!(job.target_selection(), TargetSelection::Snapshot);
+    assert_eq!(counts(&job), (3, 0, 0, 0, 0));
+    assert_eq!(
+        statuses(&mut jobs, "fw-2").await,
+        ["t1", "t2", "t3"].map(|t| (t.to_owned(), JobExecutionStatus::Queued))
+    );
+    let e = execution(&mut jobs, "fw-2", "t2").await;
+    assert_eq!(
+        (e.execution_number, e.version_number, e.thing_arn.as_str()),
+        (1, 1, arn("thing", "t2").as_str())
+    );
+    let document = jobs
+        .get_job_document(GetJobDocumentRequest {
+            job_id: "fw-2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .document;
+    assert_eq!(document, DOCUMENT);
+    let listed = jobs
+        .list_jobs(ListJobsRequest {
+            thing_group_name: Some("fleet".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].job_id, "fw-2");
+    let none = jobs
+        .list_jobs(ListJobsRequest {
+            status: JobStatus::Completed as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .jobs;
+    assert!(none.is_empty());
+    let for_thing = jobs
+        .list_job_executions_for_thing(ListJobExecutionsForThingRequest {
+            thing_name: "t3".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .executions;
+    assert_eq!(for_thing.len(), 1);
+    assert_eq!(for_thing[0].job_id, "fw-2");
+    registry.stop().await;
+}
+
+/// Bad requests get AWS's errors and change nothing.
+#[tokio::test]
+async fn bad_job_requests_are_refused_and_change_nothing() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_thing(&mut client, "t1").await;
+    let t1 = arn("thing", "t1");
+    jobs.create_job(create_req(
+        "taken",
+        std::slice::from_ref(&t1),
+        TargetSelection::Snapshot,
+    ))
+    .await
+    .unwrap();
+    let before = last_sequence(&mut client).await;
+    let cases: Vec<(CreateJobRequest, ErrorType)> = vec![
+        (
+            create_req(
+                "taken",
+                std::slice::from_ref(&t1),
+                TargetSelection::Snapshot,
+            ),
+            ErrorType::ResourceAlreadyExists,
+        ),
+        (
+            create_req(
+                "bad id",
+                std::slice::from_ref(&t1),
+                TargetSelection::Snapshot,
+            ),
+            ErrorType::InvalidRequest,
+        ),
+        (
+            create_req(
+                &"x".repeat(65),
+                std::slice::from_ref(&t1),
+                TargetSelection::Snapshot,
+            ),
+            ErrorType::InvalidRequest,
+        ),
+        (
+            create_req("no-targets", &[], TargetSelection::Snapshot),
+            ErrorType::InvalidRequest,
+        ),
+        (
+            create_req("ghost", &[arn("thing", "ghost")], TargetSelection::Snapshot),
+            ErrorType::ResourceNotFound,
+        ),
+        (
+            create_req(
+                "ghost-group",
+                &[arn("thinggroup", "none")],
+                TargetSelection::Snapshot,
+            ),
+            ErrorType::ResourceNotFound,
+        ),
+        (
+            create_req(
+                "foreign",
+                &["arn:aws:iot:eu-west-1:999999999999:thing/t1".to_owned()],
+                TargetSelection::Snapshot,
+            ),
+            ErrorType::InvalidRequest,
+        ),
+        (
+            CreateJobRequest {
+                document: Some("[not an object]".into()),
+                ..create_req(
+                    "bad-doc",
+                    std::slice::from_ref(&t1),
+                    TargetSelection::Snapshot,
+                )
+            },
+            ErrorType::InvalidRequest,
+        ),
+        (
+            CreateJobRequest {
+                document: Some(format!(r#"{{"x":"{}"}}"#, "a".repeat(32_768))),
+                ..create_req(
+                    "big-doc",
+                    std::slice::from_ref(&t1),
+                    TargetSelection::Snapshot,
+                )
+            },
+            ErrorType::InvalidRequest,
+        ),
+        (
+            CreateJobRequest {
+                document: None,
+                ..create_req(
+                    "no-doc",
+                    std::slice::from_ref(&t1),
+                    TargetSelection::Snapshot,
+                )
+            },
+            ErrorType::InvalidRequest,
+        ),
+        (
+            CreateJobRequest {
+                in_progress_timeout_in_minutes: Some(0),
+                ..create_req(
+                    "timeout",
+                    std::slice::from_ref(&t1),
+                    TargetSelection::Snapshot,
+                )
+            },
+            ErrorType::InvalidRequest,
+        ),
+    ];
+    for (request, expected) in cases {
+        let id = request.job_id.clone();
+        expect_err(jobs.create_job(request).await, expected);
+        if id != "taken" {
+            let absent = if id.chars().count() > 64 || id.contains(' ') {
+                ErrorType::InvalidRequest
+            } else {
+                ErrorType::ResourceNotFound
+            };
+            expect_err(
+                jobs.describe_job(DescribeJobRequest { job_id: id }).await,
+                absent,
+            );
+        }
+    }
+    let executions = jobs
+        .list_job_executions_for_thing(ListJobExecutionsForThingRequest {
+            thing_name: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .executions;
+    assert_eq!(executions.len(), 1, "only the first job reached t1");
+    assert_no_events_after(&mut client, before).await;
+    expect_err(
+        jobs.list_jobs(ListJobsRequest {
+            max_results: 251,
+            ..Default::default()
+        })
+        .await,
+        ErrorType::InvalidRequest,
+    );
+    registry.stop().await;
+}
+
+/// The device takes its executions through IN_PROGRESS to a final status;
+/// versions guard each update; the last final execution completes a
+/// snapshot job, and each step logs AWS's event.
+#[tokio::test]
+async fn devices_run_executions_to_the_end_and_the_job_completes() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["t1", "t2"] {
+        create_thing(&mut client, thing).await;
+    }
+    jobs.create_job(create_req(
+        "fw",
+        &[arn("thing", "t1"), arn("thing", "t2")],
+        TargetSelection::Snapshot,
+    ))
+    .await
+    .unwrap();
+    let pending = jobs
+        .get_pending_job_executions(GetPendingJobExecutionsRequest {
+            thing_name: "t1".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(pending.in_progress_jobs.is_empty());
+    assert_eq!(pending.queued_jobs.len(), 1);
+    let before = last_sequence(&mut client).await;
+
+    let started = jobs
+        .start_next_pending_job_execution(StartNextPendingJobExecutionRequest {
+            thing_name: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(started.job_document, DOCUMENT);
+    let e = started.execution.unwrap();
+    assert_eq!(
+        (e.status(), e.version_number),
+        (JobExecutionStatus::InProgress, 2)
+    );
+    assert!(e.started_at_ms.is_some());
+    // Started again: the same execution, unchanged.
+    let again = jobs
+        .start_next_pending_job_execution(StartNextPendingJobExecutionRequest {
+            thing_name: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .execution
+        .unwrap();
+    assert_eq!(again.version_number, 2);
+
+    let stale = update(
+        &mut jobs,
+        "fw",
+        "t1",
+        JobExecutionStatus::Succeeded,
+        Some(1),
+    )
+    .await;
+    expect_err(stale, ErrorType::VersionConflict);
+    let queued_again = update(&mut jobs, "fw", "t1", JobExecutionStatus::Queued, None).await;
+    expect_err(queued_again, ErrorType::InvalidStateTransition);
+    let done = update(
+        &mut jobs,
+        "fw",
+        "t1",
+        JobExecutionStatus::Succeeded,
+        Some(2),
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        (done.status(), done.version_number),
+        (JobExecutionStatus::Succeeded, 3)
+    );
+    assert_eq!(
+        done.status_details.get("step").map(String::as_str),
+        Some("flashed")
+    );
+    let after_end = update(&mut jobs, "fw", "t1", JobExecutionStatus::Failed, None).await;
+    expect_err(after_end, ErrorType::TerminalState);
+    assert_eq!(
+        describe(&mut jobs, "fw").await.status(),
+        JobStatus::InProgress
+    );
+
+    // Straight from QUEUED to REJECTED: the last execution completes the job.
+    update(&mut jobs, "fw", "t2", JobExecutionStatus::Rejected, None)
+        .await
+        .unwrap();
+    let job = describe(&mut jobs, "fw").await;
+    assert_eq!(job.status(), JobStatus::Completed);
+    assert!(job.completed_at_ms.is_some());
+    let d = job.job_process_details.unwrap();
+    assert_eq!(
+        (d.number_of_succeeded_things, d.number_of_rejected_things),
+        (1, 1)
+    );
+    assert!(d.processing_targets.is_empty());
+    let events = events_after(&mut client, before).await;
+    assert_eq!(
+        summary(&events),
+        [
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_SUCCEEDED t1",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_REJECTED t2",
+            "JOB JOB_EVENT_KIND_COMPLETED",
+        ]
+    );
+    for event in &events {
+        assert_eq!(event.operation(), Operation::Unspecified);
+    }
+    let Some(change_event::Event::Job(completed)) = &events[2].event else {
+        panic!("a job event: {:?}", events[2]);
+    };
+    let completed = completed.job.as_ref().unwrap();
+    assert_eq!(completed.job_arn, arn("job", "fw"));
+    assert_eq!(
+        completed
+            .job_process_details
+            .as_ref()
+            .unwrap()
+            .number_of_succeeded_things,
+        1
+    );
+    // Unknown executions.
+    expect_err(
+        update(
+            &mut jobs,
+            "fw",
+            "nobody",
+            JobExecutionStatus::Succeeded,
+            None,
+        )
+        .await,
+        ErrorType::ResourceNotFound,
+    );
+    expect_err(
+        update(
+            &mut jobs,
+            "nojob",
+            "t1",
+            JobExecutionStatus::Succeeded,
+            None,
+        )
+        .await,
+        ErrorType::ResourceNotFound,
+    );
+    registry.stop().await;
+}
+
+/// CancelJob cancels what is queued (and with `force` what is in
+/// progress); DeleteJob needs `force` while the job is in progress. Each
+/// logs its in-progress event, the executions' events, then its own.
+#[tokio::test]
+async fn cancelling_and_deleting_jobs() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["t1", "t2"] {
+        create_thing(&mut client, thing).await;
+    }
+    let targets = [arn("thing", "t1"), arn("thing", "t2")];
+    jobs.create_job(create_req("fw", &targets, TargetSelection::Snapshot))
+        .await
+        .unwrap();
+    update(&mut jobs, "fw", "t1", JobExecutionStatus::InProgress, None)
+        .await
+        .unwrap();
+    expect_err(
+        jobs.delete_job(DeleteJobRequest {
+            job_id: "fw".into(),
+            force: false,
+        })
+        .await,
+        ErrorType::InvalidStateTransition,
+    );
+    expect_err(
+        jobs.cancel_job(CancelJobRequest {
+            job_id: "fw".into(),
+            reason_code: Some("lower case".into()),
+            ..Default::default()
+        })
+        .await,
+        ErrorType::InvalidRequest,
+    );
+    let before = last_sequence(&mut client).await;
+    jobs.cancel_job(CancelJobRequest {
+        job_id: "fw".into(),
+        reason_code: Some("BAD_BUILD".into()),
+        comment: Some("rolled back".into()),
+        force: false,
+    })
+    .await
+    .unwrap();
+    let job = describe(&mut jobs, "fw").await;
+    assert_eq!(job.status(), JobStatus::Canceled);
+    assert_eq!(
+        (
+            job.reason_code.as_deref(),
+            job.comment.as_deref(),
+            job.force_canceled
+        ),
+        (Some("BAD_BUILD"), Some("rolled back"), false)
+    );
+    assert_eq!(
+        statuses(&mut jobs, "fw").await,
+        [
+            ("t1".to_owned(), JobExecutionStatus::InProgress),
+            ("t2".to_owned(), JobExecutionStatus::Canceled),
+        ]
+    );
+    assert_eq!(
+        summary(&events_after(&mut client, before).await),
+        [
+            "JOB JOB_EVENT_KIND_CANCELLATION_IN_PROGRESS",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_CANCELED t2",
+            "JOB JOB_EVENT_KIND_CANCELED",
+        ]
+    );
+    // Cancelled again without force: nothing changes.
+    let before = last_sequence(&mut client).await;
+    jobs.cancel_job(CancelJobRequest {
+        job_id: "fw".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_no_events_after(&mut client, before).await;
+    // With force, what is still in progress is cancelled too.
+    jobs.cancel_job(CancelJobRequest {
+        job_id: "fw".into(),
+        force: true,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let e = execution(&mut jobs, "fw", "t1").await;
+    assert_eq!(
+        (e.status(), e.force_canceled),
+        (JobExecutionStatus::Canceled, true)
+    );
+    assert!(describe(&mut jobs, "fw").await.force_canceled);
+
+    let before = last_sequence(&mut client).await;
+    jobs.delete_job(DeleteJobRequest {
+        job_id: "fw".into(),
+        force: false,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        summary(&events_after(&mut client, before).await),
+        [
+            "JOB JOB_EVENT_KIND_DELETION_IN_PROGRESS",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_DELETED t1",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_DELETED t2",
+            "JOB JOB_EVENT_KIND_DELETED",
+        ]
+    );
+    expect_err(
+        jobs.describe_job(DescribeJobRequest {
+            job_id: "fw".into(),
+        })
+        .await,
+        ErrorType::ResourceNotFound,
+    );
+    let left = jobs
+        .list_job_executions_for_thing(ListJobExecutionsForThingRequest {
+            thing_name: "t1".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .executions;
+    assert!(left.is_empty(), "{left:?}");
+    // A job in progress goes with force, its executions with it.
+    jobs.create_job(create_req("fw", &targets, TargetSelection::Snapshot))
+        .await
+        .unwrap();
+    jobs.delete_job(DeleteJobRequest {
+        job_id: "fw".into(),
+        force: true,
+    })
+    .await
+    .unwrap();
+    expect_err(
+        execution_result(&mut jobs, "fw", "t1").await,
+        ErrorType::ResourceNotFound,
+    );
+    registry.stop().await;
+}
+
+async fn execution_result(
+    jobs: &mut Jobs,
+    id: &str,
+    thing: &str,
+) -> Result<tonic::Response<DescribeJobExecutionResponse>, tonic::Status> {
+    jobs.describe_job_execution(DescribeJobExecutionRequest {
+        job_id: id.into(),
+        thing_name: thing.into(),
+        execution_number: None,
+    })
+    .await
+}
+
+/// CancelJobExecution and DeleteJobExecution: force for what is in
+/// progress, the expected version checked.
+#[tokio::test]
+async fn cancelling_and_deleting_one_execution() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["t1", "t2"] {
+        create_thing(&mut client, thing).await;
+    }
+    jobs.create_job(create_req(
+        "fw",
+        &[arn("thing", "t1"), arn("thing", "t2")],
+        TargetSelection::Snapshot,
+    ))
+    .await
+    .unwrap();
+    update(&mut jobs, "fw", "t1", JobExecutionStatus::InProgress, None)
+        .await
+        .unwrap();
+    let cancel =
+        |thing: &str, force: bool, expected_version: Option<i64>| CancelJobExecutionRequest {
+            job_id: "fw".into(),
+            thing_name: thing.into(),
+            force,
+            expected_version,
+            status_details: None,
+        };
+    expect_err(
+        jobs.cancel_job_execution(cancel("t1", false, None)).await,
+        ErrorType::InvalidStateTransition,
+    );
+    expect_err(
+        jobs.cancel_job_execution(cancel("t1", true, Some(1))).await,
+        ErrorType::VersionConflict,
+    );
+    expect_err(
+        jobs.delete_job_execution(DeleteJobExecutionRequest {
+            job_id: "fw".into(),
+            thing_name: "t2".into(),
+            execution_number: 1,
+            force: false,
+        })
+        .await,
+        ErrorType::InvalidStateTransition,
+    );
+    let before = last_sequence(&mut client).await;
+    jobs.cancel_job_execution(cancel("t1", true, Some(2)))
+        .await
+        .unwrap();
+    expect_err(
+        jobs.cancel_job_execution(cancel("t1", true, None)).await,
+        ErrorType::InvalidStateTransition,
+    );
+    jobs.delete_job_execution(DeleteJobExecutionRequest {
+        job_id: "fw".into(),
+        thing_name: "t2".into(),
+        execution_number: 1,
+        force: true,
+    })
+    .await
+    .unwrap();
+    assert_eq!(
+        summary(&events_after(&mut client, before).await),
+        [
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_CANCELED t1",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_DELETED t2",
+            "JOB JOB_EVENT_KIND_COMPLETED",
+        ]
+    );
+    expect_err(
+        jobs.delete_job_execution(DeleteJobExecutionRequest {
+            job_id: "fw".into(),
+            thing_name: "t1".into(),
+            execution_number: 7,
+            force: true,
+        })
+        .await,
+        ErrorType::ResourceNotFound,
+    );
+    registry.stop().await;
+}
+
+/// A continuous job follows its group: a thing that joins (directly or
+/// through a group below) gets an execution, one that leaves has its
+/// pending execution REMOVED, and coming back starts a new attempt; a
+/// deleted thing's execution is REMOVED too. A snapshot job on the same
+/// group ignores later members.
+#[tokio::test]
+async fn continuous_jobs_follow_their_groups() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["t1", "t2"] {
+        create_thing(&mut client, thing).await;
+    }
+    create_group(&mut client, "fleet", None).await;
+    create_group(&mut client, "fleet-eu", Some("fleet")).await;
+    let group = [arn("thinggroup", "fleet")];
+    jobs.create_job(create_req("follow", &group, TargetSelection::Continuous))
+        .await
+        .unwrap();
+    jobs.create_job(create_req("once", &group, TargetSelection::Snapshot))
+        .await
+        .unwrap();
+    // A snapshot job on an empty group has nothing to do: complete at once.
+    assert_eq!(
+        describe(&mut jobs, "once").await.status(),
+        JobStatus::Completed
+    );
+    assert_eq!(
+        describe(&mut jobs, "follow").await.status(),
+        JobStatus::InProgress
+    );
+
+    add_to_group(&mut client, "fleet-eu", "t1").await;
+    add_to_group(&mut client, "fleet", "t2").await;
+    assert_eq!(
+        statuses(&mut jobs, "follow").await,
+        ["t1", "t2"].map(|t| (t.to_owned(), JobExecutionStatus::Queued))
+    );
+    assert!(statuses(&mut jobs, "once").await.is_empty());
+
+    let before = last_sequence(&mut client).await;
+    client
+        .remove_thing_from_thing_group(RemoveThingFromThingGroupRequest {
+            thing_group_name: Some("fleet-eu".into()),
+            thing_name: Some("t1".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let events = summary(&events_after(&mut client, before).await);
+    assert_eq!(
+        events,
+        [
+            "THING_GROUP_MEMBERSHIP REMOVED",
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_REMOVED t1",
+        ]
+    );
+    add_to_group(&mut client, "fleet-eu", "t1").await;
+    let e = execution(&mut jobs, "follow", "t1").await;
+    assert_eq!(
+        (e.status(), e.execution_number),
+        (JobExecutionStatus::Queued, 2)
+    );
+    let first = jobs
+        .describe_job_execution(DescribeJobExecutionRequest {
+            job_id: "follow".into(),
+            thing_name: "t1".into(),
+            execution_number: Some(1),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .execution
+        .unwrap();
+    assert_eq!(first.status(), JobExecutionStatus::Removed);
+
+    let before = last_sequence(&mut client).await;
+    client
+        .delete_thing(DeleteThingRequest {
+            thing_name: "t2".into(),
+            expected_version: None,
+        })
+        .await
+        .unwrap();
+    let events = summary(&events_after(&mut client, before).await);
+    assert!(
+        events.contains(&"JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_REMOVED t2".to_owned()),
+        "{events:?}"
+    );
+    let job = describe(&mut jobs, "follow").await;
+    assert_eq!(
+        job.status(),
+        JobStatus::InProgress,
+        "a continuous job never completes"
+    );
+    assert_eq!(counts(&job), (1, 0, 0, 0, 1));
+    registry.stop().await;
+}
