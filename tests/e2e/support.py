@@ -33,6 +33,7 @@ ERROR_STATUS = {
     "CertificateStateException": 406,
     "CertificateValidationException": 400,
     "MalformedPolicyException": 400,
+    "InvalidStateTransitionException": 409,
 }
 
 

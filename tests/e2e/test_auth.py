@@ -49,8 +49,8 @@ def test_the_reset_endpoint_needs_a_signature_too(herald, client):
 @pytest.mark.parametrize(
     "method, operation, kwargs",
     [
-        ("list_jobs", "ListJobs", {}),
-        ("describe_job", "DescribeJob", {"jobId": "job-1"}),
+        ("update_job", "UpdateJob", {"jobId": "job-1"}),
+        ("list_job_templates", "ListJobTemplates", {}),
         ("list_topic_rules", "ListTopicRules", {}),
         ("create_billing_group", "CreateBillingGroup", {"billingGroupName": "bg"}),
     ],

@@ -6,8 +6,8 @@
 //! - `extract`: an operation's input from the path, query, headers and body;
 //! - `output`: what the answers' JSON bodies share;
 //! - `sigv4`: request authentication;
-//! - `registry_api`, `config_api`: the operations, one handler each, and
-//!   their outputs as typed structs;
+//! - `registry_api`, `config_api`, `jobs_api`: the operations, one handler
+//!   each, and their outputs as typed structs;
 //! - `fallback`: the 4xx for a request no handler serves, naming the
 //!   operation Herald does not implement;
 //! - `operations`: the model's operation table, generated from botocore by
@@ -19,6 +19,7 @@ mod output;
 
 mod config_api;
 mod fallback;
+mod jobs_api;
 mod operations;
 mod registry_api;
 mod serve;
@@ -39,7 +40,7 @@ use axum::{
 use herald_proto::{
     config::v1::{self as config_pb, config_client::ConfigClient},
     error::ErrorType,
-    registry::v1::{self as registry_pb, registry_client::RegistryClient},
+    registry::v1::{self as registry_pb, jobs_client::JobsClient, registry_client::RegistryClient},
 };
 use herald_runtime::internal_tls::{self, InternalTls};
 use tonic::transport::Channel;
@@ -52,6 +53,8 @@ use crate::settings::{AccessKey, Settings};
 #[derive(Clone)]
 pub(crate) struct AppState {
     pub(crate) registry: RegistryClient<Channel>,
+    /// The registry's `Jobs` service.
+    pub(crate) jobs: JobsClient<Channel>,
     pub(crate) config: ConfigClient<Channel>,
     pub(crate) region: Arc<str>,
     pub(crate) access_keys: Arc<[AccessKey]>,
@@ -70,10 +73,11 @@ impl AppState {
     pub(crate) fn connect(settings: &Settings) -> anyhow::Result<AppState> {
         let tls =
             InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
+        let registry =
+            channel(&settings.registry_url, tls.as_ref()).context("read registry_url")?;
         Ok(AppState {
-            registry: RegistryClient::new(
-                channel(&settings.registry_url, tls.as_ref()).context("read registry_url")?,
-            ),
+            registry: RegistryClient::new(registry.clone()),
+            jobs: JobsClient::new(registry),
             config: ConfigClient::new(
                 channel(&settings.config_url, tls.as_ref()).context("read config_url")?,
             ),
@@ -88,7 +92,8 @@ impl AppState {
 pub(crate) fn router(state: AppState) -> Router {
     let mut app = Router::new()
         .merge(registry_api::routes())
-        .merge(config_api::routes());
+        .merge(config_api::routes())
+        .merge(jobs_api::routes());
     if state.test_mode {
         app = app.route("/_herald/reset", post(reset));
     }

@@ -1,0 +1,455 @@
+//! The jobs control plane of botocore's `iot` model: CreateJob, DescribeJob,
+//! ListJobs, GetJobDocument, CancelJob, DeleteJob, DescribeJobExecution,
+//! ListJobExecutionsForJob, ListJobExecutionsForThing, CancelJobExecution,
+//! DeleteJobExecution, each a call to the registry's `Jobs` service.
+//!
+//! The job configurations Herald does not apply yet (rollout, abort, retry,
+//! scheduling, presigned URLs, templates, document parameters, package
+//! versions, namespaces, tags) are refused with an
+//! `InvalidRequestException` that names them, never accepted and ignored.
+
+mod output;
+
+use std::collections::HashMap;
+
+use axum::{
+    Router,
+    extract::State,
+    routing::{MethodRouter, get, put},
+};
+use herald_proto::registry::v1 as pb;
+use serde::Deserialize;
+use serde_json::Value;
+
+use self::output::{
+    CancelJobOutput, CreateJobOutput, DescribeJobExecutionOutput, DescribeJobOutput,
+    GetJobDocumentOutput, ListJobExecutionsForJobOutput, ListJobExecutionsForThingOutput,
+    ListJobsOutput,
+};
+use super::extract::{Body, Path, Query};
+use super::output::{ApiResult, empty, ok};
+use super::{ApiError, AppState, fallback};
+
+pub(crate) fn routes() -> Router<AppState> {
+    fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        route.fallback(fallback::not_implemented)
+    }
+    Router::new()
+        .route("/jobs", served(get(list_jobs)))
+        .route(
+            "/jobs/{jobId}",
+            served(put(create_job).get(describe_job).delete(delete_job)),
+        )
+        .route("/jobs/{jobId}/cancel", served(put(cancel_job)))
+        .route("/jobs/{jobId}/job-document", served(get(get_job_document)))
+        .route(
+            "/jobs/{jobId}/things",
+            served(get(list_job_executions_for_job)),
+        )
+        .route(
+            "/things/{thingName}/jobs",
+            served(get(list_job_executions_for_thing)),
+        )
+        .route(
+            "/things/{thingName}/jobs/{jobId}",
+            served(get(describe_job_execution)),
+        )
+        .route(
+            "/things/{thingName}/jobs/{jobId}/cancel",
+            served(put(cancel_job_execution)),
+        )
+        .route(
+            "/things/{thingName}/jobs/{jobId}/executionNumber/{executionNumber}",
+            served(axum::routing::delete(delete_job_execution)),
+        )
+}
+
+/// `targetSelection`, `status`: AWS's names.
+fn target_selection(value: Option<&str>) -> Result<pb::TargetSelection, ApiError> {
+    match value {
+        None => Ok(pb::TargetSelection::Unspecified),
+        Some("SNAPSHOT") => Ok(pb::TargetSelection::Snapshot),
+        Some("CONTINUOUS") => Ok(pb::TargetSelection::Continuous),
+        Some(other) => Err(ApiError::invalid(format!(
+            "targetSelection must be SNAPSHOT or CONTINUOUS, got {other:?}"
+        ))),
+    }
+}
+
+fn job_status(value: Option<&str>) -> Result<pb::JobStatus, ApiError> {
+    Ok(match value {
+        None => pb::JobStatus::Unspecified,
+        Some("IN_PROGRESS") => pb::JobStatus::InProgress,
+        Some("CANCELED") => pb::JobStatus::Canceled,
+        Some("COMPLETED") => pb::JobStatus::Completed,
+        Some("DELETION_IN_PROGRESS") => pb::JobStatus::DeletionInProgress,
+        // A scheduled job is one Herald never has.
+        Some("SCHEDULED") => return Err(scheduled()),
+        Some(other) => return Err(ApiError::invalid(format!("Unknown job status {other:?}"))),
+    })
+}
+
+fn scheduled() -> ApiError {
+    ApiError::invalid("SCHEDULED jobs (schedulingConfig) are not supported by Herald yet")
+}
+
+pub(crate) fn execution_status(value: Option<&str>) -> Result<pb::JobExecutionStatus, ApiError> {
+    use pb::JobExecutionStatus as S;
+    Ok(match value {
+        None => S::Unspecified,
+        Some("QUEUED") => S::Queued,
+        Some("IN_PROGRESS") => S::InProgress,
+        Some("SUCCEEDED") => S::Succeeded,
+        Some("FAILED") => S::Failed,
+        Some("TIMED_OUT") => S::TimedOut,
+        Some("REJECTED") => S::Rejected,
+        Some("REMOVED") => S::Removed,
+        Some("CANCELED") => S::Canceled,
+        Some(other) => {
+            return Err(ApiError::invalid(format!(
+                "Unknown job execution status {other:?}"
+            )));
+        }
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TimeoutConfig {
+    in_progress_timeout_in_minutes: Option<i64>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateJob {
+    targets: Vec<String>,
+    document_source: Option<String>,
+    document: Option<String>,
+    description: Option<String>,
+    target_selection: Option<String>,
+    timeout_config: Option<TimeoutConfig>,
+    /// Members Herald refuses until it applies them.
+    #[serde(flatten)]
+    others: HashMap<String, Value>,
+}
+
+/// The members of a request Herald does not apply yet: an error naming them.
+fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
+    const NOT_YET: &[&str] = &[
+        "presignedUrlConfig",
+        "jobExecutionsRolloutConfig",
+        "abortConfig",
+        "tags",
+        "namespaceId",
+        "jobTemplateArn",
+        "jobExecutionsRetryConfig",
+        "documentParameters",
+        "schedulingConfig",
+        "destinationPackageVersions",
+    ];
+    let mut given: Vec<&str> = others
+        .iter()
+        .filter(|(name, value)| NOT_YET.contains(&name.as_str()) && !is_empty(value))
+        .map(|(name, _)| name.as_str())
+        .collect();
+    if given.is_empty() {
+        return Ok(());
+    }
+    given.sort_unstable();
+    Err(ApiError::invalid(format!(
+        "{} not supported by Herald yet",
+        given.join(", ")
+    )))
+}
+
+/// `null`, `{}` and `[]` ask for nothing.
+fn is_empty(value: &Value) -> bool {
+    match value {
+        Value::Null => true,
+        Value::Object(map) => map.is_empty(),
+        Value::Array(list) => list.is_empty(),
+        _ => false,
+    }
+}
+
+/// CreateJob: `PUT /jobs/{jobId}`.
+async fn create_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+    Body(body): Body<CreateJob>,
+) -> ApiResult {
+    refuse_unsupported(&body.others)?;
+    if query.has("namespaceId") {
+        return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
+    }
+    let created = state
+        .jobs
+        .clone()
+        .create_job(pb::CreateJobRequest {
+            job_id,
+            targets: body.targets,
+            document: body.document,
+            document_source: body.document_source,
+            description: body.description,
+            target_selection: target_selection(body.target_selection.as_deref())? as i32,
+            in_progress_timeout_in_minutes: body
+                .timeout_config
+                .and_then(|t| t.in_progress_timeout_in_minutes),
+        })
+        .await?
+        .into_inner();
+    ok(CreateJobOutput::from(created))
+}
+
+/// DescribeJob: `GET /jobs/{jobId}`.
+async fn describe_job(State(state): State<AppState>, Path(job_id): Path<String>) -> ApiResult {
+    let described = state
+        .jobs
+        .clone()
+        .describe_job(pb::DescribeJobRequest { job_id })
+        .await?
+        .into_inner();
+    ok(DescribeJobOutput::from(described))
+}
+
+/// ListJobs: `GET /jobs`.
+async fn list_jobs(State(state): State<AppState>, query: Query) -> ApiResult {
+    if query.has("thingGroupId") || query.has("namespaceId") {
+        return Err(ApiError::invalid(
+            "thingGroupId and namespaceId filters are not supported by Herald yet; use thingGroupName",
+        ));
+    }
+    let paging = query.token_page()?;
+    let listed = state
+        .jobs
+        .clone()
+        .list_jobs(pb::ListJobsRequest {
+            status: job_status(query.string("status").as_deref())? as i32,
+            target_selection: target_selection(query.string("targetSelection").as_deref())? as i32,
+            thing_group_name: query.string("thingGroupName"),
+            next_token: paging.token,
+            max_results: paging.size,
+        })
+        .await?
+        .into_inner();
+    ok(ListJobsOutput::from(listed))
+}
+
+/// GetJobDocument: `GET /jobs/{jobId}/job-document`.
+async fn get_job_document(State(state): State<AppState>, Path(job_id): Path<String>) -> ApiResult {
+    let document = state
+        .jobs
+        .clone()
+        .get_job_document(pb::GetJobDocumentRequest { job_id })
+        .await?
+        .into_inner();
+    ok(GetJobDocumentOutput::from(document))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CancelJob {
+    reason_code: Option<String>,
+    comment: Option<String>,
+}
+
+/// CancelJob: `PUT /jobs/{jobId}/cancel?force=`.
+async fn cancel_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+    Body(body): Body<CancelJob>,
+) -> ApiResult {
+    let canceled = state
+        .jobs
+        .clone()
+        .cancel_job(pb::CancelJobRequest {
+            job_id,
+            reason_code: body.reason_code,
+            comment: body.comment,
+            force: query.flag("force")?,
+        })
+        .await?
+        .into_inner();
+    ok(CancelJobOutput::from(canceled))
+}
+
+/// DeleteJob: `DELETE /jobs/{jobId}?force=`.
+async fn delete_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+) -> ApiResult {
+    state
+        .jobs
+        .clone()
+        .delete_job(pb::DeleteJobRequest {
+            job_id,
+            force: query.flag("force")?,
+        })
+        .await?;
+    empty()
+}
+
+/// DescribeJobExecution: `GET /things/{thingName}/jobs/{jobId}?executionNumber=`.
+async fn describe_job_execution(
+    State(state): State<AppState>,
+    Path((thing_name, job_id)): Path<(String, String)>,
+    query: Query,
+) -> ApiResult {
+    let described = state
+        .jobs
+        .clone()
+        .describe_job_execution(pb::DescribeJobExecutionRequest {
+            job_id,
+            thing_name,
+            execution_number: query.integer("executionNumber")?,
+        })
+        .await?
+        .into_inner();
+    ok(DescribeJobExecutionOutput::from(described))
+}
+
+/// ListJobExecutionsForJob: `GET /jobs/{jobId}/things`.
+async fn list_job_executions_for_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+) -> ApiResult {
+    let paging = query.token_page()?;
+    let listed = state
+        .jobs
+        .clone()
+        .list_job_executions_for_job(pb::ListJobExecutionsForJobRequest {
+            job_id,
+            status: execution_status(query.string("status").as_deref())? as i32,
+            next_token: paging.token,
+            max_results: paging.size,
+        })
+        .await?
+        .into_inner();
+    ok(ListJobExecutionsForJobOutput::from(listed))
+}
+
+/// ListJobExecutionsForThing: `GET /things/{thingName}/jobs`.
+async fn list_job_executions_for_thing(
+    State(state): State<AppState>,
+    Path(thing_name): Path<String>,
+    query: Query,
+) -> ApiResult {
+    if query.has("namespaceId") {
+        return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
+    }
+    let paging = query.token_page()?;
+    let listed = state
+        .jobs
+        .clone()
+        .list_job_executions_for_thing(pb::ListJobExecutionsForThingRequest {
+            thing_name,
+            status: execution_status(query.string("status").as_deref())? as i32,
+            job_id: query.string("jobId"),
+            next_token: paging.token,
+            max_results: paging.size,
+        })
+        .await?
+        .into_inner();
+    ok(ListJobExecutionsForThingOutput::from(listed))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CancelJobExecution {
+    expected_version: Option<i64>,
+    status_details: Option<HashMap<String, String>>,
+}
+
+/// CancelJobExecution: `PUT /things/{thingName}/jobs/{jobId}/cancel?force=`.
+async fn cancel_job_execution(
+    State(state): State<AppState>,
+    Path((thing_name, job_id)): Path<(String, String)>,
+    query: Query,
+    Body(body): Body<CancelJobExecution>,
+) -> ApiResult {
+    state
+        .jobs
+        .clone()
+        .cancel_job_execution(pb::CancelJobExecutionRequest {
+            job_id,
+            thing_name,
+            force: query.flag("force")?,
+            expected_version: body.expected_version,
+            status_details: body
+                .status_details
+                .map(|entries| pb::StatusDetails { entries }),
+        })
+        .await?;
+    empty()
+}
+
+/// DeleteJobExecution:
+/// `DELETE /things/{thingName}/jobs/{jobId}/executionNumber/{executionNumber}?force=`.
+async fn delete_job_execution(
+    State(state): State<AppState>,
+    Path((thing_name, job_id, execution_number)): Path<(String, String, String)>,
+    query: Query,
+) -> ApiResult {
+    let execution_number = execution_number.parse::<i64>().map_err(|_| {
+        ApiError::invalid(format!(
+            "executionNumber must be a whole number, got {execution_number:?}"
+        ))
+    })?;
+    if query.has("namespaceId") {
+        return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
+    }
+    state
+        .jobs
+        .clone()
+        .delete_job_execution(pb::DeleteJobExecutionRequest {
+            job_id,
+            thing_name,
+            execution_number,
+            force: query.flag("force")?,
+        })
+        .await?;
+    empty()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn configurations_not_applied_yet_are_refused_by_name() {
+        let body: CreateJob = serde_json::from_str(
+            r#"{"targets":["a"],"document":"{}","abortConfig":{"criteriaList":[1]},
+                "tags":[],"schedulingConfig":{"startTime":"x"}}"#,
+        )
+        .unwrap();
+        let err = refuse_unsupported(&body.others).unwrap_err();
+        assert_eq!(err.code, "InvalidRequestException");
+        assert_eq!(
+            err.message,
+            "abortConfig, schedulingConfig not supported by Herald yet"
+        );
+        let plain: CreateJob =
+            serde_json::from_str(r#"{"targets":["a"],"document":"{}","tags":[]}"#).unwrap();
+        assert!(refuse_unsupported(&plain.others).is_ok());
+    }
+
+    #[test]
+    fn statuses_are_aws_names() {
+        assert_eq!(
+            execution_status(Some("TIMED_OUT")).unwrap(),
+            pb::JobExecutionStatus::TimedOut
+        );
+        assert!(execution_status(Some("timed_out")).is_err());
+        assert_eq!(
+            target_selection(Some("CONTINUOUS")).unwrap(),
+            pb::TargetSelection::Continuous
+        );
+        assert!(target_selection(Some("ALL")).is_err());
+        assert!(job_status(Some("SCHEDULED")).is_err());
+        assert_eq!(job_status(None).unwrap(), pb::JobStatus::Unspecified);
+    }
+}

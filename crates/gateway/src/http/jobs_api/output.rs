@@ -1,0 +1,368 @@
+//! The jobs operations' outputs, as botocore's `iot` model names their
+//! members (AWS IoT Core API Reference: CreateJob, DescribeJob, ListJobs,
+//! DescribeJobExecution, ListJobExecutionsForJob, ...). Timestamps are epoch
+//! seconds.
+
+use std::collections::BTreeMap;
+
+use herald_proto::registry::v1 as pb;
+use serde::Serialize;
+
+use crate::http::output::{next_page, seconds, sorted};
+
+fn target_selection(raw: i32) -> &'static str {
+    match pb::TargetSelection::try_from(raw) {
+        Ok(pb::TargetSelection::Continuous) => "CONTINUOUS",
+        _ => "SNAPSHOT",
+    }
+}
+
+fn job_status(raw: i32) -> &'static str {
+    match pb::JobStatus::try_from(raw) {
+        Ok(pb::JobStatus::Canceled) => "CANCELED",
+        Ok(pb::JobStatus::Completed) => "COMPLETED",
+        Ok(pb::JobStatus::DeletionInProgress) => "DELETION_IN_PROGRESS",
+        _ => "IN_PROGRESS",
+    }
+}
+
+pub(crate) fn execution_status(raw: i32) -> &'static str {
+    use pb::JobExecutionStatus as S;
+    match S::try_from(raw) {
+        Ok(S::InProgress) => "IN_PROGRESS",
+        Ok(S::Succeeded) => "SUCCEEDED",
+        Ok(S::Failed) => "FAILED",
+        Ok(S::TimedOut) => "TIMED_OUT",
+        Ok(S::Rejected) => "REJECTED",
+        Ok(S::Removed) => "REMOVED",
+        Ok(S::Canceled) => "CANCELED",
+        _ => "QUEUED",
+    }
+}
+
+/// CreateJob's and CancelJob's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CreateJobOutput {
+    job_arn: String,
+    job_id: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+}
+
+pub(super) type CancelJobOutput = CreateJobOutput;
+
+impl From<pb::CreateJobResponse> for CreateJobOutput {
+    fn from(r: pb::CreateJobResponse) -> Self {
+        CreateJobOutput {
+            job_arn: r.job_arn,
+            job_id: r.job_id,
+            description: r.description,
+        }
+    }
+}
+
+impl From<pb::CancelJobResponse> for CreateJobOutput {
+    fn from(r: pb::CancelJobResponse) -> Self {
+        CreateJobOutput {
+            job_arn: r.job_arn,
+            job_id: r.job_id,
+            description: r.description,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobProcessDetails {
+    processing_targets: Vec<String>,
+    number_of_canceled_things: u64,
+    number_of_succeeded_things: u64,
+    number_of_failed_things: u64,
+    number_of_rejected_things: u64,
+    number_of_queued_things: u64,
+    number_of_in_progress_things: u64,
+    number_of_removed_things: u64,
+    number_of_timed_out_things: u64,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct TimeoutConfig {
+    in_progress_timeout_in_minutes: i64,
+}
+
+/// A job as DescribeJob answers it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Job {
+    job_arn: String,
+    job_id: String,
+    target_selection: &'static str,
+    status: &'static str,
+    force_canceled: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    reason_code: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    comment: Option<String>,
+    targets: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    description: Option<String>,
+    created_at: f64,
+    last_updated_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<f64>,
+    job_process_details: JobProcessDetails,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_config: Option<TimeoutConfig>,
+    is_concurrent: bool,
+}
+
+/// DescribeJob's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DescribeJobOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_source: Option<String>,
+    job: Job,
+}
+
+impl From<pb::DescribeJobResponse> for DescribeJobOutput {
+    fn from(r: pb::DescribeJobResponse) -> Self {
+        let j = r.job.unwrap_or_default();
+        let d = j.job_process_details.unwrap_or_default();
+        DescribeJobOutput {
+            document_source: r.document_source,
+            job: Job {
+                target_selection: target_selection(j.target_selection),
+                status: job_status(j.status),
+                job_arn: j.job_arn,
+                job_id: j.job_id,
+                force_canceled: j.force_canceled,
+                reason_code: j.reason_code,
+                comment: j.comment,
+                targets: j.targets,
+                description: j.description,
+                created_at: seconds(j.created_at_ms),
+                last_updated_at: seconds(j.last_updated_at_ms),
+                completed_at: j.completed_at_ms.map(seconds),
+                job_process_details: JobProcessDetails {
+                    processing_targets: d.processing_targets,
+                    number_of_canceled_things: d.number_of_canceled_things,
+                    number_of_succeeded_things: d.number_of_succeeded_things,
+                    number_of_failed_things: d.number_of_failed_things,
+                    number_of_rejected_things: d.number_of_rejected_things,
+                    number_of_queued_things: d.number_of_queued_things,
+                    number_of_in_progress_things: d.number_of_in_progress_things,
+                    number_of_removed_things: d.number_of_removed_things,
+                    number_of_timed_out_things: d.number_of_timed_out_things,
+                },
+                timeout_config: j
+                    .in_progress_timeout_in_minutes
+                    .map(|minutes| TimeoutConfig {
+                        in_progress_timeout_in_minutes: minutes,
+                    }),
+                is_concurrent: false,
+            },
+        }
+    }
+}
+
+/// A job as ListJobs lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobSummary {
+    job_arn: String,
+    job_id: String,
+    target_selection: &'static str,
+    status: &'static str,
+    created_at: f64,
+    last_updated_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    completed_at: Option<f64>,
+    is_concurrent: bool,
+}
+
+/// ListJobs' output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListJobsOutput {
+    jobs: Vec<JobSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+impl From<pb::ListJobsResponse> for ListJobsOutput {
+    fn from(r: pb::ListJobsResponse) -> Self {
+        ListJobsOutput {
+            jobs: r
+                .jobs
+                .into_iter()
+                .map(|j| JobSummary {
+                    target_selection: target_selection(j.target_selection),
+                    status: job_status(j.status),
+                    job_arn: j.job_arn,
+                    job_id: j.job_id,
+                    created_at: seconds(j.created_at_ms),
+                    last_updated_at: seconds(j.last_updated_at_ms),
+                    completed_at: j.completed_at_ms.map(seconds),
+                    is_concurrent: false,
+                })
+                .collect(),
+            next_token: next_page(r.next_token),
+        }
+    }
+}
+
+/// GetJobDocument's output.
+#[derive(Debug, Serialize)]
+pub(super) struct GetJobDocumentOutput {
+    document: String,
+}
+
+impl From<pb::GetJobDocumentResponse> for GetJobDocumentOutput {
+    fn from(r: pb::GetJobDocumentResponse) -> Self {
+        GetJobDocumentOutput {
+            document: r.document,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct StatusDetails {
+    details_map: BTreeMap<String, String>,
+}
+
+/// A job execution as DescribeJobExecution answers it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobExecution {
+    job_id: String,
+    status: &'static str,
+    force_canceled: bool,
+    status_details: StatusDetails,
+    thing_arn: String,
+    queued_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<f64>,
+    last_updated_at: f64,
+    execution_number: i64,
+    version_number: i64,
+}
+
+/// DescribeJobExecution's output.
+#[derive(Debug, Serialize)]
+pub(super) struct DescribeJobExecutionOutput {
+    execution: JobExecution,
+}
+
+impl From<pb::DescribeJobExecutionResponse> for DescribeJobExecutionOutput {
+    fn from(r: pb::DescribeJobExecutionResponse) -> Self {
+        let e = r.execution.unwrap_or_default();
+        DescribeJobExecutionOutput {
+            execution: JobExecution {
+                status: execution_status(e.status),
+                job_id: e.job_id,
+                force_canceled: e.force_canceled,
+                status_details: StatusDetails {
+                    details_map: sorted(e.status_details),
+                },
+                thing_arn: e.thing_arn,
+                queued_at: seconds(e.queued_at_ms),
+                started_at: e.started_at_ms.map(seconds),
+                last_updated_at: seconds(e.last_updated_at_ms),
+                execution_number: e.execution_number,
+                version_number: e.version_number,
+            },
+        }
+    }
+}
+
+/// `JobExecutionSummary`.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobExecutionSummary {
+    status: &'static str,
+    queued_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<f64>,
+    last_updated_at: f64,
+    execution_number: i64,
+}
+
+impl From<&pb::JobExecution> for JobExecutionSummary {
+    fn from(e: &pb::JobExecution) -> Self {
+        JobExecutionSummary {
+            status: execution_status(e.status),
+            queued_at: seconds(e.queued_at_ms),
+            started_at: e.started_at_ms.map(seconds),
+            last_updated_at: seconds(e.last_updated_at_ms),
+            execution_number: e.execution_number,
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ForJob {
+    thing_arn: String,
+    job_execution_summary: JobExecutionSummary,
+}
+
+/// ListJobExecutionsForJob's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListJobExecutionsForJobOutput {
+    execution_summaries: Vec<ForJob>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+impl From<pb::ListJobExecutionsForJobResponse> for ListJobExecutionsForJobOutput {
+    fn from(r: pb::ListJobExecutionsForJobResponse) -> Self {
+        ListJobExecutionsForJobOutput {
+            execution_summaries: r
+                .executions
+                .iter()
+                .map(|e| ForJob {
+                    thing_arn: e.thing_arn.clone(),
+                    job_execution_summary: e.into(),
+                })
+                .collect(),
+            next_token: next_page(r.next_token),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ForThing {
+    job_id: String,
+    job_execution_summary: JobExecutionSummary,
+}
+
+/// ListJobExecutionsForThing's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListJobExecutionsForThingOutput {
+    execution_summaries: Vec<ForThing>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+impl From<pb::ListJobExecutionsForThingResponse> for ListJobExecutionsForThingOutput {
+    fn from(r: pb::ListJobExecutionsForThingResponse) -> Self {
+        ListJobExecutionsForThingOutput {
+            execution_summaries: r
+                .executions
+                .iter()
+                .map(|e| ForThing {
+                    job_id: e.job_id.clone(),
+                    job_execution_summary: e.into(),
+                })
+                .collect(),
+            next_token: next_page(r.next_token),
+        }
+    }
+}

@@ -1,0 +1,235 @@
+"""Jobs through boto3: create on things and groups, describe, list, the
+document, executions, cancel and delete, and AWS's errors."""
+
+import json
+
+from support import ARN_PREFIX, expect_error, group_arn, recent, thing_arn
+
+DOCUMENT = json.dumps({"operation": "update", "url": "https://example.com/fw.bin"})
+
+
+def job_arn(job_id):
+    return f"{ARN_PREFIX}:job/{job_id}"
+
+
+def fleet(client, things=("t1", "t2", "t3")):
+    """Things in a group `fleet` (t1 directly, t2 in its child `fleet-eu`) and t3 outside."""
+    for name in things:
+        client.create_thing(thingName=name)
+    client.create_thing_group(thingGroupName="fleet")
+    client.create_thing_group(thingGroupName="fleet-eu", parentGroupName="fleet")
+    client.add_thing_to_thing_group(thingGroupName="fleet", thingName="t1")
+    client.add_thing_to_thing_group(thingGroupName="fleet-eu", thingName="t2")
+
+
+def execution_statuses(client, job_id):
+    summaries = client.list_job_executions_for_job(jobId=job_id)["executionSummaries"]
+    return {s["thingArn"]: s["jobExecutionSummary"]["status"] for s in summaries}
+
+
+def test_a_job_on_a_group_and_a_thing(client):
+    fleet(client)
+    created = client.create_job(
+        jobId="fw-2",
+        targets=[group_arn("fleet"), thing_arn("t3")],
+        document=DOCUMENT,
+        description="firmware 2",
+        targetSelection="SNAPSHOT",
+        timeoutConfig={"inProgressTimeoutInMinutes": 30},
+    )
+    assert created["jobId"] == "fw-2"
+    assert created["jobArn"] == job_arn("fw-2")
+    assert created["description"] == "firmware 2"
+
+    job = client.describe_job(jobId="fw-2")["job"]
+    assert job["jobId"] == "fw-2"
+    assert job["status"] == "IN_PROGRESS"
+    assert job["targetSelection"] == "SNAPSHOT"
+    assert job["targets"] == [group_arn("fleet"), thing_arn("t3")]
+    assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 30}
+    assert job["forceCanceled"] is False
+    recent(job["createdAt"])
+    recent(job["lastUpdatedAt"])
+    assert "completedAt" not in job
+    details = job["jobProcessDetails"]
+    assert details["numberOfQueuedThings"] == 3
+    assert details["numberOfSucceededThings"] == 0
+
+    assert client.get_job_document(jobId="fw-2")["document"] == DOCUMENT
+    assert execution_statuses(client, "fw-2") == {
+        thing_arn("t1"): "QUEUED",
+        thing_arn("t2"): "QUEUED",
+        thing_arn("t3"): "QUEUED",
+    }
+    execution = client.describe_job_execution(jobId="fw-2", thingName="t2")["execution"]
+    assert execution["jobId"] == "fw-2"
+    assert execution["thingArn"] == thing_arn("t2")
+    assert execution["status"] == "QUEUED"
+    assert execution["executionNumber"] == 1
+    assert execution["versionNumber"] == 1
+    recent(execution["queuedAt"])
+    assert "startedAt" not in execution
+
+    for_thing = client.list_job_executions_for_thing(thingName="t3")["executionSummaries"]
+    assert [s["jobId"] for s in for_thing] == ["fw-2"]
+    assert for_thing[0]["jobExecutionSummary"]["status"] == "QUEUED"
+
+    listed = client.list_jobs()["jobs"]
+    assert [j["jobId"] for j in listed] == ["fw-2"]
+    assert listed[0]["jobArn"] == job_arn("fw-2")
+    assert client.list_jobs(thingGroupName="fleet")["jobs"][0]["jobId"] == "fw-2"
+    assert client.list_jobs(status="COMPLETED")["jobs"] == []
+    assert client.list_jobs(targetSelection="CONTINUOUS")["jobs"] == []
+
+
+def test_listings_page(client):
+    client.create_thing(thingName="t1")
+    for i in range(5):
+        client.create_job(jobId=f"job-{i}", targets=[thing_arn("t1")], document=DOCUMENT)
+    seen, token = [], None
+    while True:
+        kwargs = {"maxResults": 2}
+        if token:
+            kwargs["nextToken"] = token
+        page = client.list_jobs(**kwargs)
+        assert len(page["jobs"]) <= 2
+        seen += [j["jobId"] for j in page["jobs"]]
+        token = page.get("nextToken")
+        if not token:
+            break
+    assert seen == [f"job-{i}" for i in range(5)]
+    paginator = client.get_paginator("list_job_executions_for_thing")
+    pages = list(paginator.paginate(thingName="t1", PaginationConfig={"PageSize": 2}))
+    assert sum(len(p["executionSummaries"]) for p in pages) == 5
+
+
+def test_cancel_and_delete(client):
+    fleet(client)
+    client.create_job(jobId="fw", targets=[group_arn("fleet")], document=DOCUMENT)
+    expect_error(client, "InvalidStateTransitionException", client.delete_job, jobId="fw")
+    canceled = client.cancel_job(jobId="fw", reasonCode="BAD_BUILD", comment="rolled back")
+    assert canceled["jobArn"] == job_arn("fw")
+    job = client.describe_job(jobId="fw")["job"]
+    assert job["status"] == "CANCELED"
+    assert job["reasonCode"] == "BAD_BUILD"
+    assert job["comment"] == "rolled back"
+    assert job["jobProcessDetails"]["numberOfCanceledThings"] == 2
+    assert set(execution_statuses(client, "fw").values()) == {"CANCELED"}
+    assert client.list_job_executions_for_job(jobId="fw", status="QUEUED")["executionSummaries"] == []
+
+    client.delete_job(jobId="fw")
+    expect_error(client, "ResourceNotFoundException", client.describe_job, jobId="fw")
+    assert client.list_job_executions_for_thing(thingName="t1")["executionSummaries"] == []
+
+    client.create_job(jobId="fw", targets=[thing_arn("t3")], document=DOCUMENT)
+    client.delete_job(jobId="fw", force=True)
+    expect_error(client, "ResourceNotFoundException", client.get_job_document, jobId="fw")
+
+
+def test_one_execution_cancelled_and_deleted(client):
+    fleet(client)
+    client.create_job(jobId="fw", targets=[thing_arn("t1"), thing_arn("t3")], document=DOCUMENT)
+    expect_error(
+        client,
+        "VersionConflictException",
+        client.cancel_job_execution,
+        jobId="fw",
+        thingName="t1",
+        expectedVersion=7,
+    )
+    expect_error(
+        client,
+        "InvalidStateTransitionException",
+        client.delete_job_execution,
+        jobId="fw",
+        thingName="t3",
+        executionNumber=1,
+    )
+    client.cancel_job_execution(
+        jobId="fw", thingName="t1", expectedVersion=1, statusDetails={"why": "replaced"}
+    )
+    execution = client.describe_job_execution(jobId="fw", thingName="t1")["execution"]
+    assert execution["status"] == "CANCELED"
+    assert execution["versionNumber"] == 2
+    assert execution["statusDetails"] == {"detailsMap": {"why": "replaced"}}
+    expect_error(
+        client,
+        "InvalidStateTransitionException",
+        client.cancel_job_execution,
+        jobId="fw",
+        thingName="t1",
+    )
+    client.delete_job_execution(jobId="fw", thingName="t3", executionNumber=1, force=True)
+    expect_error(
+        client,
+        "ResourceNotFoundException",
+        client.describe_job_execution,
+        jobId="fw",
+        thingName="t3",
+    )
+    # Nothing is pending any more: the snapshot job is complete.
+    job = client.describe_job(jobId="fw")["job"]
+    assert job["status"] == "COMPLETED"
+    recent(job["completedAt"])
+
+
+def test_continuous_jobs_reach_things_that_join_later(client):
+    fleet(client)
+    client.create_job(
+        jobId="follow", targets=[group_arn("fleet-eu")], document=DOCUMENT,
+        targetSelection="CONTINUOUS",
+    )
+    client.add_thing_to_thing_group(thingGroupName="fleet-eu", thingName="t3")
+    assert execution_statuses(client, "follow") == {
+        thing_arn("t2"): "QUEUED",
+        thing_arn("t3"): "QUEUED",
+    }
+    client.remove_thing_from_thing_group(thingGroupName="fleet-eu", thingName="t3")
+    assert execution_statuses(client, "follow")[thing_arn("t3")] == "REMOVED"
+    job = client.describe_job(jobId="follow")["job"]
+    assert job["targetSelection"] == "CONTINUOUS"
+    assert job["status"] == "IN_PROGRESS"
+
+
+def test_job_errors(client):
+    client.create_thing(thingName="t1")
+    client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)
+    t1 = [thing_arn("t1")]
+    cases = [
+        ("ResourceAlreadyExistsException", dict(jobId="taken", targets=t1, document=DOCUMENT)),
+        ("InvalidRequestException", dict(jobId="bad id", targets=t1, document=DOCUMENT)),
+        ("InvalidRequestException", dict(jobId="x" * 65, targets=t1, document=DOCUMENT)),
+        ("InvalidRequestException", dict(jobId="doc", targets=t1, document="[1]")),
+        ("InvalidRequestException", dict(jobId="no-doc", targets=t1)),
+        ("InvalidRequestException", dict(jobId="s3", targets=t1, documentSource="https://s3/x")),
+        ("ResourceNotFoundException", dict(jobId="ghost", targets=[thing_arn("ghost")], document=DOCUMENT)),
+        ("ResourceNotFoundException", dict(jobId="ghost-g", targets=[group_arn("none")], document=DOCUMENT)),
+        (
+            "InvalidRequestException",
+            dict(jobId="foreign", targets=["arn:aws:iot:eu-west-1:999999999999:thing/t1"], document=DOCUMENT),
+        ),
+        (
+            "InvalidRequestException",
+            dict(
+                jobId="rollout", targets=t1, document=DOCUMENT,
+                jobExecutionsRolloutConfig={"maximumPerMinute": 10},
+            ),
+        ),
+        (
+            "InvalidRequestException",
+            dict(jobId="timeout", targets=t1, document=DOCUMENT, timeoutConfig={"inProgressTimeoutInMinutes": 0}),
+        ),
+    ]
+    for code, kwargs in cases:
+        expect_error(client, code, client.create_job, **kwargs)
+    assert [j["jobId"] for j in client.list_jobs()["jobs"]] == ["taken"]
+    expect_error(client, "ResourceNotFoundException", client.describe_job, jobId="nothing")
+    expect_error(client, "ResourceNotFoundException", client.cancel_job, jobId="nothing")
+    expect_error(client, "InvalidRequestException", client.cancel_job, jobId="taken", reasonCode="lower")
+    expect_error(
+        client, "ResourceNotFoundException", client.list_job_executions_for_thing, thingName="nobody"
+    )
+    expect_error(client, "InvalidRequestException", client.list_jobs, maxResults=251)
+    client.cancel_job(jobId="taken")
+    # A cancelled job stays cancelled; completing it again is refused.
+    assert client.describe_job(jobId="taken")["job"]["status"] == "CANCELED"
