@@ -296,6 +296,12 @@ def client(herald):
 
 
 @pytest.fixture(scope="session")
+def jobs_data(herald):
+    """boto3's `iot-jobs-data` client (the device side of jobs), on the same endpoint."""
+    return make_client(herald.endpoint, service="iot-jobs-data")
+
+
+@pytest.fixture(scope="session")
 def unchecked_client(herald):
     """The same client without botocore's parameter validation, to send what
     the model forbids (an empty list, say) and see what Herald answers."""

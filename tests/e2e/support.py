@@ -132,9 +132,9 @@ def names_of(items, key):
 
 # ---------------------------------------------------------------- clients
 
-def make_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, validate=True):
+def make_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, validate=True, service="iot"):
     return boto3.client(
-        "iot",
+        service,
         endpoint_url=endpoint,
         region_name=REGION,
         aws_access_key_id=access_key,

@@ -233,3 +233,95 @@ def test_job_errors(client):
     client.cancel_job(jobId="taken")
     # A cancelled job stays cancelled; completing it again is refused.
     assert client.describe_job(jobId="taken")["job"]["status"] == "CANCELED"
+
+
+# ---------------------------------------------------------------- the device side (iot-jobs-data)
+
+
+def test_a_device_runs_its_jobs_over_http(client, jobs_data):
+    client.create_thing(thingName="dev-1")
+    client.create_job(jobId="first", targets=[thing_arn("dev-1")], document=DOCUMENT)
+    client.create_job(jobId="second", targets=[thing_arn("dev-1")], document='{"op":"reboot"}')
+
+    pending = jobs_data.get_pending_job_executions(thingName="dev-1")
+    assert pending["inProgressJobs"] == []
+    assert [j["jobId"] for j in pending["queuedJobs"]] == ["first", "second"]
+    queued = pending["queuedJobs"][0]
+    assert queued["versionNumber"] == 1
+    assert queued["executionNumber"] == 1
+    assert isinstance(queued["queuedAt"], int)
+
+    started = jobs_data.start_next_pending_job_execution(
+        thingName="dev-1", statusDetails={"step": "download"}
+    )["execution"]
+    assert started["jobId"] == "first"
+    assert started["thingName"] == "dev-1"
+    assert started["status"] == "IN_PROGRESS"
+    assert started["statusDetails"] == {"step": "download"}
+    assert started["versionNumber"] == 2
+    assert json.loads(started["jobDocument"]) == json.loads(DOCUMENT)
+
+    described = jobs_data.describe_job_execution(thingName="dev-1", jobId="$next")["execution"]
+    assert described["jobId"] == "first"
+    assert "jobDocument" in described
+    without = jobs_data.describe_job_execution(
+        thingName="dev-1", jobId="first", includeJobDocument=False
+    )["execution"]
+    assert "jobDocument" not in without
+
+    expect_error(
+        jobs_data,
+        "InvalidStateTransitionException",
+        jobs_data.update_job_execution,
+        thingName="dev-1",
+        jobId="first",
+        status="QUEUED",
+    )
+    updated = jobs_data.update_job_execution(
+        thingName="dev-1",
+        jobId="first",
+        status="SUCCEEDED",
+        statusDetails={"step": "done"},
+        expectedVersion=2,
+        includeJobExecutionState=True,
+        includeJobDocument=True,
+    )
+    assert updated["executionState"] == {
+        "status": "SUCCEEDED",
+        "statusDetails": {"step": "done"},
+        "versionNumber": 3,
+    }
+    assert json.loads(updated["jobDocument"]) == json.loads(DOCUMENT)
+    expect_error(
+        jobs_data,
+        "TerminalStateException",
+        jobs_data.update_job_execution,
+        thingName="dev-1",
+        jobId="first",
+        status="FAILED",
+    )
+    assert client.describe_job(jobId="first")["job"]["status"] == "COMPLETED"
+
+    # The same path on the control plane is another operation.
+    listed = client.list_job_executions_for_thing(thingName="dev-1")["executionSummaries"]
+    assert sorted(s["jobId"] for s in listed) == ["first", "second"]
+    pending = jobs_data.get_pending_job_executions(thingName="dev-1")
+    assert [j["jobId"] for j in pending["queuedJobs"]] == ["second"]
+
+    jobs_data.update_job_execution(thingName="dev-1", jobId="second", status="REJECTED")
+    assert jobs_data.start_next_pending_job_execution(thingName="dev-1").get("execution") is None
+    expect_error(
+        jobs_data,
+        "ResourceNotFoundException",
+        jobs_data.describe_job_execution,
+        thingName="dev-1",
+        jobId="$next",
+    )
+    expect_error(
+        jobs_data,
+        "ResourceNotFoundException",
+        jobs_data.update_job_execution,
+        thingName="dev-1",
+        jobId="nothing",
+        status="SUCCEEDED",
+    )

@@ -7,7 +7,8 @@
 //! - `output`: what the answers' JSON bodies share;
 //! - `sigv4`: request authentication;
 //! - `registry_api`, `config_api`, `jobs_api`: the operations, one handler
-//!   each, and their outputs as typed structs;
+//!   each, and their outputs as typed structs; `jobs_data_api`: the device
+//!   side of jobs (`iot-jobs-data`), on the same listener;
 //! - `fallback`: the 4xx for a request no handler serves, naming the
 //!   operation Herald does not implement;
 //! - `operations`: the model's operation table, generated from botocore by
@@ -20,6 +21,7 @@ mod output;
 mod config_api;
 mod fallback;
 mod jobs_api;
+mod jobs_data_api;
 mod operations;
 mod registry_api;
 mod serve;
@@ -90,14 +92,33 @@ impl AppState {
 }
 
 pub(crate) fn router(state: AppState) -> Router {
-    let mut app = Router::new()
+    let mut control = Router::new()
         .merge(registry_api::routes())
         .merge(config_api::routes())
         .merge(jobs_api::routes());
     if state.test_mode {
-        app = app.route("/_herald/reset", post(reset));
+        control = control.route("/_herald/reset", post(reset));
     }
-    app.fallback(fallback::not_implemented)
+    let control = control
+        .fallback(fallback::not_implemented)
+        .with_state(state.clone());
+    let jobs_data = jobs_data_api::routes()
+        .fallback(fallback::not_implemented)
+        .with_state(state.clone());
+    // The two APIs share paths (`GET /things/{thingName}/jobs` is
+    // ListJobExecutionsForThing in one, GetPendingJobExecutions in the
+    // other): the signature's service chooses, once it is verified.
+    let dispatch = tower::service_fn(move |request: axum::extract::Request| {
+        let api = request.extensions().get::<sigv4::Api>().copied();
+        let routes = if api == Some(sigv4::Api::JobsData) {
+            jobs_data.clone()
+        } else {
+            control.clone()
+        };
+        tower::ServiceExt::oneshot(routes, request)
+    });
+    Router::new()
+        .fallback_service(dispatch)
         .layer(middleware::from_fn_with_state(
             state.clone(),
             sigv4::authenticate,

@@ -113,6 +113,21 @@ pub(crate) fn execution_status(value: Option<&str>) -> Result<pb::JobExecutionSt
     })
 }
 
+/// An execution status's AWS name.
+pub(crate) fn execution_status_name(raw: i32) -> &'static str {
+    use pb::JobExecutionStatus as S;
+    match S::try_from(raw) {
+        Ok(S::InProgress) => "IN_PROGRESS",
+        Ok(S::Succeeded) => "SUCCEEDED",
+        Ok(S::Failed) => "FAILED",
+        Ok(S::TimedOut) => "TIMED_OUT",
+        Ok(S::Rejected) => "REJECTED",
+        Ok(S::Removed) => "REMOVED",
+        Ok(S::Canceled) => "CANCELED",
+        Ok(S::Queued | S::Unspecified) | Err(_) => "QUEUED",
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct TimeoutConfig {

@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use herald_proto::registry::v1 as pb;
 use serde::Serialize;
 
+use super::execution_status_name;
 use crate::http::output::{next_page, seconds, sorted};
 
 fn target_selection(raw: i32) -> &'static str {
@@ -23,20 +24,6 @@ fn job_status(raw: i32) -> &'static str {
         Ok(pb::JobStatus::Completed) => "COMPLETED",
         Ok(pb::JobStatus::DeletionInProgress) => "DELETION_IN_PROGRESS",
         _ => "IN_PROGRESS",
-    }
-}
-
-pub(crate) fn execution_status(raw: i32) -> &'static str {
-    use pb::JobExecutionStatus as S;
-    match S::try_from(raw) {
-        Ok(S::InProgress) => "IN_PROGRESS",
-        Ok(S::Succeeded) => "SUCCEEDED",
-        Ok(S::Failed) => "FAILED",
-        Ok(S::TimedOut) => "TIMED_OUT",
-        Ok(S::Rejected) => "REJECTED",
-        Ok(S::Removed) => "REMOVED",
-        Ok(S::Canceled) => "CANCELED",
-        _ => "QUEUED",
     }
 }
 
@@ -262,7 +249,7 @@ impl From<pb::DescribeJobExecutionResponse> for DescribeJobExecutionOutput {
         let e = r.execution.unwrap_or_default();
         DescribeJobExecutionOutput {
             execution: JobExecution {
-                status: execution_status(e.status),
+                status: execution_status_name(e.status),
                 job_id: e.job_id,
                 force_canceled: e.force_canceled,
                 status_details: StatusDetails {
@@ -294,7 +281,7 @@ struct JobExecutionSummary {
 impl From<&pb::JobExecution> for JobExecutionSummary {
     fn from(e: &pb::JobExecution) -> Self {
         JobExecutionSummary {
-            status: execution_status(e.status),
+            status: execution_status_name(e.status),
             queued_at: seconds(e.queued_at_ms),
             started_at: e.started_at_ms.map(seconds),
             last_updated_at: seconds(e.last_updated_at_ms),

@@ -4,7 +4,9 @@
 //! AWS Signature Version 4, either in the `Authorization` header (what the AWS
 //! CLI, boto3 and the SDKs send) or as presigned query parameters. [`verify`]
 //! is the pure check, for any service name; [`authenticate`] is the axum
-//! middleware around it for the control plane (service `iot`).
+//! middleware around it, for the control plane (service `iot`) and the
+//! device side of jobs (service `iot-jobs-data`), told apart by the service
+//! the request is signed for ([`Api`]).
 //!
 //! The canonical request is rebuilt from the *raw* request target, as botocore
 //! signs it: the already percent-encoded path is normalised and encoded again
@@ -42,6 +44,50 @@ use super::{ApiError, AppState, ErrorKind};
 
 /// The signing name of the control plane.
 pub(crate) const CONTROL_PLANE_SERVICE: &str = "iot";
+/// The signing name of the device side of jobs.
+pub(crate) const JOBS_DATA_SERVICE: &str = "iot-jobs-data";
+
+/// The API a request is for. AWS serves each on a host of its own; Herald
+/// serves both on one listener and tells them apart by the service named in
+/// the request's signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Api {
+    /// `iot`, also for a request whose signature names no service Herald
+    /// serves: its verification then says why.
+    ControlPlane,
+    /// `iot-jobs-data`.
+    JobsData,
+}
+
+impl Api {
+    fn service(self) -> &'static str {
+        match self {
+            Api::ControlPlane => CONTROL_PLANE_SERVICE,
+            Api::JobsData => JOBS_DATA_SERVICE,
+        }
+    }
+
+    /// The API whose service the request's credential scope names.
+    fn of(parts: &RequestParts<'_>) -> Api {
+        let auth = if parts
+            .headers
+            .contains_key(axum::http::header::AUTHORIZATION)
+        {
+            parse::from_header(parts.headers)
+        } else {
+            parse::from_query(&parse::parse_query(parts.query))
+        };
+        let jobs_data = auth.is_ok_and(|auth| {
+            parse::parse_scope(&auth.credential)
+                .is_ok_and(|scope| scope.service == JOBS_DATA_SERVICE)
+        });
+        if jobs_data {
+            Api::JobsData
+        } else {
+            Api::ControlPlane
+        }
+    }
+}
 /// The largest request body the control plane reads.
 pub(crate) const MAX_BODY_BYTES: usize = 1 << 20;
 
@@ -113,9 +159,9 @@ impl From<SigError> for ApiError {
     }
 }
 
-/// The middleware: reads the body, verifies the signature for service `iot`
-/// and the gateway's region, and hands the request (same body) on with its
-/// [`Principal`] in the extensions.
+/// The middleware: reads the body, verifies the signature for the service
+/// of its [`Api`] and the gateway's region, and hands the request (same
+/// body) on with its [`Principal`] and [`Api`] in the extensions.
 pub(crate) async fn authenticate(
     State(state): State<AppState>,
     request: Request,
@@ -132,12 +178,13 @@ pub(crate) async fn authenticate(
         query: parts.uri.query().unwrap_or(""),
         headers: &parts.headers,
     };
+    let api = Api::of(&request_parts);
     let verified = verify(
         &request_parts,
         &body,
         &state.access_keys,
         &state.region,
-        CONTROL_PLANE_SERVICE,
+        api.service(),
         SystemTime::now(),
     );
     match verified {
@@ -150,6 +197,7 @@ pub(crate) async fn authenticate(
             );
             let mut request = Request::from_parts(parts, Body::from(body));
             request.extensions_mut().insert(principal);
+            request.extensions_mut().insert(api);
             next.run(request).await
         }
         Err(err) => {
