@@ -254,6 +254,13 @@ pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -
         }
         EventBody::Job { kind, job, details } => jobs::job_event(arns, kind, job, details),
         EventBody::JobExecution { kind, execution } => jobs::execution_event(arns, kind, execution),
+        EventBody::JobsNotify {
+            kind,
+            thing_name,
+            in_progress,
+            queued,
+            next_document,
+        } => jobs::notify_event(arns, kind, thing_name, in_progress, queued, next_document),
     };
     pb::ChangeEvent {
         sequence: r.sequence,

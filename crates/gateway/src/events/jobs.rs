@@ -1,5 +1,8 @@
 //! The two jobs event families: topic and payload of each (AWS IoT Core
-//! Developer Guide: "Jobs events").
+//! Developer Guide: "Jobs events"); and the notifications a thing's devices
+//! get when its pending executions change, `$aws/things/{thingName}/jobs/notify`
+//! and `.../notify-next` ("Jobs device MQTT API operations"), which no event
+//! configuration gates.
 //!
 //! As in the guide's examples, `timestamp` is in epoch seconds while
 //! `createdAt`, `lastUpdatedAt` and `completedAt` are in milliseconds. A
@@ -216,6 +219,148 @@ pub(super) fn execution(
     ))
 }
 
+/// The most executions of each list a `notify` message carries.
+const NOTIFY_MAX: usize = 10;
+
+/// `JobExecutionSummary` of the device API (epoch seconds).
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct DeviceSummary<'a> {
+    job_id: &'a str,
+    queued_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    started_at: Option<i64>,
+    last_updated_at: i64,
+    version_number: i64,
+    execution_number: i64,
+}
+
+fn device_summary(e: &pb::JobExecution) -> DeviceSummary<'_> {
+    DeviceSummary {
+        job_id: &e.job_id,
+        queued_at: e.queued_at_ms.div_euclid(1000),
+        started_at: e.started_at_ms.map(|ms| ms.div_euclid(1000)),
+        last_updated_at: e.last_updated_at_ms.div_euclid(1000),
+        version_number: e.version_number,
+        execution_number: e.execution_number,
+    }
+}
+
+#[derive(Serialize)]
+struct NotifyJobs<'a> {
+    #[serde(rename = "IN_PROGRESS", skip_serializing_if = "Vec::is_empty")]
+    in_progress: Vec<DeviceSummary<'a>>,
+    #[serde(rename = "QUEUED", skip_serializing_if = "Vec::is_empty")]
+    queued: Vec<DeviceSummary<'a>>,
+}
+
+#[derive(Serialize)]
+struct NotifyPayload<'a> {
+    timestamp: i64,
+    jobs: NotifyJobs<'a>,
+}
+
+/// `JobExecutionData` of the device API: the job document as JSON.
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(crate) struct DeviceExecution<'a> {
+    pub(crate) job_id: &'a str,
+    pub(crate) thing_name: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) job_document: Option<serde_json::Value>,
+    pub(crate) status: &'static str,
+    #[serde(skip_serializing_if = "BTreeMap::is_empty")]
+    pub(crate) status_details: BTreeMap<&'a str, &'a str>,
+    pub(crate) queued_at: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) started_at: Option<i64>,
+    pub(crate) last_updated_at: i64,
+    pub(crate) version_number: i64,
+    pub(crate) execution_number: i64,
+}
+
+/// An execution as the device API shows it, with its job's document (a
+/// JSON object; a document that is not JSON is left out).
+pub(crate) fn device_execution<'a>(
+    e: &'a pb::JobExecution,
+    document: Option<&str>,
+) -> DeviceExecution<'a> {
+    DeviceExecution {
+        job_id: &e.job_id,
+        thing_name: &e.thing_name,
+        job_document: document.and_then(|d| serde_json::from_str(d).ok()),
+        status: execution_status(e.status),
+        status_details: e
+            .status_details
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect(),
+        queued_at: e.queued_at_ms.div_euclid(1000),
+        started_at: e.started_at_ms.map(|ms| ms.div_euclid(1000)),
+        last_updated_at: e.last_updated_at_ms.div_euclid(1000),
+        version_number: e.version_number,
+        execution_number: e.execution_number,
+    }
+}
+
+#[derive(Serialize)]
+struct NotifyNextPayload<'a> {
+    timestamp: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    execution: Option<DeviceExecution<'a>>,
+}
+
+/// The topic and payload of a `notify` or `notify-next` message.
+pub(super) fn notify(
+    event: &ChangeEvent,
+    body: &pb::JobsNotifyEvent,
+) -> Result<(String, Vec<u8>), RenderError> {
+    let sequence = event.sequence;
+    let thing = super::render::topic_level(sequence, "thingName", &body.thing_name)?;
+    let timestamp = event.timestamp_ms.div_euclid(1000);
+    match pb::JobsNotifyKind::try_from(body.kind) {
+        Ok(pb::JobsNotifyKind::Notify) => {
+            let payload = NotifyPayload {
+                timestamp,
+                jobs: NotifyJobs {
+                    in_progress: body
+                        .in_progress
+                        .iter()
+                        .take(NOTIFY_MAX)
+                        .map(device_summary)
+                        .collect(),
+                    queued: body
+                        .queued
+                        .iter()
+                        .take(NOTIFY_MAX)
+                        .map(device_summary)
+                        .collect(),
+                },
+            };
+            Ok((
+                format!("$aws/things/{thing}/jobs/notify"),
+                to_json(&payload),
+            ))
+        }
+        Ok(pb::JobsNotifyKind::NotifyNext) => {
+            let next = body.in_progress.iter().chain(&body.queued).next();
+            let payload = NotifyNextPayload {
+                timestamp,
+                execution: next.map(|e| device_execution(e, body.next_job_document.as_deref())),
+            };
+            Ok((
+                format!("$aws/things/{thing}/jobs/notify-next"),
+                to_json(&payload),
+            ))
+        }
+        Ok(pb::JobsNotifyKind::Unspecified) | Err(_) => Err(RenderError::OperationMismatch {
+            sequence,
+            gate: super::EventGate::ThingJobs,
+            operation: body.kind.to_string(),
+        }),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use serde_json::{Value, json};
@@ -357,6 +502,101 @@ mod tests {
                 "statusDetails": {"step": "2"}
             })
         );
+    }
+
+    fn pending(job_id: &str, status: pb::JobExecutionStatus) -> pb::JobExecution {
+        pb::JobExecution {
+            job_id: job_id.to_owned(),
+            thing_name: "t1".to_owned(),
+            status: status as i32,
+            queued_at_ms: 1_699_000_000_999,
+            last_updated_at_ms: 1_699_000_001_000,
+            version_number: 1,
+            execution_number: 1,
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn notify_lists_what_is_pending_in_progress_first() {
+        let body = pb::JobsNotifyEvent {
+            kind: pb::JobsNotifyKind::Notify as i32,
+            thing_name: "t1".to_owned(),
+            in_progress: vec![],
+            queued: vec![
+                pending("a", pb::JobExecutionStatus::Queued),
+                pending("b", pb::JobExecutionStatus::Queued),
+            ],
+            next_job_document: None,
+        };
+        let e = event(pb::change_event::Event::JobsNotify(body.clone()));
+        let (topic, payload) = notify(&e, &body).unwrap();
+        assert_eq!(topic, "$aws/things/t1/jobs/notify");
+        let summary = |id: &str| {
+            json!({"jobId": id, "queuedAt": 1_699_000_000, "lastUpdatedAt": 1_699_000_001,
+                   "versionNumber": 1, "executionNumber": 1})
+        };
+        assert_eq!(
+            json_of(&payload),
+            json!({"timestamp": 1_700_000_000, "jobs": {"QUEUED": [summary("a"), summary("b")]}})
+        );
+        let many = pb::JobsNotifyEvent {
+            queued: (0..12)
+                .map(|i| pending(&format!("j{i}"), pb::JobExecutionStatus::Queued))
+                .collect(),
+            ..body
+        };
+        let (_, payload) = notify(&e, &many).unwrap();
+        assert_eq!(
+            json_of(&payload)["jobs"]["QUEUED"]
+                .as_array()
+                .unwrap()
+                .len(),
+            10
+        );
+    }
+
+    #[test]
+    fn notify_next_carries_the_next_execution_with_its_document() {
+        let mut started = pending("a", pb::JobExecutionStatus::InProgress);
+        started.started_at_ms = Some(1_699_000_000_500);
+        started.status_details = [("step".to_owned(), "1".to_owned())].into();
+        let body = pb::JobsNotifyEvent {
+            kind: pb::JobsNotifyKind::NotifyNext as i32,
+            thing_name: "t1".to_owned(),
+            in_progress: vec![started],
+            queued: vec![pending("b", pb::JobExecutionStatus::Queued)],
+            next_job_document: Some(r#"{"op":"update"}"#.to_owned()),
+        };
+        let e = event(pb::change_event::Event::JobsNotify(body.clone()));
+        let (topic, payload) = notify(&e, &body).unwrap();
+        assert_eq!(topic, "$aws/things/t1/jobs/notify-next");
+        assert_eq!(
+            json_of(&payload),
+            json!({
+                "timestamp": 1_700_000_000,
+                "execution": {
+                    "jobId": "a",
+                    "thingName": "t1",
+                    "jobDocument": {"op": "update"},
+                    "status": "IN_PROGRESS",
+                    "statusDetails": {"step": "1"},
+                    "queuedAt": 1_699_000_000,
+                    "startedAt": 1_699_000_000,
+                    "lastUpdatedAt": 1_699_000_001,
+                    "versionNumber": 1,
+                    "executionNumber": 1
+                }
+            })
+        );
+        let nothing = pb::JobsNotifyEvent {
+            in_progress: vec![],
+            queued: vec![],
+            next_job_document: None,
+            ..body
+        };
+        let (_, payload) = notify(&e, &nothing).unwrap();
+        assert_eq!(json_of(&payload), json!({"timestamp": 1_700_000_000}));
     }
 
     #[test]

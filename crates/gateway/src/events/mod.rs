@@ -54,6 +54,9 @@ pub(crate) enum EventGate {
     Job,
     /// `JOB_EXECUTION`: job executions reaching a final status, deleted.
     JobExecution,
+    /// A thing's jobs notifications (`$aws/things/{thingName}/jobs/notify`,
+    /// `notify-next`): part of the jobs device API, always published.
+    ThingJobs,
 }
 
 impl EventGate {
@@ -68,7 +71,13 @@ impl EventGate {
             EventGate::ThingGroupHierarchy => "THING_GROUP_HIERARCHY",
             EventGate::Job => "JOB",
             EventGate::JobExecution => "JOB_EXECUTION",
+            EventGate::ThingJobs => "THING_JOBS",
         }
+    }
+
+    /// Whether the event configuration has no say over this family.
+    fn always(self) -> bool {
+        self == EventGate::ThingJobs
     }
 
     fn of(body: &change_event::Event) -> EventGate {
@@ -81,6 +90,7 @@ impl EventGate {
             change_event::Event::ThingGroupHierarchy(_) => EventGate::ThingGroupHierarchy,
             change_event::Event::Job(_) => EventGate::Job,
             change_event::Event::JobExecution(_) => EventGate::JobExecution,
+            change_event::Event::JobsNotify(_) => EventGate::ThingJobs,
         }
     }
 
@@ -142,6 +152,7 @@ pub(crate) fn render(event: &ChangeEvent) -> Result<RenderedEvent, RenderError> 
     let jobs_message = match body {
         change_event::Event::Job(job) => Some(jobs::job(event, job)),
         change_event::Event::JobExecution(execution) => Some(jobs::execution(event, execution)),
+        change_event::Event::JobsNotify(notify) => Some(jobs::notify(event, notify)),
         _ => None,
     };
     if let Some(message) = jobs_message {
@@ -188,7 +199,9 @@ pub(crate) enum Gated {
 /// event type is published only while it is enabled).
 pub(crate) fn gated(event: &ChangeEvent, cache: &ConfigCache) -> Gated {
     match render(event) {
-        Ok(rendered) if cache.event_enabled(rendered.gate.key()) => Gated::Publish(rendered),
+        Ok(rendered) if rendered.gate.always() || cache.event_enabled(rendered.gate.key()) => {
+            Gated::Publish(rendered)
+        }
         Ok(rendered) => Gated::Disabled(rendered.gate),
         Err(e) => Gated::Unrenderable(e),
     }

@@ -125,7 +125,9 @@ pub(super) fn message(
             Ok((topic, to_json(&thing_group_hierarchy(&h, b))))
         }
         // Rendered by `events::jobs`, which `render` calls for them.
-        Event::Job(_) | Event::JobExecution(_) => Err(RenderError::MissingBody { sequence: seq }),
+        Event::Job(_) | Event::JobExecution(_) | Event::JobsNotify(_) => {
+            Err(RenderError::MissingBody { sequence: seq })
+        }
     }
 }
 

@@ -698,12 +698,17 @@ async fn a_cursor_past_the_end_of_a_wiped_log_starts_over() {
 
 /// A job run to its end through the registry's `Jobs` service: the pump
 /// publishes the execution's `succeeded` and the job's `completed`, gated by
-/// `JOB_EXECUTION` and `JOB`, with the registry's event ids.
+/// `JOB_EXECUTION` and `JOB`, with the registry's event ids, and the thing's
+/// `notify-next`, which no event configuration gates.
 #[tokio::test]
 async fn job_and_job_execution_events_are_published() {
     let mut s = Setup::start().await;
     s.events(&[("JOB", true), ("JOB_EXECUTION", true)]).await;
-    let (_, mut rx) = s.subscriber(&["$aws/events/job/#", "$aws/events/jobExecution/#"]);
+    let (_, mut rx) = s.subscriber(&[
+        "$aws/events/job/#",
+        "$aws/events/jobExecution/#",
+        "$aws/things/device-1/jobs/notify-next",
+    ]);
     let mut r = s.herald.registry().await;
     let pump = s.pump(r.clone());
     let mut jobs = reg::jobs_client::JobsClient::connect(s.herald.registry_url())
@@ -720,6 +725,15 @@ async fn job_and_job_execution_events_are_published() {
     })
     .await
     .unwrap();
+    pump.caught_up_to(last_sequence(&mut r).await).await;
+    let queued = drain(&mut rx);
+    assert_eq!(topics(&queued), ["$aws/things/device-1/jobs/notify-next"]);
+    let next = payload(&queued[0]);
+    assert_eq!(next["execution"]["jobId"], "fw");
+    assert_eq!(next["execution"]["status"], "QUEUED");
+    assert_eq!(next["execution"]["jobDocument"], json!({"op": "update"}));
+
+    let before = last_sequence(&mut r).await;
     jobs.update_job_execution(reg::UpdateJobExecutionRequest {
         job_id: "fw".into(),
         thing_name: "device-1".into(),
@@ -732,7 +746,7 @@ async fn job_and_job_execution_events_are_published() {
     .await
     .unwrap();
     let last = last_sequence(&mut r).await;
-    let log = log_after(&mut r, last - 2).await;
+    let log = log_after(&mut r, before).await;
     pump.caught_up_to(last).await;
 
     let got = drain(&mut rx);
@@ -740,15 +754,24 @@ async fn job_and_job_execution_events_are_published() {
         topics(&got),
         [
             "$aws/events/jobExecution/fw/succeeded",
+            "$aws/things/device-1/jobs/notify-next",
             "$aws/events/job/fw/completed"
         ]
     );
+    let id_of = |wanted: fn(&reg::change_event::Event) -> bool| {
+        log.iter()
+            .find(|e| e.event.as_ref().is_some_and(wanted))
+            .map(|e| (e.event_id.clone(), e.timestamp_ms))
+            .unwrap()
+    };
+    let (execution_id, execution_ms) =
+        id_of(|e| matches!(e, reg::change_event::Event::JobExecution(_)));
     assert_eq!(
         payload(&got[0]),
         json!({
             "eventType": "JOB_EXECUTION",
-            "eventId": log[0].event_id,
-            "timestamp": log[0].timestamp_ms / 1000,
+            "eventId": execution_id,
+            "timestamp": execution_ms / 1000,
             "operation": "SUCCEEDED",
             "jobId": "fw",
             "thingArn": thing_arn,
@@ -756,8 +779,11 @@ async fn job_and_job_execution_events_are_published() {
             "statusDetails": {"version": "2"},
         })
     );
-    let completed = payload(&got[1]);
-    assert_eq!(completed["eventId"], json!(log[1].event_id));
+    // Nothing is pending any more: no execution.
+    assert!(payload(&got[1]).get("execution").is_none());
+    let completed = payload(&got[2]);
+    let (job_id, _) = id_of(|e| matches!(e, reg::change_event::Event::Job(_)));
+    assert_eq!(completed["eventId"], json!(job_id));
     assert_eq!(completed["status"], "COMPLETED");
     assert_eq!(completed["targets"], json!([thing_arn]));
     assert_eq!(

@@ -138,6 +138,25 @@ pub(crate) enum EventBody {
         kind: ExecutionEventKind,
         execution: Execution,
     },
+    /// A thing's pending executions changed: `$aws/things/{thing}/jobs/notify`
+    /// (an execution joined or left the list) or `.../notify-next` (the
+    /// head of the list changed), with the list as it now is (AWS IoT Core
+    /// Developer Guide: "Jobs device MQTT API operations").
+    JobsNotify {
+        kind: NotifyKind,
+        thing_name: String,
+        in_progress: Vec<Execution>,
+        queued: Vec<Execution>,
+        /// `NotifyNext`: the next job's document, when one is pending.
+        next_document: Option<String>,
+    },
+}
+
+/// Which jobs notification a thing's devices get.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum NotifyKind {
+    Notify,
+    NotifyNext,
 }
 
 /// The job events: `$aws/events/job/{jobId}/<kind>`.

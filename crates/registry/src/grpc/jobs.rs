@@ -11,7 +11,7 @@ use tonic::{Request, Status};
 use super::{Reply, reply, token};
 use crate::{
     domain::{
-        self, Arns, ExecutionEventKind, JobEventKind,
+        self, Arns, ExecutionEventKind, JobEventKind, NotifyKind,
         jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
     },
     service::{DeviceUpdate, JobFilter, NewJob, Registry},
@@ -198,6 +198,31 @@ pub(super) fn execution_event(
     pb::change_event::Event::JobExecution(pb::JobExecutionEvent {
         kind: kind as i32,
         execution: Some(execution(arns, e)),
+    })
+}
+
+/// A thing's jobs notification as the change log's wire form carries it.
+pub(super) fn notify_event(
+    arns: &Arns<'_>,
+    kind: NotifyKind,
+    thing_name: String,
+    in_progress: Vec<Execution>,
+    queued: Vec<Execution>,
+    next_job_document: Option<String>,
+) -> pb::change_event::Event {
+    let kind = match kind {
+        NotifyKind::Notify => pb::JobsNotifyKind::Notify,
+        NotifyKind::NotifyNext => pb::JobsNotifyKind::NotifyNext,
+    };
+    pb::change_event::Event::JobsNotify(pb::JobsNotifyEvent {
+        kind: kind as i32,
+        thing_name,
+        in_progress: in_progress
+            .into_iter()
+            .map(|e| execution(arns, e))
+            .collect(),
+        queued: queued.into_iter().map(|e| execution(arns, e)).collect(),
+        next_job_document,
     })
 }
 

@@ -135,8 +135,13 @@ async fn a_job_queues_one_execution_per_thing_it_reaches() {
     assert_eq!(created.job_id, "fw-2");
     assert_eq!(created.job_arn, arn("job", "fw-2"));
     assert_eq!(created.description.as_deref(), Some("firmware 2"));
-    // Queuing publishes nothing (AWS has no "queued" event).
-    assert_no_events_after(&mut client, before).await;
+    // No "queued" event (AWS has none); each thing's devices are told.
+    let mut expected = Vec::new();
+    for thing in ["t1", "t2", "t3"] {
+        expected.push(format!(r#"JOBS_NOTIFY_KIND_NOTIFY {thing} ["fw-2"]"#));
+        expected.push(format!(r#"JOBS_NOTIFY_KIND_NOTIFY_NEXT {thing} ["fw-2"]"#));
+    }
+    assert_eq!(summary(&events_after(&mut client, before).await), expected);
 
     let job = describe(&mut jobs, "fw-2").await;
     assert_eq!(job.status(), JobStatus::InProgress);
@@ -450,15 +455,19 @@ async fn devices_run_executions_to_the_end_and_the_job_completes() {
         summary(&events),
         [
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_SUCCEEDED t1",
+            "JOBS_NOTIFY_KIND_NOTIFY t1 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t1 []",
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_REJECTED t2",
+            "JOBS_NOTIFY_KIND_NOTIFY t2 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t2 []",
             "JOB JOB_EVENT_KIND_COMPLETED",
         ]
     );
     for event in &events {
         assert_eq!(event.operation(), Operation::Unspecified);
     }
-    let Some(change_event::Event::Job(completed)) = &events[2].event else {
-        panic!("a job event: {:?}", events[2]);
+    let Some(change_event::Event::Job(completed)) = &events[6].event else {
+        panic!("a job event: {:?}", events[6]);
     };
     let completed = completed.job.as_ref().unwrap();
     assert_eq!(completed.job_arn, arn("job", "fw"));
@@ -561,6 +570,8 @@ async fn cancelling_and_deleting_jobs() {
         [
             "JOB JOB_EVENT_KIND_CANCELLATION_IN_PROGRESS",
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_CANCELED t2",
+            "JOBS_NOTIFY_KIND_NOTIFY t2 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t2 []",
             "JOB JOB_EVENT_KIND_CANCELED",
         ]
     );
@@ -716,7 +727,11 @@ async fn cancelling_and_deleting_one_execution() {
         summary(&events_after(&mut client, before).await),
         [
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_CANCELED t1",
+            "JOBS_NOTIFY_KIND_NOTIFY t1 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t1 []",
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_DELETED t2",
+            "JOBS_NOTIFY_KIND_NOTIFY t2 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t2 []",
             "JOB JOB_EVENT_KIND_COMPLETED",
         ]
     );
@@ -787,6 +802,8 @@ async fn continuous_jobs_follow_their_groups() {
         [
             "THING_GROUP_MEMBERSHIP REMOVED",
             "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_REMOVED t1",
+            "JOBS_NOTIFY_KIND_NOTIFY t1 []",
+            "JOBS_NOTIFY_KIND_NOTIFY_NEXT t1 []",
         ]
     );
     add_to_group(&mut client, "fleet-eu", "t1").await;
@@ -828,5 +845,60 @@ async fn continuous_jobs_follow_their_groups() {
         "a continuous job never completes"
     );
     assert_eq!(counts(&job), (1, 0, 0, 0, 1));
+    registry.stop().await;
+}
+
+/// `notify` when an execution joins or leaves a thing's pending list,
+/// `notify-next` only when the head of the list changes; starting an
+/// execution changes neither.
+#[tokio::test]
+async fn devices_are_notified_when_their_pending_list_changes() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_thing(&mut client, "t1").await;
+    let t1 = [arn("thing", "t1")];
+    jobs.create_job(create_req("first", &t1, TargetSelection::Snapshot))
+        .await
+        .unwrap();
+    let before = last_sequence(&mut client).await;
+    jobs.create_job(create_req("second", &t1, TargetSelection::Snapshot))
+        .await
+        .unwrap();
+    assert_eq!(
+        summary(&events_after(&mut client, before).await),
+        [r#"JOBS_NOTIFY_KIND_NOTIFY t1 ["first", "second"]"#]
+    );
+    let before = last_sequence(&mut client).await;
+    jobs.start_next_pending_job_execution(StartNextPendingJobExecutionRequest {
+        thing_name: "t1".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert_no_events_after(&mut client, before).await;
+    update(
+        &mut jobs,
+        "first",
+        "t1",
+        JobExecutionStatus::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
+    let events = events_after(&mut client, before).await;
+    assert_eq!(
+        summary(&events),
+        [
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_SUCCEEDED t1",
+            r#"JOBS_NOTIFY_KIND_NOTIFY t1 ["second"]"#,
+            r#"JOBS_NOTIFY_KIND_NOTIFY_NEXT t1 ["second"]"#,
+            "JOB JOB_EVENT_KIND_COMPLETED",
+        ]
+    );
+    let Some(change_event::Event::JobsNotify(next)) = &events[2].event else {
+        panic!("a notification: {:?}", events[2]);
+    };
+    assert_eq!(next.queued[0].job_id, "second");
+    assert_eq!(next.queued[0].thing_arn, arn("thing", "t1"));
     registry.stop().await;
 }

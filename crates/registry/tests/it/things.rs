@@ -239,6 +239,15 @@ pub(crate) fn summary(events: &[ChangeEvent]) -> Vec<String> {
         .map(|e| {
             let family = match &e.event {
                 Some(Event::Job(job)) => return format!("JOB {}", job.kind().as_str_name()),
+                Some(Event::JobsNotify(n)) => {
+                    let next: Vec<&str> = n
+                        .in_progress
+                        .iter()
+                        .chain(&n.queued)
+                        .map(|e| e.job_id.as_str())
+                        .collect();
+                    return format!("{} {} {next:?}", n.kind().as_str_name(), n.thing_name);
+                }
                 Some(Event::JobExecution(x)) => {
                     let thing = x.execution.as_ref().map_or("", |e| e.thing_name.as_str());
                     return format!("JOB_EXECUTION {} {thing}", x.kind().as_str_name());

@@ -285,9 +285,11 @@ impl Registry {
                 job_event(c, JobEventKind::DeletionInProgress, &job)?;
                 for thing in c.keys(&prefix(&["jobexec", &id]))? {
                     let execution = load_execution(c, &id, &thing)?;
+                    let pending_before = super::pending_ids(c, &thing)?;
                     super::execution_event(c, ExecutionEventKind::Deleted, &execution);
                     c.remove(exec_key(&id, &thing));
                     c.remove(thing_job_key(&thing, &id));
+                    super::notify_if_changed(c, &thing, &pending_before)?;
                 }
                 for old in c.keys(&prefix(&["jobexecold", &id]))? {
                     let mut key = prefix(&["jobexecold", &id]);
@@ -459,11 +461,13 @@ impl Registry {
                 }
                 super::execution_event(c, ExecutionEventKind::Deleted, &execution);
                 if is_latest {
+                    let pending_before = super::pending_ids(c, &thing)?;
                     let mut counts = load_counts(c, &job_id)?;
                     counts.uncount(execution.status);
                     c.put(counts_key(&job_id), &counts)?;
                     c.remove(exec_key(&job_id, &thing));
                     c.remove(thing_job_key(&thing, &job_id));
+                    super::notify_if_changed(c, &thing, &pending_before)?;
                     super::complete_if_done(c, &job_id)?;
                 } else {
                     c.remove(old_exec_key(&job_id, &thing, number));

@@ -6,9 +6,9 @@
 //! always exists, since only a job's targets get executions.
 
 use herald_proto::error::{AwsError, ErrorType};
-use herald_store::{now_ms, prefix};
+use herald_store::now_ms;
 
-use super::{Changes, Registry, exec_key, load_execution, load_job, old_exec_key, save_execution};
+use super::{Registry, load_execution, load_job, old_exec_key, pending, save_execution};
 use crate::domain::{
     check_name,
     jobs::{
@@ -47,27 +47,6 @@ fn terminal_state(execution: &Execution) -> AwsError {
             execution.status.name()
         ),
     )
-}
-
-/// The pending executions of `thing`, in the order devices get them: by
-/// the time they were queued, then by job id.
-fn pending(c: &Changes<'_>, thing: &str) -> Result<Pending, AwsError> {
-    let mut all = Vec::new();
-    for job in c.keys(&prefix(&["thingjob", thing]))? {
-        if let Some(execution) = c.get::<Execution>(&exec_key(&job, thing))?
-            && !execution.status.is_terminal()
-        {
-            all.push(execution);
-        }
-    }
-    all.sort_by(|a, b| (a.queued_ms, &a.job_id).cmp(&(b.queued_ms, &b.job_id)));
-    let (in_progress, queued) = all
-        .into_iter()
-        .partition(|e| e.status == ExecutionStatus::InProgress);
-    Ok(Pending {
-        in_progress,
-        queued,
-    })
 }
 
 impl Registry {

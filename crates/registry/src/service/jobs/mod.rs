@@ -22,13 +22,13 @@ use herald_store::{key, now_ms, prefix};
 
 use super::{Changes, Registry, group_key};
 use crate::domain::{
-    Event, EventBody, ExecutionEventKind, JobEventKind, ThingGroup,
+    Event, EventBody, ExecutionEventKind, JobEventKind, NotifyKind, ThingGroup,
     jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
     not_found,
 };
 
 pub(crate) use control::{JobFilter, NewJob};
-pub(crate) use device::DeviceUpdate;
+pub(crate) use device::{DeviceUpdate, Pending};
 pub(super) use membership::{thing_deleted, thing_joined, thing_left};
 
 fn job_key(id: &str) -> Vec<u8> {
@@ -96,9 +96,82 @@ fn execution_event(c: &mut Changes<'_>, kind: ExecutionEventKind, execution: &Ex
     });
 }
 
+/// The pending executions of `thing`, in the order devices get them: by
+/// the time they were queued, then by job id.
+fn pending(c: &Changes<'_>, thing: &str) -> Result<Pending, AwsError> {
+    let mut all = Vec::new();
+    for job in c.keys(&prefix(&["thingjob", thing]))? {
+        if let Some(execution) = c.get::<Execution>(&exec_key(&job, thing))?
+            && !execution.status.is_terminal()
+        {
+            all.push(execution);
+        }
+    }
+    all.sort_by(|a, b| (a.queued_ms, &a.job_id).cmp(&(b.queued_ms, &b.job_id)));
+    let (in_progress, queued) = all
+        .into_iter()
+        .partition(|e| e.status == ExecutionStatus::InProgress);
+    Ok(Pending {
+        in_progress,
+        queued,
+    })
+}
+
+/// The job ids of a thing's pending list, the next one first.
+fn pending_ids(c: &Changes<'_>, thing: &str) -> Result<Vec<String>, AwsError> {
+    let pending = pending(c, thing)?;
+    Ok(pending
+        .in_progress
+        .iter()
+        .chain(&pending.queued)
+        .map(|e| e.job_id.clone())
+        .collect())
+}
+
+/// Logs `notify` when an execution joined or left `thing`'s pending list
+/// since it was `before`, and `notify-next` when its head changed.
+fn notify_if_changed(c: &mut Changes<'_>, thing: &str, before: &[String]) -> Result<(), AwsError> {
+    let now = pending(c, thing)?;
+    let after: Vec<&str> = now
+        .in_progress
+        .iter()
+        .chain(&now.queued)
+        .map(|e| e.job_id.as_str())
+        .collect();
+    let mut was: Vec<&str> = before.iter().map(String::as_str).collect();
+    let mut is = after.clone();
+    was.sort_unstable();
+    is.sort_unstable();
+    let mut kinds = Vec::new();
+    if was != is {
+        kinds.push(NotifyKind::Notify);
+    }
+    if before.first().map(String::as_str) != after.first().copied() {
+        kinds.push(NotifyKind::NotifyNext);
+    }
+    for kind in kinds {
+        let next_document = match (kind, after.first()) {
+            (NotifyKind::NotifyNext, Some(next)) => load_job(c, next)?.document,
+            _ => None,
+        };
+        c.log(Event {
+            operation: None,
+            body: EventBody::JobsNotify {
+                kind,
+                thing_name: thing.to_owned(),
+                in_progress: now.in_progress.clone(),
+                queued: now.queued.clone(),
+                next_document,
+            },
+        });
+    }
+    Ok(())
+}
+
 /// Stores a new or changed execution (`before`: its status before the
 /// change, `None` for a new one): the job's counts follow, the event of a
-/// final status is logged, and a snapshot job whose executions are now all
+/// final status is logged, the thing's devices are notified when its
+/// pending list changed, and a snapshot job whose executions are now all
 /// final completes.
 fn save_execution(
     c: &mut Changes<'_>,
@@ -106,6 +179,7 @@ fn save_execution(
     execution: &Execution,
 ) -> Result<(), AwsError> {
     let job_id = &execution.job_id;
+    let pending_before = pending_ids(c, &execution.thing_name)?;
     let mut counts = load_counts(c, job_id)?;
     if let Some(before) = before {
         counts.uncount(before);
@@ -120,6 +194,7 @@ fn save_execution(
     {
         execution_event(c, kind, execution);
     }
+    notify_if_changed(c, &execution.thing_name, &pending_before)?;
     complete_if_done(c, job_id)
 }
 
