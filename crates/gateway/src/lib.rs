@@ -192,7 +192,11 @@ async fn serve(
         limits::nofile_limit(),
     );
     let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
-    let (registry, mut config) = (state.registry.clone(), state.config.clone());
+    let (registry, jobs, mut config) = (
+        state.registry.clone(),
+        state.jobs.clone(),
+        state.config.clone(),
+    );
     let app = http::router(state);
     let addr = listeners
         .http
@@ -284,6 +288,7 @@ async fn serve(
         },
     )
     .with_registry(registry)
+    .with_jobs(jobs)
     .with_session_store(session_store.clone(), stored_sessions)
     .with_event_pump(pump.clone());
     tokio::spawn(expire_sessions(

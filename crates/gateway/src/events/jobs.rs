@@ -55,7 +55,8 @@ fn job_status(raw: i32) -> &'static str {
     }
 }
 
-fn execution_status(raw: i32) -> &'static str {
+/// An execution status's AWS name.
+pub(crate) fn execution_status_name(raw: i32) -> &'static str {
     use pb::JobExecutionStatus as S;
     match S::try_from(raw) {
         Ok(S::Queued) => "QUEUED",
@@ -206,7 +207,7 @@ pub(super) fn execution(
         operation,
         job_id,
         thing_arn: &execution.thing_arn,
-        status: execution_status(execution.status),
+        status: execution_status_name(execution.status),
         status_details: execution
             .status_details
             .iter()
@@ -222,10 +223,11 @@ pub(super) fn execution(
 /// The most executions of each list a `notify` message carries.
 const NOTIFY_MAX: usize = 10;
 
-/// `JobExecutionSummary` of the device API (epoch seconds).
-#[derive(Serialize)]
+/// `JobExecutionSummary` of the device API (epoch seconds), over MQTT and
+/// HTTP alike.
+#[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct DeviceSummary<'a> {
+pub(crate) struct DeviceSummary<'a> {
     job_id: &'a str,
     queued_at: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -235,7 +237,7 @@ struct DeviceSummary<'a> {
     execution_number: i64,
 }
 
-fn device_summary(e: &pb::JobExecution) -> DeviceSummary<'_> {
+pub(crate) fn device_summary(e: &pb::JobExecution) -> DeviceSummary<'_> {
     DeviceSummary {
         job_id: &e.job_id,
         queued_at: e.queued_at_ms.div_euclid(1000),
@@ -289,7 +291,7 @@ pub(crate) fn device_execution<'a>(
         job_id: &e.job_id,
         thing_name: &e.thing_name,
         job_document: document.and_then(|d| serde_json::from_str(d).ok()),
-        status: execution_status(e.status),
+        status: execution_status_name(e.status),
         status_details: e
             .status_details
             .iter()

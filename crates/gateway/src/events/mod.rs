@@ -16,6 +16,9 @@ pub(crate) mod pump;
 mod render;
 
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
+pub(crate) use jobs::{
+    DeviceExecution, DeviceSummary, device_execution, device_summary, execution_status_name,
+};
 pub use pump::EventPump;
 
 use crate::config_cache::ConfigCache;

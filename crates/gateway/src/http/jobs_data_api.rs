@@ -12,13 +12,14 @@ use axum::{
     extract::State,
     routing::{MethodRouter, get},
 };
-use herald_proto::{error::ErrorType, registry::v1 as pb};
+use herald_proto::registry::v1 as pb;
 use serde::{Deserialize, Serialize};
 
 use super::extract::{Body, Path, Query};
 use super::jobs_api::{execution_status, execution_status_name};
 use super::output::{ApiResult, ok};
 use super::{ApiError, AppState, ErrorKind, fallback};
+use crate::events::{DeviceSummary, device_summary};
 
 /// The job id that names a thing's next pending execution.
 const NEXT: &str = "$next";
@@ -79,35 +80,11 @@ fn execution(e: pb::JobExecution, document: Option<String>) -> JobExecution {
     }
 }
 
-/// `JobExecutionSummary` of the model.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct Summary {
-    job_id: String,
-    queued_at: i64,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    started_at: Option<i64>,
-    last_updated_at: i64,
-    version_number: i64,
-    execution_number: i64,
-}
-
-fn summary(e: pb::JobExecution) -> Summary {
-    Summary {
-        job_id: e.job_id,
-        queued_at: epoch_seconds(e.queued_at_ms),
-        started_at: e.started_at_ms.map(epoch_seconds),
-        last_updated_at: epoch_seconds(e.last_updated_at_ms),
-        version_number: e.version_number,
-        execution_number: e.execution_number,
-    }
-}
-
-#[derive(Debug, Serialize)]
-#[serde(rename_all = "camelCase")]
-struct PendingOutput {
-    in_progress_jobs: Vec<Summary>,
-    queued_jobs: Vec<Summary>,
+struct PendingOutput<'a> {
+    in_progress_jobs: Vec<DeviceSummary<'a>>,
+    queued_jobs: Vec<DeviceSummary<'a>>,
 }
 
 /// GetPendingJobExecutions: `GET /things/{thingName}/jobs`.
@@ -122,8 +99,12 @@ async fn get_pending_job_executions(
         .await?
         .into_inner();
     ok(PendingOutput {
-        in_progress_jobs: pending.in_progress_jobs.into_iter().map(summary).collect(),
-        queued_jobs: pending.queued_jobs.into_iter().map(summary).collect(),
+        in_progress_jobs: pending
+            .in_progress_jobs
+            .iter()
+            .map(device_summary)
+            .collect(),
+        queued_jobs: pending.queued_jobs.iter().map(device_summary).collect(),
     })
 }
 
@@ -181,32 +162,6 @@ async fn describe_job_execution(
     query: Query,
 ) -> ApiResult {
     let include_document = !query.has("includeJobDocument") || query.flag("includeJobDocument")?;
-    let job_id = if job_id == NEXT {
-        let pending = state
-            .jobs
-            .clone()
-            .get_pending_job_executions(pb::GetPendingJobExecutionsRequest {
-                thing_name: thing_name.clone(),
-            })
-            .await?
-            .into_inner();
-        let next = pending
-            .in_progress_jobs
-            .into_iter()
-            .chain(pending.queued_jobs)
-            .next();
-        match next {
-            Some(next) => next.job_id,
-            None => {
-                return Err(ApiError::new(
-                    ErrorKind::Aws(ErrorType::ResourceNotFound),
-                    format!("Thing {thing_name} has no pending job execution."),
-                ));
-            }
-        }
-    } else {
-        job_id
-    };
     let described = state
         .jobs
         .clone()

@@ -9,7 +9,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
-use herald_proto::registry::v1::registry_client::RegistryClient;
+use herald_proto::registry::v1::{jobs_client::JobsClient, registry_client::RegistryClient};
 use tokio::sync::Notify;
 use tokio_util::bytes::Bytes;
 use tonic::transport::Channel;
@@ -115,6 +115,10 @@ pub(super) struct Shared {
     /// Where the thing a CONNECT names is looked up; without it no
     /// connection is associated with a thing.
     pub(super) registry: OnceLock<RegistryClient<Channel>>,
+    /// The registry's `Jobs` service, which answers the jobs device API;
+    /// without it jobs requests are carried like any `$aws/things` message
+    /// and answered by no one.
+    pub(super) jobs: OnceLock<JobsClient<Channel>>,
     pub(super) live: Mutex<HashMap<String, Arc<Live>>>,
     /// The `clean_session=false` sessions that ended.
     pub(super) persistent: Mutex<HashMap<String, Persisted>>,
@@ -268,6 +272,7 @@ impl SessionContext {
                 router,
                 settings,
                 registry: OnceLock::new(),
+                jobs: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 persistent: Mutex::new(HashMap::new()),
                 sessions: OnceLock::new(),
@@ -391,6 +396,13 @@ impl SessionContext {
     /// used.
     pub fn with_registry(self, registry: RegistryClient<Channel>) -> SessionContext {
         let _ = self.shared.registry.set(registry);
+        self
+    }
+
+    /// Answers the jobs device API with `jobs` (see `jobs`). Only the first
+    /// client given is used.
+    pub fn with_jobs(self, jobs: JobsClient<Channel>) -> SessionContext {
+        let _ = self.shared.jobs.set(jobs);
         self
     }
 

@@ -131,6 +131,7 @@ use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::codec::wire::{self, Packet};
+use super::jobs;
 use super::lifecycle::{
     DisconnectReason, Disconnected, LifecycleEvent, SessionInfo, SubscriptionChange,
     epoch_millis_now,
@@ -1035,7 +1036,7 @@ impl Session {
                     }
                     return Ok(());
                 }
-                if let Err(e) = self.route(&topic, payload, false).await {
+                if let Err(e) = self.route(&topic, payload.clone(), false).await {
                     tracing::error!(error = %e, "router publish failed");
                     return Err(DisconnectReason::ServerError);
                 }
@@ -1054,7 +1055,38 @@ impl Session {
                 None,
             ));
         }
+        if let Some(request) = jobs::parse(&topic) {
+            self.answer_jobs_request(wire, &topic, request, &payload)
+                .await;
+        }
         Ok(())
+    }
+
+    /// Answers a jobs device API request, to this client only: on its
+    /// `/accepted` or `/rejected` topic, if the client subscribed to it (and
+    /// may receive it).
+    async fn answer_jobs_request<S: AsyncRead + AsyncWrite>(
+        &mut self,
+        wire: &mut Wire<S>,
+        topic: &str,
+        request: jobs::Request<'_>,
+        payload: &[u8],
+    ) {
+        let Some(client) = self.ctx.shared.jobs.get() else {
+            return;
+        };
+        let now_secs = i64::try_from(epoch_millis_now() / 1000).unwrap_or(i64::MAX);
+        let (reply_topic, reply) = Box::pin(jobs::answer(
+            client.clone(),
+            topic,
+            request,
+            payload,
+            now_secs,
+        ))
+        .await;
+        if let Some(qos) = matching_qos(&self.filters.bus, &reply_topic) {
+            self.deliver(wire, &reply_topic, &reply, qos, false, None);
+        }
     }
 
     /// Routes a message a client may publish: `$aws/things/...` on the

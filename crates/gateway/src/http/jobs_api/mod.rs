@@ -26,6 +26,8 @@ use self::output::{
     GetJobDocumentOutput, ListJobExecutionsForJobOutput, ListJobExecutionsForThingOutput,
     ListJobsOutput,
 };
+pub(crate) use crate::events::execution_status_name;
+
 use super::extract::{Body, Path, Query};
 use super::output::{ApiResult, empty, ok};
 use super::{ApiError, AppState, fallback};
@@ -111,21 +113,6 @@ pub(crate) fn execution_status(value: Option<&str>) -> Result<pb::JobExecutionSt
             )));
         }
     })
-}
-
-/// An execution status's AWS name.
-pub(crate) fn execution_status_name(raw: i32) -> &'static str {
-    use pb::JobExecutionStatus as S;
-    match S::try_from(raw) {
-        Ok(S::InProgress) => "IN_PROGRESS",
-        Ok(S::Succeeded) => "SUCCEEDED",
-        Ok(S::Failed) => "FAILED",
-        Ok(S::TimedOut) => "TIMED_OUT",
-        Ok(S::Rejected) => "REJECTED",
-        Ok(S::Removed) => "REMOVED",
-        Ok(S::Canceled) => "CANCELED",
-        Ok(S::Queued | S::Unspecified) | Err(_) => "QUEUED",
-    }
 }
 
 #[derive(Deserialize, Default)]

@@ -24,6 +24,9 @@ use crate::{
     service::{check_expected, group_key, load_thing},
 };
 
+/// The job id that names a thing's next pending execution.
+const NEXT: &str = "$next";
+
 /// What CreateJob asks for.
 #[derive(Debug, Clone)]
 pub(crate) struct NewJob {
@@ -307,16 +310,32 @@ impl Registry {
             .await
     }
 
-    /// An execution (the latest attempt, or attempt `number`) and its job.
+    /// An execution (the latest attempt, or attempt `number`) and its job;
+    /// job id `$next` names the thing's next pending execution (the device
+    /// side's DescribeJobExecution).
     pub(crate) fn describe_job_execution(
         &self,
         job_id: &str,
         thing: &str,
         number: Option<i64>,
     ) -> Result<(Execution, Job), AwsError> {
-        check_job_id(job_id)?;
         crate::domain::check_name("thing name", thing)?;
         let c = self.reader();
+        let next;
+        let job_id = if job_id == NEXT {
+            let pending = super::pending(&c, thing)?;
+            next = pending
+                .in_progress
+                .into_iter()
+                .chain(pending.queued)
+                .next()
+                .ok_or_else(|| not_found(format!("Thing {thing} has no pending job execution.")))?
+                .job_id;
+            next.as_str()
+        } else {
+            job_id
+        };
+        check_job_id(job_id)?;
         let job = load_job(&c, job_id)?;
         let latest = load_execution(&c, job_id, thing)?;
         let execution = match number {
