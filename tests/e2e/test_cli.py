@@ -193,10 +193,11 @@ def dev(tmp_path):
 
 
 def run_aws(command, endpoint, cwd):
-    """Runs one documented `aws iot ...` command line with `--endpoint-url`;
+    """Runs one documented `aws iot ...` (or `aws iot-jobs-data ...`) command
+    line with `--endpoint-url`;
     returns its parsed JSON output (None when it prints nothing)."""
     argv = shlex.split(command)
-    assert argv[:2] == ["aws", "iot"], command
+    assert argv[0] == "aws" and argv[1] in ("iot", "iot-jobs-data"), command
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ACCESS_KEY_ID=ACCESS_KEY,
@@ -286,6 +287,23 @@ def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):
     assert attached["policies"] == [
         {"policyName": "TestIoTPolicy", "policyArn": "arn:aws:iot:us-east-1:123456789012:policy/TestIoTPolicy"}
     ]
+
+    # A job for the thing, and the device completing it, as the README's walkthrough does.
+    aws(
+        "aws iot update-event-configurations --event-configurations "
+        """'{"JOB":{"Enabled":true},"JOB_EXECUTION":{"Enabled":true}}'"""
+    )
+    job = aws(
+        "aws iot create-job --job-id fw-2 --targets arn:aws:iot:us-east-1:123456789012:thing/MyLightBulb "
+        """--document '{"operation":"update","version":"2"}'"""
+    )
+    assert job["jobArn"] == "arn:aws:iot:us-east-1:123456789012:job/fw-2"
+    assert aws("aws iot describe-job --job-id fw-2")["job"]["status"] == "IN_PROGRESS"
+    started = aws("aws iot-jobs-data start-next-pending-job-execution --thing-name MyLightBulb")
+    assert started["execution"]["jobId"] == "fw-2"
+    assert started["execution"]["status"] == "IN_PROGRESS"
+    assert not aws("aws iot-jobs-data update-job-execution --thing-name MyLightBulb --job-id fw-2 --status SUCCEEDED")
+    assert aws("aws iot describe-job --job-id fw-2")["job"]["status"] == "COMPLETED"
 
     # Ctrl-C stops the services and xtask, cleanly.
     dev.interrupt()
