@@ -26,7 +26,7 @@ use herald_proto::{
     registry::v1::{jobs_server::JobsServer, registry_server::RegistryServer},
 };
 use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
-pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
+pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, JobsSettings, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes};
@@ -59,12 +59,18 @@ pub async fn run(
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),
         thing_type_delete_delay_ms: (settings.thing_type_delete_delay_secs * 1000) as i64,
+        job_minute_ms: i64::try_from(settings.jobs.timeout_minute_ms.max(1)).unwrap_or(60_000),
     };
     let registry = Registry::new(store, writer, ctx, log.clone());
 
     let retention = tokio::spawn(log.retain(
         Duration::from_secs(settings.changes.retention_secs),
         Duration::from_secs(settings.changes.prune_interval_secs),
+        shutdown.clone(),
+    ));
+
+    let job_timer = tokio::spawn(registry.clone().time_out_executions(
+        Duration::from_millis(settings.jobs.timer_interval_ms.max(1)),
         shutdown.clone(),
     ));
 
@@ -89,6 +95,7 @@ pub async fn run(
     )
     .await?;
     retention.await.context("join retention")?;
+    job_timer.await.context("join the job timer")?;
     writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");
     Ok(())

@@ -21,6 +21,7 @@ pub struct Settings {
     /// Mutual TLS with the other services (on by default).
     pub internal_tls: InternalTlsSettings,
     pub changes: ChangeLogSettings,
+    pub jobs: JobsSettings,
     /// How long after deprecation a thing type may be deleted (AWS: five minutes).
     pub thing_type_delete_delay_secs: u64,
     /// How long shutdown waits for in-flight calls and streams.
@@ -48,6 +49,25 @@ pub struct ChangeLogSettings {
     pub prune_interval_secs: u64,
 }
 
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JobsSettings {
+    /// How long one minute of a job timeout (`inProgressTimeoutInMinutes`,
+    /// `stepTimeoutInMinutes`) lasts, in milliseconds: 60,000 but in tests.
+    pub timeout_minute_ms: u64,
+    /// How often the registry times out the executions past their deadline.
+    pub timer_interval_ms: u64,
+}
+
+impl Default for JobsSettings {
+    fn default() -> Self {
+        JobsSettings {
+            timeout_minute_ms: 60_000,
+            timer_interval_ms: 1_000,
+        }
+    }
+}
+
 impl Default for Settings {
     fn default() -> Self {
         Settings {
@@ -57,6 +77,7 @@ impl Default for Settings {
             grpc: GrpcSettings::default(),
             internal_tls: InternalTlsSettings::default(),
             changes: ChangeLogSettings::default(),
+            jobs: JobsSettings::default(),
             thing_type_delete_delay_secs: 300,
             shutdown_grace_secs: 10,
             test_mode: false,

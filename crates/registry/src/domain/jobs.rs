@@ -154,6 +154,13 @@ pub(crate) struct Execution {
     pub(crate) queued_ms: i64,
     pub(crate) started_ms: Option<i64>,
     pub(crate) updated_ms: i64,
+    /// When an IN_PROGRESS execution times out: its job's
+    /// `inProgressTimeoutInMinutes` after it started.
+    #[serde(default)]
+    pub(crate) in_progress_deadline_ms: Option<i64>,
+    /// ... or its step timeout after the update that set it.
+    #[serde(default)]
+    pub(crate) step_deadline_ms: Option<i64>,
 }
 
 impl Execution {
@@ -169,6 +176,19 @@ impl Execution {
             queued_ms: now_ms,
             started_ms: None,
             updated_ms: now_ms,
+            in_progress_deadline_ms: None,
+            step_deadline_ms: None,
+        }
+    }
+
+    /// When the execution times out, if it is IN_PROGRESS with a timeout.
+    pub(crate) fn deadline_ms(&self) -> Option<i64> {
+        if self.status != ExecutionStatus::InProgress {
+            return None;
+        }
+        match (self.in_progress_deadline_ms, self.step_deadline_ms) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
         }
     }
 

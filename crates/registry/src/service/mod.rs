@@ -50,6 +50,8 @@ pub(crate) struct Context {
     pub(crate) account_id: String,
     pub(crate) region: String,
     pub(crate) thing_type_delete_delay_ms: i64,
+    /// One minute of a job timeout, in milliseconds.
+    pub(crate) job_minute_ms: i64,
 }
 
 impl Context {

@@ -902,3 +902,160 @@ async fn devices_are_notified_when_their_pending_list_changes() {
     assert_eq!(next.queued[0].thing_arn, arn("thing", "t1"));
     registry.stop().await;
 }
+
+/// The registry with one minute of job timeout lasting `minute_ms`.
+async fn with_short_minutes(minute_ms: u64) -> TestRegistry {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+    settings.jobs.timeout_minute_ms = minute_ms;
+    settings.jobs.timer_interval_ms = 20;
+    TestRegistry::start_in(dir, settings).await
+}
+
+async fn status_of(jobs: &mut Jobs, id: &str, thing: &str) -> Option<JobExecutionStatus> {
+    Some(execution(jobs, id, thing).await.status())
+}
+
+/// An execution that stays IN_PROGRESS past its job's in-progress timeout,
+/// or past the step timeout its device set, becomes TIMED_OUT, with its
+/// event; one that finishes in time does not.
+#[tokio::test]
+async fn executions_in_progress_too_long_time_out() {
+    let registry = with_short_minutes(200).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["slow", "quick", "stepper"] {
+        create_thing(&mut client, thing).await;
+    }
+    let timed = CreateJobRequest {
+        in_progress_timeout_in_minutes: Some(1),
+        ..create_req(
+            "timed",
+            &[arn("thing", "slow"), arn("thing", "quick")],
+            TargetSelection::Snapshot,
+        )
+    };
+    jobs.create_job(timed).await.unwrap();
+    jobs.create_job(create_req(
+        "stepped",
+        &[arn("thing", "stepper")],
+        TargetSelection::Snapshot,
+    ))
+    .await
+    .unwrap();
+    let before = last_sequence(&mut client).await;
+    for thing in ["slow", "quick"] {
+        update(
+            &mut jobs,
+            "timed",
+            thing,
+            JobExecutionStatus::InProgress,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    update(
+        &mut jobs,
+        "timed",
+        "quick",
+        JobExecutionStatus::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
+    // No job-level timeout: only the device's step timeout applies.
+    jobs.start_next_pending_job_execution(StartNextPendingJobExecutionRequest {
+        thing_name: "stepper".into(),
+        step_timeout_in_minutes: Some(1),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    for (job, thing) in [("timed", "slow"), ("stepped", "stepper")] {
+        crate::support::eventually(10, "the execution to time out", || {
+            let mut jobs = jobs.clone();
+            async move {
+                (status_of(&mut jobs, job, thing).await == Some(JobExecutionStatus::TimedOut))
+                    .then_some(())
+            }
+        })
+        .await;
+    }
+    assert_eq!(
+        status_of(&mut jobs, "timed", "quick").await,
+        Some(JobExecutionStatus::Succeeded)
+    );
+    let events = summary(&events_after(&mut client, before).await);
+    for expected in [
+        "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_TIMED_OUT slow",
+        "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_TIMED_OUT stepper",
+    ] {
+        assert!(events.contains(&expected.to_owned()), "{events:?}");
+    }
+    let job = describe(&mut jobs, "timed").await;
+    assert_eq!(job.status(), JobStatus::Completed);
+    let d = job.job_process_details.unwrap();
+    assert_eq!(
+        (d.number_of_timed_out_things, d.number_of_succeeded_things),
+        (1, 1)
+    );
+    // A timed-out execution is final for its device.
+    expect_err(
+        update(
+            &mut jobs,
+            "timed",
+            "slow",
+            JobExecutionStatus::Succeeded,
+            None,
+        )
+        .await,
+        ErrorType::TerminalState,
+    );
+    registry.stop().await;
+}
+
+/// The deadline is state: a registry stopped before it and started again
+/// after it still times the execution out.
+#[tokio::test]
+async fn a_deadline_survives_a_restart() {
+    let registry = with_short_minutes(300).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_thing(&mut client, "t1").await;
+    let timed = CreateJobRequest {
+        in_progress_timeout_in_minutes: Some(1),
+        ..create_req("timed", &[arn("thing", "t1")], TargetSelection::Snapshot)
+    };
+    jobs.create_job(timed).await.unwrap();
+    update(
+        &mut jobs,
+        "timed",
+        "t1",
+        JobExecutionStatus::InProgress,
+        None,
+    )
+    .await
+    .unwrap();
+    let dir = registry.stop().await;
+    // The deadline (one 300 ms "minute" after the start) passes while the
+    // registry is down: this waits for time itself, not for a service.
+    tokio::time::sleep(std::time::Duration::from_millis(400)).await;
+    let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+    settings.jobs.timeout_minute_ms = 300;
+    settings.jobs.timer_interval_ms = 20;
+    let registry = TestRegistry::start_in(dir, settings).await;
+    let (_, mut jobs) = clients(&registry).await;
+    crate::support::eventually(10, "the execution to time out after the restart", || {
+        let mut jobs = jobs.clone();
+        async move {
+            (status_of(&mut jobs, "timed", "t1").await == Some(JobExecutionStatus::TimedOut))
+                .then_some(())
+        }
+    })
+    .await;
+    assert_eq!(
+        describe(&mut jobs, "timed").await.status(),
+        JobStatus::Completed
+    );
+    registry.stop().await;
+}

@@ -289,6 +289,7 @@ impl Registry {
                 for thing in c.keys(&prefix(&["jobexec", &id]))? {
                     let execution = load_execution(c, &id, &thing)?;
                     let pending_before = super::pending_ids(c, &thing)?;
+                    super::move_deadline(c, Some(&execution), None)?;
                     super::execution_event(c, ExecutionEventKind::Deleted, &execution);
                     c.remove(exec_key(&id, &thing));
                     c.remove(thing_job_key(&thing, &id));
@@ -481,6 +482,7 @@ impl Registry {
                 super::execution_event(c, ExecutionEventKind::Deleted, &execution);
                 if is_latest {
                     let pending_before = super::pending_ids(c, &thing)?;
+                    super::move_deadline(c, Some(&execution), None)?;
                     let mut counts = load_counts(c, &job_id)?;
                     counts.uncount(execution.status);
                     c.put(counts_key(&job_id), &counts)?;

@@ -49,6 +49,31 @@ fn terminal_state(execution: &Execution) -> AwsError {
     )
 }
 
+/// Starts an execution's timers as it goes IN_PROGRESS from `before`:
+/// its job's in-progress timeout when it first starts, and a step timeout
+/// whenever the device gives one (AWS IoT API Reference:
+/// "UpdateJobExecution", `stepTimeoutInMinutes`).
+fn start_timers(
+    execution: &mut Execution,
+    job: &Job,
+    before: ExecutionStatus,
+    step_minutes: Option<i64>,
+    minute_ms: i64,
+) {
+    if execution.status != ExecutionStatus::InProgress {
+        return;
+    }
+    let now = execution.updated_ms;
+    if before == ExecutionStatus::Queued {
+        execution.in_progress_deadline_ms = job
+            .in_progress_timeout_minutes
+            .map(|minutes| now.saturating_add(minutes.saturating_mul(minute_ms)));
+    }
+    if let Some(minutes) = step_minutes {
+        execution.step_deadline_ms = Some(now.saturating_add(minutes.saturating_mul(minute_ms)));
+    }
+}
+
 impl Registry {
     pub(crate) fn get_pending_job_executions(&self, thing: &str) -> Result<Pending, AwsError> {
         check_name("thing name", thing)?;
@@ -71,6 +96,7 @@ impl Registry {
         if let Some(minutes) = step_timeout_minutes {
             check_timeout("stepTimeoutInMinutes", minutes)?;
         }
+        let minute_ms = self.ctx.job_minute_ms;
         self.writer
             .mutate(move |c| {
                 let pending = pending(c, &thing)?;
@@ -79,12 +105,19 @@ impl Registry {
                     (None, Some(queued)) => queued.clone(),
                     (None, None) => return Ok(None),
                 };
+                let job = load_job(c, &execution.job_id)?;
                 if execution.status == ExecutionStatus::Queued {
                     let before = execution.status;
                     execution.set(ExecutionStatus::InProgress, details, now_ms());
+                    start_timers(
+                        &mut execution,
+                        &job,
+                        before,
+                        step_timeout_minutes,
+                        minute_ms,
+                    );
                     save_execution(c, Some(before), &execution)?;
                 }
-                let job = load_job(c, &execution.job_id)?;
                 Ok(Some((execution, job)))
             })
             .await
@@ -105,6 +138,7 @@ impl Registry {
         if let Some(minutes) = update.step_timeout_minutes {
             check_timeout("stepTimeoutInMinutes", minutes)?;
         }
+        let minute_ms = self.ctx.job_minute_ms;
         self.writer
             .mutate(move |c| {
                 let job = load_job(c, &update.job_id)?;
@@ -145,6 +179,13 @@ impl Registry {
                     },
                 )?;
                 execution.set(update.status, update.details, now_ms());
+                start_timers(
+                    &mut execution,
+                    &job,
+                    before,
+                    update.step_timeout_minutes,
+                    minute_ms,
+                );
                 save_execution(c, Some(before), &execution)?;
                 Ok((execution, job))
             })

@@ -10,10 +10,13 @@
 //!   `jobexecold/<id>/<thing>/<number>`: earlier attempts.
 //! - `thingjob/<thing>/<id>`: the jobs with an execution for a thing.
 //! - `jobgroup/<group>/<id>`: the jobs targeting a group.
+//! - `jobdeadline/<ms>/<id>/<thing>`: the IN_PROGRESS executions with a
+//!   timeout, by deadline (`timeouts` times them out).
 
 mod control;
 mod device;
 mod membership;
+mod timeouts;
 
 use std::collections::BTreeSet;
 
@@ -53,6 +56,31 @@ fn thing_job_key(thing: &str, job: &str) -> Vec<u8> {
 
 fn job_group_key(group: &str, job: &str) -> Vec<u8> {
     key(&["jobgroup", group, job])
+}
+
+fn deadline_key(deadline_ms: i64, job: &str, thing: &str) -> Vec<u8> {
+    key(&["jobdeadline", &format!("{deadline_ms:020}"), job, thing])
+}
+
+/// Drops an execution's entry in the deadline index (it is deleted, or
+/// replaced by `next`).
+fn move_deadline(
+    c: &mut Changes<'_>,
+    previous: Option<&Execution>,
+    next: Option<&Execution>,
+) -> Result<(), AwsError> {
+    let old = previous.and_then(|e| Some((e.deadline_ms()?, e)));
+    let new = next.and_then(|e| Some((e.deadline_ms()?, e)));
+    if old.map(|(d, _)| d) == new.map(|(d, _)| d) {
+        return Ok(());
+    }
+    if let Some((deadline, e)) = old {
+        c.remove(deadline_key(deadline, &e.job_id, &e.thing_name));
+    }
+    if let Some((deadline, e)) = new {
+        c.put(deadline_key(deadline, &e.job_id, &e.thing_name), &())?;
+    }
+    Ok(())
 }
 
 fn load_job(c: &Changes<'_>, id: &str) -> Result<Job, AwsError> {
@@ -180,6 +208,8 @@ fn save_execution(
 ) -> Result<(), AwsError> {
     let job_id = &execution.job_id;
     let pending_before = pending_ids(c, &execution.thing_name)?;
+    let previous = c.get::<Execution>(&exec_key(job_id, &execution.thing_name))?;
+    move_deadline(c, previous.as_ref(), Some(execution))?;
     let mut counts = load_counts(c, job_id)?;
     if let Some(before) = before {
         counts.uncount(before);
