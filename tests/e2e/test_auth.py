@@ -49,7 +49,7 @@ def test_the_reset_endpoint_needs_a_signature_too(herald, client):
 @pytest.mark.parametrize(
     "method, operation, kwargs",
     [
-        ("update_job", "UpdateJob", {"jobId": "job-1"}),
+        ("describe_job_template", "DescribeJobTemplate", {"jobTemplateId": "t-1"}),
         ("list_job_templates", "ListJobTemplates", {}),
         ("list_topic_rules", "ListTopicRules", {}),
         ("create_billing_group", "CreateBillingGroup", {"billingGroupName": "bg"}),

@@ -191,6 +191,35 @@ def test_continuous_jobs_reach_things_that_join_later(client):
     assert job["status"] == "IN_PROGRESS"
 
 
+def test_update_job_and_associate_targets(client):
+    fleet(client)
+    client.create_job(
+        jobId="follow", targets=[thing_arn("t1")], document=DOCUMENT, targetSelection="CONTINUOUS"
+    )
+    client.update_job(jobId="follow", description="now with a timeout", timeoutConfig={"inProgressTimeoutInMinutes": 5})
+    job = client.describe_job(jobId="follow")["job"]
+    assert job["description"] == "now with a timeout"
+    assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 5}
+    expect_error(
+        client, "InvalidRequestException", client.update_job, jobId="follow",
+        abortConfig={"criteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 10, "minNumberOfExecutedThings": 1}]},
+    )
+
+    associated = client.associate_targets_with_job(jobId="follow", targets=[group_arn("fleet-eu")], comment="EU too")
+    assert associated["jobArn"] == job_arn("follow")
+    assert client.describe_job(jobId="follow")["job"]["targets"] == [thing_arn("t1"), group_arn("fleet-eu")]
+    assert execution_statuses(client, "follow") == {thing_arn("t1"): "QUEUED", thing_arn("t2"): "QUEUED"}
+    # The group is followed from now on.
+    client.add_thing_to_thing_group(thingGroupName="fleet-eu", thingName="t3")
+    assert execution_statuses(client, "follow")[thing_arn("t3")] == "QUEUED"
+
+    client.create_job(jobId="once", targets=[thing_arn("t1")], document=DOCUMENT)
+    expect_error(
+        client, "InvalidRequestException", client.associate_targets_with_job, jobId="once", targets=[thing_arn("t2")]
+    )
+    expect_error(client, "ResourceNotFoundException", client.update_job, jobId="nothing", description="x")
+
+
 def test_job_errors(client):
     client.create_thing(thingName="t1")
     client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)

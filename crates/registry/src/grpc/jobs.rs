@@ -320,6 +320,34 @@ impl jobs_server::Jobs for GrpcJobs {
         )
     }
 
+    async fn update_job(
+        &self,
+        request: Request<pb::UpdateJobRequest>,
+    ) -> Reply<pb::UpdateJobResponse> {
+        let r = request.into_inner();
+        let updated = self
+            .registry
+            .update_job(r.job_id, r.description, r.in_progress_timeout_in_minutes)
+            .await;
+        reply(updated.map(|()| pb::UpdateJobResponse {}))
+    }
+
+    async fn associate_targets_with_job(
+        &self,
+        request: Request<pb::AssociateTargetsWithJobRequest>,
+    ) -> Reply<pb::AssociateTargetsWithJobResponse> {
+        let r = request.into_inner();
+        let registry = &self.registry;
+        let associated = registry
+            .associate_targets_with_job(r.job_id, r.targets, r.comment)
+            .await;
+        reply(associated.map(|j| pb::AssociateTargetsWithJobResponse {
+            job_arn: registry.job_arn(&j.id),
+            job_id: j.id,
+            description: j.description,
+        }))
+    }
+
     async fn cancel_job(
         &self,
         request: Request<pb::CancelJobRequest>,

@@ -1,5 +1,6 @@
-//! The jobs control plane of botocore's `iot` model: CreateJob, DescribeJob,
-//! ListJobs, GetJobDocument, CancelJob, DeleteJob, DescribeJobExecution,
+//! The jobs control plane of botocore's `iot` model: CreateJob, UpdateJob,
+//! AssociateTargetsWithJob, DescribeJob, ListJobs, GetJobDocument,
+//! CancelJob, DeleteJob, DescribeJobExecution,
 //! ListJobExecutionsForJob, ListJobExecutionsForThing, CancelJobExecution,
 //! DeleteJobExecution, each a call to the registry's `Jobs` service.
 //!
@@ -40,7 +41,16 @@ pub(crate) fn routes() -> Router<AppState> {
         .route("/jobs", served(get(list_jobs)))
         .route(
             "/jobs/{jobId}",
-            served(put(create_job).get(describe_job).delete(delete_job)),
+            served(
+                put(create_job)
+                    .get(describe_job)
+                    .patch(update_job)
+                    .delete(delete_job),
+            ),
+        )
+        .route(
+            "/jobs/{jobId}/targets",
+            served(axum::routing::post(associate_targets_with_job)),
         )
         .route("/jobs/{jobId}/cancel", served(put(cancel_job)))
         .route("/jobs/{jobId}/job-document", served(get(get_job_document)))
@@ -202,6 +212,70 @@ async fn create_job(
         .await?
         .into_inner();
     ok(CreateJobOutput::from(created))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UpdateJob {
+    description: Option<String>,
+    timeout_config: Option<TimeoutConfig>,
+    #[serde(flatten)]
+    others: HashMap<String, Value>,
+}
+
+/// UpdateJob: `PATCH /jobs/{jobId}`.
+async fn update_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+    Body(body): Body<UpdateJob>,
+) -> ApiResult {
+    refuse_unsupported(&body.others)?;
+    if query.has("namespaceId") {
+        return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
+    }
+    state
+        .jobs
+        .clone()
+        .update_job(pb::UpdateJobRequest {
+            job_id,
+            description: body.description,
+            in_progress_timeout_in_minutes: body
+                .timeout_config
+                .and_then(|t| t.in_progress_timeout_in_minutes),
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AssociateTargets {
+    targets: Vec<String>,
+    comment: Option<String>,
+}
+
+/// AssociateTargetsWithJob: `POST /jobs/{jobId}/targets`.
+async fn associate_targets_with_job(
+    State(state): State<AppState>,
+    Path(job_id): Path<String>,
+    query: Query,
+    Body(body): Body<AssociateTargets>,
+) -> ApiResult {
+    if query.has("namespaceId") {
+        return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
+    }
+    let associated = state
+        .jobs
+        .clone()
+        .associate_targets_with_job(pb::AssociateTargetsWithJobRequest {
+            job_id,
+            targets: body.targets,
+            comment: body.comment,
+        })
+        .await?
+        .into_inner();
+    ok(CreateJobOutput::from(associated))
 }
 
 /// DescribeJob: `GET /jobs/{jobId}`.

@@ -49,6 +49,16 @@ impl From<pb::CreateJobResponse> for CreateJobOutput {
     }
 }
 
+impl From<pb::AssociateTargetsWithJobResponse> for CreateJobOutput {
+    fn from(r: pb::AssociateTargetsWithJobResponse) -> Self {
+        CreateJobOutput {
+            job_arn: r.job_arn,
+            job_id: r.job_id,
+            description: r.description,
+        }
+    }
+}
+
 impl From<pb::CancelJobResponse> for CreateJobOutput {
     fn from(r: pb::CancelJobResponse) -> Self {
         CreateJobOutput {

@@ -211,6 +211,111 @@ impl Registry {
         page.collect(jobs)
     }
 
+    /// UpdateJob: a new description and in-progress timeout (for the
+    /// executions that start afterwards).
+    pub(crate) async fn update_job(
+        &self,
+        id: String,
+        description: Option<String>,
+        in_progress_timeout_minutes: Option<i64>,
+    ) -> Result<(), AwsError> {
+        check_job_id(&id)?;
+        if let Some(description) = &description {
+            check_text("description", description)?;
+        }
+        if let Some(minutes) = in_progress_timeout_minutes {
+            check_timeout("inProgressTimeoutInMinutes", minutes)?;
+        }
+        self.writer
+            .mutate(move |c| {
+                let mut job = load_job(c, &id)?;
+                if job.status == JobStatus::DeletionInProgress {
+                    return Err(invalid(format!("Job {id} is being deleted")));
+                }
+                if description.is_some() {
+                    job.description = description;
+                }
+                if in_progress_timeout_minutes.is_some() {
+                    job.in_progress_timeout_minutes = in_progress_timeout_minutes;
+                }
+                job.updated_ms = now_ms();
+                c.put(job_key(&id), &job)
+            })
+            .await
+    }
+
+    /// AssociateTargetsWithJob: more thing and group targets for a
+    /// CONTINUOUS job in progress; the things they reach get executions.
+    pub(crate) async fn associate_targets_with_job(
+        &self,
+        id: String,
+        targets: Vec<String>,
+        comment: Option<String>,
+    ) -> Result<Job, AwsError> {
+        check_job_id(&id)?;
+        if targets.is_empty() {
+            return Err(invalid(
+                "targets must name at least one thing or thing group",
+            ));
+        }
+        if let Some(comment) = &comment {
+            check_text("comment", comment)?;
+        }
+        let resolved = targets
+            .iter()
+            .map(|arn| self.target(arn).map(|t| (arn.clone(), t)))
+            .collect::<Result<Vec<_>, _>>()?;
+        self.writer
+            .mutate(move |c| {
+                let mut job = load_job(c, &id)?;
+                if job.target_selection != TargetSelection::Continuous {
+                    return Err(invalid(format!(
+                        "Job {id} is a SNAPSHOT job; targets can only be added to a CONTINUOUS job"
+                    )));
+                }
+                if job.status != JobStatus::InProgress {
+                    return Err(invalid(format!("Job {id} is not in progress")));
+                }
+                let new: Vec<_> = resolved
+                    .into_iter()
+                    .filter(|(arn, _)| !job.targets.contains(arn))
+                    .collect();
+                if job.targets.len() + new.len() > MAX_TARGETS {
+                    return Err(AwsError::new(
+                        herald_proto::error::ErrorType::LimitExceeded,
+                        format!("A job may have at most {MAX_TARGETS} targets"),
+                    ));
+                }
+                let mut things = BTreeSet::new();
+                for (_, target) in &new {
+                    match target {
+                        Target::Thing(name) => {
+                            load_thing(c, name)?;
+                            things.insert(name.clone());
+                        }
+                        Target::Group(name) => {
+                            if !c.exists(&group_key(name))? {
+                                return Err(not_found(format!(
+                                    "Thing group {name} cannot be found."
+                                )));
+                            }
+                            c.put(job_group_key(name, &id), &())?;
+                            things.extend(things_under(c, name)?);
+                        }
+                    }
+                }
+                job.targets.extend(new.into_iter().map(|(arn, _)| arn));
+                job.comment = comment.or(job.comment);
+                job.updated_ms = now_ms();
+                c.put(job_key(&id), &job)?;
+                for thing in &things {
+                    queue_execution(c, &job, thing)?;
+                }
+                Ok(job)
+            })
+            .await
+    }
+
     /// CancelJob: the job becomes CANCELED; its QUEUED executions (and with
     /// `force` its IN_PROGRESS ones) are cancelled. Logs
     /// `cancellation_in_progress`, each execution's `canceled`, then the
