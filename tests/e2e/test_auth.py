@@ -49,8 +49,8 @@ def test_the_reset_endpoint_needs_a_signature_too(herald, client):
 @pytest.mark.parametrize(
     "method, operation, kwargs",
     [
-        ("describe_job_template", "DescribeJobTemplate", {"jobTemplateId": "t-1"}),
-        ("list_job_templates", "ListJobTemplates", {}),
+        ("list_managed_job_templates", "ListManagedJobTemplates", {}),
+        ("list_audit_tasks", "ListAuditTasks", {"startTime": 0, "endTime": 1}),
         ("list_topic_rules", "ListTopicRules", {}),
         ("create_billing_group", "CreateBillingGroup", {"billingGroupName": "bg"}),
     ],

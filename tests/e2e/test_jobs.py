@@ -220,6 +220,45 @@ def test_update_job_and_associate_targets(client):
     expect_error(client, "ResourceNotFoundException", client.update_job, jobId="nothing", description="x")
 
 
+def test_job_templates(client):
+    client.create_thing(thingName="t1")
+    created = client.create_job_template(
+        jobTemplateId="fw-template", description="firmware", document=DOCUMENT,
+        timeoutConfig={"inProgressTimeoutInMinutes": 10},
+    )
+    assert created["jobTemplateId"] == "fw-template"
+    template_arn = f"{ARN_PREFIX}:jobtemplate/fw-template"
+    assert created["jobTemplateArn"] == template_arn
+    described = client.describe_job_template(jobTemplateId="fw-template")
+    assert described["document"] == DOCUMENT
+    assert described["description"] == "firmware"
+    assert described["timeoutConfig"] == {"inProgressTimeoutInMinutes": 10}
+    recent(described["createdAt"])
+    expect_error(
+        client, "ConflictException", client.create_job_template,
+        jobTemplateId="fw-template", description="again", document=DOCUMENT,
+    )
+
+    client.create_job(jobId="from-template", targets=[thing_arn("t1")], jobTemplateArn=template_arn)
+    job = client.describe_job(jobId="from-template")["job"]
+    assert job["jobTemplateArn"] == template_arn
+    assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 10}
+    assert client.get_job_document(jobId="from-template")["document"] == DOCUMENT
+
+    # A template from a job.
+    client.create_job_template(jobTemplateId="copy", description="a copy", jobArn=job_arn("from-template"))
+    assert client.describe_job_template(jobTemplateId="copy")["document"] == DOCUMENT
+    listed = client.list_job_templates()["jobTemplates"]
+    assert [t["jobTemplateId"] for t in listed] == ["copy", "fw-template"]
+
+    client.delete_job_template(jobTemplateId="copy")
+    expect_error(client, "ResourceNotFoundException", client.describe_job_template, jobTemplateId="copy")
+    expect_error(
+        client, "ResourceNotFoundException", client.create_job,
+        jobId="orphan", targets=[thing_arn("t1")], jobTemplateArn=f"{ARN_PREFIX}:jobtemplate/copy",
+    )
+
+
 def test_job_errors(client):
     client.create_thing(thingName="t1")
     client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)

@@ -112,6 +112,9 @@ pub(crate) struct Job {
     pub(crate) created_ms: i64,
     pub(crate) updated_ms: i64,
     pub(crate) completed_ms: Option<i64>,
+    /// The template the job was created from.
+    #[serde(default)]
+    pub(crate) template_id: Option<String>,
 }
 
 impl Job {
@@ -137,6 +140,16 @@ impl Job {
 /// (`arn:aws:iot:<region>:<account>:<type>/<name>`; names may hold `:`).
 pub(crate) fn arn_resource(arn: &str) -> Option<(&str, &str)> {
     arn.splitn(6, ':').nth(5)?.split_once('/')
+}
+
+/// A job template: what CreateJob may start from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct JobTemplate {
+    pub(crate) id: String,
+    pub(crate) description: String,
+    pub(crate) document: String,
+    pub(crate) in_progress_timeout_minutes: Option<i64>,
+    pub(crate) created_ms: i64,
 }
 
 /// One thing's execution of a job (its latest attempt).

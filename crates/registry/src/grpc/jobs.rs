@@ -12,9 +12,12 @@ use super::{Reply, reply, token};
 use crate::{
     domain::{
         self, Arns, ExecutionEventKind, JobEventKind, NotifyKind,
-        jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
+        jobs::{
+            Execution, ExecutionStatus, Job, JobStatus, JobTemplate, ProcessDetails,
+            TargetSelection,
+        },
     },
-    service::{DeviceUpdate, JobFilter, NewJob, Registry},
+    service::{DeviceUpdate, JobFilter, NewJob, NewTemplate, Registry},
 };
 
 pub(crate) struct GrpcJobs {
@@ -138,7 +141,19 @@ fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
         last_updated_at_ms: j.updated_ms,
         completed_at_ms: j.completed_ms,
         in_progress_timeout_in_minutes: j.in_progress_timeout_minutes,
+        job_template_arn: j.template_id.map(|id| arns.of("jobtemplate", &id)),
         job_id: j.id,
+    }
+}
+
+fn template(arns: &Arns<'_>, t: JobTemplate) -> pb::JobTemplate {
+    pb::JobTemplate {
+        job_template_arn: arns.of("jobtemplate", &t.id),
+        job_template_id: t.id,
+        description: t.description,
+        document: t.document,
+        created_at_ms: t.created_ms,
+        in_progress_timeout_in_minutes: t.in_progress_timeout_minutes,
     }
 }
 
@@ -246,6 +261,7 @@ impl jobs_server::Jobs for GrpcJobs {
             target_selection: target_selection(r.target_selection)?
                 .unwrap_or(TargetSelection::Snapshot),
             in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
+            template_arn: r.job_template_arn,
         };
         let registry = &self.registry;
         reply(
@@ -455,6 +471,71 @@ impl jobs_server::Jobs for GrpcJobs {
             .delete_job_execution(r.job_id, r.thing_name, r.execution_number, r.force)
             .await;
         reply(deleted.map(|()| pb::DeleteJobExecutionResponse {}))
+    }
+
+    async fn create_job_template(
+        &self,
+        request: Request<pb::CreateJobTemplateRequest>,
+    ) -> Reply<pb::CreateJobTemplateResponse> {
+        let r = request.into_inner();
+        let new = NewTemplate {
+            id: r.job_template_id,
+            description: r.description,
+            document: r.document,
+            job_arn: r.job_arn,
+            in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
+        };
+        let registry = &self.registry;
+        reply(
+            registry
+                .create_job_template(new)
+                .await
+                .map(|t| pb::CreateJobTemplateResponse {
+                    job_template_arn: registry.job_template_arn(&t.id),
+                    job_template_id: t.id,
+                }),
+        )
+    }
+
+    async fn describe_job_template(
+        &self,
+        request: Request<pb::DescribeJobTemplateRequest>,
+    ) -> Reply<pb::JobTemplate> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        reply(
+            self.registry
+                .describe_job_template(&r.job_template_id)
+                .map(|t| template(&arns, t)),
+        )
+    }
+
+    async fn list_job_templates(
+        &self,
+        request: Request<pb::ListJobTemplatesRequest>,
+    ) -> Reply<pb::ListJobTemplatesResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self
+            .registry
+            .list_job_templates(page(&r.next_token, r.max_results)?);
+        reply(listed.map(|p| pb::ListJobTemplatesResponse {
+            job_templates: p.items.into_iter().map(|t| template(&arns, t)).collect(),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn delete_job_template(
+        &self,
+        request: Request<pb::DeleteJobTemplateRequest>,
+    ) -> Reply<pb::DeleteJobTemplateResponse> {
+        let r = request.into_inner();
+        reply(
+            self.registry
+                .delete_job_template(r.job_template_id)
+                .await
+                .map(|()| pb::DeleteJobTemplateResponse {}),
+        )
     }
 
     async fn get_pending_job_executions(

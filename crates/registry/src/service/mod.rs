@@ -23,7 +23,7 @@ use crate::domain::{
     Arns, Attributes, Event, EventBody, Operation, Thing, ThingGroup, ThingType, not_found,
 };
 
-pub(crate) use jobs::{DeviceUpdate, JobFilter, NewJob};
+pub(crate) use jobs::{DeviceUpdate, JobFilter, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
 pub(crate) use things::ThingFilter;
 

@@ -1,6 +1,6 @@
 //! The jobs control plane of botocore's `iot` model: CreateJob, UpdateJob,
 //! AssociateTargetsWithJob, DescribeJob, ListJobs, GetJobDocument,
-//! CancelJob, DeleteJob, DescribeJobExecution,
+//! CancelJob, DeleteJob, the job templates, DescribeJobExecution,
 //! ListJobExecutionsForJob, ListJobExecutionsForThing, CancelJobExecution,
 //! DeleteJobExecution, each a call to the registry's `Jobs` service.
 //!
@@ -23,8 +23,9 @@ use serde::Deserialize;
 use serde_json::Value;
 
 use self::output::{
-    CancelJobOutput, CreateJobOutput, DescribeJobExecutionOutput, DescribeJobOutput,
-    GetJobDocumentOutput, ListJobExecutionsForJobOutput, ListJobExecutionsForThingOutput,
+    CancelJobOutput, CreateJobOutput, CreateJobTemplateOutput, DescribeJobExecutionOutput,
+    DescribeJobOutput, DescribeJobTemplateOutput, GetJobDocumentOutput,
+    ListJobExecutionsForJobOutput, ListJobExecutionsForThingOutput, ListJobTemplatesOutput,
     ListJobsOutput,
 };
 pub(crate) use crate::events::execution_status_name;
@@ -53,6 +54,15 @@ pub(crate) fn routes() -> Router<AppState> {
             served(axum::routing::post(associate_targets_with_job)),
         )
         .route("/jobs/{jobId}/cancel", served(put(cancel_job)))
+        .route("/job-templates", served(get(list_job_templates)))
+        .route(
+            "/job-templates/{jobTemplateId}",
+            served(
+                put(create_job_template)
+                    .get(describe_job_template)
+                    .delete(delete_job_template),
+            ),
+        )
         .route("/jobs/{jobId}/job-document", served(get(get_job_document)))
         .route(
             "/jobs/{jobId}/things",
@@ -140,6 +150,7 @@ struct CreateJob {
     description: Option<String>,
     target_selection: Option<String>,
     timeout_config: Option<TimeoutConfig>,
+    job_template_arn: Option<String>,
     /// Members Herald refuses until it applies them.
     #[serde(flatten)]
     others: HashMap<String, Value>,
@@ -153,8 +164,8 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
         "abortConfig",
         "tags",
         "namespaceId",
-        "jobTemplateArn",
         "jobExecutionsRetryConfig",
+        "maintenanceWindows",
         "documentParameters",
         "schedulingConfig",
         "destinationPackageVersions",
@@ -208,6 +219,7 @@ async fn create_job(
             in_progress_timeout_in_minutes: body
                 .timeout_config
                 .and_then(|t| t.in_progress_timeout_in_minutes),
+            job_template_arn: body.job_template_arn,
         })
         .await?
         .into_inner();
@@ -276,6 +288,91 @@ async fn associate_targets_with_job(
         .await?
         .into_inner();
     ok(CreateJobOutput::from(associated))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct CreateJobTemplate {
+    description: Option<String>,
+    document: Option<String>,
+    document_source: Option<String>,
+    job_arn: Option<String>,
+    timeout_config: Option<TimeoutConfig>,
+    #[serde(flatten)]
+    others: HashMap<String, Value>,
+}
+
+/// CreateJobTemplate: `PUT /job-templates/{jobTemplateId}`.
+async fn create_job_template(
+    State(state): State<AppState>,
+    Path(job_template_id): Path<String>,
+    Body(body): Body<CreateJobTemplate>,
+) -> ApiResult {
+    refuse_unsupported(&body.others)?;
+    if body.document_source.is_some() {
+        return Err(ApiError::invalid(
+            "documentSource cannot be read: Herald keeps job documents inline; pass `document`",
+        ));
+    }
+    let created = state
+        .jobs
+        .clone()
+        .create_job_template(pb::CreateJobTemplateRequest {
+            job_template_id,
+            description: body
+                .description
+                .ok_or_else(|| ApiError::invalid("description is required"))?,
+            document: body.document,
+            job_arn: body.job_arn,
+            in_progress_timeout_in_minutes: body
+                .timeout_config
+                .and_then(|t| t.in_progress_timeout_in_minutes),
+        })
+        .await?
+        .into_inner();
+    ok(CreateJobTemplateOutput::from(created))
+}
+
+/// DescribeJobTemplate: `GET /job-templates/{jobTemplateId}`.
+async fn describe_job_template(
+    State(state): State<AppState>,
+    Path(job_template_id): Path<String>,
+) -> ApiResult {
+    let template = state
+        .jobs
+        .clone()
+        .describe_job_template(pb::DescribeJobTemplateRequest { job_template_id })
+        .await?
+        .into_inner();
+    ok(DescribeJobTemplateOutput::from(template))
+}
+
+/// ListJobTemplates: `GET /job-templates`.
+async fn list_job_templates(State(state): State<AppState>, query: Query) -> ApiResult {
+    let paging = query.token_page()?;
+    let listed = state
+        .jobs
+        .clone()
+        .list_job_templates(pb::ListJobTemplatesRequest {
+            next_token: paging.token,
+            max_results: paging.size,
+        })
+        .await?
+        .into_inner();
+    ok(ListJobTemplatesOutput::from(listed))
+}
+
+/// DeleteJobTemplate: `DELETE /job-templates/{jobTemplateId}`.
+async fn delete_job_template(
+    State(state): State<AppState>,
+    Path(job_template_id): Path<String>,
+) -> ApiResult {
+    state
+        .jobs
+        .clone()
+        .delete_job_template(pb::DeleteJobTemplateRequest { job_template_id })
+        .await?;
+    empty()
 }
 
 /// DescribeJob: `GET /jobs/{jobId}`.

@@ -112,6 +112,8 @@ struct Job {
     job_process_details: JobProcessDetails,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout_config: Option<TimeoutConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_template_arn: Option<String>,
     is_concurrent: bool,
 }
 
@@ -159,6 +161,7 @@ impl From<pb::DescribeJobResponse> for DescribeJobOutput {
                     .map(|minutes| TimeoutConfig {
                         in_progress_timeout_in_minutes: minutes,
                     }),
+                job_template_arn: j.job_template_arn,
                 is_concurrent: false,
             },
         }
@@ -357,6 +360,90 @@ impl From<pb::ListJobExecutionsForThingResponse> for ListJobExecutionsForThingOu
                 .map(|e| ForThing {
                     job_id: e.job_id.clone(),
                     job_execution_summary: e.into(),
+                })
+                .collect(),
+            next_token: next_page(r.next_token),
+        }
+    }
+}
+
+/// CreateJobTemplate's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CreateJobTemplateOutput {
+    job_template_arn: String,
+    job_template_id: String,
+}
+
+impl From<pb::CreateJobTemplateResponse> for CreateJobTemplateOutput {
+    fn from(r: pb::CreateJobTemplateResponse) -> Self {
+        CreateJobTemplateOutput {
+            job_template_arn: r.job_template_arn,
+            job_template_id: r.job_template_id,
+        }
+    }
+}
+
+/// DescribeJobTemplate's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DescribeJobTemplateOutput {
+    job_template_arn: String,
+    job_template_id: String,
+    description: String,
+    document: String,
+    created_at: f64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    timeout_config: Option<TimeoutConfig>,
+}
+
+impl From<pb::JobTemplate> for DescribeJobTemplateOutput {
+    fn from(t: pb::JobTemplate) -> Self {
+        DescribeJobTemplateOutput {
+            job_template_arn: t.job_template_arn,
+            job_template_id: t.job_template_id,
+            description: t.description,
+            document: t.document,
+            created_at: seconds(t.created_at_ms),
+            timeout_config: t
+                .in_progress_timeout_in_minutes
+                .map(|minutes| TimeoutConfig {
+                    in_progress_timeout_in_minutes: minutes,
+                }),
+        }
+    }
+}
+
+/// A template as ListJobTemplates lists it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct JobTemplateSummary {
+    job_template_arn: String,
+    job_template_id: String,
+    description: String,
+    created_at: f64,
+}
+
+/// ListJobTemplates' output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListJobTemplatesOutput {
+    job_templates: Vec<JobTemplateSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+impl From<pb::ListJobTemplatesResponse> for ListJobTemplatesOutput {
+    fn from(r: pb::ListJobTemplatesResponse) -> Self {
+        ListJobTemplatesOutput {
+            job_templates: r
+                .job_templates
+                .into_iter()
+                .map(|t| JobTemplateSummary {
+                    job_template_arn: t.job_template_arn,
+                    job_template_id: t.job_template_id,
+                    description: t.description,
+                    created_at: seconds(t.created_at_ms),
                 })
                 .collect(),
             next_token: next_page(r.next_token),

@@ -37,6 +37,8 @@ pub(crate) struct NewJob {
     pub(crate) description: Option<String>,
     pub(crate) target_selection: TargetSelection,
     pub(crate) in_progress_timeout_minutes: Option<i64>,
+    /// `jobTemplateArn`: the document and timeout where none is given.
+    pub(crate) template_arn: Option<String>,
 }
 
 /// ListJobs' filters.
@@ -104,7 +106,20 @@ impl Registry {
         )))
     }
 
-    pub(crate) async fn create_job(&self, new: NewJob) -> Result<Job, AwsError> {
+    pub(crate) async fn create_job(&self, mut new: NewJob) -> Result<Job, AwsError> {
+        let template = match &new.template_arn {
+            Some(arn) => {
+                let template = self.template_of_arn(arn)?;
+                if new.document.is_none() && new.document_source.is_none() {
+                    new.document = Some(template.document.clone());
+                }
+                new.in_progress_timeout_minutes = new
+                    .in_progress_timeout_minutes
+                    .or(template.in_progress_timeout_minutes);
+                Some(template.id)
+            }
+            None => None,
+        };
         new.check()?;
         let targets = new
             .targets
@@ -152,6 +167,7 @@ impl Registry {
                     created_ms: now,
                     updated_ms: now,
                     completed_ms: None,
+                    template_id: template,
                 };
                 c.put(job_key(&job.id), &job)?;
                 c.put(counts_key(&job.id), &ProcessDetails::default())?;

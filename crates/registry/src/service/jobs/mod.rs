@@ -10,12 +10,14 @@
 //!   `jobexecold/<id>/<thing>/<number>`: earlier attempts.
 //! - `thingjob/<thing>/<id>`: the jobs with an execution for a thing.
 //! - `jobgroup/<group>/<id>`: the jobs targeting a group.
+//! - `jobtemplate/<id>`: job templates.
 //! - `jobdeadline/<ms>/<id>/<thing>`: the IN_PROGRESS executions with a
 //!   timeout, by deadline (`timeouts` times them out).
 
 mod control;
 mod device;
 mod membership;
+mod templates;
 mod timeouts;
 
 use std::collections::BTreeSet;
@@ -33,6 +35,7 @@ use crate::domain::{
 pub(crate) use control::{JobFilter, NewJob};
 pub(crate) use device::{DeviceUpdate, Pending};
 pub(super) use membership::{thing_deleted, thing_joined, thing_left};
+pub(crate) use templates::NewTemplate;
 
 fn job_key(id: &str) -> Vec<u8> {
     key(&["job", id])
