@@ -10,6 +10,13 @@
 //! retried with the same thing name: CreateThing of an identical existing
 //! thing succeeds without a new event, so in the end every mutation is
 //! acknowledged exactly once in the log.
+//!
+//! The same for a job rollout: 1,000 things of a group each run their
+//! execution of a snapshot job to SUCCEEDED through the registry's `Jobs`
+//! service while the subscriber watches `$aws/events/jobExecution/+/succeeded`;
+//! an update whose answer the crash lost is retried, and finds its
+//! execution already final (`TerminalStateException`), so each execution
+//! succeeds once.
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
@@ -21,7 +28,11 @@ use std::time::Duration;
 use herald_proto::config::v1::{
     CreatePolicyRequest, UpdateEventConfigurationsRequest, config_client::ConfigClient,
 };
-use herald_proto::registry::v1::{CreateThingRequest, registry_client::RegistryClient};
+use herald_proto::registry::v1::{
+    AddThingToThingGroupRequest, CreateJobRequest, CreateThingGroupRequest, CreateThingRequest,
+    JobExecutionStatus, UpdateJobExecutionRequest, jobs_client::JobsClient,
+    registry_client::RegistryClient,
+};
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use serde_json::Value;
 use tokio::sync::watch;
@@ -31,7 +42,7 @@ use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME};
 
 use herald_testkit::process::{Process, workspace_binary};
 
-use crate::support::created_event_ids;
+use crate::support::{created_event_ids, succeeded_execution_event_ids};
 
 const MUTATIONS: usize = 1000;
 const KILL_AFTER: usize = 300;
@@ -140,7 +151,8 @@ impl Services {
     }
 }
 
-/// The development user may do anything; thing events are on.
+/// The development user may do anything; thing and job execution events
+/// are on.
 async fn configure(services: &Services) {
     let mut config = ConfigClient::connect(url(&services.config).await)
         .await
@@ -155,7 +167,11 @@ async fn configure(services: &Services) {
         .unwrap();
     config
         .update_event_configurations(UpdateEventConfigurationsRequest {
-            enabled: [("THING".to_owned(), true)].into(),
+            enabled: [
+                ("THING".to_owned(), true),
+                ("JOB_EXECUTION".to_owned(), true),
+            ]
+            .into(),
         })
         .await
         .unwrap();
@@ -163,10 +179,32 @@ async fn configure(services: &Services) {
 
 // ---------------------------------------------------------------- the subscriber
 
+/// What the subscriber watches: a topic filter, and the payload field
+/// that names what each message is about.
+#[derive(Clone, Copy)]
+struct Watch {
+    filter: &'static str,
+    /// Gives the name (`thingName`, or the thing of a `thingArn`).
+    name: fn(&Value) -> String,
+}
+
+const THINGS_CREATED: Watch = Watch {
+    filter: "$aws/events/thing/+/created",
+    name: |value| value["thingName"].as_str().unwrap().to_owned(),
+};
+
+const EXECUTIONS_SUCCEEDED: Watch = Watch {
+    filter: "$aws/events/jobExecution/+/succeeded",
+    name: |value| {
+        let arn = value["thingArn"].as_str().unwrap();
+        arn.rsplit_once("thing/").unwrap().1.to_owned()
+    },
+};
+
 /// What the subscriber saw.
 #[derive(Default)]
 struct Seen {
-    /// thingName → the eventIds received for its creation.
+    /// name → the eventIds received for it.
     created: HashMap<String, HashSet<String>>,
     connections: usize,
     /// Reconnections that found the session still there.
@@ -177,6 +215,7 @@ struct Seen {
 /// the address in `addr` (and again, after each failure, to the address
 /// it holds then), until `stop`.
 fn subscriber(
+    what: Watch,
     mut addr: watch::Receiver<SocketAddr>,
     seen: Arc<Mutex<Seen>>,
     subscribed: Arc<AtomicBool>,
@@ -207,7 +246,7 @@ fn subscriber(
                         }
                         if !subscribed.load(Ordering::SeqCst) {
                             client
-                                .subscribe("$aws/events/thing/+/created", QoS::AtLeastOnce)
+                                .subscribe(what.filter, QoS::AtLeastOnce)
                                 .await
                                 .unwrap();
                         }
@@ -217,7 +256,7 @@ fn subscriber(
                     }
                     Ok(Event::Incoming(Packet::Publish(publish))) => {
                         let value: Value = serde_json::from_slice(&publish.payload).unwrap();
-                        let name = value["thingName"].as_str().unwrap().to_owned();
+                        let name = (what.name)(&value);
                         let id = value["eventId"].as_str().unwrap().to_owned();
                         seen.lock()
                             .unwrap()
@@ -260,7 +299,13 @@ async fn kill_during_mutations(victim: Victim) {
     let (addr_tx, addr_rx) = watch::channel(services.mqtt_addr().await);
     let subscribed = Arc::new(AtomicBool::new(false));
     let stop = Arc::new(AtomicBool::new(false));
-    let watcher = subscriber(addr_rx, seen.clone(), subscribed.clone(), stop.clone());
+    let watcher = subscriber(
+        THINGS_CREATED,
+        addr_rx,
+        seen.clone(),
+        subscribed.clone(),
+        stop.clone(),
+    );
 
     // The subscription is live once a probe's creation arrives.
     let mut registry = services.registry_client().await;
@@ -408,4 +453,229 @@ async fn sigkill_of_the_gateway_during_1000_mutations_loses_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_registry_during_1000_mutations_loses_no_event() {
     kill_during_mutations(Victim::Registry).await;
+}
+
+/// SIGKILL of `victim` during a 1,000-thing job rollout: every execution's
+/// SUCCEEDED event reaches the persistent QoS 1 subscriber.
+async fn kill_during_rollout(victim: Victim) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut services = Services::start(dir.path()).await;
+    configure(&services).await;
+    let mut registry = services.registry_client().await;
+    registry
+        .create_thing_group(CreateThingGroupRequest {
+            thing_group_name: "fleet".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for i in 0..MUTATIONS {
+        let thing_name = format!("d-{i}");
+        registry
+            .create_thing(CreateThingRequest {
+                thing_name: thing_name.clone(),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        registry
+            .add_thing_to_thing_group(AddThingToThingGroupRequest {
+                thing_group_name: Some("fleet".into()),
+                thing_name: Some(thing_name),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    }
+
+    let seen = Arc::new(Mutex::new(Seen::default()));
+    let (addr_tx, addr_rx) = watch::channel(services.mqtt_addr().await);
+    let subscribed = Arc::new(AtomicBool::new(false));
+    let stop = Arc::new(AtomicBool::new(false));
+    let watcher = subscriber(
+        EXECUTIONS_SUCCEEDED,
+        addr_rx,
+        seen.clone(),
+        subscribed.clone(),
+        stop.clone(),
+    );
+    let jobs_url = format!("http://{}", services.registry_addr);
+    let mut jobs = JobsClient::connect(jobs_url.clone()).await.unwrap();
+    // The subscription is live once a probe job's execution arrives.
+    let deadline = Instant::now() + DEADLINE;
+    registry
+        .create_thing(CreateThingRequest {
+            thing_name: "probe".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    for probe in 0.. {
+        assert!(Instant::now() < deadline, "no probe event arrived");
+        if !subscribed.load(Ordering::SeqCst) {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+            continue;
+        }
+        let job_id = format!("probe-{probe}");
+        jobs.create_job(CreateJobRequest {
+            job_id: job_id.clone(),
+            targets: vec!["arn:aws:iot:us-east-1:123456789012:thing/probe".into()],
+            document: Some("{}".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        jobs.update_job_execution(UpdateJobExecutionRequest {
+            job_id,
+            thing_name: "probe".into(),
+            status: JobExecutionStatus::Succeeded as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+        let arrived = timeout(Duration::from_secs(2), async {
+            while !seen.lock().unwrap().created.contains_key("probe") {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        if arrived.is_ok() {
+            break;
+        }
+    }
+    jobs.create_job(CreateJobRequest {
+        job_id: "rollout".into(),
+        targets: vec!["arn:aws:iot:us-east-1:123456789012:thinggroup/fleet".into()],
+        document: Some(r#"{"op":"update"}"#.into()),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+
+    // Each device runs its execution to SUCCEEDED, retried until answered.
+    let acknowledged = Arc::new(AtomicUsize::new(0));
+    let mut writers = Vec::new();
+    for w in 0..WRITERS {
+        let url = jobs_url.clone();
+        let acknowledged = acknowledged.clone();
+        writers.push(tokio::spawn(async move {
+            let channel = tonic::transport::Endpoint::from_shared(url)
+                .unwrap()
+                .connect_lazy();
+            let mut jobs = JobsClient::new(channel);
+            let mut retries = 0;
+            for i in (w..MUTATIONS).step_by(WRITERS) {
+                let deadline = Instant::now() + DEADLINE;
+                loop {
+                    let done = jobs
+                        .update_job_execution(UpdateJobExecutionRequest {
+                            job_id: "rollout".into(),
+                            thing_name: format!("d-{i}"),
+                            status: JobExecutionStatus::Succeeded as i32,
+                            ..Default::default()
+                        })
+                        .await;
+                    match done {
+                        Ok(_) => break,
+                        // Committed before the crash; its answer was lost.
+                        Err(status)
+                            if herald_proto::error::AwsError::from_status(&status).error_type
+                                == herald_proto::error::ErrorType::TerminalState =>
+                        {
+                            break;
+                        }
+                        Err(status) => {
+                            assert!(
+                                Instant::now() < deadline,
+                                "d-{i} never acknowledged: {status}"
+                            );
+                            retries += 1;
+                            tokio::time::sleep(Duration::from_millis(20)).await;
+                        }
+                    }
+                }
+                acknowledged.fetch_add(1, Ordering::SeqCst);
+            }
+            retries
+        }));
+    }
+    let deadline = Instant::now() + DEADLINE;
+    while acknowledged.load(Ordering::SeqCst) < KILL_AFTER {
+        assert!(Instant::now() < deadline, "the rollout stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match victim {
+        Victim::Gateway => {
+            services.gateway.take().unwrap().kill_9().await;
+            services.start_gateway().await;
+            addr_tx.send_replace(services.mqtt_addr().await);
+        }
+        Victim::Registry => {
+            services.registry.take().unwrap().kill_9().await;
+            let listen = services.registry_addr.to_string();
+            services.registry = Some(Services::start_registry(dir.path(), &listen).await);
+        }
+    }
+    let killed_at = acknowledged.load(Ordering::SeqCst);
+    let mut retries = 0;
+    for writer in writers {
+        retries += writer.await.unwrap();
+    }
+    assert!(
+        killed_at < MUTATIONS,
+        "the kill came before the last update ({killed_at})"
+    );
+
+    let mut registry = services.registry_client().await;
+    let log = succeeded_execution_event_ids(&mut registry).await;
+    let expected: HashSet<String> = (0..MUTATIONS)
+        .map(|i| {
+            log.get(&format!("d-{i}"))
+                .unwrap_or_else(|| panic!("d-{i} succeeded but its event is not in the log"))
+                .clone()
+        })
+        .collect();
+    let received = || -> HashSet<String> {
+        let seen = seen.lock().unwrap();
+        seen.created
+            .iter()
+            .filter(|(name, _)| name.starts_with("d-"))
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while received().len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = received();
+    let missing: Vec<&String> = expected.difference(&received).collect();
+    let unexpected: Vec<&String> = received.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{victim:?} killed after {killed_at} updates ({retries} retries): {} missing, {} unexpected, e.g. {:?} {:?}",
+        missing.len(),
+        unexpected.len(),
+        missing.first(),
+        unexpected.first()
+    );
+    if victim == Victim::Gateway {
+        let seen = seen.lock().unwrap();
+        assert!(
+            seen.resumed >= 1,
+            "the subscriber's session was resumed after the crash"
+        );
+    }
+    stop.store(true, Ordering::SeqCst);
+    watcher.abort();
+    services.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_gateway_during_a_1000_thing_job_rollout_loses_no_event() {
+    kill_during_rollout(Victim::Gateway).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_of_the_registry_during_a_1000_thing_job_rollout_loses_no_event() {
+    kill_during_rollout(Victim::Registry).await;
 }

@@ -441,6 +441,39 @@ pub(crate) async fn create_group(r: &mut Registry, name: &str) {
 pub(crate) async fn created_event_ids(
     registry: &mut Registry,
 ) -> std::collections::HashMap<String, String> {
+    logged_event_ids(registry, |event| match event {
+        reg::ChangeEvent {
+            operation,
+            event: Some(reg::change_event::Event::Thing(thing)),
+            ..
+        } if *operation == reg::Operation::Created as i32 => Some(thing.thing_name.clone()),
+        _ => None,
+    })
+    .await
+}
+
+/// The event id of each thing's SUCCEEDED job execution event in the
+/// registry's change log, by thing name.
+pub(crate) async fn succeeded_execution_event_ids(
+    registry: &mut Registry,
+) -> std::collections::HashMap<String, String> {
+    logged_event_ids(registry, |event| match &event.event {
+        Some(reg::change_event::Event::JobExecution(e))
+            if e.kind == reg::JobExecutionEventKind::Succeeded as i32 =>
+        {
+            e.execution.as_ref().map(|x| x.thing_name.clone())
+        }
+        _ => None,
+    })
+    .await
+}
+
+/// The event id of every change event of the log that `key` names, by
+/// that name (each name once).
+async fn logged_event_ids(
+    registry: &mut Registry,
+    key: impl Fn(&reg::ChangeEvent) -> Option<String>,
+) -> std::collections::HashMap<String, String> {
     let last = registry
         .get_change_log_info(reg::GetChangeLogInfoRequest {})
         .await
@@ -462,11 +495,9 @@ pub(crate) async fn created_event_ids(
             .expect("the stream stays open");
         for event in batch.events {
             sequence = event.sequence;
-            if event.operation == reg::Operation::Created as i32
-                && let Some(reg::change_event::Event::Thing(thing)) = event.event
-            {
-                let previous = created.insert(thing.thing_name.clone(), event.event_id);
-                assert!(previous.is_none(), "{} created twice", thing.thing_name);
+            if let Some(name) = key(&event) {
+                let previous = created.insert(name.clone(), event.event_id);
+                assert!(previous.is_none(), "{name} logged twice");
             }
         }
     }
