@@ -370,23 +370,7 @@ async fn kill_during_mutations(victim: Victim) {
     }
 
     // The crash, after KILL_AFTER acknowledged mutations.
-    while acknowledged.load(Ordering::SeqCst) < KILL_AFTER {
-        assert!(Instant::now() < deadline, "the mutations stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    match victim {
-        Victim::Gateway => {
-            services.gateway.take().unwrap().kill_9().await;
-            services.start_gateway().await;
-            addr_tx.send_replace(services.mqtt_addr().await);
-        }
-        Victim::Registry => {
-            services.registry.take().unwrap().kill_9().await;
-            let listen = services.registry_addr.to_string();
-            services.registry = Some(Services::start_registry(dir.path(), &listen).await);
-        }
-    }
-    let killed_at = acknowledged.load(Ordering::SeqCst);
+    let killed_at = crash_after(&acknowledged, victim, &mut services, dir.path(), &addr_tx).await;
     let mut retries = 0;
     for writer in writers {
         retries += writer.await.unwrap();
@@ -399,36 +383,8 @@ async fn kill_during_mutations(victim: Victim) {
     // Every acknowledged mutation's event arrives; nothing else does.
     let mut registry = services.registry_client().await;
     let log = created_event_ids(&mut registry).await;
-    let expected: HashSet<String> = (0..MUTATIONS)
-        .map(|i| {
-            log.get(&format!("m-{i}"))
-                .unwrap_or_else(|| panic!("m-{i} was acknowledged but its event is not in the log"))
-                .clone()
-        })
-        .collect();
-    let received = || -> HashSet<String> {
-        let seen = seen.lock().unwrap();
-        seen.created
-            .iter()
-            .filter(|(name, _)| name.starts_with("m-"))
-            .flat_map(|(_, ids)| ids.iter().cloned())
-            .collect()
-    };
-    let deadline = Instant::now() + DEADLINE;
-    while received().len() < expected.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let received = received();
-    let missing: Vec<&String> = expected.difference(&received).collect();
-    let unexpected: Vec<&String> = received.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{victim:?} killed after {killed_at} mutations ({retries} retries): {} missing, {} unexpected, e.g. {:?} {:?}",
-        missing.len(),
-        unexpected.len(),
-        missing.first(),
-        unexpected.first()
-    );
+    let what = format!("{victim:?} killed after {killed_at} mutations ({retries} retries)");
+    assert_received_exactly(&seen, &log, "m-", what).await;
     {
         let seen = seen.lock().unwrap();
         match victim {
@@ -453,6 +409,78 @@ async fn sigkill_of_the_gateway_during_1000_mutations_loses_no_event() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_of_the_registry_during_1000_mutations_loses_no_event() {
     kill_during_mutations(Victim::Registry).await;
+}
+
+/// The crash once `acknowledged` reaches [`KILL_AFTER`]: SIGKILL of
+/// `victim`, started again on the same data (and address, for the
+/// registry); the subscriber follows a new gateway's address.
+async fn crash_after(
+    acknowledged: &AtomicUsize,
+    victim: Victim,
+    services: &mut Services,
+    dir: &Path,
+    addr_tx: &watch::Sender<SocketAddr>,
+) -> usize {
+    let deadline = Instant::now() + DEADLINE;
+    while acknowledged.load(Ordering::SeqCst) < KILL_AFTER {
+        assert!(Instant::now() < deadline, "the writes stalled");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    match victim {
+        Victim::Gateway => {
+            services.gateway.take().unwrap().kill_9().await;
+            services.start_gateway().await;
+            addr_tx.send_replace(services.mqtt_addr().await);
+        }
+        Victim::Registry => {
+            services.registry.take().unwrap().kill_9().await;
+            let listen = services.registry_addr.to_string();
+            services.registry = Some(Services::start_registry(dir, &listen).await);
+        }
+    }
+    acknowledged.load(Ordering::SeqCst)
+}
+
+/// Waits until the subscriber has every event of `log` for the names
+/// `<prefix>0` .. `<prefix>999`, and asserts it received exactly those.
+async fn assert_received_exactly(
+    seen: &Mutex<Seen>,
+    log: &HashMap<String, String>,
+    prefix: &str,
+    what: String,
+) {
+    let expected: HashSet<String> = (0..MUTATIONS)
+        .map(|i| {
+            log.get(&format!("{prefix}{i}"))
+                .unwrap_or_else(|| {
+                    panic!("{prefix}{i} was acknowledged but its event is not in the log")
+                })
+                .clone()
+        })
+        .collect();
+    let received = || -> HashSet<String> {
+        let seen = seen.lock().unwrap();
+        seen.created
+            .iter()
+            .filter(|(name, _)| name.starts_with(prefix))
+            .flat_map(|(_, ids)| ids.iter().cloned())
+            .collect()
+    };
+    let deadline = Instant::now() + DEADLINE;
+    while received().len() < expected.len() && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let received = received();
+    let missing: Vec<&String> = expected.difference(&received).collect();
+    let unexpected: Vec<&String> = received.difference(&expected).collect();
+    assert!(
+        missing.is_empty() && unexpected.is_empty(),
+        "{what}: {} missing, {} unexpected, e.g. {:?} {:?}",
+        missing.len(),
+        unexpected.len(),
+        missing.first(),
+        unexpected.first()
+    );
 }
 
 /// SIGKILL of `victim` during a 1,000-thing job rollout: every execution's
@@ -599,24 +627,7 @@ async fn kill_during_rollout(victim: Victim) {
             retries
         }));
     }
-    let deadline = Instant::now() + DEADLINE;
-    while acknowledged.load(Ordering::SeqCst) < KILL_AFTER {
-        assert!(Instant::now() < deadline, "the rollout stalled");
-        tokio::time::sleep(Duration::from_millis(5)).await;
-    }
-    match victim {
-        Victim::Gateway => {
-            services.gateway.take().unwrap().kill_9().await;
-            services.start_gateway().await;
-            addr_tx.send_replace(services.mqtt_addr().await);
-        }
-        Victim::Registry => {
-            services.registry.take().unwrap().kill_9().await;
-            let listen = services.registry_addr.to_string();
-            services.registry = Some(Services::start_registry(dir.path(), &listen).await);
-        }
-    }
-    let killed_at = acknowledged.load(Ordering::SeqCst);
+    let killed_at = crash_after(&acknowledged, victim, &mut services, dir.path(), &addr_tx).await;
     let mut retries = 0;
     for writer in writers {
         retries += writer.await.unwrap();
@@ -628,36 +639,8 @@ async fn kill_during_rollout(victim: Victim) {
 
     let mut registry = services.registry_client().await;
     let log = succeeded_execution_event_ids(&mut registry).await;
-    let expected: HashSet<String> = (0..MUTATIONS)
-        .map(|i| {
-            log.get(&format!("d-{i}"))
-                .unwrap_or_else(|| panic!("d-{i} succeeded but its event is not in the log"))
-                .clone()
-        })
-        .collect();
-    let received = || -> HashSet<String> {
-        let seen = seen.lock().unwrap();
-        seen.created
-            .iter()
-            .filter(|(name, _)| name.starts_with("d-"))
-            .flat_map(|(_, ids)| ids.iter().cloned())
-            .collect()
-    };
-    let deadline = Instant::now() + DEADLINE;
-    while received().len() < expected.len() && Instant::now() < deadline {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    let received = received();
-    let missing: Vec<&String> = expected.difference(&received).collect();
-    let unexpected: Vec<&String> = received.difference(&expected).collect();
-    assert!(
-        missing.is_empty() && unexpected.is_empty(),
-        "{victim:?} killed after {killed_at} updates ({retries} retries): {} missing, {} unexpected, e.g. {:?} {:?}",
-        missing.len(),
-        unexpected.len(),
-        missing.first(),
-        unexpected.first()
-    );
+    let what = format!("{victim:?} killed after {killed_at} updates ({retries} retries)");
+    assert_received_exactly(&seen, &log, "d-", what).await;
     if victim == Victim::Gateway {
         let seen = seen.lock().unwrap();
         assert!(
