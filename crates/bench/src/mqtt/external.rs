@@ -64,7 +64,12 @@ pub(super) fn binaries() -> anyhow::Result<PathBuf> {
 }
 
 impl ExternalHerald {
-    pub(super) fn start() -> anyhow::Result<ExternalHerald> {
+    /// Starts the three services, the gateway's plain and TLS listeners
+    /// taking up to `max_connections` and `max_tls_connections`.
+    pub(super) fn start(
+        max_connections: usize,
+        max_tls_connections: usize,
+    ) -> anyhow::Result<ExternalHerald> {
         let bins = binaries()?;
         std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
         let dir = tempfile::Builder::new()
@@ -119,15 +124,15 @@ impl ExternalHerald {
                 ),
                 ("HERALD_GATEWAY__DATA_DIR", data("gateway")),
                 ("HERALD_GATEWAY__INTERNAL_TLS__ENABLED", "false".into()),
-                // Room on the plain listener for every idle connection (its
-                // default cap is 4,096), the caps' sum within the descriptors.
+                // The caps' sum within the descriptors (the plain listener's
+                // default cap is 4,096).
                 (
                     "HERALD_GATEWAY__MQTT__MAX_CONNECTIONS",
-                    (super::idle::CONNECTIONS + 1_000).to_string(),
+                    max_connections.to_string(),
                 ),
                 (
                     "HERALD_GATEWAY__MQTT__MAX_TLS_CONNECTIONS",
-                    (super::idle::TLS_CONNECTIONS + 1_000).to_string(),
+                    max_tls_connections.to_string(),
                 ),
                 ("HERALD_GATEWAY__REGISTRY_URL", format!("http://{registry}")),
                 (

@@ -166,7 +166,7 @@ pub(super) fn measure() -> anyhow::Result<Measured> {
         .build()
         .context("building the idle clients' runtime")?;
 
-    let herald = ExternalHerald::start()?;
+    let herald = ExternalHerald::start(CONNECTIONS + 1_000, TLS_CONNECTIONS + 1_000)?;
     eprintln!(
         "mqtt: idle: gateway process {} (plain MQTT on {})",
         herald.gateway_pid(),
@@ -217,7 +217,7 @@ pub(super) fn measure() -> anyhow::Result<Measured> {
 /// [`TLS_CONNECTIONS`] mutual-TLS connections to a fresh gateway process set
 /// (with a certificate its config service issued), then to a fresh Mosquitto.
 async fn measure_tls() -> anyhow::Result<(Idle, Idle)> {
-    let herald = ExternalHerald::start()?;
+    let herald = ExternalHerald::start(CONNECTIONS + 1_000, TLS_CONNECTIONS + 1_000)?;
     eprintln!(
         "mqtt: tls: gateway process {} (MQTT over TLS on {})",
         herald.gateway_pid(),
