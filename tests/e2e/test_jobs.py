@@ -259,6 +259,23 @@ def test_job_templates(client):
     )
 
 
+def test_failed_executions_are_retried(client, jobs_data):
+    client.create_thing(thingName="t1")
+    client.create_job(
+        jobId="retried", targets=[thing_arn("t1")], document=DOCUMENT,
+        jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 1}]},
+    )
+    job = client.describe_job(jobId="retried")["job"]
+    assert job["jobExecutionsRetryConfig"] == {"criteriaList": [{"failureType": "ALL", "numberOfRetries": 1}]}
+    jobs_data.update_job_execution(thingName="t1", jobId="retried", status="FAILED")
+    summary = client.list_job_executions_for_job(jobId="retried")["executionSummaries"][0]["jobExecutionSummary"]
+    assert (summary["status"], summary["executionNumber"], summary["retryAttempt"]) == ("QUEUED", 2, 1)
+    expect_error(
+        client, "InvalidRequestException", client.create_job, jobId="bad", targets=[thing_arn("t1")],
+        document=DOCUMENT, jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 11}]},
+    )
+
+
 def test_job_errors(client):
     client.create_thing(thingName="t1")
     client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)

@@ -28,6 +28,10 @@ const BENCHES: &[(&str, &str)] = &[
         "MQTT through the gateway vs Mosquitto: fan-out 1 -> 100/1000 subscribers, QoS 0/1, latency; memory per idle connection at 10,000; plain and TLS connections accepted per second",
     ),
     (
+        "jobs",
+        "a snapshot job on 10,000 things, 1,000 of them on MQTT: CreateJob to every notify-next; device updates/s end to end; vs the registry's mutations/s",
+    ),
+    (
         "events",
         "$aws/events latency, mutation acknowledged -> event received (1,000/s, 100 subscribers); highest rate with no loss",
     ),

@@ -6,6 +6,7 @@
 
 mod cpu;
 mod events;
+mod jobs;
 mod mqtt;
 mod policy;
 mod registry;
@@ -33,6 +34,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("policy", policy::run),
     ("mqtt", mqtt::run),
     ("events", events::run),
+    ("jobs", jobs::run),
 ];
 
 const DEFAULT_SECS: u64 = 5;

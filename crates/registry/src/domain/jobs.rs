@@ -90,6 +90,91 @@ impl ExecutionStatus {
     }
 }
 
+/// The failures a retry criterion covers (`jobExecutionsRetryConfig`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum FailureType {
+    Failed,
+    TimedOut,
+    All,
+}
+
+impl FailureType {
+    pub(crate) fn parse(name: &str) -> Option<FailureType> {
+        match name {
+            "FAILED" => Some(FailureType::Failed),
+            "TIMED_OUT" => Some(FailureType::TimedOut),
+            "ALL" => Some(FailureType::All),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            FailureType::Failed => "FAILED",
+            FailureType::TimedOut => "TIMED_OUT",
+            FailureType::All => "ALL",
+        }
+    }
+
+    fn covers(self, status: ExecutionStatus) -> bool {
+        match self {
+            FailureType::Failed => status == ExecutionStatus::Failed,
+            FailureType::TimedOut => status == ExecutionStatus::TimedOut,
+            FailureType::All => {
+                matches!(status, ExecutionStatus::Failed | ExecutionStatus::TimedOut)
+            }
+        }
+    }
+}
+
+/// One `jobExecutionsRetryConfig` criterion: how many times an execution
+/// that ends with this failure is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RetryCriterion {
+    pub(crate) failure_type: FailureType,
+    pub(crate) retries: u32,
+}
+
+/// The most retries of a criterion.
+pub(crate) const MAX_RETRIES: u32 = 10;
+
+/// Retry criteria: 1 or 2, each failure type once, 0 to 10 retries.
+pub(crate) fn check_retry(criteria: &[RetryCriterion]) -> Result<(), AwsError> {
+    if criteria.is_empty() || criteria.len() > 2 {
+        return Err(invalid("jobExecutionsRetryConfig needs 1 or 2 criteria"));
+    }
+    for (i, c) in criteria.iter().enumerate() {
+        if c.retries > MAX_RETRIES {
+            return Err(invalid(format!(
+                "numberOfRetries must be 0 to {MAX_RETRIES}, got {}",
+                c.retries
+            )));
+        }
+        if criteria[..i]
+            .iter()
+            .any(|o| o.failure_type == c.failure_type)
+        {
+            return Err(invalid(format!(
+                "failureType {} is given twice",
+                c.failure_type.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Whether an execution that ended with `status` on attempt `attempt`
+/// (0 for the first) is tried again under `criteria`.
+pub(crate) fn retries_after(
+    criteria: &[RetryCriterion],
+    status: ExecutionStatus,
+    attempt: u32,
+) -> bool {
+    criteria
+        .iter()
+        .any(|c| c.failure_type.covers(status) && attempt < c.retries)
+}
+
 /// What a job's creator set; fixed at creation except the description and
 /// the timeout, which UpdateJob may change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -115,6 +200,9 @@ pub(crate) struct Job {
     /// The template the job was created from.
     #[serde(default)]
     pub(crate) template_id: Option<String>,
+    /// `jobExecutionsRetryConfig`.
+    #[serde(default)]
+    pub(crate) retry: Vec<RetryCriterion>,
 }
 
 impl Job {
@@ -174,6 +262,9 @@ pub(crate) struct Execution {
     /// ... or its step timeout after the update that set it.
     #[serde(default)]
     pub(crate) step_deadline_ms: Option<i64>,
+    /// 0 for the first attempt, one more for each retry.
+    #[serde(default)]
+    pub(crate) retry_attempt: u32,
 }
 
 impl Execution {
@@ -191,6 +282,7 @@ impl Execution {
             updated_ms: now_ms,
             in_progress_deadline_ms: None,
             step_deadline_ms: None,
+            retry_attempt: 0,
         }
     }
 
@@ -496,6 +588,40 @@ mod tests {
         e.set(InProgress, None, 30);
         assert_eq!((e.version, e.started_ms, e.updated_ms), (3, Some(20), 30));
         assert_eq!(e.status_details.len(), 1);
+    }
+
+    #[test]
+    fn failures_are_retried_as_often_as_their_criterion_allows() {
+        let criteria = [
+            RetryCriterion {
+                failure_type: FailureType::Failed,
+                retries: 2,
+            },
+            RetryCriterion {
+                failure_type: FailureType::TimedOut,
+                retries: 0,
+            },
+        ];
+        assert!(check_retry(&criteria).is_ok());
+        assert!(retries_after(&criteria, Failed, 0));
+        assert!(retries_after(&criteria, Failed, 1));
+        assert!(!retries_after(&criteria, Failed, 2));
+        assert!(!retries_after(&criteria, TimedOut, 0));
+        assert!(!retries_after(&criteria, Rejected, 0));
+        let all = [RetryCriterion {
+            failure_type: FailureType::All,
+            retries: 1,
+        }];
+        assert!(retries_after(&all, TimedOut, 0));
+        assert!(check_retry(&[]).is_err());
+        assert!(check_retry(&[criteria[0], criteria[0]]).is_err());
+        assert!(
+            check_retry(&[RetryCriterion {
+                failure_type: FailureType::All,
+                retries: 11
+            }])
+            .is_err()
+        );
     }
 
     #[test]

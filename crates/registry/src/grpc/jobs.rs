@@ -13,8 +13,8 @@ use crate::{
     domain::{
         self, Arns, ExecutionEventKind, JobEventKind, NotifyKind,
         jobs::{
-            Execution, ExecutionStatus, Job, JobStatus, JobTemplate, ProcessDetails,
-            TargetSelection,
+            Execution, ExecutionStatus, FailureType, Job, JobStatus, JobTemplate, ProcessDetails,
+            RetryCriterion, TargetSelection,
         },
     },
     service::{DeviceUpdate, JobFilter, NewJob, NewTemplate, Registry},
@@ -142,6 +142,14 @@ fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
         completed_at_ms: j.completed_ms,
         in_progress_timeout_in_minutes: j.in_progress_timeout_minutes,
         job_template_arn: j.template_id.map(|id| arns.of("jobtemplate", &id)),
+        retry_criteria: j
+            .retry
+            .iter()
+            .map(|c| pb::RetryCriterion {
+                failure_type: c.failure_type.name().to_owned(),
+                number_of_retries: c.retries,
+            })
+            .collect(),
         job_id: j.id,
     }
 }
@@ -170,6 +178,7 @@ fn execution(arns: &Arns<'_>, e: Execution) -> pb::JobExecution {
         last_updated_at_ms: e.updated_ms,
         execution_number: e.execution_number,
         version_number: e.version,
+        retry_attempt: e.retry_attempt,
     }
 }
 
@@ -262,6 +271,22 @@ impl jobs_server::Jobs for GrpcJobs {
                 .unwrap_or(TargetSelection::Snapshot),
             in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
             template_arn: r.job_template_arn,
+            retry: r
+                .retry_criteria
+                .iter()
+                .map(|c| {
+                    let failure_type = FailureType::parse(&c.failure_type).ok_or_else(|| {
+                        invalid(format!(
+                            "failureType must be FAILED, TIMED_OUT or ALL, not {:?}",
+                            c.failure_type
+                        ))
+                    })?;
+                    Ok(RetryCriterion {
+                        failure_type,
+                        retries: c.number_of_retries,
+                    })
+                })
+                .collect::<Result<_, Status>>()?,
         };
         let registry = &self.registry;
         reply(

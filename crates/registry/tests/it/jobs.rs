@@ -1059,3 +1059,58 @@ async fn a_deadline_survives_a_restart() {
     );
     registry.stop().await;
 }
+
+/// With `jobExecutionsRetryConfig`, an execution that fails is queued
+/// again as a new attempt, as often as its criterion allows; the job
+/// completes once no attempt is left.
+#[tokio::test]
+async fn failed_executions_are_retried() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_thing(&mut client, "t1").await;
+    let retried = CreateJobRequest {
+        retry_criteria: vec![RetryCriterion {
+            failure_type: "FAILED".into(),
+            number_of_retries: 1,
+        }],
+        ..create_req("retried", &[arn("thing", "t1")], TargetSelection::Snapshot)
+    };
+    jobs.create_job(retried).await.unwrap();
+    let before = last_sequence(&mut client).await;
+    update(&mut jobs, "retried", "t1", JobExecutionStatus::Failed, None)
+        .await
+        .unwrap();
+    let again = execution(&mut jobs, "retried", "t1").await;
+    assert_eq!(
+        (again.status(), again.execution_number, again.retry_attempt),
+        (JobExecutionStatus::Queued, 2, 1)
+    );
+    assert_eq!(describe(&mut jobs, "retried").await.status(), JobStatus::InProgress);
+    // The failed attempt left the pending list and the new one joined it:
+    // the device is told of the new attempt, once.
+    assert_eq!(
+        summary(&events_after(&mut client, before).await),
+        [
+            "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_FAILED t1",
+            r#"JOBS_NOTIFY_KIND_NOTIFY t1 ["retried"]"#,
+            r#"JOBS_NOTIFY_KIND_NOTIFY_NEXT t1 ["retried"]"#,
+        ]
+    );
+    update(&mut jobs, "retried", "t1", JobExecutionStatus::Failed, None)
+        .await
+        .unwrap();
+    let last = execution(&mut jobs, "retried", "t1").await;
+    assert_eq!((last.status(), last.execution_number), (JobExecutionStatus::Failed, 2));
+    let job = describe(&mut jobs, "retried").await;
+    assert_eq!(job.status(), JobStatus::Completed);
+    assert_eq!(job.retry_criteria.len(), 1);
+    let bad = CreateJobRequest {
+        retry_criteria: vec![RetryCriterion {
+            failure_type: "REJECTED".into(),
+            number_of_retries: 1,
+        }],
+        ..create_req("bad-retry", &[arn("thing", "t1")], TargetSelection::Snapshot)
+    };
+    expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    registry.stop().await;
+}

@@ -143,6 +143,31 @@ struct TimeoutConfig {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
+struct RetryConfig {
+    criteria_list: Vec<RetryCriterion>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RetryCriterion {
+    failure_type: String,
+    number_of_retries: u32,
+}
+
+fn retry_criteria(config: Option<RetryConfig>) -> Vec<pb::RetryCriterion> {
+    config
+        .map(|c| c.criteria_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| pb::RetryCriterion {
+            failure_type: c.failure_type,
+            number_of_retries: c.number_of_retries,
+        })
+        .collect()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 struct CreateJob {
     targets: Vec<String>,
     document_source: Option<String>,
@@ -151,6 +176,7 @@ struct CreateJob {
     target_selection: Option<String>,
     timeout_config: Option<TimeoutConfig>,
     job_template_arn: Option<String>,
+    job_executions_retry_config: Option<RetryConfig>,
     /// Members Herald refuses until it applies them.
     #[serde(flatten)]
     others: HashMap<String, Value>,
@@ -164,7 +190,6 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
         "abortConfig",
         "tags",
         "namespaceId",
-        "jobExecutionsRetryConfig",
         "maintenanceWindows",
         "documentParameters",
         "schedulingConfig",
@@ -220,6 +245,7 @@ async fn create_job(
                 .timeout_config
                 .and_then(|t| t.in_progress_timeout_in_minutes),
             job_template_arn: body.job_template_arn,
+            retry_criteria: retry_criteria(body.job_executions_retry_config),
         })
         .await?
         .into_inner();

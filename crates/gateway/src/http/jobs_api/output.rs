@@ -114,7 +114,22 @@ struct Job {
     timeout_config: Option<TimeoutConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_template_arn: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_executions_retry_config: Option<RetryConfig>,
     is_concurrent: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetryConfig {
+    criteria_list: Vec<RetryCriterion>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetryCriterion {
+    failure_type: String,
+    number_of_retries: u32,
 }
 
 /// DescribeJob's output.
@@ -162,6 +177,16 @@ impl From<pb::DescribeJobResponse> for DescribeJobOutput {
                         in_progress_timeout_in_minutes: minutes,
                     }),
                 job_template_arn: j.job_template_arn,
+                job_executions_retry_config: (!j.retry_criteria.is_empty()).then(|| RetryConfig {
+                    criteria_list: j
+                        .retry_criteria
+                        .into_iter()
+                        .map(|c| RetryCriterion {
+                            failure_type: c.failure_type,
+                            number_of_retries: c.number_of_retries,
+                        })
+                        .collect(),
+                }),
                 is_concurrent: false,
             },
         }
@@ -289,6 +314,7 @@ struct JobExecutionSummary {
     started_at: Option<f64>,
     last_updated_at: f64,
     execution_number: i64,
+    retry_attempt: u32,
 }
 
 impl From<&pb::JobExecution> for JobExecutionSummary {
@@ -299,6 +325,7 @@ impl From<&pb::JobExecution> for JobExecutionSummary {
             started_at: e.started_at_ms.map(seconds),
             last_updated_at: seconds(e.last_updated_at_ms),
             execution_number: e.execution_number,
+            retry_attempt: e.retry_attempt,
         }
     }
 }

@@ -15,9 +15,9 @@ use crate::{
         ExecutionEventKind, JobEventKind, invalid,
         jobs::{
             Actor, Execution, ExecutionStatus, Job, JobStatus, MAX_TARGETS, ProcessDetails,
-            Refusal, StatusDetails, TargetSelection, check_document, check_job_id,
-            check_reason_code, check_status_details, check_text, check_timeout, invalid_transition,
-            transition,
+            Refusal, RetryCriterion, StatusDetails, TargetSelection, check_document, check_job_id,
+            check_reason_code, check_retry, check_status_details, check_text, check_timeout,
+            invalid_transition, transition,
         },
         not_found,
     },
@@ -39,6 +39,8 @@ pub(crate) struct NewJob {
     pub(crate) in_progress_timeout_minutes: Option<i64>,
     /// `jobTemplateArn`: the document and timeout where none is given.
     pub(crate) template_arn: Option<String>,
+    /// `jobExecutionsRetryConfig`; empty for none.
+    pub(crate) retry: Vec<RetryCriterion>,
 }
 
 /// ListJobs' filters.
@@ -86,6 +88,9 @@ impl NewJob {
         }
         if let Some(minutes) = self.in_progress_timeout_minutes {
             check_timeout("inProgressTimeoutInMinutes", minutes)?;
+        }
+        if !self.retry.is_empty() {
+            check_retry(&self.retry)?;
         }
         Ok(())
     }
@@ -168,6 +173,7 @@ impl Registry {
                     updated_ms: now,
                     completed_ms: None,
                     template_id: template,
+                    retry: new.retry,
                 };
                 c.put(job_key(&job.id), &job)?;
                 c.put(counts_key(&job.id), &ProcessDetails::default())?;

@@ -28,7 +28,9 @@ use herald_store::{key, now_ms, prefix};
 use super::{Changes, Registry, group_key};
 use crate::domain::{
     Event, EventBody, ExecutionEventKind, JobEventKind, NotifyKind, ThingGroup,
-    jobs::{Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection},
+    jobs::{
+        Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection, retries_after,
+    },
     not_found,
 };
 
@@ -226,9 +228,35 @@ fn save_execution(
         && let Some(kind) = ExecutionEventKind::reaching(execution.status)
     {
         execution_event(c, kind, execution);
+        retry_if_allowed(c, execution)?;
     }
     notify_if_changed(c, &execution.thing_name, &pending_before)?;
     complete_if_done(c, job_id)
+}
+
+/// Queues a new attempt of an execution that just failed or timed out, if
+/// its job (still in progress) retries that failure once more.
+fn retry_if_allowed(c: &mut Changes<'_>, failed: &Execution) -> Result<(), AwsError> {
+    let Some(job) = c.get::<Job>(&job_key(&failed.job_id))? else {
+        return Ok(());
+    };
+    if job.status != JobStatus::InProgress
+        || !retries_after(&job.retry, failed.status, failed.retry_attempt)
+    {
+        return Ok(());
+    }
+    let thing = &failed.thing_name;
+    c.put(
+        old_exec_key(&job.id, thing, failed.execution_number),
+        failed,
+    )?;
+    let mut counts = load_counts(c, &job.id)?;
+    counts.uncount(failed.status);
+    c.put(counts_key(&job.id), &counts)?;
+    c.remove(exec_key(&job.id, thing));
+    let mut next = Execution::queued(&job.id, thing, failed.execution_number + 1, now_ms());
+    next.retry_attempt = failed.retry_attempt + 1;
+    save_execution(c, None, &next)
 }
 
 /// Completes a snapshot job that is in progress with no pending execution.
