@@ -202,7 +202,7 @@ def test_update_job_and_associate_targets(client):
     assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 5}
     expect_error(
         client, "InvalidRequestException", client.update_job, jobId="follow",
-        abortConfig={"criteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 10, "minNumberOfExecutedThings": 1}]},
+        jobExecutionsRolloutConfig={"maximumPerMinute": 10},
     )
 
     associated = client.associate_targets_with_job(jobId="follow", targets=[group_arn("fleet-eu")], comment="EU too")
@@ -274,6 +274,24 @@ def test_failed_executions_are_retried(client, jobs_data):
         client, "InvalidRequestException", client.create_job, jobId="bad", targets=[thing_arn("t1")],
         document=DOCUMENT, jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 11}]},
     )
+
+
+def test_a_job_aborts_when_enough_executions_fail(client, jobs_data):
+    for name in ("t1", "t2", "t3"):
+        client.create_thing(thingName=name)
+    abort = {"criteriaList": [
+        {"failureType": "ALL", "action": "CANCEL", "thresholdPercentage": 50.0, "minNumberOfExecutedThings": 2}
+    ]}
+    client.create_job(
+        jobId="fragile", targets=[thing_arn(t) for t in ("t1", "t2", "t3")], document=DOCUMENT, abortConfig=abort
+    )
+    assert client.describe_job(jobId="fragile")["job"]["abortConfig"] == abort
+    jobs_data.update_job_execution(thingName="t1", jobId="fragile", status="REJECTED")
+    jobs_data.update_job_execution(thingName="t2", jobId="fragile", status="FAILED")
+    job = client.describe_job(jobId="fragile")["job"]
+    assert job["status"] == "CANCELED"
+    assert "abortConfig" in job["comment"]
+    assert execution_statuses(client, "fragile")[thing_arn("t3")] == "CANCELED"
 
 
 def test_job_errors(client):

@@ -175,6 +175,98 @@ pub(crate) fn retries_after(
         .any(|c| c.failure_type.covers(status) && attempt < c.retries)
 }
 
+/// The failures an abort criterion counts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum AbortFailure {
+    Failed,
+    Rejected,
+    TimedOut,
+    All,
+}
+
+impl AbortFailure {
+    pub(crate) fn parse(name: &str) -> Option<AbortFailure> {
+        match name {
+            "FAILED" => Some(AbortFailure::Failed),
+            "REJECTED" => Some(AbortFailure::Rejected),
+            "TIMED_OUT" => Some(AbortFailure::TimedOut),
+            "ALL" => Some(AbortFailure::All),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            AbortFailure::Failed => "FAILED",
+            AbortFailure::Rejected => "REJECTED",
+            AbortFailure::TimedOut => "TIMED_OUT",
+            AbortFailure::All => "ALL",
+        }
+    }
+}
+
+/// One `abortConfig` criterion (action CANCEL): the job is cancelled once
+/// at least `min_executed` executions have ended and this failure is at
+/// least `threshold_bp` (hundredths of a percent) of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct AbortCriterion {
+    pub(crate) failure_type: AbortFailure,
+    pub(crate) threshold_bp: u32,
+    pub(crate) min_executed: u64,
+}
+
+impl AbortCriterion {
+    /// Why the job is cancelled, if `counts` meet this criterion. Ended
+    /// executions: succeeded, failed, rejected and timed out (a failure that
+    /// will be retried is no longer counted once its new attempt is queued).
+    pub(crate) fn met(&self, counts: &ProcessDetails) -> Option<String> {
+        let executed = counts.succeeded + counts.failed + counts.rejected + counts.timed_out;
+        let failures = match self.failure_type {
+            AbortFailure::Failed => counts.failed,
+            AbortFailure::Rejected => counts.rejected,
+            AbortFailure::TimedOut => counts.timed_out,
+            AbortFailure::All => counts.failed + counts.rejected + counts.timed_out,
+        };
+        (executed >= self.min_executed.max(1)
+            && failures * 10_000 >= u64::from(self.threshold_bp) * executed)
+            .then(|| {
+                format!(
+                    "Canceled by its abortConfig: {failures} of {executed} executed things ended {}, at least {}%",
+                    self.failure_type.name(),
+                    f64::from(self.threshold_bp) / 100.0
+                )
+            })
+    }
+}
+
+/// Abort criteria: 1 to 4 (one per failure type), thresholds above 0 and at
+/// most 100%, at least one executed thing.
+pub(crate) fn check_abort(criteria: &[AbortCriterion]) -> Result<(), AwsError> {
+    if criteria.is_empty() || criteria.len() > 4 {
+        return Err(invalid("abortConfig needs 1 to 4 criteria"));
+    }
+    for (i, c) in criteria.iter().enumerate() {
+        if c.threshold_bp == 0 || c.threshold_bp > 10_000 {
+            return Err(invalid(
+                "thresholdPercentage must be above 0 and at most 100",
+            ));
+        }
+        if c.min_executed == 0 {
+            return Err(invalid("minNumberOfExecutedThings must be at least 1"));
+        }
+        if criteria[..i]
+            .iter()
+            .any(|o| o.failure_type == c.failure_type)
+        {
+            return Err(invalid(format!(
+                "failureType {} is given twice",
+                c.failure_type.name()
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// What a job's creator set; fixed at creation except the description and
 /// the timeout, which UpdateJob may change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -203,6 +295,9 @@ pub(crate) struct Job {
     /// `jobExecutionsRetryConfig`.
     #[serde(default)]
     pub(crate) retry: Vec<RetryCriterion>,
+    /// `abortConfig`.
+    #[serde(default)]
+    pub(crate) abort: Vec<AbortCriterion>,
 }
 
 impl Job {
@@ -619,6 +714,47 @@ mod tests {
             check_retry(&[RetryCriterion {
                 failure_type: FailureType::All,
                 retries: 11
+            }])
+            .is_err()
+        );
+    }
+
+    #[test]
+    fn abort_criteria_count_ended_executions() {
+        let half_of_four = AbortCriterion {
+            failure_type: AbortFailure::Failed,
+            threshold_bp: 5_000,
+            min_executed: 4,
+        };
+        let counts = |succeeded, failed| ProcessDetails {
+            succeeded,
+            failed,
+            queued: 10,
+            ..ProcessDetails::default()
+        };
+        assert_eq!(half_of_four.met(&counts(0, 3)), None, "too few executed");
+        assert_eq!(half_of_four.met(&counts(3, 1)), None, "below the threshold");
+        assert!(half_of_four.met(&counts(2, 2)).is_some());
+        assert!(check_abort(&[half_of_four]).is_ok());
+        assert!(check_abort(&[]).is_err());
+        assert!(
+            check_abort(&[AbortCriterion {
+                threshold_bp: 0,
+                ..half_of_four
+            }])
+            .is_err()
+        );
+        assert!(
+            check_abort(&[AbortCriterion {
+                threshold_bp: 10_001,
+                ..half_of_four
+            }])
+            .is_err()
+        );
+        assert!(
+            check_abort(&[AbortCriterion {
+                min_executed: 0,
+                ..half_of_four
             }])
             .is_err()
         );

@@ -13,8 +13,8 @@ use crate::{
     domain::{
         self, Arns, ExecutionEventKind, JobEventKind, NotifyKind,
         jobs::{
-            Execution, ExecutionStatus, FailureType, Job, JobStatus, JobTemplate, ProcessDetails,
-            RetryCriterion, TargetSelection,
+            AbortCriterion, AbortFailure, Execution, ExecutionStatus, FailureType, Job, JobStatus,
+            JobTemplate, ProcessDetails, RetryCriterion, TargetSelection,
         },
     },
     service::{DeviceUpdate, JobFilter, NewJob, NewTemplate, Registry},
@@ -104,6 +104,32 @@ fn execution_status_to_pb(s: ExecutionStatus) -> pb::JobExecutionStatus {
     }
 }
 
+fn abort_criterion(c: &pb::AbortCriterion) -> Result<AbortCriterion, Status> {
+    let failure_type = AbortFailure::parse(&c.failure_type).ok_or_else(|| {
+        invalid(format!(
+            "failureType must be FAILED, REJECTED, TIMED_OUT or ALL, not {:?}",
+            c.failure_type
+        ))
+    })?;
+    if c.action != "CANCEL" {
+        return Err(invalid(format!(
+            "action must be CANCEL, not {:?}",
+            c.action
+        )));
+    }
+    if !(c.threshold_percentage > 0.0 && c.threshold_percentage <= 100.0) {
+        return Err(invalid(
+            "thresholdPercentage must be above 0 and at most 100".to_owned(),
+        ));
+    }
+    Ok(AbortCriterion {
+        failure_type,
+        // Hundredths of a percent: at least 1, as the check above allows.
+        threshold_bp: ((c.threshold_percentage * 100.0).round() as u32).max(1),
+        min_executed: c.min_number_of_executed_things,
+    })
+}
+
 fn details(d: Option<pb::StatusDetails>) -> Option<domain::jobs::StatusDetails> {
     d.map(|d| d.entries.into_iter().collect())
 }
@@ -142,6 +168,16 @@ fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
         completed_at_ms: j.completed_ms,
         in_progress_timeout_in_minutes: j.in_progress_timeout_minutes,
         job_template_arn: j.template_id.map(|id| arns.of("jobtemplate", &id)),
+        abort_criteria: j
+            .abort
+            .iter()
+            .map(|c| pb::AbortCriterion {
+                failure_type: c.failure_type.name().to_owned(),
+                action: "CANCEL".to_owned(),
+                threshold_percentage: f64::from(c.threshold_bp) / 100.0,
+                min_number_of_executed_things: c.min_executed,
+            })
+            .collect(),
         retry_criteria: j
             .retry
             .iter()
@@ -286,6 +322,11 @@ impl jobs_server::Jobs for GrpcJobs {
                         retries: c.number_of_retries,
                     })
                 })
+                .collect::<Result<_, Status>>()?,
+            abort: r
+                .abort_criteria
+                .iter()
+                .map(abort_criterion)
                 .collect::<Result<_, Status>>()?,
         };
         let registry = &self.registry;

@@ -1085,7 +1085,10 @@ async fn failed_executions_are_retried() {
         (again.status(), again.execution_number, again.retry_attempt),
         (JobExecutionStatus::Queued, 2, 1)
     );
-    assert_eq!(describe(&mut jobs, "retried").await.status(), JobStatus::InProgress);
+    assert_eq!(
+        describe(&mut jobs, "retried").await.status(),
+        JobStatus::InProgress
+    );
     // The failed attempt left the pending list and the new one joined it:
     // the device is told of the new attempt, once.
     assert_eq!(
@@ -1100,7 +1103,10 @@ async fn failed_executions_are_retried() {
         .await
         .unwrap();
     let last = execution(&mut jobs, "retried", "t1").await;
-    assert_eq!((last.status(), last.execution_number), (JobExecutionStatus::Failed, 2));
+    assert_eq!(
+        (last.status(), last.execution_number),
+        (JobExecutionStatus::Failed, 2)
+    );
     let job = describe(&mut jobs, "retried").await;
     assert_eq!(job.status(), JobStatus::Completed);
     assert_eq!(job.retry_criteria.len(), 1);
@@ -1109,7 +1115,93 @@ async fn failed_executions_are_retried() {
             failure_type: "REJECTED".into(),
             number_of_retries: 1,
         }],
-        ..create_req("bad-retry", &[arn("thing", "t1")], TargetSelection::Snapshot)
+        ..create_req(
+            "bad-retry",
+            &[arn("thing", "t1")],
+            TargetSelection::Snapshot,
+        )
+    };
+    expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    registry.stop().await;
+}
+
+/// With `abortConfig`, the job is cancelled once enough of its executed
+/// things failed: what is still queued is cancelled with it.
+#[tokio::test]
+async fn a_job_is_aborted_when_enough_executions_fail() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    let things = ["t1", "t2", "t3", "t4"];
+    for thing in things {
+        create_thing(&mut client, thing).await;
+    }
+    let aborting = CreateJobRequest {
+        abort_criteria: vec![AbortCriterion {
+            failure_type: "FAILED".into(),
+            action: "CANCEL".into(),
+            threshold_percentage: 50.0,
+            min_number_of_executed_things: 2,
+        }],
+        ..create_req(
+            "aborting",
+            &things.map(|t| arn("thing", t)),
+            TargetSelection::Snapshot,
+        )
+    };
+    jobs.create_job(aborting).await.unwrap();
+    update(
+        &mut jobs,
+        "aborting",
+        "t1",
+        JobExecutionStatus::Failed,
+        None,
+    )
+    .await
+    .unwrap();
+    // One executed thing: below the minimum.
+    assert_eq!(
+        describe(&mut jobs, "aborting").await.status(),
+        JobStatus::InProgress
+    );
+    let before = last_sequence(&mut client).await;
+    update(
+        &mut jobs,
+        "aborting",
+        "t2",
+        JobExecutionStatus::Succeeded,
+        None,
+    )
+    .await
+    .unwrap();
+    let job = describe(&mut jobs, "aborting").await;
+    assert_eq!(job.status(), JobStatus::Canceled);
+    assert!(job.comment.unwrap().contains("abortConfig"));
+    assert_eq!(
+        statuses(&mut jobs, "aborting").await,
+        [
+            ("t1".to_owned(), JobExecutionStatus::Failed),
+            ("t2".to_owned(), JobExecutionStatus::Succeeded),
+            ("t3".to_owned(), JobExecutionStatus::Canceled),
+            ("t4".to_owned(), JobExecutionStatus::Canceled),
+        ]
+    );
+    let events = summary(&events_after(&mut client, before).await);
+    assert!(
+        events.contains(&"JOB JOB_EVENT_KIND_CANCELED".to_owned()),
+        "{events:?}"
+    );
+    let bad = CreateJobRequest {
+        abort_criteria: vec![AbortCriterion {
+            failure_type: "FAILED".into(),
+            action: "CANCEL".into(),
+            threshold_percentage: 0.0,
+            min_number_of_executed_things: 1,
+        }],
+        ..create_req(
+            "bad-abort",
+            &[arn("thing", "t1")],
+            TargetSelection::Snapshot,
+        )
     };
     expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
     registry.stop().await;

@@ -154,6 +154,35 @@ struct RetryCriterion {
     number_of_retries: u32,
 }
 
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AbortConfig {
+    criteria_list: Vec<AbortCriterion>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct AbortCriterion {
+    failure_type: String,
+    action: String,
+    threshold_percentage: f64,
+    min_number_of_executed_things: u64,
+}
+
+fn abort_criteria(config: Option<AbortConfig>) -> Vec<pb::AbortCriterion> {
+    config
+        .map(|c| c.criteria_list)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|c| pb::AbortCriterion {
+            failure_type: c.failure_type,
+            action: c.action,
+            threshold_percentage: c.threshold_percentage,
+            min_number_of_executed_things: c.min_number_of_executed_things,
+        })
+        .collect()
+}
+
 fn retry_criteria(config: Option<RetryConfig>) -> Vec<pb::RetryCriterion> {
     config
         .map(|c| c.criteria_list)
@@ -177,6 +206,7 @@ struct CreateJob {
     timeout_config: Option<TimeoutConfig>,
     job_template_arn: Option<String>,
     job_executions_retry_config: Option<RetryConfig>,
+    abort_config: Option<AbortConfig>,
     /// Members Herald refuses until it applies them.
     #[serde(flatten)]
     others: HashMap<String, Value>,
@@ -187,7 +217,6 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
     const NOT_YET: &[&str] = &[
         "presignedUrlConfig",
         "jobExecutionsRolloutConfig",
-        "abortConfig",
         "tags",
         "namespaceId",
         "maintenanceWindows",
@@ -246,6 +275,7 @@ async fn create_job(
                 .and_then(|t| t.in_progress_timeout_in_minutes),
             job_template_arn: body.job_template_arn,
             retry_criteria: retry_criteria(body.job_executions_retry_config),
+            abort_criteria: abort_criteria(body.abort_config),
         })
         .await?
         .into_inner();
@@ -269,6 +299,14 @@ async fn update_job(
     Body(body): Body<UpdateJob>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
+    // Applied from CreateJob, not changed afterwards yet.
+    for member in ["abortConfig", "jobExecutionsRetryConfig"] {
+        if body.others.get(member).is_some_and(|v| !is_empty(v)) {
+            return Err(ApiError::invalid(format!(
+                "UpdateJob: {member} not supported by Herald yet"
+            )));
+        }
+    }
     if query.has("namespaceId") {
         return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
     }
@@ -621,7 +659,7 @@ mod tests {
     #[test]
     fn configurations_not_applied_yet_are_refused_by_name() {
         let body: CreateJob = serde_json::from_str(
-            r#"{"targets":["a"],"document":"{}","abortConfig":{"criteriaList":[1]},
+            r#"{"targets":["a"],"document":"{}","jobExecutionsRolloutConfig":{"maximumPerMinute":1},
                 "tags":[],"schedulingConfig":{"startTime":"x"}}"#,
         )
         .unwrap();
@@ -629,7 +667,7 @@ mod tests {
         assert_eq!(err.code, "InvalidRequestException");
         assert_eq!(
             err.message,
-            "abortConfig, schedulingConfig not supported by Herald yet"
+            "jobExecutionsRolloutConfig, schedulingConfig not supported by Herald yet"
         );
         let plain: CreateJob =
             serde_json::from_str(r#"{"targets":["a"],"document":"{}","tags":[]}"#).unwrap();

@@ -116,7 +116,24 @@ struct Job {
     job_template_arn: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_executions_retry_config: Option<RetryConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abort_config: Option<AbortConfig>,
     is_concurrent: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AbortConfig {
+    criteria_list: Vec<AbortCriterion>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct AbortCriterion {
+    failure_type: String,
+    action: String,
+    threshold_percentage: f64,
+    min_number_of_executed_things: u64,
 }
 
 #[derive(Debug, Serialize)]
@@ -184,6 +201,18 @@ impl From<pb::DescribeJobResponse> for DescribeJobOutput {
                         .map(|c| RetryCriterion {
                             failure_type: c.failure_type,
                             number_of_retries: c.number_of_retries,
+                        })
+                        .collect(),
+                }),
+                abort_config: (!j.abort_criteria.is_empty()).then(|| AbortConfig {
+                    criteria_list: j
+                        .abort_criteria
+                        .into_iter()
+                        .map(|c| AbortCriterion {
+                            failure_type: c.failure_type,
+                            action: c.action,
+                            threshold_percentage: c.threshold_percentage,
+                            min_number_of_executed_things: c.min_number_of_executed_things,
                         })
                         .collect(),
                 }),

@@ -14,10 +14,10 @@ use crate::{
     domain::{
         ExecutionEventKind, JobEventKind, invalid,
         jobs::{
-            Actor, Execution, ExecutionStatus, Job, JobStatus, MAX_TARGETS, ProcessDetails,
-            Refusal, RetryCriterion, StatusDetails, TargetSelection, check_document, check_job_id,
-            check_reason_code, check_retry, check_status_details, check_text, check_timeout,
-            invalid_transition, transition,
+            AbortCriterion, Actor, Execution, ExecutionStatus, Job, JobStatus, MAX_TARGETS,
+            ProcessDetails, Refusal, RetryCriterion, StatusDetails, TargetSelection, check_abort,
+            check_document, check_job_id, check_reason_code, check_retry, check_status_details,
+            check_text, check_timeout, invalid_transition, transition,
         },
         not_found,
     },
@@ -41,6 +41,8 @@ pub(crate) struct NewJob {
     pub(crate) template_arn: Option<String>,
     /// `jobExecutionsRetryConfig`; empty for none.
     pub(crate) retry: Vec<RetryCriterion>,
+    /// `abortConfig`; empty for none.
+    pub(crate) abort: Vec<AbortCriterion>,
 }
 
 /// ListJobs' filters.
@@ -91,6 +93,9 @@ impl NewJob {
         }
         if !self.retry.is_empty() {
             check_retry(&self.retry)?;
+        }
+        if !self.abort.is_empty() {
+            check_abort(&self.abort)?;
         }
         Ok(())
     }
@@ -174,6 +179,7 @@ impl Registry {
                     completed_ms: None,
                     template_id: template,
                     retry: new.retry,
+                    abort: new.abort,
                 };
                 c.put(job_key(&job.id), &job)?;
                 c.put(counts_key(&job.id), &ProcessDetails::default())?;
@@ -359,7 +365,7 @@ impl Registry {
         }
         self.writer
             .mutate(move |c| {
-                let mut job = load_job(c, &id)?;
+                let job = load_job(c, &id)?;
                 match job.status {
                     JobStatus::InProgress => {}
                     JobStatus::Canceled if force && !job.force_canceled => {}
@@ -370,28 +376,7 @@ impl Registry {
                         )));
                     }
                 }
-                let now = now_ms();
-                job.status = JobStatus::Canceled;
-                job.force_canceled |= force;
-                job.reason_code = reason_code.or(job.reason_code);
-                job.comment = comment.or(job.comment);
-                job.updated_ms = now;
-                c.put(job_key(&id), &job)?;
-                job_event(c, JobEventKind::CancellationInProgress, &job)?;
-                for thing in c.keys(&prefix(&["jobexec", &id]))? {
-                    let mut execution = load_execution(c, &id, &thing)?;
-                    let before = execution.status;
-                    if transition(Actor::Service { force }, before, ExecutionStatus::Canceled)
-                        .is_err()
-                    {
-                        continue;
-                    }
-                    execution.force_canceled = force;
-                    execution.set(ExecutionStatus::Canceled, None, now);
-                    save_execution(c, Some(before), &execution)?;
-                }
-                job_event(c, JobEventKind::Canceled, &job)?;
-                Ok(job)
+                super::cancel(c, job, force, reason_code, comment)
             })
             .await
     }

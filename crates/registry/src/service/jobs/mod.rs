@@ -29,7 +29,8 @@ use super::{Changes, Registry, group_key};
 use crate::domain::{
     Event, EventBody, ExecutionEventKind, JobEventKind, NotifyKind, ThingGroup,
     jobs::{
-        Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection, retries_after,
+        Actor, Execution, ExecutionStatus, Job, JobStatus, ProcessDetails, TargetSelection,
+        retries_after, transition,
     },
     not_found,
 };
@@ -229,6 +230,7 @@ fn save_execution(
     {
         execution_event(c, kind, execution);
         retry_if_allowed(c, execution)?;
+        abort_if_due(c, job_id)?;
     }
     notify_if_changed(c, &execution.thing_name, &pending_before)?;
     complete_if_done(c, job_id)
@@ -257,6 +259,58 @@ fn retry_if_allowed(c: &mut Changes<'_>, failed: &Execution) -> Result<(), AwsEr
     let mut next = Execution::queued(&job.id, thing, failed.execution_number + 1, now_ms());
     next.retry_attempt = failed.retry_attempt + 1;
     save_execution(c, None, &next)
+}
+
+/// Cancels `job`: its QUEUED executions (and with `force` its IN_PROGRESS
+/// ones) are cancelled. Logs `cancellation_in_progress`, each execution's
+/// `canceled`, then the job's `canceled`.
+fn cancel(
+    c: &mut Changes<'_>,
+    mut job: Job,
+    force: bool,
+    reason_code: Option<String>,
+    comment: Option<String>,
+) -> Result<Job, AwsError> {
+    let now = now_ms();
+    job.status = JobStatus::Canceled;
+    job.force_canceled |= force;
+    job.reason_code = reason_code.or(job.reason_code);
+    job.comment = comment.or(job.comment);
+    job.updated_ms = now;
+    c.put(job_key(&job.id), &job)?;
+    job_event(c, JobEventKind::CancellationInProgress, &job)?;
+    for thing in c.keys(&prefix(&["jobexec", &job.id]))? {
+        let mut execution = load_execution(c, &job.id, &thing)?;
+        let before = execution.status;
+        if transition(Actor::Service { force }, before, ExecutionStatus::Canceled).is_err() {
+            continue;
+        }
+        execution.force_canceled = force;
+        execution.set(ExecutionStatus::Canceled, None, now);
+        save_execution(c, Some(before), &execution)?;
+    }
+    job_event(c, JobEventKind::Canceled, &job)?;
+    Ok(job)
+}
+
+/// Cancels a job in progress whose `abortConfig` a criterion now meets.
+fn abort_if_due(c: &mut Changes<'_>, job_id: &str) -> Result<(), AwsError> {
+    let Some(job) = c.get::<Job>(&job_key(job_id))? else {
+        return Ok(());
+    };
+    if job.status != JobStatus::InProgress || job.abort.is_empty() {
+        return Ok(());
+    }
+    let counts = load_counts(c, job_id)?;
+    let Some(why) = job
+        .abort
+        .iter()
+        .find_map(|criterion| criterion.met(&counts))
+    else {
+        return Ok(());
+    };
+    cancel(c, job, false, None, Some(why))?;
+    Ok(())
 }
 
 /// Completes a snapshot job that is in progress with no pending execution.
