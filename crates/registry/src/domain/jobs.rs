@@ -138,27 +138,35 @@ pub(crate) struct RetryCriterion {
 /// The most retries of a criterion.
 pub(crate) const MAX_RETRIES: u32 = 10;
 
-/// Retry criteria: 1 or 2, each failure type once, 0 to 10 retries.
-pub(crate) fn check_retry(criteria: &[RetryCriterion]) -> Result<(), AwsError> {
-    if criteria.is_empty() || criteria.len() > 2 {
-        return Err(invalid("jobExecutionsRetryConfig needs 1 or 2 criteria"));
+/// A criteria list: `min..=max` of them, each failure type once (`name`
+/// gives the failure type of one).
+fn check_list<T>(
+    what: &str,
+    criteria: &[T],
+    max: usize,
+    name: impl Fn(&T) -> &'static str,
+) -> Result<(), AwsError> {
+    if criteria.is_empty() || criteria.len() > max {
+        return Err(invalid(format!("{what} needs 1 to {max} criteria")));
     }
     for (i, c) in criteria.iter().enumerate() {
-        if c.retries > MAX_RETRIES {
-            return Err(invalid(format!(
-                "numberOfRetries must be 0 to {MAX_RETRIES}, got {}",
-                c.retries
-            )));
+        if criteria[..i].iter().any(|o| name(o) == name(c)) {
+            return Err(invalid(format!("failureType {} is given twice", name(c))));
         }
-        if criteria[..i]
-            .iter()
-            .any(|o| o.failure_type == c.failure_type)
-        {
-            return Err(invalid(format!(
-                "failureType {} is given twice",
-                c.failure_type.name()
-            )));
-        }
+    }
+    Ok(())
+}
+
+/// Retry criteria: 1 or 2, each failure type once, 0 to 10 retries.
+pub(crate) fn check_retry(criteria: &[RetryCriterion]) -> Result<(), AwsError> {
+    check_list("jobExecutionsRetryConfig", criteria, 2, |c| {
+        c.failure_type.name()
+    })?;
+    if let Some(c) = criteria.iter().find(|c| c.retries > MAX_RETRIES) {
+        return Err(invalid(format!(
+            "numberOfRetries must be 0 to {MAX_RETRIES}, got {}",
+            c.retries
+        )));
     }
     Ok(())
 }
@@ -242,10 +250,8 @@ impl AbortCriterion {
 /// Abort criteria: 1 to 4 (one per failure type), thresholds above 0 and at
 /// most 100%, at least one executed thing.
 pub(crate) fn check_abort(criteria: &[AbortCriterion]) -> Result<(), AwsError> {
-    if criteria.is_empty() || criteria.len() > 4 {
-        return Err(invalid("abortConfig needs 1 to 4 criteria"));
-    }
-    for (i, c) in criteria.iter().enumerate() {
+    check_list("abortConfig", criteria, 4, |c| c.failure_type.name())?;
+    for c in criteria {
         if c.threshold_bp == 0 || c.threshold_bp > 10_000 {
             return Err(invalid(
                 "thresholdPercentage must be above 0 and at most 100",
@@ -253,15 +259,6 @@ pub(crate) fn check_abort(criteria: &[AbortCriterion]) -> Result<(), AwsError> {
         }
         if c.min_executed == 0 {
             return Err(invalid("minNumberOfExecutedThings must be at least 1"));
-        }
-        if criteria[..i]
-            .iter()
-            .any(|o| o.failure_type == c.failure_type)
-        {
-            return Err(invalid(format!(
-                "failureType {} is given twice",
-                c.failure_type.name()
-            )));
         }
     }
     Ok(())
