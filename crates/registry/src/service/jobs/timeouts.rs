@@ -43,13 +43,17 @@ impl Registry {
     /// Times out the IN_PROGRESS executions whose deadline is at or before
     /// `now`; returns how many.
     pub(crate) async fn time_out_due(&self, now: i64) -> Result<usize, AwsError> {
-        // Read off the writer first: most ticks find nothing due.
-        let due = self
-            .store
-            .keys(&prefix(&["jobdeadline"]))?
-            .iter()
-            .filter_map(|k| entry(k))
-            .any(|(deadline, _, _)| deadline <= now);
+        // Read off the writer first: most ticks find nothing due, and the
+        // index is in deadline order, so its first entry tells.
+        let first = self.store.iter(&prefix(&["jobdeadline"]), None).next();
+        let due = match first {
+            Some(entry_read) => {
+                let (suffix, _) = entry_read?;
+                // An entry that does not parse is due: the writer drops it.
+                entry(&suffix).is_none_or(|(deadline, _, _)| deadline <= now)
+            }
+            None => false,
+        };
         if !due {
             return Ok(0);
         }
@@ -58,6 +62,9 @@ impl Registry {
                 let mut timed_out = 0;
                 for suffix in c.keys(&prefix(&["jobdeadline"]))? {
                     let Some((deadline, job, thing)) = entry(&suffix) else {
+                        let mut index = prefix(&["jobdeadline"]);
+                        index.extend_from_slice(suffix.as_bytes());
+                        c.remove(index);
                         continue;
                     };
                     if deadline > now {
