@@ -238,6 +238,12 @@ def test_job_templates(client):
         client, "ConflictException", client.create_job_template,
         jobTemplateId="fw-template", description="again", document=DOCUMENT,
     )
+    # A configuration a template cannot hold yet is refused, not dropped.
+    expect_error(
+        client, "InvalidRequestException", client.create_job_template,
+        jobTemplateId="with-retries", description="r", document=DOCUMENT,
+        jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 1}]},
+    )
 
     client.create_job(jobId="from-template", targets=[thing_arn("t1")], jobTemplateArn=template_arn)
     job = client.describe_job(jobId="from-template")["job"]
@@ -397,7 +403,7 @@ def test_a_device_runs_its_jobs_over_http(client, jobs_data):
     assert json.loads(updated["jobDocument"]) == json.loads(DOCUMENT)
     expect_error(
         jobs_data,
-        "TerminalStateException",
+        "InvalidStateTransitionException",
         jobs_data.update_job_execution,
         thingName="dev-1",
         jobId="first",

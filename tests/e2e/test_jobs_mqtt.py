@@ -226,7 +226,7 @@ def test_a_device_runs_a_job_over_mqtt(client, device):
     assert "execution" not in device.next(f"{JOBS}/notify-next")
 
     outcome, rejected = device.ask("fw/update", {"status": "FAILED"})
-    assert (outcome, rejected["code"]) == ("rejected", "TerminalStateReached")
+    assert (outcome, rejected["code"]) == ("rejected", "InvalidStateTransition")
     outcome, rejected = device.ask("nothing/update", {"status": "SUCCEEDED"})
     assert (outcome, rejected["code"]) == ("rejected", "ResourceNotFound")
     outcome, rejected = device.ask("get", b"{not json")

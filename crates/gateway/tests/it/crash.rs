@@ -15,7 +15,7 @@
 //! execution of a snapshot job to SUCCEEDED through the registry's `Jobs`
 //! service while the subscriber watches `$aws/events/jobExecution/+/succeeded`;
 //! an update whose answer the crash lost is retried, and finds its
-//! execution already final (`TerminalStateException`), so each execution
+//! execution already final (`InvalidStateTransitionException`), so each execution
 //! succeeds once.
 
 use std::collections::{HashMap, HashSet};
@@ -608,7 +608,7 @@ async fn kill_during_rollout(victim: Victim) {
                         // Committed before the crash; its answer was lost.
                         Err(status)
                             if herald_proto::error::AwsError::from_status(&status).error_type
-                                == herald_proto::error::ErrorType::TerminalState =>
+                                == herald_proto::error::ErrorType::InvalidStateTransition =>
                         {
                             break;
                         }

@@ -69,14 +69,23 @@ pub(super) fn remove_membership(
     thing: &Thing,
     group: &ThingGroup,
 ) -> Result<(), AwsError> {
-    let tmem = key(&["tmem", &thing.name, &group.name]);
-    if let Some(id) = c.get::<String>(&tmem)? {
-        c.remove(tmem);
-        c.remove(key(&["gmem", &group.name, &thing.name]));
-        membership_event(c, Operation::Removed, thing, group, id);
+    if unlink(c, thing, group)? {
         jobs::thing_left(c, &thing.name, &group.name)?;
     }
     Ok(())
+}
+
+/// Takes `thing` out of `group` (if it is in it) with its event, leaving
+/// its continuous jobs to the caller; returns whether it was in it.
+fn unlink(c: &mut Changes<'_>, thing: &Thing, group: &ThingGroup) -> Result<bool, AwsError> {
+    let tmem = key(&["tmem", &thing.name, &group.name]);
+    let Some(id) = c.get::<String>(&tmem)? else {
+        return Ok(false);
+    };
+    c.remove(tmem);
+    c.remove(key(&["gmem", &group.name, &thing.name]));
+    membership_event(c, Operation::Removed, thing, group, id);
+    Ok(true)
 }
 
 impl Registry {
@@ -146,13 +155,21 @@ impl Registry {
         self.writer
             .mutate(move |c| {
                 let thing = load_thing(c, &thing)?;
+                let mut left = Vec::new();
                 for g in &remove {
                     let group = load_group(c, g)?;
-                    remove_membership(c, &thing, &group)?;
+                    if unlink(c, &thing, &group)? {
+                        left.push(group.name);
+                    }
                 }
                 for g in &add {
                     let group = load_group(c, g)?;
                     add_membership(c, &thing, &group)?;
+                }
+                // After the additions: a thing moved between two groups a
+                // continuous job targets keeps its execution.
+                for group in &left {
+                    jobs::thing_left(c, &thing.name, group)?;
                 }
                 Ok(())
             })

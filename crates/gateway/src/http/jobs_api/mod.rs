@@ -239,6 +239,19 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
     )))
 }
 
+/// The configurations CreateJob applies but `operation` (UpdateJob,
+/// CreateJobTemplate) does not yet: an error naming the first given.
+fn refuse_members(operation: &str, others: &HashMap<String, Value>) -> Result<(), ApiError> {
+    for member in ["abortConfig", "jobExecutionsRetryConfig"] {
+        if others.get(member).is_some_and(|v| !is_empty(v)) {
+            return Err(ApiError::invalid(format!(
+                "{operation}: {member} not supported by Herald yet"
+            )));
+        }
+    }
+    Ok(())
+}
+
 /// `null`, `{}` and `[]` ask for nothing.
 fn is_empty(value: &Value) -> bool {
     match value {
@@ -299,14 +312,7 @@ async fn update_job(
     Body(body): Body<UpdateJob>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
-    // Applied from CreateJob, not changed afterwards yet.
-    for member in ["abortConfig", "jobExecutionsRetryConfig"] {
-        if body.others.get(member).is_some_and(|v| !is_empty(v)) {
-            return Err(ApiError::invalid(format!(
-                "UpdateJob: {member} not supported by Herald yet"
-            )));
-        }
-    }
+    refuse_members("UpdateJob", &body.others)?;
     if query.has("namespaceId") {
         return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
     }
@@ -373,6 +379,7 @@ async fn create_job_template(
     Body(body): Body<CreateJobTemplate>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
+    refuse_members("CreateJobTemplate", &body.others)?;
     if body.document_source.is_some() {
         return Err(ApiError::invalid(
             "documentSource cannot be read: Herald keeps job documents inline; pass `document`",

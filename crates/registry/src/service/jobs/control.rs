@@ -600,6 +600,15 @@ impl Registry {
                     c.put(counts_key(&job_id), &counts)?;
                     c.remove(exec_key(&job_id, &thing));
                     c.remove(thing_job_key(&thing, &job_id));
+                    // The thing's earlier attempts go with its latest: nothing
+                    // would find them, and a new execution would reuse their
+                    // numbers.
+                    let old = prefix(&["jobexecold", &job_id, &thing]);
+                    for number in c.keys(&old)? {
+                        let mut key = old.clone();
+                        key.extend_from_slice(number.as_bytes());
+                        c.remove(key);
+                    }
                     super::notify_if_changed(c, &thing, &pending_before)?;
                     super::complete_if_done(c, &job_id)?;
                 } else {

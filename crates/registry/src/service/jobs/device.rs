@@ -37,16 +37,16 @@ pub(crate) struct DeviceUpdate {
     pub(crate) step_timeout_minutes: Option<i64>,
 }
 
+/// An update of an execution that already ended: AWS's
+/// `InvalidStateTransitionException` ("for example, an attempt to change a
+/// request in state SUCCESS to state IN_PROGRESS").
 fn terminal_state(execution: &Execution) -> AwsError {
-    AwsError::new(
-        ErrorType::TerminalState,
-        format!(
-            "Job execution of job {} on thing {} is {}, a final status",
-            execution.job_id,
-            execution.thing_name,
-            execution.status.name()
-        ),
-    )
+    invalid_transition(format!(
+        "Job execution of job {} on thing {} is {}, a final status",
+        execution.job_id,
+        execution.thing_name,
+        execution.status.name()
+    ))
 }
 
 /// Starts an execution's timers as it goes IN_PROGRESS from `before`:
@@ -125,7 +125,7 @@ impl Registry {
 
     /// UpdateJobExecution from the device: `expectedVersion` must match,
     /// an attempt other than the latest is final, and a final execution
-    /// stays final (`TerminalStateException`).
+    /// stays final (`InvalidStateTransitionException`).
     pub(crate) async fn update_job_execution(
         &self,
         update: DeviceUpdate,
