@@ -45,7 +45,8 @@ fn execution_kind(raw: i32) -> Option<(&'static str, &'static str)> {
     })
 }
 
-fn job_status(raw: i32) -> &'static str {
+/// A job status's AWS name.
+pub(crate) fn job_status_name(raw: i32) -> &'static str {
     match pb::JobStatus::try_from(raw) {
         Ok(pb::JobStatus::InProgress) => "IN_PROGRESS",
         Ok(pb::JobStatus::Canceled) => "CANCELED",
@@ -71,7 +72,8 @@ pub(crate) fn execution_status_name(raw: i32) -> &'static str {
     }
 }
 
-fn target_selection(raw: i32) -> &'static str {
+/// A target selection's AWS name (SNAPSHOT when unset).
+pub(crate) fn target_selection_name(raw: i32) -> &'static str {
     match pb::TargetSelection::try_from(raw) {
         Ok(pb::TargetSelection::Continuous) => "CONTINUOUS",
         _ => "SNAPSHOT",
@@ -160,8 +162,8 @@ pub(super) fn job(
         timestamp: event.timestamp_ms.div_euclid(1000),
         operation,
         job_id,
-        status: job_status(job.status),
-        target_selection: target_selection(job.target_selection),
+        status: job_status_name(job.status),
+        target_selection: target_selection_name(job.target_selection),
         targets: &job.targets,
         description: job.description.as_deref(),
         completed_at: if completed { job.completed_at_ms } else { None },

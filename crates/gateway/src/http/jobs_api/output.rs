@@ -9,23 +9,8 @@ use herald_proto::registry::v1 as pb;
 use serde::Serialize;
 
 use super::execution_status_name;
+use crate::events::{job_status_name as job_status, target_selection_name as target_selection};
 use crate::http::output::{next_page, seconds, sorted};
-
-fn target_selection(raw: i32) -> &'static str {
-    match pb::TargetSelection::try_from(raw) {
-        Ok(pb::TargetSelection::Continuous) => "CONTINUOUS",
-        _ => "SNAPSHOT",
-    }
-}
-
-fn job_status(raw: i32) -> &'static str {
-    match pb::JobStatus::try_from(raw) {
-        Ok(pb::JobStatus::Canceled) => "CANCELED",
-        Ok(pb::JobStatus::Completed) => "COMPLETED",
-        Ok(pb::JobStatus::DeletionInProgress) => "DELETION_IN_PROGRESS",
-        _ => "IN_PROGRESS",
-    }
-}
 
 /// CreateJob's and CancelJob's output.
 #[derive(Debug, Serialize)]
