@@ -28,8 +28,9 @@
 //!
 //! The matching and queue handles are read under a read lock and the
 //! deliveries are queued after the lock is released. Exact filters (no
-//! wildcard) are found with one hash lookup; wildcard filters are scanned,
-//! once per distinct filter string however many subscribers share it.
+//! wildcard) are found with one hash lookup; wildcard filters are held in a
+//! tree of topic levels, so a publish visits only the branches its own
+//! levels (and `+`, `#`) lead to.
 
 use std::collections::HashMap;
 use std::fmt;
@@ -39,8 +40,10 @@ use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use tokio::sync::mpsc;
 
 pub mod topic;
+mod trie;
 
 use topic::TopicError;
+use trie::WildcardIndex;
 
 /// The default length of a subscriber's queue, in deliveries.
 pub(crate) const DEFAULT_QUEUE_CAPACITY: usize = 1024;
@@ -172,8 +175,8 @@ type Subscribers = HashMap<SubscriberId, QoS>;
 struct State {
     /// Filters without wildcards, keyed by the topic they match.
     exact: HashMap<Arc<str>, Subscribers>,
-    /// Filters with `+` or `#`, scanned on every publish.
-    wildcard: HashMap<Arc<str>, Subscribers>,
+    /// Filters with `+` or `#`, in a tree of levels.
+    wildcard: WildcardIndex,
     subscribers: HashMap<SubscriberId, Subscriber>,
 }
 
@@ -190,22 +193,23 @@ fn has_wildcard(filter: &str) -> bool {
 }
 
 impl State {
-    fn index_mut(&mut self, filter: &str) -> &mut HashMap<Arc<str>, Subscribers> {
-        if has_wildcard(filter) {
-            &mut self.wildcard
+    fn index(&mut self, filter: Arc<str>, id: SubscriberId, qos: QoS) {
+        if has_wildcard(&filter) {
+            self.wildcard.insert(&filter, id, qos);
         } else {
-            &mut self.exact
+            self.exact.entry(filter).or_default().insert(id, qos);
         }
     }
 
     /// Takes `id` out of the index entry of `filter`, dropping the entry
     /// when it empties.
     fn unindex(&mut self, filter: &str, id: SubscriberId) {
-        let index = self.index_mut(filter);
-        if let Some(subs) = index.get_mut(filter) {
+        if has_wildcard(filter) {
+            self.wildcard.remove(filter, id);
+        } else if let Some(subs) = self.exact.get_mut(filter) {
             subs.remove(&id);
             if subs.is_empty() {
-                index.remove(filter);
+                self.exact.remove(filter);
             }
         }
     }
@@ -289,11 +293,7 @@ impl Bus {
             None => Arc::from(filter),
         };
         let previous = sub.filters.insert(Arc::clone(&key), qos);
-        state
-            .index_mut(filter)
-            .entry(key)
-            .or_default()
-            .insert(id, qos);
+        state.index(key, id, qos);
         Ok(previous)
     }
 
@@ -468,11 +468,9 @@ impl Bus {
         if let Some(subs) = state.exact.get(topic) {
             hits.extend(subs.iter().map(|(id, q)| (*id, *q)));
         }
-        for (filter, subs) in &state.wildcard {
-            if topic::matches(filter, topic) {
-                hits.extend(subs.iter().map(|(id, q)| (*id, *q)));
-            }
-        }
+        state
+            .wildcard
+            .matching(topic, &mut |id, qos| hits.push((id, qos)));
         // Highest QoS first within an id, then keep the first of each id.
         hits.sort_unstable_by(|a, b| a.0.cmp(&b.0).then(b.1.cmp(&a.1)));
         hits.dedup_by_key(|hit| hit.0);
