@@ -2,6 +2,7 @@
 document, executions, cancel and delete, and AWS's errors."""
 
 import json
+from datetime import datetime, timedelta, timezone
 
 from support import ARN_PREFIX, expect_error, group_arn, recent, thing_arn
 
@@ -300,6 +301,86 @@ def test_a_job_aborts_when_enough_executions_fail(client, jobs_data):
     assert execution_statuses(client, "fragile")[thing_arn("t3")] == "CANCELED"
 
 
+def schedule_time(minutes_ahead):
+    """A schedule time (UTC, yyyy-MM-ddTHH:mm) `minutes_ahead` from now, on a whole minute."""
+    at = datetime.now(timezone.utc).replace(second=0, microsecond=0) + timedelta(minutes=minutes_ahead)
+    return at.strftime("%Y-%m-%dT%H:%M")
+
+
+def test_a_rollout_creates_executions_at_its_rate(client):
+    for name in ("r1", "r2", "r3", "r4", "r5"):
+        client.create_thing(thingName=name)
+    rollout = {
+        "maximumPerMinute": 50,
+        "exponentialRate": {
+            "baseRatePerMinute": 2,
+            "incrementFactor": 1.5,
+            "rateIncreaseCriteria": {"numberOfSucceededThings": 2},
+        },
+    }
+    client.create_job(
+        jobId="rolled",
+        targets=[thing_arn(n) for n in ("r1", "r2", "r3", "r4", "r5")],
+        document=DOCUMENT,
+        jobExecutionsRolloutConfig=rollout,
+    )
+    job = client.describe_job(jobId="rolled")["job"]
+    assert job["jobExecutionsRolloutConfig"] == rollout
+    assert job["status"] == "IN_PROGRESS"
+    # The base rate: two things this minute, the others in the next ones.
+    assert job["jobProcessDetails"]["numberOfQueuedThings"] == 2
+    assert sorted(execution_statuses(client, "rolled")) == [thing_arn("r1"), thing_arn("r2")]
+    # Cancelling ends the rollout: the waiting things get nothing.
+    client.cancel_job(jobId="rolled")
+    assert set(execution_statuses(client, "rolled").values()) == {"CANCELED"}
+    assert len(execution_statuses(client, "rolled")) == 2
+
+    for bad in (
+        {"maximumPerMinute": 1001},
+        {"exponentialRate": {"baseRatePerMinute": 2, "incrementFactor": 1.25,
+                             "rateIncreaseCriteria": {"numberOfNotifiedThings": 1}}},
+        {"exponentialRate": {"baseRatePerMinute": 2, "incrementFactor": 2,
+                             "rateIncreaseCriteria": {}}},
+    ):
+        expect_error(
+            client, "InvalidRequestException", client.create_job,
+            jobId="bad", targets=[thing_arn("r1")], document=DOCUMENT, jobExecutionsRolloutConfig=bad,
+        )
+
+
+def test_a_scheduled_job_waits_for_its_start_time(client):
+    client.create_thing(thingName="later")
+    start, end = schedule_time(90), schedule_time(150)
+    client.create_job(
+        jobId="later",
+        targets=[thing_arn("later")],
+        document=DOCUMENT,
+        schedulingConfig={"startTime": start, "endTime": end, "endBehavior": "CANCEL"},
+    )
+    job = client.describe_job(jobId="later")["job"]
+    assert job["status"] == "SCHEDULED"
+    assert job["schedulingConfig"] == {"startTime": start, "endTime": end, "endBehavior": "CANCEL"}
+    assert execution_statuses(client, "later") == {}
+    assert [j["jobId"] for j in client.list_jobs(status="SCHEDULED")["jobs"]] == ["later"]
+    # A scheduled job is cancelled (or deleted) before it starts.
+    client.cancel_job(jobId="later")
+    assert client.describe_job(jobId="later")["job"]["status"] == "CANCELED"
+
+    for config in (
+        {"startTime": schedule_time(10)},
+        {"startTime": schedule_time(90), "endTime": schedule_time(100)},
+        {"startTime": "tomorrow"},
+        {"startTime": schedule_time(90), "endBehavior": "LATER"},
+        {"startTime": schedule_time(90),
+         "maintenanceWindows": [{"startTime": "cron(0 0 * * ? *)", "durationInMinutes": 60}]},
+    ):
+        expect_error(
+            client, "InvalidRequestException", client.create_job,
+            jobId="bad", targets=[thing_arn("later")], document=DOCUMENT, schedulingConfig=config,
+        )
+    assert [j["jobId"] for j in client.list_jobs()["jobs"]] == ["later"]
+
+
 def test_job_errors(client):
     client.create_thing(thingName="t1")
     client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)
@@ -321,7 +402,7 @@ def test_job_errors(client):
             "InvalidRequestException",
             dict(
                 jobId="rollout", targets=t1, document=DOCUMENT,
-                jobExecutionsRolloutConfig={"maximumPerMinute": 10},
+                jobExecutionsRolloutConfig={"maximumPerMinute": 1001},
             ),
         ),
         (

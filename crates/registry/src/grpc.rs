@@ -252,7 +252,7 @@ pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -
                 child_group_name: child.name,
             })
         }
-        EventBody::Job { kind, job, details } => jobs::job_event(arns, kind, job, details),
+        EventBody::Job { kind, job, details } => jobs::job_event(arns, kind, *job, details),
         EventBody::JobExecution { kind, execution } => jobs::execution_event(arns, kind, execution),
         EventBody::JobsNotify {
             kind,

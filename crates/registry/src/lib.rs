@@ -59,7 +59,9 @@ pub async fn run(
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),
         thing_type_delete_delay_ms: (settings.thing_type_delete_delay_secs * 1000) as i64,
-        job_minute_ms: i64::try_from(settings.jobs.timeout_minute_ms.max(1)).unwrap_or(60_000),
+        job_minute_ms: i64::try_from(settings.jobs.minute_ms.max(1)).unwrap_or(60_000),
+        schedule_lead_minutes: i64::try_from(settings.jobs.schedule_lead_minutes)
+            .unwrap_or(i64::MAX),
     };
     let registry = Registry::new(store, writer, ctx, log.clone());
 
@@ -69,7 +71,7 @@ pub async fn run(
         shutdown.clone(),
     ));
 
-    let job_timer = tokio::spawn(registry.clone().time_out_executions(
+    let job_timer = tokio::spawn(registry.clone().run_job_timers(
         Duration::from_millis(settings.jobs.timer_interval_ms.max(1)),
         shutdown.clone(),
     ));

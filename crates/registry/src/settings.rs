@@ -52,18 +52,25 @@ pub struct ChangeLogSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct JobsSettings {
-    /// How long one minute of a job timeout (`inProgressTimeoutInMinutes`,
-    /// `stepTimeoutInMinutes`) lasts, in milliseconds: 60,000 but in tests.
-    pub timeout_minute_ms: u64,
-    /// How often the registry times out the executions past their deadline.
+    /// How long one minute of a job's clock lasts, in milliseconds: 60,000
+    /// but in tests. It times timeouts (`inProgressTimeoutInMinutes`,
+    /// `stepTimeoutInMinutes`), rollout rates (`maximumPerMinute`) and the
+    /// schedule's minimum lead; a job keeps the minute it was created with.
+    pub minute_ms: u64,
+    /// How often the registry times out the executions past their deadline
+    /// and moves the rollouts and schedules that are due.
     pub timer_interval_ms: u64,
+    /// How many minutes ahead a `schedulingConfig.startTime` must be, and
+    /// how long after it an `endTime`: 30, as on AWS IoT.
+    pub schedule_lead_minutes: u64,
 }
 
 impl Default for JobsSettings {
     fn default() -> Self {
         JobsSettings {
-            timeout_minute_ms: 60_000,
+            minute_ms: 60_000,
             timer_interval_ms: 1_000,
+            schedule_lead_minutes: 30,
         }
     }
 }

@@ -329,6 +329,32 @@ impl<'a, E, Err> Changes<'a, E, Err> {
         self.events.push(event);
     }
 
+    /// Suffixes of the first `n` keys under `prefix`, in key order, pending
+    /// writes included; reads no further into storage than they need.
+    pub fn first_keys(&self, prefix: &[u8], n: usize) -> Result<Vec<String>, Err> {
+        let pending: Vec<(String, bool)> = self
+            .writes
+            .range(prefix.to_vec()..)
+            .map_while(|(k, v)| {
+                let suffix = k.strip_prefix(prefix)?;
+                Some((String::from_utf8_lossy(suffix).into_owned(), v.is_some()))
+            })
+            .collect();
+        // At most `pending.len()` stored keys can be hidden by pending removals.
+        let mut keys: BTreeMap<String, bool> = BTreeMap::new();
+        for entry in self.store.iter(prefix, None).take(n + pending.len()) {
+            let (suffix, _) = entry?;
+            keys.insert(suffix, true);
+        }
+        keys.extend(pending);
+        Ok(keys
+            .into_iter()
+            .filter(|(_, present)| *present)
+            .map(|(k, _)| k)
+            .take(n)
+            .collect())
+    }
+
     /// Suffixes of every key under `prefix`, pending writes included.
     pub fn keys(&self, prefix: &[u8]) -> Result<Vec<String>, Err> {
         let mut keys: BTreeMap<String, bool> = self

@@ -285,6 +285,41 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn first_keys_see_the_changes_pending_writes() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = open(&dir);
+        let (writer, _log, thread) =
+            Writer::<String, ServiceError>::start(store.clone(), "test").unwrap();
+        writer
+            .mutate(|c| {
+                for k in ["a", "b", "c", "d"] {
+                    c.put(key(&["w", k]), &())?;
+                }
+                c.put(key(&["x", "a"]), &())
+            })
+            .await
+            .unwrap();
+        let seen = writer
+            .mutate(|c| {
+                let list = prefix(&["w"]);
+                let before = c.first_keys(&list, 2)?;
+                c.remove(key(&["w", "a"]));
+                c.remove(key(&["w", "b"]));
+                c.put(key(&["w", "bb"]), &())?;
+                let after = c.first_keys(&list, 3)?;
+                let all = c.first_keys(&list, 10)?;
+                Ok((before, after, all))
+            })
+            .await
+            .unwrap();
+        assert_eq!(seen.0, ["a", "b"]);
+        assert_eq!(seen.1, ["bb", "c", "d"]);
+        assert_eq!(seen.2, ["bb", "c", "d"]);
+        drop(writer);
+        thread.stop(Duration::from_secs(5)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn a_writer_whose_thread_is_gone_is_shutting_down() {
         let dir = tempfile::tempdir().unwrap();
         // A handle whose writer thread no longer takes jobs.

@@ -68,10 +68,8 @@ impl WildcardIndex {
     /// Takes `id`'s subscription to `filter` out, pruning emptied nodes.
     pub(super) fn remove(&mut self, filter: &str, id: SubscriberId) {
         let levels: Vec<&str> = filter.split('/').collect();
-        if let Some(emptied) = remove_in(&mut self.root, &levels, id) {
-            if emptied {
-                self.filters -= 1;
-            }
+        if remove_in(&mut self.root, &levels, id) == Some(true) {
+            self.filters -= 1;
         }
     }
 

@@ -52,6 +52,7 @@ pub(crate) fn job_status_name(raw: i32) -> &'static str {
         Ok(pb::JobStatus::Canceled) => "CANCELED",
         Ok(pb::JobStatus::Completed) => "COMPLETED",
         Ok(pb::JobStatus::DeletionInProgress) => "DELETION_IN_PROGRESS",
+        Ok(pb::JobStatus::Scheduled) => "SCHEDULED",
         Ok(pb::JobStatus::Unspecified) | Err(_) => "UNKNOWN",
     }
 }

@@ -26,6 +26,7 @@ mod operations;
 mod registry_api;
 mod serve;
 pub(crate) mod sigv4;
+mod time;
 
 pub(crate) use serve::{ServeOptions, serve};
 

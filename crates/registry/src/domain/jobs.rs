@@ -8,7 +8,10 @@ use std::collections::BTreeMap;
 use herald_proto::error::{AwsError, ErrorType};
 use serde::{Deserialize, Serialize};
 
-use super::{MAX_DESCRIPTION, invalid};
+use super::{
+    MAX_DESCRIPTION, invalid,
+    rollout::{Rollout, Schedule},
+};
 
 /// The most bytes of a job document.
 pub(crate) const MAX_DOCUMENT_BYTES: usize = 32_768;
@@ -42,6 +45,8 @@ pub(crate) enum JobStatus {
     Canceled,
     Completed,
     DeletionInProgress,
+    /// Waiting for its `schedulingConfig.startTime`.
+    Scheduled,
 }
 
 /// A job execution's status.
@@ -295,6 +300,12 @@ pub(crate) struct Job {
     /// `abortConfig`.
     #[serde(default)]
     pub(crate) abort: Vec<AbortCriterion>,
+    /// `jobExecutionsRolloutConfig`.
+    #[serde(default)]
+    pub(crate) rollout: Option<Rollout>,
+    /// `schedulingConfig`.
+    #[serde(default)]
+    pub(crate) schedule: Option<Schedule>,
 }
 
 impl Job {

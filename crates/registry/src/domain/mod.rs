@@ -8,6 +8,7 @@ use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
 
 pub(crate) mod jobs;
+pub(crate) mod rollout;
 
 use jobs::{Execution, ExecutionStatus, Job, ProcessDetails};
 
@@ -131,7 +132,7 @@ pub(crate) enum EventBody {
     /// AWS IoT Core Developer Guide: "Jobs events".
     Job {
         kind: JobEventKind,
-        job: Job,
+        job: Box<Job>,
         details: ProcessDetails,
     },
     JobExecution {

@@ -16,6 +16,7 @@ use crate::{
             AbortCriterion, AbortFailure, Execution, ExecutionStatus, FailureType, Job, JobStatus,
             JobTemplate, ProcessDetails, RetryCriterion, TargetSelection,
         },
+        rollout::{EndBehavior, ExponentialRate, RateIncrease, Rollout, Schedule},
     },
     service::{DeviceUpdate, JobFilter, NewJob, NewTemplate, Registry},
 };
@@ -61,6 +62,7 @@ fn job_status(raw: i32) -> Result<Option<JobStatus>, Status> {
         Ok(pb::JobStatus::Canceled) => Ok(Some(JobStatus::Canceled)),
         Ok(pb::JobStatus::Completed) => Ok(Some(JobStatus::Completed)),
         Ok(pb::JobStatus::DeletionInProgress) => Ok(Some(JobStatus::DeletionInProgress)),
+        Ok(pb::JobStatus::Scheduled) => Ok(Some(JobStatus::Scheduled)),
         Err(_) => Err(invalid(format!("unknown job status {raw}"))),
     }
 }
@@ -71,6 +73,87 @@ fn job_status_to_pb(s: JobStatus) -> pb::JobStatus {
         JobStatus::Canceled => pb::JobStatus::Canceled,
         JobStatus::Completed => pb::JobStatus::Completed,
         JobStatus::DeletionInProgress => pb::JobStatus::DeletionInProgress,
+        JobStatus::Scheduled => pb::JobStatus::Scheduled,
+    }
+}
+
+fn rollout(r: &pb::RolloutConfig) -> Result<Rollout, Status> {
+    let exponential = match &r.exponential_rate {
+        None => None,
+        Some(e) => {
+            let tenths = e.increment_factor * 10.0;
+            // One decimal at most, as AWS IoT accepts.
+            let factor_tenths = if tenths.is_finite()
+                && (tenths - tenths.round()).abs() < 1e-6
+                && (0.0..=f64::from(u32::MAX)).contains(&tenths)
+            {
+                tenths.round() as u32
+            } else {
+                0
+            };
+            let criterion = match (e.number_of_notified_things, e.number_of_succeeded_things) {
+                (Some(n), None) => RateIncrease::NotifiedThings(n),
+                (None, Some(n)) => RateIncrease::SucceededThings(n),
+                _ => {
+                    return Err(invalid(
+                        "rateIncreaseCriteria needs exactly one of numberOfNotifiedThings and numberOfSucceededThings".into(),
+                    ));
+                }
+            };
+            Some(ExponentialRate {
+                base_per_minute: e.base_rate_per_minute,
+                factor_tenths,
+                criterion,
+            })
+        }
+    };
+    Ok(Rollout {
+        maximum_per_minute: r.maximum_per_minute,
+        exponential,
+    })
+}
+
+fn rollout_to_pb(r: Rollout) -> pb::RolloutConfig {
+    pb::RolloutConfig {
+        maximum_per_minute: r.maximum_per_minute,
+        exponential_rate: r.exponential.map(|e| {
+            let (notified, succeeded) = match e.criterion {
+                RateIncrease::NotifiedThings(n) => (Some(n), None),
+                RateIncrease::SucceededThings(n) => (None, Some(n)),
+            };
+            pb::ExponentialRate {
+                base_rate_per_minute: e.base_per_minute,
+                increment_factor: f64::from(e.factor_tenths) / 10.0,
+                number_of_notified_things: notified,
+                number_of_succeeded_things: succeeded,
+            }
+        }),
+    }
+}
+
+fn schedule(s: &pb::SchedulingConfig) -> Result<Schedule, Status> {
+    let end_behavior = if s.end_behavior.is_empty() {
+        EndBehavior::StopRollout
+    } else {
+        EndBehavior::parse(&s.end_behavior).ok_or_else(|| {
+            invalid(format!(
+                "endBehavior must be STOP_ROLLOUT, CANCEL or FORCE_CANCEL, not {:?}",
+                s.end_behavior
+            ))
+        })?
+    };
+    Ok(Schedule {
+        start_ms: s.start_time_ms,
+        end_ms: s.end_time_ms,
+        end_behavior,
+    })
+}
+
+fn schedule_to_pb(s: Schedule) -> pb::SchedulingConfig {
+    pb::SchedulingConfig {
+        start_time_ms: s.start_ms,
+        end_time_ms: s.end_ms,
+        end_behavior: s.end_behavior.name().to_owned(),
     }
 }
 
@@ -186,6 +269,8 @@ fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
                 number_of_retries: c.retries,
             })
             .collect(),
+        rollout_config: j.rollout.map(rollout_to_pb),
+        scheduling_config: j.schedule.map(schedule_to_pb),
         job_id: j.id,
     }
 }
@@ -328,6 +413,8 @@ impl jobs_server::Jobs for GrpcJobs {
                 .iter()
                 .map(abort_criterion)
                 .collect::<Result<_, Status>>()?,
+            rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
+            schedule: r.scheduling_config.as_ref().map(schedule).transpose()?,
         };
         let registry = &self.registry;
         reply(
@@ -690,6 +777,7 @@ mod tests {
             JobStatus::Canceled,
             JobStatus::Completed,
             JobStatus::DeletionInProgress,
+            JobStatus::Scheduled,
         ] {
             assert_eq!(job_status(job_status_to_pb(s) as i32).unwrap(), Some(s));
         }

@@ -50,8 +50,10 @@ pub(crate) struct Context {
     pub(crate) account_id: String,
     pub(crate) region: String,
     pub(crate) thing_type_delete_delay_ms: i64,
-    /// One minute of a job timeout, in milliseconds.
+    /// One minute of a job's clock, in milliseconds.
     pub(crate) job_minute_ms: i64,
+    /// `jobs.schedule_lead_minutes`.
+    pub(crate) schedule_lead_minutes: i64,
 }
 
 impl Context {

@@ -907,7 +907,7 @@ async fn devices_are_notified_when_their_pending_list_changes() {
 async fn with_short_minutes(minute_ms: u64) -> TestRegistry {
     let dir = tempfile::tempdir().unwrap();
     let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
-    settings.jobs.timeout_minute_ms = minute_ms;
+    settings.jobs.minute_ms = minute_ms;
     settings.jobs.timer_interval_ms = 20;
     TestRegistry::start_in(dir, settings).await
 }
@@ -1043,7 +1043,7 @@ async fn a_deadline_survives_a_restart() {
     // registry is down: this waits for time itself, not for a service.
     tokio::time::sleep(std::time::Duration::from_millis(400)).await;
     let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
-    settings.jobs.timeout_minute_ms = 300;
+    settings.jobs.minute_ms = 300;
     settings.jobs.timer_interval_ms = 20;
     let registry = TestRegistry::start_in(dir, settings).await;
     let (_, mut jobs) = clients(&registry).await;
@@ -1312,5 +1312,347 @@ async fn a_thing_moved_between_targeted_subgroups_keeps_its_execution() {
         (e.status(), e.execution_number),
         (JobExecutionStatus::InProgress, 1)
     );
+    registry.stop().await;
+}
+
+/// The registry with a job "minute" of `minute_ms` and a schedule lead of
+/// `lead_minutes` of them.
+async fn with_clock(minute_ms: u64, lead_minutes: u64) -> TestRegistry {
+    let dir = tempfile::tempdir().unwrap();
+    let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+    settings.jobs.minute_ms = minute_ms;
+    settings.jobs.timer_interval_ms = 20;
+    settings.jobs.schedule_lead_minutes = lead_minutes;
+    TestRegistry::start_in(dir, settings).await
+}
+
+async fn executions_of(jobs: &mut Jobs, id: &str) -> Vec<JobExecution> {
+    jobs.list_job_executions_for_job(ListJobExecutionsForJobRequest {
+        job_id: id.into(),
+        max_results: 250,
+        ..Default::default()
+    })
+    .await
+    .unwrap()
+    .into_inner()
+    .executions
+}
+
+async fn wait_for_executions(jobs: &Jobs, id: &'static str, count: usize) -> Vec<JobExecution> {
+    crate::support::eventually(20, "every execution of the rollout", || {
+        let mut jobs = jobs.clone();
+        async move {
+            let executions = executions_of(&mut jobs, id).await;
+            (executions.len() == count).then_some(executions)
+        }
+    })
+    .await
+}
+
+fn rollout(maximum_per_minute: u32) -> Option<RolloutConfig> {
+    Some(RolloutConfig {
+        maximum_per_minute: Some(maximum_per_minute),
+        exponential_rate: None,
+    })
+}
+
+/// With `jobExecutionsRolloutConfig.maximumPerMinute`, CreateJob creates
+/// that many executions and the others follow a minute at a time: never
+/// more than the rate within a minute, by the registry's own timestamps.
+#[tokio::test]
+async fn a_rollout_creates_executions_at_its_rate() {
+    let registry = with_clock(300, 30).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_group(&mut client, "fleet", None).await;
+    for i in 0..7 {
+        let thing = format!("r{i}");
+        create_thing(&mut client, &thing).await;
+        add_to_group(&mut client, "fleet", &thing).await;
+    }
+    let rolled = CreateJobRequest {
+        rollout_config: rollout(3),
+        ..create_req(
+            "rolled",
+            &[arn("thinggroup", "fleet")],
+            TargetSelection::Snapshot,
+        )
+    };
+    jobs.create_job(rolled).await.unwrap();
+    assert_eq!(executions_of(&mut jobs, "rolled").await.len(), 3);
+    let job = describe(&mut jobs, "rolled").await;
+    assert_eq!(job.status(), JobStatus::InProgress);
+    assert_eq!(job.rollout_config, rollout(3));
+    assert_eq!(job.job_process_details.unwrap().number_of_queued_things, 3);
+    let executions = wait_for_executions(&jobs, "rolled", 7).await;
+    let mut queued: Vec<i64> = executions.iter().map(|e| e.queued_at_ms).collect();
+    queued.sort_unstable();
+    for window in queued.windows(4) {
+        assert!(
+            window[3] - window[0] >= 300,
+            "four executions queued within a minute: {queued:?}"
+        );
+    }
+    // Only when every thing had its execution and finished it is the
+    // snapshot job complete.
+    for e in &executions {
+        update(
+            &mut jobs,
+            "rolled",
+            &e.thing_name,
+            JobExecutionStatus::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        describe(&mut jobs, "rolled").await.status(),
+        JobStatus::Completed
+    );
+    registry.stop().await;
+}
+
+/// An exponential rate starts at its base and grows by its factor; a
+/// cancelled rollout creates nothing more; bad rates are refused.
+#[tokio::test]
+async fn an_exponential_rollout_grows_and_a_cancel_stops_it() {
+    let registry = with_clock(250, 30).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    let mut targets = Vec::new();
+    for i in 0..9 {
+        let thing = format!("x{i}");
+        create_thing(&mut client, &thing).await;
+        targets.push(arn("thing", &thing));
+    }
+    let exponential = Some(RolloutConfig {
+        maximum_per_minute: Some(100),
+        exponential_rate: Some(ExponentialRate {
+            base_rate_per_minute: 2,
+            increment_factor: 2.0,
+            number_of_notified_things: Some(2),
+            number_of_succeeded_things: None,
+        }),
+    });
+    let grown = CreateJobRequest {
+        rollout_config: exponential,
+        ..create_req("grown", &targets[..6], TargetSelection::Snapshot)
+    };
+    jobs.create_job(grown).await.unwrap();
+    assert_eq!(executions_of(&mut jobs, "grown").await.len(), 2);
+    // 2, then 4: all six in the second minute.
+    let executions = wait_for_executions(&jobs, "grown", 6).await;
+    let mut queued: Vec<i64> = executions.iter().map(|e| e.queued_at_ms).collect();
+    queued.sort_unstable();
+    assert!(queued[2] - queued[0] >= 250, "{queued:?}");
+    assert!(queued[5] - queued[2] < 250, "{queued:?}");
+
+    let canceled = CreateJobRequest {
+        rollout_config: rollout(1),
+        ..create_req("canceled", &targets[6..], TargetSelection::Snapshot)
+    };
+    jobs.create_job(canceled).await.unwrap();
+    jobs.cancel_job(CancelJobRequest {
+        job_id: "canceled".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let executions = executions_of(&mut jobs, "canceled").await;
+    assert_eq!(executions.len(), 1);
+    assert_eq!(executions[0].status(), JobExecutionStatus::Canceled);
+    assert_eq!(
+        describe(&mut jobs, "canceled").await.status(),
+        JobStatus::Canceled
+    );
+
+    for (rate, factor, notified, succeeded) in [
+        (0, 2.0, Some(1), None),
+        (1_001, 2.0, Some(1), None),
+        (2, 1.0, Some(1), None),
+        (2, 1.55, Some(1), None),
+        (2, 2.0, None, None),
+        (2, 2.0, Some(1), Some(1)),
+    ] {
+        let bad = CreateJobRequest {
+            rollout_config: Some(RolloutConfig {
+                maximum_per_minute: None,
+                exponential_rate: Some(ExponentialRate {
+                    base_rate_per_minute: rate,
+                    increment_factor: factor,
+                    number_of_notified_things: notified,
+                    number_of_succeeded_things: succeeded,
+                }),
+            }),
+            ..create_req("bad", &targets[..1], TargetSelection::Snapshot)
+        };
+        expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    }
+    registry.stop().await;
+}
+
+/// The rollout's progress is state: a registry restarted in the middle of
+/// a rollout goes on with it.
+#[tokio::test]
+async fn a_rollout_goes_on_after_a_restart() {
+    let registry = with_clock(300, 30).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    let mut targets = Vec::new();
+    for i in 0..4 {
+        let thing = format!("s{i}");
+        create_thing(&mut client, &thing).await;
+        targets.push(arn("thing", &thing));
+    }
+    let rolled = CreateJobRequest {
+        rollout_config: rollout(1),
+        ..create_req("survivor", &targets, TargetSelection::Snapshot)
+    };
+    jobs.create_job(rolled).await.unwrap();
+    let dir = registry.stop().await;
+    let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+    settings.jobs.minute_ms = 300;
+    settings.jobs.timer_interval_ms = 20;
+    let registry = TestRegistry::start_in(dir, settings).await;
+    let (_, jobs) = clients(&registry).await;
+    let executions = wait_for_executions(&jobs, "survivor", 4).await;
+    let mut queued: Vec<i64> = executions.iter().map(|e| e.queued_at_ms).collect();
+    queued.sort_unstable();
+    for pair in queued.windows(2) {
+        assert!(pair[1] - pair[0] >= 300, "{queued:?}");
+    }
+    registry.stop().await;
+}
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+async fn wait_for_job_status(jobs: &Jobs, id: &'static str, status: JobStatus) {
+    crate::support::eventually(20, "the job's status", || {
+        let mut jobs = jobs.clone();
+        async move { (describe(&mut jobs, id).await.status() == status).then_some(()) }
+    })
+    .await;
+}
+
+/// A job with a `schedulingConfig.startTime` is SCHEDULED, with no
+/// execution, until then; at its `endTime` it is cancelled (CANCEL) or
+/// stops its rollout (STOP_ROLLOUT). Times too close are refused.
+#[tokio::test]
+async fn a_scheduled_job_starts_and_ends_on_time() {
+    // A "minute" of 100 ms; a start at least 3 of them ahead.
+    let registry = with_clock(100, 3).await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    create_thing(&mut client, "sch").await;
+    let start = now_ms() + 400;
+    let scheduled = CreateJobRequest {
+        scheduling_config: Some(SchedulingConfig {
+            start_time_ms: Some(start),
+            end_time_ms: Some(start + 400),
+            end_behavior: "CANCEL".into(),
+        }),
+        ..create_req(
+            "scheduled",
+            &[arn("thing", "sch")],
+            TargetSelection::Snapshot,
+        )
+    };
+    jobs.create_job(scheduled).await.unwrap();
+    let job = describe(&mut jobs, "scheduled").await;
+    assert_eq!(job.status(), JobStatus::Scheduled);
+    assert_eq!(
+        job.scheduling_config.unwrap().end_behavior,
+        "CANCEL".to_owned()
+    );
+    assert!(executions_of(&mut jobs, "scheduled").await.is_empty());
+    wait_for_job_status(&jobs, "scheduled", JobStatus::InProgress).await;
+    assert!(now_ms() >= start);
+    assert_eq!(
+        status_of(&mut jobs, "scheduled", "sch").await,
+        Some(JobExecutionStatus::Queued)
+    );
+    wait_for_job_status(&jobs, "scheduled", JobStatus::Canceled).await;
+    assert!(now_ms() >= start + 400);
+    assert_eq!(
+        status_of(&mut jobs, "scheduled", "sch").await,
+        Some(JobExecutionStatus::Canceled)
+    );
+
+    // One execution a "minute", the end 5 "minutes" later: the rollout
+    // stops before it reaches all ten things, and the job completes once
+    // the executions it made are done.
+    let mut targets = Vec::new();
+    for i in 0..10 {
+        let thing = format!("r{i}");
+        create_thing(&mut client, &thing).await;
+        targets.push(arn("thing", &thing));
+    }
+    let created = now_ms();
+    let stopped = CreateJobRequest {
+        rollout_config: rollout(1),
+        scheduling_config: Some(SchedulingConfig {
+            start_time_ms: None,
+            end_time_ms: Some(created + 500),
+            end_behavior: "STOP_ROLLOUT".into(),
+        }),
+        ..create_req("stopped", &targets, TargetSelection::Snapshot)
+    };
+    jobs.create_job(stopped).await.unwrap();
+    assert_eq!(executions_of(&mut jobs, "stopped").await.len(), 1);
+    let done = crate::support::eventually(20, "the stopped rollout to complete", || {
+        let mut jobs = jobs.clone();
+        async move {
+            let executions = executions_of(&mut jobs, "stopped").await;
+            for e in &executions {
+                if e.status() == JobExecutionStatus::Queued {
+                    update(
+                        &mut jobs,
+                        "stopped",
+                        &e.thing_name,
+                        JobExecutionStatus::Succeeded,
+                        None,
+                    )
+                    .await
+                    .unwrap();
+                }
+            }
+            (describe(&mut jobs, "stopped").await.status() == JobStatus::Completed)
+                .then_some(executions)
+        }
+    })
+    .await;
+    assert!(now_ms() >= created + 500);
+    assert!((1..10).contains(&done.len()), "{done:?}");
+    assert!(
+        done.iter().all(|e| e.queued_at_ms < created + 600),
+        "{done:?}"
+    );
+
+    for (start, end) in [
+        (Some(now_ms() + 100), None),
+        (Some(now_ms() + 1_000), Some(now_ms() + 1_100)),
+        (None, Some(now_ms() + 50)),
+    ] {
+        let bad = CreateJobRequest {
+            scheduling_config: Some(SchedulingConfig {
+                start_time_ms: start,
+                end_time_ms: end,
+                end_behavior: String::new(),
+            }),
+            ..create_req("bad", &[arn("thing", "sch")], TargetSelection::Snapshot)
+        };
+        expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    }
+    let bad = CreateJobRequest {
+        scheduling_config: Some(SchedulingConfig {
+            start_time_ms: Some(now_ms() + 1_000),
+            end_time_ms: None,
+            end_behavior: "LATER".into(),
+        }),
+        ..create_req("bad", &[arn("thing", "sch")], TargetSelection::Snapshot)
+    };
+    expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
     registry.stop().await;
 }

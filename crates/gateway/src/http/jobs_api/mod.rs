@@ -105,14 +105,9 @@ fn job_status(value: Option<&str>) -> Result<pb::JobStatus, ApiError> {
         Some("CANCELED") => pb::JobStatus::Canceled,
         Some("COMPLETED") => pb::JobStatus::Completed,
         Some("DELETION_IN_PROGRESS") => pb::JobStatus::DeletionInProgress,
-        // A scheduled job is one Herald never has.
-        Some("SCHEDULED") => return Err(scheduled()),
+        Some("SCHEDULED") => pb::JobStatus::Scheduled,
         Some(other) => return Err(ApiError::invalid(format!("Unknown job status {other:?}"))),
     })
-}
-
-fn scheduled() -> ApiError {
-    ApiError::invalid("SCHEDULED jobs (schedulingConfig) are not supported by Herald yet")
 }
 
 pub(crate) fn execution_status(value: Option<&str>) -> Result<pb::JobExecutionStatus, ApiError> {
@@ -197,6 +192,80 @@ fn retry_criteria(config: Option<RetryConfig>) -> Vec<pb::RetryCriterion> {
 
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
+struct RolloutConfig {
+    maximum_per_minute: Option<u32>,
+    exponential_rate: Option<ExponentialRate>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct ExponentialRate {
+    base_rate_per_minute: u32,
+    increment_factor: f64,
+    rate_increase_criteria: RateIncreaseCriteria,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct RateIncreaseCriteria {
+    number_of_notified_things: Option<u32>,
+    number_of_succeeded_things: Option<u32>,
+}
+
+fn rollout_config(config: Option<RolloutConfig>) -> Option<pb::RolloutConfig> {
+    config.map(|c| pb::RolloutConfig {
+        maximum_per_minute: c.maximum_per_minute,
+        exponential_rate: c.exponential_rate.map(|e| pb::ExponentialRate {
+            base_rate_per_minute: e.base_rate_per_minute,
+            increment_factor: e.increment_factor,
+            number_of_notified_things: e.rate_increase_criteria.number_of_notified_things,
+            number_of_succeeded_things: e.rate_increase_criteria.number_of_succeeded_things,
+        }),
+    })
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct SchedulingConfig {
+    start_time: Option<String>,
+    end_time: Option<String>,
+    end_behavior: Option<String>,
+    maintenance_windows: Vec<Value>,
+}
+
+/// `startTime` and `endTime` (`yyyy-MM-ddTHH:mm`, UTC) to epoch ms.
+fn scheduling_config(
+    config: Option<SchedulingConfig>,
+) -> Result<Option<pb::SchedulingConfig>, ApiError> {
+    let Some(c) = config else {
+        return Ok(None);
+    };
+    if !c.maintenance_windows.is_empty() {
+        return Err(ApiError::invalid(
+            "schedulingConfig.maintenanceWindows not supported by Herald yet",
+        ));
+    }
+    let time = |what: &str, text: Option<String>| -> Result<Option<i64>, ApiError> {
+        text.map(|t| {
+            crate::http::time::parse_schedule_time(&t)
+                .map(|secs| secs.saturating_mul(1000))
+                .ok_or_else(|| {
+                    ApiError::invalid(format!(
+                        "{what} must be a UTC time as yyyy-MM-ddTHH:mm, got {t:?}"
+                    ))
+                })
+        })
+        .transpose()
+    };
+    Ok(Some(pb::SchedulingConfig {
+        start_time_ms: time("startTime", c.start_time)?,
+        end_time_ms: time("endTime", c.end_time)?,
+        end_behavior: c.end_behavior.unwrap_or_default(),
+    }))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
 struct CreateJob {
     targets: Vec<String>,
     document_source: Option<String>,
@@ -207,6 +276,8 @@ struct CreateJob {
     job_template_arn: Option<String>,
     job_executions_retry_config: Option<RetryConfig>,
     abort_config: Option<AbortConfig>,
+    job_executions_rollout_config: Option<RolloutConfig>,
+    scheduling_config: Option<SchedulingConfig>,
     /// Members Herald refuses until it applies them.
     #[serde(flatten)]
     others: HashMap<String, Value>,
@@ -216,12 +287,10 @@ struct CreateJob {
 fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
     const NOT_YET: &[&str] = &[
         "presignedUrlConfig",
-        "jobExecutionsRolloutConfig",
         "tags",
         "namespaceId",
         "maintenanceWindows",
         "documentParameters",
-        "schedulingConfig",
         "destinationPackageVersions",
     ];
     let mut given: Vec<&str> = others
@@ -242,7 +311,11 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
 /// The configurations CreateJob applies but `operation` (UpdateJob,
 /// CreateJobTemplate) does not yet: an error naming the first given.
 fn refuse_members(operation: &str, others: &HashMap<String, Value>) -> Result<(), ApiError> {
-    for member in ["abortConfig", "jobExecutionsRetryConfig"] {
+    for member in [
+        "abortConfig",
+        "jobExecutionsRetryConfig",
+        "jobExecutionsRolloutConfig",
+    ] {
         if others.get(member).is_some_and(|v| !is_empty(v)) {
             return Err(ApiError::invalid(format!(
                 "{operation}: {member} not supported by Herald yet"
@@ -289,6 +362,8 @@ async fn create_job(
             job_template_arn: body.job_template_arn,
             retry_criteria: retry_criteria(body.job_executions_retry_config),
             abort_criteria: abort_criteria(body.abort_config),
+            rollout_config: rollout_config(body.job_executions_rollout_config),
+            scheduling_config: scheduling_config(body.scheduling_config)?,
         })
         .await?
         .into_inner();
@@ -667,15 +742,40 @@ mod tests {
     fn configurations_not_applied_yet_are_refused_by_name() {
         let body: CreateJob = serde_json::from_str(
             r#"{"targets":["a"],"document":"{}","jobExecutionsRolloutConfig":{"maximumPerMinute":1},
-                "tags":[],"schedulingConfig":{"startTime":"x"}}"#,
+                "tags":[{"Key":"k","Value":"v"}],"presignedUrlConfig":{"expiresInSec":60}}"#,
         )
         .unwrap();
         let err = refuse_unsupported(&body.others).unwrap_err();
         assert_eq!(err.code, "InvalidRequestException");
         assert_eq!(
             err.message,
-            "jobExecutionsRolloutConfig, schedulingConfig not supported by Herald yet"
+            "presignedUrlConfig, tags not supported by Herald yet"
         );
+        let update: UpdateJob =
+            serde_json::from_str(r#"{"jobExecutionsRolloutConfig":{"maximumPerMinute":1}}"#)
+                .unwrap();
+        let err = refuse_members("UpdateJob", &update.others).unwrap_err();
+        assert_eq!(
+            err.message,
+            "UpdateJob: jobExecutionsRolloutConfig not supported by Herald yet"
+        );
+        let windows = Some(SchedulingConfig {
+            maintenance_windows: vec![serde_json::json!({"startTime": "cron(0 0 * * ? *)"})],
+            ..SchedulingConfig::default()
+        });
+        assert!(scheduling_config(windows).is_err());
+        let bad_time = Some(SchedulingConfig {
+            start_time: Some("tomorrow".into()),
+            ..SchedulingConfig::default()
+        });
+        assert!(scheduling_config(bad_time).is_err());
+        let at = scheduling_config(Some(SchedulingConfig {
+            start_time: Some("2030-01-02T03:04".into()),
+            ..SchedulingConfig::default()
+        }))
+        .unwrap()
+        .unwrap();
+        assert_eq!(at.start_time_ms, Some(1_893_553_440_000));
         let plain: CreateJob =
             serde_json::from_str(r#"{"targets":["a"],"document":"{}","tags":[]}"#).unwrap();
         assert!(refuse_unsupported(&plain.others).is_ok());
@@ -693,7 +793,11 @@ mod tests {
             pb::TargetSelection::Continuous
         );
         assert!(target_selection(Some("ALL")).is_err());
-        assert!(job_status(Some("SCHEDULED")).is_err());
+        assert_eq!(
+            job_status(Some("SCHEDULED")).unwrap(),
+            pb::JobStatus::Scheduled
+        );
+        assert!(job_status(Some("scheduled")).is_err());
         assert_eq!(job_status(None).unwrap(), pb::JobStatus::Unspecified);
     }
 }

@@ -103,7 +103,74 @@ struct Job {
     job_executions_retry_config: Option<RetryConfig>,
     #[serde(skip_serializing_if = "Option::is_none")]
     abort_config: Option<AbortConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_executions_rollout_config: Option<RolloutConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    scheduling_config: Option<SchedulingConfig>,
     is_concurrent: bool,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RolloutConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    maximum_per_minute: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    exponential_rate: Option<ExponentialRate>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ExponentialRate {
+    base_rate_per_minute: u32,
+    increment_factor: f64,
+    rate_increase_criteria: RateIncreaseCriteria,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RateIncreaseCriteria {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_of_notified_things: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    number_of_succeeded_things: Option<u32>,
+}
+
+impl From<pb::RolloutConfig> for RolloutConfig {
+    fn from(r: pb::RolloutConfig) -> Self {
+        RolloutConfig {
+            maximum_per_minute: r.maximum_per_minute,
+            exponential_rate: r.exponential_rate.map(|e| ExponentialRate {
+                base_rate_per_minute: e.base_rate_per_minute,
+                increment_factor: e.increment_factor,
+                rate_increase_criteria: RateIncreaseCriteria {
+                    number_of_notified_things: e.number_of_notified_things,
+                    number_of_succeeded_things: e.number_of_succeeded_things,
+                },
+            }),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct SchedulingConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    start_time: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    end_time: Option<String>,
+    end_behavior: String,
+}
+
+impl From<pb::SchedulingConfig> for SchedulingConfig {
+    fn from(s: pb::SchedulingConfig) -> Self {
+        let time = |ms: i64| crate::http::time::format_schedule_time(ms.div_euclid(1000));
+        SchedulingConfig {
+            start_time: s.start_time_ms.map(time),
+            end_time: s.end_time_ms.map(time),
+            end_behavior: s.end_behavior,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -201,6 +268,8 @@ impl From<pb::DescribeJobResponse> for DescribeJobOutput {
                         })
                         .collect(),
                 }),
+                job_executions_rollout_config: j.rollout_config.map(RolloutConfig::from),
+                scheduling_config: j.scheduling_config.map(SchedulingConfig::from),
                 is_concurrent: false,
             },
         }

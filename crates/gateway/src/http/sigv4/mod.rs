@@ -18,14 +18,12 @@
 //!
 //! - `parse`: the signature's parts, from the header or the query;
 //! - `canonical`: the canonical request, the string to sign, the signing key;
-//! - `time`: `X-Amz-Date` and epoch seconds;
 //! - `verify`: the check itself.
 
 mod canonical;
 mod parse;
 #[cfg(test)]
-mod testing;
-mod time;
+pub(super) mod testing;
 mod verify;
 
 pub(crate) use self::verify::verify;
@@ -265,8 +263,8 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     use super::testing::sign;
-    use super::time::{epoch_seconds, format_amz_date};
     use super::*;
+    use crate::http::time::{epoch_seconds, format_amz_date};
     use crate::settings::Settings;
 
     /// A body of many chunks is measured once: within the limit it is read

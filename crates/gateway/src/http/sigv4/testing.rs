@@ -11,8 +11,8 @@ use super::canonical::{
     string_to_sign,
 };
 use super::parse::parse_query;
-use super::time::parse_amz_date;
 use super::{Principal, RequestParts, SigError, verify};
+use crate::http::time::parse_amz_date;
 use crate::settings::AccessKey;
 
 /// A request as it arrives: method, raw target, headers, body.
@@ -99,7 +99,7 @@ pub(super) fn dev_principal() -> Principal {
 }
 
 /// `amz_date` plus `offset` seconds, as a `SystemTime`.
-pub(super) fn at(amz_date: &str, offset: i64) -> SystemTime {
+pub(crate) fn at(amz_date: &str, offset: i64) -> SystemTime {
     let secs = parse_amz_date(amz_date).unwrap() + offset;
     UNIX_EPOCH + Duration::from_secs(u64::try_from(secs).unwrap())
 }
@@ -146,7 +146,7 @@ pub(super) fn sign(
 // http://127.0.0.1:8080, HERALDDEVKEY/herald-dev-secret, us-east-1, clock
 // fixed at 2024-05-17T09:30:00Z), captured before sending.
 
-pub(super) const DATE: &str = "20240517T093000Z";
+pub(crate) const DATE: &str = "20240517T093000Z";
 pub(super) const HOST: &str = "127.0.0.1:8080";
 pub(super) const USER_AGENT: &str = "Boto3/1.43.11 md/Botocore#1.43.11 ua/2.1 os/linux#6.18.44-fc-v657 md/arch#x86_64 lang/python#3.11.7 md/pyimpl#CPython m/Z,e,b,D,N cfg/retry-mode#legacy Botocore/1.43.11";
 

@@ -15,8 +15,8 @@ use super::parse::{
     Authorization, SECURITY_TOKEN_PARAM, SIGNATURE_PARAM, TERMINATOR, from_header, from_query,
     parse_query, parse_scope,
 };
-use super::time::{epoch_seconds, format_amz_date, parse_amz_date};
 use super::{Principal, RequestParts, SigError};
+use crate::http::time::{epoch_seconds, format_amz_date, parse_amz_date};
 use crate::settings::AccessKey;
 
 /// How far `X-Amz-Date` may be from the server's clock.

@@ -7,8 +7,8 @@ use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, now_ms, prefix};
 
 use super::{
-    Registry, counts_key, exec_key, job_event, job_group_key, job_key, load_counts, load_execution,
-    load_job, old_exec_key, queue_execution, save_execution, thing_job_key, things_under,
+    Registry, clock, counts_key, exec_key, job_event, job_group_key, job_key, load_counts,
+    load_execution, load_job, old_exec_key, save_execution, thing_job_key, things_under,
 };
 use crate::{
     domain::{
@@ -20,6 +20,7 @@ use crate::{
             check_text, check_timeout, invalid_transition, transition,
         },
         not_found,
+        rollout::{Rollout, Schedule},
     },
     service::{check_expected, group_key, load_thing},
 };
@@ -43,6 +44,10 @@ pub(crate) struct NewJob {
     pub(crate) retry: Vec<RetryCriterion>,
     /// `abortConfig`; empty for none.
     pub(crate) abort: Vec<AbortCriterion>,
+    /// `jobExecutionsRolloutConfig`.
+    pub(crate) rollout: Option<Rollout>,
+    /// `schedulingConfig`.
+    pub(crate) schedule: Option<Schedule>,
 }
 
 /// ListJobs' filters.
@@ -97,6 +102,9 @@ impl NewJob {
         if !self.abort.is_empty() {
             check_abort(&self.abort)?;
         }
+        if let Some(rollout) = &self.rollout {
+            rollout.check()?;
+        }
         Ok(())
     }
 }
@@ -131,6 +139,14 @@ impl Registry {
             None => None,
         };
         new.check()?;
+        if let Some(schedule) = &new.schedule {
+            schedule.check(
+                now_ms(),
+                self.ctx.job_minute_ms,
+                self.ctx.schedule_lead_minutes,
+            )?;
+        }
+        let minute_ms = self.ctx.job_minute_ms;
         let targets = new
             .targets
             .iter()
@@ -144,12 +160,10 @@ impl Registry {
                         format!("Job {} already exists.", new.id),
                     ));
                 }
-                let mut things = BTreeSet::new();
                 for target in &targets {
                     match target {
                         Target::Thing(name) => {
                             load_thing(c, name)?;
-                            things.insert(name.clone());
                         }
                         Target::Group(name) => {
                             if !c.exists(&group_key(name))? {
@@ -157,11 +171,11 @@ impl Registry {
                                     "Thing group {name} cannot be found."
                                 )));
                             }
-                            things.extend(things_under(c, name)?);
                         }
                     }
                 }
                 let now = now_ms();
+                let scheduled = new.schedule.is_some_and(|s| s.start_ms.is_some());
                 let job = Job {
                     id: new.id,
                     target_selection: new.target_selection,
@@ -170,7 +184,11 @@ impl Registry {
                     document_source: new.document_source,
                     description: new.description,
                     in_progress_timeout_minutes: new.in_progress_timeout_minutes,
-                    status: JobStatus::InProgress,
+                    status: if scheduled {
+                        JobStatus::Scheduled
+                    } else {
+                        JobStatus::InProgress
+                    },
                     force_canceled: false,
                     reason_code: None,
                     comment: None,
@@ -180,6 +198,8 @@ impl Registry {
                     template_id: template,
                     retry: new.retry,
                     abort: new.abort,
+                    rollout: new.rollout,
+                    schedule: new.schedule,
                 };
                 c.put(job_key(&job.id), &job)?;
                 c.put(counts_key(&job.id), &ProcessDetails::default())?;
@@ -188,11 +208,15 @@ impl Registry {
                         c.put(job_group_key(group, &job.id), &())?;
                     }
                 }
-                for thing in &things {
-                    queue_execution(c, &job, thing)?;
+                clock::start_clock(c, &job, minute_ms)?;
+                if job.status == JobStatus::InProgress {
+                    for thing in clock::targeted_things(c, &job)? {
+                        clock::reach(c, &job, &thing)?;
+                    }
                 }
-                // A snapshot job with nothing to run is complete at once.
-                super::complete_if_done(c, &job.id)?;
+                // Starts the rollout or schedules the start; a snapshot job
+                // with nothing to run is complete at once.
+                clock::tick(c, &job.id, now)?;
                 load_job(c, &job.id)
             })
             .await
@@ -301,7 +325,7 @@ impl Registry {
                         "Job {id} is a SNAPSHOT job; targets can only be added to a CONTINUOUS job"
                     )));
                 }
-                if job.status != JobStatus::InProgress {
+                if !matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled) {
                     return Err(invalid(format!("Job {id} is not in progress")));
                 }
                 let new: Vec<_> = resolved
@@ -334,10 +358,15 @@ impl Registry {
                 }
                 job.targets.extend(new.into_iter().map(|(arn, _)| arn));
                 job.comment = comment.or(job.comment);
-                job.updated_ms = now_ms();
+                let now = now_ms();
+                job.updated_ms = now;
                 c.put(job_key(&id), &job)?;
-                for thing in &things {
-                    queue_execution(c, &job, thing)?;
+                // A scheduled job reaches its things when it starts.
+                if job.status == JobStatus::InProgress {
+                    for thing in &things {
+                        clock::reach(c, &job, thing)?;
+                    }
+                    clock::tick(c, &id, now)?;
                 }
                 Ok(job)
             })
@@ -367,7 +396,7 @@ impl Registry {
             .mutate(move |c| {
                 let job = load_job(c, &id)?;
                 match job.status {
-                    JobStatus::InProgress => {}
+                    JobStatus::InProgress | JobStatus::Scheduled => {}
                     JobStatus::Canceled if force && !job.force_canceled => {}
                     JobStatus::Canceled => return Ok(job),
                     other => {
@@ -416,6 +445,7 @@ impl Registry {
                     c.remove(job_group_key(group, &id));
                 }
                 job_event(c, JobEventKind::Deleted, &job)?;
+                clock::delete_clock(c, &id)?;
                 c.remove(counts_key(&id));
                 c.remove(job_key(&id));
                 Ok(())

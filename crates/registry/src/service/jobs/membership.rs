@@ -6,7 +6,7 @@
 use herald_proto::error::AwsError;
 use herald_store::{now_ms, prefix};
 
-use super::{Changes, exec_key, group_and_ancestors, job_key, queue_execution, save_execution};
+use super::{Changes, clock, exec_key, group_and_ancestors, job_key, save_execution};
 use crate::domain::jobs::{
     Actor, Execution, ExecutionStatus, Job, JobStatus, TargetSelection, transition,
 };
@@ -49,7 +49,10 @@ pub(in crate::service) fn thing_joined(
     group: &str,
 ) -> Result<(), AwsError> {
     for job in continuous_jobs_over(c, group)? {
-        queue_execution(c, &job, thing)?;
+        clock::reach(c, &job, thing)?;
+        if job.rollout.is_some() {
+            clock::tick(c, &job.id, now_ms())?;
+        }
     }
     Ok(())
 }
@@ -71,6 +74,7 @@ pub(in crate::service) fn thing_left(
             still_reached = job.target_groups().any(|g| above.iter().any(|a| a == g));
         }
         if !still_reached {
+            clock::unwait(c, &job.id, thing)?;
             remove_execution(c, &job.id, thing)?;
         }
     }

@@ -13,7 +13,10 @@
 //! - `jobtemplate/<id>`: job templates.
 //! - `jobdeadline/<ms>/<id>/<thing>`: the IN_PROGRESS executions with a
 //!   timeout, by deadline (`timeouts` times them out).
+//! - `jobclock/...`, `jobwaiting/...`, `jobtimer/...`: rollouts and
+//!   schedules (`clock`).
 
+mod clock;
 mod control;
 mod device;
 mod membership;
@@ -113,7 +116,7 @@ fn job_event(c: &mut Changes<'_>, kind: JobEventKind, job: &Job) -> Result<(), A
         operation: None,
         body: EventBody::Job {
             kind,
-            job: job.clone(),
+            job: Box::new(job.clone()),
             details,
         },
     });
@@ -278,6 +281,7 @@ fn cancel(
     job.comment = comment.or(job.comment);
     job.updated_ms = now;
     c.put(job_key(&job.id), &job)?;
+    clock::drop_waiting(c, &job.id)?;
     job_event(c, JobEventKind::CancellationInProgress, &job)?;
     for thing in c.keys(&prefix(&["jobexec", &job.id]))? {
         let mut execution = load_execution(c, &job.id, &thing)?;
@@ -321,7 +325,7 @@ fn complete_if_done(c: &mut Changes<'_>, job_id: &str) -> Result<(), AwsError> {
     if job.status != JobStatus::InProgress || job.target_selection != TargetSelection::Snapshot {
         return Ok(());
     }
-    if load_counts(c, job_id)?.pending() > 0 {
+    if load_counts(c, job_id)?.pending() > 0 || clock::has_waiting(c, &job)? {
         return Ok(());
     }
     let now = now_ms();
@@ -332,11 +336,16 @@ fn complete_if_done(c: &mut Changes<'_>, job_id: &str) -> Result<(), AwsError> {
     job_event(c, JobEventKind::Completed, &job)
 }
 
-/// Queues an execution of `job` for `thing` unless it has a pending or
+/// Queues an execution of `job` for `thing` (at `now`) unless it has a pending or
 /// final one already; a thing whose last execution was REMOVED (it left a
 /// continuous job's groups) gets a new attempt. Returns whether one was
 /// queued.
-fn queue_execution(c: &mut Changes<'_>, job: &Job, thing: &str) -> Result<bool, AwsError> {
+fn queue_execution(
+    c: &mut Changes<'_>,
+    job: &Job,
+    thing: &str,
+    now: i64,
+) -> Result<bool, AwsError> {
     let number = match c.get::<Execution>(&exec_key(&job.id, thing))? {
         None => 1,
         Some(last) if last.status == ExecutionStatus::Removed => {
@@ -349,7 +358,7 @@ fn queue_execution(c: &mut Changes<'_>, job: &Job, thing: &str) -> Result<bool, 
         }
         Some(_) => return Ok(false),
     };
-    let execution = Execution::queued(&job.id, thing, number, now_ms());
+    let execution = Execution::queued(&job.id, thing, number, now);
     save_execution(c, None, &execution)?;
     Ok(true)
 }

@@ -22,9 +22,10 @@ fn entry(suffix: &str) -> Option<(i64, &str, &str)> {
 }
 
 impl Registry {
-    /// Every `every`, times out the executions that are due, until
+    /// Every `every`, times out the executions that are due and moves the
+    /// clocks of the jobs whose rollout or schedule is due, until
     /// `shutdown`.
-    pub(crate) async fn time_out_executions(self, every: Duration, shutdown: CancellationToken) {
+    pub(crate) async fn run_job_timers(self, every: Duration, shutdown: CancellationToken) {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
@@ -36,6 +37,11 @@ impl Registry {
                 Ok(0) => {}
                 Ok(n) => tracing::info!(executions = n, "job executions timed out"),
                 Err(e) => tracing::warn!(error = %e, "timing out job executions failed"),
+            }
+            match self.tick_due_jobs(now_ms()).await {
+                Ok(0) => {}
+                Ok(n) => tracing::debug!(jobs = n, "job rollouts and schedules moved on"),
+                Err(e) => tracing::warn!(error = %e, "moving job rollouts and schedules failed"),
             }
         }
     }

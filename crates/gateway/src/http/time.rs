@@ -1,9 +1,10 @@
-//! The times of SigV4: `X-Amz-Date`'s `yyyymmddTHHMMSSZ` to epoch seconds
-//! and back (proleptic Gregorian, UTC).
+//! Times in requests, to epoch seconds and back (proleptic Gregorian, UTC):
+//! SigV4's `X-Amz-Date` (`yyyymmddTHHMMSSZ`) and the job schedule's
+//! `startTime` and `endTime` (`yyyy-MM-ddTHH:mm`).
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-pub(super) fn epoch_seconds(time: SystemTime) -> i64 {
+pub(crate) fn epoch_seconds(time: SystemTime) -> i64 {
     match time.duration_since(UNIX_EPOCH) {
         Ok(after) => i64::try_from(after.as_secs()).unwrap_or(i64::MAX),
         Err(before) => i64::try_from(before.duration().as_secs()).map_or(i64::MIN, |s| -s),
@@ -13,7 +14,7 @@ pub(super) fn epoch_seconds(time: SystemTime) -> i64 {
 /// `yyyymmddTHHMMSSZ` to epoch seconds. Reads bytes only: the text comes
 /// from the request and may hold anything (a multi-byte character where a
 /// digit should be is simply not a date).
-pub(super) fn parse_amz_date(text: &str) -> Option<i64> {
+pub(crate) fn parse_amz_date(text: &str) -> Option<i64> {
     let bytes = text.as_bytes();
     let [
         y0,
@@ -47,6 +48,18 @@ pub(super) fn parse_amz_date(text: &str) -> Option<i64> {
         number(&[d0, d1])?,
     );
     let (hour, minute, second) = (number(&[h0, h1])?, number(&[mi0, mi1])?, number(&[s0, s1])?);
+    civil_seconds(year, month, day, hour, minute, second)
+}
+
+/// Epoch seconds of a valid date and time of day, else `None`.
+fn civil_seconds(
+    year: i64,
+    month: i64,
+    day: i64,
+    hour: i64,
+    minute: i64,
+    second: i64,
+) -> Option<i64> {
     let leap = year % 4 == 0 && (year % 100 != 0 || year % 400 == 0);
     let month_days = match month {
         1 | 3 | 5 | 7 | 8 | 10 | 12 => 31,
@@ -61,8 +74,61 @@ pub(super) fn parse_amz_date(text: &str) -> Option<i64> {
     Some(days_from_civil(year, month, day) * 86_400 + hour * 3600 + minute * 60 + second)
 }
 
+/// A job schedule's time, `yyyy-MM-ddTHH:mm` in UTC as AWS IoT takes it
+/// ("Job scheduling configuration"), to epoch seconds. Herald also takes
+/// seconds (`yyyy-MM-ddTHH:mm:ss`) and a final `Z`. Reads characters: the
+/// text may hold anything.
+pub(crate) fn parse_schedule_time(text: &str) -> Option<i64> {
+    let text = text.strip_suffix('Z').unwrap_or(text);
+    let mut fields = [0i64; 6];
+    let mut count = 0;
+    let mut digits = 0;
+    // Separators between the fields, in order.
+    const SEPARATORS: [char; 5] = ['-', '-', 'T', ':', ':'];
+    for c in text.chars() {
+        if let Some(d) = c.to_digit(10) {
+            if digits == 4 {
+                return None;
+            }
+            let field = fields.get_mut(count)?;
+            *field = *field * 10 + i64::from(d);
+            digits += 1;
+        } else if SEPARATORS.get(count) == Some(&c) {
+            let wanted = if count == 0 { 4 } else { 2 };
+            if digits != wanted {
+                return None;
+            }
+            count += 1;
+            digits = 0;
+        } else {
+            return None;
+        }
+    }
+    // Minutes or seconds last, two digits.
+    if !(count == 4 || count == 5) || digits != 2 {
+        return None;
+    }
+    let [year, month, day, hour, minute, second] = fields;
+    civil_seconds(year, month, day, hour, minute, second)
+}
+
+/// Epoch seconds to `yyyy-MM-ddTHH:mm`, with `:ss` when not 0.
+pub(crate) fn format_schedule_time(epoch: i64) -> String {
+    let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
+    let (year, month, day) = civil_from_days(days);
+    let mut text = format!(
+        "{year:04}-{month:02}-{day:02}T{:02}:{:02}",
+        secs / 3600,
+        secs % 3600 / 60
+    );
+    if secs % 60 != 0 {
+        text.push_str(&format!(":{:02}", secs % 60));
+    }
+    text
+}
+
 /// Epoch seconds to `yyyymmddTHHMMSSZ`.
-pub(super) fn format_amz_date(epoch: i64) -> String {
+pub(crate) fn format_amz_date(epoch: i64) -> String {
     let (days, secs) = (epoch.div_euclid(86_400), epoch.rem_euclid(86_400));
     let (year, month, day) = civil_from_days(days);
     format!(
@@ -137,6 +203,45 @@ mod tests {
                 let text: String = text.into_iter().collect();
                 let _ = parse_amz_date(&text);
             }
+        }
+    }
+
+    #[test]
+    fn schedule_times() {
+        assert_eq!(parse_schedule_time("1970-01-01T00:00"), Some(0));
+        assert_eq!(parse_schedule_time("2024-05-17T09:30"), Some(1_715_938_200));
+        assert_eq!(
+            parse_schedule_time("2024-05-17T09:30:05Z"),
+            Some(1_715_938_205)
+        );
+        for text in [
+            "",
+            "2024-05-17",
+            "2024-05-17T09",
+            "2024-05-17T9:30",
+            "2024-5-17T09:30",
+            "2024-05-17 09:30",
+            "2024-05-17T09:30:",
+            "2024-05-17T09:30:05:01",
+            "2024-02-30T09:30",
+            "2024-05-17T24:00",
+            "2024-05-17T09:3é",
+            "é024-05-17T09:30",
+            "٢٠٢٤-05-17T09:30",
+            "2024-05-17T09:3000000000000000000000000",
+            "99999999999999999999999",
+        ] {
+            assert_eq!(parse_schedule_time(text), None, "{text:?}");
+        }
+        for text in [
+            "2024-05-17T09:30",
+            "2000-02-29T23:59:59",
+            "2100-12-31T00:00",
+        ] {
+            assert_eq!(
+                format_schedule_time(parse_schedule_time(text).unwrap()),
+                text
+            );
         }
     }
 
