@@ -201,9 +201,19 @@ def test_update_job_and_associate_targets(client):
     job = client.describe_job(jobId="follow")["job"]
     assert job["description"] == "now with a timeout"
     assert job["timeoutConfig"] == {"inProgressTimeoutInMinutes": 5}
+    # The retry, abort and rollout configurations are replaced as given.
+    client.update_job(
+        jobId="follow",
+        jobExecutionsRolloutConfig={"maximumPerMinute": 10},
+        jobExecutionsRetryConfig={"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 2}]},
+    )
+    job = client.describe_job(jobId="follow")["job"]
+    assert job["jobExecutionsRolloutConfig"] == {"maximumPerMinute": 10}
+    assert job["jobExecutionsRetryConfig"] == {"criteriaList": [{"failureType": "FAILED", "numberOfRetries": 2}]}
+    assert job["description"] == "now with a timeout"
     expect_error(
         client, "InvalidRequestException", client.update_job, jobId="follow",
-        jobExecutionsRolloutConfig={"maximumPerMinute": 10},
+        jobExecutionsRolloutConfig={"maximumPerMinute": 1001},
     )
 
     associated = client.associate_targets_with_job(jobId="follow", targets=[group_arn("fleet-eu")], comment="EU too")
@@ -239,11 +249,29 @@ def test_job_templates(client):
         client, "ConflictException", client.create_job_template,
         jobTemplateId="fw-template", description="again", document=DOCUMENT,
     )
-    # A configuration a template cannot hold yet is refused, not dropped.
+    # A template holds the configurations a job created from it starts with.
+    retries = {"criteriaList": [{"failureType": "ALL", "numberOfRetries": 1}]}
+    abort = {"criteriaList": [{"failureType": "FAILED", "action": "CANCEL", "thresholdPercentage": 50.0,
+                               "minNumberOfExecutedThings": 2}]}
+    rollout = {"maximumPerMinute": 100}
+    client.create_job_template(
+        jobTemplateId="with-configs", description="r", document=DOCUMENT,
+        jobExecutionsRetryConfig=retries, abortConfig=abort, jobExecutionsRolloutConfig=rollout,
+    )
+    described = client.describe_job_template(jobTemplateId="with-configs")
+    assert (described["jobExecutionsRetryConfig"], described["abortConfig"]) == (retries, abort)
+    assert described["jobExecutionsRolloutConfig"] == rollout
+    client.create_job(
+        jobId="configured", targets=[thing_arn("t1")],
+        jobTemplateArn=f"{ARN_PREFIX}:jobtemplate/with-configs",
+    )
+    job = client.describe_job(jobId="configured")["job"]
+    assert (job["jobExecutionsRetryConfig"], job["abortConfig"]) == (retries, abort)
+    assert job["jobExecutionsRolloutConfig"] == rollout
     expect_error(
         client, "InvalidRequestException", client.create_job_template,
-        jobTemplateId="with-retries", description="r", document=DOCUMENT,
-        jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 1}]},
+        jobTemplateId="bad-retries", description="r", document=DOCUMENT,
+        jobExecutionsRetryConfig={"criteriaList": [{"failureType": "ALL", "numberOfRetries": 11}]},
     )
 
     client.create_job(jobId="from-template", targets=[thing_arn("t1")], jobTemplateArn=template_arn)
@@ -256,7 +284,7 @@ def test_job_templates(client):
     client.create_job_template(jobTemplateId="copy", description="a copy", jobArn=job_arn("from-template"))
     assert client.describe_job_template(jobTemplateId="copy")["document"] == DOCUMENT
     listed = client.list_job_templates()["jobTemplates"]
-    assert [t["jobTemplateId"] for t in listed] == ["copy", "fw-template"]
+    assert [t["jobTemplateId"] for t in listed] == ["copy", "fw-template", "with-configs"]
 
     client.delete_job_template(jobTemplateId="copy")
     expect_error(client, "ResourceNotFoundException", client.describe_job_template, jobTemplateId="copy")
@@ -381,6 +409,27 @@ def test_a_scheduled_job_waits_for_its_start_time(client):
     assert [j["jobId"] for j in client.list_jobs()["jobs"]] == ["later"]
 
 
+def test_documents_from_the_documents_directory(herald, client):
+    """`documentSource` names an S3 object; Herald reads it from its documents directory."""
+    client.create_thing(thingName="t1")
+    documents = herald.registry_dir / "documents" / "firmware" / "v2"
+    documents.mkdir(parents=True, exist_ok=True)
+    (documents / "job.json").write_text(DOCUMENT)
+    source = "https://s3.us-east-1.amazonaws.com/firmware/v2/job.json"
+    client.create_job(jobId="from-s3", targets=[thing_arn("t1")], documentSource=source)
+    assert client.describe_job(jobId="from-s3")["documentSource"] == source
+    assert client.get_job_document(jobId="from-s3")["document"] == DOCUMENT
+    client.create_job_template(jobTemplateId="from-s3", description="s3", documentSource="s3://firmware/v2/job.json")
+    described = client.describe_job_template(jobTemplateId="from-s3")
+    assert (described["document"], described["documentSource"]) == (DOCUMENT, "s3://firmware/v2/job.json")
+    (documents / "broken.json").write_text("not json")
+    for bad in ("s3://firmware/v2/broken.json", "s3://firmware/../registry/job.json", "https://example.com/job.json"):
+        expect_error(
+            client, "InvalidRequestException", client.create_job,
+            jobId="bad", targets=[thing_arn("t1")], documentSource=bad,
+        )
+
+
 def test_job_errors(client):
     client.create_thing(thingName="t1")
     client.create_job(jobId="taken", targets=[thing_arn("t1")], document=DOCUMENT)
@@ -392,6 +441,11 @@ def test_job_errors(client):
         ("InvalidRequestException", dict(jobId="doc", targets=t1, document="[1]")),
         ("InvalidRequestException", dict(jobId="no-doc", targets=t1)),
         ("InvalidRequestException", dict(jobId="s3", targets=t1, documentSource="https://s3/x")),
+        ("InvalidRequestException", dict(jobId="s3", targets=t1, documentSource="s3://fw/none.json")),
+        (
+            "InvalidRequestException",
+            dict(jobId="s3", targets=t1, document=DOCUMENT, documentSource="s3://fw/none.json"),
+        ),
         ("ResourceNotFoundException", dict(jobId="ghost", targets=[thing_arn("ghost")], document=DOCUMENT)),
         ("ResourceNotFoundException", dict(jobId="ghost-g", targets=[group_arn("none")], document=DOCUMENT)),
         (

@@ -62,6 +62,11 @@ pub async fn run(
         job_minute_ms: i64::try_from(settings.jobs.minute_ms.max(1)).unwrap_or(60_000),
         schedule_lead_minutes: i64::try_from(settings.jobs.schedule_lead_minutes)
             .unwrap_or(i64::MAX),
+        documents_dir: settings
+            .jobs
+            .documents_dir
+            .clone()
+            .unwrap_or_else(|| settings.data_dir.join("documents")),
     };
     let registry = Registry::new(store, writer, ctx, log.clone());
 

@@ -63,6 +63,10 @@ pub struct JobsSettings {
     /// How many minutes ahead a `schedulingConfig.startTime` must be, and
     /// how long after it an `endTime`: 30, as on AWS IoT.
     pub schedule_lead_minutes: u64,
+    /// Where `documentSource` URLs are read from, as `<bucket>/<key>`:
+    /// Herald's stand-in for Amazon S3. Default: `documents` in the data
+    /// directory.
+    pub documents_dir: Option<PathBuf>,
 }
 
 impl Default for JobsSettings {
@@ -71,6 +75,7 @@ impl Default for JobsSettings {
             minute_ms: 60_000,
             timer_interval_ms: 1_000,
             schedule_lead_minutes: 30,
+            documents_dir: None,
         }
     }
 }

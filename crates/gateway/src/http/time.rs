@@ -245,6 +245,17 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text: a time or `None`, never a panic; and every time in
+        /// the years 1970 to 9999 is read back from what is written.
+        #[test]
+        fn schedule_times_take_any_text(text in ".*", epoch in 0i64..253_402_300_800) {
+            let _ = parse_schedule_time(&text);
+            let written = format_schedule_time(epoch);
+            proptest::prop_assert_eq!(parse_schedule_time(&written), Some(epoch));
+        }
+    }
+
     #[test]
     fn dates_round_trip() {
         assert_eq!(parse_amz_date("19700101T000000Z"), Some(0));

@@ -341,6 +341,15 @@ pub(crate) struct JobTemplate {
     pub(crate) document: String,
     pub(crate) in_progress_timeout_minutes: Option<i64>,
     pub(crate) created_ms: i64,
+    /// The URL the document was read from.
+    #[serde(default)]
+    pub(crate) document_source: Option<String>,
+    #[serde(default)]
+    pub(crate) retry: Vec<RetryCriterion>,
+    #[serde(default)]
+    pub(crate) abort: Vec<AbortCriterion>,
+    #[serde(default)]
+    pub(crate) rollout: Option<Rollout>,
 }
 
 /// One thing's execution of a job (its latest attempt).

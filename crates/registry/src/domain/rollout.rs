@@ -151,6 +151,8 @@ impl RolloutProgress {
                 }
             }
         }
+        // A rollout configuration changed by UpdateJob caps the rate at once.
+        self.rate = self.rate.min(rollout.ceiling());
         // Rates are whole things per minute; a grown rate counts what it
         // reached in full.
         (self.rate.floor() as u64).saturating_sub(self.in_window)

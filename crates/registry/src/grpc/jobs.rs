@@ -18,7 +18,7 @@ use crate::{
         },
         rollout::{EndBehavior, ExponentialRate, RateIncrease, Rollout, Schedule},
     },
-    service::{DeviceUpdate, JobFilter, NewJob, NewTemplate, Registry},
+    service::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate, Registry},
 };
 
 pub(crate) struct GrpcJobs {
@@ -213,6 +213,47 @@ fn abort_criterion(c: &pb::AbortCriterion) -> Result<AbortCriterion, Status> {
     })
 }
 
+fn abort_criteria(list: &[pb::AbortCriterion]) -> Result<Vec<AbortCriterion>, Status> {
+    list.iter().map(abort_criterion).collect()
+}
+
+fn retry_criteria(list: &[pb::RetryCriterion]) -> Result<Vec<RetryCriterion>, Status> {
+    list.iter()
+        .map(|c| {
+            let failure_type = FailureType::parse(&c.failure_type).ok_or_else(|| {
+                invalid(format!(
+                    "failureType must be FAILED, TIMED_OUT or ALL, not {:?}",
+                    c.failure_type
+                ))
+            })?;
+            Ok(RetryCriterion {
+                failure_type,
+                retries: c.number_of_retries,
+            })
+        })
+        .collect()
+}
+
+fn abort_criteria_to_pb(list: &[AbortCriterion]) -> Vec<pb::AbortCriterion> {
+    list.iter()
+        .map(|c| pb::AbortCriterion {
+            failure_type: c.failure_type.name().to_owned(),
+            action: "CANCEL".to_owned(),
+            threshold_percentage: f64::from(c.threshold_bp) / 100.0,
+            min_number_of_executed_things: c.min_executed,
+        })
+        .collect()
+}
+
+fn retry_criteria_to_pb(list: &[RetryCriterion]) -> Vec<pb::RetryCriterion> {
+    list.iter()
+        .map(|c| pb::RetryCriterion {
+            failure_type: c.failure_type.name().to_owned(),
+            number_of_retries: c.retries,
+        })
+        .collect()
+}
+
 fn details(d: Option<pb::StatusDetails>) -> Option<domain::jobs::StatusDetails> {
     d.map(|d| d.entries.into_iter().collect())
 }
@@ -251,24 +292,8 @@ fn job(arns: &Arns<'_>, j: Job, d: ProcessDetails) -> pb::Job {
         completed_at_ms: j.completed_ms,
         in_progress_timeout_in_minutes: j.in_progress_timeout_minutes,
         job_template_arn: j.template_id.map(|id| arns.of("jobtemplate", &id)),
-        abort_criteria: j
-            .abort
-            .iter()
-            .map(|c| pb::AbortCriterion {
-                failure_type: c.failure_type.name().to_owned(),
-                action: "CANCEL".to_owned(),
-                threshold_percentage: f64::from(c.threshold_bp) / 100.0,
-                min_number_of_executed_things: c.min_executed,
-            })
-            .collect(),
-        retry_criteria: j
-            .retry
-            .iter()
-            .map(|c| pb::RetryCriterion {
-                failure_type: c.failure_type.name().to_owned(),
-                number_of_retries: c.retries,
-            })
-            .collect(),
+        abort_criteria: abort_criteria_to_pb(&j.abort),
+        retry_criteria: retry_criteria_to_pb(&j.retry),
         rollout_config: j.rollout.map(rollout_to_pb),
         scheduling_config: j.schedule.map(schedule_to_pb),
         job_id: j.id,
@@ -283,6 +308,10 @@ fn template(arns: &Arns<'_>, t: JobTemplate) -> pb::JobTemplate {
         document: t.document,
         created_at_ms: t.created_ms,
         in_progress_timeout_in_minutes: t.in_progress_timeout_minutes,
+        document_source: t.document_source,
+        retry_criteria: retry_criteria_to_pb(&t.retry),
+        abort_criteria: abort_criteria_to_pb(&t.abort),
+        rollout_config: t.rollout.map(rollout_to_pb),
     }
 }
 
@@ -392,27 +421,8 @@ impl jobs_server::Jobs for GrpcJobs {
                 .unwrap_or(TargetSelection::Snapshot),
             in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
             template_arn: r.job_template_arn,
-            retry: r
-                .retry_criteria
-                .iter()
-                .map(|c| {
-                    let failure_type = FailureType::parse(&c.failure_type).ok_or_else(|| {
-                        invalid(format!(
-                            "failureType must be FAILED, TIMED_OUT or ALL, not {:?}",
-                            c.failure_type
-                        ))
-                    })?;
-                    Ok(RetryCriterion {
-                        failure_type,
-                        retries: c.number_of_retries,
-                    })
-                })
-                .collect::<Result<_, Status>>()?,
-            abort: r
-                .abort_criteria
-                .iter()
-                .map(abort_criterion)
-                .collect::<Result<_, Status>>()?,
+            retry: retry_criteria(&r.retry_criteria)?,
+            abort: abort_criteria(&r.abort_criteria)?,
             rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
             schedule: r.scheduling_config.as_ref().map(schedule).transpose()?,
         };
@@ -494,10 +504,20 @@ impl jobs_server::Jobs for GrpcJobs {
         request: Request<pb::UpdateJobRequest>,
     ) -> Reply<pb::UpdateJobResponse> {
         let r = request.into_inner();
-        let updated = self
-            .registry
-            .update_job(r.job_id, r.description, r.in_progress_timeout_in_minutes)
-            .await;
+        let update = JobUpdate {
+            description: r.description,
+            in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
+            retry: r
+                .retry_config
+                .map(|c| retry_criteria(&c.criteria))
+                .transpose()?,
+            abort: r
+                .abort_config
+                .map(|c| abort_criteria(&c.criteria))
+                .transpose()?,
+            rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
+        };
+        let updated = self.registry.update_job(r.job_id, update).await;
         reply(updated.map(|()| pb::UpdateJobResponse {}))
     }
 
@@ -635,8 +655,12 @@ impl jobs_server::Jobs for GrpcJobs {
             id: r.job_template_id,
             description: r.description,
             document: r.document,
+            document_source: r.document_source,
             job_arn: r.job_arn,
             in_progress_timeout_minutes: r.in_progress_timeout_in_minutes,
+            retry: retry_criteria(&r.retry_criteria)?,
+            abort: abort_criteria(&r.abort_criteria)?,
+            rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
         };
         let registry = &self.registry;
         reply(

@@ -23,7 +23,7 @@ use crate::domain::{
     Arns, Attributes, Event, EventBody, Operation, Thing, ThingGroup, ThingType, not_found,
 };
 
-pub(crate) use jobs::{DeviceUpdate, JobFilter, NewJob, NewTemplate};
+pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
 pub(crate) use things::ThingFilter;
 
@@ -54,6 +54,8 @@ pub(crate) struct Context {
     pub(crate) job_minute_ms: i64,
     /// `jobs.schedule_lead_minutes`.
     pub(crate) schedule_lead_minutes: i64,
+    /// Where `documentSource` documents are read from.
+    pub(crate) documents_dir: std::path::PathBuf,
 }
 
 impl Context {

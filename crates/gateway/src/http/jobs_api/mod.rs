@@ -308,23 +308,6 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
     )))
 }
 
-/// The configurations CreateJob applies but `operation` (UpdateJob,
-/// CreateJobTemplate) does not yet: an error naming the first given.
-fn refuse_members(operation: &str, others: &HashMap<String, Value>) -> Result<(), ApiError> {
-    for member in [
-        "abortConfig",
-        "jobExecutionsRetryConfig",
-        "jobExecutionsRolloutConfig",
-    ] {
-        if others.get(member).is_some_and(|v| !is_empty(v)) {
-            return Err(ApiError::invalid(format!(
-                "{operation}: {member} not supported by Herald yet"
-            )));
-        }
-    }
-    Ok(())
-}
-
 /// `null`, `{}` and `[]` ask for nothing.
 fn is_empty(value: &Value) -> bool {
     match value {
@@ -375,6 +358,9 @@ async fn create_job(
 struct UpdateJob {
     description: Option<String>,
     timeout_config: Option<TimeoutConfig>,
+    job_executions_retry_config: Option<RetryConfig>,
+    abort_config: Option<AbortConfig>,
+    job_executions_rollout_config: Option<RolloutConfig>,
     #[serde(flatten)]
     others: HashMap<String, Value>,
 }
@@ -387,7 +373,6 @@ async fn update_job(
     Body(body): Body<UpdateJob>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
-    refuse_members("UpdateJob", &body.others)?;
     if query.has("namespaceId") {
         return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
     }
@@ -400,6 +385,13 @@ async fn update_job(
             in_progress_timeout_in_minutes: body
                 .timeout_config
                 .and_then(|t| t.in_progress_timeout_in_minutes),
+            retry_config: body.job_executions_retry_config.map(|c| pb::RetryConfig {
+                criteria: retry_criteria(Some(c)),
+            }),
+            abort_config: body.abort_config.map(|c| pb::AbortConfig {
+                criteria: abort_criteria(Some(c)),
+            }),
+            rollout_config: rollout_config(body.job_executions_rollout_config),
         })
         .await?;
     empty()
@@ -443,6 +435,9 @@ struct CreateJobTemplate {
     document_source: Option<String>,
     job_arn: Option<String>,
     timeout_config: Option<TimeoutConfig>,
+    job_executions_retry_config: Option<RetryConfig>,
+    abort_config: Option<AbortConfig>,
+    job_executions_rollout_config: Option<RolloutConfig>,
     #[serde(flatten)]
     others: HashMap<String, Value>,
 }
@@ -454,12 +449,6 @@ async fn create_job_template(
     Body(body): Body<CreateJobTemplate>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
-    refuse_members("CreateJobTemplate", &body.others)?;
-    if body.document_source.is_some() {
-        return Err(ApiError::invalid(
-            "documentSource cannot be read: Herald keeps job documents inline; pass `document`",
-        ));
-    }
     let created = state
         .jobs
         .clone()
@@ -469,10 +458,14 @@ async fn create_job_template(
                 .description
                 .ok_or_else(|| ApiError::invalid("description is required"))?,
             document: body.document,
+            document_source: body.document_source,
             job_arn: body.job_arn,
             in_progress_timeout_in_minutes: body
                 .timeout_config
                 .and_then(|t| t.in_progress_timeout_in_minutes),
+            retry_criteria: retry_criteria(body.job_executions_retry_config),
+            abort_criteria: abort_criteria(body.abort_config),
+            rollout_config: rollout_config(body.job_executions_rollout_config),
         })
         .await?
         .into_inner();
@@ -750,14 +743,6 @@ mod tests {
         assert_eq!(
             err.message,
             "presignedUrlConfig, tags not supported by Herald yet"
-        );
-        let update: UpdateJob =
-            serde_json::from_str(r#"{"jobExecutionsRolloutConfig":{"maximumPerMinute":1}}"#)
-                .unwrap();
-        let err = refuse_members("UpdateJob", &update.others).unwrap_err();
-        assert_eq!(
-            err.message,
-            "UpdateJob: jobExecutionsRolloutConfig not supported by Herald yet"
         );
         let windows = Some(SchedulingConfig {
             maintenance_windows: vec![serde_json::json!({"startTime": "cron(0 0 * * ? *)"})],

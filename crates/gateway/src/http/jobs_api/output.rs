@@ -179,6 +179,23 @@ struct AbortConfig {
     criteria_list: Vec<AbortCriterion>,
 }
 
+impl AbortConfig {
+    /// `None` for no criteria.
+    fn of(criteria: Vec<pb::AbortCriterion>) -> Option<AbortConfig> {
+        (!criteria.is_empty()).then(|| AbortConfig {
+            criteria_list: criteria
+                .into_iter()
+                .map(|c| AbortCriterion {
+                    failure_type: c.failure_type,
+                    action: c.action,
+                    threshold_percentage: c.threshold_percentage,
+                    min_number_of_executed_things: c.min_number_of_executed_things,
+                })
+                .collect(),
+        })
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct AbortCriterion {
@@ -192,6 +209,21 @@ struct AbortCriterion {
 #[serde(rename_all = "camelCase")]
 struct RetryConfig {
     criteria_list: Vec<RetryCriterion>,
+}
+
+impl RetryConfig {
+    /// `None` for no criteria.
+    fn of(criteria: Vec<pb::RetryCriterion>) -> Option<RetryConfig> {
+        (!criteria.is_empty()).then(|| RetryConfig {
+            criteria_list: criteria
+                .into_iter()
+                .map(|c| RetryCriterion {
+                    failure_type: c.failure_type,
+                    number_of_retries: c.number_of_retries,
+                })
+                .collect(),
+        })
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -246,28 +278,8 @@ impl From<pb::DescribeJobResponse> for DescribeJobOutput {
                         in_progress_timeout_in_minutes: minutes,
                     }),
                 job_template_arn: j.job_template_arn,
-                job_executions_retry_config: (!j.retry_criteria.is_empty()).then(|| RetryConfig {
-                    criteria_list: j
-                        .retry_criteria
-                        .into_iter()
-                        .map(|c| RetryCriterion {
-                            failure_type: c.failure_type,
-                            number_of_retries: c.number_of_retries,
-                        })
-                        .collect(),
-                }),
-                abort_config: (!j.abort_criteria.is_empty()).then(|| AbortConfig {
-                    criteria_list: j
-                        .abort_criteria
-                        .into_iter()
-                        .map(|c| AbortCriterion {
-                            failure_type: c.failure_type,
-                            action: c.action,
-                            threshold_percentage: c.threshold_percentage,
-                            min_number_of_executed_things: c.min_number_of_executed_things,
-                        })
-                        .collect(),
-                }),
+                job_executions_retry_config: RetryConfig::of(j.retry_criteria),
+                abort_config: AbortConfig::of(j.abort_criteria),
                 job_executions_rollout_config: j.rollout_config.map(RolloutConfig::from),
                 scheduling_config: j.scheduling_config.map(SchedulingConfig::from),
                 is_concurrent: false,
@@ -502,9 +514,17 @@ pub(super) struct DescribeJobTemplateOutput {
     job_template_id: String,
     description: String,
     document: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    document_source: Option<String>,
     created_at: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
     timeout_config: Option<TimeoutConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_executions_retry_config: Option<RetryConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    abort_config: Option<AbortConfig>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    job_executions_rollout_config: Option<RolloutConfig>,
 }
 
 impl From<pb::JobTemplate> for DescribeJobTemplateOutput {
@@ -514,12 +534,16 @@ impl From<pb::JobTemplate> for DescribeJobTemplateOutput {
             job_template_id: t.job_template_id,
             description: t.description,
             document: t.document,
+            document_source: t.document_source,
             created_at: seconds(t.created_at_ms),
             timeout_config: t
                 .in_progress_timeout_in_minutes
                 .map(|minutes| TimeoutConfig {
                     in_progress_timeout_in_minutes: minutes,
                 }),
+            job_executions_retry_config: RetryConfig::of(t.retry_criteria),
+            abort_config: AbortConfig::of(t.abort_criteria),
+            job_executions_rollout_config: t.rollout_config.map(RolloutConfig::from),
         }
     }
 }

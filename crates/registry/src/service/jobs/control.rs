@@ -7,8 +7,9 @@ use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, now_ms, prefix};
 
 use super::{
-    Registry, clock, counts_key, exec_key, job_event, job_group_key, job_key, load_counts,
-    load_execution, load_job, old_exec_key, save_execution, thing_job_key, things_under,
+    Registry, clock, counts_key, documents, exec_key, job_event, job_group_key, job_key,
+    load_counts, load_execution, load_job, old_exec_key, save_execution, thing_job_key,
+    things_under,
 };
 use crate::{
     domain::{
@@ -50,6 +51,37 @@ pub(crate) struct NewJob {
     pub(crate) schedule: Option<Schedule>,
 }
 
+/// What UpdateJob changes: what is given.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct JobUpdate {
+    pub(crate) description: Option<String>,
+    pub(crate) in_progress_timeout_minutes: Option<i64>,
+    pub(crate) retry: Option<Vec<RetryCriterion>>,
+    pub(crate) abort: Option<Vec<AbortCriterion>>,
+    pub(crate) rollout: Option<Rollout>,
+}
+
+impl JobUpdate {
+    fn check(&self) -> Result<(), AwsError> {
+        if let Some(description) = &self.description {
+            check_text("description", description)?;
+        }
+        if let Some(minutes) = self.in_progress_timeout_minutes {
+            check_timeout("inProgressTimeoutInMinutes", minutes)?;
+        }
+        if let Some(retry) = &self.retry {
+            check_retry(retry)?;
+        }
+        if let Some(abort) = &self.abort {
+            check_abort(abort)?;
+        }
+        if let Some(rollout) = &self.rollout {
+            rollout.check()?;
+        }
+        Ok(())
+    }
+}
+
 /// ListJobs' filters.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct JobFilter {
@@ -76,19 +108,9 @@ impl NewJob {
                 self.targets.len()
             )));
         }
-        match (&self.document, &self.document_source) {
-            (Some(document), None) => check_document(document)?,
-            (None, Some(source)) => {
-                return Err(invalid(format!(
-                    "documentSource {source:?} cannot be read: Herald keeps job documents inline; pass `document`"
-                )));
-            }
-            (Some(_), Some(_)) => {
-                return Err(invalid(
-                    "Specify either document or documentSource, not both",
-                ));
-            }
-            (None, None) => return Err(invalid("A job needs a document or a documentSource")),
+        match &self.document {
+            Some(document) => check_document(document)?,
+            None => return Err(invalid("A job needs a document or a documentSource")),
         }
         if let Some(description) = &self.description {
             check_text("description", description)?;
@@ -125,19 +147,37 @@ impl Registry {
     }
 
     pub(crate) async fn create_job(&self, mut new: NewJob) -> Result<Job, AwsError> {
+        if new.document.is_some() && new.document_source.is_some() {
+            return Err(invalid(
+                "Specify either document or documentSource, not both",
+            ));
+        }
         let template = match &new.template_arn {
             Some(arn) => {
                 let template = self.template_of_arn(arn)?;
                 if new.document.is_none() && new.document_source.is_none() {
                     new.document = Some(template.document.clone());
+                    new.document_source = template.document_source.clone();
                 }
                 new.in_progress_timeout_minutes = new
                     .in_progress_timeout_minutes
                     .or(template.in_progress_timeout_minutes);
+                if new.retry.is_empty() {
+                    new.retry = template.retry.clone();
+                }
+                if new.abort.is_empty() {
+                    new.abort = template.abort.clone();
+                }
+                new.rollout = new.rollout.or(template.rollout);
                 Some(template.id)
             }
             None => None,
         };
+        if new.document.is_none()
+            && let Some(source) = &new.document_source
+        {
+            new.document = Some(documents::read(&self.ctx.documents_dir, source).await?);
+        }
         new.check()?;
         if let Some(schedule) = &new.schedule {
             schedule.check(
@@ -263,35 +303,41 @@ impl Registry {
         page.collect(jobs)
     }
 
-    /// UpdateJob: a new description and in-progress timeout (for the
-    /// executions that start afterwards).
-    pub(crate) async fn update_job(
-        &self,
-        id: String,
-        description: Option<String>,
-        in_progress_timeout_minutes: Option<i64>,
-    ) -> Result<(), AwsError> {
+    /// UpdateJob: a new description, in-progress timeout (for the
+    /// executions that start afterwards), retry, abort or rollout
+    /// configuration; each given replaces the job's.
+    pub(crate) async fn update_job(&self, id: String, update: JobUpdate) -> Result<(), AwsError> {
         check_job_id(&id)?;
-        if let Some(description) = &description {
-            check_text("description", description)?;
-        }
-        if let Some(minutes) = in_progress_timeout_minutes {
-            check_timeout("inProgressTimeoutInMinutes", minutes)?;
-        }
+        update.check()?;
+        let minute_ms = self.ctx.job_minute_ms;
         self.writer
             .mutate(move |c| {
                 let mut job = load_job(c, &id)?;
                 if job.status == JobStatus::DeletionInProgress {
                     return Err(invalid(format!("Job {id} is being deleted")));
                 }
-                if description.is_some() {
-                    job.description = description;
-                }
-                if in_progress_timeout_minutes.is_some() {
-                    job.in_progress_timeout_minutes = in_progress_timeout_minutes;
+                let JobUpdate {
+                    description,
+                    in_progress_timeout_minutes,
+                    retry,
+                    abort,
+                    rollout,
+                } = update;
+                job.description = description.or(job.description);
+                job.in_progress_timeout_minutes =
+                    in_progress_timeout_minutes.or(job.in_progress_timeout_minutes);
+                job.retry = retry.unwrap_or(job.retry);
+                job.abort = abort.unwrap_or(job.abort);
+                if rollout.is_some() {
+                    job.rollout = rollout;
+                    if clock::load_clock(c, &id)?.is_none() {
+                        clock::start_clock(c, &job, minute_ms)?;
+                    }
                 }
                 job.updated_ms = now_ms();
-                c.put(job_key(&id), &job)
+                c.put(job_key(&id), &job)?;
+                // A new abort configuration may already be met.
+                super::abort_if_due(c, &id)
             })
             .await
     }

@@ -19,6 +19,7 @@
 mod clock;
 mod control;
 mod device;
+mod documents;
 mod membership;
 mod templates;
 mod timeouts;
@@ -38,7 +39,7 @@ use crate::domain::{
     not_found,
 };
 
-pub(crate) use control::{JobFilter, NewJob};
+pub(crate) use control::{JobFilter, JobUpdate, NewJob};
 pub(crate) use device::{DeviceUpdate, Pending};
 pub(super) use membership::{thing_deleted, thing_joined, thing_left};
 pub(crate) use templates::NewTemplate;

@@ -1,15 +1,20 @@
 //! Job templates (AWS IoT API Reference: CreateJobTemplate,
 //! DescribeJobTemplate, ListJobTemplates, DeleteJobTemplate): a document and
-//! a timeout that CreateJob starts from. State: `jobtemplate/<id>`.
+//! the configurations (timeout, retries, aborts, rollout) that CreateJob
+//! starts from. State: `jobtemplate/<id>`.
 
 use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{Page, Paged, key, now_ms, prefix};
 
-use super::{Registry, load_job};
+use super::{Registry, documents, load_job};
 use crate::domain::{
     invalid,
-    jobs::{JobTemplate, arn_resource, check_document, check_job_id, check_text, check_timeout},
+    jobs::{
+        AbortCriterion, JobTemplate, RetryCriterion, arn_resource, check_abort, check_document,
+        check_job_id, check_retry, check_text, check_timeout,
+    },
     not_found,
+    rollout::Rollout,
 };
 
 fn template_key(id: &str) -> Vec<u8> {
@@ -22,9 +27,15 @@ pub(crate) struct NewTemplate {
     pub(crate) id: String,
     pub(crate) description: String,
     pub(crate) document: Option<String>,
-    /// A job of this account and region to copy the document and timeout of.
+    /// An S3 object URL to read the document from (see `documents`).
+    pub(crate) document_source: Option<String>,
+    /// A job of this account and region to copy the document and
+    /// configurations of (those given here win).
     pub(crate) job_arn: Option<String>,
     pub(crate) in_progress_timeout_minutes: Option<i64>,
+    pub(crate) retry: Vec<RetryCriterion>,
+    pub(crate) abort: Vec<AbortCriterion>,
+    pub(crate) rollout: Option<Rollout>,
 }
 
 fn check_template_id(id: &str) -> Result<(), AwsError> {
@@ -52,19 +63,32 @@ impl Registry {
 
     pub(crate) async fn create_job_template(
         &self,
-        new: NewTemplate,
+        mut new: NewTemplate,
     ) -> Result<JobTemplate, AwsError> {
         check_template_id(&new.id)?;
         check_text("description", &new.description)?;
         if let Some(minutes) = new.in_progress_timeout_minutes {
             check_timeout("inProgressTimeoutInMinutes", minutes)?;
         }
-        let job_id = match (&new.document, &new.job_arn) {
-            (Some(document), None) => {
+        if !new.retry.is_empty() {
+            check_retry(&new.retry)?;
+        }
+        if !new.abort.is_empty() {
+            check_abort(&new.abort)?;
+        }
+        if let Some(rollout) = &new.rollout {
+            rollout.check()?;
+        }
+        let job_id = match (&new.document, &new.document_source, &new.job_arn) {
+            (Some(document), None, None) => {
                 check_document(document)?;
                 None
             }
-            (None, Some(arn)) => match arn_resource(arn) {
+            (None, Some(source), None) => {
+                new.document = Some(documents::read(&self.ctx.documents_dir, source).await?);
+                None
+            }
+            (None, None, Some(arn)) => match arn_resource(arn) {
                 Some(("job", id)) if self.arns().name_in("job", arn).is_some() => {
                     Some(id.to_owned())
                 }
@@ -74,7 +98,11 @@ impl Registry {
                     )));
                 }
             },
-            _ => return Err(invalid("Specify exactly one of document and jobArn")),
+            _ => {
+                return Err(invalid(
+                    "Specify exactly one of document, documentSource and jobArn",
+                ));
+            }
         };
         self.writer
             .mutate(move |c| {
@@ -84,27 +112,32 @@ impl Registry {
                         format!("Job template {} already exists.", new.id),
                     ));
                 }
-                let (document, timeout) = match job_id {
-                    Some(job_id) => {
-                        let job = load_job(c, &job_id)?;
-                        (
-                            job.document.unwrap_or_default(),
-                            new.in_progress_timeout_minutes
-                                .or(job.in_progress_timeout_minutes),
-                        )
-                    }
-                    None => (
-                        new.document.unwrap_or_default(),
-                        new.in_progress_timeout_minutes,
-                    ),
-                };
-                let template = JobTemplate {
+                let mut template = JobTemplate {
                     id: new.id,
                     description: new.description,
-                    document,
-                    in_progress_timeout_minutes: timeout,
+                    document: new.document.unwrap_or_default(),
+                    document_source: new.document_source,
+                    in_progress_timeout_minutes: new.in_progress_timeout_minutes,
                     created_ms: now_ms(),
+                    retry: new.retry,
+                    abort: new.abort,
+                    rollout: new.rollout,
                 };
+                if let Some(job_id) = job_id {
+                    let job = load_job(c, &job_id)?;
+                    template.document = job.document.unwrap_or_default();
+                    template.document_source = job.document_source;
+                    template.in_progress_timeout_minutes = template
+                        .in_progress_timeout_minutes
+                        .or(job.in_progress_timeout_minutes);
+                    if template.retry.is_empty() {
+                        template.retry = job.retry;
+                    }
+                    if template.abort.is_empty() {
+                        template.abort = job.abort;
+                    }
+                    template.rollout = template.rollout.or(job.rollout);
+                }
                 c.put(template_key(&template.id), &template)?;
                 Ok(template)
             })
