@@ -190,6 +190,14 @@ def test_continuous_jobs_reach_things_that_join_later(client):
     job = client.describe_job(jobId="follow")["job"]
     assert job["targetSelection"] == "CONTINUOUS"
     assert job["status"] == "IN_PROGRESS"
+    # A deleted group is followed no more, even by a group later made with its name.
+    assert [j["jobId"] for j in client.list_jobs(thingGroupName="fleet-eu")["jobs"]] == ["follow"]
+    client.remove_thing_from_thing_group(thingGroupName="fleet-eu", thingName="t2")
+    client.delete_thing_group(thingGroupName="fleet-eu")
+    assert client.list_jobs(thingGroupName="fleet-eu")["jobs"] == []
+    client.create_thing_group(thingGroupName="fleet-eu")
+    client.add_thing_to_thing_group(thingGroupName="fleet-eu", thingName="t1")
+    assert thing_arn("t1") not in execution_statuses(client, "follow")
 
 
 def test_update_job_and_associate_targets(client):

@@ -18,7 +18,7 @@ use herald_store::{Page, WatchError};
 
 use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    service::{AttributePayload, NameOrArn, Registry, ThingFilter},
+    service::{AttributePayload, NameOrArn, Registry, Tags, ThingFilter},
 };
 
 pub(crate) use jobs::GrpcJobs;
@@ -47,6 +47,11 @@ type Reply<T> = Result<Response<T>, Status>;
 
 fn reply<T>(result: Result<T, AwsError>) -> Reply<T> {
     result.map(Response::new).map_err(Status::from)
+}
+
+/// Tags as the service takes them: (key, value) in the order given.
+pub(crate) fn tags(tags: Vec<pb::Tag>) -> Tags {
+    tags.into_iter().map(|t| (t.key, t.value)).collect()
 }
 
 fn page(page: Option<pb::Page>) -> Result<Page, Status> {
@@ -387,7 +392,11 @@ impl registry_server::Registry for GrpcRegistry {
         let r = request.into_inner();
         let created = self
             .registry
-            .create_thing_type(r.thing_type_name, type_properties(r.thing_type_properties))
+            .create_thing_type(
+                r.thing_type_name,
+                type_properties(r.thing_type_properties),
+                tags(r.tags),
+            )
             .await;
         reply(created.map(|t| pb::CreateThingTypeResponse {
             thing_type_arn: self.registry.arns().thing_type(&t.name),
@@ -475,6 +484,7 @@ impl registry_server::Registry for GrpcRegistry {
                 r.parent_group_name,
                 props.thing_group_description,
                 attributes,
+                tags(r.tags),
             )
             .await;
         reply(created.map(|g| pb::CreateThingGroupResponse {
@@ -698,6 +708,50 @@ impl registry_server::Registry for GrpcRegistry {
         reply(listed.map(|p| pb::ListPrincipalThingsResponse {
             things: p.items,
             next_token: token(p.next_token),
+        }))
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<pb::TagResourceRequest>,
+    ) -> Reply<pb::TagResourceResponse> {
+        let r = request.into_inner();
+        let tagged = self
+            .registry
+            .tag_resource(r.resource_arn, tags(r.tags))
+            .await;
+        reply(tagged.map(|()| pb::TagResourceResponse {}))
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<pb::UntagResourceRequest>,
+    ) -> Reply<pb::UntagResourceResponse> {
+        let r = request.into_inner();
+        let untagged = self
+            .registry
+            .untag_resource(r.resource_arn, r.tag_keys)
+            .await;
+        reply(untagged.map(|()| pb::UntagResourceResponse {}))
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        request: Request<pb::ListTagsForResourceRequest>,
+    ) -> Reply<pb::ListTagsForResourceResponse> {
+        let r = request.into_inner();
+        let page = Page::new(&r.next_token, r.max_results)
+            .map_err(|e| Status::from(domain::store_error(e)))?;
+        let listed = self.registry.list_tags_for_resource(&r.resource_arn, page);
+        reply(listed.map(|p| {
+            pb::ListTagsForResourceResponse {
+                tags: p
+                    .items
+                    .into_iter()
+                    .map(|(key, value)| pb::Tag { key, value })
+                    .collect(),
+                next_token: token(p.next_token),
+            }
         }))
     }
 

@@ -425,6 +425,7 @@ impl jobs_server::Jobs for GrpcJobs {
             abort: abort_criteria(&r.abort_criteria)?,
             rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
             schedule: r.scheduling_config.as_ref().map(schedule).transpose()?,
+            tags: super::tags(r.tags),
         };
         let registry = &self.registry;
         reply(
@@ -661,6 +662,7 @@ impl jobs_server::Jobs for GrpcJobs {
             retry: retry_criteria(&r.retry_criteria)?,
             abort: abort_criteria(&r.abort_criteria)?,
             rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
+            tags: super::tags(r.tags),
         };
         let registry = &self.registry;
         reply(

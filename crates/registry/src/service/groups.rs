@@ -8,7 +8,9 @@ use herald_store::{Page, Paged, key, now_ms, prefix};
 
 use super::{
     AttributePayload, Emit, Registry, already_exists, check_expected, group_key, load_group,
-    load_thing, membership::remove_membership,
+    load_thing,
+    membership::remove_membership,
+    tags::{Tags, check_tags, delete_tags, put_tags},
 };
 use crate::domain::{
     Attributes, EventBody, GroupRef, MAX_CHILD_GROUPS, MAX_GROUP_ATTRIBUTES, MAX_GROUP_DEPTH,
@@ -23,8 +25,10 @@ impl Registry {
         parent: Option<String>,
         description: Option<String>,
         attributes: Option<Attributes>,
+        tags: Tags,
     ) -> Result<ThingGroup, AwsError> {
         check_name("thing group name", &name)?;
+        check_tags(&tags)?;
         if let Some(p) = &parent {
             check_name("parent group name", p)?;
             if *p == name {
@@ -86,6 +90,7 @@ impl Registry {
                     creation_date_ms: now_ms(),
                 };
                 c.put(group_key(&group.name), &group)?;
+                put_tags(c, &ctx.arns().group(&group.name), &tags)?;
                 c.emit(Operation::Created, EventBody::ThingGroup { group: group.clone() });
                 if let Some(p) = group.parent() {
                     c.put(key(&["child", &p.name, &group.name]), &())?;
@@ -149,6 +154,7 @@ impl Registry {
         expected_version: Option<i64>,
     ) -> Result<(), AwsError> {
         check_name("thing group name", &name)?;
+        let arn = self.arns().group(&name);
         self.writer
             .mutate(move |c| {
                 let Some(group) = c.get::<ThingGroup>(&group_key(&name))? else {
@@ -175,6 +181,12 @@ impl Registry {
                     );
                 }
                 c.remove(group_key(&name));
+                delete_tags(c, &arn)?;
+                // Jobs keep the group among their targets, as AWS IoT's do;
+                // it reaches no thing any more.
+                for job in c.keys(&prefix(&["jobgroup", &name]))? {
+                    c.remove(key(&["jobgroup", &name, &job]));
+                }
                 c.emit(Operation::Deleted, EventBody::ThingGroup { group });
                 Ok(())
             })

@@ -11,6 +11,7 @@ mod groups;
 mod jobs;
 mod membership;
 mod principals;
+mod tags;
 mod thing_types;
 mod things;
 
@@ -25,6 +26,7 @@ use crate::domain::{
 
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
+pub(crate) use tags::Tags;
 pub(crate) use things::ThingFilter;
 
 type Changes<'a> = herald_store::Changes<'a, Event, AwsError>;

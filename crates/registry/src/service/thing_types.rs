@@ -4,7 +4,11 @@
 use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, now_ms, prefix};
 
-use super::{Emit, Registry, already_exists, load_type, type_key};
+use super::{
+    Emit, Registry, already_exists, load_type,
+    tags::{Tags, check_tags, delete_tags, put_tags},
+    type_key,
+};
 use crate::domain::{
     Attributes, EventBody, MAX_SEARCHABLE_ATTRIBUTES, Operation, ThingType, ThingTypeProperties,
     check_attributes, check_description, check_name, invalid,
@@ -34,9 +38,11 @@ impl Registry {
         &self,
         name: String,
         properties: ThingTypeProperties,
+        tags: Tags,
     ) -> Result<ThingType, AwsError> {
         check_name("thing type name", &name)?;
         check_type_properties(&properties)?;
+        check_tags(&tags)?;
         let ctx = self.ctx.clone();
         self.writer
             .mutate(move |c| {
@@ -59,6 +65,7 @@ impl Registry {
                     creation_date_ms: now_ms(),
                 };
                 c.put(type_key(&thing_type.name), &thing_type)?;
+                put_tags(c, &ctx.arns().thing_type(&thing_type.name), &tags)?;
                 c.emit(Operation::Created, EventBody::ThingType { thing_type: thing_type.clone() });
                 Ok(thing_type)
             })
@@ -123,6 +130,7 @@ impl Registry {
     pub(crate) async fn delete_thing_type(&self, name: String) -> Result<(), AwsError> {
         check_name("thing type name", &name)?;
         let delay = self.ctx.thing_type_delete_delay_ms;
+        let arn = self.arns().thing_type(&name);
         self.writer
             .mutate(move |c| {
                 let thing_type = load_type(c, &name)?;
@@ -145,6 +153,7 @@ impl Registry {
                     )));
                 }
                 c.remove(type_key(&name));
+                delete_tags(c, &arn)?;
                 c.emit(Operation::Deleted, EventBody::ThingType { thing_type });
                 Ok(())
             })

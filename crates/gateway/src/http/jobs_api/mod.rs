@@ -32,6 +32,7 @@ pub(crate) use crate::events::execution_status_name;
 
 use super::extract::{Body, Path, Query};
 use super::output::{ApiResult, empty, ok};
+use super::registry_api::{Tag, tags};
 use super::{ApiError, AppState, fallback};
 
 pub(crate) fn routes() -> Router<AppState> {
@@ -278,6 +279,7 @@ struct CreateJob {
     abort_config: Option<AbortConfig>,
     job_executions_rollout_config: Option<RolloutConfig>,
     scheduling_config: Option<SchedulingConfig>,
+    tags: Vec<Tag>,
     /// Members Herald refuses until it applies them.
     #[serde(flatten)]
     others: HashMap<String, Value>,
@@ -287,7 +289,6 @@ struct CreateJob {
 fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
     const NOT_YET: &[&str] = &[
         "presignedUrlConfig",
-        "tags",
         "namespaceId",
         "maintenanceWindows",
         "documentParameters",
@@ -347,6 +348,7 @@ async fn create_job(
             abort_criteria: abort_criteria(body.abort_config),
             rollout_config: rollout_config(body.job_executions_rollout_config),
             scheduling_config: scheduling_config(body.scheduling_config)?,
+            tags: tags(body.tags),
         })
         .await?
         .into_inner();
@@ -438,6 +440,7 @@ struct CreateJobTemplate {
     job_executions_retry_config: Option<RetryConfig>,
     abort_config: Option<AbortConfig>,
     job_executions_rollout_config: Option<RolloutConfig>,
+    tags: Vec<Tag>,
     #[serde(flatten)]
     others: HashMap<String, Value>,
 }
@@ -466,6 +469,7 @@ async fn create_job_template(
             retry_criteria: retry_criteria(body.job_executions_retry_config),
             abort_criteria: abort_criteria(body.abort_config),
             rollout_config: rollout_config(body.job_executions_rollout_config),
+            tags: tags(body.tags),
         })
         .await?
         .into_inner();
@@ -742,7 +746,7 @@ mod tests {
         assert_eq!(err.code, "InvalidRequestException");
         assert_eq!(
             err.message,
-            "presignedUrlConfig, tags not supported by Herald yet"
+            "presignedUrlConfig not supported by Herald yet"
         );
         let windows = Some(SchedulingConfig {
             maintenance_windows: vec![serde_json::json!({"startTime": "cron(0 0 * * ? *)"})],

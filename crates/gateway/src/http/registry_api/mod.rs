@@ -23,8 +23,8 @@ use serde::Deserialize;
 
 use self::output::{
     CreateThingGroupOutput, CreateThingOutput, CreateThingTypeOutput, DescribeThingGroupOutput,
-    DescribeThingOutput, ListThingPrincipalsOutput, ListThingTypesOutput, ListThingsOutput,
-    ThingGroupsOutput, ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
+    DescribeThingOutput, ListTagsOutput, ListThingPrincipalsOutput, ListThingTypesOutput,
+    ListThingsOutput, ThingGroupsOutput, ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
 };
 use super::extract::{Body, Path, Query, header, required};
 use super::output::{ApiResult, empty, ok};
@@ -88,6 +88,11 @@ pub(crate) fn routes() -> Router<AppState> {
             "/thing-groups/{thingGroupName}/things",
             served(get(list_things_in_thing_group)),
         )
+        .route(
+            "/tags",
+            served(get(list_tags_for_resource).post(tag_resource)),
+        )
+        .route("/untag", served(post(untag_resource)))
 }
 
 // ---------------------------------------------------------------- paging
@@ -120,14 +125,14 @@ impl From<AttributePayload> for pb::AttributePayload {
 }
 
 #[derive(Deserialize)]
-struct Tag {
+pub(super) struct Tag {
     #[serde(rename = "Key")]
     key: String,
     #[serde(rename = "Value", default)]
     value: String,
 }
 
-fn tags(tags: Vec<Tag>) -> Vec<pb::Tag> {
+pub(super) fn tags(tags: Vec<Tag>) -> Vec<pb::Tag> {
     tags.into_iter()
         .map(|tag| pb::Tag {
             key: tag.key,
@@ -750,4 +755,65 @@ async fn list_principal_things(
         .await?
         .into_inner();
     ok(ThingNamesOutput::new(listed.things, listed.next_token))
+}
+
+// ---------------------------------------------------------------- tags
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct TagResource {
+    resource_arn: Option<String>,
+    tags: Vec<Tag>,
+}
+
+/// TagResource: `POST /tags`.
+async fn tag_resource(State(state): State<AppState>, Body(body): Body<TagResource>) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .tag_resource(pb::TagResourceRequest {
+            resource_arn: required(body.resource_arn, "resourceArn")?,
+            tags: tags(body.tags),
+        })
+        .await?;
+    empty()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct UntagResource {
+    resource_arn: Option<String>,
+    tag_keys: Vec<String>,
+}
+
+/// UntagResource: `POST /untag`.
+async fn untag_resource(
+    State(state): State<AppState>,
+    Body(body): Body<UntagResource>,
+) -> ApiResult {
+    state
+        .registry
+        .clone()
+        .untag_resource(pb::UntagResourceRequest {
+            resource_arn: required(body.resource_arn, "resourceArn")?,
+            tag_keys: body.tag_keys,
+        })
+        .await?;
+    empty()
+}
+
+/// ListTagsForResource: `GET /tags?resourceArn=`.
+async fn list_tags_for_resource(State(state): State<AppState>, query: Query) -> ApiResult {
+    let paging = query.token_page()?;
+    let listed = state
+        .registry
+        .clone()
+        .list_tags_for_resource(pb::ListTagsForResourceRequest {
+            resource_arn: required(query.string("resourceArn"), "resourceArn")?,
+            next_token: paging.token,
+            max_results: paging.size,
+        })
+        .await?
+        .into_inner();
+    ok(ListTagsOutput::from(listed))
 }

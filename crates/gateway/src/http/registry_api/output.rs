@@ -386,6 +386,39 @@ impl ThingNamesOutput {
     }
 }
 
+/// ListTagsForResource's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListTagsOutput {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+    tags: Vec<TagOutput>,
+}
+
+#[derive(Debug, Serialize)]
+struct TagOutput {
+    #[serde(rename = "Key")]
+    key: String,
+    #[serde(rename = "Value")]
+    value: String,
+}
+
+impl From<pb::ListTagsForResourceResponse> for ListTagsOutput {
+    fn from(listed: pb::ListTagsForResourceResponse) -> Self {
+        ListTagsOutput {
+            next_token: next_page(listed.next_token),
+            tags: listed
+                .tags
+                .into_iter()
+                .map(|t| TagOutput {
+                    key: t.key,
+                    value: t.value,
+                })
+                .collect(),
+        }
+    }
+}
+
 /// ListThingPrincipals' output.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]

@@ -23,7 +23,10 @@ use crate::{
         not_found,
         rollout::{Rollout, Schedule},
     },
-    service::{check_expected, group_key, load_thing},
+    service::{
+        check_expected, group_key, load_thing,
+        tags::{Tags, check_tags, delete_tags, put_tags},
+    },
 };
 
 /// The job id that names a thing's next pending execution.
@@ -49,6 +52,7 @@ pub(crate) struct NewJob {
     pub(crate) rollout: Option<Rollout>,
     /// `schedulingConfig`.
     pub(crate) schedule: Option<Schedule>,
+    pub(crate) tags: Tags,
 }
 
 /// What UpdateJob changes: what is given.
@@ -127,7 +131,7 @@ impl NewJob {
         if let Some(rollout) = &self.rollout {
             rollout.check()?;
         }
-        Ok(())
+        check_tags(&self.tags)
     }
 }
 
@@ -187,6 +191,7 @@ impl Registry {
             )?;
         }
         let minute_ms = self.ctx.job_minute_ms;
+        let arn = self.job_arn(&new.id);
         let targets = new
             .targets
             .iter()
@@ -242,6 +247,7 @@ impl Registry {
                     schedule: new.schedule,
                 };
                 c.put(job_key(&job.id), &job)?;
+                put_tags(c, &arn, &new.tags)?;
                 c.put(counts_key(&job.id), &ProcessDetails::default())?;
                 for target in &targets {
                     if let Target::Group(group) = target {
@@ -460,6 +466,7 @@ impl Registry {
     /// `deletion_in_progress`, each execution's `deleted`, then `deleted`.
     pub(crate) async fn delete_job(&self, id: String, force: bool) -> Result<(), AwsError> {
         check_job_id(&id)?;
+        let arn = self.job_arn(&id);
         self.writer
             .mutate(move |c| {
                 let Some(mut job) = c.get::<Job>(&job_key(&id))? else {
@@ -492,6 +499,7 @@ impl Registry {
                 }
                 job_event(c, JobEventKind::Deleted, &job)?;
                 clock::delete_clock(c, &id)?;
+                delete_tags(c, &arn)?;
                 c.remove(counts_key(&id));
                 c.remove(job_key(&id));
                 Ok(())

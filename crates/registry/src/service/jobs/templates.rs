@@ -16,6 +16,7 @@ use crate::domain::{
     not_found,
     rollout::Rollout,
 };
+use crate::service::tags::{Tags, check_tags, delete_tags, put_tags};
 
 fn template_key(id: &str) -> Vec<u8> {
     key(&["jobtemplate", id])
@@ -36,6 +37,7 @@ pub(crate) struct NewTemplate {
     pub(crate) retry: Vec<RetryCriterion>,
     pub(crate) abort: Vec<AbortCriterion>,
     pub(crate) rollout: Option<Rollout>,
+    pub(crate) tags: Tags,
 }
 
 fn check_template_id(id: &str) -> Result<(), AwsError> {
@@ -79,6 +81,8 @@ impl Registry {
         if let Some(rollout) = &new.rollout {
             rollout.check()?;
         }
+        check_tags(&new.tags)?;
+        let arn = self.job_template_arn(&new.id);
         let job_id = match (&new.document, &new.document_source, &new.job_arn) {
             (Some(document), None, None) => {
                 check_document(document)?;
@@ -139,6 +143,7 @@ impl Registry {
                     template.rollout = template.rollout.or(job.rollout);
                 }
                 c.put(template_key(&template.id), &template)?;
+                put_tags(c, &arn, &new.tags)?;
                 Ok(template)
             })
             .await
@@ -162,12 +167,14 @@ impl Registry {
 
     pub(crate) async fn delete_job_template(&self, id: String) -> Result<(), AwsError> {
         check_template_id(&id)?;
+        let arn = self.job_template_arn(&id);
         self.writer
             .mutate(move |c| {
                 if !c.exists(&template_key(&id))? {
                     return Err(not_found(format!("Job template {id} cannot be found.")));
                 }
                 c.remove(template_key(&id));
+                delete_tags(c, &arn)?;
                 Ok(())
             })
             .await
