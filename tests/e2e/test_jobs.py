@@ -224,7 +224,9 @@ def test_update_job_and_associate_targets(client):
         jobExecutionsRolloutConfig={"maximumPerMinute": 1001},
     )
 
-    associated = client.associate_targets_with_job(jobId="follow", targets=[group_arn("fleet-eu")], comment="EU too")
+    associated = client.associate_targets_with_job(
+        jobId="follow", targets=[group_arn("fleet-eu"), group_arn("fleet-eu")], comment="EU too"
+    )
     assert associated["jobArn"] == job_arn("follow")
     assert client.describe_job(jobId="follow")["job"]["targets"] == [thing_arn("t1"), group_arn("fleet-eu")]
     assert execution_statuses(client, "follow") == {thing_arn("t1"): "QUEUED", thing_arn("t2"): "QUEUED"}
@@ -504,8 +506,10 @@ def test_a_device_runs_its_jobs_over_http(client, jobs_data):
     assert isinstance(queued["queuedAt"], int)
 
     started = jobs_data.start_next_pending_job_execution(
-        thingName="dev-1", statusDetails={"step": "download"}
+        thingName="dev-1", statusDetails={"step": "download"}, stepTimeoutInMinutes=5
     )["execution"]
+    # The step timeout counts down from the start.
+    assert 0 < started["approximateSecondsBeforeTimedOut"] <= 300
     assert started["jobId"] == "first"
     assert started["thingName"] == "dev-1"
     assert started["status"] == "IN_PROGRESS"
@@ -516,6 +520,11 @@ def test_a_device_runs_its_jobs_over_http(client, jobs_data):
     described = jobs_data.describe_job_execution(thingName="dev-1", jobId="$next")["execution"]
     assert described["jobId"] == "first"
     assert "jobDocument" in described
+    assert 0 < described["approximateSecondsBeforeTimedOut"] <= 300
+    control = client.describe_job_execution(jobId="first", thingName="dev-1")["execution"]
+    assert 0 < control["approximateSecondsBeforeTimedOut"] <= 300
+    # `$next` is the device side's alone.
+    expect_error(client, "InvalidRequestException", client.describe_job_execution, jobId="$next", thingName="dev-1")
     without = jobs_data.describe_job_execution(
         thingName="dev-1", jobId="first", includeJobDocument=False
     )["execution"]

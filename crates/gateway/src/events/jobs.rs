@@ -282,15 +282,26 @@ pub(crate) struct DeviceExecution<'a> {
     pub(crate) last_updated_at: i64,
     pub(crate) version_number: i64,
     pub(crate) execution_number: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) approximate_seconds_before_timed_out: Option<i64>,
 }
 
-/// An execution as the device API shows it, with its job's document (a
-/// JSON object; a document that is not JSON is left out).
+/// Whole seconds from `now_ms` until an IN_PROGRESS execution times out
+/// (`approximateSecondsBeforeTimedOut`); `None` without a timeout.
+pub(crate) fn seconds_before_timed_out(e: &pb::JobExecution, now_ms: i64) -> Option<i64> {
+    e.timeout_at_ms
+        .map(|at| at.saturating_sub(now_ms).max(0).saturating_add(999) / 1000)
+}
+
+/// An execution as the device API shows it at `now_ms`, with its job's
+/// document (a JSON object; a document that is not JSON is left out).
 pub(crate) fn device_execution<'a>(
     e: &'a pb::JobExecution,
     document: Option<&str>,
+    now_ms: i64,
 ) -> DeviceExecution<'a> {
     DeviceExecution {
+        approximate_seconds_before_timed_out: seconds_before_timed_out(e, now_ms),
         job_id: &e.job_id,
         thing_name: &e.thing_name,
         job_document: document.and_then(|d| serde_json::from_str(d).ok()),
@@ -351,7 +362,9 @@ pub(super) fn notify(
             let next = body.in_progress.iter().chain(&body.queued).next();
             let payload = NotifyNextPayload {
                 timestamp,
-                execution: next.map(|e| device_execution(e, body.next_job_document.as_deref())),
+                execution: next.map(|e| {
+                    device_execution(e, body.next_job_document.as_deref(), event.timestamp_ms)
+                }),
             };
             Ok((
                 format!("$aws/things/{thing}/jobs/notify-next"),

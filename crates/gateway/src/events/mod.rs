@@ -18,7 +18,7 @@ mod render;
 use herald_proto::registry::v1::{ChangeEvent, Operation, change_event};
 pub(crate) use jobs::{
     DeviceExecution, DeviceSummary, device_execution, device_summary, execution_status_name,
-    job_status_name, target_selection_name,
+    job_status_name, seconds_before_timed_out, target_selection_name,
 };
 pub use pump::EventPump;
 

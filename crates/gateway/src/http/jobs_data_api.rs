@@ -19,7 +19,7 @@ use super::extract::{Body, Path, Query};
 use super::jobs_api::{execution_status, execution_status_name};
 use super::output::{ApiResult, ok};
 use super::{ApiError, AppState, ErrorKind, fallback};
-use crate::events::{DeviceSummary, device_summary};
+use crate::events::{DeviceSummary, device_summary, seconds_before_timed_out};
 
 /// The job id that names a thing's next pending execution.
 const NEXT: &str = "$next";
@@ -63,10 +63,14 @@ struct JobExecution {
     execution_number: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     job_document: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approximate_seconds_before_timed_out: Option<i64>,
 }
 
 fn execution(e: pb::JobExecution, document: Option<String>) -> JobExecution {
+    let now_ms = i64::try_from(crate::mqtt::lifecycle::epoch_millis_now()).unwrap_or(i64::MAX);
     JobExecution {
+        approximate_seconds_before_timed_out: seconds_before_timed_out(&e, now_ms),
         status: execution_status_name(e.status),
         job_id: e.job_id,
         thing_name: e.thing_name,

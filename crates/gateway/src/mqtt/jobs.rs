@@ -144,6 +144,11 @@ fn document_json(document: &str) -> Option<Value> {
 }
 
 /// The reply topic and payload of `request`, published on `topic` with
+/// Epoch seconds as milliseconds.
+fn now_ms(now_secs: i64) -> i64 {
+    now_secs.saturating_mul(1000)
+}
+
 /// `payload`, answered by `jobs` at `now_secs`.
 pub(super) async fn answer(
     mut jobs: JobsClient<Channel>,
@@ -257,7 +262,7 @@ async fn start_next(
         execution: started
             .execution
             .as_ref()
-            .map(|e| device_execution(e, Some(&started.job_document))),
+            .map(|e| device_execution(e, Some(&started.job_document), now_ms(now_secs))),
         timestamp: now_secs,
         client_token: body.client_token,
     }))
@@ -296,6 +301,7 @@ async fn describe(
             device_execution(
                 e,
                 include_document.then_some(described.job_document.as_str()),
+                now_ms(now_secs),
             )
         }),
         timestamp: now_secs,

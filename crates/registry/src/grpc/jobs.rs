@@ -317,6 +317,7 @@ fn template(arns: &Arns<'_>, t: JobTemplate) -> pb::JobTemplate {
 
 fn execution(arns: &Arns<'_>, e: Execution) -> pb::JobExecution {
     pb::JobExecution {
+        timeout_at_ms: e.deadline_ms(),
         thing_arn: arns.thing(&e.thing_name),
         job_id: e.job_id,
         thing_name: e.thing_name,

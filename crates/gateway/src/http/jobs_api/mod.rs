@@ -614,6 +614,13 @@ async fn describe_job_execution(
     Path((thing_name, job_id)): Path<(String, String)>,
     query: Query,
 ) -> ApiResult {
+    // `$next` is the device side's (iot-jobs-data); the control plane's
+    // jobId is a job's.
+    if job_id == "$next" {
+        return Err(ApiError::invalid(
+            "jobId must be 1 to 64 characters of [a-zA-Z0-9_-]",
+        ));
+    }
     let described = state
         .jobs
         .clone()

@@ -9,7 +9,10 @@ use herald_proto::registry::v1 as pb;
 use serde::Serialize;
 
 use super::execution_status_name;
-use crate::events::{job_status_name as job_status, target_selection_name as target_selection};
+use crate::events::{
+    job_status_name as job_status, seconds_before_timed_out,
+    target_selection_name as target_selection,
+};
 use crate::http::output::{next_page, seconds, sorted};
 
 /// CreateJob's and CancelJob's output.
@@ -369,6 +372,8 @@ struct JobExecution {
     last_updated_at: f64,
     execution_number: i64,
     version_number: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    approximate_seconds_before_timed_out: Option<i64>,
 }
 
 /// DescribeJobExecution's output.
@@ -380,8 +385,10 @@ pub(super) struct DescribeJobExecutionOutput {
 impl From<pb::DescribeJobExecutionResponse> for DescribeJobExecutionOutput {
     fn from(r: pb::DescribeJobExecutionResponse) -> Self {
         let e = r.execution.unwrap_or_default();
+        let now_ms = i64::try_from(crate::mqtt::lifecycle::epoch_millis_now()).unwrap_or(i64::MAX);
         DescribeJobExecutionOutput {
             execution: JobExecution {
+                approximate_seconds_before_timed_out: seconds_before_timed_out(&e, now_ms),
                 status: execution_status_name(e.status),
                 job_id: e.job_id,
                 force_canceled: e.force_canceled,

@@ -380,10 +380,13 @@ impl Registry {
                 if !matches!(job.status, JobStatus::InProgress | JobStatus::Scheduled) {
                     return Err(invalid(format!("Job {id} is not in progress")));
                 }
-                let new: Vec<_> = resolved
-                    .into_iter()
-                    .filter(|(arn, _)| !job.targets.contains(arn))
-                    .collect();
+                // Each ARN once, however often the request names it.
+                let mut new: Vec<(String, Target)> = Vec::new();
+                for (arn, target) in resolved {
+                    if !job.targets.contains(&arn) && !new.iter().any(|(a, _)| *a == arn) {
+                        new.push((arn, target));
+                    }
+                }
                 if job.targets.len() + new.len() > MAX_TARGETS {
                     return Err(AwsError::new(
                         herald_proto::error::ErrorType::LimitExceeded,
