@@ -410,13 +410,32 @@ def test_a_scheduled_job_waits_for_its_start_time(client):
         {"startTime": "tomorrow"},
         {"startTime": schedule_time(90), "endBehavior": "LATER"},
         {"startTime": schedule_time(90),
-         "maintenanceWindows": [{"startTime": "cron(0 0 * * ? *)", "durationInMinutes": 60}]},
+         "maintenanceWindows": [{"startTime": "cron(0 0 L * ? *)", "durationInMinutes": 60}]},
+        {"maintenanceWindows": [{"startTime": "cron(0 0 * * ? *)", "durationInMinutes": 1431}]},
     ):
         expect_error(
             client, "InvalidRequestException", client.create_job,
             jobId="bad", targets=[thing_arn("later")], document=DOCUMENT, schedulingConfig=config,
         )
     assert [j["jobId"] for j in client.list_jobs()["jobs"]] == ["later"]
+
+
+def test_maintenance_windows_gate_the_rollout(client):
+    client.create_thing(thingName="w1")
+    # Open every minute for a minute: always open; and once, years away.
+    always = [{"startTime": "cron(* * * * ? *)", "durationInMinutes": 1}]
+    client.create_job(
+        jobId="open", targets=[thing_arn("w1")], document=DOCUMENT, schedulingConfig={"maintenanceWindows": always}
+    )
+    assert execution_statuses(client, "open") == {thing_arn("w1"): "QUEUED"}
+    far = [{"startTime": "cron(30 2 ? JAN MON 2199)", "durationInMinutes": 120}]
+    client.create_job(
+        jobId="far", targets=[thing_arn("w1")], document=DOCUMENT, schedulingConfig={"maintenanceWindows": far}
+    )
+    assert execution_statuses(client, "far") == {}
+    job = client.describe_job(jobId="far")["job"]
+    assert job["status"] == "IN_PROGRESS"
+    assert job["schedulingConfig"]["maintenanceWindows"] == far
 
 
 def test_documents_from_the_documents_directory(herald, client):

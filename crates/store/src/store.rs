@@ -342,7 +342,11 @@ impl<'a, E, Err> Changes<'a, E, Err> {
             .collect();
         // At most `pending.len()` stored keys can be hidden by pending removals.
         let mut keys: BTreeMap<String, bool> = BTreeMap::new();
-        for entry in self.store.iter(prefix, None).take(n + pending.len()) {
+        for entry in self
+            .store
+            .iter(prefix, None)
+            .take(n.saturating_add(pending.len()))
+        {
             let (suffix, _) = entry?;
             keys.insert(suffix, true);
         }

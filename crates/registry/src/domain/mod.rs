@@ -7,6 +7,7 @@ use herald_proto::error::{AwsError, ErrorType};
 use herald_store::StoreError;
 use serde::{Deserialize, Serialize};
 
+pub(crate) mod cron;
 pub(crate) mod jobs;
 pub(crate) mod rollout;
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use herald_proto::error::AwsError;
 
-use super::invalid;
+use super::{cron::Cron, invalid};
 
 /// `maximumPerMinute` and `baseRatePerMinute`: 1 to 1,000.
 pub(crate) const MAX_PER_MINUTE: u32 = 1_000;
@@ -170,12 +170,55 @@ impl RolloutProgress {
     }
 }
 
-/// `schedulingConfig` (without `maintenanceWindows`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `schedulingConfig`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) struct Schedule {
     pub(crate) start_ms: Option<i64>,
     pub(crate) end_ms: Option<i64>,
     pub(crate) end_behavior: EndBehavior,
+    /// `maintenanceWindows`: executions are created only within one.
+    #[serde(default)]
+    pub(crate) windows: Vec<MaintenanceWindow>,
+}
+
+/// A recurring maintenance window: from each minute its cron expression
+/// names, for `duration_minutes`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct MaintenanceWindow {
+    /// `cron(...)`, as given.
+    pub(crate) start: String,
+    pub(crate) duration_minutes: u32,
+}
+
+/// `durationInMinutes`: 1 to 1,430.
+pub(crate) const MAX_WINDOW_MINUTES: u32 = 1_430;
+
+impl MaintenanceWindow {
+    fn cron(&self) -> Option<Cron> {
+        Cron::parse(&self.start).ok()
+    }
+}
+
+/// Where `at_ms` stands against `windows`: `Ok(end)` inside one (the
+/// latest end of those it is in), `Err(next start)` outside all (`None`:
+/// no window starts again).
+pub(crate) fn window_at(
+    windows: &[MaintenanceWindow],
+    at_ms: i64,
+    minute_ms: i64,
+) -> Result<i64, Option<i64>> {
+    let mut inside: Option<i64> = None;
+    let mut next: Option<i64> = None;
+    for window in windows {
+        let Some(cron) = window.cron() else { continue };
+        let duration = i64::from(window.duration_minutes).saturating_mul(minute_ms);
+        if let Some(end) = cron.window_at(at_ms, duration) {
+            inside = Some(inside.map_or(end, |e| e.max(end)));
+        } else if let Some(start) = cron.next_at_or_after(at_ms) {
+            next = Some(next.map_or(start, |n| n.min(start)));
+        }
+    }
+    inside.ok_or(next)
 }
 
 /// `endBehavior`: what happens to a job at its end time.
@@ -226,6 +269,19 @@ impl Schedule {
             }
             if start > now.saturating_add(MAX_START_AHEAD_MINUTES.saturating_mul(minute_ms)) {
                 return Err(invalid("startTime must be at most a year from now"));
+            }
+        }
+        for window in &self.windows {
+            if let Err(why) = Cron::parse(&window.start) {
+                return Err(invalid(format!(
+                    "maintenanceWindows startTime {:?}: {why}",
+                    window.start
+                )));
+            }
+            if !(1..=MAX_WINDOW_MINUTES).contains(&window.duration_minutes) {
+                return Err(invalid(format!(
+                    "maintenanceWindows durationInMinutes must be 1 to {MAX_WINDOW_MINUTES}"
+                )));
             }
         }
         if let Some(end) = self.end_ms {
@@ -307,6 +363,38 @@ mod tests {
     }
 
     #[test]
+    fn maintenance_windows() {
+        let window = |start: &str, duration_minutes| MaintenanceWindow {
+            start: start.into(),
+            duration_minutes,
+        };
+        // 2026-12-06T01:30Z.
+        let now = 1_796_520_600_000;
+        let nightly = [
+            window("cron(0 1 * * ? *)", 60),
+            window("cron(0 22 * * ? *)", 30),
+        ];
+        assert_eq!(window_at(&nightly, now, MINUTE), Ok(now + 30 * MINUTE));
+        let later = now + 40 * MINUTE;
+        // Outside both: the next start is 22:00.
+        assert_eq!(
+            window_at(&nightly, later, MINUTE),
+            Err(Some(now + (20 * 60 + 30) * MINUTE))
+        );
+        assert_eq!(
+            window_at(&[window("cron(0 0 1 JAN ? 2020)", 60)], now, MINUTE),
+            Err(None)
+        );
+        let bad = Schedule {
+            start_ms: None,
+            end_ms: None,
+            end_behavior: EndBehavior::StopRollout,
+            windows: vec![window("cron(0 1 * * ? *)", 1_431)],
+        };
+        assert!(bad.check(now, MINUTE, 30).is_err());
+    }
+
+    #[test]
     fn limits() {
         let ok = Rollout {
             maximum_per_minute: Some(1_000),
@@ -349,6 +437,7 @@ mod tests {
             start_ms: start,
             end_ms: end,
             end_behavior: EndBehavior::StopRollout,
+            windows: Vec::new(),
         };
         let now = 1_000 * MINUTE;
         assert!(

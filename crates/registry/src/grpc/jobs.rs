@@ -16,7 +16,9 @@ use crate::{
             AbortCriterion, AbortFailure, Execution, ExecutionStatus, FailureType, Job, JobStatus,
             JobTemplate, ProcessDetails, RetryCriterion, TargetSelection,
         },
-        rollout::{EndBehavior, ExponentialRate, RateIncrease, Rollout, Schedule},
+        rollout::{
+            EndBehavior, ExponentialRate, MaintenanceWindow, RateIncrease, Rollout, Schedule,
+        },
     },
     service::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate, Registry},
 };
@@ -146,6 +148,14 @@ fn schedule(s: &pb::SchedulingConfig) -> Result<Schedule, Status> {
         start_ms: s.start_time_ms,
         end_ms: s.end_time_ms,
         end_behavior,
+        windows: s
+            .maintenance_windows
+            .iter()
+            .map(|w| MaintenanceWindow {
+                start: w.start_time.clone(),
+                duration_minutes: w.duration_in_minutes,
+            })
+            .collect(),
     })
 }
 
@@ -154,6 +164,14 @@ fn schedule_to_pb(s: Schedule) -> pb::SchedulingConfig {
         start_time_ms: s.start_ms,
         end_time_ms: s.end_ms,
         end_behavior: s.end_behavior.name().to_owned(),
+        maintenance_windows: s
+            .windows
+            .into_iter()
+            .map(|w| pb::MaintenanceWindow {
+                start_time: w.start,
+                duration_in_minutes: w.duration_minutes,
+            })
+            .collect(),
     }
 }
 

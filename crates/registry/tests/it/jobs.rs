@@ -1552,6 +1552,7 @@ async fn a_scheduled_job_starts_and_ends_on_time() {
             start_time_ms: Some(start),
             end_time_ms: Some(start + 400),
             end_behavior: "CANCEL".into(),
+            maintenance_windows: Vec::new(),
         }),
         ..create_req(
             "scheduled",
@@ -1596,6 +1597,7 @@ async fn a_scheduled_job_starts_and_ends_on_time() {
             start_time_ms: None,
             end_time_ms: Some(created + 500),
             end_behavior: "STOP_ROLLOUT".into(),
+            maintenance_windows: Vec::new(),
         }),
         ..create_req("stopped", &targets, TargetSelection::Snapshot)
     };
@@ -1640,6 +1642,7 @@ async fn a_scheduled_job_starts_and_ends_on_time() {
                 start_time_ms: start,
                 end_time_ms: end,
                 end_behavior: String::new(),
+                maintenance_windows: Vec::new(),
             }),
             ..create_req("bad", &[arn("thing", "sch")], TargetSelection::Snapshot)
         };
@@ -1650,9 +1653,83 @@ async fn a_scheduled_job_starts_and_ends_on_time() {
             start_time_ms: Some(now_ms() + 1_000),
             end_time_ms: None,
             end_behavior: "LATER".into(),
+            maintenance_windows: Vec::new(),
         }),
         ..create_req("bad", &[arn("thing", "sch")], TargetSelection::Snapshot)
     };
     expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    registry.stop().await;
+}
+
+/// With `maintenanceWindows`, executions are created only within a window:
+/// a job whose window is open (every minute, for a minute) reaches its
+/// things at once; one whose only window is years away reaches none and
+/// waits; a bad cron expression is refused.
+#[tokio::test]
+async fn maintenance_windows_gate_the_rollout() {
+    let registry = TestRegistry::start().await;
+    let (mut client, mut jobs) = clients(&registry).await;
+    for thing in ["w1", "w2"] {
+        create_thing(&mut client, thing).await;
+    }
+    let targets = [arn("thing", "w1"), arn("thing", "w2")];
+    let windowed = |id: &str, cron: &str| CreateJobRequest {
+        scheduling_config: Some(SchedulingConfig {
+            start_time_ms: None,
+            end_time_ms: None,
+            end_behavior: String::new(),
+            maintenance_windows: vec![MaintenanceWindow {
+                start_time: cron.into(),
+                duration_in_minutes: 1,
+            }],
+        }),
+        ..create_req(id, &targets, TargetSelection::Snapshot)
+    };
+    jobs.create_job(windowed("open", "cron(* * * * ? *)"))
+        .await
+        .unwrap();
+    assert_eq!(executions_of(&mut jobs, "open").await.len(), 2);
+    jobs.create_job(windowed("later", "cron(0 0 1 JAN ? 2199)"))
+        .await
+        .unwrap();
+    assert!(executions_of(&mut jobs, "later").await.is_empty());
+    let later = describe(&mut jobs, "later").await;
+    assert_eq!(later.status(), JobStatus::InProgress);
+    assert_eq!(
+        later.scheduling_config.unwrap().maintenance_windows[0].start_time,
+        "cron(0 0 1 JAN ? 2199)"
+    );
+    // Waiting things keep a snapshot job from completing.
+    for thing in ["w1", "w2"] {
+        update(
+            &mut jobs,
+            "open",
+            thing,
+            JobExecutionStatus::Succeeded,
+            None,
+        )
+        .await
+        .unwrap();
+    }
+    assert_eq!(
+        describe(&mut jobs, "open").await.status(),
+        JobStatus::Completed
+    );
+    assert_eq!(
+        describe(&mut jobs, "later").await.status(),
+        JobStatus::InProgress
+    );
+    for (cron, minutes) in [
+        ("cron(0 1 * * * *)", 60),
+        ("cron(0 1 L * ? *)", 60),
+        ("0 1 * * ? *", 60),
+        ("cron(0 1 * * ? *)", 0),
+        ("cron(0 1 * * ? *)", 1431),
+    ] {
+        let mut bad = windowed("bad", cron);
+        bad.scheduling_config.as_mut().unwrap().maintenance_windows[0].duration_in_minutes =
+            minutes;
+        expect_err(jobs.create_job(bad).await, ErrorType::InvalidRequest);
+    }
     registry.stop().await;
 }

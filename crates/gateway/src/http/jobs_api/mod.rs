@@ -231,7 +231,14 @@ struct SchedulingConfig {
     start_time: Option<String>,
     end_time: Option<String>,
     end_behavior: Option<String>,
-    maintenance_windows: Vec<Value>,
+    maintenance_windows: Vec<MaintenanceWindow>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct MaintenanceWindow {
+    start_time: String,
+    duration_in_minutes: u32,
 }
 
 /// `startTime` and `endTime` (`yyyy-MM-ddTHH:mm`, UTC) to epoch ms.
@@ -241,11 +248,6 @@ fn scheduling_config(
     let Some(c) = config else {
         return Ok(None);
     };
-    if !c.maintenance_windows.is_empty() {
-        return Err(ApiError::invalid(
-            "schedulingConfig.maintenanceWindows not supported by Herald yet",
-        ));
-    }
     let time = |what: &str, text: Option<String>| -> Result<Option<i64>, ApiError> {
         text.map(|t| {
             crate::http::time::parse_schedule_time(&t)
@@ -262,6 +264,14 @@ fn scheduling_config(
         start_time_ms: time("startTime", c.start_time)?,
         end_time_ms: time("endTime", c.end_time)?,
         end_behavior: c.end_behavior.unwrap_or_default(),
+        maintenance_windows: c
+            .maintenance_windows
+            .into_iter()
+            .map(|w| pb::MaintenanceWindow {
+                start_time: w.start_time,
+                duration_in_minutes: w.duration_in_minutes,
+            })
+            .collect(),
     }))
 }
 
@@ -755,11 +765,6 @@ mod tests {
             err.message,
             "presignedUrlConfig not supported by Herald yet"
         );
-        let windows = Some(SchedulingConfig {
-            maintenance_windows: vec![serde_json::json!({"startTime": "cron(0 0 * * ? *)"})],
-            ..SchedulingConfig::default()
-        });
-        assert!(scheduling_config(windows).is_err());
         let bad_time = Some(SchedulingConfig {
             start_time: Some("tomorrow".into()),
             ..SchedulingConfig::default()

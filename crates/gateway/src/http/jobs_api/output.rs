@@ -163,6 +163,15 @@ struct SchedulingConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     end_time: Option<String>,
     end_behavior: String,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    maintenance_windows: Vec<MaintenanceWindow>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct MaintenanceWindow {
+    start_time: String,
+    duration_in_minutes: u32,
 }
 
 impl From<pb::SchedulingConfig> for SchedulingConfig {
@@ -172,6 +181,14 @@ impl From<pb::SchedulingConfig> for SchedulingConfig {
             start_time: s.start_time_ms.map(time),
             end_time: s.end_time_ms.map(time),
             end_behavior: s.end_behavior,
+            maintenance_windows: s
+                .maintenance_windows
+                .into_iter()
+                .map(|w| MaintenanceWindow {
+                    start_time: w.start_time,
+                    duration_in_minutes: w.duration_in_minutes,
+                })
+                .collect(),
         }
     }
 }

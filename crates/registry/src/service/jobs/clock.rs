@@ -20,7 +20,7 @@ use super::{Changes, Registry, exec_key, job_key, load_counts, queue_execution, 
 use crate::{
     domain::{
         jobs::{Execution, ExecutionStatus, Job, JobStatus, arn_resource},
-        rollout::{EndBehavior, RolloutProgress},
+        rollout::{EndBehavior, RolloutProgress, window_at},
     },
     service::{group_key, thing_key},
 };
@@ -55,9 +55,15 @@ pub(super) fn load_clock(c: &Changes<'_>, id: &str) -> Result<Option<Clock>, Aws
     c.get(&clock_key(id))
 }
 
+/// Whether `job` creates its executions over time (a rollout rate, or
+/// maintenance windows): the things it reaches wait for them.
+fn throttled(job: &Job) -> bool {
+    job.rollout.is_some() || job.schedule.as_ref().is_some_and(|s| !s.windows.is_empty())
+}
+
 /// Whether `job` holds things back: they wait for their executions.
 pub(super) fn has_waiting(c: &Changes<'_>, job: &Job) -> Result<bool, AwsError> {
-    if job.rollout.is_none() {
+    if !throttled(job) {
         return Ok(false);
     }
     Ok(load_clock(c, &job.id)?.is_some_and(|clock| clock.waiting > 0))
@@ -93,10 +99,11 @@ pub(super) fn targeted_things(c: &Changes<'_>, job: &Job) -> Result<BTreeSet<Str
 }
 
 /// `job` reaches `thing`: an execution is queued now, or, for a job with a
-/// rollout, once its rate allows ([`tick`] creates it). A thing with an
-/// execution other than a REMOVED one is reached already.
+/// rollout or maintenance windows, once its rate and windows allow
+/// ([`tick`] creates it). A thing with an execution other than a REMOVED
+/// one is reached already.
 pub(super) fn reach(c: &mut Changes<'_>, job: &Job, thing: &str) -> Result<(), AwsError> {
-    if job.rollout.is_none() {
+    if !throttled(job) {
         queue_execution(c, job, thing, now_ms())?;
         return Ok(());
     }
@@ -167,6 +174,7 @@ pub(super) fn tick(c: &mut Changes<'_>, id: &str, now: i64) -> Result<(), AwsErr
     if job.status == JobStatus::Scheduled
         && job
             .schedule
+            .as_ref()
             .and_then(|s| s.start_ms)
             .is_none_or(|start| start <= now)
     {
@@ -182,7 +190,13 @@ pub(super) fn tick(c: &mut Changes<'_>, id: &str, now: i64) -> Result<(), AwsErr
     };
     let end = job
         .schedule
+        .as_ref()
         .and_then(|s| s.end_ms.map(|end| (end, s.end_behavior)));
+    let windows = job
+        .schedule
+        .as_ref()
+        .map(|s| s.windows.clone())
+        .unwrap_or_default();
     if let Some((end_ms, behavior)) = end
         && !clock.ended
         && end_ms <= now
@@ -199,14 +213,24 @@ pub(super) fn tick(c: &mut Changes<'_>, id: &str, now: i64) -> Result<(), AwsErr
         }
         clock = load_clock(c, id)?.unwrap_or_default();
     }
-    if let Some(rollout) = &job.rollout
-        && job.status == JobStatus::InProgress
-        && clock.waiting > 0
+    // Outside every maintenance window (`Err(next start)`), nothing is
+    // created.
+    let window = if windows.is_empty() {
+        Ok(i64::MAX)
+    } else {
+        window_at(&windows, now, clock.minute_ms)
+    };
+    if throttled(&job) && job.status == JobStatus::InProgress && clock.waiting > 0 && window.is_ok()
     {
-        let succeeded = load_counts(c, id)?.succeeded;
-        let allowance = clock
-            .progress
-            .allowance(rollout, now, clock.minute_ms, succeeded);
+        let allowance = match &job.rollout {
+            Some(rollout) => {
+                let succeeded = load_counts(c, id)?.succeeded;
+                clock
+                    .progress
+                    .allowance(rollout, now, clock.minute_ms, succeeded)
+            }
+            None => u64::MAX,
+        };
         let batch = usize::try_from(allowance).unwrap_or(usize::MAX);
         let mut created = 0;
         for thing in c.first_keys(&prefix(&["jobwaiting", id]), batch)? {
@@ -222,7 +246,7 @@ pub(super) fn tick(c: &mut Changes<'_>, id: &str, now: i64) -> Result<(), AwsErr
     let mut next: Option<i64> = None;
     let mut consider = |at: i64| next = Some(next.map_or(at, |n| n.min(at)));
     if job.status == JobStatus::Scheduled
-        && let Some(start) = job.schedule.and_then(|s| s.start_ms)
+        && let Some(start) = job.schedule.as_ref().and_then(|s| s.start_ms)
     {
         consider(start);
     }
@@ -233,7 +257,19 @@ pub(super) fn tick(c: &mut Changes<'_>, id: &str, now: i64) -> Result<(), AwsErr
         consider(end_ms);
     }
     if job.status == JobStatus::InProgress && clock.waiting > 0 {
-        consider(clock.progress.next_window_ms(clock.minute_ms));
+        match window {
+            // Inside a window: the rate's next minute, or the window's end.
+            Ok(end) => {
+                if job.rollout.is_some() {
+                    consider(clock.progress.next_window_ms(clock.minute_ms));
+                }
+                if end != i64::MAX {
+                    consider(end);
+                }
+            }
+            Err(Some(start)) => consider(start),
+            Err(None) => {}
+        }
     }
     if clock.wake_ms != next {
         if let Some(wake) = clock.wake_ms {

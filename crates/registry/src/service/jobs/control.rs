@@ -220,7 +220,7 @@ impl Registry {
                     }
                 }
                 let now = now_ms();
-                let scheduled = new.schedule.is_some_and(|s| s.start_ms.is_some());
+                let scheduled = new.schedule.as_ref().is_some_and(|s| s.start_ms.is_some());
                 let job = Job {
                     id: new.id,
                     target_selection: new.target_selection,
