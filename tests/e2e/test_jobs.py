@@ -473,6 +473,10 @@ def test_job_errors(client):
         ("InvalidRequestException", dict(jobId="s3", targets=t1, documentSource="s3://fw/none.json")),
         (
             "InvalidRequestException",
+            dict(jobId="params", targets=t1, document=DOCUMENT, documentParameters={"pathToHandler": "/usr/bin"}),
+        ),
+        (
+            "InvalidRequestException",
             dict(jobId="s3", targets=t1, document=DOCUMENT, documentSource="s3://fw/none.json"),
         ),
         ("ResourceNotFoundException", dict(jobId="ghost", targets=[thing_arn("ghost")], document=DOCUMENT)),

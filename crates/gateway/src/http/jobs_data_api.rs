@@ -68,7 +68,7 @@ struct JobExecution {
 }
 
 fn execution(e: pb::JobExecution, document: Option<String>) -> JobExecution {
-    let now_ms = i64::try_from(crate::mqtt::lifecycle::epoch_millis_now()).unwrap_or(i64::MAX);
+    let now_ms = crate::http::time::now_ms();
     JobExecution {
         approximate_seconds_before_timed_out: seconds_before_timed_out(&e, now_ms),
         status: execution_status_name(e.status),

@@ -11,6 +11,14 @@ pub(crate) fn epoch_seconds(time: SystemTime) -> i64 {
     }
 }
 
+/// Now, in epoch milliseconds.
+pub(crate) fn now_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(after) => i64::try_from(after.as_millis()).unwrap_or(i64::MAX),
+        Err(_) => 0,
+    }
+}
+
 /// `yyyymmddTHHMMSSZ` to epoch seconds. Reads bytes only: the text comes
 /// from the request and may hold anything (a multi-byte character where a
 /// digit should be is simply not a date).

@@ -301,7 +301,6 @@ fn refuse_unsupported(others: &HashMap<String, Value>) -> Result<(), ApiError> {
         "presignedUrlConfig",
         "namespaceId",
         "maintenanceWindows",
-        "documentParameters",
         "destinationPackageVersions",
     ];
     let mut given: Vec<&str> = others
@@ -337,6 +336,16 @@ async fn create_job(
     Body(body): Body<CreateJob>,
 ) -> ApiResult {
     refuse_unsupported(&body.others)?;
+    if body
+        .others
+        .get("documentParameters")
+        .is_some_and(|v| !is_empty(v))
+    {
+        // As AWS IoT answers for any template but its own managed ones.
+        return Err(ApiError::invalid(
+            "documentParameters can only be used when creating a job from an AWS managed template; Herald serves none",
+        ));
+    }
     if query.has("namespaceId") {
         return Err(ApiError::invalid("namespaceId not supported by Herald yet"));
     }

@@ -402,7 +402,7 @@ pub(super) struct DescribeJobExecutionOutput {
 impl From<pb::DescribeJobExecutionResponse> for DescribeJobExecutionOutput {
     fn from(r: pb::DescribeJobExecutionResponse) -> Self {
         let e = r.execution.unwrap_or_default();
-        let now_ms = i64::try_from(crate::mqtt::lifecycle::epoch_millis_now()).unwrap_or(i64::MAX);
+        let now_ms = crate::http::time::now_ms();
         DescribeJobExecutionOutput {
             execution: JobExecution {
                 approximate_seconds_before_timed_out: seconds_before_timed_out(&e, now_ms),
