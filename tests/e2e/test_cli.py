@@ -305,6 +305,21 @@ def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):
     assert not aws("aws iot-jobs-data update-job-execution --thing-name MyLightBulb --job-id fw-2 --status SUCCEEDED")
     assert aws("aws iot describe-job --job-id fw-2")["job"]["status"] == "COMPLETED"
 
+    # A document from the documents directory, a rollout rate and a maintenance window, as the README shows.
+    documents = dev.data_dir / "registry" / "documents" / "firmware"
+    documents.mkdir(parents=True, exist_ok=True)
+    (documents / "v3.json").write_text('{"operation":"update"}\n')
+    aws(
+        "aws iot create-job --job-id fw-3 --targets arn:aws:iot:us-east-1:123456789012:thing/MyLightBulb "
+        "--document-source https://s3.amazonaws.com/firmware/v3.json "
+        """--job-executions-rollout-config '{"maximumPerMinute": 50}' """
+        """--scheduling-config '{"maintenanceWindows": [{"startTime": "cron(0 1 * * ? *)", "durationInMinutes": 120}]}'"""
+    )
+    described = aws("aws iot describe-job --job-id fw-3")
+    assert described["documentSource"] == "https://s3.amazonaws.com/firmware/v3.json"
+    assert described["job"]["jobExecutionsRolloutConfig"] == {"maximumPerMinute": 50}
+    assert json.loads(aws("aws iot get-job-document --job-id fw-3")["document"]) == {"operation": "update"}
+
     # Ctrl-C stops the services and xtask, cleanly.
     dev.interrupt()
     try:
