@@ -5,6 +5,7 @@
 //!
 //! Libraries never install a logger; only binaries call [`telemetry::init`].
 
+pub mod calendar;
 pub mod grpc;
 pub mod internal_tls;
 pub mod settings;

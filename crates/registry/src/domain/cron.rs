@@ -6,6 +6,8 @@
 //! first); exactly one of day-of-month and day-of-week is `?`. AWS's `L`,
 //! `W` and `#` are refused. Parsed by characters: the text is a client's.
 
+use herald_runtime::calendar::{civil_from_days, days_from_civil};
+
 /// A parsed expression: the allowed values of each field as bit sets.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Cron {
@@ -179,33 +181,6 @@ impl Cron {
         let start = self.next_at_or_after(at_ms.saturating_sub(duration_ms).saturating_add(1))?;
         (start <= at_ms).then_some(start + duration_ms)
     }
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (H. Hinnant's algorithm).
-fn days_from_civil(year: i64, month: i64, day: i64) -> i64 {
-    let year = if month <= 2 { year - 1 } else { year };
-    let era = year.div_euclid(400);
-    let year_of_era = year - era * 400;
-    let day_of_year = (153 * ((month + 9) % 12) + 2) / 5 + day - 1;
-    let day_of_era = year_of_era * 365 + year_of_era / 4 - year_of_era / 100 + day_of_year;
-    era * 146_097 + day_of_era - 719_468
-}
-
-fn civil_from_days(days: i64) -> (i64, i64, i64) {
-    let days = days + 719_468;
-    let era = days.div_euclid(146_097);
-    let day_of_era = days - era * 146_097;
-    let year_of_era =
-        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
-    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
-    let month_index = (5 * day_of_year + 2) / 153;
-    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
-    let month = if month_index < 10 {
-        month_index + 3
-    } else {
-        month_index - 9
-    };
-    (year_of_era + era * 400 + i64::from(month <= 2), month, day)
 }
 
 #[cfg(test)]
