@@ -46,5 +46,57 @@ def test_principal_errors(client):
     expect_error(
         client, "ResourceNotFoundException", client.detach_thing_principal, thingName="ghost", principal=arn
     )
-    expect_error(client, "ResourceNotFoundException", client.list_thing_principals, thingName="ghost")
+    err = expect_error(client, "ResourceNotFoundException", client.list_thing_principals, thingName="ghost")
+    assert err.response["Error"]["Message"] == (
+        "Failed to list principals for thing ghost because the thing does not exist in your account"
+    )
     assert client.list_principal_things(principal=arn)["things"] == []
+
+
+def test_exclusive_attachments_and_the_v2_listings(client):
+    solo = client.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+    shared = client.create_keys_and_certificate(setAsActive=True)["certificateArn"]
+    client.create_thing(thingName="lamp")
+    client.create_thing(thingName="fan")
+
+    client.attach_thing_principal(thingName="lamp", principal=solo, thingPrincipalType="EXCLUSIVE_THING")
+    client.attach_thing_principal(thingName="lamp", principal=shared)
+    client.attach_thing_principal(thingName="fan", principal=shared, thingPrincipalType="NON_EXCLUSIVE_THING")
+
+    # Exclusive to lamp: fan may not have it; shared has two things: not exclusive.
+    expect_error(client, "InvalidRequestException", client.attach_thing_principal, thingName="fan", principal=solo)
+    expect_error(
+        client,
+        "InvalidRequestException",
+        client.attach_thing_principal,
+        thingName="lamp",
+        principal=shared,
+        thingPrincipalType="EXCLUSIVE_THING",
+    )
+
+    listed = client.list_thing_principals_v2(thingName="lamp")
+    assert sorted(listed["thingPrincipalObjects"], key=lambda o: o["principal"]) == sorted(
+        [
+            {"principal": solo, "thingPrincipalType": "EXCLUSIVE_THING"},
+            {"principal": shared, "thingPrincipalType": "NON_EXCLUSIVE_THING"},
+        ],
+        key=lambda o: o["principal"],
+    )
+    assert "nextToken" not in listed
+    assert client.list_thing_principals_v2(thingName="lamp", thingPrincipalType="EXCLUSIVE_THING")[
+        "thingPrincipalObjects"
+    ] == [{"principal": solo, "thingPrincipalType": "EXCLUSIVE_THING"}]
+    assert client.list_principal_things_v2(principal=shared)["principalThingObjects"] == [
+        {"thingName": "fan", "thingPrincipalType": "NON_EXCLUSIVE_THING"},
+        {"thingName": "lamp", "thingPrincipalType": "NON_EXCLUSIVE_THING"},
+    ]
+    assert client.list_principal_things_v2(principal=solo, thingPrincipalType="NON_EXCLUSIVE_THING")[
+        "principalThingObjects"
+    ] == []
+    # The v1 listing shows both kinds.
+    assert sorted(client.list_thing_principals(thingName="lamp")["principals"]) == sorted([solo, shared])
+
+    err = expect_error(client, "ResourceNotFoundException", client.list_thing_principals_v2, thingName="ghost")
+    assert err.response["Error"]["Message"] == (
+        "Failed to list principals for thing ghost because the thing does not exist in your account"
+    )

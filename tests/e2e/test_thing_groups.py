@@ -195,13 +195,26 @@ def test_list_thing_groups(client):
     assert group_names(every) == ["a-child", "a-grandchild", "a-root", "b-child", "b-root"]
     assert every[0] == {"groupName": "a-child", "groupArn": group_arn("a-child")}
 
+    # AWS IoT's default is recursive: descendants at every depth.
     assert group_names(client.list_thing_groups(parentGroup="a-root")["thingGroups"]) == [
         "a-child",
+        "a-grandchild",
         "b-child",
     ]
     assert group_names(
+        client.list_thing_groups(parentGroup="a-root", recursive=False)["thingGroups"]
+    ) == ["a-child", "b-child"]
+    assert group_names(
         client.list_thing_groups(parentGroup="a-root", recursive=True)["thingGroups"]
     ) == ["a-child", "a-grandchild", "b-child"]
+    # Not recursive and no parent: the root groups only.
+    assert group_names(client.list_thing_groups(recursive=False)["thingGroups"]) == [
+        "a-root",
+        "b-root",
+    ]
+    assert group_names(
+        client.list_thing_groups(recursive=False, namePrefixFilter="a-c")["thingGroups"]
+    ) == []
     assert group_names(client.list_thing_groups(namePrefixFilter="a-")["thingGroups"]) == [
         "a-child",
         "a-grandchild",

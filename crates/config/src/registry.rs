@@ -90,6 +90,7 @@ impl Registry {
                     next_token,
                     max_results: PAGE,
                 }),
+                thing_principal_type: String::new(),
             };
             let response = client
                 .list_principal_things(request)

@@ -18,7 +18,7 @@ use herald_store::{Page, WatchError};
 
 use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    service::{AttributePayload, NameOrArn, Registry, Tags, ThingFilter},
+    service::{AttributePayload, NameOrArn, Registry, Tags, ThingFilter, ThingPrincipalType},
 };
 
 pub(crate) use jobs::GrpcJobs;
@@ -57,6 +57,26 @@ pub(crate) fn tags(tags: Vec<pb::Tag>) -> Tags {
 fn page(page: Option<pb::Page>) -> Result<Page, Status> {
     let page = page.unwrap_or_default();
     Page::new(&page.next_token, page.max_results).map_err(|e| Status::from(domain::store_error(e)))
+}
+
+/// A listing's `thingPrincipalType` filter: empty lists both types.
+fn principal_type_filter(name: &str) -> Result<Option<ThingPrincipalType>, Status> {
+    if name.is_empty() {
+        return Ok(None);
+    }
+    ThingPrincipalType::parse(name)
+        .map(Some)
+        .map_err(Status::from)
+}
+
+fn attachments(items: Vec<(String, ThingPrincipalType)>) -> Vec<pb::ThingPrincipalAttachment> {
+    items
+        .into_iter()
+        .map(|(name, kind)| pb::ThingPrincipalAttachment {
+            name,
+            thing_principal_type: kind.as_str().to_owned(),
+        })
+        .collect()
 }
 
 fn token(next: Option<String>) -> String {
@@ -666,7 +686,11 @@ impl registry_server::Registry for GrpcRegistry {
         let r = request.into_inner();
         let done = self
             .registry
-            .attach_thing_principal(r.thing_name, r.principal)
+            .attach_thing_principal(
+                r.thing_name,
+                r.principal,
+                ThingPrincipalType::parse(&r.thing_principal_type).map_err(Status::from)?,
+            )
             .await;
         reply(done.map(|()| pb::AttachThingPrincipalResponse {}))
     }
@@ -688,11 +712,13 @@ impl registry_server::Registry for GrpcRegistry {
         request: Request<pb::ListThingPrincipalsRequest>,
     ) -> Reply<pb::ListThingPrincipalsResponse> {
         let r = request.into_inner();
+        let only = principal_type_filter(&r.thing_principal_type)?;
         let listed = self
             .registry
-            .list_thing_principals(&r.thing_name, page(r.page)?);
+            .list_thing_principals(&r.thing_name, only, page(r.page)?);
         reply(listed.map(|p| pb::ListThingPrincipalsResponse {
-            principals: p.items,
+            principals: p.items.iter().map(|(n, _)| n.clone()).collect(),
+            attachments: attachments(p.items),
             next_token: token(p.next_token),
         }))
     }
@@ -702,11 +728,13 @@ impl registry_server::Registry for GrpcRegistry {
         request: Request<pb::ListPrincipalThingsRequest>,
     ) -> Reply<pb::ListPrincipalThingsResponse> {
         let r = request.into_inner();
+        let only = principal_type_filter(&r.thing_principal_type)?;
         let listed = self
             .registry
-            .list_principal_things(&r.principal, page(r.page)?);
+            .list_principal_things(&r.principal, only, page(r.page)?);
         reply(listed.map(|p| pb::ListPrincipalThingsResponse {
-            things: p.items,
+            things: p.items.iter().map(|(n, _)| n.clone()).collect(),
+            attachments: attachments(p.items),
             next_token: token(p.next_token),
         }))
     }

@@ -365,6 +365,7 @@ pub(crate) async fn targets_of(c: &mut Config, policy: &str) -> Vec<String> {
 }
 
 /// Every policy name, every page walked.
+/// Every policy name, every page walked, in name order.
 pub(crate) async fn policy_names(c: &mut Config) -> Vec<String> {
     let mut names = Vec::new();
     let mut marker = String::new();
@@ -380,13 +381,14 @@ pub(crate) async fn policy_names(c: &mut Config) -> Vec<String> {
             .into_inner();
         names.extend(page.policies.into_iter().map(|p| p.policy_name));
         if page.next_marker.is_empty() {
+            names.sort();
             return names;
         }
         marker = page.next_marker;
     }
 }
 
-/// Every certificate id, every page walked.
+/// Every certificate id, every page walked, in id order.
 pub(crate) async fn certificate_ids(c: &mut Config) -> Vec<String> {
     let mut ids = Vec::new();
     let mut marker = String::new();
@@ -402,6 +404,7 @@ pub(crate) async fn certificate_ids(c: &mut Config) -> Vec<String> {
             .into_inner();
         ids.extend(page.certificates.into_iter().map(|c| c.certificate_id));
         if page.next_marker.is_empty() {
+            ids.sort();
             return ids;
         }
         marker = page.next_marker;
@@ -528,6 +531,7 @@ pub(crate) async fn add_to_group(r: &mut Registry, thing: &str, group: &str) {
 
 pub(crate) async fn attach_thing_principal(r: &mut Registry, thing: &str, principal: &str) {
     r.attach_thing_principal(reg::AttachThingPrincipalRequest {
+        thing_principal_type: String::new(),
         thing_name: thing.into(),
         principal: principal.into(),
     })

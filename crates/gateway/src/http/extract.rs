@@ -91,13 +91,23 @@ impl Query {
 
     /// A boolean member: `true` or `false` in any case, empty or absent is false.
     pub(crate) fn flag(&self, name: &str) -> Result<bool, ApiError> {
-        match self.0.get(name) {
-            None => Ok(false),
-            Some(value) if value.eq_ignore_ascii_case("true") => Ok(true),
-            Some(value) if value.eq_ignore_ascii_case("false") || value.is_empty() => Ok(false),
-            Some(value) => Err(ApiError::invalid(format!(
+        Ok(self.optional_flag(name)?.unwrap_or(false))
+    }
+
+    /// A boolean member that may be absent, for operations whose default is
+    /// `true`.
+    pub(crate) fn optional_flag(&self, name: &str) -> Result<Option<bool>, ApiError> {
+        let Some(value) = self.0.get(name) else {
+            return Ok(None);
+        };
+        if value.eq_ignore_ascii_case("true") {
+            Ok(Some(true))
+        } else if value.eq_ignore_ascii_case("false") || value.is_empty() {
+            Ok(Some(false))
+        } else {
+            Err(ApiError::invalid(format!(
                 "{name} must be true or false, not {value:?}"
-            ))),
+            )))
         }
     }
 

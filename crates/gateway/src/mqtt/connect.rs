@@ -122,6 +122,7 @@ pub(super) async fn lookup_thing(
             .list_thing_principals(reg::ListThingPrincipalsRequest {
                 thing_name: described.thing_name.clone(),
                 page: page(next_token),
+                thing_principal_type: String::new(),
             })
             .await?
             .into_inner();

@@ -1064,6 +1064,7 @@ async fn create_thing(
 
 async fn attach_thing(r: &mut Registry, thing: &str, principal: &str) {
     r.attach_thing_principal(reg::AttachThingPrincipalRequest {
+        thing_principal_type: String::new(),
         thing_name: thing.into(),
         principal: principal.into(),
     })

@@ -217,11 +217,27 @@ impl Registry {
         let name_prefix = name_prefix.unwrap_or_default();
         let keep = move |name: &str| name.starts_with(name_prefix.as_str());
         let Some(parent) = parent else {
-            let groups = self
-                .store
+            // Without a parent, `recursive = false` lists the root groups
+            // only, as AWS IoT does; otherwise every group.
+            let store = &self.store;
+            let groups = store
                 .iter(&prefix(&["group"]), page.after())
-                .map(|e| e.map(|(n, _)| (n.clone(), n)));
-            return page.collect(groups.filter(|e| e.as_ref().map_or(true, |(n, _)| keep(n))));
+                .filter(|e| e.as_ref().map_or(true, |(n, _)| keep(n)))
+                .filter_map(move |e| {
+                    let (name, bytes) = match e {
+                        Ok(entry) => entry,
+                        Err(err) => return Some(Err(err)),
+                    };
+                    if recursive {
+                        return Some(Ok((name.clone(), name)));
+                    }
+                    match store.decode::<ThingGroup>(&bytes) {
+                        Ok(group) if group.parent().is_none() => Some(Ok((name.clone(), name))),
+                        Ok(_) => None,
+                        Err(err) => Some(Err(err)),
+                    }
+                });
+            return page.collect(groups);
         };
         check_name("parent group name", &parent)?;
         load_group(&self.reader(), &parent)?;

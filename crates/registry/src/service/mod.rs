@@ -26,6 +26,7 @@ use crate::domain::{
 
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
+pub(crate) use principals::ThingPrincipalType;
 pub(crate) use tags::Tags;
 pub(crate) use things::ThingFilter;
 

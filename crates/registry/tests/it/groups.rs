@@ -464,7 +464,7 @@ async fn create_thing_group_with_invalid_name_description_or_attributes_is_refus
         assert_no_group(&mut client, &name).await;
     }
     assert!(
-        group_names(&mut client, list_groups_req(None, None, false))
+        group_names(&mut client, list_groups_req(None, None, true))
             .await
             .is_empty()
     );
@@ -759,7 +759,7 @@ async fn delete_root_thing_group_removes_it_and_logs_deleted() {
         .unwrap();
     assert_no_group(&mut client, "red").await;
     assert!(
-        group_names(&mut client, list_groups_req(None, None, false))
+        group_names(&mut client, list_groups_req(None, None, true))
             .await
             .is_empty()
     );
@@ -969,7 +969,7 @@ async fn list_thing_groups_by_parent_recursively_and_by_name_prefix() {
     create_group(&mut client, "b-1", Some("root-b")).await;
 
     assert_eq!(
-        group_names(&mut client, list_groups_req(None, None, false)).await,
+        group_names(&mut client, list_groups_req(None, None, true)).await,
         [
             "a-1",
             "a-1-x",
@@ -983,6 +983,15 @@ async fn list_thing_groups_by_parent_recursively_and_by_name_prefix() {
     assert_eq!(
         group_names(&mut client, list_groups_req(None, Some("root"), false)).await,
         ["root-a", "root-b"]
+    );
+    // Not recursive without a parent: the root groups only, as AWS IoT lists.
+    assert_eq!(
+        group_names(&mut client, list_groups_req(None, None, false)).await,
+        ["root-a", "root-b"]
+    );
+    assert_eq!(
+        group_names(&mut client, list_groups_req(None, Some("a-"), false)).await,
+        Vec::<String>::new()
     );
     assert_eq!(
         group_names(&mut client, list_groups_req(Some("root-a"), None, false)).await,
@@ -1068,7 +1077,7 @@ async fn list_thing_groups_pages_walk_every_group_exactly_once_and_refuse_bad_in
         async move {
             let req = ListThingGroupsRequest {
                 page: page(2, &token),
-                ..list_groups_req(None, None, false)
+                ..list_groups_req(None, None, true)
             };
             let resp = client.list_thing_groups(req).await.unwrap().into_inner();
             (
@@ -1088,7 +1097,7 @@ async fn list_thing_groups_pages_walk_every_group_exactly_once_and_refuse_bad_in
     for (max, token) in [(251, ""), (3, "garbage")] {
         let req = ListThingGroupsRequest {
             page: page(max, token),
-            ..list_groups_req(None, None, false)
+            ..list_groups_req(None, None, true)
         };
         expect_err(
             client.list_thing_groups(req).await,
@@ -1109,7 +1118,7 @@ async fn list_thing_groups_default_page_holds_fifty() {
     all.sort();
 
     let first = client
-        .list_thing_groups(list_groups_req(None, None, false))
+        .list_thing_groups(list_groups_req(None, None, true))
         .await
         .unwrap()
         .into_inner();
@@ -1118,7 +1127,7 @@ async fn list_thing_groups_default_page_holds_fifty() {
     let second = client
         .list_thing_groups(ListThingGroupsRequest {
             page: page(0, &first.next_token),
-            ..list_groups_req(None, None, false)
+            ..list_groups_req(None, None, true)
         })
         .await
         .unwrap()

@@ -21,6 +21,7 @@ fn cert(id: &str) -> String {
 
 fn attach_req(thing: &str, principal: &str) -> AttachThingPrincipalRequest {
     AttachThingPrincipalRequest {
+        thing_principal_type: String::new(),
         thing_name: thing.into(),
         principal: principal.into(),
     }
@@ -43,6 +44,7 @@ async fn attach(client: &mut Client, thing: &str, principal: &str) {
 async fn principals_of(client: &mut Client, thing: &str) -> Vec<String> {
     let resp = client
         .list_thing_principals(ListThingPrincipalsRequest {
+            thing_principal_type: String::new(),
             thing_name: thing.into(),
             page: None,
         })
@@ -56,6 +58,7 @@ async fn principals_of(client: &mut Client, thing: &str) -> Vec<String> {
 async fn things_of(client: &mut Client, principal: &str) -> Vec<String> {
     let resp = client
         .list_principal_things(ListPrincipalThingsRequest {
+            thing_principal_type: String::new(),
             principal: principal.into(),
             page: None,
         })
@@ -259,6 +262,7 @@ async fn list_thing_principals_of_missing_thing_is_not_found() {
     expect_err(
         client
             .list_thing_principals(ListThingPrincipalsRequest {
+                thing_principal_type: String::new(),
                 thing_name: "ghost".into(),
                 page: None,
             })
@@ -280,6 +284,7 @@ async fn list_thing_principals_is_sorted_and_pages_walk_every_principal_once() {
         let mut client = client.clone();
         async move {
             let req = ListThingPrincipalsRequest {
+                thing_principal_type: String::new(),
                 thing_name: "lamp".into(),
                 page: page(3, &token),
             };
@@ -297,6 +302,7 @@ async fn list_thing_principals_is_sorted_and_pages_walk_every_principal_once() {
 
     for (max, token) in [(251, ""), (3, "garbage")] {
         let req = ListThingPrincipalsRequest {
+            thing_principal_type: String::new(),
             thing_name: "lamp".into(),
             page: page(max, token),
         };
@@ -323,6 +329,7 @@ async fn list_principal_things_is_sorted_and_pages_walk_every_thing_once() {
         let mut client = client.clone();
         async move {
             let req = ListPrincipalThingsRequest {
+                thing_principal_type: String::new(),
                 principal: cert("shared"),
                 page: page(3, &token),
             };
@@ -341,6 +348,7 @@ async fn list_principal_things_is_sorted_and_pages_walk_every_thing_once() {
 
     for (max, token) in [(251, ""), (3, "garbage")] {
         let req = ListPrincipalThingsRequest {
+            thing_principal_type: String::new(),
             principal: cert("shared"),
             page: page(max, token),
         };
@@ -349,5 +357,140 @@ async fn list_principal_things_is_sorted_and_pages_walk_every_thing_once() {
             ErrorType::InvalidRequest,
         );
     }
+    registry.stop().await;
+}
+
+// ------------------------------------------------------------ exclusive
+
+fn typed_attach(thing: &str, principal: &str, kind: &str) -> AttachThingPrincipalRequest {
+    AttachThingPrincipalRequest {
+        thing_principal_type: kind.into(),
+        ..attach_req(thing, principal)
+    }
+}
+
+async fn thing_attachments(client: &mut Client, thing: &str, only: &str) -> Vec<(String, String)> {
+    let resp = client
+        .list_thing_principals(ListThingPrincipalsRequest {
+            thing_principal_type: only.into(),
+            thing_name: thing.into(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    resp.attachments
+        .into_iter()
+        .map(|a| (a.name, a.thing_principal_type))
+        .collect()
+}
+
+async fn principal_attachments(
+    client: &mut Client,
+    principal: &str,
+    only: &str,
+) -> Vec<(String, String)> {
+    let resp = client
+        .list_principal_things(ListPrincipalThingsRequest {
+            thing_principal_type: only.into(),
+            principal: principal.into(),
+            page: None,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    resp.attachments
+        .into_iter()
+        .map(|a| (a.name, a.thing_principal_type))
+        .collect()
+}
+
+#[tokio::test]
+async fn an_exclusive_principal_has_one_thing_and_lists_show_each_type() {
+    let registry = TestRegistry::start().await;
+    let mut client = registry.client().await;
+    for thing in ["lamp", "fan"] {
+        create_thing(&mut client, thing).await;
+    }
+    let (solo, shared) = (cert("solo"), cert("shared"));
+    client
+        .attach_thing_principal(typed_attach("lamp", &solo, "EXCLUSIVE_THING"))
+        .await
+        .unwrap();
+    attach(&mut client, "lamp", &shared).await;
+    client
+        .attach_thing_principal(typed_attach("fan", &shared, "NON_EXCLUSIVE_THING"))
+        .await
+        .unwrap();
+
+    let before = last_sequence(&mut client).await;
+    // Exclusive to lamp: no other thing may have it, of either type.
+    for kind in ["", "NON_EXCLUSIVE_THING", "EXCLUSIVE_THING"] {
+        expect_err(
+            client
+                .attach_thing_principal(typed_attach("fan", &solo, kind))
+                .await,
+            ErrorType::InvalidRequest,
+        );
+    }
+    // Attached to two things: neither may have it exclusively.
+    expect_err(
+        client
+            .attach_thing_principal(typed_attach("lamp", &shared, "EXCLUSIVE_THING"))
+            .await,
+        ErrorType::InvalidRequest,
+    );
+    expect_err(
+        client
+            .attach_thing_principal(typed_attach("lamp", &shared, "SOMETIMES"))
+            .await,
+        ErrorType::InvalidRequest,
+    );
+    assert_no_events_after(&mut client, before).await;
+    assert_eq!(things_of(&mut client, &solo).await, ["lamp"]);
+
+    let exclusive = || "EXCLUSIVE_THING".to_owned();
+    let non_exclusive = || "NON_EXCLUSIVE_THING".to_owned();
+    let mut both = vec![
+        (shared.clone(), non_exclusive()),
+        (solo.clone(), exclusive()),
+    ];
+    both.sort();
+    assert_eq!(thing_attachments(&mut client, "lamp", "").await, both);
+    assert_eq!(
+        thing_attachments(&mut client, "lamp", "EXCLUSIVE_THING").await,
+        [(solo.clone(), exclusive())]
+    );
+    assert_eq!(
+        thing_attachments(&mut client, "lamp", "NON_EXCLUSIVE_THING").await,
+        [(shared.clone(), non_exclusive())]
+    );
+    assert_eq!(
+        principal_attachments(&mut client, &shared, "").await,
+        [
+            ("fan".to_owned(), non_exclusive()),
+            ("lamp".to_owned(), non_exclusive())
+        ]
+    );
+    assert_eq!(
+        principal_attachments(&mut client, &solo, "NON_EXCLUSIVE_THING").await,
+        Vec::<(String, String)>::new()
+    );
+
+    // Detached, the principal is free again; re-attaching the same thing
+    // changes the type.
+    client
+        .detach_thing_principal(detach_req("lamp", &solo))
+        .await
+        .unwrap();
+    attach(&mut client, "fan", &solo).await;
+    client
+        .attach_thing_principal(typed_attach("fan", &solo, "EXCLUSIVE_THING"))
+        .await
+        .unwrap();
+    assert_eq!(
+        principal_attachments(&mut client, &solo, "").await,
+        [("fan".to_owned(), exclusive())]
+    );
     registry.stop().await;
 }

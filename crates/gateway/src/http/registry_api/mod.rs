@@ -23,8 +23,9 @@ use serde::Deserialize;
 
 use self::output::{
     CreateThingGroupOutput, CreateThingOutput, CreateThingTypeOutput, DescribeThingGroupOutput,
-    DescribeThingOutput, ListTagsOutput, ListThingPrincipalsOutput, ListThingTypesOutput,
-    ListThingsOutput, ThingGroupsOutput, ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
+    DescribeThingOutput, ListPrincipalThingsV2Output, ListTagsOutput, ListThingPrincipalsOutput,
+    ListThingPrincipalsV2Output, ListThingTypesOutput, ListThingsOutput, ThingGroupsOutput,
+    ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
 };
 use super::extract::{Body, Path, Query, header, required};
 use super::output::{ApiResult, empty, ok};
@@ -58,7 +59,15 @@ pub(crate) fn routes() -> Router<AppState> {
                     .delete(detach_thing_principal),
             ),
         )
+        .route(
+            "/things/{thingName}/principals-v2",
+            served(get(list_thing_principals_v2)),
+        )
         .route("/principals/things", served(get(list_principal_things)))
+        .route(
+            "/principals/things-v2",
+            served(get(list_principal_things_v2)),
+        )
         .route("/thing-types", served(get(list_thing_types)))
         .route(
             "/thing-types/{thingTypeName}",
@@ -520,7 +529,8 @@ async fn list_thing_groups(State(state): State<AppState>, query: Query) -> ApiRe
             page: page(&query)?,
             parent_group: query.string("parentGroup"),
             name_prefix_filter: query.string("namePrefixFilter"),
-            recursive: query.flag("recursive")?,
+            // AWS IoT lists descendants at every depth unless told otherwise.
+            recursive: query.optional_flag("recursive")?.unwrap_or(true),
         })
         .await?
         .into_inner();
@@ -667,27 +677,14 @@ async fn list_thing_groups_for_thing(
 
 // ---------------------------------------------------------------- principals
 
-/// AttachThingPrincipal: `PUT /things/{thingName}/principals`, the principal
-/// in `x-amzn-principal`. Herald's attachments are all non-exclusive.
+/// AttachThingPrincipal: `PUT /things/{thingName}/principals?thingPrincipalType=`,
+/// the principal in `x-amzn-principal`.
 async fn attach_thing_principal(
     State(state): State<AppState>,
     Path(thing_name): Path<String>,
     query: Query,
     headers: HeaderMap,
 ) -> ApiResult {
-    match query.string("thingPrincipalType").as_deref() {
-        None | Some("NON_EXCLUSIVE_THING") => {}
-        Some("EXCLUSIVE_THING") => {
-            return Err(ApiError::invalid(
-                "Herald does not support thingPrincipalType EXCLUSIVE_THING; attachments are NON_EXCLUSIVE_THING",
-            ));
-        }
-        Some(other) => {
-            return Err(ApiError::invalid(format!(
-                "thingPrincipalType must be EXCLUSIVE_THING or NON_EXCLUSIVE_THING, not {other:?}"
-            )));
-        }
-    }
     let principal = header(&headers, "x-amzn-principal", "principal")?;
     state
         .registry
@@ -695,6 +692,7 @@ async fn attach_thing_principal(
         .attach_thing_principal(pb::AttachThingPrincipalRequest {
             thing_name,
             principal,
+            thing_principal_type: query.string("thingPrincipalType").unwrap_or_default(),
         })
         .await?;
     empty()
@@ -719,42 +717,89 @@ async fn detach_thing_principal(
     empty()
 }
 
+/// One page of a thing's principals; `typed` reads the V2 operations'
+/// `thingPrincipalType` filter.
+async fn thing_principals(
+    state: AppState,
+    thing_name: String,
+    query: &Query,
+    typed: bool,
+) -> Result<pb::ListThingPrincipalsResponse, ApiError> {
+    let only = typed.then(|| query.string("thingPrincipalType")).flatten();
+    Ok(state
+        .registry
+        .clone()
+        .list_thing_principals(pb::ListThingPrincipalsRequest {
+            thing_name,
+            page: page(query)?,
+            thing_principal_type: only.unwrap_or_default(),
+        })
+        .await?
+        .into_inner())
+}
+
+/// One page of a principal's things (the principal in `x-amzn-principal`);
+/// `typed` as for [`thing_principals`].
+async fn principal_things(
+    state: AppState,
+    headers: &HeaderMap,
+    query: &Query,
+    typed: bool,
+) -> Result<pb::ListPrincipalThingsResponse, ApiError> {
+    let principal = header(headers, "x-amzn-principal", "principal")?;
+    let only = typed.then(|| query.string("thingPrincipalType")).flatten();
+    Ok(state
+        .registry
+        .clone()
+        .list_principal_things(pb::ListPrincipalThingsRequest {
+            principal,
+            page: page(query)?,
+            thing_principal_type: only.unwrap_or_default(),
+        })
+        .await?
+        .into_inner())
+}
+
 /// ListThingPrincipals: `GET /things/{thingName}/principals`.
 async fn list_thing_principals(
     State(state): State<AppState>,
     Path(thing_name): Path<String>,
     query: Query,
 ) -> ApiResult {
-    let listed = state
-        .registry
-        .clone()
-        .list_thing_principals(pb::ListThingPrincipalsRequest {
-            thing_name,
-            page: page(&query)?,
-        })
-        .await?
-        .into_inner();
+    let listed = thing_principals(state, thing_name, &query, false).await?;
     ok(ListThingPrincipalsOutput::from(listed))
 }
 
-/// ListPrincipalThings: `GET /principals/things`, the principal in
-/// `x-amzn-principal`.
+/// ListThingPrincipalsV2: `GET /things/{thingName}/principals-v2`, each
+/// principal with its attachment type, optionally of one type only.
+async fn list_thing_principals_v2(
+    State(state): State<AppState>,
+    Path(thing_name): Path<String>,
+    query: Query,
+) -> ApiResult {
+    let listed = thing_principals(state, thing_name, &query, true).await?;
+    ok(ListThingPrincipalsV2Output::from(listed))
+}
+
+/// ListPrincipalThings: `GET /principals/things`.
 async fn list_principal_things(
     State(state): State<AppState>,
     query: Query,
     headers: HeaderMap,
 ) -> ApiResult {
-    let principal = header(&headers, "x-amzn-principal", "principal")?;
-    let listed = state
-        .registry
-        .clone()
-        .list_principal_things(pb::ListPrincipalThingsRequest {
-            principal,
-            page: page(&query)?,
-        })
-        .await?
-        .into_inner();
+    let listed = principal_things(state, &headers, &query, false).await?;
     ok(ThingNamesOutput::new(listed.things, listed.next_token))
+}
+
+/// ListPrincipalThingsV2: `GET /principals/things-v2`, each thing with its
+/// attachment type, optionally of one type only.
+async fn list_principal_things_v2(
+    State(state): State<AppState>,
+    query: Query,
+    headers: HeaderMap,
+) -> ApiResult {
+    let listed = principal_things(state, &headers, &query, true).await?;
+    ok(ListPrincipalThingsV2Output::from(listed))
 }
 
 // ---------------------------------------------------------------- tags

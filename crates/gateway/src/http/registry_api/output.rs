@@ -437,6 +437,70 @@ impl From<pb::ListThingPrincipalsResponse> for ListThingPrincipalsOutput {
     }
 }
 
+/// ListThingPrincipalsV2's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListThingPrincipalsV2Output {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+    thing_principal_objects: Vec<ThingPrincipalObject>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ThingPrincipalObject {
+    principal: String,
+    thing_principal_type: String,
+}
+
+impl From<pb::ListThingPrincipalsResponse> for ListThingPrincipalsV2Output {
+    fn from(listed: pb::ListThingPrincipalsResponse) -> Self {
+        ListThingPrincipalsV2Output {
+            next_token: next_page(listed.next_token),
+            thing_principal_objects: listed
+                .attachments
+                .into_iter()
+                .map(|a| ThingPrincipalObject {
+                    principal: a.name,
+                    thing_principal_type: a.thing_principal_type,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// ListPrincipalThingsV2's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct ListPrincipalThingsV2Output {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+    principal_thing_objects: Vec<PrincipalThingObject>,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct PrincipalThingObject {
+    thing_name: String,
+    thing_principal_type: String,
+}
+
+impl From<pb::ListPrincipalThingsResponse> for ListPrincipalThingsV2Output {
+    fn from(listed: pb::ListPrincipalThingsResponse) -> Self {
+        ListPrincipalThingsV2Output {
+            next_token: next_page(listed.next_token),
+            principal_thing_objects: listed
+                .attachments
+                .into_iter()
+                .map(|a| PrincipalThingObject {
+                    thing_name: a.name,
+                    thing_principal_type: a.thing_principal_type,
+                })
+                .collect(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use std::collections::HashMap;
