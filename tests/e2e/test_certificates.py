@@ -293,20 +293,23 @@ def test_delete_certificate_rules(client):
     created = client.create_keys_and_certificate(setAsActive=True)
     cert_id, arn = created["certificateId"], created["certificateArn"]
 
-    # Active: refused.
-    expect_error(client, "CertificateStateException", client.delete_certificate, certificateId=cert_id)
+    # Active: refused, in AWS IoT's words (scripts match on them).
+    err = expect_error(client, "CertificateStateException", client.delete_certificate, certificateId=cert_id)
+    assert err.response["Error"]["Message"] == "Certificate must be deactivated (not ACTIVE) before deletion."
     client.update_certificate(certificateId=cert_id, newStatus="INACTIVE")
 
     # Attached to a thing: refused.
     client.create_thing(thingName="t")
     client.attach_thing_principal(thingName="t", principal=arn)
-    expect_error(client, "DeleteConflictException", client.delete_certificate, certificateId=cert_id)
+    err = expect_error(client, "DeleteConflictException", client.delete_certificate, certificateId=cert_id)
+    assert err.response["Error"]["Message"] == f"Things must be detached before deletion (arn: {arn})"
     client.detach_thing_principal(thingName="t", principal=arn)
 
     # With a policy: refused unless forced, which detaches it.
     client.create_policy(policyName="p", policyDocument=ALLOW_ALL)
     client.attach_policy(policyName="p", target=arn)
-    expect_error(client, "DeleteConflictException", client.delete_certificate, certificateId=cert_id)
+    err = expect_error(client, "DeleteConflictException", client.delete_certificate, certificateId=cert_id)
+    assert err.response["Error"]["Message"] == f"Certificate policies must be detached before deletion (arn: {arn})"
     assert client.describe_certificate(certificateId=cert_id)["certificateDescription"]["status"] == "INACTIVE"
     client.delete_certificate(certificateId=cert_id, forceDelete=True)
     expect_error(client, "ResourceNotFoundException", client.describe_certificate, certificateId=cert_id)

@@ -238,6 +238,9 @@ def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):
     assert [k for k, v in flags.items() if v] == ["THING"]
     assert "creationDate" in described and "lastModifiedDate" in described
 
+    # Where devices connect.
+    assert aws("aws iot describe-endpoint --endpoint-type iot:Data-ATS") == {"endpointAddress": "localhost"}
+
     # A thing.
     created = aws(
         'aws iot create-thing --thing-name MyLightBulb --attribute-payload "{\\"attributes\\": {\\"wattage\\":\\"75\\", \\"model\\":\\"123\\"}}"'

@@ -179,13 +179,19 @@ def test_delete_a_policy(client):
     client.create_policy(policyName="pub", policyDocument=DOC_V1)
     client.create_policy_version(policyName="pub", policyDocument=DOC_V2)
     # Not while it has versions besides the default.
-    expect_error(client, "DeleteConflictException", client.delete_policy, policyName="pub")
+    err = expect_error(client, "DeleteConflictException", client.delete_policy, policyName="pub")
+    assert err.response["Error"]["Message"] == (
+        "Cannot delete the policy because it has one or more policy versions attached to it (name=pub)"
+    )
     client.delete_policy_version(policyName="pub", policyVersionId="2")
 
     # Nor while it is attached.
     cert = client.create_keys_and_certificate(setAsActive=True)
     client.attach_policy(policyName="pub", target=cert["certificateArn"])
-    expect_error(client, "DeleteConflictException", client.delete_policy, policyName="pub")
+    err = expect_error(client, "DeleteConflictException", client.delete_policy, policyName="pub")
+    assert err.response["Error"]["Message"] == (
+        "The policy cannot be deleted as the policy is attached to one or more principals (name=pub)"
+    )
     client.detach_policy(policyName="pub", target=cert["certificateArn"])
 
     client.delete_policy(policyName="pub")
@@ -201,5 +207,12 @@ def test_list_policies(client):
     assert sorted(names_of(policies, "policyName")) == ["a-pol", "b-pol", "c-pol"]
     for p in policies:
         assert p["policyArn"] == policy_arn(p["policyName"])
+    # ascendingOrder: oldest first; without it, newest first (equal creation
+    # dates by name either way).
+    created = {p: client.get_policy(policyName=p)["creationDate"] for p in ["a-pol", "b-pol", "c-pol"]}
+    oldest_first = sorted(created, key=lambda p: (created[p], p))
+    newest_first = sorted(created, key=lambda p: (-created[p].timestamp(), p))
     ascending = client.list_policies(ascendingOrder=True)["policies"]
-    assert names_of(ascending, "policyName") == ["a-pol", "b-pol", "c-pol"]
+    assert names_of(ascending, "policyName") == oldest_first
+    assert names_of(client.list_policies(ascendingOrder=False)["policies"], "policyName") == newest_first
+    assert names_of(policies, "policyName") == newest_first

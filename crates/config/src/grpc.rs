@@ -77,6 +77,36 @@ fn page_status(err: StoreError) -> Status {
 }
 
 /// AWS's `marker`/`pageSize` paging over a name-ordered listing.
+/// A listing key that orders by creation date, oldest first when
+/// `ascending` and newest first otherwise, then by name (ListPolicies' and
+/// ListCertificates' `ascendingOrder`).
+fn creation_key(creation_ms: i64, name: &str, ascending: bool) -> String {
+    let ms = u64::try_from(creation_ms).unwrap_or(0);
+    let ms = if ascending { ms } else { u64::MAX - ms };
+    format!("{ms:020}/{name}")
+}
+
+/// One page of `items` in creation order, each keyed by its name.
+fn page_by_creation<T>(
+    marker: &str,
+    page_size: u32,
+    ascending: bool,
+    items: impl IntoIterator<Item = (i64, String, T)>,
+) -> Result<Paged<T>, Status> {
+    let page = Page::new(marker, page_size).map_err(page_status)?;
+    let mut keyed: Vec<(String, T)> = items
+        .into_iter()
+        .map(|(ms, name, item)| (creation_key(ms, &name, ascending), item))
+        .collect();
+    keyed.sort_by(|a, b| a.0.cmp(&b.0));
+    let after = page.after().map(str::to_owned);
+    let rest = keyed
+        .into_iter()
+        .filter(|(key, _)| after.as_deref().is_none_or(|a| key.as_str() > a))
+        .map(Ok::<_, Status>);
+    page.collect(rest)
+}
+
 fn page_of(marker: &str, page_size: u32, names: Vec<String>) -> Result<Paged<String>, Status> {
     let page = Page::new(marker, page_size).map_err(page_status)?;
     Ok(page.collect_sorted(names.into_iter()))
@@ -334,8 +364,15 @@ impl config_server::Config for GrpcConfig {
         request: Request<pb::ListPoliciesRequest>,
     ) -> Reply<pb::ListPoliciesResponse> {
         let r = request.into_inner();
-        let names = self.service.policy_names().map_err(Status::from)?;
-        let page = page_of(&r.marker, r.page_size, names)?;
+        let policies = self.service.policies().map_err(Status::from)?;
+        let page = page_by_creation(
+            &r.marker,
+            r.page_size,
+            r.ascending_order,
+            policies
+                .into_iter()
+                .map(|p| (p.creation_date_ms, p.name.clone(), p.name)),
+        )?;
         Ok(Response::new(pb::ListPoliciesResponse {
             policies: page
                 .items
@@ -544,16 +581,15 @@ impl config_server::Config for GrpcConfig {
         request: Request<pb::ListCertificatesRequest>,
     ) -> Reply<pb::ListCertificatesResponse> {
         let r = request.into_inner();
-        let page = Page::new(&r.marker, r.page_size).map_err(page_status)?;
         let certs = self.service.certificates().map_err(Status::from)?;
-        let page = page
-            .collect(
-                certs
-                    .into_iter()
-                    .filter(|c| page.after().is_none_or(|a| c.id.as_str() > a))
-                    .map(|c| Ok::<_, AwsError>((c.id.clone(), c))),
-            )
-            .map_err(Status::from)?;
+        let page = page_by_creation(
+            &r.marker,
+            r.page_size,
+            r.ascending_order,
+            certs
+                .into_iter()
+                .map(|c| (c.creation_date_ms, c.id.clone(), c)),
+        )?;
         Ok(Response::new(pb::ListCertificatesResponse {
             certificates: page
                 .items

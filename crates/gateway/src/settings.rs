@@ -24,6 +24,8 @@ pub struct Settings {
     pub internal_tls: InternalTlsSettings,
     pub http: HttpSettings,
     pub mqtt: MqttSettings,
+    /// The host names DescribeEndpoint answers.
+    pub endpoints: EndpointSettings,
     /// Who may call the HTTP API: SigV4 access keys.
     pub access_keys: Vec<AccessKey>,
     /// Serves `POST /_herald/reset`, which wipes every service's state. Off by
@@ -97,6 +99,33 @@ pub struct MqttSettings {
     pub max_tls_connections: usize,
 }
 
+/// The addresses DescribeEndpoint answers for each `endpointType`: where
+/// devices reach this Herald. AWS IoT answers a host name (devices add port
+/// 8883 or 443); a Herald on another port may answer `host:port`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EndpointSettings {
+    /// `iot:Data-ATS`: MQTT over TLS with the Herald CA's server certificate.
+    pub data_ats: String,
+    /// `iot:Data`: the legacy data endpoint; Herald serves both on one listener.
+    pub data: String,
+    /// `iot:CredentialProvider`.
+    pub credential_provider: String,
+    /// `iot:Jobs`: the jobs data plane over HTTP.
+    pub jobs: String,
+}
+
+impl Default for EndpointSettings {
+    fn default() -> Self {
+        EndpointSettings {
+            data_ats: "localhost".into(),
+            data: "localhost".into(),
+            credential_provider: "localhost".into(),
+            jobs: "localhost".into(),
+        }
+    }
+}
+
 /// A username/password principal of the plain MQTT listener.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -161,6 +190,7 @@ impl Default for Settings {
             internal_tls: InternalTlsSettings::default(),
             http: HttpSettings::default(),
             mqtt: MqttSettings::default(),
+            endpoints: EndpointSettings::default(),
             access_keys: vec![AccessKey {
                 access_key_id: DEV_ACCESS_KEY_ID.into(),
                 secret_access_key: DEV_SECRET_ACCESS_KEY.into(),

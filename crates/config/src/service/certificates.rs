@@ -194,19 +194,18 @@ impl ConfigService {
                 if cert.status == CertificateStatus::Active {
                     return Err(AwsError::new(
                         ErrorType::CertificateState,
-                        format!("Certificate {id} is active; deactivate it before deleting it"),
+                        "Certificate must be deactivated (not ACTIVE) before deletion.".to_owned(),
                     ));
                 }
                 if !things.is_empty() {
                     return Err(conflict(format!(
-                        "Certificate {id} is attached to things ({}); detach it first",
-                        things.join(", ")
+                        "Things must be detached before deletion (arn: {arn})"
                     )));
                 }
                 let policies = c.keys(&prefix(&["tgt", &arn]))?;
                 if !policies.is_empty() && !force {
                     return Err(conflict(format!(
-                        "Certificate {id} has policies attached; detach them first"
+                        "Certificate policies must be detached before deletion (arn: {arn})"
                     )));
                 }
                 for policy in policies {

@@ -66,9 +66,12 @@ impl ConfigService {
         Ok(PolicyState { policy, document })
     }
 
-    /// Every policy name, in name order.
-    pub(crate) fn policy_names(&self) -> Result<Vec<String>, AwsError> {
-        self.store.keys(&prefix(&["policy"]))
+    /// Every policy, in name order.
+    pub(crate) fn policies(&self) -> Result<Vec<Policy>, AwsError> {
+        self.store
+            .iter(&prefix(&["policy"]), None)
+            .map(|entry| entry.and_then(|(_, bytes)| self.store.decode(&bytes)))
+            .collect()
     }
 
     pub(crate) async fn delete_policy(&self, name: String) -> Result<(), AwsError> {
@@ -77,12 +80,14 @@ impl ConfigService {
             .mutate(move |c| {
                 let policy = load_policy(c, &name)?;
                 if !c.keys(&prefix(&["att", &name]))?.is_empty() {
-                    return Err(conflict(format!("Policy {name} is attached to one or more targets; detach it first")));
+                    return Err(conflict(format!(
+                        "The policy cannot be deleted as the policy is attached to one or more principals (name={name})"
+                    )));
                 }
                 let versions = c.keys(&prefix(&["pver", &name]))?;
                 if versions.len() > 1 {
                     return Err(conflict(format!(
-                        "Policy {name} has versions other than its default version; delete them first"
+                        "Cannot delete the policy because it has one or more policy versions attached to it (name={name})"
                     )));
                 }
                 c.remove(policy_key(&name));

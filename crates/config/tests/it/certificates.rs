@@ -744,6 +744,7 @@ async fn list_certificates_pages_in_id_order() {
     expected.sort();
 
     let mut pages = Vec::new();
+    let mut order = Vec::new();
     let mut marker = String::new();
     loop {
         let page = c
@@ -765,6 +766,7 @@ async fn list_certificates_pages_in_id_order() {
             };
             assert_eq!(summary.certificate_mode, mode);
             assert!(summary.creation_date_ms > 0);
+            order.push((summary.creation_date_ms, summary.certificate_id.clone()));
             ids.push((
                 summary.certificate_id,
                 CertificateStatus::try_from(summary.status).unwrap(),
@@ -777,7 +779,29 @@ async fn list_certificates_pages_in_id_order() {
         marker = page.next_marker;
     }
     assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [2, 2, 2]);
-    assert_eq!(pages.concat(), expected);
+    let mut listed = pages.concat();
+    listed.sort();
+    assert_eq!(listed, expected);
+    // Ascending creation order, equal creation dates by id.
+    let mut sorted = order.clone();
+    sorted.sort();
+    assert_eq!(order, sorted);
+    // Without ascendingOrder: newest first.
+    let newest_first: Vec<(i64, String)> = c
+        .list_certificates(ListCertificatesRequest {
+            marker: String::new(),
+            page_size: 250,
+            ascending_order: false,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .certificates
+        .into_iter()
+        .map(|s| (s.creation_date_ms, s.certificate_id))
+        .collect();
+    sorted.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    assert_eq!(newest_first, sorted);
 
     let err = c
         .list_certificates(ListCertificatesRequest {

@@ -344,24 +344,17 @@ async fn a_deleted_policy_name_can_be_created_again_from_version_1() {
 
 // ------------------------------------------------------------ listing
 
-#[tokio::test]
-async fn list_policies_pages_in_name_order_with_marker_and_page_size() {
-    let herald = Herald::start().await;
-    let mut c = herald.config().await;
-    let names = [
-        "delta", "alpha", "echo", "charlie", "bravo", "golf", "foxtrot",
-    ];
-    for name in names {
-        create_policy(&mut c, name, &publish_doc(name)).await;
-    }
-    let mut expected: Vec<&str> = names.to_vec();
-    expected.sort();
-
+/// Walks every page of ListPolicies in the given order.
+async fn policy_pages(c: &mut Config, page_size: u32, ascending_order: bool) -> Vec<Vec<String>> {
     let mut pages = Vec::new();
     let mut marker = String::new();
     loop {
         let page = c
-            .list_policies(list_req(&marker, 3))
+            .list_policies(ListPoliciesRequest {
+                marker,
+                page_size,
+                ascending_order,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -375,23 +368,48 @@ async fn list_policies_pages_in_name_order_with_marker_and_page_size() {
                 .collect::<Vec<_>>(),
         );
         if page.next_marker.is_empty() {
-            break;
+            return pages;
         }
         marker = page.next_marker;
     }
-    assert_eq!(
-        pages,
-        [
-            vec!["alpha", "bravo", "charlie"],
-            vec!["delta", "echo", "foxtrot"],
-            vec!["golf"]
-        ]
-    );
+}
+
+#[tokio::test]
+async fn list_policies_pages_in_creation_order_both_ways_with_marker_and_page_size() {
+    let herald = Herald::start().await;
+    let mut c = herald.config().await;
+    let names = [
+        "delta", "alpha", "echo", "charlie", "bravo", "golf", "foxtrot",
+    ];
+    let mut created = Vec::new();
+    for name in names {
+        create_policy(&mut c, name, &publish_doc(name)).await;
+        created.push((
+            get_policy(&mut c, name).await.creation_date_ms,
+            name.to_owned(),
+        ));
+    }
+    // Oldest first when ascending, newest first otherwise; equal creation
+    // dates (the same millisecond) by name either way.
+    created.sort();
+    let ascending: Vec<String> = created.iter().map(|(_, n)| n.clone()).collect();
+    let mut newest_first = created.clone();
+    newest_first.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.cmp(&b.1)));
+    let descending: Vec<String> = newest_first.into_iter().map(|(_, n)| n).collect();
+
+    let pages = policy_pages(&mut c, 3, true).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+    assert_eq!(pages.concat(), ascending);
+    let pages = policy_pages(&mut c, 3, false).await;
+    assert_eq!(pages.iter().map(Vec::len).collect::<Vec<_>>(), [3, 3, 1]);
+    assert_eq!(pages.concat(), descending);
 
     // An exact fit ends without a marker.
     let page = c.list_policies(list_req("", 7)).await.unwrap().into_inner();
     assert_eq!(page.policies.len(), 7);
     assert!(page.next_marker.is_empty());
+    let mut expected: Vec<&str> = names.to_vec();
+    expected.sort();
     assert_eq!(policy_names(&mut c).await, expected);
     drop(c);
     herald.stop().await;

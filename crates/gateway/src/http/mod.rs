@@ -50,7 +50,7 @@ use tonic::transport::Channel;
 
 pub(crate) use self::error::{ApiError, ErrorKind};
 use self::output::{ApiResult, empty};
-use crate::settings::{AccessKey, Settings};
+use crate::settings::{AccessKey, EndpointSettings, Settings};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -61,6 +61,8 @@ pub(crate) struct AppState {
     pub(crate) config: ConfigClient<Channel>,
     pub(crate) region: Arc<str>,
     pub(crate) access_keys: Arc<[AccessKey]>,
+    /// What DescribeEndpoint answers.
+    pub(crate) endpoints: Arc<EndpointSettings>,
     pub(crate) test_mode: bool,
     /// How long one request may take, its body included.
     pub(crate) request_timeout: std::time::Duration,
@@ -86,6 +88,7 @@ impl AppState {
             ),
             region: settings.region.as_str().into(),
             access_keys: settings.access_keys.clone().into(),
+            endpoints: Arc::new(settings.endpoints.clone()),
             test_mode: settings.test_mode,
             request_timeout: std::time::Duration::from_secs(settings.http.request_timeout_secs),
         })

@@ -20,10 +20,11 @@ use serde::Deserialize;
 
 use self::output::{
     CreateCertificateFromCsrOutput, CreateKeysAndCertificateOutput, CreatePolicyOutput,
-    CreatePolicyVersionOutput, DescribeCertificateOutput, DescribeEventConfigurationsOutput,
-    GetEffectivePoliciesOutput, GetPolicyOutput, GetPolicyVersionOutput, ListCertificatesOutput,
-    ListPolicyPrincipalsOutput, ListPolicyVersionsOutput, ListTargetsForPolicyOutput,
-    PoliciesOutput, RegisterCertificateOutput, TestAuthorizationOutput,
+    CreatePolicyVersionOutput, DescribeCertificateOutput, DescribeEndpointOutput,
+    DescribeEventConfigurationsOutput, GetEffectivePoliciesOutput, GetPolicyOutput,
+    GetPolicyVersionOutput, ListCertificatesOutput, ListPolicyPrincipalsOutput,
+    ListPolicyVersionsOutput, ListTargetsForPolicyOutput, PoliciesOutput,
+    RegisterCertificateOutput, TestAuthorizationOutput,
 };
 use super::extract::{Body, Path, Query, header, required};
 use super::output::{ApiResult, empty, ok};
@@ -39,6 +40,7 @@ pub(crate) fn routes() -> Router<AppState> {
             "/event-configurations",
             route(patch(update_event_configurations).get(describe_event_configurations)),
         )
+        .route("/endpoint", route(get(describe_endpoint)))
         .route("/policies", route(get(list_policies)))
         .route(
             "/policies/{policyName}",
@@ -234,6 +236,28 @@ async fn list_policies(State(state): State<AppState>, query: Query) -> ApiResult
         .await?
         .into_inner();
     ok(PoliciesOutput::new(listed.policies, listed.next_marker))
+}
+
+/// DescribeEndpoint: `GET /endpoint?endpointType=...`, Herald's own
+/// addresses from its settings. Without a type, AWS IoT answers the legacy
+/// `iot:Data` endpoint.
+async fn describe_endpoint(State(state): State<AppState>, query: Query) -> ApiResult {
+    let endpoints = &state.endpoints;
+    let endpoint_type = query.string("endpointType");
+    let address = match endpoint_type.as_deref().unwrap_or("iot:Data") {
+        "iot:Data-ATS" => &endpoints.data_ats,
+        "iot:Data" => &endpoints.data,
+        "iot:CredentialProvider" => &endpoints.credential_provider,
+        "iot:Jobs" => &endpoints.jobs,
+        other => {
+            return Err(ApiError::invalid(format!(
+                "Endpoint type {other} is not valid. Valid types are iot:Data, iot:Data-ATS, iot:CredentialProvider and iot:Jobs."
+            )));
+        }
+    };
+    ok(DescribeEndpointOutput {
+        endpoint_address: address.clone(),
+    })
 }
 
 /// DeletePolicy: `DELETE /policies/{policyName}`.

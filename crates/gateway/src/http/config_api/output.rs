@@ -18,6 +18,13 @@ fn status_name(status: i32) -> Option<&'static str> {
     }
 }
 
+/// DescribeEndpoint's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct DescribeEndpointOutput {
+    pub(super) endpoint_address: String,
+}
+
 /// DescribeEventConfigurations' output.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
