@@ -52,6 +52,11 @@ def test_create_keys_and_certificate(client, herald_ca):
     cert = load_cert(pem)
     assert public_key_der(private) == public_key_der(cert)
     assert public_key_der(public) == public_key_der(cert)
+    # A 2048-bit RSA key pair, as AWS IoT's CreateKeysAndCertificate issues.
+    from cryptography.hazmat.primitives.asymmetric import rsa
+
+    assert isinstance(private, rsa.RSAPrivateKey)
+    assert private.key_size == 2048
     ca_pem, ca_id = herald_ca
     assert_issued_by(pem, ca_pem)
 

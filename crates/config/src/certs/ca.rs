@@ -168,10 +168,15 @@ impl Ca {
         &self.id
     }
 
-    /// `CreateKeysAndCertificate`: a new P-256 key pair and a client
-    /// certificate for it, subject CN "AWS IoT Certificate" as AWS issues.
+    /// A client certificate for a new P-256 key pair (the CA's own probe,
+    /// and tests).
     pub(crate) fn issue_with_new_key(&self) -> Result<Issued, AwsError> {
-        let key = new_key()?;
+        self.issue_with_key(new_key()?)
+    }
+
+    /// `CreateKeysAndCertificate`: a client certificate for `key` (see
+    /// [`new_rsa_key`]), subject CN "AWS IoT Certificate" as AWS issues.
+    pub(crate) fn issue_with_key(&self, key: KeyPair) -> Result<Issued, AwsError> {
         let mut subject = DistinguishedName::new();
         subject.push(DnType::CommonName, ISSUED_COMMON_NAME);
         let cert = client_params(subject)
@@ -288,6 +293,20 @@ fn new_ca() -> anyhow::Result<(String, String)> {
 
 fn new_key() -> Result<KeyPair, AwsError> {
     KeyPair::generate_for(&PKCS_ECDSA_P256_SHA256).map_err(|e| internal("generating a key", e))
+}
+
+/// A new 2048-bit RSA key pair, what AWS IoT's CreateKeysAndCertificate
+/// issues. `ring` signs with RSA keys but can't make them: the `rsa` crate
+/// finds the primes. Takes a fraction of a second of CPU: call it off the
+/// async runtime.
+pub(crate) fn new_rsa_key() -> Result<KeyPair, AwsError> {
+    use rsa::pkcs8::EncodePrivateKey as _;
+    let key = rsa::RsaPrivateKey::new(&mut rand_core::OsRng, 2048)
+        .map_err(|e| internal("generating an RSA key", e))?;
+    let der = key
+        .to_pkcs8_der()
+        .map_err(|e| internal("encoding an RSA key", e))?;
+    KeyPair::try_from(der.as_bytes()).map_err(|e| internal("loading an RSA key", e))
 }
 
 /// The parameters of a client certificate: valid from an hour ago (clock skew)
@@ -446,6 +465,33 @@ mod tests {
         let issued = ca.issue_with_new_key().unwrap();
         let err = Ca::from_pem(&issued.certificate_pem, &issued.private_key_pem).unwrap_err();
         assert!(err.to_string().contains("not a CA"), "{err:#}");
+    }
+
+    #[test]
+    fn create_keys_issues_a_2048_bit_rsa_key_whose_certificate_chains_to_the_ca() {
+        use x509_parser::public_key::PublicKey;
+        let dir = tempfile::tempdir().unwrap();
+        let ca = new_ca_in(dir.path());
+        let issued = ca.issue_with_key(new_rsa_key().unwrap()).unwrap();
+        assert!(
+            issued
+                .private_key_pem
+                .starts_with("-----BEGIN PRIVATE KEY-----\n")
+        );
+        let parsed = parse_certificate(&issued.certificate_pem).unwrap();
+        verify_signed_by(&parsed, ca.cert_pem()).unwrap();
+        let (_, x509) = x509_parser::parse_x509_certificate(&parsed.der).unwrap();
+        match x509.public_key().parsed().unwrap() {
+            PublicKey::RSA(key) => assert_eq!(key.key_size(), 2048),
+            other => panic!("not an RSA key: {other:?}"),
+        }
+        // The private key is the certificate's.
+        let key = KeyPair::from_pem(&issued.private_key_pem).unwrap();
+        assert_eq!(
+            rcgen::PublicKeyData::subject_public_key_info(&key),
+            x509.public_key().raw
+        );
+        assert_eq!(key.public_key_pem(), issued.public_key_pem);
     }
 
     #[test]

@@ -7,11 +7,11 @@
 //! lowercase hex SHA-256 of the certificate's DER encoding
 //! ([`herald_runtime::x509`], which the gateway shares).
 //!
-//! Keys Herald generates are ECDSA P-256. AWS issues RSA 2048 keys from
-//! `CreateKeysAndCertificate`, but AWS IoT accepts P-256 client certificates
-//! as well (from `CreateCertificateFromCsr`, say); a P-256 key takes
-//! microseconds to generate where an RSA key takes up to hundreds of
-//! milliseconds, and `ring`, rcgen's backend here, can't generate RSA keys.
+//! `CreateKeysAndCertificate` issues 2048-bit RSA key pairs, as AWS IoT's API
+//! reference says; `ring`, rcgen's backend here, signs with RSA keys but
+//! can't generate them, so the `rsa` crate does, off the async runtime (a
+//! fraction of a second of CPU each). Herald's own keys (its CA, the server
+//! certificate) are ECDSA P-256.
 //!
 //! `ca` is the CA and what it issues, `csr` reads certificate signing
 //! requests, `parse` reads and checks the certificates clients bring, `pem`
@@ -24,7 +24,7 @@ mod pem;
 
 use herald_proto::error::{AwsError, ErrorType};
 
-pub(crate) use ca::Ca;
+pub(crate) use ca::{Ca, new_rsa_key};
 pub(crate) use parse::{ParsedCertificate, parse_certificate, verify_signed_by};
 
 fn invalid_request(message: impl Into<String>) -> AwsError {
@@ -47,7 +47,7 @@ fn not_a_certificate(reason: String) -> AwsError {
     ))
 }
 
-fn internal(what: &str, e: rcgen::Error) -> AwsError {
+fn internal(what: &str, e: impl std::fmt::Display) -> AwsError {
     tracing::error!(error = %e, "{what}");
     AwsError::new(ErrorType::InternalFailure, format!("{what} failed"))
 }

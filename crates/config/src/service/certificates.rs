@@ -76,7 +76,15 @@ impl ConfigService {
         &self,
         set_as_active: bool,
     ) -> Result<NewKeys, AwsError> {
-        let issued = self.ca.issue_with_new_key()?;
+        let key = tokio::task::spawn_blocking(certs::new_rsa_key)
+            .await
+            .map_err(|e| {
+                AwsError::new(
+                    ErrorType::InternalFailure,
+                    format!("generating a key failed: {e}"),
+                )
+            })??;
+        let issued = self.ca.issue_with_key(key)?;
         let parsed = certs::parse_certificate(&issued.certificate_pem)?;
         let certificate = Self::new_certificate(
             &parsed,

@@ -2,7 +2,7 @@
 //! without a CA; status transitions, listing, deletion rules, and the CA itself.
 
 use herald_proto::{config::v1::*, error::ErrorType};
-use rcgen::{KeyPair, PKCS_ECDSA_P256_SHA256, PublicKeyData};
+use rcgen::{KeyPair, PKCS_RSA_SHA256, PublicKeyData};
 
 use crate::support::{
     Config, Herald, TestCa, attach, attach_thing_principal, cert_arn, certificate_id,
@@ -80,7 +80,7 @@ fn malformed_ids() -> Vec<String> {
 // ------------------------------------------------------------ CreateKeysAndCertificate
 
 #[tokio::test]
-async fn create_keys_and_certificate_issues_a_p256_certificate_from_the_herald_ca() {
+async fn create_keys_and_certificate_issues_an_rsa_2048_certificate_from_the_herald_ca() {
     let herald = Herald::start().await;
     let mut c = herald.config().await;
     let ca = herald_ca(&mut c).await;
@@ -106,12 +106,17 @@ async fn create_keys_and_certificate_issues_a_p256_certificate_from_the_herald_c
     );
     assert_eq!(common_names(pem), ["AWS IoT Certificate"]);
 
-    // The key pair is a P-256 one, and the certificate's.
+    // The key pair is a 2048-bit RSA one, as AWS IoT issues, and the certificate's.
     let keys = created.key_pair.expect("a key pair");
     assert!(keys.private_key.contains("-----BEGIN PRIVATE KEY-----"));
     assert!(keys.public_key.contains("-----BEGIN PUBLIC KEY-----"));
     let key = KeyPair::from_pem(&keys.private_key).unwrap();
-    assert_eq!(key.algorithm(), &PKCS_ECDSA_P256_SHA256);
+    assert_eq!(key.algorithm(), &PKCS_RSA_SHA256);
+    let bits = with_cert(pem, |cert| match cert.public_key().parsed() {
+        Ok(x509_parser::public_key::PublicKey::RSA(rsa)) => rsa.key_size(),
+        _ => 0,
+    });
+    assert_eq!(bits, 2048);
     let spki = with_cert(pem, |cert| cert.public_key().raw.to_vec());
     assert_eq!(key.subject_public_key_info(), spki);
     assert_eq!(pem_der(&keys.public_key), spki);
