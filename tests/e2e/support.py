@@ -3,7 +3,13 @@ documents, error checks, and certificates made locally with `cryptography`."""
 
 import datetime
 import hashlib
+import importlib.util
 import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
 import uuid
 from unittest import mock
 
@@ -20,6 +26,9 @@ REGION = "us-east-1"
 ACCESS_KEY = "HERALDDEVKEY"
 SECRET_KEY = "herald-dev-secret"
 ARN_PREFIX = f"arn:aws:iot:{REGION}:{ACCOUNT}"
+
+# How long one `aws` CLI command may take.
+CLI_DEADLINE_SECS = 60
 
 # The HTTP status AWS answers each error type with (botocore's iot model).
 ERROR_STATUS = {
@@ -310,3 +319,48 @@ def public_key_der(key_or_cert):
 
     public = key_or_cert.public_key() if hasattr(key_or_cert, "public_key") else key_or_cert
     return public.public_bytes(Encoding.DER, PublicFormat.SubjectPublicKeyInfo)
+
+
+def aws_cli():
+    """The `aws` CLI: the awscli package of this Python if it has one, else `aws` on PATH."""
+    if importlib.util.find_spec("awscli") is not None:
+        return [sys.executable, "-m", "awscli"]
+    found = shutil.which("aws")
+    if found:
+        return [found]
+    pytest.fail("the aws CLI is missing: python3 -m pip install awscli")
+
+
+def run_aws(command, endpoint, cwd, expect_error=None):
+    """Runs one `aws iot ...` (or `aws iot-jobs-data ...`) command line with
+    `--endpoint-url` and the dev credentials. Returns its parsed JSON output
+    (None when it prints nothing); with `expect_error`, the command must fail
+    with that AWS error code, and its stderr is returned."""
+    argv = shlex.split(command)
+    assert argv[0] == "aws" and argv[1] in ("iot", "iot-jobs-data"), command
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    env.update(
+        AWS_ACCESS_KEY_ID=ACCESS_KEY,
+        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
+        AWS_DEFAULT_REGION=REGION,
+        AWS_DEFAULT_OUTPUT="json",
+        AWS_CONFIG_FILE=str(cwd / "no-aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(cwd / "no-aws-credentials"),
+        AWS_MAX_ATTEMPTS="1",
+        AWS_PAGER="",
+    )
+    done = subprocess.run(
+        aws_cli() + argv[1:] + ["--endpoint-url", endpoint],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=CLI_DEADLINE_SECS,
+    )
+    if expect_error is not None:
+        assert done.returncode != 0, f"{command} succeeded: {done.stdout}"
+        assert f"({expect_error})" in done.stderr, done.stderr
+        return done.stderr
+    assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
+    return json.loads(done.stdout) if done.stdout.strip() else None

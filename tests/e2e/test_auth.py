@@ -52,7 +52,7 @@ def test_the_reset_endpoint_needs_a_signature_too(herald, client):
         ("list_managed_job_templates", "ListManagedJobTemplates", {}),
         ("list_audit_tasks", "ListAuditTasks", {"startTime": 0, "endTime": 1}),
         ("list_topic_rules", "ListTopicRules", {}),
-        ("create_billing_group", "CreateBillingGroup", {"billingGroupName": "bg"}),
+        ("create_dimension", "CreateDimension", {"name": "d", "type": "TOPIC_FILTER", "stringValues": ["a"], "clientRequestToken": "t"}),
     ],
 )
 def test_an_operation_herald_does_not_serve_is_a_named_4xx(client, method, operation, kwargs):

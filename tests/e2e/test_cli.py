@@ -6,23 +6,19 @@ This test starts its own Herald through xtask (marked `standalone`: the
 session's services and the per-test reset are not used).
 """
 
-import importlib.util
 import json
 import os
 import re
-import shlex
-import shutil
 import signal
 import socket
 import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from support import ACCESS_KEY, REGION, SECRET_KEY, cert_arn, cert_id_of, load_cert, public_key_der
+from support import cert_arn, cert_id_of, load_cert, public_key_der, run_aws
 
 pytestmark = pytest.mark.standalone
 
@@ -32,7 +28,6 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 RUNNING_DEADLINE_SECS = 240
 # xtask gives each service up to 15 s after SIGTERM, one after the other.
 STOP_DEADLINE_SECS = 60
-CLI_DEADLINE_SECS = 60
 
 POLICY_JSON = """{
     "Version": "2012-10-17",
@@ -84,16 +79,6 @@ def free_ports(count):
         for s in sockets:
             s.close()
     return ports
-
-
-def aws_cli():
-    """The `aws` CLI: the awscli package of this Python if it has one, else `aws` on PATH."""
-    if importlib.util.find_spec("awscli") is not None:
-        return [sys.executable, "-m", "awscli"]
-    found = shutil.which("aws")
-    if found:
-        return [found]
-    pytest.fail("the aws CLI is missing: python3 -m pip install awscli")
 
 
 class Dev:
@@ -190,36 +175,6 @@ def dev(tmp_path):
         yield running
     finally:
         running.cleanup()
-
-
-def run_aws(command, endpoint, cwd):
-    """Runs one documented `aws iot ...` (or `aws iot-jobs-data ...`) command
-    line with `--endpoint-url`;
-    returns its parsed JSON output (None when it prints nothing)."""
-    argv = shlex.split(command)
-    assert argv[0] == "aws" and argv[1] in ("iot", "iot-jobs-data"), command
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
-    env.update(
-        AWS_ACCESS_KEY_ID=ACCESS_KEY,
-        AWS_SECRET_ACCESS_KEY=SECRET_KEY,
-        AWS_DEFAULT_REGION=REGION,
-        AWS_DEFAULT_OUTPUT="json",
-        AWS_CONFIG_FILE=str(cwd / "no-aws-config"),
-        AWS_SHARED_CREDENTIALS_FILE=str(cwd / "no-aws-credentials"),
-        AWS_MAX_ATTEMPTS="1",
-        AWS_PAGER="",
-    )
-    done = subprocess.run(
-        aws_cli() + argv[1:] + ["--endpoint-url", endpoint],
-        cwd=cwd,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        capture_output=True,
-        text=True,
-        timeout=CLI_DEADLINE_SECS,
-    )
-    assert done.returncode == 0, f"{command}\nexit {done.returncode}\n{done.stdout}\n{done.stderr}"
-    return json.loads(done.stdout) if done.stdout.strip() else None
 
 
 def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):

@@ -128,7 +128,7 @@ fn thing(arns: &Arns<'_>, t: domain::Thing) -> pb::Thing {
         thing_type_name: t.type_name,
         attributes: t.attributes.into_iter().collect(),
         version: t.version,
-        billing_group_name: None,
+        billing_group_name: t.billing_group,
     }
 }
 
@@ -190,6 +190,30 @@ fn group_names(arns: &Arns<'_>, names: Vec<String>) -> Vec<pb::GroupNameAndArn> 
             group_name: n,
         })
         .collect()
+}
+
+fn billing_group(arns: &Arns<'_>, g: domain::BillingGroup) -> pb::BillingGroup {
+    pb::BillingGroup {
+        billing_group_arn: arns.billing_group(&g.name),
+        billing_group_name: g.name,
+        billing_group_id: g.id,
+        version: g.version,
+        billing_group_description: g.description,
+        creation_date_ms: g.creation_date_ms,
+    }
+}
+
+fn billing_membership(r: pb::BillingGroupMembershipRequest) -> (NameOrArn, NameOrArn) {
+    (
+        NameOrArn {
+            name: r.billing_group_name,
+            arn: r.billing_group_arn,
+        },
+        NameOrArn {
+            name: r.thing_name,
+            arn: r.thing_arn,
+        },
+    )
 }
 
 fn operation(op: Operation) -> pb::Operation {
@@ -574,6 +598,119 @@ impl registry_server::Registry for GrpcRegistry {
         );
         reply(listed.map(|p| pb::ListThingGroupsResponse {
             thing_groups: group_names(&arns, p.items),
+            next_token: token(p.next_token),
+        }))
+    }
+
+    async fn create_billing_group(
+        &self,
+        request: Request<pb::CreateBillingGroupRequest>,
+    ) -> Reply<pb::BillingGroup> {
+        let r = request.into_inner();
+        let created = self
+            .registry
+            .create_billing_group(
+                r.billing_group_name,
+                r.billing_group_description,
+                tags(r.tags),
+            )
+            .await;
+        reply(created.map(|g| billing_group(&self.registry.arns(), g)))
+    }
+
+    async fn describe_billing_group(
+        &self,
+        request: Request<pb::DescribeBillingGroupRequest>,
+    ) -> Reply<pb::BillingGroup> {
+        let described = self
+            .registry
+            .describe_billing_group(&request.into_inner().billing_group_name);
+        reply(described.map(|g| billing_group(&self.registry.arns(), g)))
+    }
+
+    async fn update_billing_group(
+        &self,
+        request: Request<pb::UpdateBillingGroupRequest>,
+    ) -> Reply<pb::UpdateBillingGroupResponse> {
+        let r = request.into_inner();
+        let updated = self
+            .registry
+            .update_billing_group(
+                r.billing_group_name,
+                r.billing_group_description,
+                r.expected_version,
+            )
+            .await;
+        reply(updated.map(|version| pb::UpdateBillingGroupResponse { version }))
+    }
+
+    async fn delete_billing_group(
+        &self,
+        request: Request<pb::DeleteBillingGroupRequest>,
+    ) -> Reply<pb::DeleteBillingGroupResponse> {
+        let r = request.into_inner();
+        let deleted = self
+            .registry
+            .delete_billing_group(r.billing_group_name, r.expected_version)
+            .await;
+        reply(deleted.map(|()| pb::DeleteBillingGroupResponse {}))
+    }
+
+    async fn list_billing_groups(
+        &self,
+        request: Request<pb::ListBillingGroupsRequest>,
+    ) -> Reply<pb::ListBillingGroupsResponse> {
+        let r = request.into_inner();
+        let arns = self.registry.arns();
+        let listed = self
+            .registry
+            .list_billing_groups(page(r.page)?, r.name_prefix_filter);
+        reply(listed.map(|p| {
+            pb::ListBillingGroupsResponse {
+                billing_groups: p
+                    .items
+                    .into_iter()
+                    .map(|n| pb::GroupNameAndArn {
+                        group_arn: arns.billing_group(&n),
+                        group_name: n,
+                    })
+                    .collect(),
+                next_token: token(p.next_token),
+            }
+        }))
+    }
+
+    async fn add_thing_to_billing_group(
+        &self,
+        request: Request<pb::BillingGroupMembershipRequest>,
+    ) -> Reply<pb::BillingGroupMembershipResponse> {
+        let (group, thing) = billing_membership(request.into_inner());
+        let added = self.registry.add_thing_to_billing_group(group, thing).await;
+        reply(added.map(|()| pb::BillingGroupMembershipResponse {}))
+    }
+
+    async fn remove_thing_from_billing_group(
+        &self,
+        request: Request<pb::BillingGroupMembershipRequest>,
+    ) -> Reply<pb::BillingGroupMembershipResponse> {
+        let (group, thing) = billing_membership(request.into_inner());
+        let removed = self
+            .registry
+            .remove_thing_from_billing_group(group, thing)
+            .await;
+        reply(removed.map(|()| pb::BillingGroupMembershipResponse {}))
+    }
+
+    async fn list_things_in_billing_group(
+        &self,
+        request: Request<pb::ListThingsInBillingGroupRequest>,
+    ) -> Reply<pb::ListThingsInBillingGroupResponse> {
+        let r = request.into_inner();
+        let listed = self
+            .registry
+            .list_things_in_billing_group(&r.billing_group_name, page(r.page)?);
+        reply(listed.map(|p| pb::ListThingsInBillingGroupResponse {
+            things: p.items,
             next_token: token(p.next_token),
         }))
     }

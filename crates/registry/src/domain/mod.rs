@@ -32,6 +32,20 @@ pub(crate) struct Thing {
     pub(crate) type_name: Option<String>,
     pub(crate) attributes: Attributes,
     pub(crate) version: i64,
+    /// The billing group the thing is in, if any (at most one).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) billing_group: Option<String>,
+}
+
+/// A billing group (AWS IoT developer guide: "Billing groups"). Unlike thing
+/// groups they have no hierarchy, no attributes and no events.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct BillingGroup {
+    pub(crate) name: String,
+    pub(crate) id: String,
+    pub(crate) description: Option<String>,
+    pub(crate) version: i64,
+    pub(crate) creation_date_ms: i64,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -353,6 +367,10 @@ impl Arns<'_> {
 
     pub(crate) fn group(&self, name: &str) -> String {
         self.of("thinggroup", name)
+    }
+
+    pub(crate) fn billing_group(&self, name: &str) -> String {
+        self.of("billinggroup", name)
     }
 
     /// The name in an ARN of this account and region of the given kind.

@@ -89,7 +89,7 @@ fn unlink(c: &mut Changes<'_>, thing: &Thing, group: &ThingGroup) -> Result<bool
 }
 
 impl Registry {
-    fn resolve(&self, what: &str, kind: &str, r: NameOrArn) -> Result<String, AwsError> {
+    pub(super) fn resolve(&self, what: &str, kind: &str, r: NameOrArn) -> Result<String, AwsError> {
         let name = match (r.name, r.arn) {
             (Some(name), _) if !name.is_empty() => name,
             (_, Some(arn)) if !arn.is_empty() => match self.arns().name_in(kind, &arn) {

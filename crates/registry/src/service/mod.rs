@@ -4,9 +4,10 @@
 //! This module holds what every resource shares (the service, its keys and
 //! loaders); the operations are in one module per resource: `things`,
 //! `thing_types`, `groups`, `membership` (things in groups, and the policy
-//! targets a thing's groups make), `principals`, and `jobs` (jobs and their
-//! executions).
+//! targets a thing's groups make), `billing` (billing groups and their
+//! things), `principals`, and `jobs` (jobs and their executions).
 
+mod billing;
 mod groups;
 mod jobs;
 mod membership;
@@ -21,7 +22,8 @@ use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{ChangeLog, key};
 
 use crate::domain::{
-    Arns, Attributes, Event, EventBody, Operation, Thing, ThingGroup, ThingType, not_found,
+    Arns, Attributes, BillingGroup, Event, EventBody, Operation, Thing, ThingGroup, ThingType,
+    not_found,
 };
 
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
@@ -105,6 +107,15 @@ fn load_thing(c: &Changes<'_>, name: &str) -> Result<Thing, AwsError> {
 fn load_type(c: &Changes<'_>, name: &str) -> Result<ThingType, AwsError> {
     c.get(&type_key(name))?
         .ok_or_else(|| not_found(format!("Thing type {name} cannot be found.")))
+}
+
+fn billing_key(name: &str) -> Vec<u8> {
+    key(&["bgroup", name])
+}
+
+fn load_billing_group(c: &Changes<'_>, name: &str) -> Result<BillingGroup, AwsError> {
+    c.get(&billing_key(name))?
+        .ok_or_else(|| not_found(format!("Billing group {name} cannot be found.")))
 }
 
 fn load_group(c: &Changes<'_>, name: &str) -> Result<ThingGroup, AwsError> {

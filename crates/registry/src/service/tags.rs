@@ -8,7 +8,7 @@
 use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
 
-use super::{Changes, Registry, group_key, type_key};
+use super::{Changes, Registry, billing_key, group_key, type_key};
 use crate::domain::{invalid, not_found};
 
 /// The most tags on one resource.
@@ -93,6 +93,9 @@ impl Registry {
         if let Some(name) = arns.name_in("thingtype", arn) {
             return Ok(type_key(name));
         }
+        if let Some(name) = arns.name_in("billinggroup", arn) {
+            return Ok(billing_key(name));
+        }
         if let Some(id) = arns.name_in("job", arn) {
             return Ok(key(&["job", id]));
         }
@@ -100,7 +103,7 @@ impl Registry {
             return Ok(key(&["jobtemplate", id]));
         }
         Err(invalid(format!(
-            "{arn} is not the ARN of a thing group, thing type, job or job template of account {} in {}: the resources whose tags Herald keeps",
+            "{arn} is not the ARN of a thing group, thing type, billing group, job or job template of account {} in {}: the resources whose tags Herald keeps",
             arns.account, arns.region
         )))
     }

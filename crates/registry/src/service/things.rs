@@ -5,12 +5,13 @@ use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
 
 use super::{
-    AttributePayload, Changes, Emit, Registry, already_exists, check_expected, jobs, load_group,
-    load_thing, load_type, membership::remove_membership, thing_key,
+    AttributePayload, Changes, Emit, Registry, already_exists, check_expected, jobs,
+    load_billing_group, load_group, load_thing, load_type, membership::remove_membership,
+    thing_key,
 };
 use crate::domain::{
     Attributes, EventBody, Operation, Thing, ThingType, apply_attributes, check_attributes,
-    check_name, check_thing_attribute_count, invalid, not_found,
+    check_name, check_thing_attribute_count, invalid,
 };
 
 #[derive(Debug, Default)]
@@ -82,14 +83,17 @@ impl Registry {
             .collect();
         check_attributes(&attributes)?;
         check_thing_attribute_count(&attributes, type_name.is_some())?;
-        if let Some(group) = billing_group {
-            return Err(not_found(format!("Billing group {group} cannot be found.")));
+        if let Some(group) = &billing_group {
+            check_name("billing group name", group)?;
         }
         let ctx = self.ctx.clone();
         self.writer
             .mutate(move |c| {
                 if let Some(existing) = c.get::<Thing>(&thing_key(&name))? {
-                    if existing.type_name == type_name && existing.attributes == attributes {
+                    if existing.type_name == type_name
+                        && existing.attributes == attributes
+                        && (billing_group.is_none() || existing.billing_group == billing_group)
+                    {
                         return Ok(existing);
                     }
                     return Err(already_exists(
@@ -101,12 +105,17 @@ impl Registry {
                 if let Some(t) = &type_name {
                     usable_type(c, t, "create new")?;
                 }
+                if let Some(group) = &billing_group {
+                    load_billing_group(c, group)?;
+                    c.put(key(&["bgmem", group, &name]), &())?;
+                }
                 let thing = Thing {
                     name,
                     id: uuid::Uuid::new_v4().to_string(),
                     type_name,
                     attributes,
                     version: 1,
+                    billing_group,
                 };
                 c.put(thing_key(&thing.name), &thing)?;
                 c.emit(
@@ -207,6 +216,9 @@ impl Registry {
                     )));
                 }
                 c.remove(thing_key(&name));
+                if let Some(group) = &thing.billing_group {
+                    c.remove(key(&["bgmem", group, &name]));
+                }
                 c.emit(
                     Operation::Deleted,
                     EventBody::Thing {

@@ -3,6 +3,7 @@
 
 mod support;
 
+mod billing;
 mod changes;
 mod crash;
 mod groups;

@@ -578,7 +578,7 @@ async fn create_thing_again_with_different_attributes_or_type_is_refused_with_re
 }
 
 #[tokio::test]
-async fn create_thing_with_unknown_type_or_any_billing_group_is_not_found_and_creates_nothing() {
+async fn create_thing_with_unknown_type_or_billing_group_is_not_found_and_creates_nothing() {
     let registry = TestRegistry::start().await;
     let mut client = registry.client().await;
     let before = last_sequence(&mut client).await;

@@ -1,5 +1,5 @@
 //! The registry's operations: things, thing types, thing groups, membership,
-//! thing principals.
+//! billing groups (`billing`), thing principals.
 //!
 //! Each handler takes the operation's input where botocore's `iot` model puts
 //! it (path labels, query string, `x-amzn-principal` header, JSON body), calls
@@ -7,6 +7,7 @@
 //! seconds; absent optional members omitted; `nextToken` only when there is a
 //! next page). A malformed input is an `InvalidRequestException`.
 
+mod billing;
 mod output;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub(crate) fn routes() -> Router<AppState> {
         route.fallback(fallback::not_implemented)
     }
     Router::new()
+        .merge(billing::routes())
         .route("/things", served(get(list_things)))
         .route(
             "/things/{thingName}",
@@ -107,7 +109,7 @@ pub(crate) fn routes() -> Router<AppState> {
 // ---------------------------------------------------------------- paging
 
 /// A listing's `nextToken` and `maxResults`, checked.
-fn page(query: &Query) -> Result<Option<pb::Page>, ApiError> {
+pub(super) fn page(query: &Query) -> Result<Option<pb::Page>, ApiError> {
     let paging = query.token_page()?;
     Ok(Some(pb::Page {
         next_token: paging.token,

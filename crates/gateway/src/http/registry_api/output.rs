@@ -336,7 +336,7 @@ impl From<pb::UpdateThingGroupResponse> for UpdateThingGroupOutput {
 /// A thing group as listings name it.
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
-struct GroupNameAndArn {
+pub(super) struct GroupNameAndArn {
     group_arn: String,
     group_name: String,
 }
