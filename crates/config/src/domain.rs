@@ -101,6 +101,34 @@ pub(crate) struct Certificate {
     pub(crate) generation_id: String,
 }
 
+/// A CA certificate registered by the account (RegisterCACertificate).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct CaCertificate {
+    pub(crate) id: String,
+    pub(crate) pem: String,
+    /// ACTIVE or INACTIVE.
+    pub(crate) status: CertificateStatus,
+    /// Whether unknown certificates it signed are registered when a device
+    /// presents them (just-in-time registration).
+    pub(crate) auto_registration: bool,
+    pub(crate) mode: CertificateMode,
+    pub(crate) registration_config: RegistrationConfig,
+    pub(crate) creation_date_ms: i64,
+    pub(crate) last_modified_date_ms: i64,
+    pub(crate) not_before_ms: i64,
+    pub(crate) not_after_ms: i64,
+    pub(crate) customer_version: i32,
+    pub(crate) generation_id: String,
+}
+
+/// A CA's provisioning template, kept and answered as given.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct RegistrationConfig {
+    pub(crate) template_body: Option<String>,
+    pub(crate) role_arn: Option<String>,
+    pub(crate) template_name: Option<String>,
+}
+
 /// What the change log records, and `WatchConfig` streams.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub(crate) enum ConfigEvent {
@@ -224,6 +252,10 @@ impl Arns<'_> {
 
     pub(crate) fn certificate(&self, id: &str) -> String {
         self.of("cert", id)
+    }
+
+    pub(crate) fn ca_certificate(&self, id: &str) -> String {
+        self.of("cacert", id)
     }
 
     /// Reads a target ARN of this account and region.

@@ -14,8 +14,11 @@ use tokio_util::sync::CancellationToken;
 use tonic::{Request, Response, Status};
 
 use crate::{
-    domain::{self, Certificate, CertificateStatus, ConfigEvent},
-    service::{ConfigService, PolicyState, Snapshot},
+    domain::{
+        self, CaCertificate, Certificate, CertificateMode, CertificateStatus, ConfigEvent,
+        RegistrationConfig,
+    },
+    service::{CaUpdate, ConfigService, NewCa, PolicyState, Snapshot},
 };
 
 pub(crate) struct GrpcConfig {
@@ -72,6 +75,34 @@ fn status_to_wire(status: CertificateStatus) -> i32 {
     status as i32
 }
 
+fn registration_config_from_wire(config: pb::RegistrationConfig) -> RegistrationConfig {
+    RegistrationConfig {
+        template_body: config.template_body,
+        role_arn: config.role_arn,
+        template_name: config.template_name,
+    }
+}
+
+fn mode_from_wire(mode: &str) -> Result<CertificateMode, Status> {
+    match mode {
+        "" | "DEFAULT" => Ok(CertificateMode::Default),
+        "SNI_ONLY" => Ok(CertificateMode::SniOnly),
+        other => Err(Status::from(domain::invalid(format!(
+            "certificateMode must be DEFAULT or SNI_ONLY, not {other:?}"
+        )))),
+    }
+}
+
+fn auto_registration_from_wire(status: &str) -> Result<bool, Status> {
+    match status {
+        "ENABLE" => Ok(true),
+        "DISABLE" => Ok(false),
+        other => Err(Status::from(domain::invalid(format!(
+            "newAutoRegistrationStatus must be ENABLE or DISABLE, not {other:?}"
+        )))),
+    }
+}
+
 fn page_status(err: StoreError) -> Status {
     Status::from(domain::store_error(err))
 }
@@ -121,6 +152,66 @@ impl GrpcConfig {
         pb::PolicySummary {
             policy_arn: self.arn_of_policy(&name),
             policy_name: name,
+        }
+    }
+
+    /// One page of ListCertificates or ListCertificatesByCA, in creation order.
+    fn certificate_page(
+        &self,
+        marker: &str,
+        page_size: u32,
+        ascending: bool,
+        certs: Vec<Certificate>,
+    ) -> Reply<pb::ListCertificatesResponse> {
+        let page = page_by_creation(
+            marker,
+            page_size,
+            ascending,
+            certs
+                .into_iter()
+                .map(|c| (c.creation_date_ms, c.id.clone(), c)),
+        )?;
+        Ok(Response::new(pb::ListCertificatesResponse {
+            certificates: page
+                .items
+                .into_iter()
+                .map(|c| pb::CertificateSummary {
+                    certificate_arn: self.service.arns().certificate(&c.id),
+                    certificate_id: c.id,
+                    status: status_to_wire(c.status),
+                    certificate_mode: c.mode.as_str().to_owned(),
+                    creation_date_ms: c.creation_date_ms,
+                })
+                .collect(),
+            next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    fn ca_certificate_description(&self, ca: CaCertificate) -> pb::CaCertificateDescription {
+        pb::CaCertificateDescription {
+            certificate_arn: self.service.arns().ca_certificate(&ca.id),
+            certificate_id: ca.id,
+            status: status_to_wire(ca.status),
+            certificate_pem: ca.pem,
+            owned_by: self.service.arns().account.to_owned(),
+            creation_date_ms: ca.creation_date_ms,
+            auto_registration_status: if ca.auto_registration {
+                "ENABLE"
+            } else {
+                "DISABLE"
+            }
+            .to_owned(),
+            last_modified_date_ms: ca.last_modified_date_ms,
+            customer_version: ca.customer_version,
+            generation_id: ca.generation_id,
+            not_before_ms: ca.not_before_ms,
+            not_after_ms: ca.not_after_ms,
+            certificate_mode: ca.mode.as_str().to_owned(),
+            registration_config: Some(pb::RegistrationConfig {
+                template_body: ca.registration_config.template_body,
+                role_arn: ca.registration_config.role_arn,
+                template_name: ca.registration_config.template_name,
+            }),
         }
     }
 
@@ -582,27 +673,139 @@ impl config_server::Config for GrpcConfig {
     ) -> Reply<pb::ListCertificatesResponse> {
         let r = request.into_inner();
         let certs = self.service.certificates().map_err(Status::from)?;
+        self.certificate_page(&r.marker, r.page_size, r.ascending_order, certs)
+    }
+
+    async fn get_registration_code(
+        &self,
+        _request: Request<pb::GetRegistrationCodeRequest>,
+    ) -> Reply<pb::GetRegistrationCodeResponse> {
+        let code = self.service.registration_code().await;
+        reply(code.map(|registration_code| pb::GetRegistrationCodeResponse { registration_code }))
+    }
+
+    async fn register_ca_certificate(
+        &self,
+        request: Request<pb::RegisterCaCertificateRequest>,
+    ) -> Reply<pb::RegisterCertificateResponse> {
+        let r = request.into_inner();
+        let new = NewCa {
+            ca_pem: r.ca_certificate,
+            verification_pem: r.verification_certificate,
+            set_as_active: r.set_as_active,
+            allow_auto_registration: r.allow_auto_registration,
+            registration_config: r
+                .registration_config
+                .map(registration_config_from_wire)
+                .unwrap_or_default(),
+            mode: mode_from_wire(&r.certificate_mode)?,
+        };
+        let registered = self.service.register_ca_certificate(new).await;
+        reply(registered.map(|ca| pb::RegisterCertificateResponse {
+            certificate_arn: self.service.arns().ca_certificate(&ca.id),
+            certificate_id: ca.id,
+        }))
+    }
+
+    async fn describe_ca_certificate(
+        &self,
+        request: Request<pb::DescribeCaCertificateRequest>,
+    ) -> Reply<pb::CaCertificateDescription> {
+        let described = self
+            .service
+            .describe_ca_certificate(&request.into_inner().certificate_id);
+        reply(described.map(|ca| self.ca_certificate_description(ca)))
+    }
+
+    async fn update_ca_certificate(
+        &self,
+        request: Request<pb::UpdateCaCertificateRequest>,
+    ) -> Reply<pb::UpdateCaCertificateResponse> {
+        let r = request.into_inner();
+        let update = CaUpdate {
+            status: r.new_status.map(status_from_wire).transpose()?,
+            auto_registration: r
+                .new_auto_registration_status
+                .as_deref()
+                .map(auto_registration_from_wire)
+                .transpose()?,
+            registration_config: r.registration_config.map(registration_config_from_wire),
+            remove_auto_registration: r.remove_auto_registration,
+        };
+        let updated = self
+            .service
+            .update_ca_certificate(r.certificate_id, update)
+            .await;
+        reply(updated.map(|()| pb::UpdateCaCertificateResponse {}))
+    }
+
+    async fn delete_ca_certificate(
+        &self,
+        request: Request<pb::DeleteCaCertificateRequest>,
+    ) -> Reply<pb::DeleteCaCertificateResponse> {
+        let deleted = self
+            .service
+            .delete_ca_certificate(request.into_inner().certificate_id)
+            .await;
+        reply(deleted.map(|()| pb::DeleteCaCertificateResponse {}))
+    }
+
+    async fn list_ca_certificates(
+        &self,
+        request: Request<pb::ListCaCertificatesRequest>,
+    ) -> Reply<pb::ListCaCertificatesResponse> {
+        let r = request.into_inner();
+        let cas = self.service.ca_certificates().map_err(Status::from)?;
         let page = page_by_creation(
             &r.marker,
             r.page_size,
             r.ascending_order,
-            certs
-                .into_iter()
-                .map(|c| (c.creation_date_ms, c.id.clone(), c)),
+            cas.into_iter()
+                .filter(|ca| {
+                    r.template_name.is_none()
+                        || ca.registration_config.template_name == r.template_name
+                })
+                .map(|ca| (ca.creation_date_ms, ca.id.clone(), ca)),
         )?;
-        Ok(Response::new(pb::ListCertificatesResponse {
+        Ok(Response::new(pb::ListCaCertificatesResponse {
             certificates: page
                 .items
                 .into_iter()
-                .map(|c| pb::CertificateSummary {
-                    certificate_arn: self.service.arns().certificate(&c.id),
-                    certificate_id: c.id,
-                    status: status_to_wire(c.status),
-                    certificate_mode: c.mode.as_str().to_owned(),
-                    creation_date_ms: c.creation_date_ms,
+                .map(|ca| pb::CaCertificateSummary {
+                    certificate_arn: self.service.arns().ca_certificate(&ca.id),
+                    certificate_id: ca.id,
+                    status: status_to_wire(ca.status),
+                    creation_date_ms: ca.creation_date_ms,
                 })
                 .collect(),
             next_marker: page.next_token.unwrap_or_default(),
+        }))
+    }
+
+    async fn list_certificates_by_ca(
+        &self,
+        request: Request<pb::ListCertificatesByCaRequest>,
+    ) -> Reply<pb::ListCertificatesResponse> {
+        let r = request.into_inner();
+        let certs = self
+            .service
+            .certificates_by_ca(&r.ca_certificate_id)
+            .map_err(Status::from)?;
+        self.certificate_page(&r.marker, r.page_size, r.ascending_order, certs)
+    }
+
+    async fn auto_register_certificate(
+        &self,
+        request: Request<pb::AutoRegisterCertificateRequest>,
+    ) -> Reply<pb::AutoRegisterCertificateResponse> {
+        let pem = crate::certs::pem_encode("CERTIFICATE", &request.into_inner().certificate_der);
+        let registered = self.service.auto_register(&pem).await;
+        reply(registered.map(|r| pb::AutoRegisterCertificateResponse {
+            certificate_id: r.certificate.id,
+            ca_certificate_id: r.ca_id,
+            status: status_to_wire(r.certificate.status),
+            creation_date_ms: r.certificate.creation_date_ms,
+            registered: r.registered,
         }))
     }
 

@@ -312,9 +312,17 @@ async fn serve(
     ));
 
     let tls_config = tls_server_config(&mut config, &settings, &shutdown).await?;
-    let acceptor = TlsAcceptor::new(tls_config).with_handshake_timeout(Duration::from_millis(
-        settings.mqtt.tls_handshake_timeout_ms,
-    ));
+    let jitr = mqtt::jitr::Jitr::new(
+        config.clone(),
+        bus.clone(),
+        cache.clone(),
+        &settings.account_id,
+    );
+    let acceptor = TlsAcceptor::new(tls_config)
+        .with_handshake_timeout(Duration::from_millis(
+            settings.mqtt.tls_handshake_timeout_ms,
+        ))
+        .with_jitr(jitr);
     let tls_addr = listeners
         .mqtt_tls
         .local_addr()

@@ -58,6 +58,7 @@ error_types! {
     TerminalState => "TerminalStateException", 410, FailedPrecondition;
     CertificateState => "CertificateStateException", 406, FailedPrecondition;
     CertificateValidation => "CertificateValidationException", 400, InvalidArgument;
+    RegistrationCodeValidation => "RegistrationCodeValidationException", 400, InvalidArgument;
     CertificateConflict => "CertificateConflictException", 409, AlreadyExists;
     MalformedPolicy => "MalformedPolicyException", 400, InvalidArgument;
     Throttling => "ThrottlingException", 400, ResourceExhausted;

@@ -26,6 +26,7 @@ use herald_proto::error::{AwsError, ErrorType};
 
 pub(crate) use ca::{Ca, new_rsa_key};
 pub(crate) use parse::{ParsedCertificate, parse_certificate, verify_signed_by};
+pub(crate) use pem::pem_encode;
 
 fn invalid_request(message: impl Into<String>) -> AwsError {
     AwsError::new(ErrorType::InvalidRequest, message)

@@ -40,7 +40,7 @@ pub(super) fn single_pem_block(text: &str, labels: &[&str]) -> Result<Vec<u8>, S
 }
 
 /// PEM-encodes `der`: base64 in lines of 64 characters, LF line ends.
-pub(super) fn pem_encode(label: &str, der: &[u8]) -> String {
+pub(crate) fn pem_encode(label: &str, der: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut base64 = String::with_capacity(der.len().div_ceil(3) * 4);
     for chunk in der.chunks(3) {

@@ -21,7 +21,7 @@ pub(crate) struct NewKeys {
 }
 
 impl ConfigService {
-    fn new_certificate(
+    pub(super) fn new_certificate(
         parsed: &certs::ParsedCertificate,
         status: CertificateStatus,
         ca_id: Option<String>,
@@ -125,7 +125,15 @@ impl ConfigService {
         status: CertificateStatus,
     ) -> Result<Certificate, AwsError> {
         let parsed = certs::parse_certificate(pem)?;
-        let ca_id = certs::verify_signed_by(&parsed, ca_pem.unwrap_or(self.ca.cert_pem()))?;
+        let ca_id = match ca_pem {
+            Some(ca_pem) => certs::verify_signed_by(&parsed, ca_pem)?,
+            // Without a CA: the Herald CA, or a CA certificate the account
+            // registered.
+            None => match certs::verify_signed_by(&parsed, self.ca.cert_pem()) {
+                Ok(id) => id,
+                Err(err) => self.registered_issuer(&parsed)?.ok_or(err)?.id,
+            },
+        };
         let certificate =
             Self::new_certificate(&parsed, status, Some(ca_id), CertificateMode::Default);
         self.add_certificate(certificate).await

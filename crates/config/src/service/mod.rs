@@ -5,11 +5,13 @@
 //! This module holds what every operation shares (the service, its keys and
 //! loaders); the operations are in one module per concern:
 //! `event_configurations`, `policies` (and their versions), `certificates`,
+//! `ca_certificates` (registered CAs and just-in-time registration),
 //! `attachments` (and the policies in force for a principal and a thing),
 //! `authorization` (`TestAuthorization`) and `watch` (the gateway's snapshot).
 
 mod attachments;
 mod authorization;
+mod ca_certificates;
 mod certificates;
 mod event_configurations;
 mod policies;
@@ -28,6 +30,7 @@ use crate::{
     registry::Registry,
 };
 
+pub(crate) use ca_certificates::{CaUpdate, NewCa};
 pub(crate) use watch::Snapshot;
 
 type Changes<'a> = herald_store::Changes<'a, ConfigEvent, AwsError>;

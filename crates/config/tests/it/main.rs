@@ -6,6 +6,7 @@ mod support;
 
 mod attachments;
 mod authorization;
+mod ca_certificates;
 mod certificates;
 mod event_configurations;
 mod policies;

@@ -29,6 +29,7 @@ mod authz;
 mod codec;
 mod connect;
 mod context;
+pub(crate) mod jitr;
 mod jobs;
 pub(crate) mod lifecycle;
 pub(crate) mod persist;

@@ -11,6 +11,10 @@
 //!   DER) and its subject and issuer fields, read by [`herald_runtime::x509`]
 //!   as the config service reads them, and requires that certificate to be
 //!   registered and `ACTIVE` in the [`ConfigCache`].
+//! - A certificate Herald does not know, or holds as `PENDING_ACTIVATION`,
+//!   goes to just-in-time registration ([`Jitr`], when the acceptor has it)
+//!   before the connection is refused: signed by a registered CA with
+//!   auto-registration on, it is registered and its event published.
 //! - [`accept_loop`] accepts TCP connections and runs each handshake in its
 //!   own task, so a peer that connects and never sends a ClientHello delays
 //!   nobody else (rumqttd's listener, which handshakes inline, does).
@@ -65,6 +69,7 @@ use x509_parser::certificate::X509Certificate;
 
 use crate::config_cache::{CertificateStatus, ConfigCache};
 use crate::limits::{ConnectionLimit, ConnectionPermit};
+use crate::mqtt::jitr::Jitr;
 
 /// The certificate id of a DER certificate (lowercase hex SHA-256), computed
 /// as the config service computes it.
@@ -305,6 +310,8 @@ impl TlsRejection {
 pub struct TlsAcceptor {
     inner: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
+    /// Just-in-time registration of unknown certificates, when on.
+    jitr: Option<Jitr>,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -322,7 +329,15 @@ impl TlsAcceptor {
         TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(config),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
+            jitr: None,
         }
+    }
+
+    /// The same acceptor registering unknown certificates signed by a
+    /// registered CA just in time ([`Jitr`]) before refusing them.
+    pub(crate) fn with_jitr(mut self, jitr: Jitr) -> TlsAcceptor {
+        self.jitr = Some(jitr);
+        self
     }
 
     /// The same acceptor with another handshake timeout.
@@ -356,10 +371,22 @@ impl TlsAcceptor {
             .ok_or(TlsRejection::NoCertificate)?;
         let certificate_id = certificate_id(leaf);
         let Some(cached) = cache.certificate(&certificate_id) else {
+            if let Some(jitr) = &self.jitr {
+                jitr.presented(leaf).await;
+            }
             return Err(TlsRejection::UnknownCertificate { certificate_id });
         };
         match cached.status {
             CertificateStatus::Active => {}
+            CertificateStatus::PendingActivation => {
+                if let Some(jitr) = &self.jitr {
+                    jitr.presented(leaf).await;
+                }
+                return Err(TlsRejection::InactiveCertificate {
+                    certificate_id,
+                    status: CertificateStatus::PendingActivation,
+                });
+            }
             CertificateStatus::Revoked => {
                 return Err(TlsRejection::RevokedCertificate { certificate_id });
             }

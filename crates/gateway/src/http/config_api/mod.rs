@@ -5,6 +5,7 @@
 //! query string, header or JSON body member), calls the config service, and
 //! answers with the model's output shape. Timestamps leave as epoch seconds.
 
+mod ca;
 mod output;
 
 use std::collections::HashMap;
@@ -36,6 +37,7 @@ pub(crate) fn routes() -> Router<AppState> {
         methods.fallback(super::fallback::not_implemented)
     }
     Router::new()
+        .merge(ca::routes())
         .route(
             "/event-configurations",
             route(patch(update_event_configurations).get(describe_event_configurations)),
@@ -105,7 +107,10 @@ pub(crate) fn routes() -> Router<AppState> {
 
 /// AWS's CertificateStatus name to the wire enum; an unknown name is an
 /// `InvalidRequestException`.
-fn status_from_name(name: &str, member: &str) -> Result<pb::CertificateStatus, ApiError> {
+pub(super) fn status_from_name(
+    name: &str,
+    member: &str,
+) -> Result<pb::CertificateStatus, ApiError> {
     use pb::CertificateStatus as S;
     Ok(match name {
         "ACTIVE" => S::Active,

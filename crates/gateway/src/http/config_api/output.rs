@@ -11,7 +11,7 @@ use serde::Serialize;
 use crate::http::output::{next_page, seconds, sorted};
 
 /// The wire enum to AWS's CertificateStatus name; `null` when unset.
-fn status_name(status: i32) -> Option<&'static str> {
+pub(super) fn status_name(status: i32) -> Option<&'static str> {
     match pb::CertificateStatus::try_from(status) {
         Ok(pb::CertificateStatus::Unspecified) | Err(_) => None,
         Ok(status) => Some(status.as_str_name()),
