@@ -9,7 +9,9 @@ use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{key, now_ms, prefix};
 use sha2::{Digest, Sha256};
 
-use super::{ConfigService, cert_key, generation_id, load_certificate, log_certificate};
+use super::{
+    ConfigService, already_exists, cert_key, generation_id, load_certificate, log_certificate,
+};
 use crate::{
     certs,
     domain::{
@@ -139,13 +141,11 @@ impl ConfigService {
         self.writer
             .mutate(move |c| {
                 if c.exists(&ca_key(&ca.id))? {
-                    let mut err = AwsError::new(
-                        ErrorType::ResourceAlreadyExists,
+                    return Err(already_exists(
                         "The CA certificate is already registered",
-                    );
-                    err.resource_id = Some(ca.id.clone());
-                    err.resource_arn = Some(arn);
-                    return Err(err);
+                        &ca.id,
+                        arn,
+                    ));
                 }
                 c.put(ca_key(&ca.id), &ca)?;
                 Ok(ca)

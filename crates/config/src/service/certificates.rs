@@ -4,7 +4,9 @@
 use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{key, now_ms, prefix};
 
-use super::{ConfigService, cert_key, generation_id, load_certificate, log_certificate};
+use super::{
+    ConfigService, already_exists, cert_key, generation_id, load_certificate, log_certificate,
+};
 use crate::{
     certs,
     domain::{
@@ -49,13 +51,11 @@ impl ConfigService {
         self.writer
             .mutate(move |c| {
                 if c.exists(&cert_key(&certificate.id))? {
-                    let mut err = AwsError::new(
-                        ErrorType::ResourceAlreadyExists,
+                    return Err(already_exists(
                         "The certificate is already provisioned or registered",
-                    );
-                    err.resource_id = Some(certificate.id.clone());
-                    err.resource_arn = Some(arn);
-                    return Err(err);
+                        &certificate.id,
+                        arn,
+                    ));
                 }
                 c.put(cert_key(&certificate.id), &certificate)?;
                 log_certificate(c, &certificate);

@@ -107,6 +107,17 @@ fn log_certificate(c: &mut Changes<'_>, cert: &Certificate) {
     });
 }
 
+/// `ResourceAlreadyExistsException` naming the resource that is there.
+fn already_exists(message: &str, id: &str, arn: String) -> AwsError {
+    let mut err = AwsError::new(
+        herald_proto::error::ErrorType::ResourceAlreadyExists,
+        message,
+    );
+    err.resource_id = Some(id.to_owned());
+    err.resource_arn = Some(arn);
+    err
+}
+
 fn generation_id() -> String {
     uuid::Uuid::new_v4().simple().to_string()
 }
