@@ -7,6 +7,7 @@ const FILES: &[&str] = &[
     "herald/registry/v1/registry.proto",
     "herald/registry/v1/jobs.proto",
     "herald/registry/v1/tags.proto",
+    "herald/registry/v1/index.proto",
     "herald/config/v1/config.proto",
 ];
 

@@ -32,6 +32,10 @@ const BENCHES: &[(&str, &str)] = &[
         "a snapshot job on 10,000 things, 1,000 of them on MQTT: CreateJob to every notify-next; device updates/s end to end; vs the registry's mutations/s",
     ),
     (
+        "search",
+        "fleet indexing at 100,000 things: SearchIndex p50/p99 for selective and broad queries, GetStatistics, vs a ListThings scan; stale reads after acknowledged updates",
+    ),
+    (
         "events",
         "$aws/events latency, mutation acknowledged -> event received (1,000/s, 100 subscribers); highest rate with no loss",
     ),

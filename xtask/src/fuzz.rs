@@ -1,8 +1,9 @@
 //! `cargo xtask fuzz`: run every fuzz target for a bounded time each with
 //! cargo-fuzz: the policy parser, the gateway's SigV4 verifier and its MQTT
-//! packet decoder.
+//! packet decoder, and the registry's fleet indexing query parser.
 //!
-//! The fuzz crates (`crates/policy/fuzz`, `crates/gateway/fuzz`) are outside
+//! The fuzz crates (`crates/policy/fuzz`, `crates/gateway/fuzz`,
+//! `crates/registry/fuzz`) are outside
 //! the workspace. cargo-fuzz
 //! needs unstable compiler flags; `RUSTC_BOOTSTRAP=1` allows them on the stable
 //! toolchain, which is the only one these machines have. CI does not run this.
@@ -33,6 +34,7 @@ pub(crate) fn run(flags: &flags::Fuzz) -> Result<()> {
             Some("sigv4.dict"),
         ),
         ("crates/gateway/fuzz", "mqtt_decode", "seeds/mqtt", None),
+        ("crates/registry/fuzz", "query", "seeds/query", None),
     ];
     for (dir, target, seeds, dict) in targets {
         // libFuzzer writes what it finds here; it must exist beforehand.

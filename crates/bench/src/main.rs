@@ -10,6 +10,7 @@ mod jobs;
 mod mqtt;
 mod policy;
 mod registry;
+mod search;
 mod stats;
 
 use std::{path::PathBuf, time::Duration};
@@ -35,6 +36,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("mqtt", mqtt::run),
     ("events", events::run),
     ("jobs", jobs::run),
+    ("search", search::run),
 ];
 
 const DEFAULT_SECS: u64 = 5;

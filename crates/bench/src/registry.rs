@@ -10,7 +10,7 @@
 mod baseline;
 mod load;
 mod replay;
-mod server;
+pub(crate) mod server;
 
 use std::time::Duration;
 

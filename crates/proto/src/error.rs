@@ -59,6 +59,9 @@ error_types! {
     CertificateState => "CertificateStateException", 406, FailedPrecondition;
     CertificateValidation => "CertificateValidationException", 400, InvalidArgument;
     RegistrationCodeValidation => "RegistrationCodeValidationException", 400, InvalidArgument;
+    InvalidQuery => "InvalidQueryException", 400, InvalidArgument;
+    InvalidAggregation => "InvalidAggregationException", 400, InvalidArgument;
+    IndexNotReady => "IndexNotReadyException", 400, Unavailable;
     CertificateConflict => "CertificateConflictException", 409, AlreadyExists;
     MalformedPolicy => "MalformedPolicyException", 400, InvalidArgument;
     Throttling => "ThrottlingException", 400, ResourceExhausted;

@@ -18,7 +18,11 @@ use herald_store::{Page, WatchError};
 
 use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    service::{AttributePayload, NameOrArn, Registry, Tags, ThingFilter, ThingPrincipalType},
+    index::{Connectivity, Found, GroupDoc, ThingDoc},
+    service::{
+        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags,
+        ThingFilter, ThingPrincipalType,
+    },
 };
 
 pub(crate) use jobs::GrpcJobs;
@@ -179,6 +183,12 @@ fn group(arns: &Arns<'_>, g: domain::ThingGroup) -> pb::ThingGroup {
                 .collect(),
             creation_date_ms: g.creation_date_ms,
         }),
+        dynamic: g.dynamic.map(|d| pb::DynamicGroupQuery {
+            index_name: d.index_name,
+            query_string: d.query_string,
+            query_version: d.query_version,
+            status: "ACTIVE".into(),
+        }),
     }
 }
 
@@ -190,6 +200,31 @@ fn group_names(arns: &Arns<'_>, names: Vec<String>) -> Vec<pb::GroupNameAndArn> 
             group_name: n,
         })
         .collect()
+}
+
+fn thing_document(doc: ThingDoc, connectivity: Option<Connectivity>) -> pb::ThingDocument {
+    pb::ThingDocument {
+        thing_name: doc.name.to_string(),
+        thing_id: doc.id,
+        thing_type_name: doc.type_name,
+        thing_group_names: doc.groups.into_iter().collect(),
+        attributes: doc.attributes.into_iter().collect(),
+        connectivity: connectivity.map(|c| pb::ThingConnectivity {
+            connected: c.connected,
+            timestamp_ms: c.timestamp_ms,
+            disconnect_reason: c.disconnect_reason,
+        }),
+    }
+}
+
+fn group_document(doc: GroupDoc) -> pb::ThingGroupDocument {
+    pb::ThingGroupDocument {
+        thing_group_name: doc.name.to_string(),
+        thing_group_id: doc.id,
+        thing_group_description: doc.description,
+        attributes: doc.attributes.into_iter().collect(),
+        parent_group_names: doc.parents,
+    }
 }
 
 fn billing_group(arns: &Arns<'_>, g: domain::BillingGroup) -> pb::BillingGroup {
@@ -572,6 +607,74 @@ impl registry_server::Registry for GrpcRegistry {
         reply(updated.map(|version| pb::UpdateThingGroupResponse { version }))
     }
 
+    async fn create_dynamic_thing_group(
+        &self,
+        request: Request<pb::CreateDynamicThingGroupRequest>,
+    ) -> Reply<pb::ThingGroup> {
+        let r = request.into_inner();
+        if let Some(version) = r.query_version.as_deref()
+            && version != "2017-09-30"
+        {
+            return Err(Status::from(domain::invalid(format!(
+                "queryVersion must be 2017-09-30, not {version:?}"
+            ))));
+        }
+        let props = r.thing_group_properties.unwrap_or_default();
+        let attributes = props
+            .attribute_payload
+            .map(|p| p.attributes.into_iter().collect());
+        let created = self
+            .registry
+            .create_dynamic_thing_group(
+                r.thing_group_name,
+                props.thing_group_description,
+                attributes,
+                r.index_name,
+                r.query_string,
+                tags(r.tags),
+            )
+            .await;
+        reply(created.map(|g| group(&self.registry.arns(), g)))
+    }
+
+    async fn update_dynamic_thing_group(
+        &self,
+        request: Request<pb::UpdateDynamicThingGroupRequest>,
+    ) -> Reply<pb::UpdateThingGroupResponse> {
+        let r = request.into_inner();
+        if let Some(index) = r.index_name.as_deref()
+            && index != "AWS_Things"
+        {
+            return Err(Status::from(domain::invalid(format!(
+                "A dynamic thing group's query runs on AWS_Things, not {index}"
+            ))));
+        }
+        let props = r.thing_group_properties.unwrap_or_default();
+        let update = DynamicUpdate {
+            description: props.thing_group_description,
+            attributes: payload(props.attribute_payload),
+            expected_version: r.expected_version,
+            query_string: r.query_string,
+        };
+        let updated = self
+            .registry
+            .update_dynamic_thing_group(r.thing_group_name, update)
+            .await;
+        reply(updated.map(|version| pb::UpdateThingGroupResponse { version }))
+    }
+
+    async fn delete_dynamic_thing_group(
+        &self,
+        request: Request<pb::DeleteThingGroupRequest>,
+    ) -> Reply<pb::DeleteThingGroupResponse> {
+        let r = request.into_inner();
+        let done = self
+            .registry
+            .delete_dynamic_thing_group(r.thing_group_name, r.expected_version)
+            .await;
+        reply(done.map(|()| pb::DeleteThingGroupResponse {}))
+    }
+
     async fn delete_thing_group(
         &self,
         request: Request<pb::DeleteThingGroupRequest>,
@@ -600,6 +703,229 @@ impl registry_server::Registry for GrpcRegistry {
             thing_groups: group_names(&arns, p.items),
             next_token: token(p.next_token),
         }))
+    }
+
+    async fn update_indexing_configuration(
+        &self,
+        request: Request<pb::UpdateIndexingConfigurationRequest>,
+    ) -> Reply<pb::UpdateIndexingConfigurationResponse> {
+        let r = request.into_inner();
+        let thing = r.thing_indexing_mode.map(|mode| {
+            let connectivity = r
+                .thing_connectivity_indexing_mode
+                .unwrap_or_else(|| "OFF".into());
+            (mode, connectivity)
+        });
+        let updated = self
+            .registry
+            .update_indexing_configuration(thing, r.thing_group_indexing_mode)
+            .await;
+        reply(updated.map(|()| pb::UpdateIndexingConfigurationResponse {}))
+    }
+
+    async fn get_indexing_configuration(
+        &self,
+        _request: Request<pb::GetIndexingConfigurationRequest>,
+    ) -> Reply<pb::IndexingConfiguration> {
+        reply(
+            self.registry
+                .indexing_configuration()
+                .map(|c| pb::IndexingConfiguration {
+                    thing_indexing_mode: c.thing_indexing_mode,
+                    thing_connectivity_indexing_mode: c.thing_connectivity_indexing_mode,
+                    thing_group_indexing_mode: c.thing_group_indexing_mode,
+                }),
+        )
+    }
+
+    async fn describe_index(
+        &self,
+        request: Request<pb::DescribeIndexRequest>,
+    ) -> Reply<pb::DescribeIndexResponse> {
+        let index_name = request.into_inner().index_name;
+        let described = self.registry.describe_index(&index_name);
+        reply(
+            described.map(|(index_status, schema)| pb::DescribeIndexResponse {
+                index_name,
+                index_status,
+                schema,
+            }),
+        )
+    }
+
+    async fn list_indices(
+        &self,
+        _request: Request<pb::ListIndicesRequest>,
+    ) -> Reply<pb::ListIndicesResponse> {
+        reply(
+            self.registry
+                .list_indices()
+                .map(|index_names| pb::ListIndicesResponse { index_names }),
+        )
+    }
+
+    async fn search_index(
+        &self,
+        request: Request<pb::SearchIndexRequest>,
+    ) -> Reply<pb::SearchIndexResponse> {
+        let r = request.into_inner();
+        let max = match r.max_results as usize {
+            0 => MAX_SEARCH_RESULTS,
+            n @ 1..=MAX_SEARCH_RESULTS => n,
+            n => {
+                return Err(Status::from(domain::invalid(format!(
+                    "maxResults must be between 1 and {MAX_SEARCH_RESULTS}, not {n}"
+                ))));
+            }
+        };
+        let after = page(Some(pb::Page {
+            next_token: r.next_token,
+            max_results: 0,
+        }))?;
+        let (found, more) = self
+            .registry
+            .search_index(r.index_name.as_deref(), &r.query_string, after.after(), max)
+            .await
+            .map_err(Status::from)?;
+        let (things, thing_groups) = match found {
+            Found::Things(things) => (
+                things
+                    .into_iter()
+                    .map(|(doc, c)| thing_document(doc, c))
+                    .collect(),
+                Vec::new(),
+            ),
+            Found::Groups(groups) => (Vec::new(), groups.into_iter().map(group_document).collect()),
+        };
+        let last = things
+            .last()
+            .map(|t: &pb::ThingDocument| t.thing_name.clone())
+            .or_else(|| {
+                thing_groups
+                    .last()
+                    .map(|g: &pb::ThingGroupDocument| g.thing_group_name.clone())
+            });
+        let next_token = match (more, last) {
+            (true, Some(last)) => Page::token_after(&last),
+            _ => String::new(),
+        };
+        Ok(Response::new(pb::SearchIndexResponse {
+            things,
+            thing_groups,
+            next_token,
+        }))
+    }
+
+    async fn get_statistics(
+        &self,
+        request: Request<pb::AggregationRequest>,
+    ) -> Reply<pb::GetStatisticsResponse> {
+        let r = request.into_inner();
+        let stats = self
+            .registry
+            .statistics(
+                r.index_name.as_deref(),
+                &r.query_string,
+                &r.aggregation_field,
+            )
+            .await;
+        reply(stats.map(|s| {
+            let n = s.numeric;
+            pb::GetStatisticsResponse {
+                count: s.count,
+                average: n.as_ref().map(|n| n.average),
+                sum: n.as_ref().map(|n| n.sum),
+                minimum: n.as_ref().map(|n| n.minimum),
+                maximum: n.as_ref().map(|n| n.maximum),
+                sum_of_squares: n.as_ref().map(|n| n.sum_of_squares),
+                variance: n.as_ref().map(|n| n.variance),
+                std_deviation: n.as_ref().map(|n| n.std_deviation),
+            }
+        }))
+    }
+
+    async fn get_cardinality(
+        &self,
+        request: Request<pb::AggregationRequest>,
+    ) -> Reply<pb::GetCardinalityResponse> {
+        let r = request.into_inner();
+        let cardinality = self
+            .registry
+            .cardinality(
+                r.index_name.as_deref(),
+                &r.query_string,
+                &r.aggregation_field,
+            )
+            .await;
+        reply(cardinality.map(|cardinality| pb::GetCardinalityResponse { cardinality }))
+    }
+
+    async fn get_percentiles(
+        &self,
+        request: Request<pb::GetPercentilesRequest>,
+    ) -> Reply<pb::GetPercentilesResponse> {
+        let r = request.into_inner();
+        let a = r.aggregation.unwrap_or_default();
+        let percentiles = self
+            .registry
+            .percentiles(
+                a.index_name.as_deref(),
+                &a.query_string,
+                &a.aggregation_field,
+                r.percents,
+            )
+            .await;
+        reply(percentiles.map(|p| {
+            pb::GetPercentilesResponse {
+                percentiles: p
+                    .into_iter()
+                    .map(|(percent, value)| pb::PercentPair { percent, value })
+                    .collect(),
+            }
+        }))
+    }
+
+    async fn get_buckets_aggregation(
+        &self,
+        request: Request<pb::GetBucketsAggregationRequest>,
+    ) -> Reply<pb::GetBucketsAggregationResponse> {
+        let r = request.into_inner();
+        let a = r.aggregation.unwrap_or_default();
+        let max = (r.max_buckets != 0).then_some(r.max_buckets as usize);
+        let buckets = self
+            .registry
+            .buckets(
+                a.index_name.as_deref(),
+                &a.query_string,
+                &a.aggregation_field,
+                max,
+            )
+            .await;
+        reply(buckets.map(|(total_count, buckets)| {
+            pb::GetBucketsAggregationResponse {
+                total_count,
+                buckets: buckets
+                    .into_iter()
+                    .map(|(key_value, count)| pb::Bucket { key_value, count })
+                    .collect(),
+            }
+        }))
+    }
+
+    async fn report_connectivity(
+        &self,
+        request: Request<pb::ReportConnectivityRequest>,
+    ) -> Reply<pb::ReportConnectivityResponse> {
+        let r = request.into_inner();
+        self.registry.report_connectivity(
+            &r.client_id,
+            Connectivity {
+                connected: r.connected,
+                timestamp_ms: r.timestamp_ms,
+                disconnect_reason: r.disconnect_reason,
+            },
+        );
+        Ok(Response::new(pb::ReportConnectivityResponse {}))
     }
 
     async fn create_billing_group(
@@ -730,7 +1056,7 @@ impl registry_server::Registry for GrpcRegistry {
         };
         reply(
             self.registry
-                .add_thing_to_thing_group(group, thing)
+                .add_thing_to_thing_group(group, thing, r.override_dynamic_groups)
                 .await
                 .map(|()| pb::AddThingToThingGroupResponse {}),
         )

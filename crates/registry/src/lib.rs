@@ -7,14 +7,17 @@
 //! (the `Jobs` gRPC service): jobs and their executions are registry state,
 //! and their events go into the same change log.
 //!
-//! Reading order: `settings`, `domain` (records and rules), `service`
-//! (operations), `grpc` (the wire adapter). Storage, the writer and the log's
+//! Reading order: `settings`, `domain` (records and rules), `index` (the
+//! fleet index kept from the change log), `service` (operations), `grpc`
+//! (the wire adapter). Storage, the writer and the log's
 //! followers are `herald_store`'s.
 
 mod settings;
 
 mod domain;
+pub mod fuzzing;
 mod grpc;
+mod index;
 mod service;
 
 use std::time::Duration;
@@ -68,7 +71,10 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("documents")),
     };
-    let registry = Registry::new(store, writer, ctx, log.clone());
+    let index = index::Index::load(&store, log.clone())
+        .map_err(|e| anyhow::anyhow!("load the fleet index: {}", e.message))?;
+    let index_follower = tokio::spawn(index.clone().follow(shutdown.clone()));
+    let registry = Registry::new(store, writer, ctx, log.clone(), index);
 
     let retention = tokio::spawn(log.retain(
         Duration::from_secs(settings.changes.retention_secs),
@@ -76,6 +82,7 @@ pub async fn run(
         shutdown.clone(),
     ));
 
+    let dynamic_groups = tokio::spawn(registry.clone().run_dynamic_groups(shutdown.clone()));
     let job_timer = tokio::spawn(registry.clone().run_job_timers(
         Duration::from_millis(settings.jobs.timer_interval_ms.max(1)),
         shutdown.clone(),
@@ -103,6 +110,8 @@ pub async fn run(
     .await?;
     retention.await.context("join retention")?;
     job_timer.await.context("join the job timer")?;
+    index_follower.await.context("join the fleet index")?;
+    dynamic_groups.await.context("join the dynamic groups")?;
     writer_thread.stop(grace).await.context("stop the writer")?;
     tracing::info!("stopped");
     Ok(())

@@ -66,6 +66,12 @@ impl Page {
         Ok(Page { after, max })
     }
 
+    /// The token of a page that starts after `name`, for listings that page
+    /// on their own.
+    pub fn token_after(name: &str) -> String {
+        encode(name)
+    }
+
     /// The name the page starts after.
     pub fn after(&self) -> Option<&str> {
         self.after.as_deref()

@@ -9,13 +9,13 @@ use tokio::{net::TcpListener, runtime::Runtime, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
 
 /// The registry's runtime gets this many worker threads.
-pub(super) const WORKER_THREADS: usize = 2;
+pub(crate) const WORKER_THREADS: usize = 2;
 
 /// Under the current directory, like the reports: a real disk, where `/tmp`
 /// may be a tmpfs whose flushes cost nothing.
 const DATA_PARENT: &str = "target/bench";
 
-pub(super) struct InProcessRegistry {
+pub(crate) struct InProcessRegistry {
     addr: SocketAddr,
     runtime: Runtime,
     shutdown: CancellationToken,
@@ -25,7 +25,7 @@ pub(super) struct InProcessRegistry {
 
 impl InProcessRegistry {
     /// Starts the registry with a fresh data dir on an ephemeral loopback port.
-    pub(super) fn start() -> anyhow::Result<InProcessRegistry> {
+    pub(crate) fn start() -> anyhow::Result<InProcessRegistry> {
         let dir = data_dir()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
@@ -52,16 +52,16 @@ impl InProcessRegistry {
     }
 
     /// The URI that clients connect to.
-    pub(super) fn endpoint(&self) -> String {
+    pub(crate) fn endpoint(&self) -> String {
         format!("http://{}", self.addr)
     }
 
-    pub(super) fn data_dir(&self) -> &Path {
+    pub(crate) fn data_dir(&self) -> &Path {
         self.dir.path()
     }
 
     /// Cancels the service, waits for `run` to return, then removes the data.
-    pub(super) fn stop(self) -> anyhow::Result<()> {
+    pub(crate) fn stop(self) -> anyhow::Result<()> {
         let InProcessRegistry {
             runtime,
             shutdown,
@@ -79,7 +79,7 @@ impl InProcessRegistry {
     }
 }
 
-pub(super) fn data_dir() -> anyhow::Result<TempDir> {
+pub(crate) fn data_dir() -> anyhow::Result<TempDir> {
     std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
     tempfile::Builder::new()
         .prefix("registry-data-")

@@ -423,10 +423,43 @@ impl SessionContext {
             tracing::warn!("no lifecycle event for a client id MQTT forbids");
             return;
         }
+        self.report_connectivity(&event);
         if let Some((topic, payload)) = event.render() {
             // `iot:Receive` is checked by each receiving session.
             self.shared.bus.publish(&topic, payload);
         }
+    }
+
+    /// Tells the registry's fleet index that a client connected or
+    /// disconnected (`connectivity.*`), in the background; a report that
+    /// does not arrive leaves the index with the previous one.
+    fn report_connectivity(&self, event: &LifecycleEvent) {
+        let report = match event {
+            LifecycleEvent::Connected(c) => herald_proto::registry::v1::ReportConnectivityRequest {
+                client_id: c.session.client_id.clone(),
+                connected: true,
+                timestamp_ms: i64::try_from(c.timestamp_ms).unwrap_or(i64::MAX),
+                disconnect_reason: None,
+            },
+            LifecycleEvent::Disconnected(d) => {
+                herald_proto::registry::v1::ReportConnectivityRequest {
+                    client_id: d.session.client_id.clone(),
+                    connected: false,
+                    timestamp_ms: i64::try_from(d.timestamp_ms).unwrap_or(i64::MAX),
+                    disconnect_reason: Some(d.reason.as_str().to_owned()),
+                }
+            }
+            _ => return,
+        };
+        let Some(registry) = self.shared.registry.get() else {
+            return;
+        };
+        let mut registry = registry.clone();
+        tokio::spawn(async move {
+            if let Err(status) = registry.report_connectivity(report).await {
+                tracing::debug!(code = ?status.code(), "reporting connectivity to the registry failed");
+            }
+        });
     }
 }
 

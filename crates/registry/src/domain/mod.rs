@@ -90,6 +90,18 @@ pub(crate) struct ThingGroup {
     pub(crate) attributes: Attributes,
     pub(crate) version: i64,
     pub(crate) creation_date_ms: i64,
+    /// A dynamic group's query (CreateDynamicThingGroup): its members are
+    /// the things the query matches, kept so by the registry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub(crate) dynamic: Option<DynamicQuery>,
+}
+
+/// What a dynamic thing group's membership follows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct DynamicQuery {
+    pub(crate) index_name: String,
+    pub(crate) query_string: String,
+    pub(crate) query_version: String,
 }
 
 impl ThingGroup {

@@ -66,6 +66,11 @@ impl Registry {
                 let mut ancestors = Vec::new();
                 if let Some(p) = &parent {
                     let parent = load_group(c, p)?;
+                    if parent.dynamic.is_some() {
+                        return Err(invalid(format!(
+                            "Thing group {p} is dynamic; a dynamic thing group has no child groups"
+                        )));
+                    }
                     if parent.depth() >= MAX_GROUP_DEPTH {
                         return Err(invalid(format!(
                             "Thing group {p} is at depth {}; a thing group hierarchy can be at most {MAX_GROUP_DEPTH} deep",
@@ -88,6 +93,7 @@ impl Registry {
                     attributes,
                     version: 1,
                     creation_date_ms: now_ms(),
+                    dynamic: None,
                 };
                 c.put(group_key(&group.name), &group)?;
                 put_tags(c, &ctx.arns().group(&group.name), &tags)?;
@@ -181,6 +187,7 @@ impl Registry {
                     );
                 }
                 c.remove(group_key(&name));
+                c.remove(key(&["dyngroup", &name]));
                 delete_tags(c, &arn)?;
                 // Jobs keep the group among their targets, as AWS IoT's do;
                 // it reaches no thing any more.

@@ -37,11 +37,64 @@ fn membership_event(
     );
 }
 
-fn add_membership(c: &mut Changes<'_>, thing: &Thing, group: &ThingGroup) -> Result<(), AwsError> {
+/// A dynamic group's membership is the registry's to keep.
+fn refuse_dynamic(group: &ThingGroup) -> Result<(), AwsError> {
+    if group.dynamic.is_some() {
+        return Err(invalid(format!(
+            "Thing group {} is dynamic: its things are the ones its query matches",
+            group.name
+        )));
+    }
+    Ok(())
+}
+
+/// Puts `thing` in dynamic group `group` with its event, unless it is in it
+/// already or in as many groups as a thing may be; returns whether it joined.
+pub(super) fn join_dynamic(
+    c: &mut Changes<'_>,
+    thing: &Thing,
+    group: &ThingGroup,
+) -> Result<bool, AwsError> {
+    if c.exists(&key(&["tmem", &thing.name, &group.name]))?
+        || c.keys(&prefix(&["tmem", &thing.name]))?.len() >= MAX_GROUPS_PER_THING
+    {
+        return Ok(false);
+    }
+    let id = uuid::Uuid::new_v4().to_string();
+    c.put(key(&["tmem", &thing.name, &group.name]), &id)?;
+    c.put(key(&["gmem", &group.name, &thing.name]), &id)?;
+    membership_event(c, Operation::Added, thing, group, id);
+    jobs::thing_joined(c, &thing.name, &group.name)?;
+    Ok(true)
+}
+
+fn add_membership(
+    c: &mut Changes<'_>,
+    thing: &Thing,
+    group: &ThingGroup,
+    override_dynamic: bool,
+) -> Result<(), AwsError> {
+    refuse_dynamic(group)?;
     if c.exists(&key(&["tmem", &thing.name, &group.name]))? {
         return Ok(());
     }
-    let current = c.keys(&prefix(&["tmem", &thing.name]))?;
+    let mut current = c.keys(&prefix(&["tmem", &thing.name]))?;
+    if current.len() >= MAX_GROUPS_PER_THING && override_dynamic {
+        // AddThingToThingGroup's overrideDynamicGroups: the thing leaves its
+        // last dynamic group to make room.
+        let mut dynamic = None;
+        for name in current.iter().rev() {
+            let other = load_group(c, name)?;
+            if other.dynamic.is_some() {
+                dynamic = Some(other);
+                break;
+            }
+        }
+        if let Some(other) = dynamic {
+            remove_membership(c, thing, &other)?;
+            current.retain(|name| *name != other.name);
+        }
+    }
     if current.len() >= MAX_GROUPS_PER_THING {
         return Err(limit(format!(
             "Thing {} already belongs to {MAX_GROUPS_PER_THING} thing groups, the most a thing can belong to",
@@ -114,6 +167,7 @@ impl Registry {
         &self,
         group: NameOrArn,
         thing: NameOrArn,
+        override_dynamic: bool,
     ) -> Result<(), AwsError> {
         let group = self.resolve("thingGroup", "thinggroup", group)?;
         let thing = self.resolve("thing", "thing", thing)?;
@@ -121,7 +175,7 @@ impl Registry {
             .mutate(move |c| {
                 let group = load_group(c, &group)?;
                 let thing = load_thing(c, &thing)?;
-                add_membership(c, &thing, &group)
+                add_membership(c, &thing, &group, override_dynamic)
             })
             .await
     }
@@ -136,6 +190,7 @@ impl Registry {
         self.writer
             .mutate(move |c| {
                 let group = load_group(c, &group)?;
+                refuse_dynamic(&group)?;
                 let thing = load_thing(c, &thing)?;
                 remove_membership(c, &thing, &group)
             })
@@ -158,13 +213,14 @@ impl Registry {
                 let mut left = Vec::new();
                 for g in &remove {
                     let group = load_group(c, g)?;
+                    refuse_dynamic(&group)?;
                     if unlink(c, &thing, &group)? {
                         left.push(group.name);
                     }
                 }
                 for g in &add {
                     let group = load_group(c, g)?;
-                    add_membership(c, &thing, &group)?;
+                    add_membership(c, &thing, &group, false)?;
                 }
                 // After the additions: a thing moved between two groups a
                 // continuous job targets keeps its execution.

@@ -5,10 +5,14 @@
 //! loaders); the operations are in one module per resource: `things`,
 //! `thing_types`, `groups`, `membership` (things in groups, and the policy
 //! targets a thing's groups make), `billing` (billing groups and their
-//! things), `principals`, and `jobs` (jobs and their executions).
+//! things), `indexing` (fleet indexing: its configuration, searches and
+//! aggregations over [`crate::index`]), `principals`, and `jobs` (jobs and
+//! their executions).
 
 mod billing;
+mod dynamic;
 mod groups;
+mod indexing;
 mod jobs;
 mod membership;
 mod principals;
@@ -25,7 +29,10 @@ use crate::domain::{
     Arns, Attributes, BillingGroup, Event, EventBody, Operation, Thing, ThingGroup, ThingType,
     not_found,
 };
+use crate::index::Index;
 
+pub(crate) use dynamic::DynamicUpdate;
+pub(crate) use indexing::MAX_SEARCH_RESULTS;
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
 pub(crate) use principals::ThingPrincipalType;
@@ -78,6 +85,7 @@ pub(crate) struct Registry {
     writer: Writer,
     ctx: Arc<Context>,
     log: ChangeLog,
+    index: Index,
 }
 
 /// An attribute payload: the attributes given and whether to merge them.
@@ -150,12 +158,19 @@ fn check_expected(
 }
 
 impl Registry {
-    pub(crate) fn new(store: Store, writer: Writer, ctx: Context, log: ChangeLog) -> Registry {
+    pub(crate) fn new(
+        store: Store,
+        writer: Writer,
+        ctx: Context,
+        log: ChangeLog,
+        index: Index,
+    ) -> Registry {
         Registry {
             store,
             writer,
             ctx: Arc::new(ctx),
             log,
+            index,
         }
     }
 
@@ -177,6 +192,7 @@ impl Registry {
 
     /// Removes all state, logging nothing (test mode).
     pub(crate) async fn reset(&self) -> Result<(), AwsError> {
-        self.writer.mutate(|c| c.remove_all_state()).await
+        self.writer.mutate(|c| c.remove_all_state()).await?;
+        self.index.clear().await
     }
 }

@@ -15,7 +15,7 @@ use crate::{
 
 // ------------------------------------------------------------ helpers
 
-fn add_req(group: &str, thing: &str) -> AddThingToThingGroupRequest {
+pub(crate) fn add_req(group: &str, thing: &str) -> AddThingToThingGroupRequest {
     AddThingToThingGroupRequest {
         thing_group_name: Some(group.into()),
         thing_name: Some(thing.into()),

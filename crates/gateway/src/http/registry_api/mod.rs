@@ -1,5 +1,5 @@
 //! The registry's operations: things, thing types, thing groups, membership,
-//! billing groups (`billing`), thing principals.
+//! billing groups (`billing`), fleet indexing (`indexing`), thing principals.
 //!
 //! Each handler takes the operation's input where botocore's `iot` model puts
 //! it (path labels, query string, `x-amzn-principal` header, JSON body), calls
@@ -8,6 +8,7 @@
 //! next page). A malformed input is an `InvalidRequestException`.
 
 mod billing;
+mod indexing;
 mod output;
 
 use std::collections::HashMap;
@@ -23,8 +24,9 @@ use herald_proto::registry::v1 as pb;
 use serde::Deserialize;
 
 use self::output::{
-    CreateThingGroupOutput, CreateThingOutput, CreateThingTypeOutput, DescribeThingGroupOutput,
-    DescribeThingOutput, ListPrincipalThingsV2Output, ListTagsOutput, ListThingPrincipalsOutput,
+    CreateDynamicThingGroupOutput, CreateThingGroupOutput, CreateThingOutput,
+    CreateThingTypeOutput, DescribeThingGroupOutput, DescribeThingOutput,
+    ListPrincipalThingsV2Output, ListTagsOutput, ListThingPrincipalsOutput,
     ListThingPrincipalsV2Output, ListThingTypesOutput, ListThingsOutput, ThingGroupsOutput,
     ThingNamesOutput, ThingTypeOutput, UpdateThingGroupOutput,
 };
@@ -39,6 +41,7 @@ pub(crate) fn routes() -> Router<AppState> {
     }
     Router::new()
         .merge(billing::routes())
+        .merge(indexing::routes())
         .route("/things", served(get(list_things)))
         .route(
             "/things/{thingName}",
@@ -93,6 +96,14 @@ pub(crate) fn routes() -> Router<AppState> {
                     .patch(update_thing_group)
                     .delete(delete_thing_group)
                     .put(thing_group_put),
+            ),
+        )
+        .route(
+            "/dynamic-thing-groups/{thingGroupName}",
+            served(
+                post(create_dynamic_thing_group)
+                    .patch(update_dynamic_thing_group)
+                    .delete(delete_dynamic_thing_group),
             ),
         )
         .route(
@@ -511,15 +522,92 @@ async fn delete_thing_group(
     Path(thing_group_name): Path<String>,
     query: Query,
 ) -> ApiResult {
-    state
+    delete_group(state, thing_group_name, &query, false).await
+}
+
+/// DeleteThingGroup, or DeleteDynamicThingGroup when `dynamic`.
+async fn delete_group(
+    state: AppState,
+    thing_group_name: String,
+    query: &Query,
+    dynamic: bool,
+) -> ApiResult {
+    let request = pb::DeleteThingGroupRequest {
+        thing_group_name,
+        expected_version: query.integer("expectedVersion")?,
+    };
+    let mut registry = state.registry.clone();
+    if dynamic {
+        registry.delete_dynamic_thing_group(request).await?;
+    } else {
+        registry.delete_thing_group(request).await?;
+    }
+    empty()
+}
+
+#[derive(Deserialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct DynamicThingGroup {
+    thing_group_properties: Option<ThingGroupProperties>,
+    index_name: Option<String>,
+    query_string: Option<String>,
+    query_version: Option<String>,
+    tags: Vec<Tag>,
+    expected_version: Option<i64>,
+}
+
+/// CreateDynamicThingGroup: `POST /dynamic-thing-groups/{thingGroupName}`.
+async fn create_dynamic_thing_group(
+    State(state): State<AppState>,
+    Path(thing_group_name): Path<String>,
+    Body(body): Body<DynamicThingGroup>,
+) -> ApiResult {
+    let created = state
         .registry
         .clone()
-        .delete_thing_group(pb::DeleteThingGroupRequest {
+        .create_dynamic_thing_group(pb::CreateDynamicThingGroupRequest {
             thing_group_name,
-            expected_version: query.integer("expectedVersion")?,
+            thing_group_properties: body.thing_group_properties.map(Into::into),
+            index_name: body.index_name,
+            query_string: required(body.query_string, "queryString")?,
+            query_version: body.query_version,
+            tags: tags(body.tags),
         })
-        .await?;
-    empty()
+        .await?
+        .into_inner();
+    ok(CreateDynamicThingGroupOutput::from(created))
+}
+
+/// UpdateDynamicThingGroup: `PATCH /dynamic-thing-groups/{thingGroupName}`.
+async fn update_dynamic_thing_group(
+    State(state): State<AppState>,
+    Path(thing_group_name): Path<String>,
+    Body(body): Body<DynamicThingGroup>,
+) -> ApiResult {
+    let properties = required(body.thing_group_properties, "thingGroupProperties")?;
+    let updated = state
+        .registry
+        .clone()
+        .update_dynamic_thing_group(pb::UpdateDynamicThingGroupRequest {
+            thing_group_name,
+            thing_group_properties: Some(properties.into()),
+            expected_version: body.expected_version,
+            index_name: body.index_name,
+            query_string: body.query_string,
+            query_version: body.query_version,
+        })
+        .await?
+        .into_inner();
+    ok(UpdateThingGroupOutput::from(updated))
+}
+
+/// DeleteDynamicThingGroup: `DELETE /dynamic-thing-groups/{thingGroupName}?expectedVersion=`.
+async fn delete_dynamic_thing_group(
+    State(state): State<AppState>,
+    Path(thing_group_name): Path<String>,
+    query: Query,
+) -> ApiResult {
+    delete_group(state, thing_group_name, &query, true).await
 }
 
 /// ListThingGroups: `GET /thing-groups`.

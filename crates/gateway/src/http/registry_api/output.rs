@@ -262,6 +262,41 @@ pub(super) struct DescribeThingGroupOutput {
     thing_group_name: String,
     thing_group_properties: ThingGroupProperties,
     version: i64,
+    /// A dynamic group's query and status.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    index_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_string: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    query_version: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    status: Option<String>,
+}
+
+/// CreateDynamicThingGroup's output.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub(super) struct CreateDynamicThingGroupOutput {
+    thing_group_name: String,
+    thing_group_arn: String,
+    thing_group_id: String,
+    index_name: String,
+    query_string: String,
+    query_version: String,
+}
+
+impl From<pb::ThingGroup> for CreateDynamicThingGroupOutput {
+    fn from(group: pb::ThingGroup) -> Self {
+        let dynamic = group.dynamic.unwrap_or_default();
+        CreateDynamicThingGroupOutput {
+            thing_group_name: group.thing_group_name,
+            thing_group_arn: group.thing_group_arn,
+            thing_group_id: group.thing_group_id,
+            index_name: dynamic.index_name,
+            query_string: dynamic.query_string,
+            query_version: dynamic.query_version,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -315,6 +350,10 @@ impl From<pb::ThingGroup> for DescribeThingGroupOutput {
                 thing_group_description: properties.thing_group_description,
             },
             version: group.version,
+            index_name: group.dynamic.as_ref().map(|d| d.index_name.clone()),
+            query_string: group.dynamic.as_ref().map(|d| d.query_string.clone()),
+            query_version: group.dynamic.as_ref().map(|d| d.query_version.clone()),
+            status: group.dynamic.map(|d| d.status),
         }
     }
 }
@@ -612,10 +651,24 @@ mod tests {
                 }],
                 creation_date_ms: 1_000_001,
             }),
+            dynamic: None,
         };
         assert_eq!(
-            json(DescribeThingGroupOutput::from(group)),
+            json(DescribeThingGroupOutput::from(group.clone())),
             r#"{"thingGroupArn":"a","thingGroupId":"i","thingGroupMetadata":{"creationDate":1000.001,"parentGroupName":"p","rootToParentThingGroups":[{"groupArn":"pa","groupName":"p"}]},"thingGroupName":"n","thingGroupProperties":{"attributePayload":{"attributes":{}}},"version":3}"#
         );
+        // A dynamic group adds its query and status.
+        let dynamic = pb::ThingGroup {
+            dynamic: Some(pb::DynamicGroupQuery {
+                index_name: "AWS_Things".into(),
+                query_string: "attributes.x:1".into(),
+                query_version: "2017-09-30".into(),
+                status: "ACTIVE".into(),
+            }),
+            ..group
+        };
+        assert!(json(DescribeThingGroupOutput::from(dynamic)).ends_with(
+            r#""version":3,"indexName":"AWS_Things","queryString":"attributes.x:1","queryVersion":"2017-09-30","status":"ACTIVE"}"#
+        ));
     }
 }
