@@ -23,6 +23,10 @@ use crate::mqtt::lifecycle::epoch_millis_now;
 /// The topic prefix of the registration event; the CA certificate id follows.
 pub(crate) const REGISTERED_TOPIC_PREFIX: &str = "$aws/events/certificates/registered/";
 
+/// How long the refused connection waits for the config service to register
+/// its certificate.
+const REGISTRATION_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// The event configuration that gates the registration event.
 const EVENT_KEY: &str = "CA_CERTIFICATE";
 
@@ -70,13 +74,14 @@ impl Jitr {
     /// auto-registration enabled signed it, and publishes the event. The
     /// connection is refused either way (by the caller).
     pub(crate) async fn presented(&self, der: &[u8]) {
-        let answer = self
-            .config
-            .clone()
-            .auto_register_certificate(pb::AutoRegisterCertificateRequest {
-                certificate_der: der.to_vec(),
-            })
-            .await;
+        let mut config = self.config.clone();
+        let call = config.auto_register_certificate(pb::AutoRegisterCertificateRequest {
+            certificate_der: der.to_vec(),
+        });
+        let Ok(answer) = tokio::time::timeout(REGISTRATION_TIMEOUT, call).await else {
+            tracing::warn!(?REGISTRATION_TIMEOUT, "just-in-time registration timed out");
+            return;
+        };
         let registered = match answer {
             Ok(registered) => registered.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => {
