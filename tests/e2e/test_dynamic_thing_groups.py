@@ -110,6 +110,20 @@ def test_membership_follows_the_query_with_events(herald, client):
         # The things that match join.
         eventually("lamp-1 in bright", lambda: members(client, "bright") == ["lamp-1"])
         added = watcher.wait_for("$aws/events/thingGroupMembership/thingGroup/bright/thing/lamp-1/added")
+        # AWS's payload, field by field and in its order.
+        assert list(added) == [
+            "eventType",
+            "eventId",
+            "timestamp",
+            "operation",
+            "accountId",
+            "groupArn",
+            "groupId",
+            "thingArn",
+            "thingId",
+            "membershipId",
+        ]
+        assert len(added["eventId"]) == 36 and added["timestamp"] > 1_600_000_000_000
         assert added["eventType"] == "THING_GROUP_MEMBERSHIP_EVENT"
         assert added["operation"] == "ADDED"
         assert added["accountId"] == ACCOUNT
