@@ -20,27 +20,31 @@ use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
     index::{Connectivity, Found, GroupDoc, ThingDoc},
     service::{
-        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags,
-        ThingFilter, ThingPrincipalType,
+        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Tags, ThingFilter,
+        ThingPrincipalType,
     },
 };
 
 pub(crate) use jobs::GrpcJobs;
 
+use crate::partition::Partitions;
+
+/// The `Registry` service: each call runs on the partition it names
+/// ([`crate::partition`]).
 pub(crate) struct GrpcRegistry {
-    registry: Registry,
+    partitions: Partitions,
     shutdown: CancellationToken,
     test_mode: bool,
 }
 
 impl GrpcRegistry {
     pub(crate) fn new(
-        registry: Registry,
+        partitions: Partitions,
         shutdown: CancellationToken,
         test_mode: bool,
     ) -> GrpcRegistry {
         GrpcRegistry {
-            registry,
+            partitions,
             shutdown,
             test_mode,
         }
@@ -374,12 +378,12 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::CreateThingRequest>,
     ) -> Reply<pb::CreateThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let attributes = r
             .attribute_payload
             .map(|p| p.attributes.into_iter().collect());
-        let created = self
-            .registry
+        let created = registry
             .create_thing(
                 r.thing_name,
                 r.thing_type_name,
@@ -388,16 +392,17 @@ impl registry_server::Registry for GrpcRegistry {
             )
             .await;
         reply(created.map(|t| pb::CreateThingResponse {
-            thing_arn: self.registry.arns().thing(&t.name),
+            thing_arn: registry.arns().thing(&t.name),
             thing_name: t.name,
             thing_id: t.id,
         }))
     }
 
     async fn describe_thing(&self, request: Request<pb::DescribeThingRequest>) -> Reply<pb::Thing> {
-        let arns = self.registry.arns();
+        let registry = self.partitions.of(&request)?;
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .describe_thing(&request.into_inner().thing_name)
                 .map(|t| thing(&arns, t)),
         )
@@ -407,9 +412,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UpdateThingRequest>,
     ) -> Reply<pb::UpdateThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let updated = self
-            .registry
+        let updated = registry
             .update_thing(
                 r.thing_name,
                 r.thing_type_name,
@@ -425,9 +430,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeleteThingRequest>,
     ) -> Reply<pb::DeleteThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.registry
+            registry
                 .delete_thing(r.thing_name, r.expected_version)
                 .await
                 .map(|()| pb::DeleteThingResponse {}),
@@ -438,6 +444,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingsRequest>,
     ) -> Reply<pb::ListThingsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let filter = ThingFilter {
             attribute_name: r.attribute_name,
@@ -445,8 +452,8 @@ impl registry_server::Registry for GrpcRegistry {
             use_prefix: r.use_prefix_attribute_value,
             thing_type_name: r.thing_type_name,
         };
-        let arns = self.registry.arns();
-        reply(self.registry.list_things(page(r.page)?, filter).map(|p| {
+        let arns = registry.arns();
+        reply(registry.list_things(page(r.page)?, filter).map(|p| {
             pb::ListThingsResponse {
                 things: p
                     .items
@@ -468,9 +475,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::CreateThingTypeRequest>,
     ) -> Reply<pb::CreateThingTypeResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let created = self
-            .registry
+        let created = registry
             .create_thing_type(
                 r.thing_type_name,
                 type_properties(r.thing_type_properties),
@@ -478,7 +485,7 @@ impl registry_server::Registry for GrpcRegistry {
             )
             .await;
         reply(created.map(|t| pb::CreateThingTypeResponse {
-            thing_type_arn: self.registry.arns().thing_type(&t.name),
+            thing_type_arn: registry.arns().thing_type(&t.name),
             thing_type_name: t.name,
             thing_type_id: t.id,
         }))
@@ -488,9 +495,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DescribeThingTypeRequest>,
     ) -> Reply<pb::ThingType> {
-        let arns = self.registry.arns();
+        let registry = self.partitions.of(&request)?;
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .describe_thing_type(&request.into_inner().thing_type_name)
                 .map(|t| thing_type(&arns, t)),
         )
@@ -500,9 +508,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UpdateThingTypeRequest>,
     ) -> Reply<pb::UpdateThingTypeResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let updated = self
-            .registry
+        let updated = registry
             .update_thing_type(r.thing_type_name, type_properties(r.thing_type_properties))
             .await;
         reply(updated.map(|()| pb::UpdateThingTypeResponse {}))
@@ -512,9 +520,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeprecateThingTypeRequest>,
     ) -> Reply<pb::DeprecateThingTypeResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .deprecate_thing_type(r.thing_type_name, r.undo_deprecate)
             .await;
         reply(done.map(|()| pb::DeprecateThingTypeResponse {}))
@@ -524,8 +532,8 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeleteThingTypeRequest>,
     ) -> Reply<pb::DeleteThingTypeResponse> {
-        let done = self
-            .registry
+        let registry = self.partitions.of(&request)?;
+        let done = registry
             .delete_thing_type(request.into_inner().thing_type_name)
             .await;
         reply(done.map(|()| pb::DeleteThingTypeResponse {}))
@@ -535,10 +543,11 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingTypesRequest>,
     ) -> Reply<pb::ListThingTypesResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .list_thing_types(page(r.page)?, r.thing_type_name)
                 .map(|p| pb::ListThingTypesResponse {
                     thing_types: p.items.into_iter().map(|t| thing_type(&arns, t)).collect(),
@@ -551,13 +560,13 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::CreateThingGroupRequest>,
     ) -> Reply<pb::CreateThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let props = r.thing_group_properties.unwrap_or_default();
         let attributes = props
             .attribute_payload
             .map(|p| p.attributes.into_iter().collect());
-        let created = self
-            .registry
+        let created = registry
             .create_thing_group(
                 r.thing_group_name,
                 r.parent_group_name,
@@ -567,7 +576,7 @@ impl registry_server::Registry for GrpcRegistry {
             )
             .await;
         reply(created.map(|g| pb::CreateThingGroupResponse {
-            thing_group_arn: self.registry.arns().group(&g.name),
+            thing_group_arn: registry.arns().group(&g.name),
             thing_group_name: g.name,
             thing_group_id: g.id,
         }))
@@ -577,9 +586,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DescribeThingGroupRequest>,
     ) -> Reply<pb::ThingGroup> {
-        let arns = self.registry.arns();
+        let registry = self.partitions.of(&request)?;
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .describe_thing_group(&request.into_inner().thing_group_name)
                 .map(|g| group(&arns, g)),
         )
@@ -589,14 +599,14 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UpdateThingGroupRequest>,
     ) -> Reply<pb::UpdateThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let Some(props) = r.thing_group_properties else {
             return Err(Status::from(domain::invalid(
                 "thingGroupProperties is required",
             )));
         };
-        let updated = self
-            .registry
+        let updated = registry
             .update_thing_group(
                 r.thing_group_name,
                 props.thing_group_description,
@@ -611,6 +621,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::CreateDynamicThingGroupRequest>,
     ) -> Reply<pb::ThingGroup> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         if let Some(version) = r.query_version.as_deref()
             && version != "2017-09-30"
@@ -623,8 +634,7 @@ impl registry_server::Registry for GrpcRegistry {
         let attributes = props
             .attribute_payload
             .map(|p| p.attributes.into_iter().collect());
-        let created = self
-            .registry
+        let created = registry
             .create_dynamic_thing_group(
                 r.thing_group_name,
                 props.thing_group_description,
@@ -634,13 +644,14 @@ impl registry_server::Registry for GrpcRegistry {
                 tags(r.tags),
             )
             .await;
-        reply(created.map(|g| group(&self.registry.arns(), g)))
+        reply(created.map(|g| group(&registry.arns(), g)))
     }
 
     async fn update_dynamic_thing_group(
         &self,
         request: Request<pb::UpdateDynamicThingGroupRequest>,
     ) -> Reply<pb::UpdateThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         if let Some(index) = r.index_name.as_deref()
             && index != "AWS_Things"
@@ -656,8 +667,7 @@ impl registry_server::Registry for GrpcRegistry {
             expected_version: r.expected_version,
             query_string: r.query_string,
         };
-        let updated = self
-            .registry
+        let updated = registry
             .update_dynamic_thing_group(r.thing_group_name, update)
             .await;
         reply(updated.map(|version| pb::UpdateThingGroupResponse { version }))
@@ -667,9 +677,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeleteThingGroupRequest>,
     ) -> Reply<pb::DeleteThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .delete_dynamic_thing_group(r.thing_group_name, r.expected_version)
             .await;
         reply(done.map(|()| pb::DeleteThingGroupResponse {}))
@@ -679,9 +689,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeleteThingGroupRequest>,
     ) -> Reply<pb::DeleteThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .delete_thing_group(r.thing_group_name, r.expected_version)
             .await;
         reply(done.map(|()| pb::DeleteThingGroupResponse {}))
@@ -691,9 +701,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingGroupsRequest>,
     ) -> Reply<pb::ListThingGroupsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self.registry.list_thing_groups(
+        let arns = registry.arns();
+        let listed = registry.list_thing_groups(
             page(r.page)?,
             r.parent_group,
             r.name_prefix_filter,
@@ -709,6 +720,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UpdateIndexingConfigurationRequest>,
     ) -> Reply<pb::UpdateIndexingConfigurationResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let thing = r.thing_indexing_mode.map(|mode| {
             let connectivity = r
@@ -716,8 +728,7 @@ impl registry_server::Registry for GrpcRegistry {
                 .unwrap_or_else(|| "OFF".into());
             (mode, connectivity)
         });
-        let updated = self
-            .registry
+        let updated = registry
             .update_indexing_configuration(thing, r.thing_group_indexing_mode)
             .await;
         reply(updated.map(|()| pb::UpdateIndexingConfigurationResponse {}))
@@ -725,10 +736,11 @@ impl registry_server::Registry for GrpcRegistry {
 
     async fn get_indexing_configuration(
         &self,
-        _request: Request<pb::GetIndexingConfigurationRequest>,
+        request: Request<pb::GetIndexingConfigurationRequest>,
     ) -> Reply<pb::IndexingConfiguration> {
+        let registry = self.partitions.of(&request)?;
         reply(
-            self.registry
+            registry
                 .indexing_configuration()
                 .map(|c| pb::IndexingConfiguration {
                     thing_indexing_mode: c.thing_indexing_mode,
@@ -742,8 +754,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DescribeIndexRequest>,
     ) -> Reply<pb::DescribeIndexResponse> {
+        let registry = self.partitions.of(&request)?;
         let index_name = request.into_inner().index_name;
-        let described = self.registry.describe_index(&index_name);
+        let described = registry.describe_index(&index_name);
         reply(
             described.map(|(index_status, schema)| pb::DescribeIndexResponse {
                 index_name,
@@ -755,10 +768,11 @@ impl registry_server::Registry for GrpcRegistry {
 
     async fn list_indices(
         &self,
-        _request: Request<pb::ListIndicesRequest>,
+        request: Request<pb::ListIndicesRequest>,
     ) -> Reply<pb::ListIndicesResponse> {
+        let registry = self.partitions.of(&request)?;
         reply(
-            self.registry
+            registry
                 .list_indices()
                 .map(|index_names| pb::ListIndicesResponse { index_names }),
         )
@@ -768,6 +782,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::SearchIndexRequest>,
     ) -> Reply<pb::SearchIndexResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let max = match r.max_results as usize {
             0 => MAX_SEARCH_RESULTS,
@@ -782,8 +797,7 @@ impl registry_server::Registry for GrpcRegistry {
             next_token: r.next_token,
             max_results: 0,
         }))?;
-        let (found, more) = self
-            .registry
+        let (found, more) = registry
             .search_index(r.index_name.as_deref(), &r.query_string, after.after(), max)
             .await
             .map_err(Status::from)?;
@@ -820,9 +834,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::AggregationRequest>,
     ) -> Reply<pb::GetStatisticsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let stats = self
-            .registry
+        let stats = registry
             .statistics(
                 r.index_name.as_deref(),
                 &r.query_string,
@@ -848,9 +862,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::AggregationRequest>,
     ) -> Reply<pb::GetCardinalityResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let cardinality = self
-            .registry
+        let cardinality = registry
             .cardinality(
                 r.index_name.as_deref(),
                 &r.query_string,
@@ -864,10 +878,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::GetPercentilesRequest>,
     ) -> Reply<pb::GetPercentilesResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let a = r.aggregation.unwrap_or_default();
-        let percentiles = self
-            .registry
+        let percentiles = registry
             .percentiles(
                 a.index_name.as_deref(),
                 &a.query_string,
@@ -889,11 +903,11 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::GetBucketsAggregationRequest>,
     ) -> Reply<pb::GetBucketsAggregationResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let a = r.aggregation.unwrap_or_default();
         let max = (r.max_buckets != 0).then_some(r.max_buckets as usize);
-        let buckets = self
-            .registry
+        let buckets = registry
             .buckets(
                 a.index_name.as_deref(),
                 &a.query_string,
@@ -916,8 +930,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ReportConnectivityRequest>,
     ) -> Reply<pb::ReportConnectivityResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        self.registry.report_connectivity(
+        registry.report_connectivity(
             &r.client_id,
             Connectivity {
                 connected: r.connected,
@@ -932,35 +947,34 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::CreateBillingGroupRequest>,
     ) -> Reply<pb::BillingGroup> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let created = self
-            .registry
+        let created = registry
             .create_billing_group(
                 r.billing_group_name,
                 r.billing_group_description,
                 tags(r.tags),
             )
             .await;
-        reply(created.map(|g| billing_group(&self.registry.arns(), g)))
+        reply(created.map(|g| billing_group(&registry.arns(), g)))
     }
 
     async fn describe_billing_group(
         &self,
         request: Request<pb::DescribeBillingGroupRequest>,
     ) -> Reply<pb::BillingGroup> {
-        let described = self
-            .registry
-            .describe_billing_group(&request.into_inner().billing_group_name);
-        reply(described.map(|g| billing_group(&self.registry.arns(), g)))
+        let registry = self.partitions.of(&request)?;
+        let described = registry.describe_billing_group(&request.into_inner().billing_group_name);
+        reply(described.map(|g| billing_group(&registry.arns(), g)))
     }
 
     async fn update_billing_group(
         &self,
         request: Request<pb::UpdateBillingGroupRequest>,
     ) -> Reply<pb::UpdateBillingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let updated = self
-            .registry
+        let updated = registry
             .update_billing_group(
                 r.billing_group_name,
                 r.billing_group_description,
@@ -974,9 +988,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DeleteBillingGroupRequest>,
     ) -> Reply<pb::DeleteBillingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let deleted = self
-            .registry
+        let deleted = registry
             .delete_billing_group(r.billing_group_name, r.expected_version)
             .await;
         reply(deleted.map(|()| pb::DeleteBillingGroupResponse {}))
@@ -986,11 +1000,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListBillingGroupsRequest>,
     ) -> Reply<pb::ListBillingGroupsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self
-            .registry
-            .list_billing_groups(page(r.page)?, r.name_prefix_filter);
+        let arns = registry.arns();
+        let listed = registry.list_billing_groups(page(r.page)?, r.name_prefix_filter);
         reply(listed.map(|p| {
             pb::ListBillingGroupsResponse {
                 billing_groups: p
@@ -1010,8 +1023,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::BillingGroupMembershipRequest>,
     ) -> Reply<pb::BillingGroupMembershipResponse> {
+        let registry = self.partitions.of(&request)?;
         let (group, thing) = billing_membership(request.into_inner());
-        let added = self.registry.add_thing_to_billing_group(group, thing).await;
+        let added = registry.add_thing_to_billing_group(group, thing).await;
         reply(added.map(|()| pb::BillingGroupMembershipResponse {}))
     }
 
@@ -1019,11 +1033,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::BillingGroupMembershipRequest>,
     ) -> Reply<pb::BillingGroupMembershipResponse> {
+        let registry = self.partitions.of(&request)?;
         let (group, thing) = billing_membership(request.into_inner());
-        let removed = self
-            .registry
-            .remove_thing_from_billing_group(group, thing)
-            .await;
+        let removed = registry.remove_thing_from_billing_group(group, thing).await;
         reply(removed.map(|()| pb::BillingGroupMembershipResponse {}))
     }
 
@@ -1031,10 +1043,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingsInBillingGroupRequest>,
     ) -> Reply<pb::ListThingsInBillingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let listed = self
-            .registry
-            .list_things_in_billing_group(&r.billing_group_name, page(r.page)?);
+        let listed = registry.list_things_in_billing_group(&r.billing_group_name, page(r.page)?);
         reply(listed.map(|p| pb::ListThingsInBillingGroupResponse {
             things: p.items,
             next_token: token(p.next_token),
@@ -1045,6 +1056,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::AddThingToThingGroupRequest>,
     ) -> Reply<pb::AddThingToThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let group = NameOrArn {
             name: r.thing_group_name,
@@ -1055,7 +1067,7 @@ impl registry_server::Registry for GrpcRegistry {
             arn: r.thing_arn,
         };
         reply(
-            self.registry
+            registry
                 .add_thing_to_thing_group(group, thing, r.override_dynamic_groups)
                 .await
                 .map(|()| pb::AddThingToThingGroupResponse {}),
@@ -1066,6 +1078,7 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::RemoveThingFromThingGroupRequest>,
     ) -> Reply<pb::RemoveThingFromThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let group = NameOrArn {
             name: r.thing_group_name,
@@ -1075,10 +1088,7 @@ impl registry_server::Registry for GrpcRegistry {
             name: r.thing_name,
             arn: r.thing_arn,
         };
-        let done = self
-            .registry
-            .remove_thing_from_thing_group(group, thing)
-            .await;
+        let done = registry.remove_thing_from_thing_group(group, thing).await;
         reply(done.map(|()| pb::RemoveThingFromThingGroupResponse {}))
     }
 
@@ -1086,9 +1096,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UpdateThingGroupsForThingRequest>,
     ) -> Reply<pb::UpdateThingGroupsForThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .update_thing_groups_for_thing(
                 r.thing_name,
                 r.thing_groups_to_add,
@@ -1102,12 +1112,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingsInThingGroupRequest>,
     ) -> Reply<pb::ListThingsInThingGroupResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let listed = self.registry.list_things_in_thing_group(
-            &r.thing_group_name,
-            r.recursive,
-            page(r.page)?,
-        );
+        let listed =
+            registry.list_things_in_thing_group(&r.thing_group_name, r.recursive, page(r.page)?);
         reply(listed.map(|p| pb::ListThingsInThingGroupResponse {
             things: p.items,
             next_token: token(p.next_token),
@@ -1118,11 +1126,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingGroupsForThingRequest>,
     ) -> Reply<pb::ListThingGroupsForThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self
-            .registry
-            .list_thing_groups_for_thing(&r.thing_name, page(r.page)?);
+        let arns = registry.arns();
+        let listed = registry.list_thing_groups_for_thing(&r.thing_name, page(r.page)?);
         reply(listed.map(|p| pb::ListThingGroupsForThingResponse {
             thing_groups: group_names(&arns, p.items),
             next_token: token(p.next_token),
@@ -1133,9 +1140,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingPolicyTargetsRequest>,
     ) -> Reply<pb::ListThingPolicyTargetsResponse> {
+        let registry = self.partitions.of(&request)?;
         let thing_name = request.into_inner().thing_name;
-        let arns = self.registry.arns();
-        let groups = self.registry.thing_policy_groups(&thing_name);
+        let arns = registry.arns();
+        let groups = registry.thing_policy_groups(&thing_name);
         reply(groups.map(|groups| pb::ListThingPolicyTargetsResponse {
             thing_arn: arns.thing(&thing_name),
             thing_group_arns: groups.iter().map(|g| arns.group(g)).collect(),
@@ -1146,9 +1154,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::AttachThingPrincipalRequest>,
     ) -> Reply<pb::AttachThingPrincipalResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .attach_thing_principal(
                 r.thing_name,
                 r.principal,
@@ -1162,9 +1170,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::DetachThingPrincipalRequest>,
     ) -> Reply<pb::DetachThingPrincipalResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .registry
+        let done = registry
             .detach_thing_principal(r.thing_name, r.principal)
             .await;
         reply(done.map(|()| pb::DetachThingPrincipalResponse {}))
@@ -1174,11 +1182,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListThingPrincipalsRequest>,
     ) -> Reply<pb::ListThingPrincipalsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let only = principal_type_filter(&r.thing_principal_type)?;
-        let listed = self
-            .registry
-            .list_thing_principals(&r.thing_name, only, page(r.page)?);
+        let listed = registry.list_thing_principals(&r.thing_name, only, page(r.page)?);
         reply(listed.map(|p| pb::ListThingPrincipalsResponse {
             principals: p.items.iter().map(|(n, _)| n.clone()).collect(),
             attachments: attachments(p.items),
@@ -1190,11 +1197,10 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListPrincipalThingsRequest>,
     ) -> Reply<pb::ListPrincipalThingsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let only = principal_type_filter(&r.thing_principal_type)?;
-        let listed = self
-            .registry
-            .list_principal_things(&r.principal, only, page(r.page)?);
+        let listed = registry.list_principal_things(&r.principal, only, page(r.page)?);
         reply(listed.map(|p| pb::ListPrincipalThingsResponse {
             things: p.items.iter().map(|(n, _)| n.clone()).collect(),
             attachments: attachments(p.items),
@@ -1206,11 +1212,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::TagResourceRequest>,
     ) -> Reply<pb::TagResourceResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let tagged = self
-            .registry
-            .tag_resource(r.resource_arn, tags(r.tags))
-            .await;
+        let tagged = registry.tag_resource(r.resource_arn, tags(r.tags)).await;
         reply(tagged.map(|()| pb::TagResourceResponse {}))
     }
 
@@ -1218,11 +1222,9 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::UntagResourceRequest>,
     ) -> Reply<pb::UntagResourceResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let untagged = self
-            .registry
-            .untag_resource(r.resource_arn, r.tag_keys)
-            .await;
+        let untagged = registry.untag_resource(r.resource_arn, r.tag_keys).await;
         reply(untagged.map(|()| pb::UntagResourceResponse {}))
     }
 
@@ -1230,10 +1232,11 @@ impl registry_server::Registry for GrpcRegistry {
         &self,
         request: Request<pb::ListTagsForResourceRequest>,
     ) -> Reply<pb::ListTagsForResourceResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let page = Page::new(&r.next_token, r.max_results)
             .map_err(|e| Status::from(domain::store_error(e)))?;
-        let listed = self.registry.list_tags_for_resource(&r.resource_arn, page);
+        let listed = registry.list_tags_for_resource(&r.resource_arn, page);
         reply(listed.map(|p| {
             pb::ListTagsForResourceResponse {
                 tags: p
@@ -1249,12 +1252,13 @@ impl registry_server::Registry for GrpcRegistry {
     type WatchChangesStream = WatchStream;
 
     async fn watch_changes(&self, request: Request<pb::WatchChangesRequest>) -> Reply<WatchStream> {
+        let registry = self.partitions.of(&request)?;
         let after = request.into_inner().after_sequence;
-        let log = self.registry.log().clone();
+        let log = registry.log().clone();
         let cursor = log.start(after).map_err(watch_status)?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(log.follow(cursor, after == 0, tx, self.shutdown.clone()));
-        let registry = self.registry.clone();
+        let registry = registry.clone();
         let stream = ReceiverStream::new(rx).map(move |batch| {
             let arns = registry.arns();
             let account = registry.account_id();
@@ -1272,9 +1276,10 @@ impl registry_server::Registry for GrpcRegistry {
 
     async fn get_change_log_info(
         &self,
-        _: Request<pb::GetChangeLogInfoRequest>,
+        request: Request<pb::GetChangeLogInfoRequest>,
     ) -> Reply<pb::ChangeLogInfo> {
-        let log = self.registry.log();
+        let registry = self.partitions.of(&request)?;
+        let log = registry.log();
         let first = log
             .first_sequence()
             .map_err(|e| Status::from(domain::store_error(e)))?;
@@ -1285,12 +1290,16 @@ impl registry_server::Registry for GrpcRegistry {
         }))
     }
 
-    async fn reset(&self, _: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
+    /// Wipes every partition (test mode).
+    async fn reset(&self, _request: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
         if !self.test_mode {
             return Err(Status::failed_precondition(
                 "Reset is served only with the test_mode setting",
             ));
         }
-        reply(self.registry.reset().await.map(|()| pb::ResetResponse {}))
+        for registry in self.partitions.all() {
+            registry.reset().await.map_err(Status::from)?;
+        }
+        Ok(Response::new(pb::ResetResponse {}))
     }
 }

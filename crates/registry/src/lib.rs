@@ -18,14 +18,16 @@ mod domain;
 pub mod fuzzing;
 mod grpc;
 mod index;
+mod partition;
 mod service;
+
+pub use partition::PARTITION_METADATA;
 
 use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
-    error::AwsError,
     registry::v1::{jobs_server::JobsServer, registry_server::RegistryServer},
 };
 use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
@@ -34,12 +36,11 @@ use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes};
 
-use herald_store::{Store, Writer};
+use herald_store::Store;
 
 use crate::{
-    domain::Event,
     grpc::{GrpcJobs, GrpcRegistry},
-    service::Registry,
+    partition::{PartitionSettings, Partitions},
 };
 
 /// Serves the registry on `listener` until `shutdown` is cancelled; then stops
@@ -55,10 +56,7 @@ pub async fn run(
     let store = tokio::task::spawn_blocking(move || Store::open(&dir))
         .await??
         .with_errors(domain::store_error);
-    let (writer, log, writer_thread) =
-        Writer::<Event, AwsError>::start(store.clone(), "registry-writer")
-            .context("start the writer")?;
-    let ctx = service::Context {
+    let context = service::Context {
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),
         thing_type_delete_delay_ms: (settings.thing_type_delete_delay_secs * 1000) as i64,
@@ -71,26 +69,20 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("documents")),
     };
-    let index = index::Index::load(&store, log.clone())
-        .map_err(|e| anyhow::anyhow!("load the fleet index: {}", e.message))?;
-    let index_follower = tokio::spawn(index.clone().follow(shutdown.clone()));
-    let registry = Registry::new(store, writer, ctx, log.clone(), index);
-
-    let retention = tokio::spawn(log.retain(
-        Duration::from_secs(settings.changes.retention_secs),
-        Duration::from_secs(settings.changes.prune_interval_secs),
+    let partitions = Partitions::open(
+        store,
+        PartitionSettings {
+            context,
+            retention: Duration::from_secs(settings.changes.retention_secs),
+            prune_interval: Duration::from_secs(settings.changes.prune_interval_secs),
+            timer_interval: Duration::from_millis(settings.jobs.timer_interval_ms.max(1)),
+        },
         shutdown.clone(),
-    ));
-
-    let dynamic_groups = tokio::spawn(registry.clone().run_dynamic_groups(shutdown.clone()));
-    let job_timer = tokio::spawn(registry.clone().run_job_timers(
-        Duration::from_millis(settings.jobs.timer_interval_ms.max(1)),
-        shutdown.clone(),
-    ));
+    )?;
 
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
-    let jobs = GrpcJobs::new(registry.clone());
-    let grpc = GrpcRegistry::new(registry, shutdown.clone(), settings.test_mode);
+    let jobs = GrpcJobs::new(partitions.clone());
+    let grpc = GrpcRegistry::new(partitions.clone(), shutdown.clone(), settings.test_mode);
     let routes = Routes::new(RegistryServer::new(grpc)).add_service(JobsServer::new(jobs));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <RegistryServer<GrpcRegistry> as NamedService>::NAME;
@@ -108,11 +100,7 @@ pub async fn run(
         options,
     )
     .await?;
-    retention.await.context("join retention")?;
-    job_timer.await.context("join the job timer")?;
-    index_follower.await.context("join the fleet index")?;
-    dynamic_groups.await.context("join the dynamic groups")?;
-    writer_thread.stop(grace).await.context("stop the writer")?;
+    partitions.stop(grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

@@ -78,7 +78,41 @@ impl Store {
     }
 }
 
+/// The prefix of the trees that hold the partitions other than the default.
+const PARTITION_PREFIX: &str = "partition/";
+
 impl<Err> Store<Err> {
+    /// Another partition of the same database: its own state and change log,
+    /// in a tree of its own (`partition/<name>`), with its own sequence
+    /// numbers. The store [`Store::open`] returns is the default partition.
+    pub fn partition(&self, name: &str) -> Result<Store<Err>, Err> {
+        let state = self
+            .trees
+            .db
+            .open_tree(format!("{PARTITION_PREFIX}{name}"))
+            .map_err(|e| (self.error)(StoreError::storage(e)))?;
+        Ok(Store {
+            trees: Trees {
+                db: self.trees.db.clone(),
+                state,
+            },
+            error: self.error,
+        })
+    }
+
+    /// The names of the partitions the database holds besides the default.
+    pub fn partition_names(&self) -> Vec<String> {
+        self.trees
+            .db
+            .tree_names()
+            .into_iter()
+            .filter_map(|name| {
+                let name = String::from_utf8(name.to_vec()).ok()?;
+                name.strip_prefix(PARTITION_PREFIX).map(str::to_owned)
+            })
+            .collect()
+    }
+
     /// The same store, reporting its failures through `error`.
     pub fn with_errors<Other>(self, error: fn(StoreError) -> Other) -> Store<Other> {
         Store {

@@ -285,6 +285,32 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn partitions_keep_their_own_state_and_log() {
+        let dir = tempfile::tempdir().unwrap();
+        let default = open(&dir);
+        let other = default.partition("111122223333/eu-west-1").unwrap();
+        let (w1, log1, t1) = Writer::<String, ServiceError>::start(default.clone(), "a").unwrap();
+        let (w2, log2, t2) = Writer::<String, ServiceError>::start(other.clone(), "b").unwrap();
+        for (writer, name) in [(&w1, "x"), (&w2, "y"), (&w2, "z")] {
+            writer
+                .mutate(move |c| {
+                    c.put(key(&["thing", name]), &1)?;
+                    c.log(format!("created {name}"));
+                    Ok(())
+                })
+                .await
+                .unwrap();
+        }
+        assert_eq!(default.keys(&prefix(&["thing"])).unwrap(), ["x"]);
+        assert_eq!(other.keys(&prefix(&["thing"])).unwrap(), ["y", "z"]);
+        assert_eq!((log1.last_sequence(), log2.last_sequence()), (1, 2));
+        assert_eq!(default.partition_names(), ["111122223333/eu-west-1"]);
+        drop((w1, w2));
+        t1.stop(Duration::from_secs(5)).await.unwrap();
+        t2.stop(Duration::from_secs(5)).await.unwrap();
+    }
+
+    #[tokio::test]
     async fn first_keys_see_the_changes_pending_writes() {
         let dir = tempfile::tempdir().unwrap();
         let store = open(&dir);

@@ -20,16 +20,18 @@ use crate::{
             EndBehavior, ExponentialRate, MaintenanceWindow, RateIncrease, Rollout, Schedule,
         },
     },
-    service::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate, Registry},
+    partition::Partitions,
+    service::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate},
 };
 
+/// The `Jobs` service: each call runs on the partition it names.
 pub(crate) struct GrpcJobs {
-    registry: Registry,
+    partitions: Partitions,
 }
 
 impl GrpcJobs {
-    pub(crate) fn new(registry: Registry) -> GrpcJobs {
-        GrpcJobs { registry }
+    pub(crate) fn new(partitions: Partitions) -> GrpcJobs {
+        GrpcJobs { partitions }
     }
 }
 
@@ -429,6 +431,7 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::CreateJobRequest>,
     ) -> Reply<pb::CreateJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let new = NewJob {
             id: r.job_id,
@@ -446,7 +449,7 @@ impl jobs_server::Jobs for GrpcJobs {
             schedule: r.scheduling_config.as_ref().map(schedule).transpose()?,
             tags: super::tags(r.tags),
         };
-        let registry = &self.registry;
+        let registry = &registry;
         reply(
             registry
                 .create_job(new)
@@ -463,10 +466,11 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DescribeJobRequest>,
     ) -> Reply<pb::DescribeJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .describe_job(&r.job_id)
                 .map(|(j, d)| pb::DescribeJobResponse {
                     document_source: j.document_source.clone(),
@@ -479,13 +483,14 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::ListJobsRequest>,
     ) -> Reply<pb::ListJobsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let filter = JobFilter {
             status: job_status(r.status)?,
             target_selection: target_selection(r.target_selection)?,
             thing_group: r.thing_group_name,
         };
-        let registry = &self.registry;
+        let registry = &registry;
         let listed = registry.list_jobs(page(&r.next_token, r.max_results)?, filter);
         reply(listed.map(|p| {
             pb::ListJobsResponse {
@@ -511,9 +516,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::GetJobDocumentRequest>,
     ) -> Reply<pb::GetJobDocumentResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.registry
+            registry
                 .get_job_document(&r.job_id)
                 .map(|document| pb::GetJobDocumentResponse { document }),
         )
@@ -523,6 +529,7 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::UpdateJobRequest>,
     ) -> Reply<pb::UpdateJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let update = JobUpdate {
             description: r.description,
@@ -537,7 +544,7 @@ impl jobs_server::Jobs for GrpcJobs {
                 .transpose()?,
             rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
         };
-        let updated = self.registry.update_job(r.job_id, update).await;
+        let updated = registry.update_job(r.job_id, update).await;
         reply(updated.map(|()| pb::UpdateJobResponse {}))
     }
 
@@ -545,8 +552,9 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::AssociateTargetsWithJobRequest>,
     ) -> Reply<pb::AssociateTargetsWithJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let registry = &self.registry;
+        let registry = &registry;
         let associated = registry
             .associate_targets_with_job(r.job_id, r.targets, r.comment)
             .await;
@@ -561,8 +569,9 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::CancelJobRequest>,
     ) -> Reply<pb::CancelJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let registry = &self.registry;
+        let registry = &registry;
         let canceled = registry
             .cancel_job(r.job_id, r.reason_code, r.comment, r.force)
             .await;
@@ -577,9 +586,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DeleteJobRequest>,
     ) -> Reply<pb::DeleteJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.registry
+            registry
                 .delete_job(r.job_id, r.force)
                 .await
                 .map(|()| pb::DeleteJobResponse {}),
@@ -590,11 +600,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DescribeJobExecutionRequest>,
     ) -> Reply<pb::DescribeJobExecutionResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let found =
-            self.registry
-                .describe_job_execution(&r.job_id, &r.thing_name, r.execution_number);
+        let arns = registry.arns();
+        let found = registry.describe_job_execution(&r.job_id, &r.thing_name, r.execution_number);
         reply(found.map(|(e, j)| pb::DescribeJobExecutionResponse {
             execution: Some(execution(&arns, e)),
             job_document: document(&j),
@@ -605,9 +614,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::ListJobExecutionsForJobRequest>,
     ) -> Reply<pb::ListJobExecutionsForJobResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self.registry.list_job_executions_for_job(
+        let arns = registry.arns();
+        let listed = registry.list_job_executions_for_job(
             &r.job_id,
             execution_status(r.status)?,
             page(&r.next_token, r.max_results)?,
@@ -622,9 +632,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::ListJobExecutionsForThingRequest>,
     ) -> Reply<pb::ListJobExecutionsForThingResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self.registry.list_job_executions_for_thing(
+        let arns = registry.arns();
+        let listed = registry.list_job_executions_for_thing(
             &r.thing_name,
             execution_status(r.status)?,
             r.job_id.as_deref(),
@@ -640,9 +651,9 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::CancelJobExecutionRequest>,
     ) -> Reply<pb::CancelJobExecutionResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let canceled = self
-            .registry
+        let canceled = registry
             .cancel_job_execution(
                 r.job_id,
                 r.thing_name,
@@ -658,9 +669,9 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DeleteJobExecutionRequest>,
     ) -> Reply<pb::DeleteJobExecutionResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let deleted = self
-            .registry
+        let deleted = registry
             .delete_job_execution(r.job_id, r.thing_name, r.execution_number, r.force)
             .await;
         reply(deleted.map(|()| pb::DeleteJobExecutionResponse {}))
@@ -670,6 +681,7 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::CreateJobTemplateRequest>,
     ) -> Reply<pb::CreateJobTemplateResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let new = NewTemplate {
             id: r.job_template_id,
@@ -683,7 +695,7 @@ impl jobs_server::Jobs for GrpcJobs {
             rollout: r.rollout_config.as_ref().map(rollout).transpose()?,
             tags: super::tags(r.tags),
         };
-        let registry = &self.registry;
+        let registry = &registry;
         reply(
             registry
                 .create_job_template(new)
@@ -699,10 +711,11 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DescribeJobTemplateRequest>,
     ) -> Reply<pb::JobTemplate> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
+        let arns = registry.arns();
         reply(
-            self.registry
+            registry
                 .describe_job_template(&r.job_template_id)
                 .map(|t| template(&arns, t)),
         )
@@ -712,11 +725,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::ListJobTemplatesRequest>,
     ) -> Reply<pb::ListJobTemplatesResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let listed = self
-            .registry
-            .list_job_templates(page(&r.next_token, r.max_results)?);
+        let arns = registry.arns();
+        let listed = registry.list_job_templates(page(&r.next_token, r.max_results)?);
         reply(listed.map(|p| pb::ListJobTemplatesResponse {
             job_templates: p.items.into_iter().map(|t| template(&arns, t)).collect(),
             next_token: token(p.next_token),
@@ -727,9 +739,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::DeleteJobTemplateRequest>,
     ) -> Reply<pb::DeleteJobTemplateResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.registry
+            registry
                 .delete_job_template(r.job_template_id)
                 .await
                 .map(|()| pb::DeleteJobTemplateResponse {}),
@@ -740,9 +753,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::GetPendingJobExecutionsRequest>,
     ) -> Reply<pb::GetPendingJobExecutionsResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let pending = self.registry.get_pending_job_executions(&r.thing_name);
+        let arns = registry.arns();
+        let pending = registry.get_pending_job_executions(&r.thing_name);
         reply(pending.map(|p| {
             pb::GetPendingJobExecutionsResponse {
                 in_progress_jobs: p
@@ -759,10 +773,10 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::StartNextPendingJobExecutionRequest>,
     ) -> Reply<pb::StartNextPendingJobExecutionResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let arns = self.registry.arns();
-        let started = self
-            .registry
+        let arns = registry.arns();
+        let started = registry
             .start_next_pending_job_execution(
                 r.thing_name,
                 details(r.status_details),
@@ -782,6 +796,7 @@ impl jobs_server::Jobs for GrpcJobs {
         &self,
         request: Request<pb::UpdateJobExecutionRequest>,
     ) -> Reply<pb::UpdateJobExecutionResponse> {
+        let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
         let Some(status) = execution_status(r.status)? else {
             return Err(invalid("status is required".to_owned()));
@@ -795,8 +810,8 @@ impl jobs_server::Jobs for GrpcJobs {
             execution_number: r.execution_number,
             step_timeout_minutes: r.step_timeout_in_minutes,
         };
-        let arns = self.registry.arns();
-        let updated: Result<_, AwsError> = self.registry.update_job_execution(update).await;
+        let arns = registry.arns();
+        let updated: Result<_, AwsError> = registry.update_job_execution(update).await;
         reply(updated.map(|(e, j)| pb::UpdateJobExecutionResponse {
             execution: Some(execution(&arns, e)),
             job_document: document(&j),

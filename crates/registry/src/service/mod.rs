@@ -58,6 +58,7 @@ impl Emit for Changes<'_> {
 }
 
 /// What the operations need besides storage.
+#[derive(Clone)]
 pub(crate) struct Context {
     pub(crate) account_id: String,
     pub(crate) region: String,

@@ -11,6 +11,7 @@ mod groups;
 mod indexing;
 mod jobs;
 mod membership;
+mod partitions;
 mod principals;
 mod thing_types;
 mod things;
