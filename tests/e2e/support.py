@@ -141,11 +141,13 @@ def names_of(items, key):
 
 # ---------------------------------------------------------------- clients
 
-def make_client(endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, validate=True, service="iot"):
+def make_client(
+    endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, validate=True, service="iot", region=REGION
+):
     return boto3.client(
         service,
         endpoint_url=endpoint,
-        region_name=REGION,
+        region_name=region,
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=botocore.config.Config(

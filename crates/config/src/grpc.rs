@@ -7,6 +7,7 @@ use herald_proto::{
     config::v1::{self as pb, config_server},
     error::AwsError,
 };
+use herald_runtime::partition::Partitions;
 use herald_store::{Page, Paged, StoreError, WatchError};
 use tokio::sync::mpsc;
 use tokio_stream::{Stream, wrappers::ReceiverStream};
@@ -21,20 +22,22 @@ use crate::{
     service::{CaUpdate, ConfigService, NewCa, PolicyState, Snapshot},
 };
 
+/// The `Config` service: each call runs on the partition it names
+/// ([`herald_runtime::partition`]).
 pub(crate) struct GrpcConfig {
-    service: ConfigService,
+    partitions: Partitions<ConfigService>,
     shutdown: CancellationToken,
     test_mode: bool,
 }
 
 impl GrpcConfig {
     pub(crate) fn new(
-        service: ConfigService,
+        partitions: Partitions<ConfigService>,
         shutdown: CancellationToken,
         test_mode: bool,
     ) -> GrpcConfig {
         GrpcConfig {
-            service,
+            partitions,
             shutdown,
             test_mode,
         }
@@ -144,20 +147,20 @@ fn page_of(marker: &str, page_size: u32, names: Vec<String>) -> Result<Paged<Str
 }
 
 impl GrpcConfig {
-    fn arn_of_policy(&self, name: &str) -> String {
-        self.service.arns().policy(name)
+    fn arn_of_policy(service: &ConfigService, name: &str) -> String {
+        service.arns().policy(name)
     }
 
-    fn policy_summary(&self, name: String) -> pb::PolicySummary {
+    fn policy_summary(service: &ConfigService, name: String) -> pb::PolicySummary {
         pb::PolicySummary {
-            policy_arn: self.arn_of_policy(&name),
+            policy_arn: Self::arn_of_policy(service, &name),
             policy_name: name,
         }
     }
 
     /// One page of ListCertificates or ListCertificatesByCA, in creation order.
     fn certificate_page(
-        &self,
+        service: &ConfigService,
         marker: &str,
         page_size: u32,
         ascending: bool,
@@ -176,7 +179,7 @@ impl GrpcConfig {
                 .items
                 .into_iter()
                 .map(|c| pb::CertificateSummary {
-                    certificate_arn: self.service.arns().certificate(&c.id),
+                    certificate_arn: service.arns().certificate(&c.id),
                     certificate_id: c.id,
                     status: status_to_wire(c.status),
                     certificate_mode: c.mode.as_str().to_owned(),
@@ -187,13 +190,16 @@ impl GrpcConfig {
         }))
     }
 
-    fn ca_certificate_description(&self, ca: CaCertificate) -> pb::CaCertificateDescription {
+    fn ca_certificate_description(
+        service: &ConfigService,
+        ca: CaCertificate,
+    ) -> pb::CaCertificateDescription {
         pb::CaCertificateDescription {
-            certificate_arn: self.service.arns().ca_certificate(&ca.id),
+            certificate_arn: service.arns().ca_certificate(&ca.id),
             certificate_id: ca.id,
             status: status_to_wire(ca.status),
             certificate_pem: ca.pem,
-            owned_by: self.service.arns().account.to_owned(),
+            owned_by: service.arns().account.to_owned(),
             creation_date_ms: ca.creation_date_ms,
             auto_registration_status: if ca.auto_registration {
                 "ENABLE"
@@ -215,14 +221,17 @@ impl GrpcConfig {
         }
     }
 
-    fn certificate_description(&self, c: Certificate) -> pb::CertificateDescription {
+    fn certificate_description(
+        service: &ConfigService,
+        c: Certificate,
+    ) -> pb::CertificateDescription {
         pb::CertificateDescription {
-            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_arn: service.arns().certificate(&c.id),
             certificate_id: c.id,
             ca_certificate_id: c.ca_id,
             status: status_to_wire(c.status),
             certificate_pem: c.pem,
-            owned_by: self.service.arns().account.to_owned(),
+            owned_by: service.arns().account.to_owned(),
             creation_date_ms: c.creation_date_ms,
             last_modified_date_ms: c.last_modified_date_ms,
             not_before_ms: c.not_before_ms,
@@ -233,9 +242,9 @@ impl GrpcConfig {
         }
     }
 
-    fn policy_state(&self, s: PolicyState) -> pb::PolicyState {
+    fn policy_state(service: &ConfigService, s: PolicyState) -> pb::PolicyState {
         pb::PolicyState {
-            policy_arn: self.arn_of_policy(&s.policy.name),
+            policy_arn: Self::arn_of_policy(service, &s.policy.name),
             policy_name: s.policy.name,
             document: s.document,
             default_version_id: s.policy.default_version.to_string(),
@@ -243,13 +252,13 @@ impl GrpcConfig {
     }
 
     fn certificate_state(
-        &self,
+        service: &ConfigService,
         id: String,
         status: CertificateStatus,
         pem: String,
     ) -> pb::CertificateState {
         pb::CertificateState {
-            certificate_arn: self.service.arns().certificate(&id),
+            certificate_arn: service.arns().certificate(&id),
             certificate_id: id,
             status: status_to_wire(status),
             certificate_pem: pem,
@@ -264,12 +273,12 @@ fn snapshot_update(grpc: &WatchContext, s: Snapshot) -> pb::ConfigUpdate {
             policies: s
                 .policies
                 .into_iter()
-                .map(|p| grpc.policy_state(p))
+                .map(|p| GrpcConfig::policy_state(&grpc.service, p))
                 .collect(),
             certificates: s
                 .certificates
                 .into_iter()
-                .map(|c| grpc.certificate_state(c.id, c.status, c.pem))
+                .map(|c| GrpcConfig::certificate_state(&grpc.service, c.id, c.status, c.pem))
                 .collect(),
             attachments: s
                 .attachments
@@ -292,15 +301,15 @@ fn event_update(grpc: &WatchContext, revision: u64, event: ConfigEvent) -> pb::C
             default_version,
             document,
         } => Change::PolicyPut(pb::PolicyState {
-            policy_arn: grpc.arn_of_policy(&name),
+            policy_arn: GrpcConfig::arn_of_policy(&grpc.service, &name),
             policy_name: name,
             document,
             default_version_id: default_version.to_string(),
         }),
         ConfigEvent::PolicyDeleted { name } => Change::PolicyDeleted(name),
-        ConfigEvent::CertificatePut { id, status, pem } => {
-            Change::CertificatePut(grpc.certificate_state(id, status, pem))
-        }
+        ConfigEvent::CertificatePut { id, status, pem } => Change::CertificatePut(
+            GrpcConfig::certificate_state(&grpc.service, id, status, pem),
+        ),
         ConfigEvent::CertificateDeleted { id } => Change::CertificateDeleted(id),
         ConfigEvent::Attached { policy, target } => Change::Attached(pb::Attachment {
             policy_name: policy,
@@ -322,12 +331,17 @@ fn event_update(grpc: &WatchContext, revision: u64, event: ConfigEvent) -> pb::C
     }
 }
 
-type WatchContext = GrpcConfig;
+/// What a `WatchConfig` stream follows: a partition's service and the
+/// shutdown signal.
+struct WatchContext {
+    service: ConfigService,
+    shutdown: CancellationToken,
+}
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::ConfigUpdate, Status>> + Send>>;
 
 /// Streams a snapshot (unless `after` can be resumed from the log), then every
 /// change; a follower that falls out of the retained log gets a new snapshot.
-async fn watch(grpc: GrpcConfig, after: u64, tx: mpsc::Sender<Result<pb::ConfigUpdate, Status>>) {
+async fn watch(grpc: WatchContext, after: u64, tx: mpsc::Sender<Result<pb::ConfigUpdate, Status>>) {
     let log = grpc.service.log().clone();
     let mut cursor = after;
     let mut resume = after != 0 && log.start(after).is_ok();
@@ -390,9 +404,10 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::UpdateEventConfigurationsRequest>,
     ) -> Reply<pb::UpdateEventConfigurationsResponse> {
+        let service = self.partitions.of(&request)?;
         let enabled = request.into_inner().enabled.into_iter().collect();
         reply(
-            self.service
+            service
                 .update_event_configurations(enabled)
                 .await
                 .map(|()| pb::UpdateEventConfigurationsResponse {}),
@@ -401,9 +416,10 @@ impl config_server::Config for GrpcConfig {
 
     async fn describe_event_configurations(
         &self,
-        _: Request<pb::DescribeEventConfigurationsRequest>,
+        request: Request<pb::DescribeEventConfigurationsRequest>,
     ) -> Reply<pb::DescribeEventConfigurationsResponse> {
-        reply(self.service.describe_event_configurations().map(|c| {
+        let service = self.partitions.of(&request)?;
+        reply(service.describe_event_configurations().map(|c| {
             pb::DescribeEventConfigurationsResponse {
                 enabled: c.enabled.into_iter().collect(),
                 creation_date_ms: c.creation_date_ms,
@@ -416,14 +432,15 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::CreatePolicyRequest>,
     ) -> Reply<pb::CreatePolicyResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let document = r.policy_document.clone();
         reply(
-            self.service
+            service
                 .create_policy(r.policy_name, r.policy_document)
                 .await
                 .map(|p| pb::CreatePolicyResponse {
-                    policy_arn: self.arn_of_policy(&p.name),
+                    policy_arn: Self::arn_of_policy(&service, &p.name),
                     policy_name: p.name,
                     policy_document: document,
                     policy_version_id: p.default_version.to_string(),
@@ -435,11 +452,12 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::GetPolicyRequest>,
     ) -> Reply<pb::GetPolicyResponse> {
+        let service = self.partitions.of(&request)?;
         reply(
-            self.service
+            service
                 .get_policy(&request.into_inner().policy_name)
                 .map(|s| pb::GetPolicyResponse {
-                    policy_arn: self.arn_of_policy(&s.policy.name),
+                    policy_arn: Self::arn_of_policy(&service, &s.policy.name),
                     policy_name: s.policy.name,
                     policy_document: s.document,
                     default_version_id: s.policy.default_version.to_string(),
@@ -454,8 +472,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListPoliciesRequest>,
     ) -> Reply<pb::ListPoliciesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let policies = self.service.policies().map_err(Status::from)?;
+        let policies = service.policies().map_err(Status::from)?;
         let page = page_by_creation(
             &r.marker,
             r.page_size,
@@ -468,7 +487,7 @@ impl config_server::Config for GrpcConfig {
             policies: page
                 .items
                 .into_iter()
-                .map(|n| self.policy_summary(n))
+                .map(|n| Self::policy_summary(&service, n))
                 .collect(),
             next_marker: page.next_token.unwrap_or_default(),
         }))
@@ -478,8 +497,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DeletePolicyRequest>,
     ) -> Reply<pb::DeletePolicyResponse> {
+        let service = self.partitions.of(&request)?;
         reply(
-            self.service
+            service
                 .delete_policy(request.into_inner().policy_name)
                 .await
                 .map(|()| pb::DeletePolicyResponse {}),
@@ -490,13 +510,13 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::CreatePolicyVersionRequest>,
     ) -> Reply<pb::CreatePolicyVersionResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let created = self
-            .service
+        let created = service
             .create_policy_version(r.policy_name, r.policy_document, r.set_as_default)
             .await;
         reply(created.map(|(p, v)| pb::CreatePolicyVersionResponse {
-            policy_arn: self.arn_of_policy(&p.name),
+            policy_arn: Self::arn_of_policy(&service, &p.name),
             policy_document: v.document,
             policy_version_id: v.version.to_string(),
             is_default_version: p.default_version == v.version,
@@ -507,12 +527,13 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::GetPolicyVersionRequest>,
     ) -> Reply<pb::GetPolicyVersionResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.service
+            service
                 .get_policy_version(&r.policy_name, &r.policy_version_id)
                 .map(|(p, v)| pb::GetPolicyVersionResponse {
-                    policy_arn: self.arn_of_policy(&p.name),
+                    policy_arn: Self::arn_of_policy(&service, &p.name),
                     policy_name: p.name,
                     policy_document: v.document,
                     policy_version_id: v.version.to_string(),
@@ -528,8 +549,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListPolicyVersionsRequest>,
     ) -> Reply<pb::ListPolicyVersionsResponse> {
+        let service = self.partitions.of(&request)?;
         reply(
-            self.service
+            service
                 .list_policy_versions(&request.into_inner().policy_name)
                 .map(|(p, versions)| pb::ListPolicyVersionsResponse {
                     policy_versions: versions
@@ -549,9 +571,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::SetDefaultPolicyVersionRequest>,
     ) -> Reply<pb::SetDefaultPolicyVersionResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .service
+        let done = service
             .set_default_policy_version(r.policy_name, r.policy_version_id)
             .await;
         reply(done.map(|()| pb::SetDefaultPolicyVersionResponse {}))
@@ -561,9 +583,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DeletePolicyVersionRequest>,
     ) -> Reply<pb::DeletePolicyVersionResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let done = self
-            .service
+        let done = service
             .delete_policy_version(r.policy_name, r.policy_version_id)
             .await;
         reply(done.map(|()| pb::DeletePolicyVersionResponse {}))
@@ -573,12 +595,12 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::CreateKeysAndCertificateRequest>,
     ) -> Reply<pb::CreateKeysAndCertificateResponse> {
-        let created = self
-            .service
+        let service = self.partitions.of(&request)?;
+        let created = service
             .create_keys_and_certificate(request.into_inner().set_as_active)
             .await;
         reply(created.map(|k| pb::CreateKeysAndCertificateResponse {
-            certificate_arn: self.service.arns().certificate(&k.certificate.id),
+            certificate_arn: service.arns().certificate(&k.certificate.id),
             certificate_id: k.certificate.id,
             certificate_pem: k.certificate.pem,
             key_pair: Some(pb::KeyPair {
@@ -592,13 +614,13 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::CreateCertificateFromCsrRequest>,
     ) -> Reply<pb::CreateCertificateFromCsrResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let created = self
-            .service
+        let created = service
             .create_certificate_from_csr(&r.certificate_signing_request, r.set_as_active)
             .await;
         reply(created.map(|c| pb::CreateCertificateFromCsrResponse {
-            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_arn: service.arns().certificate(&c.id),
             certificate_id: c.id,
             certificate_pem: c.pem,
         }))
@@ -608,18 +630,18 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::RegisterCertificateRequest>,
     ) -> Reply<pb::RegisterCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let status = match r.status {
             Some(status) => status_from_wire(status)?,
             None if r.set_as_active => CertificateStatus::Active,
             None => CertificateStatus::Inactive,
         };
-        let registered = self
-            .service
+        let registered = service
             .register_certificate(&r.certificate_pem, r.ca_certificate_pem.as_deref(), status)
             .await;
         reply(registered.map(|c| pb::RegisterCertificateResponse {
-            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_arn: service.arns().certificate(&c.id),
             certificate_id: c.id,
         }))
     }
@@ -628,17 +650,17 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::RegisterCertificateWithoutCaRequest>,
     ) -> Reply<pb::RegisterCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let status = match r.status {
             Some(status) => status_from_wire(status)?,
             None => CertificateStatus::Inactive,
         };
-        let registered = self
-            .service
+        let registered = service
             .register_certificate_without_ca(&r.certificate_pem, status)
             .await;
         reply(registered.map(|c| pb::RegisterCertificateResponse {
-            certificate_arn: self.service.arns().certificate(&c.id),
+            certificate_arn: service.arns().certificate(&c.id),
             certificate_id: c.id,
         }))
     }
@@ -647,10 +669,11 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::UpdateCertificateRequest>,
     ) -> Reply<pb::UpdateCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let status = status_from_wire(r.new_status)?;
         reply(
-            self.service
+            service
                 .update_certificate(r.certificate_id, status)
                 .await
                 .map(|()| pb::UpdateCertificateResponse {}),
@@ -661,26 +684,27 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DescribeCertificateRequest>,
     ) -> Reply<pb::CertificateDescription> {
-        let described = self
-            .service
-            .describe_certificate(&request.into_inner().certificate_id);
-        reply(described.map(|c| self.certificate_description(c)))
+        let service = self.partitions.of(&request)?;
+        let described = service.describe_certificate(&request.into_inner().certificate_id);
+        reply(described.map(|c| Self::certificate_description(&service, c)))
     }
 
     async fn list_certificates(
         &self,
         request: Request<pb::ListCertificatesRequest>,
     ) -> Reply<pb::ListCertificatesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let certs = self.service.certificates().map_err(Status::from)?;
-        self.certificate_page(&r.marker, r.page_size, r.ascending_order, certs)
+        let certs = service.certificates().map_err(Status::from)?;
+        Self::certificate_page(&service, &r.marker, r.page_size, r.ascending_order, certs)
     }
 
     async fn get_registration_code(
         &self,
-        _request: Request<pb::GetRegistrationCodeRequest>,
+        request: Request<pb::GetRegistrationCodeRequest>,
     ) -> Reply<pb::GetRegistrationCodeResponse> {
-        let code = self.service.registration_code().await;
+        let service = self.partitions.of(&request)?;
+        let code = service.registration_code().await;
         reply(code.map(|registration_code| pb::GetRegistrationCodeResponse { registration_code }))
     }
 
@@ -688,6 +712,7 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::RegisterCaCertificateRequest>,
     ) -> Reply<pb::RegisterCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let new = NewCa {
             ca_pem: r.ca_certificate,
@@ -700,9 +725,9 @@ impl config_server::Config for GrpcConfig {
                 .unwrap_or_default(),
             mode: mode_from_wire(&r.certificate_mode)?,
         };
-        let registered = self.service.register_ca_certificate(new).await;
+        let registered = service.register_ca_certificate(new).await;
         reply(registered.map(|ca| pb::RegisterCertificateResponse {
-            certificate_arn: self.service.arns().ca_certificate(&ca.id),
+            certificate_arn: service.arns().ca_certificate(&ca.id),
             certificate_id: ca.id,
         }))
     }
@@ -711,16 +736,16 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DescribeCaCertificateRequest>,
     ) -> Reply<pb::CaCertificateDescription> {
-        let described = self
-            .service
-            .describe_ca_certificate(&request.into_inner().certificate_id);
-        reply(described.map(|ca| self.ca_certificate_description(ca)))
+        let service = self.partitions.of(&request)?;
+        let described = service.describe_ca_certificate(&request.into_inner().certificate_id);
+        reply(described.map(|ca| Self::ca_certificate_description(&service, ca)))
     }
 
     async fn update_ca_certificate(
         &self,
         request: Request<pb::UpdateCaCertificateRequest>,
     ) -> Reply<pb::UpdateCaCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let update = CaUpdate {
             status: r.new_status.map(status_from_wire).transpose()?,
@@ -732,8 +757,7 @@ impl config_server::Config for GrpcConfig {
             registration_config: r.registration_config.map(registration_config_from_wire),
             remove_auto_registration: r.remove_auto_registration,
         };
-        let updated = self
-            .service
+        let updated = service
             .update_ca_certificate(r.certificate_id, update)
             .await;
         reply(updated.map(|()| pb::UpdateCaCertificateResponse {}))
@@ -743,8 +767,8 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DeleteCaCertificateRequest>,
     ) -> Reply<pb::DeleteCaCertificateResponse> {
-        let deleted = self
-            .service
+        let service = self.partitions.of(&request)?;
+        let deleted = service
             .delete_ca_certificate(request.into_inner().certificate_id)
             .await;
         reply(deleted.map(|()| pb::DeleteCaCertificateResponse {}))
@@ -754,8 +778,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListCaCertificatesRequest>,
     ) -> Reply<pb::ListCaCertificatesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let cas = self.service.ca_certificates().map_err(Status::from)?;
+        let cas = service.ca_certificates().map_err(Status::from)?;
         let page = page_by_creation(
             &r.marker,
             r.page_size,
@@ -772,7 +797,7 @@ impl config_server::Config for GrpcConfig {
                 .items
                 .into_iter()
                 .map(|ca| pb::CaCertificateSummary {
-                    certificate_arn: self.service.arns().ca_certificate(&ca.id),
+                    certificate_arn: service.arns().ca_certificate(&ca.id),
                     certificate_id: ca.id,
                     status: status_to_wire(ca.status),
                     creation_date_ms: ca.creation_date_ms,
@@ -786,20 +811,21 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListCertificatesByCaRequest>,
     ) -> Reply<pb::ListCertificatesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let certs = self
-            .service
+        let certs = service
             .certificates_by_ca(&r.ca_certificate_id)
             .map_err(Status::from)?;
-        self.certificate_page(&r.marker, r.page_size, r.ascending_order, certs)
+        Self::certificate_page(&service, &r.marker, r.page_size, r.ascending_order, certs)
     }
 
     async fn auto_register_certificate(
         &self,
         request: Request<pb::AutoRegisterCertificateRequest>,
     ) -> Reply<pb::AutoRegisterCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let pem = crate::certs::pem_encode("CERTIFICATE", &request.into_inner().certificate_der);
-        let registered = self.service.auto_register(&pem).await;
+        let registered = service.auto_register(&pem).await;
         reply(registered.map(|r| pb::AutoRegisterCertificateResponse {
             certificate_id: r.certificate.id,
             ca_certificate_id: r.ca_id,
@@ -813,9 +839,10 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DeleteCertificateRequest>,
     ) -> Reply<pb::DeleteCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.service
+            service
                 .delete_certificate(r.certificate_id, r.force_delete)
                 .await
                 .map(|()| pb::DeleteCertificateResponse {}),
@@ -824,9 +851,10 @@ impl config_server::Config for GrpcConfig {
 
     async fn get_herald_ca(
         &self,
-        _: Request<pb::GetHeraldCaRequest>,
+        request: Request<pb::GetHeraldCaRequest>,
     ) -> Reply<pb::GetHeraldCaResponse> {
-        let ca = self.service.ca();
+        let service = self.partitions.of(&request)?;
+        let ca = service.ca();
         Ok(Response::new(pb::GetHeraldCaResponse {
             certificate_pem: ca.cert_pem().to_owned(),
             ca_certificate_id: ca.id().to_owned(),
@@ -837,8 +865,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::IssueServerCertificateRequest>,
     ) -> Reply<pb::IssueServerCertificateResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let ca = self.service.ca();
+        let ca = service.ca();
         reply(ca.issue_server(&r.dns_names, &r.ip_addresses).map(
             |(certificate_pem, private_key_pem)| pb::IssueServerCertificateResponse {
                 certificate_pem,
@@ -852,9 +881,10 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::AttachPolicyRequest>,
     ) -> Reply<pb::AttachPolicyResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.service
+            service
                 .attach_policy(r.policy_name, r.target)
                 .await
                 .map(|()| pb::AttachPolicyResponse {}),
@@ -865,9 +895,10 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::DetachPolicyRequest>,
     ) -> Reply<pb::DetachPolicyResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         reply(
-            self.service
+            service
                 .detach_policy(r.policy_name, r.target)
                 .await
                 .map(|()| pb::DetachPolicyResponse {}),
@@ -878,9 +909,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListAttachedPoliciesRequest>,
     ) -> Reply<pb::ListAttachedPoliciesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let names = self
-            .service
+        let names = service
             .attached_policies(&r.target, r.recursive)
             .await
             .map_err(Status::from)?;
@@ -889,7 +920,7 @@ impl config_server::Config for GrpcConfig {
             policies: page
                 .items
                 .into_iter()
-                .map(|n| self.policy_summary(n))
+                .map(|n| Self::policy_summary(&service, n))
                 .collect(),
             next_marker: page.next_token.unwrap_or_default(),
         }))
@@ -899,9 +930,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::ListTargetsForPolicyRequest>,
     ) -> Reply<pb::ListTargetsForPolicyResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let targets = self
-            .service
+        let targets = service
             .targets_for_policy(&r.policy_name)
             .map_err(Status::from)?;
         let page = page_of(&r.marker, r.page_size, targets)?;
@@ -915,9 +946,9 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::GetEffectivePoliciesRequest>,
     ) -> Reply<pb::GetEffectivePoliciesResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let policies = self
-            .service
+        let policies = service
             .effective_policies(r.principal.as_deref(), r.thing_name.as_deref())
             .await;
         reply(policies.map(|states| {
@@ -925,7 +956,7 @@ impl config_server::Config for GrpcConfig {
                 effective_policies: states
                     .into_iter()
                     .map(|s| pb::EffectivePolicy {
-                        policy_arn: self.arn_of_policy(&s.policy.name),
+                        policy_arn: Self::arn_of_policy(&service, &s.policy.name),
                         policy_name: s.policy.name,
                         policy_document: s.document,
                     })
@@ -938,14 +969,14 @@ impl config_server::Config for GrpcConfig {
         &self,
         request: Request<pb::TestAuthorizationRequest>,
     ) -> Reply<pb::TestAuthorizationResponse> {
+        let service = self.partitions.of(&request)?;
         let r = request.into_inner();
         let infos = r
             .auth_infos
             .into_iter()
             .map(|i| (i.action_type, i.resources))
             .collect();
-        let results = self
-            .service
+        let results = service
             .test_authorization(
                 r.principal,
                 r.client_id,
@@ -958,7 +989,7 @@ impl config_server::Config for GrpcConfig {
             names
                 .into_iter()
                 .map(|n| pb::PolicyRef {
-                    policy_arn: self.arn_of_policy(&n),
+                    policy_arn: Self::arn_of_policy(&service, &n),
                     policy_name: n,
                 })
                 .collect()
@@ -986,19 +1017,27 @@ impl config_server::Config for GrpcConfig {
     type WatchConfigStream = WatchStream;
 
     async fn watch_config(&self, request: Request<pb::WatchConfigRequest>) -> Reply<WatchStream> {
+        let service = self.partitions.of(&request)?;
         let after = request.into_inner().after_revision;
         let (tx, rx) = mpsc::channel(64);
-        let grpc = GrpcConfig::new(self.service.clone(), self.shutdown.clone(), self.test_mode);
+        let grpc = WatchContext {
+            service: service.clone(),
+            shutdown: self.shutdown.clone(),
+        };
         tokio::spawn(watch(grpc, after, tx));
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    /// Wipes every partition (test mode).
     async fn reset(&self, _: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
         if !self.test_mode {
             return Err(Status::failed_precondition(
                 "Reset is served only with the test_mode setting",
             ));
         }
-        reply(self.service.reset().await.map(|()| pb::ResetResponse {}))
+        for service in self.partitions.all() {
+            service.reset().await.map_err(Status::from)?;
+        }
+        Ok(Response::new(pb::ResetResponse {}))
     }
 }

@@ -16,26 +16,26 @@ pub mod internal_pki;
 mod certs;
 mod domain;
 mod grpc;
+mod partition;
 mod registry;
 mod service;
 
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
 
 use anyhow::Context as _;
 use herald_proto::{FILE_DESCRIPTOR_SET, config::v1::config_server::ConfigServer, error::AwsError};
+use herald_runtime::partition::Partition;
 use herald_runtime::{
     grpc::ServeOptions,
     internal_tls::{self, InternalTls},
 };
-use herald_store::{Store, Writer};
+use herald_store::Store;
 pub use settings::{CaSettings, ChangeLogSettings, ENV_PREFIX, GrpcSettings, Settings};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes};
 
-use crate::{
-    certs::Ca, domain::ConfigEvent, grpc::GrpcConfig, registry::Registry, service::ConfigService,
-};
+use crate::{certs::Ca, grpc::GrpcConfig, registry::Registry};
 
 /// Serves the config service on `listener` until `shutdown` is cancelled; then
 /// stops reporting ready, drains in-flight calls within the grace period, and
@@ -60,32 +60,33 @@ pub async fn run(
             Ok((store, ca))
         })
         .await??;
-    let (writer, log, writer_thread) =
-        Writer::<ConfigEvent, AwsError>::start(store.clone(), "config-writer")
-            .context("start the writer")?;
     let registry = Registry::new(
         internal_tls::endpoint(&settings.registry_url, tls.as_ref())
             .context("read registry_url")?
             .connect_lazy(),
     );
-    let ctx = service::Context {
-        account_id: settings.account_id.clone(),
-        region: settings.region.clone(),
-    };
-    let service = ConfigService::new(store, writer, log.clone(), ca, ctx, registry);
-    service
-        .initialize()
-        .await
-        .context("write the default event configurations")?;
-
-    let retention = tokio::spawn(log.retain(
-        Duration::from_secs(settings.changes.retention_secs),
-        Duration::from_secs(settings.changes.prune_interval_secs),
+    let default = Partition::new(&settings.account_id, &settings.region)
+        .context("the settings' account_id and region")?;
+    let partitions = partition::open(
+        store,
+        default,
+        partition::Shared {
+            ca: Arc::new(ca),
+            registry,
+            retention: Duration::from_secs(settings.changes.retention_secs),
+            prune_interval: Duration::from_secs(settings.changes.prune_interval_secs),
+        },
         shutdown.clone(),
-    ));
+    )?;
+    for service in partitions.all() {
+        service
+            .initialize()
+            .await
+            .context("write the default event configurations")?;
+    }
 
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
-    let grpc = GrpcConfig::new(service, shutdown.clone(), settings.test_mode);
+    let grpc = GrpcConfig::new(partitions.clone(), shutdown.clone(), settings.test_mode);
     let routes = Routes::new(ConfigServer::new(grpc));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <ConfigServer<GrpcConfig> as NamedService>::NAME;
@@ -103,8 +104,7 @@ pub async fn run(
         options,
     )
     .await?;
-    retention.await.context("join retention")?;
-    writer_thread.stop(grace).await.context("stop the writer")?;
+    partitions.stop(grace).await?;
     tracing::info!("stopped");
     Ok(())
 }

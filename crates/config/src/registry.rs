@@ -12,6 +12,7 @@ use herald_proto::{
     error::{AwsError, ErrorType},
     registry::v1::{self as pb, registry_client::RegistryClient},
 };
+use herald_runtime::partition::Partition;
 use tonic::transport::Channel;
 
 /// The most a page of the registry's listings holds.
@@ -33,17 +34,37 @@ pub(crate) struct ThingGroup {
     pub(crate) ancestor_arns: Vec<String>,
 }
 
-/// The registry's gRPC client. Cheap to clone.
+/// The registry's gRPC client, for one partition. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Registry {
     client: RegistryClient<Channel>,
+    /// `None`: the registry's default partition.
+    partition: Option<Partition>,
 }
 
 impl Registry {
     pub(crate) fn new(channel: Channel) -> Registry {
         Registry {
             client: RegistryClient::new(channel),
+            partition: None,
         }
+    }
+
+    /// The same registry, for `partition`.
+    pub(crate) fn in_partition(&self, partition: &Partition) -> Registry {
+        Registry {
+            client: self.client.clone(),
+            partition: Some(partition.clone()),
+        }
+    }
+
+    /// A call naming this client's partition.
+    fn request<T>(&self, message: T) -> tonic::Request<T> {
+        let mut request = tonic::Request::new(message);
+        if let Some(partition) = &self.partition {
+            partition.tag(&mut request);
+        }
+        request
     }
 
     /// The thing named `name`, if it exists.
@@ -51,7 +72,12 @@ impl Registry {
         let request = pb::DescribeThingRequest {
             thing_name: name.to_owned(),
         };
-        let described = absent_if_not_found(self.client.clone().describe_thing(request).await)?;
+        let described = absent_if_not_found(
+            self.client
+                .clone()
+                .describe_thing(self.request(request))
+                .await,
+        )?;
         Ok(described.map(|t| Thing {
             name: t.thing_name,
             type_name: t.thing_type_name,
@@ -64,8 +90,12 @@ impl Registry {
         let request = pb::DescribeThingGroupRequest {
             thing_group_name: name.to_owned(),
         };
-        let described =
-            absent_if_not_found(self.client.clone().describe_thing_group(request).await)?;
+        let described = absent_if_not_found(
+            self.client
+                .clone()
+                .describe_thing_group(self.request(request))
+                .await,
+        )?;
         Ok(described.map(|g| ThingGroup {
             arn: g.thing_group_arn,
             ancestor_arns: g
@@ -93,7 +123,7 @@ impl Registry {
                 thing_principal_type: String::new(),
             };
             let response = client
-                .list_principal_things(request)
+                .list_principal_things(self.request(request))
                 .await
                 .map_err(unavailable)?
                 .into_inner();
@@ -114,7 +144,7 @@ impl Registry {
         let response = self
             .client
             .clone()
-            .list_thing_policy_targets(request)
+            .list_thing_policy_targets(self.request(request))
             .await
             .map_err(unavailable)?
             .into_inner();

@@ -79,7 +79,7 @@ pub fn sigv4_verdict(data: &[u8]) -> SigV4Verdict {
         &parts,
         request.body,
         &keys,
-        SIGV4_REGION,
+        &[SIGV4_REGION.to_owned()],
         sigv4::CONTROL_PLANE_SERVICE,
         now,
     ) {

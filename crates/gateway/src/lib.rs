@@ -163,16 +163,15 @@ async fn serve(
     shutdown: CancellationToken,
     router: Router,
 ) -> anyhow::Result<()> {
-    if let Some(key) = settings
-        .access_keys
-        .iter()
-        .find(|k| k.account_id != settings.account_id)
-    {
+    // Each access key acts in its own account: keys of several accounts
+    // are several partitions. An account id must be 12 digits.
+    if let Some(key) = settings.access_keys.iter().find(|k| {
+        herald_runtime::partition::Partition::new(&k.account_id, &settings.region).is_none()
+    }) {
         anyhow::bail!(
-            "access key {} is for account {}, but this gateway serves account {}",
+            "access key {}: account {:?} is not 12 digits",
             key.access_key_id,
-            key.account_id,
-            settings.account_id
+            key.account_id
         );
     }
     let listening = [&listeners.http, &listeners.mqtt, &listeners.mqtt_tls]
@@ -191,12 +190,9 @@ async fn serve(
         ],
         limits::nofile_limit(),
     );
-    let state = http::AppState::connect(&settings).context("set up the upstream clients")?;
-    let (registry, jobs, mut config) = (
-        state.registry.clone(),
-        state.jobs.clone(),
-        state.config.clone(),
-    );
+    let (state, upstream) =
+        http::AppState::connect(&settings).context("set up the upstream clients")?;
+    let (registry, jobs, mut config) = (upstream.registry, upstream.jobs, upstream.config);
     let app = http::router(state);
     let addr = listeners
         .http

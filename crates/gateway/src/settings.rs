@@ -5,6 +5,44 @@ use std::{net::SocketAddr, path::PathBuf};
 use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
 use serde::{Deserialize, Serialize};
 
+/// The regions of AWS's `aws` partition (ARNs `arn:aws:...`), which the
+/// gateway serves by default.
+pub(crate) const AWS_REGIONS: &[&str] = &[
+    "us-east-1",
+    "us-east-2",
+    "us-west-1",
+    "us-west-2",
+    "af-south-1",
+    "ap-east-1",
+    "ap-east-2",
+    "ap-south-1",
+    "ap-south-2",
+    "ap-southeast-1",
+    "ap-southeast-2",
+    "ap-southeast-3",
+    "ap-southeast-4",
+    "ap-southeast-5",
+    "ap-southeast-7",
+    "ap-northeast-1",
+    "ap-northeast-2",
+    "ap-northeast-3",
+    "ca-central-1",
+    "ca-west-1",
+    "eu-central-1",
+    "eu-central-2",
+    "eu-west-1",
+    "eu-west-2",
+    "eu-west-3",
+    "eu-south-1",
+    "eu-south-2",
+    "eu-north-1",
+    "il-central-1",
+    "me-south-1",
+    "me-central-1",
+    "mx-central-1",
+    "sa-east-1",
+];
+
 /// The environment prefix: `HERALD_GATEWAY__HTTP__LISTEN_ADDR` sets `http.listen_addr`.
 pub const ENV_PREFIX: &str = "HERALD_GATEWAY";
 
@@ -14,9 +52,14 @@ pub struct Settings {
     /// Where the gateway keeps its own state (the event pump's cursor,
     /// sessions, retained messages).
     pub data_dir: PathBuf,
-    /// The account and region that ARNs name and requests are signed for.
+    /// The default partition: the account and region of the MQTT side, and
+    /// of HTTP requests signed for this region with a key of this account.
     pub account_id: String,
     pub region: String,
+    /// The regions HTTP requests may be signed for; each (account of the
+    /// access key, region) is a partition of its own. Default: every
+    /// region of the `aws` partition.
+    pub served_regions: Vec<String>,
     /// The registry's and the config service's gRPC addresses.
     pub registry_url: String,
     pub config_url: String,
@@ -185,6 +228,7 @@ impl Default for Settings {
             data_dir: PathBuf::from(".herald/gateway"),
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
+            served_regions: AWS_REGIONS.iter().map(|r| (*r).to_owned()).collect(),
             registry_url: "http://127.0.0.1:50051".into(),
             config_url: "http://127.0.0.1:50052".into(),
             internal_tls: InternalTlsSettings::default(),

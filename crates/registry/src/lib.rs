@@ -21,7 +21,7 @@ mod index;
 mod partition;
 mod service;
 
-pub use partition::PARTITION_METADATA;
+pub use herald_runtime::partition::PARTITION_METADATA;
 
 use std::time::Duration;
 
@@ -40,7 +40,7 @@ use herald_store::Store;
 
 use crate::{
     grpc::{GrpcJobs, GrpcRegistry},
-    partition::{PartitionSettings, Partitions},
+    partition::PartitionSettings,
 };
 
 /// Serves the registry on `listener` until `shutdown` is cancelled; then stops
@@ -69,7 +69,7 @@ pub async fn run(
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("documents")),
     };
-    let partitions = Partitions::open(
+    let partitions = partition::open(
         store,
         PartitionSettings {
             context,

@@ -127,7 +127,7 @@ impl ConfigService {
         store: Store,
         writer: Writer,
         log: ChangeLog,
-        ca: Ca,
+        ca: Arc<Ca>,
         ctx: Context,
         registry: Registry,
     ) -> ConfigService {
@@ -135,7 +135,7 @@ impl ConfigService {
             store,
             writer,
             log,
-            ca: Arc::new(ca),
+            ca,
             ctx: Arc::new(ctx),
             registry,
         }

@@ -23,6 +23,7 @@ mod fallback;
 mod jobs_api;
 mod jobs_data_api;
 mod operations;
+mod partition;
 mod registry_api;
 mod serve;
 pub(crate) mod sigv4;
@@ -45,21 +46,28 @@ use herald_proto::{
     error::ErrorType,
     registry::v1::{self as registry_pb, jobs_client::JobsClient, registry_client::RegistryClient},
 };
-use herald_runtime::internal_tls::{self, InternalTls};
-use tonic::transport::Channel;
+use herald_runtime::{
+    internal_tls::{self, InternalTls},
+    partition::Partition,
+};
+use tonic::{service::interceptor::InterceptedService, transport::Channel};
 
 pub(crate) use self::error::{ApiError, ErrorKind};
 use self::output::{ApiResult, empty};
+use self::partition::Tagger;
 use crate::settings::{AccessKey, EndpointSettings, Settings};
 
 /// What every handler shares.
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) registry: RegistryClient<Channel>,
+    pub(crate) registry: RegistryClient<Tagged>,
     /// The registry's `Jobs` service.
-    pub(crate) jobs: JobsClient<Channel>,
-    pub(crate) config: ConfigClient<Channel>,
-    pub(crate) region: Arc<str>,
+    pub(crate) jobs: JobsClient<Tagged>,
+    pub(crate) config: ConfigClient<Tagged>,
+    /// The regions requests may be signed for.
+    pub(crate) regions: Arc<[String]>,
+    /// The gateway's own partition: the services' default.
+    pub(crate) default_partition: Option<Partition>,
     pub(crate) access_keys: Arc<[AccessKey]>,
     /// What DescribeEndpoint answers.
     pub(crate) endpoints: Arc<EndpointSettings>,
@@ -68,30 +76,51 @@ pub(crate) struct AppState {
     pub(crate) request_timeout: std::time::Duration,
 }
 
+/// A client channel that names the request's partition on every call.
+pub(crate) type Tagged = InterceptedService<Channel, Tagger>;
+
 /// A lazily connecting channel to another service, over mutual TLS when
 /// internal TLS is on.
 fn channel(url: &str, tls: Option<&InternalTls>) -> anyhow::Result<Channel> {
     Ok(internal_tls::endpoint(url, tls)?.connect_lazy())
 }
 
+/// The same services' clients for the MQTT side, which acts in the default
+/// partition.
+pub(crate) struct Upstream {
+    pub(crate) registry: RegistryClient<Channel>,
+    pub(crate) jobs: JobsClient<Channel>,
+    pub(crate) config: ConfigClient<Channel>,
+}
+
 impl AppState {
-    pub(crate) fn connect(settings: &Settings) -> anyhow::Result<AppState> {
+    pub(crate) fn connect(settings: &Settings) -> anyhow::Result<(AppState, Upstream)> {
         let tls =
             InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
         let registry =
             channel(&settings.registry_url, tls.as_ref()).context("read registry_url")?;
-        Ok(AppState {
+        let config = channel(&settings.config_url, tls.as_ref()).context("read config_url")?;
+        let mut regions = settings.served_regions.clone();
+        if !regions.contains(&settings.region) {
+            regions.push(settings.region.clone());
+        }
+        let upstream = Upstream {
             registry: RegistryClient::new(registry.clone()),
-            jobs: JobsClient::new(registry),
-            config: ConfigClient::new(
-                channel(&settings.config_url, tls.as_ref()).context("read config_url")?,
-            ),
-            region: settings.region.as_str().into(),
+            jobs: JobsClient::new(registry.clone()),
+            config: ConfigClient::new(config.clone()),
+        };
+        let state = AppState {
+            registry: RegistryClient::with_interceptor(registry.clone(), Tagger),
+            jobs: JobsClient::with_interceptor(registry, Tagger),
+            config: ConfigClient::with_interceptor(config, Tagger),
+            regions: regions.into(),
+            default_partition: Partition::new(&settings.account_id, &settings.region),
             access_keys: settings.access_keys.clone().into(),
             endpoints: Arc::new(settings.endpoints.clone()),
             test_mode: settings.test_mode,
             request_timeout: std::time::Duration::from_secs(settings.http.request_timeout_secs),
-        })
+        };
+        Ok((state, upstream))
     }
 }
 
@@ -225,7 +254,7 @@ mod tests {
     #[tokio::test]
     async fn a_panicking_handler_gets_a_500_internal_failure_and_the_server_goes_on() {
         let settings = Settings::for_test("http://127.0.0.1:9", "http://127.0.0.1:9");
-        let state = AppState::connect(&settings).unwrap();
+        let (state, _) = AppState::connect(&settings).unwrap();
         let app = Router::new()
             .route("/boom", get(boom))
             .route("/fine", get(|| async { "fine" }))

@@ -38,6 +38,8 @@ use axum::{
     response::{IntoResponse, Response},
 };
 
+use herald_runtime::partition::Partition;
+
 use super::{ApiError, AppState, ErrorKind};
 
 /// The signing name of the control plane.
@@ -95,7 +97,11 @@ const MISMATCH_MESSAGE: &str = "The request signature we calculated does not mat
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Principal {
     pub(crate) access_key_id: String,
+    /// The account of the access key.
     pub(crate) account_id: String,
+    /// The region the request is signed for: with the account, the
+    /// partition the request acts in.
+    pub(crate) region: String,
 }
 
 /// What [`verify`] reads of a request.
@@ -181,7 +187,7 @@ pub(crate) async fn authenticate(
         &request_parts,
         &body,
         &state.access_keys,
-        &state.region,
+        &state.regions,
         api.service(),
         SystemTime::now(),
     );
@@ -193,10 +199,12 @@ pub(crate) async fn authenticate(
                 path = parts.uri.path(),
                 "request signature verified"
             );
+            let partition = Partition::new(&principal.account_id, &principal.region)
+                .filter(|p| Some(p) != state.default_partition.as_ref());
             let mut request = Request::from_parts(parts, Body::from(body));
             request.extensions_mut().insert(principal);
             request.extensions_mut().insert(api);
-            next.run(request).await
+            super::partition::scope(partition, next.run(request)).await
         }
         Err(err) => {
             tracing::debug!(
@@ -326,7 +334,7 @@ mod tests {
     #[tokio::test]
     async fn the_middleware_guards_every_route_and_passes_the_body_on() {
         let settings = Settings::for_test("http://127.0.0.1:9", "http://127.0.0.1:9");
-        let state = AppState::connect(&settings).unwrap();
+        let (state, _) = AppState::connect(&settings).unwrap();
         let app = Router::new()
             .route("/_herald/reset", post(echo))
             .fallback(echo)

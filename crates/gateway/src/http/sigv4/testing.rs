@@ -67,7 +67,7 @@ impl Req {
             query: &self.query,
             headers: &self.headers,
         };
-        verify(&parts, &self.body, keys, region, service, now)
+        verify(&parts, &self.body, keys, &[region.to_owned()], service, now)
     }
 
     /// Verifies as the control plane does, with the dev key, at `now`.
@@ -95,6 +95,7 @@ pub(super) fn dev_principal() -> Principal {
     Principal {
         access_key_id: "HERALDDEVKEY".into(),
         account_id: "123456789012".into(),
+        region: "us-east-1".into(),
     }
 }
 

@@ -24,12 +24,12 @@ const MAX_SKEW_SECS: i64 = 15 * 60;
 const CONTENT_SHA256: &str = "x-amz-content-sha256";
 
 /// Verifies a request's SigV4 signature, header or presigned form, for
-/// `service` in `region` at time `now`, against `keys`.
+/// `service` in one of the served `regions` at time `now`, against `keys`.
 pub(crate) fn verify(
     parts: &RequestParts<'_>,
     body: &[u8],
     keys: &[AccessKey],
-    region: &str,
+    regions: &[String],
     service: &str,
     now: SystemTime,
 ) -> Result<Principal, SigError> {
@@ -54,7 +54,7 @@ pub(crate) fn verify(
             "Credential should be scoped to correct service: '{service}'."
         )));
     }
-    if scope.region != region {
+    if !regions.iter().any(|r| r.as_str() == scope.region) {
         return Err(SigError::Invalid(format!(
             "Credential should be scoped to a valid region, not '{}'.",
             scope.region
@@ -124,8 +124,8 @@ pub(crate) fn verify(
     } else {
         queries.push(canonical_query(&query, &[]));
     }
-    let signing_key = signing_key(&key.secret_access_key, scope.date, region, service);
-    let credential_scope = format!("{}/{region}/{service}/{TERMINATOR}", scope.date);
+    let signing_key = signing_key(&key.secret_access_key, scope.date, scope.region, service);
+    let credential_scope = format!("{}/{}/{service}/{TERMINATOR}", scope.date, scope.region);
     let mut matched = false;
     let mut first_canonical = None;
     for canonical_query in queries {
@@ -148,6 +148,7 @@ pub(crate) fn verify(
         Ok(Principal {
             access_key_id: key.access_key_id.clone(),
             account_id: key.account_id.clone(),
+            region: scope.region.to_owned(),
         })
     } else {
         if tracing::enabled!(tracing::Level::DEBUG) {
