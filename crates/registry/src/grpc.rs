@@ -20,14 +20,15 @@ use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
     index::{Connectivity, Found, GroupDoc, ThingDoc},
     service::{
-        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Tags, ThingFilter,
-        ThingPrincipalType,
+        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags,
+        ThingFilter, ThingPrincipalType,
     },
 };
 
 pub(crate) use jobs::GrpcJobs;
 
 use crate::partition::Partitions;
+use herald_runtime::partition::Partition;
 
 /// The `Registry` service: each call runs on the partition it names
 /// ([`crate::partition`]).
@@ -355,6 +356,7 @@ pub(crate) fn change_event(arns: &Arns<'_>, account_id: &str, r: ChangeRecord) -
         event_id: r.event_id,
         timestamp_ms: r.timestamp_ms,
         account_id: account_id.to_owned(),
+        region: arns.region.to_owned(),
         operation: r
             .event
             .operation
@@ -371,6 +373,73 @@ fn watch_status(err: WatchError) -> Status {
 }
 
 type WatchStream = Pin<Box<dyn Stream<Item = Result<pb::WatchChangesResponse, Status>> + Send>>;
+
+/// How often a WatchAllChanges stream looks for partitions opened since.
+const NEW_PARTITIONS_EVERY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Feeds `tx` with every partition's events (WatchAllChanges) until the
+/// receiver goes away or `shutdown` fires; a partition's error ends the
+/// stream with it.
+async fn watch_all(
+    partitions: Partitions,
+    cursors: std::collections::HashMap<String, u64>,
+    tx: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+    shutdown: CancellationToken,
+) {
+    let mut watched = std::collections::HashSet::new();
+    loop {
+        for (partition, registry) in partitions.all_named() {
+            if !watched.insert(partition.clone()) {
+                continue;
+            }
+            let after = cursors.get(&partition.name()).copied().unwrap_or(0);
+            tokio::spawn(follow_partition(
+                registry,
+                after,
+                tx.clone(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::select! {
+            () = tokio::time::sleep(NEW_PARTITIONS_EVERY) => {}
+            () = tx.closed() => return,
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+/// One partition's part of a WatchAllChanges stream.
+async fn follow_partition(
+    registry: Registry,
+    after: u64,
+    tx: mpsc::Sender<Result<pb::WatchChangesResponse, Status>>,
+    shutdown: CancellationToken,
+) {
+    let log = registry.log().clone();
+    let cursor = match log.start(after) {
+        Ok(cursor) => cursor,
+        Err(err) => {
+            let _ = tx.send(Err(watch_status(err))).await;
+            return;
+        }
+    };
+    let (batches, mut rx) = mpsc::channel(4);
+    tokio::spawn(log.follow(cursor, after == 0, batches, shutdown));
+    while let Some(batch) = rx.recv().await {
+        let arns = registry.arns();
+        let response = batch
+            .map(|records| pb::WatchChangesResponse {
+                events: records
+                    .into_iter()
+                    .map(|r| change_event(&arns, registry.account_id(), r))
+                    .collect(),
+            })
+            .map_err(watch_status);
+        if tx.send(response).await.is_err() {
+            return;
+        }
+    }
+}
 
 #[tonic::async_trait]
 impl registry_server::Registry for GrpcRegistry {
@@ -1272,6 +1341,30 @@ impl registry_server::Registry for GrpcRegistry {
                 .map_err(watch_status)
         });
         Ok(Response::new(Box::pin(stream)))
+    }
+
+    type WatchAllChangesStream = WatchStream;
+
+    async fn watch_all_changes(
+        &self,
+        request: Request<pb::WatchAllChangesRequest>,
+    ) -> Reply<WatchStream> {
+        let cursors = request.into_inner().after_sequences;
+        for name in cursors.keys() {
+            if Partition::parse(name).is_none() {
+                return Err(Status::from(domain::invalid(format!(
+                    "{name:?} is not <account>/<region>"
+                ))));
+            }
+        }
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(watch_all(
+            self.partitions.clone(),
+            cursors,
+            tx,
+            self.shutdown.clone(),
+        ));
+        Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
     async fn get_change_log_info(

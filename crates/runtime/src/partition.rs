@@ -151,6 +151,14 @@ impl<T: Clone> Partitions<T> {
         lock(&self.inner.open).values().cloned().collect()
     }
 
+    /// Every open partition, with its service.
+    pub fn all_named(&self) -> Vec<(Partition, T)> {
+        lock(&self.inner.open)
+            .iter()
+            .map(|(p, s)| (p.clone(), s.clone()))
+            .collect()
+    }
+
     /// The partition's service, opened if it is not yet.
     pub fn get(&self, partition: &Partition) -> anyhow::Result<T> {
         let mut open = lock(&self.inner.open);

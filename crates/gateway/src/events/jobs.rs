@@ -391,6 +391,7 @@ mod tests {
             event_id: "1b2c3d4e-0000-4000-8000-000000000001".to_owned(),
             timestamp_ms: 1_700_000_000_123,
             account_id: "123456789012".to_owned(),
+            region: "us-east-1".to_owned(),
             operation: 0,
             event: Some(body),
         }

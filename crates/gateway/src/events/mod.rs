@@ -226,6 +226,7 @@ mod tests {
             event_id: "f5ae9b94-8b8e-4d8e-8c8f-b3266dd89853".to_owned(),
             timestamp_ms: 1_234_567_890_123,
             account_id: "123456789012".to_owned(),
+            region: "us-east-1".to_owned(),
             operation: operation as i32,
             event: body,
         }

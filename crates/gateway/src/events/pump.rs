@@ -473,6 +473,7 @@ mod tests {
             event_id: format!("id-{sequence}"),
             timestamp_ms: 1,
             account_id: "123456789012".to_owned(),
+            region: "us-east-1".to_owned(),
             operation: Operation::Created as i32,
             event: Some(change_event::Event::Thing(ThingEvent {
                 thing_id: "t".to_owned(),

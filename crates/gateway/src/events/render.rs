@@ -428,6 +428,7 @@ mod tests {
             event_id: event_id.to_owned(),
             timestamp_ms,
             account_id: account_id.to_owned(),
+            region: "us-east-1".to_owned(),
             operation: op as i32,
             event: Some(body),
         }

@@ -2,7 +2,10 @@
 //! `x-herald-partition` metadata entry; partitions see nothing of each
 //! other, keep their own change log and ARNs, and survive a restart.
 
-use herald_proto::{error::ErrorType, registry::v1::*};
+use herald_proto::{
+    error::ErrorType,
+    registry::v1::{change_event, *},
+};
 use herald_registry::{PARTITION_METADATA, Settings};
 use tonic::Request;
 
@@ -110,5 +113,115 @@ async fn partitions_see_nothing_of_each_other_and_survive_a_restart() {
         ["home-lamp", "tokyo-lamp"]
     );
     assert_eq!(names(&mut client, None).await, ["home-lamp"]);
+    registry.stop().await;
+}
+
+/// Reads WatchAllChanges until `n` events arrived: (partition, thing name).
+async fn watch_all(
+    stream: &mut tonic::Streaming<WatchChangesResponse>,
+    n: usize,
+) -> Vec<(String, String)> {
+    let mut seen = Vec::new();
+    while seen.len() < n {
+        let batch = tokio::time::timeout(std::time::Duration::from_secs(10), stream.message())
+            .await
+            .expect("events within 10 s")
+            .unwrap()
+            .expect("the stream goes on");
+        for event in batch.events {
+            let name = match event.event {
+                Some(change_event::Event::Thing(t)) => t.thing_name,
+                other => panic!("expected a thing event, got {other:?}"),
+            };
+            seen.push((format!("{}/{}", event.account_id, event.region), name));
+        }
+    }
+    seen
+}
+
+#[tokio::test]
+async fn watch_all_changes_follows_every_partition_including_new_ones() {
+    let registry = TestRegistry::start().await;
+    let mut client = registry.client().await;
+    client
+        .create_thing(at(None, thing_req("home-1")))
+        .await
+        .unwrap();
+    client
+        .create_thing(at(Some(TOKYO), thing_req("tokyo-1")))
+        .await
+        .unwrap();
+    let mut stream = client
+        .watch_all_changes(WatchAllChangesRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    let mut seen = watch_all(&mut stream, 2).await;
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "111122223333/ap-northeast-1".to_owned(),
+                "tokyo-1".to_owned()
+            ),
+            ("123456789012/us-east-1".to_owned(), "home-1".to_owned()),
+        ]
+    );
+
+    // A partition opened after the call is followed too; one already
+    // followed goes on live.
+    const PARIS: &str = "111122223333/eu-west-3";
+    client
+        .create_thing(at(Some(PARIS), thing_req("paris-1")))
+        .await
+        .unwrap();
+    client
+        .create_thing(at(Some(TOKYO), thing_req("tokyo-2")))
+        .await
+        .unwrap();
+    let mut seen = watch_all(&mut stream, 2).await;
+    seen.sort();
+    assert_eq!(
+        seen,
+        [
+            (
+                "111122223333/ap-northeast-1".to_owned(),
+                "tokyo-2".to_owned()
+            ),
+            ("111122223333/eu-west-3".to_owned(), "paris-1".to_owned()),
+        ]
+    );
+
+    // Cursors per partition: resuming after Tokyo's first event.
+    let mut resumed = client
+        .watch_all_changes(WatchAllChangesRequest {
+            after_sequences: [
+                (TOKYO.to_owned(), 1),
+                ("123456789012/us-east-1".to_owned(), 1),
+                (PARIS.to_owned(), 1),
+            ]
+            .into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        watch_all(&mut resumed, 1).await,
+        [(
+            "111122223333/ap-northeast-1".to_owned(),
+            "tokyo-2".to_owned()
+        )]
+    );
+    expect_err(
+        client
+            .watch_all_changes(WatchAllChangesRequest {
+                after_sequences: [("nowhere".to_owned(), 1)].into(),
+            })
+            .await,
+        ErrorType::InvalidRequest,
+    );
+    drop(stream);
+    drop(resumed);
     registry.stop().await;
 }
