@@ -988,13 +988,23 @@ async fn executions_in_progress_too_long_time_out() {
         status_of(&mut jobs, "timed", "quick").await,
         Some(JobExecutionStatus::Succeeded)
     );
-    let events = summary(&events_after(&mut client, before).await);
-    for expected in [
+    // A state change can be read a moment before its event is durable in
+    // the log: wait for the log to hold both.
+    let expected = [
         "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_TIMED_OUT slow",
         "JOB_EXECUTION JOB_EXECUTION_EVENT_KIND_TIMED_OUT stepper",
-    ] {
-        assert!(events.contains(&expected.to_owned()), "{events:?}");
-    }
+    ];
+    crate::support::eventually(10, "both timeouts in the log", || {
+        let mut client = client.clone();
+        async move {
+            let events = summary(&events_after(&mut client, before).await);
+            expected
+                .iter()
+                .all(|e| events.contains(&(*e).to_owned()))
+                .then_some(())
+        }
+    })
+    .await;
     let job = describe(&mut jobs, "timed").await;
     assert_eq!(job.status(), JobStatus::Completed);
     let d = job.job_process_details.unwrap();
