@@ -426,19 +426,26 @@ async fn follow_partition(
     let (batches, mut rx) = mpsc::channel(4);
     tokio::spawn(log.follow(cursor, after == 0, batches, shutdown));
     while let Some(batch) = rx.recv().await {
-        let arns = registry.arns();
-        let response = batch
-            .map(|records| pb::WatchChangesResponse {
-                events: records
-                    .into_iter()
-                    .map(|r| change_event(&arns, registry.account_id(), r))
-                    .collect(),
-            })
-            .map_err(watch_status);
-        if tx.send(response).await.is_err() {
+        if tx.send(batch_response(&registry, batch)).await.is_err() {
             return;
         }
     }
+}
+
+/// A batch of a partition's log as WatchChanges and WatchAllChanges send it.
+fn batch_response(
+    registry: &Registry,
+    batch: Result<Vec<ChangeRecord>, WatchError>,
+) -> Result<pb::WatchChangesResponse, Status> {
+    let arns = registry.arns();
+    batch
+        .map(|records| pb::WatchChangesResponse {
+            events: records
+                .into_iter()
+                .map(|r| change_event(&arns, registry.account_id(), r))
+                .collect(),
+        })
+        .map_err(watch_status)
 }
 
 #[tonic::async_trait]
@@ -1327,19 +1334,7 @@ impl registry_server::Registry for GrpcRegistry {
         let cursor = log.start(after).map_err(watch_status)?;
         let (tx, rx) = mpsc::channel(4);
         tokio::spawn(log.follow(cursor, after == 0, tx, self.shutdown.clone()));
-        let registry = registry.clone();
-        let stream = ReceiverStream::new(rx).map(move |batch| {
-            let arns = registry.arns();
-            let account = registry.account_id();
-            batch
-                .map(|records| pb::WatchChangesResponse {
-                    events: records
-                        .into_iter()
-                        .map(|r| change_event(&arns, account, r))
-                        .collect(),
-                })
-                .map_err(watch_status)
-        });
+        let stream = ReceiverStream::new(rx).map(move |batch| batch_response(&registry, batch));
         Ok(Response::new(Box::pin(stream)))
     }
 
