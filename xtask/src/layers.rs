@@ -20,7 +20,7 @@ use crate::util::project_root;
 /// the layers before its own, never one of its own layer or a later one.
 /// `lib.rs` and `main.rs` wire everything and stand above them all.
 const GATEWAY_LAYERS: &[&[&str]] = &[
-    &["backoff", "bus", "limits", "settings"],
+    &["backoff", "bus", "limits", "partition", "settings"],
     &["config_cache"],
     &["events"],
     &["http", "mqtt"],

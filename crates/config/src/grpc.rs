@@ -1028,6 +1028,20 @@ impl config_server::Config for GrpcConfig {
         Ok(Response::new(Box::pin(ReceiverStream::new(rx))))
     }
 
+    async fn list_partitions(
+        &self,
+        _: Request<pb::ListPartitionsRequest>,
+    ) -> Reply<pb::ListPartitionsResponse> {
+        let mut partitions: Vec<String> = self
+            .partitions
+            .all_named()
+            .into_iter()
+            .map(|(partition, _)| partition.name())
+            .collect();
+        partitions.sort();
+        Ok(Response::new(pb::ListPartitionsResponse { partitions }))
+    }
+
     /// Wipes every partition (test mode).
     async fn reset(&self, _: Request<pb::ResetRequest>) -> Reply<pb::ResetResponse> {
         if !self.test_mode {

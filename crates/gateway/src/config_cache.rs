@@ -26,12 +26,12 @@ use std::{
     time::Duration,
 };
 
+use crate::partition::Tagged;
 use herald_policy::Policy;
 pub use herald_proto::config::v1::CertificateStatus;
 use herald_proto::config::v1::{self as pb, config_client::ConfigClient, config_update};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
 
@@ -105,7 +105,7 @@ impl ConfigCache {
 
     /// A cache kept current by a task watching `client`'s config service
     /// until `shutdown` is cancelled.
-    pub fn spawn(client: ConfigClient<Channel>, shutdown: CancellationToken) -> ConfigCache {
+    pub fn spawn(client: ConfigClient<Tagged>, shutdown: CancellationToken) -> ConfigCache {
         let cache = ConfigCache::new();
         tokio::spawn(cache.clone().run(client, shutdown));
         cache
@@ -113,7 +113,7 @@ impl ConfigCache {
 
     /// Keeps the cache current until `shutdown` is cancelled: a `WatchConfig`
     /// stream, reopened with a backoff whenever it fails or ends.
-    pub async fn run(self, mut client: ConfigClient<Channel>, shutdown: CancellationToken) {
+    pub async fn run(self, mut client: ConfigClient<Tagged>, shutdown: CancellationToken) {
         let mut backoff = Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF);
         loop {
             let after_revision = self.resume_point();

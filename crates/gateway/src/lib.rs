@@ -22,6 +22,7 @@ pub mod fuzzing;
 mod http;
 mod limits;
 mod mqtt;
+mod partition;
 pub mod testing;
 
 use std::time::Duration;
@@ -34,29 +35,23 @@ pub use settings::{
 };
 use std::sync::Arc;
 
-use bus::Bus;
-use config_cache::ConfigCache;
-use events::EventPump;
 use herald_proto::config::v1::config_client::ConfigClient;
+use herald_runtime::partition::Partition;
 use mqtt::{
-    lifecycle::VersionCounter,
-    persist::SessionStore,
-    retained::{RetainedLimits, RetainedStore},
+    partitions::MqttPartitions,
+    retained::RetainedLimits,
     router::{Router, RouterSettings},
     server::{Sessions, serve_tcp_limited},
-    session::{
-        PasswordCredential, Principal, SessionContext, SessionSettings, password_authenticator,
-    },
+    session::{PasswordCredential, Principal, SessionSettings, password_authenticator},
     tls::{CertificatePrincipal, TlsAcceptor, accept_loop_limited},
 };
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 /// Gets the TLS listener's server certificate from the config service,
 /// retrying with backoff while it is not up yet.
 async fn tls_server_config(
-    config: &mut ConfigClient<Channel>,
+    config: &mut ConfigClient<partition::Tagged>,
     settings: &Settings,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Arc<rustls::ServerConfig>> {
@@ -75,21 +70,6 @@ async fn tls_server_config(
         tokio::select! {
             () = shutdown.cancelled() => anyhow::bail!("stopped before the config service answered"),
             () = backoff.wait() => {}
-        }
-    }
-}
-
-/// Forgets expired persistent sessions, checking a few times per expiry
-/// period (at least once a minute), until `shutdown`.
-async fn expire_sessions(ctx: SessionContext, expiry: Duration, shutdown: CancellationToken) {
-    let period = (expiry / 4).clamp(Duration::from_secs(1), Duration::from_secs(60));
-    let mut tick = tokio::time::interval(period);
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            _ = tick.tick() => {
-                ctx.expire_sessions();
-            }
         }
     }
 }
@@ -192,7 +172,7 @@ async fn serve(
     );
     let (state, upstream) =
         http::AppState::connect(&settings).context("set up the upstream clients")?;
-    let (registry, jobs, mut config) = (upstream.registry, upstream.jobs, upstream.config);
+    let mut config = ConfigClient::new(partition::tagged(upstream.config.clone(), None));
     let app = http::router(state);
     let addr = listeners
         .http
@@ -210,69 +190,29 @@ async fn serve(
         shutdown.clone(),
     ));
 
-    // The MQTT side: the live config, the $aws bus, rumqttd's router underneath.
-    let cache = ConfigCache::spawn(config.clone(), shutdown.clone());
-    let bus = Bus::new();
-
-    // Registry changes become $aws/events messages; sessions check
-    // iot:Receive on every delivery. Persistent sessions are stored beside
-    // the pump's cursor, and outlive the sessions' shutdown.
-    let (pump_dir, sessions_dir, retained_dir) = (
-        settings.data_dir.join("pump"),
-        settings.data_dir.join("sessions"),
-        settings.data_dir.join("retained"),
-    );
-    let (pump_store, sessions_store, retained_store) = tokio::task::spawn_blocking(move || {
-        anyhow::Ok((
-            herald_store::Store::open(&pump_dir)?,
-            herald_store::Store::open(&sessions_dir)?,
-            herald_store::Store::open(&retained_dir)?,
-        ))
-    })
-    .await??;
+    // The MQTT side, per (account, region) partition: the live config, the
+    // $aws bus and the event pump (registry changes become $aws/events
+    // messages; sessions check iot:Receive on every delivery), persistent
+    // sessions and retained messages (which outlive the sessions'
+    // shutdown), over rumqttd's router, shared.
+    let Some(own_partition) = Partition::new(&settings.account_id, &settings.region) else {
+        anyhow::bail!(
+            "account_id {:?} is not 12 digits, or region {:?} is not a region name",
+            settings.account_id,
+            settings.region
+        );
+    };
     let sessions_stop = CancellationToken::new();
-    let (session_store, stored_sessions) =
-        SessionStore::open(sessions_store, sessions_stop.clone())
-            .context("open the session store")?;
-    tracing::info!(
-        persistent_sessions = stored_sessions.len(),
-        "session store open"
-    );
-    // Retained messages are the gateway's, bounded, and outlive the
-    // sessions' shutdown like the session store.
-    let retained = RetainedStore::open(
-        retained_store,
-        RetainedLimits {
+    let setup = mqtt::partitions::Setup {
+        data_dir: settings.data_dir.clone(),
+        registry: upstream.registry.clone(),
+        config: upstream.config.clone(),
+        router,
+        retained_limits: RetainedLimits {
             max_count: settings.mqtt.retained_max_count,
             max_bytes: settings.mqtt.retained_max_bytes,
         },
-        sessions_stop.clone(),
-    )
-    .context("open the retained-message store")?;
-    let (retained_count, retained_bytes) = retained.usage();
-    tracing::info!(
-        retained_count,
-        retained_bytes,
-        "retained-message store open"
-    );
-    let router = router.with_retained(retained.clone());
-    let pump = EventPump::spawn(
-        registry.clone(),
-        cache.clone(),
-        bus.clone(),
-        pump_store,
-        shutdown.clone(),
-    )
-    .context("start the event pump")?;
-
-    let ctx = SessionContext::new(
-        cache.clone(),
-        bus.clone(),
-        Arc::new(VersionCounter::new()),
-        &settings.region,
-        &settings.account_id,
-        router,
-        SessionSettings {
+        session_settings: SessionSettings {
             persistent_session_expiry: Duration::from_secs(
                 settings.mqtt.persistent_session_expiry_secs,
             ),
@@ -282,16 +222,15 @@ async fn serve(
                 .max_persistent_sessions_per_principal,
             ..SessionSettings::default()
         },
-    )
-    .with_registry(registry)
-    .with_jobs(jobs)
-    .with_session_store(session_store.clone(), stored_sessions)
-    .with_event_pump(pump.clone());
-    tokio::spawn(expire_sessions(
-        ctx.clone(),
-        Duration::from_secs(settings.mqtt.persistent_session_expiry_secs),
-        shutdown.clone(),
-    ));
+        shutdown: shutdown.clone(),
+        stores_stop: sessions_stop.clone(),
+    };
+    let mut regions = settings.served_regions.clone();
+    regions.push(settings.region.clone());
+    let partitions = MqttPartitions::open(setup, own_partition, regions)
+        .await
+        .context("open the MQTT side of the partitions")?;
+    let ctx = partitions.own().ctx.clone();
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),
@@ -308,23 +247,16 @@ async fn serve(
     ));
 
     let tls_config = tls_server_config(&mut config, &settings, &shutdown).await?;
-    let jitr = mqtt::jitr::Jitr::new(
-        config.clone(),
-        bus.clone(),
-        cache.clone(),
-        &settings.account_id,
-    );
-    let acceptor = TlsAcceptor::new(tls_config)
-        .with_handshake_timeout(Duration::from_millis(
-            settings.mqtt.tls_handshake_timeout_ms,
-        ))
-        .with_jitr(jitr);
+    let acceptor = TlsAcceptor::new(tls_config).with_handshake_timeout(Duration::from_millis(
+        settings.mqtt.tls_handshake_timeout_ms,
+    ));
     let tls_addr = listeners
         .mqtt_tls
         .local_addr()
         .context("read the MQTT TLS listen address")?;
     tracing::info!(addr = %tls_addr, "mqtt tls listening");
     let (sessions, tls_sessions_done) = Sessions::new(ctx, authenticate, shutdown.clone());
+    let in_partitions = partitions.clone();
     let on_connection = move |stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
                               cert: CertificatePrincipal,
                               permit: limits::ConnectionPermit| {
@@ -333,6 +265,10 @@ async fn serve(
             .0
             .peer_addr()
             .unwrap_or_else(|_| ([0, 0, 0, 0], 0).into());
+        // Located among the open partitions: it is open.
+        let Some(world) = in_partitions.get(cert.partition.as_ref()) else {
+            return;
+        };
         let stream = limits::Limited::new(stream, permit);
         let principal = Principal::certificate(
             cert.certificate_id,
@@ -340,12 +276,12 @@ async fn serve(
             cert.subject,
             cert.issuer,
         );
-        sessions.spawn(stream, peer, Some(principal));
+        sessions.spawn_in(world.ctx, stream, peer, Some(principal));
     };
     let mqtt_tls = tokio::spawn(accept_loop_limited(
         listeners.mqtt_tls,
         acceptor,
-        cache.clone(),
+        partitions.clone().into(),
         limits::ConnectionLimit::new("mqtt_tls", settings.mqtt.max_tls_connections),
         on_connection,
         shutdown.clone(),
@@ -366,9 +302,7 @@ async fn serve(
         // Whether or not every session ended in time, the stores write
         // what they hold and close.
         sessions_stop.cancel();
-        session_store.stopped().await;
-        retained.stopped().await;
-        pump.stopped().await;
+        partitions.stopped().await;
         drained
     });
     match (http, sessions) {

@@ -34,6 +34,11 @@ pub mod mqtt {
     };
 }
 
+/// Clients naming the (account, region) partition of their calls.
+pub mod partition {
+    pub use crate::partition::{Tagged, Tagger, tagged};
+}
+
 /// The embedded routing engine (rumqttd's router) behind its adapter.
 pub mod router {
     pub use crate::mqtt::router::{Delivery, Router, RouterError, RouterSettings};
@@ -42,6 +47,7 @@ pub mod router {
 /// The MQTT/TLS listener: server configuration, client certificates, accept loop.
 pub mod tls {
     pub use crate::mqtt::tls::{
-        CertificatePrincipal, TlsAcceptor, TlsRejection, accept_loop, certificate_id, server_config,
+        CertificatePrincipal, Directory, TlsAcceptor, TlsRejection, accept_loop, certificate_id,
+        server_config,
     };
 }

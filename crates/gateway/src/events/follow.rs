@@ -14,7 +14,9 @@ use herald_proto::registry::v1::{
     ChangeEvent, GetChangeLogInfoRequest, WatchChangesRequest, WatchChangesResponse,
     registry_client::RegistryClient,
 };
-use tonic::{Code, Status, Streaming, transport::Channel};
+use tonic::{Code, Status, Streaming};
+
+use crate::partition::Tagged;
 
 use crate::backoff::Backoff;
 
@@ -38,7 +40,7 @@ pub(crate) enum Followed {
 
 /// A follower of the change log.
 pub(crate) struct ChangeFollower {
-    registry: RegistryClient<Channel>,
+    registry: RegistryClient<Tagged>,
     /// The last event handed out: the stream resumes after it.
     after: u64,
     stream: Option<Streaming<WatchChangesResponse>>,
@@ -49,7 +51,7 @@ pub(crate) struct ChangeFollower {
 
 impl ChangeFollower {
     /// Follows the log after `after`, waiting `backoff` between attempts.
-    pub(crate) fn new(registry: RegistryClient<Channel>, after: u64, backoff: Backoff) -> Self {
+    pub(crate) fn new(registry: RegistryClient<Tagged>, after: u64, backoff: Backoff) -> Self {
         ChangeFollower {
             registry,
             after,

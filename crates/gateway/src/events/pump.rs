@@ -38,13 +38,13 @@ use std::{
     time::Duration,
 };
 
+use crate::partition::Tagged;
 use anyhow::Context as _;
 use herald_proto::registry::v1::{ChangeEvent, registry_client::RegistryClient};
 use herald_store::{Store, Writer};
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::follow::{ChangeFollower, Followed};
 use super::{Gated, gated};
@@ -130,7 +130,7 @@ impl Shared {
 /// What the pump's loop needs.
 struct Pump {
     shared: Arc<Shared>,
-    registry: RegistryClient<Channel>,
+    registry: RegistryClient<Tagged>,
     cache: ConfigCache,
     bus: Bus,
     shutdown: CancellationToken,
@@ -145,7 +145,7 @@ impl EventPump {
     /// Fails when the stored cursor can't be read or the writer thread can't
     /// start. Must be called within a Tokio runtime.
     pub fn spawn(
-        registry: RegistryClient<Channel>,
+        registry: RegistryClient<Tagged>,
         cache: ConfigCache,
         bus: Bus,
         store: Store,
@@ -501,9 +501,10 @@ mod tests {
         Pump {
             shared: Shared::new(cursor),
             // Never connected: `handle` makes no calls.
-            registry: RegistryClient::new(
+            registry: RegistryClient::new(crate::partition::tagged(
                 Endpoint::from_static("http://127.0.0.1:9").connect_lazy(),
-            ),
+                None,
+            )),
             cache,
             bus: bus.clone(),
             shutdown: CancellationToken::new(),

@@ -23,7 +23,6 @@ mod fallback;
 mod jobs_api;
 mod jobs_data_api;
 mod operations;
-mod partition;
 mod registry_api;
 mod serve;
 pub(crate) mod sigv4;
@@ -50,11 +49,11 @@ use herald_runtime::{
     internal_tls::{self, InternalTls},
     partition::Partition,
 };
-use tonic::{service::interceptor::InterceptedService, transport::Channel};
+use tonic::transport::Channel;
 
 pub(crate) use self::error::{ApiError, ErrorKind};
 use self::output::{ApiResult, empty};
-use self::partition::Tagger;
+use crate::partition::{Tagged, tagged};
 use crate::settings::{AccessKey, EndpointSettings, Settings};
 
 /// What every handler shares.
@@ -76,21 +75,17 @@ pub(crate) struct AppState {
     pub(crate) request_timeout: std::time::Duration,
 }
 
-/// A client channel that names the request's partition on every call.
-pub(crate) type Tagged = InterceptedService<Channel, Tagger>;
-
 /// A lazily connecting channel to another service, over mutual TLS when
 /// internal TLS is on.
 fn channel(url: &str, tls: Option<&InternalTls>) -> anyhow::Result<Channel> {
     Ok(internal_tls::endpoint(url, tls)?.connect_lazy())
 }
 
-/// The same services' clients for the MQTT side, which acts in the default
-/// partition.
+/// The channels to the same services, for the MQTT side (which names each
+/// call's partition with clients of its own, [`crate::partition::tagged`]).
 pub(crate) struct Upstream {
-    pub(crate) registry: RegistryClient<Channel>,
-    pub(crate) jobs: JobsClient<Channel>,
-    pub(crate) config: ConfigClient<Channel>,
+    pub(crate) registry: Channel,
+    pub(crate) config: Channel,
 }
 
 impl AppState {
@@ -105,14 +100,13 @@ impl AppState {
             regions.push(settings.region.clone());
         }
         let upstream = Upstream {
-            registry: RegistryClient::new(registry.clone()),
-            jobs: JobsClient::new(registry.clone()),
-            config: ConfigClient::new(config.clone()),
+            registry: registry.clone(),
+            config: config.clone(),
         };
         let state = AppState {
-            registry: RegistryClient::with_interceptor(registry.clone(), Tagger),
-            jobs: JobsClient::with_interceptor(registry, Tagger),
-            config: ConfigClient::with_interceptor(config, Tagger),
+            registry: RegistryClient::new(tagged(registry.clone(), None)),
+            jobs: JobsClient::new(tagged(registry, None)),
+            config: ConfigClient::new(tagged(config, None)),
             regions: regions.into(),
             default_partition: Partition::new(&settings.account_id, &settings.region),
             access_keys: settings.access_keys.clone().into(),

@@ -10,12 +10,12 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
+use crate::partition::Tagged;
 use herald_policy::Context;
 use herald_proto::registry::v1::{self as reg, registry_client::RegistryClient};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::bytes::BytesMut;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 
 use super::codec::wire::{self, Packet};
 use super::lifecycle::{
@@ -102,7 +102,7 @@ pub(super) fn page(next_token: String) -> Option<reg::Page> {
 /// attached to it, with its groups and their ancestors (the registry's
 /// `ListThingPolicyTargets`).
 pub(super) async fn lookup_thing(
-    mut registry: RegistryClient<Channel>,
+    mut registry: RegistryClient<Tagged>,
     client_id: &str,
     targets: &[String],
 ) -> Result<Option<Thing>, tonic::Status> {

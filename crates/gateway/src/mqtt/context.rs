@@ -9,10 +9,10 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+use crate::partition::Tagged;
 use herald_proto::registry::v1::{jobs_client::JobsClient, registry_client::RegistryClient};
 use tokio::sync::Notify;
 use tokio_util::bytes::Bytes;
-use tonic::transport::Channel;
 
 use super::lifecycle::{LifecycleEvent, VersionCounter, epoch_millis_now};
 use super::persist::{SessionStore, StoredSession};
@@ -114,11 +114,11 @@ pub(super) struct Shared {
     pub(super) settings: SessionSettings,
     /// Where the thing a CONNECT names is looked up; without it no
     /// connection is associated with a thing.
-    pub(super) registry: OnceLock<RegistryClient<Channel>>,
+    pub(super) registry: OnceLock<RegistryClient<Tagged>>,
     /// The registry's `Jobs` service, which answers the jobs device API;
     /// without it jobs requests are carried like any `$aws/things` message
     /// and answered by no one.
-    pub(super) jobs: OnceLock<JobsClient<Channel>>,
+    pub(super) jobs: OnceLock<JobsClient<Tagged>>,
     pub(super) live: Mutex<HashMap<String, Arc<Live>>>,
     /// The `clean_session=false` sessions that ended.
     pub(super) persistent: Mutex<HashMap<String, Persisted>>,
@@ -394,14 +394,14 @@ impl SessionContext {
     /// Associates connections with registry things through `registry`
     /// (see the module documentation). Only the first registry given is
     /// used.
-    pub fn with_registry(self, registry: RegistryClient<Channel>) -> SessionContext {
+    pub fn with_registry(self, registry: RegistryClient<Tagged>) -> SessionContext {
         let _ = self.shared.registry.set(registry);
         self
     }
 
     /// Answers the jobs device API with `jobs` (see `jobs`). Only the first
     /// client given is used.
-    pub fn with_jobs(self, jobs: JobsClient<Channel>) -> SessionContext {
+    pub fn with_jobs(self, jobs: JobsClient<Tagged>) -> SessionContext {
         let _ = self.shared.jobs.set(jobs);
         self
     }

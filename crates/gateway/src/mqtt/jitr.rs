@@ -12,9 +12,9 @@
 
 use std::sync::Arc;
 
+use crate::partition::Tagged;
 use herald_proto::config::v1::{self as pb, config_client::ConfigClient};
 use serde::Serialize;
-use tonic::transport::Channel;
 
 use crate::bus::Bus;
 use crate::config_cache::ConfigCache;
@@ -48,7 +48,7 @@ struct RegisteredEvent<'a> {
 /// their event. Cheap to clone.
 #[derive(Clone)]
 pub(crate) struct Jitr {
-    config: ConfigClient<Channel>,
+    config: ConfigClient<Tagged>,
     bus: Bus,
     cache: ConfigCache,
     account_id: Arc<str>,
@@ -56,7 +56,7 @@ pub(crate) struct Jitr {
 
 impl Jitr {
     pub(crate) fn new(
-        config: ConfigClient<Channel>,
+        config: ConfigClient<Tagged>,
         bus: Bus,
         cache: ConfigCache,
         account_id: &str,
@@ -72,25 +72,26 @@ impl Jitr {
     /// A device presented `der`, a certificate Herald does not know or holds
     /// as `PENDING_ACTIVATION`. Registers it if a registered CA with
     /// auto-registration enabled signed it, and publishes the event. The
-    /// connection is refused either way (by the caller).
-    pub(crate) async fn presented(&self, der: &[u8]) {
+    /// connection is refused either way (by the caller). True when a CA of
+    /// this partition signed it (registered now or before).
+    pub(crate) async fn presented(&self, der: &[u8]) -> bool {
         let mut config = self.config.clone();
         let call = config.auto_register_certificate(pb::AutoRegisterCertificateRequest {
             certificate_der: der.to_vec(),
         });
         let Ok(answer) = tokio::time::timeout(REGISTRATION_TIMEOUT, call).await else {
             tracing::warn!(?REGISTRATION_TIMEOUT, "just-in-time registration timed out");
-            return;
+            return false;
         };
         let registered = match answer {
             Ok(registered) => registered.into_inner(),
             Err(status) if status.code() == tonic::Code::NotFound => {
                 tracing::debug!("no registered CA with auto-registration signed the certificate");
-                return;
+                return false;
             }
             Err(status) => {
                 tracing::warn!(code = ?status.code(), message = status.message(), "just-in-time registration failed");
-                return;
+                return false;
             }
         };
         tracing::info!(
@@ -99,11 +100,11 @@ impl Jitr {
             registered_now = registered.registered,
             "certificate registered just in time as PENDING_ACTIVATION"
         );
-        if !self.cache.event_enabled(EVENT_KEY) {
-            return;
+        if self.cache.event_enabled(EVENT_KEY) {
+            let (topic, payload) = render(&registered, &self.account_id, epoch_millis_now());
+            self.bus.publish(&topic, payload);
         }
-        let (topic, payload) = render(&registered, &self.account_id, epoch_millis_now());
-        self.bus.publish(&topic, payload);
+        true
     }
 }
 

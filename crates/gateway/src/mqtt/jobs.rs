@@ -9,13 +9,13 @@
 
 use std::collections::{BTreeMap, HashMap};
 
+use crate::partition::Tagged;
 use herald_proto::{
     error::{AwsError, ErrorType},
     registry::v1::{self as pb, jobs_client::JobsClient},
 };
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
-use tonic::transport::Channel;
 
 use crate::events::{
     DeviceExecution, DeviceSummary, device_execution, device_summary, execution_status_name,
@@ -151,7 +151,7 @@ fn now_ms(now_secs: i64) -> i64 {
 
 /// `payload`, answered by `jobs` at `now_secs`.
 pub(super) async fn answer(
-    mut jobs: JobsClient<Channel>,
+    mut jobs: JobsClient<Tagged>,
     topic: &str,
     request: Request<'_>,
     payload: &[u8],
@@ -210,7 +210,7 @@ fn aws(status: tonic::Status) -> AwsError {
 
 /// The thing's pending executions.
 async fn pending(
-    jobs: &mut JobsClient<Channel>,
+    jobs: &mut JobsClient<Tagged>,
     thing: &str,
 ) -> Result<pb::GetPendingJobExecutionsResponse, AwsError> {
     Ok(jobs
@@ -223,7 +223,7 @@ async fn pending(
 }
 
 async fn get(
-    jobs: &mut JobsClient<Channel>,
+    jobs: &mut JobsClient<Tagged>,
     thing: &str,
     client_token: Option<String>,
     now_secs: i64,
@@ -242,7 +242,7 @@ async fn get(
 }
 
 async fn start_next(
-    jobs: &mut JobsClient<Channel>,
+    jobs: &mut JobsClient<Tagged>,
     thing: &str,
     body: Body,
     now_secs: i64,
@@ -269,7 +269,7 @@ async fn start_next(
 }
 
 async fn describe(
-    jobs: &mut JobsClient<Channel>,
+    jobs: &mut JobsClient<Tagged>,
     thing: &str,
     job_id: &str,
     body: Body,
@@ -310,7 +310,7 @@ async fn describe(
 }
 
 async fn update(
-    jobs: &mut JobsClient<Channel>,
+    jobs: &mut JobsClient<Tagged>,
     thing: &str,
     job_id: &str,
     body: Body,

@@ -32,6 +32,7 @@ mod context;
 pub(crate) mod jitr;
 mod jobs;
 pub(crate) mod lifecycle;
+pub(crate) mod partitions;
 pub(crate) mod persist;
 mod principal;
 mod replay;

@@ -15,10 +15,10 @@
 
 use std::time::Duration;
 
+use crate::partition::Tagged;
 use herald_proto::registry::v1::{ChangeEvent, registry_client::RegistryClient};
 use tokio::sync::mpsc;
 use tokio_util::sync::{CancellationToken, DropGuard};
-use tonic::transport::Channel;
 
 use crate::backoff::Backoff;
 use crate::events::follow::{ChangeFollower, Followed};
@@ -49,7 +49,7 @@ pub(crate) struct Replay {
 
 impl Replay {
     /// Follows the change log after `after_sequence`.
-    pub(crate) fn spawn(registry: RegistryClient<Channel>, after_sequence: u64) -> Replay {
+    pub(crate) fn spawn(registry: RegistryClient<Tagged>, after_sequence: u64) -> Replay {
         let (tx, rx) = mpsc::channel(CHANNEL);
         let stop = CancellationToken::new();
         let task_stop = stop.clone();
@@ -72,7 +72,7 @@ impl Replay {
     }
 }
 
-async fn follow(registry: RegistryClient<Channel>, after: u64, tx: mpsc::Sender<ReplayMessage>) {
+async fn follow(registry: RegistryClient<Tagged>, after: u64, tx: mpsc::Sender<ReplayMessage>) {
     let mut follower =
         ChangeFollower::new(registry, after, Backoff::new(INITIAL_BACKOFF, MAX_BACKOFF));
     loop {

@@ -27,7 +27,11 @@
 //!   the same level in front of a topic and a filter, and `$` topics and
 //!   filters never reach rumqttd (the session serves them on its bus;
 //!   [`Link`] refuses them), so MQTT's `$` rule never has to be applied by
-//!   rumqttd. Shared subscriptions (`$share/...`) are refused by the session
+//!   rumqttd. Each (account, region) partition other than the gateway's
+//!   own has a level of its own ([`Router::in_partition`]:
+//!   `p/<account>/<region>/`) and a prefix on its link ids, so its topics,
+//!   filters and client ids never meet another partition's (AWS IoT: each
+//!   account and region is a broker of its own). Shared subscriptions (`$share/...`) are refused by the session
 //!   and would be refused here too, as `$` filters.
 //! - Retained messages are the gateway's ([`RetainedStore`]), never
 //!   rumqttd's: [`Link::publish`] with RETAIN stores the message (or refuses
@@ -47,6 +51,8 @@ use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig};
 use tokio_util::bytes::Bytes;
 
+use herald_runtime::partition::Partition;
+
 use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
 
 /// The level in front of every topic and filter inside rumqttd: plain
@@ -54,18 +60,26 @@ use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
 /// lands on a character boundary.
 pub(crate) const ENGINE_LEVEL: &str = "t/";
 
-/// `topic` or `filter` as rumqttd routes it.
-fn to_engine(topic: &str) -> String {
-    let mut engine = String::with_capacity(ENGINE_LEVEL.len() + topic.len());
-    engine.push_str(ENGINE_LEVEL);
+/// `topic` or `filter` as rumqttd routes it below `level` (the
+/// partition's).
+fn to_engine(level: &str, topic: &str) -> String {
+    let mut engine = String::with_capacity(level.len() + topic.len());
+    engine.push_str(level);
     engine.push_str(topic);
     engine
 }
 
-/// A topic rumqttd delivered, as the client published it; `None` for one
-/// the gateway did not route (never expected).
-fn from_engine(topic: &str) -> Option<&str> {
-    topic.strip_prefix(ENGINE_LEVEL)
+/// A topic rumqttd delivered below `level`, as the client published it;
+/// `None` for one the gateway did not route (never expected).
+fn from_engine<'a>(level: &str, topic: &'a str) -> Option<&'a str> {
+    topic.strip_prefix(level)
+}
+
+/// The engine level of a partition other than the gateway's own:
+/// `p/<account>/<region>/`, plain ASCII like [`ENGINE_LEVEL`], so topics
+/// and filters of different partitions never match each other.
+fn partition_level(partition: &Partition) -> String {
+    format!("p/{}/{}/", partition.account, partition.region)
 }
 
 /// The Router's buffer and connection limits.
@@ -147,6 +161,12 @@ pub struct Router {
     /// Whether the routing thread still receives events.
     alive: Arc<Alive>,
     retained: RetainedStore,
+    /// The level in front of every topic and filter: [`ENGINE_LEVEL`] for
+    /// the gateway's own partition, [`partition_level`] for the others.
+    level: Arc<str>,
+    /// In front of every link id: empty for the gateway's own partition,
+    /// so a client id's link in one partition is not its link in another.
+    link_prefix: Arc<str>,
 }
 
 impl std::fmt::Debug for Router {
@@ -155,10 +175,12 @@ impl std::fmt::Debug for Router {
     }
 }
 
-/// The router-side client id of MQTT client `client_id`: `d-` and the id's
-/// bytes in hex, which rumqttd accepts whatever the id holds.
-pub(crate) fn link_id(client_id: &str) -> String {
-    let mut id = String::with_capacity(2 + client_id.len() * 2);
+/// The router-side client id of MQTT client `client_id`: the partition's
+/// `prefix`, `d-` and the id's bytes in hex, which rumqttd accepts
+/// whatever the id holds.
+pub(crate) fn link_id(prefix: &str, client_id: &str) -> String {
+    let mut id = String::with_capacity(prefix.len() + 2 + client_id.len() * 2);
+    id.push_str(prefix);
     id.push_str("d-");
     for b in client_id.bytes() {
         id.push_str(&format!("{b:02x}"));
@@ -185,7 +207,27 @@ impl Router {
             factory: Arc::new(factory),
             alive: Arc::new(alive),
             retained: RetainedStore::in_memory(RetainedLimits::default()),
+            level: ENGINE_LEVEL.into(),
+            link_prefix: "".into(),
         }
+    }
+
+    /// The same engine for the sessions of `partition` (`None`: the
+    /// gateway's own): its topics, filters and client ids apart from every
+    /// other partition's. Links made afterwards use it.
+    #[must_use]
+    pub fn in_partition(mut self, partition: Option<&Partition>) -> Router {
+        match partition {
+            None => {
+                self.level = ENGINE_LEVEL.into();
+                self.link_prefix = "".into();
+            }
+            Some(partition) => {
+                self.level = partition_level(partition).into();
+                self.link_prefix = format!("p-{}-{}-", partition.account, partition.region).into();
+            }
+        }
+        self
     }
 
     /// The same engine with its retained messages in `retained` (by
@@ -254,7 +296,7 @@ impl Router {
 
     pub async fn link(&self, client_id: &str, clean_session: bool) -> Result<Link, RouterError> {
         let factory = Arc::clone(&self.factory);
-        let id = link_id(client_id);
+        let id = link_id(&self.link_prefix, client_id);
         let (tx, rx, ack) =
             tokio::task::spawn_blocking(move || factory(&id, clean_session)).await??;
         let ack: Option<Packet> = ack.into();
@@ -266,6 +308,7 @@ impl Router {
             session_present,
             paused: false,
             retained: self.retained.clone(),
+            level: self.level.clone(),
             retained_due: VecDeque::new(),
             retained_queued: HashSet::new(),
         })
@@ -297,6 +340,8 @@ pub struct Link {
     /// The router paused the link and `wake()` has not gone through yet.
     paused: bool,
     retained: RetainedStore,
+    /// The router's partition level ([`Router::in_partition`]).
+    level: Arc<str>,
     /// Retained messages matched by a new subscription, not delivered yet.
     retained_due: VecDeque<Arc<str>>,
     /// The topics in `retained_due`: each is queued once, however many
@@ -335,7 +380,7 @@ impl Link {
         if retain {
             self.retained.retain(topic, payload.clone()).await?;
         }
-        let publish = Publish::new(Bytes::from(to_engine(topic)), payload, false);
+        let publish = Publish::new(Bytes::from(to_engine(&self.level, topic)), payload, false);
         self.send(Packet::Publish(publish, None)).await
     }
 
@@ -363,14 +408,14 @@ impl Link {
     /// gateway restart): no retained messages, the client subscribed before.
     pub fn resubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         refuse_reserved(filter)?;
-        self.tx.subscribe(to_engine(filter))?;
+        self.tx.subscribe(to_engine(&self.level, filter))?;
         Ok(())
     }
 
     /// Unsubscribes from `filter`; only call it for a subscribed filter.
     pub fn unsubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         refuse_reserved(filter)?;
-        self.tx.unsubscribe(to_engine(filter))?;
+        self.tx.unsubscribe(to_engine(&self.level, filter))?;
         Ok(())
     }
 
@@ -434,7 +479,7 @@ impl Link {
                     let publish = forward.publish;
                     let Some(topic) = std::str::from_utf8(&publish.topic)
                         .ok()
-                        .and_then(from_engine)
+                        .and_then(|topic| from_engine(&self.level, topic))
                     else {
                         continue;
                     };
@@ -467,18 +512,28 @@ mod tests {
 
     #[test]
     fn link_ids_are_hex_and_safe_for_rumqttd() {
-        assert_eq!(link_id("a/b"), "d-612f62");
-        assert_eq!(link_id("#+$"), "d-232b24");
-        assert_ne!(link_id("ab"), link_id("a b"));
+        assert_eq!(link_id("", "a/b"), "d-612f62");
+        assert_eq!(link_id("", "#+$"), "d-232b24");
+        assert_ne!(link_id("", "ab"), link_id("", "a b"));
+        assert_eq!(
+            link_id("p-111122223333-eu-west-1-", "a"),
+            "p-111122223333-eu-west-1-d-61"
+        );
     }
 
     #[test]
     fn engine_topics_start_with_ascii_and_map_back() {
-        for topic in ["é", "ü/x", "#", "+/+", "/", "a"] {
-            let engine = to_engine(topic);
-            assert!(engine.as_bytes()[0].is_ascii());
-            assert_eq!(from_engine(&engine), Some(topic));
+        let other = Partition::new("111122223333", "eu-west-1").unwrap();
+        let other = partition_level(&other);
+        for level in [ENGINE_LEVEL, other.as_str()] {
+            for topic in ["é", "ü/x", "#", "+/+", "/", "a"] {
+                let engine = to_engine(level, topic);
+                assert!(engine.as_bytes()[0].is_ascii());
+                assert_eq!(from_engine(level, &engine), Some(topic));
+            }
+            assert_eq!(from_engine(level, "é"), None);
         }
-        assert_eq!(from_engine("é"), None);
+        assert_eq!(from_engine(&other, &to_engine(ENGINE_LEVEL, "a")), None);
+        assert_eq!(from_engine(ENGINE_LEVEL, &to_engine(&other, "a")), None);
     }
 }

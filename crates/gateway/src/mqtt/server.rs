@@ -76,11 +76,25 @@ impl Sessions {
     where
         S: AsyncRead + AsyncWrite + Send + 'static,
     {
+        self.spawn_in(self.ctx.clone(), stream, peer, transport);
+    }
+
+    /// [`Sessions::spawn`] in `ctx` rather than the one given at creation
+    /// (the partition the client's certificate is registered in).
+    pub fn spawn_in<S>(
+        &self,
+        ctx: SessionContext,
+        stream: S,
+        peer: SocketAddr,
+        transport: Option<Principal>,
+    ) where
+        S: AsyncRead + AsyncWrite + Send + 'static,
+    {
         tokio::spawn(session::run(
             stream,
             peer,
             transport,
-            self.ctx.clone(),
+            ctx,
             self.authenticate.clone(),
             self.shutdown.clone(),
             self.alive.clone(),

@@ -64,12 +64,12 @@ use rustls::{
 use tokio::net::{TcpListener, TcpStream};
 use tokio_rustls::server::TlsStream;
 use tokio_util::sync::CancellationToken;
-use tonic::transport::Channel;
 use x509_parser::certificate::X509Certificate;
 
 use crate::config_cache::{CertificateStatus, ConfigCache};
 use crate::limits::{ConnectionLimit, ConnectionPermit};
-use crate::mqtt::jitr::Jitr;
+use crate::mqtt::partitions::{Located, MqttPartitions};
+use herald_runtime::partition::Partition;
 
 /// The certificate id of a DER certificate (lowercase hex SHA-256), computed
 /// as the config service computes it.
@@ -100,7 +100,7 @@ fn provider() -> Arc<CryptoProvider> {
 /// `names` (DNS names) and `ips` (IP addresses), and a required client
 /// certificate, checked as the [module documentation](self) says.
 pub async fn server_config(
-    config: &mut ConfigClient<Channel>,
+    config: &mut ConfigClient<crate::partition::Tagged>,
     names: &[String],
     ips: &[String],
 ) -> anyhow::Result<Arc<ServerConfig>> {
@@ -259,6 +259,34 @@ pub struct CertificatePrincipal {
     /// The issuer's policy-variable fields, in certificate order
     /// (`iot:Certificate.Issuer.<field>`).
     pub issuer: Vec<(CertField, String)>,
+    /// The partition it is registered in (`None`: the gateway's own, or
+    /// the one cache the acceptor was given).
+    pub partition: Option<Partition>,
+}
+
+/// Where the acceptor looks a client certificate up: one config cache (the
+/// gateway's own partition, without just-in-time registration), or every
+/// partition's (each registering unknown certificates its CAs signed, see
+/// [`Jitr`]).
+#[derive(Clone)]
+pub struct Directory(DirectoryKind);
+
+#[derive(Clone)]
+enum DirectoryKind {
+    One(ConfigCache),
+    Partitions(MqttPartitions),
+}
+
+impl From<ConfigCache> for Directory {
+    fn from(cache: ConfigCache) -> Directory {
+        Directory(DirectoryKind::One(cache))
+    }
+}
+
+impl From<MqttPartitions> for Directory {
+    fn from(partitions: MqttPartitions) -> Directory {
+        Directory(DirectoryKind::Partitions(partitions))
+    }
 }
 
 /// Why a TLS client was turned away.
@@ -288,6 +316,16 @@ pub enum TlsRejection {
     /// The client certificate is revoked.
     #[error("certificate {certificate_id} is revoked")]
     RevokedCertificate { certificate_id: String },
+    /// The client certificate is registered in several partitions and the
+    /// TLS server name does not say which one the device means.
+    #[error(
+        "certificate {certificate_id} is registered in {partitions:?}; the server name {server_name:?} names none of them"
+    )]
+    AmbiguousCertificate {
+        certificate_id: String,
+        partitions: Vec<String>,
+        server_name: Option<String>,
+    },
 }
 
 impl TlsRejection {
@@ -296,7 +334,8 @@ impl TlsRejection {
         match self {
             TlsRejection::UnknownCertificate { certificate_id }
             | TlsRejection::InactiveCertificate { certificate_id, .. }
-            | TlsRejection::RevokedCertificate { certificate_id } => Some(certificate_id),
+            | TlsRejection::RevokedCertificate { certificate_id }
+            | TlsRejection::AmbiguousCertificate { certificate_id, .. } => Some(certificate_id),
             _ => None,
         }
     }
@@ -310,8 +349,6 @@ impl TlsRejection {
 pub struct TlsAcceptor {
     inner: tokio_rustls::TlsAcceptor,
     handshake_timeout: Duration,
-    /// Just-in-time registration of unknown certificates, when on.
-    jitr: Option<Jitr>,
 }
 
 impl fmt::Debug for TlsAcceptor {
@@ -329,15 +366,7 @@ impl TlsAcceptor {
         TlsAcceptor {
             inner: tokio_rustls::TlsAcceptor::from(config),
             handshake_timeout: DEFAULT_HANDSHAKE_TIMEOUT,
-            jitr: None,
         }
-    }
-
-    /// The same acceptor registering unknown certificates signed by a
-    /// registered CA just in time ([`Jitr`]) before refusing them.
-    pub(crate) fn with_jitr(mut self, jitr: Jitr) -> TlsAcceptor {
-        self.jitr = Some(jitr);
-        self
     }
 
     /// The same acceptor with another handshake timeout.
@@ -353,11 +382,13 @@ impl TlsAcceptor {
 
     /// Runs the handshake on `tcp` (under the handshake timeout), then
     /// requires the client certificate to be registered and `ACTIVE` in
-    /// `cache`. On a rejection the connection is dropped (closed).
+    /// `directory` (in one partition: the one the TLS server name asks
+    /// for, when it is registered in several). On a rejection the
+    /// connection is dropped (closed).
     pub async fn accept(
         &self,
         tcp: TcpStream,
-        cache: &ConfigCache,
+        directory: &Directory,
     ) -> Result<(TlsStream<TcpStream>, CertificatePrincipal), TlsRejection> {
         let stream = tokio::time::timeout(self.handshake_timeout, self.inner.accept(tcp))
             .await
@@ -370,16 +401,42 @@ impl TlsAcceptor {
             .and_then(|chain| chain.first())
             .ok_or(TlsRejection::NoCertificate)?;
         let certificate_id = certificate_id(leaf);
-        let Some(cached) = cache.certificate(&certificate_id) else {
-            if let Some(jitr) = &self.jitr {
-                jitr.presented(leaf).await;
+        let server_name = stream.get_ref().1.server_name();
+        let (cached, partition, jitr) = match &directory.0 {
+            DirectoryKind::One(cache) => match cache.certificate(&certificate_id) {
+                Some(cached) => (cached, None, None),
+                None => return Err(TlsRejection::UnknownCertificate { certificate_id }),
+            },
+            DirectoryKind::Partitions(partitions) => {
+                match partitions.locate(&certificate_id, server_name).await {
+                    Located::Registered(found) => {
+                        let (world, cached) = *found;
+                        (cached, world.partition, Some(world.jitr))
+                    }
+                    Located::Unknown(candidates) => {
+                        // The first partition with a CA that signed it
+                        // registers it.
+                        for world in candidates {
+                            if world.jitr.presented(leaf).await {
+                                break;
+                            }
+                        }
+                        return Err(TlsRejection::UnknownCertificate { certificate_id });
+                    }
+                    Located::Ambiguous(partitions) => {
+                        return Err(TlsRejection::AmbiguousCertificate {
+                            certificate_id,
+                            partitions: partitions.iter().map(Partition::name).collect(),
+                            server_name: server_name.map(str::to_owned),
+                        });
+                    }
+                }
             }
-            return Err(TlsRejection::UnknownCertificate { certificate_id });
         };
         match cached.status {
             CertificateStatus::Active => {}
             CertificateStatus::PendingActivation => {
-                if let Some(jitr) = &self.jitr {
+                if let Some(jitr) = &jitr {
                     jitr.presented(leaf).await;
                 }
                 return Err(TlsRejection::InactiveCertificate {
@@ -406,6 +463,7 @@ impl TlsAcceptor {
             certificate_arn: cached.arn,
             subject,
             issuer,
+            partition,
         };
         Ok((stream, principal))
     }
@@ -420,7 +478,7 @@ impl TlsAcceptor {
 pub async fn accept_loop<F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    cache: ConfigCache,
+    directory: impl Into<Directory>,
     on_connection: F,
     shutdown: CancellationToken,
 ) where
@@ -429,7 +487,7 @@ pub async fn accept_loop<F>(
     accept_loop_limited(
         listener,
         acceptor,
-        cache,
+        directory.into(),
         ConnectionLimit::unlimited("mqtt_tls"),
         move |stream, principal, _permit| on_connection(stream, principal),
         shutdown,
@@ -444,7 +502,7 @@ pub async fn accept_loop<F>(
 pub(crate) async fn accept_loop_limited<F>(
     listener: TcpListener,
     acceptor: TlsAcceptor,
-    cache: ConfigCache,
+    directory: Directory,
     limit: ConnectionLimit,
     on_connection: F,
     shutdown: CancellationToken,
@@ -474,13 +532,13 @@ pub(crate) async fn accept_loop_limited<F>(
         // (as on the plain listener).
         let _ = tcp.set_nodelay(true);
         let acceptor = acceptor.clone();
-        let cache = cache.clone();
+        let directory = directory.clone();
         let on_connection = on_connection.clone();
         let shutdown = shutdown.clone();
         tokio::spawn(async move {
             let result = tokio::select! {
                 () = shutdown.cancelled() => return,
-                result = acceptor.accept(tcp, &cache) => result,
+                result = acceptor.accept(tcp, &directory) => result,
             };
             match result {
                 Ok((stream, principal)) => {

@@ -130,10 +130,14 @@ impl Services {
         self.gateway.as_ref().unwrap().addr("mqtt").await
     }
 
-    async fn registry_client(&self) -> RegistryClient<tonic::transport::Channel> {
-        RegistryClient::connect(format!("http://{}", self.registry_addr))
-            .await
-            .unwrap()
+    async fn registry_client(&self) -> RegistryClient<herald_gateway::testing::partition::Tagged> {
+        let channel =
+            tonic::transport::Endpoint::from_shared(format!("http://{}", self.registry_addr))
+                .unwrap()
+                .connect()
+                .await
+                .unwrap();
+        RegistryClient::new(herald_gateway::testing::partition::tagged(channel, None))
     }
 
     async fn stop(mut self) {
@@ -345,7 +349,8 @@ async fn kill_during_mutations(victim: Victim) {
             let channel = tonic::transport::Endpoint::from_shared(url)
                 .unwrap()
                 .connect_lazy();
-            let mut registry = RegistryClient::new(channel);
+            let mut registry =
+                RegistryClient::new(herald_gateway::testing::partition::tagged(channel, None));
             let mut retries = 0;
             for i in (w..MUTATIONS).step_by(WRITERS) {
                 let deadline = Instant::now() + DEADLINE;

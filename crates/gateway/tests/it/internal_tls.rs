@@ -12,6 +12,7 @@ use std::{
 };
 
 use herald_config::internal_pki::{self, PkiOptions};
+use herald_gateway::testing::partition::{Tagged, tagged};
 use herald_gateway::{DEV_MQTT_PASSWORD, DEV_MQTT_POLICY, DEV_MQTT_USERNAME, Listeners, Settings};
 use herald_proto::{
     config::v1::{self as pb, config_client::ConfigClient},
@@ -93,12 +94,18 @@ impl Services {
         tls_channel(addr, &self.pki, Some(identity))
     }
 
-    fn registry(&self) -> RegistryClient<Channel> {
-        RegistryClient::new(self.service_channel(self.registry.addr, "gateway"))
+    fn registry(&self) -> RegistryClient<Tagged> {
+        RegistryClient::new(tagged(
+            self.service_channel(self.registry.addr, "gateway"),
+            None,
+        ))
     }
 
-    fn config(&self) -> ConfigClient<Channel> {
-        ConfigClient::new(self.service_channel(self.config.addr, "gateway"))
+    fn config(&self) -> ConfigClient<Tagged> {
+        ConfigClient::new(tagged(
+            self.service_channel(self.config.addr, "gateway"),
+            None,
+        ))
     }
 
     async fn stop(self) {

@@ -1316,7 +1316,11 @@ async fn an_unresponsive_registry_leaves_the_connection_without_a_thing() {
         Router::spawn(&RouterSettings::default()),
         SessionSettings::default(),
     )
-    .with_registry(herald_proto::registry::v1::registry_client::RegistryClient::new(channel));
+    .with_registry(
+        herald_proto::registry::v1::registry_client::RegistryClient::new(
+            herald_gateway::testing::partition::tagged(channel, None),
+        ),
+    );
     let (watcher, mut events) = gw.bus.register(16);
     gw.bus
         .subscribe(

@@ -201,7 +201,7 @@ impl MovableRegistry {
             .unwrap()
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
-        RegistryClient::new(channel)
+        RegistryClient::new(herald_gateway::testing::partition::tagged(channel, None))
     }
 
     async fn shutdown(mut self) {

@@ -21,13 +21,20 @@ use tokio::{
     task::JoinHandle,
 };
 use tokio_util::sync::CancellationToken;
-use tonic::transport::{Channel, Endpoint};
+use tonic::transport::Endpoint;
 
+use herald_gateway::testing::partition::{Tagged, tagged};
 use herald_testkit::Service;
 pub(crate) use herald_testkit::eventually;
 
-pub(crate) type Config = ConfigClient<Channel>;
-pub(crate) type Registry = RegistryClient<Channel>;
+pub(crate) type Config = ConfigClient<Tagged>;
+pub(crate) type Registry = RegistryClient<Tagged>;
+
+/// A connected channel to `url`, naming no partition (the default one).
+async fn connect(url: String) -> Tagged {
+    let channel = Endpoint::from_shared(url).unwrap().connect().await.unwrap();
+    tagged(channel, None)
+}
 
 /// The account and region the services name in ARNs (their defaults).
 pub(crate) const ACCOUNT: &str = "123456789012";
@@ -101,15 +108,13 @@ impl Herald {
             .unwrap()
             .connect_timeout(Duration::from_secs(5))
             .connect_lazy();
-        ConfigClient::new(channel)
+        ConfigClient::new(tagged(channel, None))
     }
 
     /// A client of the config service itself, for the test's own calls.
     pub(crate) async fn config(&self) -> Config {
         let addr = self.config.as_ref().expect("the config service runs").addr;
-        ConfigClient::connect(format!("http://{addr}"))
-            .await
-            .unwrap()
+        ConfigClient::new(connect(format!("http://{addr}")).await)
     }
 
     /// The registry's URL.
@@ -123,9 +128,7 @@ impl Herald {
     }
 
     pub(crate) async fn registry(&self) -> Registry {
-        RegistryClient::connect(format!("http://{}", self.registry.addr))
-            .await
-            .unwrap()
+        RegistryClient::new(connect(format!("http://{}", self.registry.addr)).await)
     }
 
     /// Stops the config service, asserting a clean shutdown; the proxy

@@ -173,7 +173,7 @@ async fn accept_one(acceptor: TlsAcceptor, cache: ConfigCache) -> (u16, JoinHand
     let port = listener.local_addr().unwrap().port();
     let task = tokio::spawn(async move {
         let (tcp, _) = listener.accept().await.unwrap();
-        acceptor.accept(tcp, &cache).await
+        acceptor.accept(tcp, &cache.into()).await
     });
     (port, task)
 }

@@ -204,7 +204,7 @@ pub(crate) async fn authenticate(
             let mut request = Request::from_parts(parts, Body::from(body));
             request.extensions_mut().insert(principal);
             request.extensions_mut().insert(api);
-            super::partition::scope(partition, next.run(request)).await
+            crate::partition::scope(partition, next.run(request)).await
         }
         Err(err) => {
             tracing::debug!(

@@ -1,0 +1,68 @@
+//! The partition a call to the registry or the config service acts in: an
+//! (account, region) pair (AWS IoT: every resource lives in one).
+//!
+//! - Over HTTP, the account of the request's access key and the region it
+//!   is signed for: the SigV4 middleware runs each verified request's
+//!   handler inside [`scope`], and every gRPC call the handler makes names
+//!   that partition through the clients' [`Tagger`], so handlers need not
+//!   pass it along.
+//! - Over MQTT, the partition the device's certificate is registered in:
+//!   each partition's sessions, event pump and config cache use clients
+//!   whose [`Tagger`] names it ([`Tagger::fixed`]).
+//!
+//! The gateway's own account and region (its settings) are the services'
+//! default partition and are sent without a name.
+
+use std::future::Future;
+
+use herald_runtime::partition::Partition;
+use tonic::transport::Channel;
+use tonic::{Request, Status, service::Interceptor, service::interceptor::InterceptedService};
+
+tokio::task_local! {
+    static PARTITION: Partition;
+}
+
+/// Runs `future` acting in `partition` (`None`: the default partition).
+pub(crate) async fn scope<F: Future>(partition: Option<Partition>, future: F) -> F::Output {
+    match partition {
+        Some(partition) => PARTITION.scope(partition, future).await,
+        None => future.await,
+    }
+}
+
+/// Names a partition on every gRPC call: its fixed one, else the current
+/// request's ([`scope`]), else none (the default partition).
+#[derive(Debug, Clone, Default)]
+pub struct Tagger {
+    fixed: Option<Partition>,
+}
+
+impl Tagger {
+    /// A tagger naming `partition` on every call (`None`: the default
+    /// partition, unless the call runs inside [`scope`]).
+    pub fn fixed(partition: Option<Partition>) -> Tagger {
+        Tagger { fixed: partition }
+    }
+}
+
+impl Interceptor for Tagger {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        match &self.fixed {
+            Some(partition) => partition.tag(&mut request),
+            None => {
+                let _ = PARTITION.try_with(|partition| partition.tag(&mut request));
+            }
+        }
+        Ok(request)
+    }
+}
+
+/// A client channel that names its partition on every call.
+pub type Tagged = InterceptedService<Channel, Tagger>;
+
+/// `channel`, naming `partition` on every call (`None`: the default, or
+/// the current request's).
+pub fn tagged(channel: Channel, partition: Option<Partition>) -> Tagged {
+    InterceptedService::new(channel, Tagger::fixed(partition))
+}
