@@ -33,7 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `... grpc listening addr=127.0.0.1:PORT ...` or `... http listening addr=...`
 # in plain logs, or `"message":"grpc listening","addr":"127.0.0.1:PORT"` in JSON ones.
 # Every `<kind> listening addr=HOST:PORT` line, e.g. the gateway's `mqtt tls listening`.
-LISTENING = re.compile(r"\b((?:grpc|http|mqtt)(?: tls)?) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
+LISTENING = re.compile(r"\b((?:grpc|http|mqtt|metrics)(?: tls)?) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 READY = re.compile(r"\b(?:grpc|http) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 
@@ -188,6 +188,7 @@ class Herald:
                 "HERALD_REGISTRY__TEST_MODE": "true",
                 "HERALD_REGISTRY__INTERNAL_TLS__ENABLED": "false",
                 "HERALD_REGISTRY__THING_TYPE_DELETE_DELAY_SECS": "0",
+                "HERALD_REGISTRY__METRICS__LISTEN_ADDR": "127.0.0.1:0",
             },
         )
         config = self._start(
@@ -198,6 +199,7 @@ class Herald:
                 "HERALD_CONFIG__REGISTRY_URL": registry.url,
                 "HERALD_CONFIG__TEST_MODE": "true",
                 "HERALD_CONFIG__INTERNAL_TLS__ENABLED": "false",
+                "HERALD_CONFIG__METRICS__LISTEN_ADDR": "127.0.0.1:0",
             },
         )
         self.gateway = self._start(
@@ -211,6 +213,7 @@ class Herald:
                 "HERALD_GATEWAY__CONFIG_URL": config.url,
                 "HERALD_GATEWAY__TEST_MODE": "true",
                 "HERALD_GATEWAY__INTERNAL_TLS__ENABLED": "false",
+                "HERALD_GATEWAY__METRICS__LISTEN_ADDR": "127.0.0.1:0",
                 **self.gateway_settings,
             },
             wrapper=self.gateway_wrapper,

@@ -166,6 +166,9 @@ def dev(tmp_path):
         HERALD_GATEWAY__HTTP__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
         HERALD_GATEWAY__MQTT__LISTEN_ADDR=f"127.0.0.1:{mqtt_port}",
         HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{mqtts_port}",
+        HERALD_REGISTRY__METRICS__LISTEN_ADDR="127.0.0.1:0",
+        HERALD_CONFIG__METRICS__LISTEN_ADDR="127.0.0.1:0",
+        HERALD_GATEWAY__METRICS__LISTEN_ADDR="127.0.0.1:0",
     )
     running = Dev(tmp_path, env)
     try:

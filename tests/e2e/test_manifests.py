@@ -26,6 +26,7 @@ import socket
 import subprocess
 import time
 import tomllib
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -457,6 +458,11 @@ def health_ports(container):
     return {p["containerPort"] for p in container.get("ports", []) if p.get("name") == "health"}
 
 
+def metrics_ports(container):
+    """The container's Prometheus metrics port (named `metrics`: metrics.listen_addr)."""
+    return {p["containerPort"] for p in container.get("ports", []) if p.get("name") == "metrics"}
+
+
 def allowed_sources(rule):
     """The app names a rule's `from` admits; None for anyone."""
     if "from" not in rule:
@@ -502,19 +508,26 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
             # kubelet's probes come from the node.
             container = pod_spec(pods[app])["containers"][0]
             health = health_ports(container)
+            metrics = metrics_ports(container)
             assert health and not health & service_ports, (app, health, service_ports)
-            assert set(opened) == service_ports | health, (app, opened)
+            assert len(metrics) == 1 and not metrics & (service_ports | health), (app, metrics)
+            assert set(opened) == service_ports | health | metrics, (app, opened)
             for port, sources in opened.items():
                 if port in health:
                     assert sources is None, f"{app}:{port} (health) admits only {sources}: the probes come from the node"
+                elif port in metrics:
+                    assert sources is None, f"{app}:{port} (metrics) admits only {sources}: any scraper may read it"
                 else:
                     assert sources == callers[app], f"{app}:{port} admits {sources}, callers are {callers[app]}"
             # The probes use the health port: the API port takes mutual TLS only.
             for probe in ("readinessProbe", "livenessProbe"):
                 assert container_port(container, container[probe]["grpc"]["port"]) in health, (app, probe)
         else:
-            # Public: the gateway's Service ports, from anywhere, and no other.
-            assert set(opened) == service_ports == {8080, 8883}, (app, opened)
+            # Public: the gateway's Service ports and its metrics port, from
+            # anywhere, and no other.
+            container = pod_spec(pods[app])["containers"][0]
+            assert service_ports == {8080, 8883}, service_ports
+            assert set(opened) == service_ports | metrics_ports(container), (app, opened)
             assert all(sources is None for sources in opened.values()), opened
 
 
@@ -564,6 +577,12 @@ def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp
             assert plain_grpc_call(api, method) == grpc.StatusCode.UNAVAILABLE, f"{pod.name}:{api} answered plain gRPC"
             health = next(iter(health_ports(pod.container)))
             assert plain_grpc_call(pod.port(health), method) == grpc.StatusCode.UNIMPLEMENTED, pod.name
+        # Each pod serves its metrics on the port its manifest names.
+        for pod in pods:
+            port = pod.port(next(iter(metrics_ports(pod.container))))
+            with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as answer:
+                text = answer.read().decode()
+            assert answer.status == 200 and "\nprocess_resident_memory_bytes " in text, (pod.name, text[:500])
         for pod in pods:
             assert pod.service.proc.poll() is None, f"{pod.name} exited\n" + pod.service.tail_text()
     finally:

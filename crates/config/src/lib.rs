@@ -85,6 +85,13 @@ pub async fn run(
             .context("write the default event configurations")?;
     }
 
+    let watched = partitions.clone();
+    let refresh = herald_runtime::metrics::refresh(move || {
+        for (partition, service) in watched.all_named() {
+            service.log().report_metrics("config", partition.name());
+        }
+    });
+    herald_runtime::metrics::spawn(settings.metrics.listen_addr, refresh, shutdown.clone()).await?;
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
     let grpc = GrpcConfig::new(partitions.clone(), shutdown.clone(), settings.test_mode);
     let routes = Routes::new(ConfigServer::new(grpc));

@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
+use herald_runtime::{
+    internal_tls::InternalTlsSettings, metrics::MetricsSettings, telemetry::LogSettings,
+};
 use serde::{Deserialize, Serialize};
 
 /// The environment prefix: `HERALD_CONFIG__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
@@ -27,6 +29,8 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Serves `Reset`, which wipes all state: for test suites only.
     pub test_mode: bool,
+    /// Prometheus metrics (`GET /metrics`) on an admin listener of their own.
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -69,6 +73,7 @@ impl Default for Settings {
             changes: ChangeLogSettings::default(),
             shutdown_grace_secs: 10,
             test_mode: false,
+            metrics: MetricsSettings::on(9465),
             log: LogSettings::default(),
         }
     }
@@ -104,6 +109,7 @@ impl Settings {
             },
             internal_tls: InternalTlsSettings::disabled(),
             test_mode: true,
+            metrics: MetricsSettings::off(),
             ..Settings::default()
         }
     }

@@ -170,6 +170,29 @@ async fn serve(
         ],
         limits::nofile_limit(),
     );
+    // Metrics first: what is recorded before the recorder is lost. The
+    // partitions report once they are open.
+    let reported: Arc<std::sync::OnceLock<MqttPartitions>> = Arc::default();
+    let reporting = reported.clone();
+    let refresh: herald_runtime::metrics::Refresh = Arc::new(move || {
+        let partitions = reporting.get().cloned();
+        Box::pin(async move {
+            if let Some(partitions) = partitions {
+                partitions.report_metrics().await;
+            }
+        })
+    });
+    herald_runtime::metrics::spawn(settings.metrics.listen_addr, refresh, shutdown.clone())
+        .await
+        .context("serve metrics")?;
+    // The counters that may stay at zero exist from the start.
+    for counter in [
+        "herald_gateway_messages_in_total",
+        "herald_gateway_messages_out_total",
+        "herald_gateway_deliveries_refused_total",
+    ] {
+        metrics::counter!(counter).increment(0);
+    }
     let (state, upstream) =
         http::AppState::connect(&settings).context("set up the upstream clients")?;
     let mut config = ConfigClient::new(partition::tagged(upstream.config.clone(), None));
@@ -231,6 +254,7 @@ async fn serve(
         .await
         .context("open the MQTT side of the partitions")?;
     let ctx = partitions.own().ctx.clone();
+    let _ = reported.set(partitions.clone());
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),

@@ -47,7 +47,28 @@ pub(crate) struct ConnectionLimit {
 
 /// One connection's place under its listener's cap; released when dropped.
 #[derive(Debug)]
-pub(crate) struct ConnectionPermit(#[allow(dead_code)] OwnedSemaphorePermit);
+pub(crate) struct ConnectionPermit {
+    _permit: OwnedSemaphorePermit,
+    listener: &'static str,
+}
+
+impl ConnectionPermit {
+    /// A place on `listener`, counted in `herald_gateway_connections` while
+    /// it is held.
+    fn new(permit: OwnedSemaphorePermit, listener: &'static str) -> ConnectionPermit {
+        metrics::gauge!("herald_gateway_connections", "listener" => listener).increment(1.0);
+        ConnectionPermit {
+            _permit: permit,
+            listener,
+        }
+    }
+}
+
+impl Drop for ConnectionPermit {
+    fn drop(&mut self) {
+        metrics::gauge!("herald_gateway_connections", "listener" => self.listener).decrement(1.0);
+    }
+}
 
 impl ConnectionLimit {
     /// At most `max` (at least 1) connections at once on the listener `name`.
@@ -78,12 +99,14 @@ impl ConnectionLimit {
             return None;
         }
         if let Ok(permit) = self.semaphore.clone().try_acquire_owned() {
-            return Some(ConnectionPermit(permit));
+            return Some(ConnectionPermit::new(permit, self.name));
         }
         self.warn_full();
         tokio::select! {
             () = shutdown.cancelled() => None,
-            permit = self.semaphore.clone().acquire_owned() => permit.ok().map(ConnectionPermit),
+            permit = self.semaphore.clone().acquire_owned() => {
+                permit.ok().map(|permit| ConnectionPermit::new(permit, self.name))
+            }
         }
     }
 

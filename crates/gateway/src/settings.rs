@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
+use herald_runtime::{
+    internal_tls::InternalTlsSettings, metrics::MetricsSettings, telemetry::LogSettings,
+};
 use serde::{Deserialize, Serialize};
 
 /// The regions of AWS's `aws` partition (ARNs `arn:aws:...`), which the
@@ -80,6 +82,8 @@ pub struct Settings {
     /// while one of its listeners is on a non-loopback address. Off by default:
     /// such a gateway refuses to start.
     pub allow_dev_credentials: bool,
+    /// Prometheus metrics (`GET /metrics`) on an admin listener of their own.
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -243,6 +247,7 @@ impl Default for Settings {
             test_mode: false,
             shutdown_grace_secs: 10,
             allow_dev_credentials: false,
+            metrics: MetricsSettings::on(9466),
             log: LogSettings::default(),
         }
     }
@@ -353,6 +358,7 @@ impl Settings {
                 ..MqttSettings::default()
             },
             test_mode: true,
+            metrics: MetricsSettings::off(),
             ..Settings::default()
         }
     }

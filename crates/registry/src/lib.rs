@@ -80,6 +80,13 @@ pub async fn run(
         shutdown.clone(),
     )?;
 
+    let watched = partitions.clone();
+    let refresh = herald_runtime::metrics::refresh(move || {
+        for (partition, registry) in watched.all_named() {
+            registry.log().report_metrics("registry", partition.name());
+        }
+    });
+    herald_runtime::metrics::spawn(settings.metrics.listen_addr, refresh, shutdown.clone()).await?;
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
     let jobs = GrpcJobs::new(partitions.clone());
     let grpc = GrpcRegistry::new(partitions.clone(), shutdown.clone(), settings.test_mode);

@@ -2,7 +2,9 @@
 
 use std::{net::SocketAddr, path::PathBuf};
 
-use herald_runtime::{internal_tls::InternalTlsSettings, telemetry::LogSettings};
+use herald_runtime::{
+    internal_tls::InternalTlsSettings, metrics::MetricsSettings, telemetry::LogSettings,
+};
 use serde::{Deserialize, Serialize};
 
 /// The environment prefix: `HERALD_REGISTRY__GRPC__LISTEN_ADDR` sets `grpc.listen_addr`.
@@ -28,6 +30,8 @@ pub struct Settings {
     pub shutdown_grace_secs: u64,
     /// Serves `Reset`, which wipes all state: for test suites only.
     pub test_mode: bool,
+    /// Prometheus metrics (`GET /metrics`) on an admin listener of their own.
+    pub metrics: MetricsSettings,
     pub log: LogSettings,
 }
 
@@ -93,6 +97,7 @@ impl Default for Settings {
             thing_type_delete_delay_secs: 300,
             shutdown_grace_secs: 10,
             test_mode: false,
+            metrics: MetricsSettings::on(9464),
             log: LogSettings::default(),
         }
     }
@@ -128,6 +133,7 @@ impl Settings {
             },
             internal_tls: InternalTlsSettings::disabled(),
             test_mode: true,
+            metrics: MetricsSettings::off(),
             ..Settings::default()
         }
     }

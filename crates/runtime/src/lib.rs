@@ -8,6 +8,7 @@
 pub mod calendar;
 pub mod grpc;
 pub mod internal_tls;
+pub mod metrics;
 pub mod partition;
 pub mod settings;
 pub mod shutdown;

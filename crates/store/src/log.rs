@@ -1,5 +1,9 @@
 //! Following the change log: replay from a cursor, then live, and retention.
 
+use std::sync::{
+    Arc,
+    atomic::{AtomicUsize, Ordering},
+};
 use std::time::Duration;
 
 use tokio::sync::mpsc;
@@ -27,6 +31,24 @@ pub struct Record<E> {
 pub struct ChangeLog {
     trees: Trees,
     durable: watch::Receiver<u64>,
+    /// How many [`ChangeLog::follow`] tasks run.
+    followers: Arc<AtomicUsize>,
+}
+
+/// Counts a follower while it lives.
+struct Following(Arc<AtomicUsize>);
+
+impl Following {
+    fn new(count: &Arc<AtomicUsize>) -> Following {
+        count.fetch_add(1, Ordering::Relaxed);
+        Following(Arc::clone(count))
+    }
+}
+
+impl Drop for Following {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Events per streamed batch.
@@ -56,7 +78,29 @@ impl From<StoreError> for WatchError {
 
 impl ChangeLog {
     pub(crate) fn new(trees: Trees, durable: watch::Receiver<u64>) -> ChangeLog {
-        ChangeLog { trees, durable }
+        ChangeLog {
+            trees,
+            durable,
+            followers: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+
+    /// How many followers ([`ChangeLog::follow`]) are streaming the log now.
+    pub fn followers(&self) -> usize {
+        self.followers.load(Ordering::Relaxed)
+    }
+
+    /// Sets the log's gauges, labelled with `service` and `partition`:
+    /// `herald_change_log_head` (the last durable sequence number),
+    /// `herald_change_log_floor` (the oldest one retention kept; 0 for an
+    /// empty log) and `herald_change_log_followers`.
+    pub fn report_metrics(&self, service: &'static str, partition: String) {
+        let labels = [("service", service.to_owned()), ("partition", partition)];
+        metrics::gauge!("herald_change_log_head", &labels).set(self.last_sequence() as f64);
+        if let Ok(first) = self.first_sequence() {
+            metrics::gauge!("herald_change_log_floor", &labels).set(first as f64);
+        }
+        metrics::gauge!("herald_change_log_followers", &labels).set(self.followers() as f64);
     }
 
     /// The last durable sequence number, 0 when nothing was ever logged.
@@ -109,6 +153,7 @@ impl ChangeLog {
         tx: mpsc::Sender<Result<Vec<Record<E>>, WatchError>>,
         shutdown: CancellationToken,
     ) {
+        let _following = Following::new(&self.followers);
         let mut durable = self.durable.clone();
         loop {
             let upto = *durable.borrow_and_update();

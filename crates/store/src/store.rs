@@ -63,13 +63,31 @@ pub(crate) struct Trees {
 }
 
 impl Store {
+    /// Opens (or creates) the database in `dir`. A database still locked
+    /// by a process (or a task of this one) that is letting it go, as in a
+    /// quick restart, is waited for, up to [`LOCK_WAIT`].
     pub fn open(dir: &Path) -> anyhow::Result<Store> {
         std::fs::create_dir_all(dir).with_context(|| format!("create {}", dir.display()))?;
-        let db = sled::Config::new()
-            .path(dir)
-            .mode(sled::Mode::HighThroughput)
-            .open()
-            .with_context(|| format!("open sled database in {}", dir.display()))?;
+        let started = std::time::Instant::now();
+        let db = loop {
+            let opened = sled::Config::new()
+                .path(dir)
+                .mode(sled::Mode::HighThroughput)
+                .open();
+            match opened {
+                // sled reports the lock taken as an `Other` error naming it.
+                Err(sled::Error::Io(e))
+                    if e.to_string().contains("could not acquire lock")
+                        && started.elapsed() < LOCK_WAIT =>
+                {
+                    std::thread::sleep(std::time::Duration::from_millis(20));
+                }
+                opened => {
+                    break opened
+                        .with_context(|| format!("open sled database in {}", dir.display()))?;
+                }
+            }
+        };
         let state = db.open_tree("data").context("open the data tree")?;
         Ok(Store {
             trees: Trees { db, state },
@@ -77,6 +95,10 @@ impl Store {
         })
     }
 }
+
+/// How long [`Store::open`] waits for a database another holder is
+/// releasing.
+const LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// The prefix of the trees that hold the partitions other than the default.
 const PARTITION_PREFIX: &str = "partition/";
@@ -412,5 +434,24 @@ impl<'a, E, Err> Changes<'a, E, Err> {
             .filter(|(_, present)| *present)
             .map(|(k, _)| k)
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_database_being_released_is_waited_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let held = Store::open(dir.path()).unwrap();
+        let release = std::thread::spawn(move || {
+            std::thread::sleep(std::time::Duration::from_millis(200));
+            drop(held);
+        });
+        // Still locked when asked for; opened once released.
+        let again = Store::open(dir.path());
+        release.join().unwrap();
+        assert!(again.is_ok(), "{:?}", again.err());
     }
 }

@@ -76,6 +76,10 @@ struct WriterState {
     /// Mutations handled and flushes made, for the log at shutdown.
     mutations: u64,
     flushes: u64,
+    /// The thread's name: the `writer` label of its metrics
+    /// (`herald_store_*`: mutations handled, committed or refused; the
+    /// commit's flush time and batch size; failed flushes).
+    name: String,
 }
 
 /// Now, in epoch milliseconds.
@@ -102,7 +106,13 @@ impl<E: Serialize + Send + 'static, Err: Send + 'static> Writer<E, Err> {
             dirty: false,
             mutations: 0,
             flushes: 0,
+            name: thread_name.to_owned(),
         };
+        // Every series exists from the start, at zero.
+        metrics::counter!("herald_store_errors_total", "writer" => thread_name.to_owned())
+            .increment(0);
+        metrics::counter!("herald_store_mutations_total", "writer" => thread_name.to_owned())
+            .increment(0);
         let thread = std::thread::Builder::new()
             .name(thread_name.into())
             .spawn(move || state.run(rx, durable_tx))?;
@@ -163,13 +173,23 @@ impl WriterState {
             expected = completions.len();
             self.flushes += 1;
             self.mutations += completions.len() as u64;
+            let started = Instant::now();
             let flushed = if self.dirty {
                 self.trees.flush()
             } else {
                 Ok(())
             };
             let failed = flushed.is_err();
-            if !failed {
+            let writer = self.name.clone();
+            metrics::histogram!("herald_store_commit_seconds", "writer" => writer.clone())
+                .record(started.elapsed().as_secs_f64());
+            metrics::histogram!("herald_store_commit_batch_size", "writer" => writer.clone())
+                .record(completions.len() as f64);
+            metrics::counter!("herald_store_mutations_total", "writer" => writer.clone())
+                .increment(completions.len() as u64);
+            if failed {
+                metrics::counter!("herald_store_errors_total", "writer" => writer).increment(1);
+            } else {
                 self.dirty = false;
                 durable.send_replace(self.last_sequence);
             }

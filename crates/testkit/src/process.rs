@@ -67,6 +67,8 @@ impl Process {
         command
             .env(format!("{prefix}INTERNAL_TLS__ENABLED"), "false")
             .env(format!("{prefix}LOG__FORMAT"), "plain")
+            // Metrics on a port of the system's choosing: tests run side by side.
+            .env(format!("{prefix}METRICS__LISTEN_ADDR"), "127.0.0.1:0")
             .env("RUST_LOG", "info")
             .env("NO_COLOR", "1");
         for (key, value) in settings {

@@ -96,6 +96,10 @@ impl ExternalHerald {
                 ("HERALD_REGISTRY__GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_REGISTRY__DATA_DIR", data("registry")),
                 ("HERALD_REGISTRY__INTERNAL_TLS__ENABLED", "false".into()),
+                (
+                    "HERALD_REGISTRY__METRICS__LISTEN_ADDR",
+                    "127.0.0.1:0".into(),
+                ),
             ],
         )?;
         let registry = herald.wait_listening(registry, "grpc")?;
@@ -107,6 +111,7 @@ impl ExternalHerald {
                 ("HERALD_CONFIG__GRPC__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_CONFIG__DATA_DIR", data("config")),
                 ("HERALD_CONFIG__INTERNAL_TLS__ENABLED", "false".into()),
+                ("HERALD_CONFIG__METRICS__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_CONFIG__REGISTRY_URL", format!("http://{registry}")),
             ],
         )?;
@@ -117,6 +122,7 @@ impl ExternalHerald {
             "gateway",
             &[
                 ("HERALD_GATEWAY__HTTP__LISTEN_ADDR", "127.0.0.1:0".into()),
+                ("HERALD_GATEWAY__METRICS__LISTEN_ADDR", "127.0.0.1:0".into()),
                 ("HERALD_GATEWAY__MQTT__LISTEN_ADDR", "127.0.0.1:0".into()),
                 (
                     "HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR",

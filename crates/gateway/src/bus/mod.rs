@@ -111,6 +111,9 @@ pub struct Delivery {
     /// The registry change-log sequence of a registry event
     /// ([`Bus::publish_sequenced`]); `None` for the gateway's own messages.
     pub sequence: Option<u64>,
+    /// When the registry committed it, epoch milliseconds (a registry
+    /// event's); for the commit-to-socket latency.
+    pub committed_at_ms: Option<i64>,
 }
 
 /// Why the bus refused a subscription.
@@ -382,20 +385,22 @@ impl Bus {
     /// than the client limits. Clients must not reach this with
     /// `$aws/events/...` topics; that check belongs to the session layer.
     pub fn publish(&self, topic: &str, payload: impl Into<Arc<[u8]>>) -> PublishOutcome {
-        self.publish_inner(topic, payload.into(), None)
+        self.publish_inner(topic, payload.into(), None, None)
     }
 
     /// [`publish`](Self::publish) for the registry event at `sequence` of
     /// the change log: each delivery carries it, and a delivery dropped
     /// for a full queue raises that subscriber's
-    /// [`dropped_sequence`](Self::dropped_sequence) to it.
+    /// [`dropped_sequence`](Self::dropped_sequence) to it. It was committed
+    /// at `committed_at_ms` (epoch milliseconds).
     pub fn publish_sequenced(
         &self,
         topic: &str,
         payload: impl Into<Arc<[u8]>>,
         sequence: u64,
+        committed_at_ms: i64,
     ) -> PublishOutcome {
-        self.publish_inner(topic, payload.into(), Some(sequence))
+        self.publish_inner(topic, payload.into(), Some(sequence), Some(committed_at_ms))
     }
 
     fn publish_inner(
@@ -403,6 +408,7 @@ impl Bus {
         topic: &str,
         payload: Arc<[u8]>,
         sequence: Option<u64>,
+        committed_at_ms: Option<i64>,
     ) -> PublishOutcome {
         self.inner.published.fetch_add(1, Ordering::Relaxed);
         let targets = self.targets(topic);
@@ -421,6 +427,7 @@ impl Bus {
                 payload: Arc::clone(&payload),
                 qos: target.qos,
                 sequence,
+                committed_at_ms,
             };
             match target.tx.try_send(delivery) {
                 Ok(()) => outcome.queued += 1,

@@ -387,9 +387,12 @@ impl Pump {
                 return;
             }
         };
-        let outcome = self
-            .bus
-            .publish_sequenced(&rendered.topic, rendered.payload, event.sequence);
+        let outcome = self.bus.publish_sequenced(
+            &rendered.topic,
+            rendered.payload,
+            event.sequence,
+            event.timestamp_ms,
+        );
         self.shared.published.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(
             sequence = event.sequence,

@@ -604,6 +604,12 @@ where
         ctx.end_live(&client_id, &live);
         return None;
     }
+    let protocol = if mqtt_version == Version::V5 {
+        "5"
+    } else {
+        "3.1.1"
+    };
+    metrics::counter!("herald_gateway_mqtt_connects_total", "protocol" => protocol).increment(1);
     let version = ctx.shared.versions.connect(&client_id);
     ctx.publish_event(LifecycleEvent::Connected(Connected {
         session: session.clone(),

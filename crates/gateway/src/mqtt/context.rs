@@ -411,6 +411,15 @@ impl SessionContext {
         lock(&self.shared.live).len()
     }
 
+    /// The persistent sessions (`clean_session=false`): connected, and away.
+    pub fn persistent_sessions(&self) -> (usize, usize) {
+        let live = lock(&self.shared.live)
+            .values()
+            .filter(|live| live.persistent_principal.is_some())
+            .count();
+        (live, lock(&self.shared.persistent).len())
+    }
+
     /// Whether `client_id` has a connected session.
     pub fn is_connected(&self, client_id: &str) -> bool {
         lock(&self.shared.live).contains_key(client_id)

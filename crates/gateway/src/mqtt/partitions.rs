@@ -31,7 +31,9 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use herald_proto::config::v1::{self as pb, config_client::ConfigClient};
-use herald_proto::registry::v1::{jobs_client::JobsClient, registry_client::RegistryClient};
+use herald_proto::registry::v1::{
+    GetChangeLogInfoRequest, jobs_client::JobsClient, registry_client::RegistryClient,
+};
 use herald_runtime::partition::Partition;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
@@ -45,7 +47,7 @@ use super::session::{SessionContext, SessionSettings};
 use crate::bus::Bus;
 use crate::config_cache::{CachedCertificate, ConfigCache};
 use crate::events::EventPump;
-use crate::partition::tagged;
+use crate::partition::{Tagged, tagged};
 
 /// How long a device waits for a partition it needs to be opened and its
 /// config to arrive.
@@ -86,6 +88,9 @@ pub(crate) struct World {
     session_store: SessionStore,
     retained: RetainedStore,
     pump: EventPump,
+    bus: Bus,
+    /// For the change log's head, which the pump's lag is measured from.
+    registry: RegistryClient<Tagged>,
 }
 
 impl World {
@@ -162,7 +167,7 @@ impl World {
             setup.session_settings.persistent_session_expiry,
             setup.shutdown.clone(),
         ));
-        let jitr = Jitr::new(config, bus, cache.clone(), &named.account);
+        let jitr = Jitr::new(config, bus.clone(), cache.clone(), &named.account);
         Ok(World {
             ctx,
             cache,
@@ -171,6 +176,8 @@ impl World {
             session_store,
             retained,
             pump,
+            bus,
+            registry: RegistryClient::new(tagged(setup.registry.clone(), partition.cloned())),
         })
     }
 
@@ -421,6 +428,65 @@ impl MqttPartitions {
             .partition
             .clone()
             .unwrap_or_else(|| self.inner.default.clone())
+    }
+
+    /// Sets each open partition's gauges (`partition` label): sessions
+    /// (`herald_gateway_sessions`, by `state`: live, persistent_live,
+    /// persistent_away), the event pump's cursor and its lag behind the
+    /// change log's head (`herald_gateway_pump_cursor`,
+    /// `herald_gateway_pump_lag`; the head asked of the registry, the lag
+    /// left as it was when it does not answer), the bus's dropped
+    /// deliveries and subscribers.
+    pub(crate) async fn report_metrics(&self) {
+        for world in self.all() {
+            let partition = self.named(&world).name();
+            let gauge = |name: &'static str, state: Option<&'static str>, value: f64| {
+                let mut labels = vec![("partition", partition.clone())];
+                if let Some(state) = state {
+                    labels.push(("state", state.to_owned()));
+                }
+                metrics::gauge!(name, &labels).set(value);
+            };
+            let (persistent_live, persistent_away) = world.ctx.persistent_sessions();
+            gauge(
+                "herald_gateway_sessions",
+                Some("live"),
+                world.ctx.live_sessions() as f64,
+            );
+            gauge(
+                "herald_gateway_sessions",
+                Some("persistent_live"),
+                persistent_live as f64,
+            );
+            gauge(
+                "herald_gateway_sessions",
+                Some("persistent_away"),
+                persistent_away as f64,
+            );
+            let cursor = world.pump.cursor();
+            gauge("herald_gateway_pump_cursor", None, cursor as f64);
+            let stats = world.bus.stats();
+            gauge(
+                "herald_gateway_bus_subscribers",
+                None,
+                stats.subscribers as f64,
+            );
+            gauge("herald_gateway_bus_dropped", None, stats.dropped as f64);
+            let mut registry = world.registry.clone();
+            let info = tokio::time::timeout(
+                Duration::from_secs(1),
+                registry.get_change_log_info(GetChangeLogInfoRequest {}),
+            )
+            .await;
+            if let Ok(Ok(info)) = info {
+                let head = info.into_inner().last_sequence;
+                gauge(
+                    "herald_gateway_pump_lag",
+                    None,
+                    head.saturating_sub(cursor) as f64,
+                );
+            }
+        }
     }
 
     /// Resolves once every open partition's stores and pump have closed

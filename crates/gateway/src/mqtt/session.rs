@@ -631,6 +631,7 @@ impl Session {
     ) {
         if !self.authz.topic_allowed(Action::Receive, topic) {
             tracing::debug!(client_id = %self.session.client_id, topic, "iot:Receive denied");
+            metrics::counter!("herald_gateway_deliveries_refused_total").increment(1);
             return;
         }
         let pkid = match qos {
@@ -665,6 +666,7 @@ impl Session {
             }
         };
         wire.queue_publish(topic, payload, qos, pkid, retain, false);
+        metrics::counter!("herald_gateway_messages_out_total").increment(1);
     }
 
     pub(super) fn allocate_pkid(&mut self, inflight: Inflight) -> Option<u16> {
@@ -807,6 +809,9 @@ impl Session {
             false,
             Some(sequence),
         );
+        if let Some(committed_at_ms) = delivery.committed_at_ms {
+            record_event_latency(committed_at_ms);
+        }
         self.events.processed = sequence;
     }
 
@@ -833,6 +838,7 @@ impl Session {
                             false,
                             Some(event.sequence),
                         );
+                        record_event_latency(event.timestamp_ms);
                     }
                     self.events.processed = event.sequence;
                 }
@@ -986,6 +992,7 @@ impl Session {
             self.v5_disconnect = Some(reason_code::QOS_NOT_SUPPORTED);
             return Err(DisconnectReason::ClientError);
         }
+        metrics::counter!("herald_gateway_messages_in_total").increment(1);
         let Ok(topic) = std::str::from_utf8(&publish.topic) else {
             self.v5_disconnect = Some(reason_code::TOPIC_NAME_INVALID);
             return Err(DisconnectReason::ClientError);
@@ -1287,6 +1294,14 @@ mod tests {
         assert_eq!(max_qos(&filters, "a/b"), QoS::AtMostOnce);
         assert_eq!(max_qos(&filters, "z"), QoS::AtMostOnce);
     }
+}
+
+/// Records a registry event's latency from its commit (`committed_at_ms`)
+/// to its PUBLISH being written for a subscriber (replays included).
+fn record_event_latency(committed_at_ms: i64) {
+    let now_ms = i64::try_from(epoch_millis_now()).unwrap_or(i64::MAX);
+    let seconds = now_ms.saturating_sub(committed_at_ms).max(0) as f64 / 1000.0;
+    metrics::histogram!("herald_gateway_event_latency_seconds").record(seconds);
 }
 
 #[cfg(test)]

@@ -29,7 +29,8 @@ async fn run_until_exit(settings: &[(&str, &str)]) -> (std::process::ExitStatus,
         .env("HERALD_GATEWAY__CONFIG_URL", "http://127.0.0.1:9")
         .env("HERALD_GATEWAY__HTTP__LISTEN_ADDR", "127.0.0.1:0")
         .env("HERALD_GATEWAY__MQTT__LISTEN_ADDR", "127.0.0.1:0")
-        .env("HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR", "127.0.0.1:0");
+        .env("HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HERALD_GATEWAY__METRICS__LISTEN_ADDR", "127.0.0.1:0");
     for (key, value) in settings {
         command.env(format!("HERALD_GATEWAY__{key}"), value);
     }

@@ -484,6 +484,7 @@ async fn a_service_with_internal_tls_on_and_no_files_refuses_to_start() {
         .env("HERALD_GATEWAY__HTTP__LISTEN_ADDR", "127.0.0.1:0")
         .env("HERALD_GATEWAY__MQTT__LISTEN_ADDR", "127.0.0.1:0")
         .env("HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR", "127.0.0.1:0")
+        .env("HERALD_GATEWAY__METRICS__LISTEN_ADDR", "127.0.0.1:0")
         .env("HERALD_GATEWAY__DATA_DIR", dir.path().join("gateway-bin"))
         .env(
             "HERALD_GATEWAY__INTERNAL_TLS__CA_FILE",
