@@ -19,6 +19,12 @@
 //!   acknowledgement is seen: such samples count as zero and are reported as
 //!   `early`. Every acknowledged mutation's event must reach every subscriber
 //!   (`lost` counts the pairs that did not, after a drain).
+//!   Next to it, Herald's own share: the gateway's
+//!   `herald_gateway_event_latency_seconds` histogram over the same phase
+//!   (the commit's timestamp to the PUBLISH written for a subscriber), read
+//!   from the process's metrics recorder, as bucket bounds. On a shared
+//!   2-core machine the clients' figure is dominated by the load's own
+//!   stalls; this one is not.
 //! - **Highest sustained rate with no loss**: short phases ([`STEP_PHASE`]) at
 //!   [`STEP_RATES`], in order, until one loses an event, fails a call, or the
 //!   driver cannot keep its rate ([`KEEP_RATE`] of it, issued and
@@ -82,6 +88,8 @@ struct Phase {
     /// Cores kept busy during the phase (schedule and drain): (Herald's
     /// threads, the load's).
     cores: (f64, f64),
+    /// Herald's own share of the latency (the latency phase only).
+    herald_share: HeraldShare,
 }
 
 impl Phase {
@@ -118,6 +126,7 @@ impl Phase {
             "kept_rate": self.kept_rate(),
             "passed": self.passed(),
             "cpu_cores_busy": {"herald": self.cores.0, "load": self.cores.1},
+            "herald_commit_to_socket": self.herald_share.json(),
         })
     }
 }
@@ -147,6 +156,8 @@ fn highest_without_loss(steps: &[(u32, bool)]) -> Option<u32> {
 
 pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
     let length = options.phase.min(MAX_PHASE);
+    // Herald's own figures: the gateway's commit-to-socket histogram.
+    herald_runtime::metrics::install().context("installing the metrics recorder")?;
     let herald = InProcessHerald::start("events-data-")?;
     eprintln!(
         "events: herald in-process, plain MQTT on {}, registry on {} ({WORKER_THREADS} worker threads)",
@@ -203,7 +214,15 @@ async fn measure(
         "events: {SUBSCRIBERS} subscribers on {FILTER}, all receiving, in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let main = run_phase(&clients, &records, 0, RATE, length).await;
+    let before = HeraldShare::read();
+    let mut main = run_phase(&clients, &records, 0, RATE, length).await;
+    main.herald_share = HeraldShare::read().since(&before);
+    eprintln!(
+        "events: Herald's own share, commit to PUBLISH written (the gateway's histogram, bucket bounds): p50 <= {:?} ms, p99 <= {:?} ms over {} deliveries",
+        main.herald_share.quantile_ms(0.5),
+        main.herald_share.quantile_ms(0.99),
+        main.herald_share.total()
+    );
     eprintln!(
         "events: {RATE} mutations/s for {} s: {} acknowledged ({} errors), p50 {} ms, p99 {} ms, {} lost, {} early; cores busy: herald {}, load {}",
         length.as_secs(),
@@ -266,6 +285,82 @@ async fn run_phase(
         analysis,
         latency,
         cores: (herald_cores, load_cores),
+        herald_share: HeraldShare::default(),
+    }
+}
+
+/// The gateway's `herald_gateway_event_latency_seconds` histogram: a
+/// registry event's commit (the registry's timestamp, in milliseconds) to
+/// its PUBLISH written for a subscriber, inside Herald, without the
+/// clients' own stalls. Cumulative bucket counts by upper bound.
+#[derive(Debug, Default, Clone)]
+struct HeraldShare {
+    buckets: Vec<(f64, u64)>,
+}
+
+impl HeraldShare {
+    const BUCKET: &str = "herald_gateway_event_latency_seconds_bucket{le=\"";
+
+    /// The histogram as the process's recorder holds it now.
+    fn read() -> HeraldShare {
+        let text = herald_runtime::metrics::render().unwrap_or_default();
+        let buckets = text
+            .lines()
+            .filter_map(|line| {
+                let rest = line.strip_prefix(Self::BUCKET)?;
+                let (le, count) = rest.split_once("\"} ")?;
+                let le = if le == "+Inf" {
+                    f64::INFINITY
+                } else {
+                    le.parse().ok()?
+                };
+                Some((le, count.trim().parse::<f64>().ok()? as u64))
+            })
+            .collect();
+        HeraldShare { buckets }
+    }
+
+    /// What was recorded after `before`.
+    fn since(&self, before: &HeraldShare) -> HeraldShare {
+        let earlier = |le: f64| {
+            before
+                .buckets
+                .iter()
+                .find(|(b, _)| *b == le)
+                .map_or(0, |(_, c)| *c)
+        };
+        HeraldShare {
+            buckets: self
+                .buckets
+                .iter()
+                .map(|&(le, count)| (le, count.saturating_sub(earlier(le))))
+                .collect(),
+        }
+    }
+
+    fn total(&self) -> u64 {
+        self.buckets.last().map_or(0, |(_, c)| *c)
+    }
+
+    /// The upper bound, in milliseconds, of the bucket holding quantile `q`.
+    fn quantile_ms(&self, q: f64) -> Option<f64> {
+        let total = self.total();
+        if total == 0 {
+            return None;
+        }
+        let rank = (q * total as f64).ceil() as u64;
+        self.buckets
+            .iter()
+            .find(|(_, count)| *count >= rank)
+            .map(|(le, _)| le * 1000.0)
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "deliveries": self.total(),
+            "p50_ms_at_most": self.quantile_ms(0.5).filter(|v| v.is_finite()),
+            "p99_ms_at_most": self.quantile_ms(0.99).filter(|v| v.is_finite()),
+        })
     }
 }
 
@@ -317,6 +412,22 @@ fn report(main: &Phase, steps: &[Phase], subscriber_errors: u64, length: Duratio
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn herald_share_quantiles_are_bucket_bounds_of_what_came_since() {
+        let before = HeraldShare {
+            buckets: vec![(0.001, 5), (0.0025, 5), (f64::INFINITY, 5)],
+        };
+        let after = HeraldShare {
+            buckets: vec![(0.001, 55), (0.0025, 104), (f64::INFINITY, 105)],
+        };
+        let share = after.since(&before);
+        assert_eq!(share.total(), 100);
+        assert_eq!(share.quantile_ms(0.5), Some(1.0));
+        assert_eq!(share.quantile_ms(0.99), Some(2.5));
+        assert_eq!(share.quantile_ms(1.0), Some(f64::INFINITY));
+        assert_eq!(HeraldShare::default().quantile_ms(0.5), None);
+    }
 
     fn drive(issued: u64, acked: u64, issue_ms: u64, ack_ms: u64) -> Drive {
         Drive {

@@ -38,6 +38,9 @@ pub(crate) struct GrpcRegistry {
     test_mode: bool,
 }
 
+/// The most connectivity reports one `ReportConnectivity` call may carry.
+const MAX_CONNECTIVITY_REPORTS: usize = 1000;
+
 impl GrpcRegistry {
     pub(crate) fn new(
         partitions: Partitions,
@@ -1007,15 +1010,23 @@ impl registry_server::Registry for GrpcRegistry {
         request: Request<pb::ReportConnectivityRequest>,
     ) -> Reply<pb::ReportConnectivityResponse> {
         let registry = self.partitions.of(&request)?;
-        let r = request.into_inner();
-        registry.report_connectivity(
-            &r.client_id,
-            Connectivity {
-                connected: r.connected,
-                timestamp_ms: r.timestamp_ms,
-                disconnect_reason: r.disconnect_reason,
-            },
-        );
+        let reports = request.into_inner().reports;
+        if reports.len() > MAX_CONNECTIVITY_REPORTS {
+            return Err(Status::from(domain::invalid(format!(
+                "{} connectivity reports in one call; at most {MAX_CONNECTIVITY_REPORTS}",
+                reports.len()
+            ))));
+        }
+        for r in reports {
+            registry.report_connectivity(
+                &r.client_id,
+                Connectivity {
+                    connected: r.connected,
+                    timestamp_ms: r.timestamp_ms,
+                    disconnect_reason: r.disconnect_reason,
+                },
+            );
+        }
         Ok(Response::new(pb::ReportConnectivityResponse {}))
     }
 

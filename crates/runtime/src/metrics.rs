@@ -115,6 +115,16 @@ pub fn install() -> Option<PrometheusHandle> {
         .clone()
 }
 
+/// What the process's recorder holds now, in the exposition format; `None`
+/// before [`install`] (or when another recorder was installed).
+pub fn render() -> Option<String> {
+    HANDLE
+        .get()
+        .cloned()
+        .flatten()
+        .map(|handle| handle.render())
+}
+
 fn describe() {
     metrics::describe_gauge!(
         "process_resident_memory_bytes",

@@ -10,7 +10,10 @@ use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
 use crate::partition::Tagged;
-use herald_proto::registry::v1::{jobs_client::JobsClient, registry_client::RegistryClient};
+use herald_proto::registry::v1::{
+    ConnectivityReport, ReportConnectivityRequest, jobs_client::JobsClient,
+    registry_client::RegistryClient,
+};
 use tokio::sync::Notify;
 use tokio_util::bytes::Bytes;
 
@@ -115,6 +118,9 @@ pub(super) struct Shared {
     /// Where the thing a CONNECT names is looked up; without it no
     /// connection is associated with a thing.
     pub(super) registry: OnceLock<RegistryClient<Tagged>>,
+    /// Where connect and disconnect reports wait for the registry (set with
+    /// the registry).
+    pub(super) connectivity: OnceLock<tokio::sync::mpsc::Sender<ConnectivityReport>>,
     /// The registry's `Jobs` service, which answers the jobs device API;
     /// without it jobs requests are carried like any `$aws/things` message
     /// and answered by no one.
@@ -272,6 +278,7 @@ impl SessionContext {
                 router,
                 settings,
                 registry: OnceLock::new(),
+                connectivity: OnceLock::new(),
                 jobs: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 persistent: Mutex::new(HashMap::new()),
@@ -395,6 +402,10 @@ impl SessionContext {
     /// (see the module documentation). Only the first registry given is
     /// used.
     pub fn with_registry(self, registry: RegistryClient<Tagged>) -> SessionContext {
+        let (reports, rx) = tokio::sync::mpsc::channel(CONNECTIVITY_QUEUE);
+        if self.shared.connectivity.set(reports).is_ok() {
+            tokio::spawn(report_connectivity(registry.clone(), rx));
+        }
         let _ = self.shared.registry.set(registry);
         self
     }
@@ -440,35 +451,57 @@ impl SessionContext {
     }
 
     /// Tells the registry's fleet index that a client connected or
-    /// disconnected (`connectivity.*`), in the background; a report that
-    /// does not arrive leaves the index with the previous one.
+    /// disconnected (`connectivity.*`), through the context's reporter
+    /// ([`report_connectivity`]): a report that does not arrive (a full
+    /// queue, a registry that does not answer) leaves the index with the
+    /// previous one.
     fn report_connectivity(&self, event: &LifecycleEvent) {
         let report = match event {
-            LifecycleEvent::Connected(c) => herald_proto::registry::v1::ReportConnectivityRequest {
+            LifecycleEvent::Connected(c) => ConnectivityReport {
                 client_id: c.session.client_id.clone(),
                 connected: true,
                 timestamp_ms: i64::try_from(c.timestamp_ms).unwrap_or(i64::MAX),
                 disconnect_reason: None,
             },
-            LifecycleEvent::Disconnected(d) => {
-                herald_proto::registry::v1::ReportConnectivityRequest {
-                    client_id: d.session.client_id.clone(),
-                    connected: false,
-                    timestamp_ms: i64::try_from(d.timestamp_ms).unwrap_or(i64::MAX),
-                    disconnect_reason: Some(d.reason.as_str().to_owned()),
-                }
-            }
+            LifecycleEvent::Disconnected(d) => ConnectivityReport {
+                client_id: d.session.client_id.clone(),
+                connected: false,
+                timestamp_ms: i64::try_from(d.timestamp_ms).unwrap_or(i64::MAX),
+                disconnect_reason: Some(d.reason.as_str().to_owned()),
+            },
             _ => return,
         };
-        let Some(registry) = self.shared.registry.get() else {
+        let Some(reports) = self.shared.connectivity.get() else {
             return;
         };
-        let mut registry = registry.clone();
-        tokio::spawn(async move {
-            if let Err(status) = registry.report_connectivity(report).await {
-                tracing::debug!(code = ?status.code(), "reporting connectivity to the registry failed");
-            }
-        });
+        if reports.try_send(report).is_err() {
+            tracing::debug!("connectivity report queue full; report dropped");
+        }
+    }
+}
+
+/// Reports waiting for the registry, at most: beyond, new ones are dropped.
+const CONNECTIVITY_QUEUE: usize = 16_384;
+/// Reports sent in one call, at most (the registry takes up to 1,000).
+const CONNECTIVITY_BATCH: usize = 500;
+
+/// Sends the connectivity reports queued on `rx` to the registry, in order,
+/// as many as are waiting (up to [`CONNECTIVITY_BATCH`]) in each call: one
+/// task and one call at a time per gateway partition, however many clients
+/// connect at once. Ends when every sender is gone.
+async fn report_connectivity(
+    mut registry: RegistryClient<Tagged>,
+    mut rx: tokio::sync::mpsc::Receiver<ConnectivityReport>,
+) {
+    let mut batch = Vec::with_capacity(CONNECTIVITY_BATCH);
+    while rx.recv_many(&mut batch, CONNECTIVITY_BATCH).await > 0 {
+        let reports = std::mem::take(&mut batch);
+        if let Err(status) = registry
+            .report_connectivity(ReportConnectivityRequest { reports })
+            .await
+        {
+            tracing::debug!(code = ?status.code(), "reporting connectivity to the registry failed");
+        }
     }
 }
 

@@ -135,16 +135,56 @@ async fn searches_see_every_acknowledged_mutation_and_survive_a_restart() {
 }
 
 #[tokio::test]
+async fn connectivity_reports_come_in_bounded_batches_applied_whole_or_not_at_all() {
+    let registry = TestRegistry::start().await;
+    let mut client = registry.client().await;
+    enable(&mut client).await;
+    for name in ["a", "b"] {
+        create(&mut client, name, &[]).await;
+    }
+    let report = |name: &str| ConnectivityReport {
+        client_id: name.into(),
+        connected: true,
+        timestamp_ms: 1_000,
+        disconnect_reason: None,
+    };
+    let too_many = ReportConnectivityRequest {
+        reports: (0..1001).map(|_| report("a")).collect(),
+    };
+    expect_err(
+        client.report_connectivity(too_many).await,
+        ErrorType::InvalidRequest,
+    );
+    assert!(
+        search(&mut client, "connectivity.connected:true")
+            .await
+            .is_empty()
+    );
+    client
+        .report_connectivity(ReportConnectivityRequest {
+            reports: vec![report("a"), report("b")],
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        search(&mut client, "connectivity.connected:true").await,
+        ["a", "b"]
+    );
+}
+
+#[tokio::test]
 async fn connectivity_reports_are_searchable_and_an_older_report_loses() {
     let registry = TestRegistry::start().await;
     let mut client = registry.client().await;
     enable(&mut client).await;
     create(&mut client, "lamp", &[]).await;
     let report = |connected, timestamp_ms| ReportConnectivityRequest {
-        client_id: "lamp".into(),
-        connected,
-        timestamp_ms,
-        disconnect_reason: (!connected).then(|| "MQTT_KEEP_ALIVE_TIMEOUT".to_owned()),
+        reports: vec![ConnectivityReport {
+            client_id: "lamp".into(),
+            connected,
+            timestamp_ms,
+            disconnect_reason: (!connected).then(|| "MQTT_KEEP_ALIVE_TIMEOUT".to_owned()),
+        }],
     };
     client
         .report_connectivity(report(true, 2_000))
