@@ -88,7 +88,7 @@ struct Phase {
     /// Cores kept busy during the phase (schedule and drain): (Herald's
     /// threads, the load's).
     cores: (f64, f64),
-    /// Herald's own share of the latency (the latency phase only).
+    /// Herald's own share of the latency over the phase.
     herald_share: HeraldShare,
 }
 
@@ -214,9 +214,7 @@ async fn measure(
         "events: {SUBSCRIBERS} subscribers on {FILTER}, all receiving, in {:.2} s",
         started.elapsed().as_secs_f64()
     );
-    let before = HeraldShare::read();
-    let mut main = run_phase(&clients, &records, 0, RATE, length).await;
-    main.herald_share = HeraldShare::read().since(&before);
+    let main = run_phase(&clients, &records, 0, RATE, length).await;
     eprintln!(
         "events: Herald's own share, commit to PUBLISH written (the gateway's histogram, bucket bounds): p50 <= {:?} ms, p99 <= {:?} ms over {} deliveries",
         main.herald_share.quantile_ms(0.5),
@@ -270,6 +268,7 @@ async fn run_phase(
     let things = ((f64::from(rate) * length.as_secs_f64()) as usize).max(1);
     let record = records.phases[index].get_or_init(|| PhaseRecord::new(things, SUBSCRIBERS));
     let cpu_before = Split::now(LOAD_THREADS);
+    let share_before = HeraldShare::read();
     let started = Instant::now();
     let drive = load::drive(clients, index, rate, records.clone()).await;
     load::drain(record, record.acked() * SUBSCRIBERS as u64).await;
@@ -285,7 +284,7 @@ async fn run_phase(
         analysis,
         latency,
         cores: (herald_cores, load_cores),
-        herald_share: HeraldShare::default(),
+        herald_share: HeraldShare::read().since(&share_before),
     }
 }
 

@@ -84,6 +84,9 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
     let phase = options.phase.min(MAX_PHASE);
     // Fail now rather than after the fan-out phases.
     idle::preflight()?;
+    // Herald records its metrics as it does when serving them: the
+    // in-process gateway's figures include their cost.
+    herald_runtime::metrics::install().context("installing the metrics recorder")?;
     let mosquitto = Mosquitto::start()?;
     eprintln!(
         "mqtt: mosquitto ({}) on {}",

@@ -139,6 +139,9 @@ pub(super) struct Wire<S> {
     pub(super) max_packet_size: usize,
     /// Set from the CONNECT by [`Wire::read_connect`].
     pub(super) version: Version,
+    /// PUBLISH packets queued since [`Wire::take_queued_publishes`] last
+    /// counted them (the session reports them per flush, not per message).
+    pub(super) queued_publishes: u32,
 }
 
 /// A framing failure.
@@ -411,6 +414,12 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
     ) {
         let v5 = self.version == Version::V5;
         encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup, v5);
+        self.queued_publishes = self.queued_publishes.saturating_add(1);
+    }
+
+    /// The PUBLISH packets queued since the last call.
+    pub(super) fn take_queued_publishes(&mut self) -> u32 {
+        std::mem::take(&mut self.queued_publishes)
     }
 
     /// Writes what is queued, failing with [`std::io::ErrorKind::TimedOut`]

@@ -322,6 +322,7 @@ where
         wbuf: BytesMut::with_capacity(64),
         max_packet_size: ctx.shared.settings.max_packet_size,
         version: Version::V311,
+        queued_publishes: 0,
     };
     let first = tokio::select! {
         () = shutdown.cancelled() => return None,

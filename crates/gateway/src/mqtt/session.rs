@@ -516,6 +516,11 @@ impl Session {
                 () = kick.raised() => return DisconnectReason::DuplicateClientid,
                 () = shutdown.cancelled() => return DisconnectReason::ServerInitiatedDisconnect,
             };
+            let written = wire.take_queued_publishes();
+            if written > 0 {
+                metrics::counter!("herald_gateway_messages_out_total")
+                    .increment(u64::from(written));
+            }
             if let Err(e) = flushed {
                 tracing::debug!(error = %e, "write failed");
                 if e.kind() == std::io::ErrorKind::TimedOut {
@@ -666,7 +671,6 @@ impl Session {
             }
         };
         wire.queue_publish(topic, payload, qos, pkid, retain, false);
-        metrics::counter!("herald_gateway_messages_out_total").increment(1);
     }
 
     pub(super) fn allocate_pkid(&mut self, inflight: Inflight) -> Option<u16> {
