@@ -1,10 +1,10 @@
 """Tags through boto3: given at creation (thing groups, thing types, jobs, job
-templates) or by TagResource, listed, removed, gone with their resource; and
-AWS's errors."""
+templates, policies, CA certificates) or by TagResource, listed, removed,
+gone with their resource; and AWS's errors."""
 
 import json
 
-from support import ARN_PREFIX, expect_error, group_arn, thing_arn
+from support import ALLOW_ALL, ARN_PREFIX, LocalCa, expect_error, group_arn, policy_arn, run_aws, thing_arn
 
 DOCUMENT = json.dumps({"operation": "reboot"})
 
@@ -81,5 +81,38 @@ def test_tag_errors_change_nothing(client):
         resourceArn=group_arn("none"), tags=[{"Key": "a", "Value": "b"}],
     )
     # Resources whose tags Herald does not keep, and other accounts' resources.
-    for arn in (thing_arn("t1"), f"{ARN_PREFIX}:policy/p", "arn:aws:iot:us-east-1:999999999999:thinggroup/fleet"):
+    for arn in (thing_arn("t1"), "arn:aws:iot:us-east-1:999999999999:thinggroup/fleet"):
         expect_error(client, "InvalidRequestException", client.list_tags_for_resource, resourceArn=arn)
+    expect_error(client, "ResourceNotFoundException", client.list_tags_for_resource, resourceArn=f"{ARN_PREFIX}:policy/p")
+
+
+def test_policies_and_ca_certificates_keep_their_tags(client, tmp_path):
+    client.create_policy(policyName="tagged", policyDocument=ALLOW_ALL, tags=[{"Key": "team", "Value": "edge"}])
+    arn = policy_arn("tagged")
+    assert tags_of(client, arn) == [{"Key": "team", "Value": "edge"}]
+    client.tag_resource(resourceArn=arn, tags=[{"Key": "tier", "Value": "gold"}])
+    client.untag_resource(resourceArn=arn, tagKeys=["team"])
+    assert tags_of(client, arn) == [{"Key": "tier", "Value": "gold"}]
+    # Gone with the policy: one made again under the name has none.
+    client.delete_policy(policyName="tagged")
+    expect_error(client, "ResourceNotFoundException", client.list_tags_for_resource, resourceArn=arn)
+    client.create_policy(policyName="tagged", policyDocument=ALLOW_ALL)
+    assert tags_of(client, arn) == []
+    expect_error(
+        client, "InvalidRequestException", client.tag_resource,
+        resourceArn=arn, tags=[{"Key": "aws:reserved", "Value": "x"}],
+    )
+    assert tags_of(client, arn) == []
+
+    ca = LocalCa("Tagged CA")
+    code = client.get_registration_code()["registrationCode"]
+    registered = client.register_ca_certificate(
+        caCertificate=ca.pem, verificationCertificate=ca.issue(code), tags=[{"Key": "fleet", "Value": "north"}]
+    )
+    ca_arn = registered["certificateArn"]
+    assert tags_of(client, ca_arn) == [{"Key": "fleet", "Value": "north"}]
+    # The aws CLI reads them too.
+    listed = run_aws(f"aws iot list-tags-for-resource --resource-arn {ca_arn}", client.meta.endpoint_url, tmp_path)
+    assert listed["tags"] == [{"Key": "fleet", "Value": "north"}]
+    client.delete_ca_certificate(certificateId=registered["certificateId"])
+    expect_error(client, "ResourceNotFoundException", client.list_tags_for_resource, resourceArn=ca_arn)

@@ -6,6 +6,7 @@ use std::pin::Pin;
 use herald_proto::{
     config::v1::{self as pb, config_server},
     error::AwsError,
+    registry::v1 as rpb,
 };
 use herald_runtime::partition::Partitions;
 use herald_store::{Page, Paged, StoreError, WatchError};
@@ -139,6 +140,11 @@ fn page_by_creation<T>(
         .filter(|(key, _)| after.as_deref().is_none_or(|a| key.as_str() > a))
         .map(Ok::<_, Status>);
     page.collect(rest)
+}
+
+/// Tags as the services keep them: (key, value) in the order given.
+fn tags_from_wire(tags: Vec<pb::Tag>) -> Vec<(String, String)> {
+    tags.into_iter().map(|t| (t.key, t.value)).collect()
 }
 
 fn page_of(marker: &str, page_size: u32, names: Vec<String>) -> Result<Paged<String>, Status> {
@@ -437,7 +443,7 @@ impl config_server::Config for GrpcConfig {
         let document = r.policy_document.clone();
         reply(
             service
-                .create_policy(r.policy_name, r.policy_document)
+                .create_policy(r.policy_name, r.policy_document, tags_from_wire(r.tags))
                 .await
                 .map(|p| pb::CreatePolicyResponse {
                     policy_arn: Self::arn_of_policy(&service, &p.name),
@@ -724,6 +730,7 @@ impl config_server::Config for GrpcConfig {
                 .map(registration_config_from_wire)
                 .unwrap_or_default(),
             mode: mode_from_wire(&r.certificate_mode)?,
+            tags: tags_from_wire(r.tags),
         };
         let registered = service.register_ca_certificate(new).await;
         reply(registered.map(|ca| pb::RegisterCertificateResponse {
@@ -1040,6 +1047,47 @@ impl config_server::Config for GrpcConfig {
             .collect();
         partitions.sort();
         Ok(Response::new(pb::ListPartitionsResponse { partitions }))
+    }
+
+    async fn tag_resource(
+        &self,
+        request: Request<rpb::TagResourceRequest>,
+    ) -> Reply<rpb::TagResourceResponse> {
+        let service = self.partitions.of(&request)?;
+        let r = request.into_inner();
+        let tags = r.tags.into_iter().map(|t| (t.key, t.value)).collect();
+        let tagged = service.tag_resource(r.resource_arn, tags).await;
+        reply(tagged.map(|()| rpb::TagResourceResponse {}))
+    }
+
+    async fn untag_resource(
+        &self,
+        request: Request<rpb::UntagResourceRequest>,
+    ) -> Reply<rpb::UntagResourceResponse> {
+        let service = self.partitions.of(&request)?;
+        let r = request.into_inner();
+        let untagged = service.untag_resource(r.resource_arn, r.tag_keys).await;
+        reply(untagged.map(|()| rpb::UntagResourceResponse {}))
+    }
+
+    async fn list_tags_for_resource(
+        &self,
+        request: Request<rpb::ListTagsForResourceRequest>,
+    ) -> Reply<rpb::ListTagsForResourceResponse> {
+        let service = self.partitions.of(&request)?;
+        let r = request.into_inner();
+        let page = Page::new(&r.next_token, r.max_results).map_err(page_status)?;
+        let listed = service.list_tags_for_resource(&r.resource_arn, page);
+        reply(listed.map(|p| {
+            rpb::ListTagsForResourceResponse {
+                tags: p
+                    .items
+                    .into_iter()
+                    .map(|(key, value)| rpb::Tag { key, value })
+                    .collect(),
+                next_token: p.next_token.unwrap_or_default(),
+            }
+        }))
     }
 
     /// Wipes every partition (test mode).

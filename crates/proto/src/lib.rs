@@ -1,10 +1,12 @@
-//! Herald's gRPC contracts (generated from `proto/`) and the AWS error types
-//! that every service carries in its gRPC statuses.
+//! Herald's gRPC contracts (generated from `proto/`), the AWS error types
+//! that every service carries in its gRPC statuses, and AWS's rules for
+//! tags ([`tags`]).
 //!
 //! **API Boundary:** field numbers are never reused; a breaking change gets a
 //! new package version (`v2`).
 
 pub mod error;
+pub mod tags;
 
 pub mod registry {
     pub mod v1 {

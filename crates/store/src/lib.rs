@@ -27,3 +27,5 @@ pub use log::{ChangeLog, Record, WatchError};
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, Page, Paged};
 pub use store::{Changes, Store, key, prefix};
 pub use writer::{Writer, WriterThread, now_ms};
+
+pub mod tags;

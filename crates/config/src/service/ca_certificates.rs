@@ -6,9 +6,11 @@
 
 use herald_policy::CertField;
 use herald_proto::error::{AwsError, ErrorType};
+use herald_proto::tags::check_tags;
 use herald_store::{key, now_ms, prefix};
 use sha2::{Digest, Sha256};
 
+use super::tags::{Tags, delete_tags, put_tags};
 use super::{
     ConfigService, already_exists, cert_key, generation_id, load_certificate, log_certificate,
 };
@@ -39,6 +41,7 @@ pub(crate) struct NewCa {
     pub(crate) allow_auto_registration: bool,
     pub(crate) registration_config: RegistrationConfig,
     pub(crate) mode: CertificateMode,
+    pub(crate) tags: Tags,
 }
 
 /// What UpdateCACertificate changes; `None` leaves a field as it is.
@@ -84,6 +87,7 @@ impl ConfigService {
         &self,
         new: NewCa,
     ) -> Result<CaCertificate, AwsError> {
+        check_tags(&new.tags)?;
         let parsed = certs::parse_certificate(&new.ca_pem)?;
         if !parsed.is_ca {
             return Err(AwsError::new(
@@ -138,6 +142,7 @@ impl ConfigService {
             generation_id: generation_id(),
         };
         let arn = self.arns().ca_certificate(&ca.id);
+        let tags = new.tags;
         self.writer
             .mutate(move |c| {
                 if c.exists(&ca_key(&ca.id))? {
@@ -148,6 +153,7 @@ impl ConfigService {
                     ));
                 }
                 c.put(ca_key(&ca.id), &ca)?;
+                put_tags(c, &arn, &tags)?;
                 Ok(ca)
             })
             .await
@@ -201,6 +207,7 @@ impl ConfigService {
     pub(crate) async fn delete_ca_certificate(&self, id: String) -> Result<(), AwsError> {
         check_certificate_id(&id)?;
         let id = id.to_ascii_lowercase();
+        let arn = self.arns().ca_certificate(&id);
         self.writer
             .mutate(move |c| {
                 let ca = load_ca(c, &id)?;
@@ -211,7 +218,7 @@ impl ConfigService {
                     ));
                 }
                 c.remove(ca_key(&id));
-                Ok(())
+                delete_tags(c, &arn)
             })
             .await
     }

@@ -15,6 +15,7 @@ mod ca_certificates;
 mod certificates;
 mod event_configurations;
 mod policies;
+mod tags;
 mod watch;
 
 use std::sync::Arc;

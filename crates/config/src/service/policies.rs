@@ -2,8 +2,10 @@
 //! version, delete.
 
 use herald_proto::error::{AwsError, ErrorType};
+use herald_proto::tags::check_tags;
 use herald_store::{now_ms, prefix};
 
+use super::tags::{Tags, delete_tags, put_tags};
 use super::{
     ConfigService, PolicyState, generation_id, load_policy, load_version, log_policy, policy_key,
     version_key,
@@ -18,9 +20,11 @@ impl ConfigService {
         &self,
         name: String,
         document: String,
+        tags: Tags,
     ) -> Result<Policy, AwsError> {
         check_policy_name(&name)?;
         check_document(&name, &document)?;
+        check_tags(&tags)?;
         let arn = self.arns().policy(&name);
         self.writer
             .mutate(move |c| {
@@ -51,6 +55,7 @@ impl ConfigService {
                         creation_date_ms: now,
                     },
                 )?;
+                put_tags(c, &arn, &tags)?;
                 log_policy(c, &policy, &document);
                 Ok(policy)
             })
@@ -76,6 +81,7 @@ impl ConfigService {
 
     pub(crate) async fn delete_policy(&self, name: String) -> Result<(), AwsError> {
         check_policy_name(&name)?;
+        let arn = self.arns().policy(&name);
         self.writer
             .mutate(move |c| {
                 let policy = load_policy(c, &name)?;
@@ -92,6 +98,7 @@ impl ConfigService {
                 }
                 c.remove(policy_key(&name));
                 c.remove(version_key(&name, policy.default_version));
+                delete_tags(c, &arn)?;
                 c.log(ConfigEvent::PolicyDeleted { name });
                 Ok(())
             })

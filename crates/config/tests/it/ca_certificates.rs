@@ -18,6 +18,7 @@ async fn register_ca(c: &mut Config, ca: &TestCa, active: bool, auto: bool) {
         allow_auto_registration: auto,
         registration_config: None,
         certificate_mode: String::new(),
+        tags: Vec::new(),
     })
     .await
     .unwrap();

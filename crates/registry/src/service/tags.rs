@@ -6,81 +6,23 @@
 //! `tag/<arn>/<key>`: the value.
 
 use herald_proto::error::AwsError;
-use herald_store::{Page, Paged, key, prefix};
+use herald_store::{Page, Paged, key};
 
 use super::{Changes, Registry, billing_key, group_key, type_key};
-use crate::domain::{invalid, not_found};
+use crate::domain::invalid;
 
-/// The most tags on one resource.
-pub(crate) const MAX_TAGS: usize = 50;
-const MAX_KEY: usize = 128;
-const MAX_VALUE: usize = 256;
-
-/// (key, value) pairs, in the order given.
-pub(crate) type Tags = Vec<(String, String)>;
-
-fn tag_key(arn: &str, tag: &str) -> Vec<u8> {
-    key(&["tag", arn, tag])
-}
-
-/// AWS's rules for tags: keys of 1 to 128 characters not starting with
-/// `aws:`, values of at most 256; letters, digits, spaces and `_.:/=+-@`.
-pub(crate) fn check_tags(tags: &Tags) -> Result<(), AwsError> {
-    if tags.len() > MAX_TAGS {
-        return Err(invalid(format!(
-            "A resource can have at most {MAX_TAGS} tags"
-        )));
-    }
-    for (k, v) in tags {
-        check_tag_key(k)?;
-        if v.chars().count() > MAX_VALUE || !v.chars().all(allowed) {
-            return Err(invalid(format!(
-                "Tag value {v:?} must be at most {MAX_VALUE} letters, digits, spaces or _.:/=+-@"
-            )));
-        }
-    }
-    Ok(())
-}
-
-pub(crate) fn check_tag_key(k: &str) -> Result<(), AwsError> {
-    let len = k.chars().count();
-    if len == 0 || len > MAX_KEY || !k.chars().all(allowed) {
-        return Err(invalid(format!(
-            "Tag key {k:?} must be 1 to {MAX_KEY} letters, digits, spaces or _.:/=+-@"
-        )));
-    }
-    if k.starts_with("aws:") {
-        return Err(invalid(format!(
-            "Tag key {k:?}: keys starting with aws: are reserved"
-        )));
-    }
-    Ok(())
-}
-
-fn allowed(c: char) -> bool {
-    c.is_alphanumeric() || c == ' ' || "_.:/=+-@".contains(c)
-}
+pub(crate) use herald_proto::tags::{Tags, check_tags};
+use herald_proto::tags::{check_count, check_tag_key, missing};
+use herald_store::tags::{self as stored, Tagged};
 
 /// Adds or replaces `tags` on the resource `arn`.
 pub(super) fn put_tags(c: &mut Changes<'_>, arn: &str, tags: &Tags) -> Result<(), AwsError> {
-    for (k, v) in tags {
-        c.put(tag_key(arn, k), v)?;
-    }
-    let count = c.keys(&prefix(&["tag", arn]))?.len();
-    if count > MAX_TAGS {
-        return Err(invalid(format!(
-            "A resource can have at most {MAX_TAGS} tags; {arn} would have {count}"
-        )));
-    }
-    Ok(())
+    check_count(arn, stored::put(c, arn, tags)?)
 }
 
 /// Removes every tag of the resource `arn` (it is being deleted).
 pub(super) fn delete_tags(c: &mut Changes<'_>, arn: &str) -> Result<(), AwsError> {
-    for k in c.keys(&prefix(&["tag", arn]))? {
-        c.remove(tag_key(arn, &k));
-    }
-    Ok(())
+    stored::remove_all(c, arn)
 }
 
 impl Registry {
@@ -108,17 +50,17 @@ impl Registry {
         )))
     }
 
+    fn tag_target(&self, arn: String) -> Result<Tagged<AwsError>, AwsError> {
+        Ok(Tagged {
+            resource: self.tagged(&arn)?,
+            arn,
+            missing,
+        })
+    }
+
     pub(crate) async fn tag_resource(&self, arn: String, tags: Tags) -> Result<(), AwsError> {
         check_tags(&tags)?;
-        let resource = self.tagged(&arn)?;
-        self.writer
-            .mutate(move |c| {
-                if !c.exists(&resource)? {
-                    return Err(not_found(format!("Resource {arn} cannot be found.")));
-                }
-                put_tags(c, &arn, &tags)
-            })
-            .await
+        stored::tag(&self.writer, self.tag_target(arn)?, tags, check_count).await
     }
 
     pub(crate) async fn untag_resource(
@@ -129,18 +71,7 @@ impl Registry {
         for k in &keys {
             check_tag_key(k)?;
         }
-        let resource = self.tagged(&arn)?;
-        self.writer
-            .mutate(move |c| {
-                if !c.exists(&resource)? {
-                    return Err(not_found(format!("Resource {arn} cannot be found.")));
-                }
-                for k in &keys {
-                    c.remove(tag_key(&arn, k));
-                }
-                Ok(())
-            })
-            .await
+        stored::untag(&self.writer, self.tag_target(arn)?, keys).await
     }
 
     pub(crate) fn list_tags_for_resource(
@@ -148,20 +79,6 @@ impl Registry {
         arn: &str,
         page: Page,
     ) -> Result<Paged<(String, String)>, AwsError> {
-        let resource = self.tagged(arn)?;
-        if !self.reader().exists(&resource)? {
-            return Err(not_found(format!("Resource {arn} cannot be found.")));
-        }
-        let store = self.store.clone();
-        let tags = self
-            .store
-            .iter(&prefix(&["tag", arn]), page.after())
-            .map(move |entry| {
-                entry.and_then(|(k, bytes)| {
-                    let value: String = store.decode(&bytes)?;
-                    Ok((k.clone(), (k, value)))
-                })
-            });
-        page.collect(tags)
+        stored::list(&self.store, &self.tag_target(arn.to_owned())?, page)
     }
 }

@@ -96,7 +96,7 @@ struct RegisterCaCertificate {
     verification_certificate: Option<String>,
     registration_config: Option<RegistrationConfig>,
     certificate_mode: Option<String>,
-    // `tags` is accepted and not kept: Herald does not tag CA certificates.
+    tags: Vec<super::Tag>,
 }
 
 /// RegisterCACertificate: `POST /cacertificate?setAsActive&allowAutoRegistration`.
@@ -115,6 +115,7 @@ async fn register_ca_certificate(
             allow_auto_registration: query.flag("allowAutoRegistration")?,
             registration_config: body.registration_config.map(Into::into),
             certificate_mode: body.certificate_mode.unwrap_or_default(),
+            tags: body.tags.into_iter().map(super::Tag::into_wire).collect(),
         })
         .await?
         .into_inner();

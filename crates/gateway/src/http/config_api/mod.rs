@@ -183,6 +183,15 @@ struct Tag {
     value: Option<String>,
 }
 
+impl Tag {
+    fn into_wire(self) -> pb::Tag {
+        pb::Tag {
+            key: self.key,
+            value: self.value.unwrap_or_default(),
+        }
+    }
+}
+
 #[derive(Deserialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct CreatePolicy {
@@ -202,14 +211,7 @@ async fn create_policy(
         .create_policy(pb::CreatePolicyRequest {
             policy_name,
             policy_document: required(body.policy_document, "policyDocument")?,
-            tags: body
-                .tags
-                .into_iter()
-                .map(|t| pb::Tag {
-                    key: t.key,
-                    value: t.value.unwrap_or_default(),
-                })
-                .collect(),
+            tags: body.tags.into_iter().map(Tag::into_wire).collect(),
         })
         .await?
         .into_inner();

@@ -901,16 +901,24 @@ struct TagResource {
     tags: Vec<Tag>,
 }
 
+/// Whether the config service keeps the tags of the resource `arn`
+/// (policies and CA certificates); the registry keeps the others'.
+fn tags_kept_by_config(arn: &str) -> bool {
+    let resource = arn.splitn(6, ':').nth(5).unwrap_or_default();
+    resource.starts_with("policy/") || resource.starts_with("cacert/")
+}
+
 /// TagResource: `POST /tags`.
 async fn tag_resource(State(state): State<AppState>, Body(body): Body<TagResource>) -> ApiResult {
-    state
-        .registry
-        .clone()
-        .tag_resource(pb::TagResourceRequest {
-            resource_arn: required(body.resource_arn, "resourceArn")?,
-            tags: tags(body.tags),
-        })
-        .await?;
+    let request = pb::TagResourceRequest {
+        resource_arn: required(body.resource_arn, "resourceArn")?,
+        tags: tags(body.tags),
+    };
+    if tags_kept_by_config(&request.resource_arn) {
+        state.config.clone().tag_resource(request).await?;
+    } else {
+        state.registry.clone().tag_resource(request).await?;
+    }
     empty()
 }
 
@@ -926,29 +934,34 @@ async fn untag_resource(
     State(state): State<AppState>,
     Body(body): Body<UntagResource>,
 ) -> ApiResult {
-    state
-        .registry
-        .clone()
-        .untag_resource(pb::UntagResourceRequest {
-            resource_arn: required(body.resource_arn, "resourceArn")?,
-            tag_keys: body.tag_keys,
-        })
-        .await?;
+    let request = pb::UntagResourceRequest {
+        resource_arn: required(body.resource_arn, "resourceArn")?,
+        tag_keys: body.tag_keys,
+    };
+    if tags_kept_by_config(&request.resource_arn) {
+        state.config.clone().untag_resource(request).await?;
+    } else {
+        state.registry.clone().untag_resource(request).await?;
+    }
     empty()
 }
 
 /// ListTagsForResource: `GET /tags?resourceArn=`.
 async fn list_tags_for_resource(State(state): State<AppState>, query: Query) -> ApiResult {
     let paging = query.token_page()?;
-    let listed = state
-        .registry
-        .clone()
-        .list_tags_for_resource(pb::ListTagsForResourceRequest {
-            resource_arn: required(query.string("resourceArn"), "resourceArn")?,
-            next_token: paging.token,
-            max_results: paging.size,
-        })
-        .await?
-        .into_inner();
-    ok(ListTagsOutput::from(listed))
+    let request = pb::ListTagsForResourceRequest {
+        resource_arn: required(query.string("resourceArn"), "resourceArn")?,
+        next_token: paging.token,
+        max_results: paging.size,
+    };
+    let listed = if tags_kept_by_config(&request.resource_arn) {
+        state.config.clone().list_tags_for_resource(request).await?
+    } else {
+        state
+            .registry
+            .clone()
+            .list_tags_for_resource(request)
+            .await?
+    };
+    ok(ListTagsOutput::from(listed.into_inner()))
 }
