@@ -304,3 +304,18 @@ def test_a_persistent_session_in_another_region_survives_a_restart(tmp_path, sub
             assert (Path(tmp) / "data" / "gateway" / "partitions" / ACCOUNT / IRELAND / "sessions").is_dir()
         finally:
             herald.stop()
+
+
+def test_a_partitions_first_device_gets_no_event_from_before_it_connected(herald, tmp_path, subs):
+    # A region no other test uses over MQTT: its MQTT side opens for this device.
+    region = "sa-east-1"
+    brazil = make_client(herald.endpoint, region=region)
+    brazil.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
+    for i in range(20):
+        brazil.create_thing(thingName=f"before-{i}")
+    mqtt = Mqtt(herald, tmp_path)
+    _, tls = device(mqtt, brazil, region, "first", "$aws/events/*")
+    sub = subscribed(subs, tls, "first", ["$aws/events/thing/+/created"], [1])
+    brazil.create_thing(thingName="after")
+    sub.wait_message(lambda t, p: t == "$aws/events/thing/after/created", "after's event")
+    assert names_created(sub) == ["after"], sub.output()

@@ -151,10 +151,23 @@ impl EventPump {
         store: Store,
         shutdown: CancellationToken,
     ) -> anyhow::Result<EventPump> {
+        Self::spawn_after(registry, cache, bus, store, 0, shutdown)
+    }
+
+    /// [`EventPump::spawn`], starting after `fresh_start` when `store`
+    /// holds no cursor yet (0: from the oldest retained event).
+    pub(crate) fn spawn_after(
+        registry: RegistryClient<Tagged>,
+        cache: ConfigCache,
+        bus: Bus,
+        store: Store,
+        fresh_start: u64,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<EventPump> {
         let cursor = store
             .get::<StoredCursor>(&cursor_key())
             .context("read the event pump's cursor")?
-            .map_or(0, |c| c.after_sequence);
+            .map_or(fresh_start, |c| c.after_sequence);
         let (writer, _log, writer_thread) =
             Writer::<()>::start(store, "event-pump-cursor").context("start the cursor writer")?;
         let shared = Shared::new(cursor);

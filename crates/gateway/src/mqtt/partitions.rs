@@ -136,11 +136,19 @@ impl World {
         let jobs = JobsClient::new(tagged(setup.registry.clone(), tag.clone()));
         let cache = ConfigCache::spawn(config.clone(), setup.shutdown.clone());
         let bus = Bus::new();
-        let pump = EventPump::spawn(
+        // A partition opened for its first device starts at the change
+        // log's head: what was committed before has no subscriber here.
+        let fresh_start = match partition {
+            None => 0,
+            // Not answering: from the oldest retained event (at least once).
+            Some(_) => change_log_head(&registry, OPEN_TIMEOUT).await.unwrap_or(0),
+        };
+        let pump = EventPump::spawn_after(
             registry.clone(),
             cache.clone(),
             bus.clone(),
             pump_store,
+            fresh_start,
             setup.shutdown.clone(),
         )
         .context("start the event pump")?;
@@ -187,6 +195,28 @@ impl World {
         self.session_store.stopped().await;
         self.retained.stopped().await;
         self.pump.stopped().await;
+    }
+}
+
+/// The last sequence number of the change log `registry` names, if the
+/// registry answers within `timeout`.
+async fn change_log_head(registry: &RegistryClient<Tagged>, timeout: Duration) -> Option<u64> {
+    let mut registry = registry.clone();
+    let info = tokio::time::timeout(
+        timeout,
+        registry.get_change_log_info(GetChangeLogInfoRequest {}),
+    )
+    .await;
+    match info {
+        Ok(Ok(info)) => Some(info.into_inner().last_sequence),
+        Ok(Err(status)) => {
+            tracing::warn!(code = ?status.code(), message = status.message(), "reading the change log's head failed");
+            None
+        }
+        Err(_) => {
+            tracing::warn!(?timeout, "reading the change log's head timed out");
+            None
+        }
     }
 }
 
@@ -472,14 +502,7 @@ impl MqttPartitions {
                 stats.subscribers as f64,
             );
             gauge("herald_gateway_bus_dropped", None, stats.dropped as f64);
-            let mut registry = world.registry.clone();
-            let info = tokio::time::timeout(
-                Duration::from_secs(1),
-                registry.get_change_log_info(GetChangeLogInfoRequest {}),
-            )
-            .await;
-            if let Ok(Ok(info)) = info {
-                let head = info.into_inner().last_sequence;
+            if let Some(head) = change_log_head(&world.registry, Duration::from_secs(1)).await {
                 gauge(
                     "herald_gateway_pump_lag",
                     None,
