@@ -12,7 +12,7 @@ use crate::{
 pub(crate) fn run() -> Result<()> {
     let root = util::project_root();
     build_bins(&root)?;
-    run_suites(&root, Build::Done)
+    run_suites(&root, Build::Done, &[])
 }
 
 /// Whether the service binaries still need `cargo build --bins` before a suite runs.
@@ -42,7 +42,8 @@ fn suites(root: &Path) -> Vec<Suite> {
 }
 
 /// Runs every end-to-end suite there is; with none, says so and succeeds.
-pub(crate) fn run_suites(root: &Path, build: Build) -> Result<()> {
+/// `env` is added to each suite's environment.
+pub(crate) fn run_suites(root: &Path, build: Build, env: &[(&str, String)]) -> Result<()> {
     let suites = suites(root);
     if suites.is_empty() {
         println!(
@@ -55,7 +56,7 @@ pub(crate) fn run_suites(root: &Path, build: Build) -> Result<()> {
     }
     for suite in suites {
         match suite {
-            Suite::Pytest(dir) => pytest(root, dir)?,
+            Suite::Pytest(dir) => pytest(root, dir, env)?,
         }
     }
     Ok(())
@@ -67,12 +68,13 @@ fn build_bins(root: &Path) -> Result<()> {
 
 /// pytest with `HERALD_E2E_BIN_DIR` and `HERALD_E2E_<SERVICE>_BIN` naming the
 /// binaries just built, so the suite's fixtures can start them.
-fn pytest(root: &Path, dir: &str) -> Result<()> {
+fn pytest(root: &Path, dir: &str, env: &[(&str, String)]) -> Result<()> {
     let bin_dir = util::target_dir(root).join("debug");
     let mut cmd = Command::new("python3");
     cmd.current_dir(root)
         .args(["-m", "pytest", dir, "-q"])
-        .env("HERALD_E2E_BIN_DIR", &bin_dir);
+        .env("HERALD_E2E_BIN_DIR", &bin_dir)
+        .envs(env.iter().map(|(k, v)| (k, v)));
     for svc in services::present(root) {
         cmd.env(
             format!("HERALD_E2E_{}_BIN", svc.name.to_uppercase()),

@@ -15,6 +15,7 @@ mod dev;
 mod e2e;
 mod fuzz;
 mod gen_operations;
+mod postgres;
 mod services;
 mod test;
 mod util;

@@ -15,6 +15,13 @@ pub const ENV_PREFIX: &str = "HERALD_CONFIG";
 pub struct Settings {
     /// Where sled keeps the config service's data; the CA's certificate is written here as `ca.pem`.
     pub data_dir: PathBuf,
+    /// Where the state is kept: `"sled"` (embedded, in `data_dir`), or a
+    /// `postgres://` URL (PostgreSQL, shared by the service's replicas, one
+    /// of which writes while the others stand by; `data_dir` then holds
+    /// only a cache).
+    pub store: String,
+    /// The CA that signs PostgreSQL's server certificate, for TLS to it.
+    pub store_ca_file: Option<PathBuf>,
     /// The account and region that ARNs name.
     pub account_id: String,
     pub region: String,
@@ -64,6 +71,8 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             data_dir: PathBuf::from(".herald/config"),
+            store: "sled".into(),
+            store_ca_file: None,
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             registry_url: "http://127.0.0.1:50051".into(),

@@ -1,6 +1,7 @@
 //! Herald's registry service: the only writer of registry state.
 //!
-//! Every mutation and the events it causes are written in one sled transaction
+//! Every mutation and the events it causes are written in one transaction (sled
+//! or PostgreSQL)
 //! (entity state plus an append to the change log) on a single writer thread,
 //! and acknowledged only once flushed. `WatchChanges` replays the log from a
 //! cursor and then follows it live. The same process serves AWS IoT Jobs
@@ -23,39 +24,66 @@ mod service;
 
 pub use herald_runtime::partition::PARTITION_METADATA;
 
-use std::time::Duration;
+use std::{
+    sync::{Arc, OnceLock},
+    time::Duration,
+};
 
 use anyhow::Context as _;
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
     registry::v1::{jobs_server::JobsServer, registry_server::RegistryServer},
 };
-use herald_runtime::{grpc::ServeOptions, internal_tls::InternalTls};
+use herald_runtime::{
+    grpc::{Listen, ServeOptions},
+    internal_tls::InternalTls,
+};
 pub use settings::{ChangeLogSettings, ENV_PREFIX, GrpcSettings, JobsSettings, Settings};
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 use tonic::{server::NamedService, service::Routes};
 
-use herald_store::Store;
+use herald_store::{Backend, Store};
 
 use crate::{
     grpc::{GrpcJobs, GrpcRegistry},
     partition::PartitionSettings,
 };
 
-/// Serves the registry on `listener` until `shutdown` is cancelled; then stops
+/// Serves the registry on `listen` until `shutdown` is cancelled (or, with
+/// PostgreSQL, this replica stops being the writer); then stops
 /// reporting ready, drains in-flight calls within the grace period, and
 /// flushes storage.
+///
+/// `listen` is a bound listener, or (for one of several replicas sharing a
+/// PostgreSQL store) an address bound only once this replica is the
+/// writer, so that replicas may share one address, as on one host, and a
+/// standby never looks ready.
 pub async fn run(
     settings: Settings,
-    listener: TcpListener,
+    listen: impl Into<Listen>,
     shutdown: CancellationToken,
 ) -> anyhow::Result<()> {
+    let listen = listen.into();
     let tls = InternalTls::load(&settings.internal_tls).context("load the internal TLS files")?;
-    let dir = settings.data_dir.clone();
-    let store = tokio::task::spawn_blocking(move || Store::open(&dir))
-        .await??
-        .with_errors(domain::store_error);
+    // Metrics first: a standby replica is alive (and says so) while it waits.
+    let watched: Arc<OnceLock<partition::Partitions>> = Arc::default();
+    let refresh = {
+        let watched = Arc::clone(&watched);
+        herald_runtime::metrics::refresh(move || {
+            if let Some(partitions) = watched.get() {
+                for (partition, registry) in partitions.all_named() {
+                    registry.log().report_metrics("registry", partition.name());
+                }
+            }
+        })
+    };
+    herald_runtime::metrics::spawn(settings.metrics.listen_addr, refresh, shutdown.clone()).await?;
+    let backend = Backend::parse(&settings.store, settings.store_ca_file.clone())?;
+    let store = Store::open_with(&backend, &settings.data_dir, "registry", &shutdown).await?;
+    // With PostgreSQL, serving ends when this replica stops being the writer.
+    let serving = store.serving_until_lost(&shutdown);
+    let lost = store.lost();
+    let store = store.with_errors(domain::store_error);
     let context = service::Context {
         account_id: settings.account_id.clone(),
         region: settings.region.clone(),
@@ -80,13 +108,8 @@ pub async fn run(
         shutdown.clone(),
     )?;
 
-    let watched = partitions.clone();
-    let refresh = herald_runtime::metrics::refresh(move || {
-        for (partition, registry) in watched.all_named() {
-            registry.log().report_metrics("registry", partition.name());
-        }
-    });
-    herald_runtime::metrics::spawn(settings.metrics.listen_addr, refresh, shutdown.clone()).await?;
+    let _ = watched.set(partitions.clone());
+    let listener = listen.listener().await?;
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
     let jobs = GrpcJobs::new(partitions.clone());
     let grpc = GrpcRegistry::new(partitions.clone(), shutdown.clone(), settings.test_mode);
@@ -103,11 +126,15 @@ pub async fn run(
         FILE_DESCRIPTOR_SET,
         routes,
         listener,
-        shutdown,
+        serving,
         options,
     )
     .await?;
     partitions.stop(grace).await?;
+    anyhow::ensure!(
+        !lost.is_cancelled(),
+        "this replica is no longer the registry's writer"
+    );
     tracing::info!("stopped");
     Ok(())
 }

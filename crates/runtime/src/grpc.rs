@@ -114,3 +114,48 @@ pub async fn serve(
     }
     served
 }
+
+/// Where a service listens: a listener its caller bound, or an address it
+/// binds only once it is ready to serve (a replica that stood by). The
+/// address may still be held for a moment by the replica it takes over
+/// from, so binding is retried for up to [`BIND_WAIT`].
+pub enum Listen {
+    Bound(TcpListener),
+    Later(SocketAddr),
+}
+
+impl From<TcpListener> for Listen {
+    fn from(listener: TcpListener) -> Listen {
+        Listen::Bound(listener)
+    }
+}
+
+impl From<SocketAddr> for Listen {
+    fn from(addr: SocketAddr) -> Listen {
+        Listen::Later(addr)
+    }
+}
+
+/// How long [`Listen::Later`] retries an address in use.
+pub const BIND_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Listen {
+    pub async fn listener(self) -> anyhow::Result<TcpListener> {
+        let addr = match self {
+            Listen::Bound(listener) => return Ok(listener),
+            Listen::Later(addr) => addr,
+        };
+        let deadline = tokio::time::Instant::now() + BIND_WAIT;
+        loop {
+            match TcpListener::bind(addr).await {
+                Err(e)
+                    if e.kind() == std::io::ErrorKind::AddrInUse
+                        && tokio::time::Instant::now() < deadline =>
+                {
+                    tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                }
+                bound => return bound.with_context(|| format!("bind {addr}")),
+            }
+        }
+    }
+}

@@ -1,5 +1,6 @@
-//! Durable service state in sled, with an ordered change log written in the
-//! same transaction.
+//! Durable service state in sled (embedded, the default) or PostgreSQL
+//! (beyond one machine), with an ordered change log written in the same
+//! transaction.
 //!
 //! A service keeps its records in one state tree under prefixed keys and
 //! submits every mutation to a [`Writer`]: one thread applies mutations in
@@ -19,12 +20,14 @@
 mod error;
 mod log;
 mod paging;
+mod postgres;
 mod store;
 mod writer;
 
 pub use error::StoreError;
 pub use log::{ChangeLog, Record, WatchError};
 pub use paging::{DEFAULT_PAGE, MAX_PAGE, Page, Paged};
+pub use postgres::Backend;
 pub use store::{Changes, Store, key, prefix};
 pub use writer::{Writer, WriterThread, now_ms};
 

@@ -209,6 +209,19 @@ impl ChangeLog {
                 Ok(Err(e)) => tracing::warn!(error = %e, "change log retention failed"),
                 Err(e) => tracing::warn!(error = %e, "change log retention task failed"),
             }
+            // PostgreSQL drops what the cache no longer holds (every round,
+            // so a failed delete is retried).
+            if let Some(remote) = &self.trees.remote {
+                match self.trees.first_sequence() {
+                    Ok(first) if first > 1 => {
+                        if let Err(e) = remote.prune_below(first).await {
+                            tracing::warn!(error = %e, "change log retention in PostgreSQL failed");
+                        }
+                    }
+                    Ok(_) => {}
+                    Err(e) => tracing::warn!(error = %e, "change log retention failed"),
+                }
+            }
         }
     }
 

@@ -2,14 +2,20 @@
 //! one tree, so that a mutation and its events commit as one atomic batch:
 //! state under prefixed keys (parts separated by `\0`, always starting with a
 //! printable character), the log under `\xff` plus the big-endian sequence
-//! number. Every value is JSON.
+//! number. Every value is JSON. With PostgreSQL as the backend
+//! ([`crate::postgres`]), the sled tree is the writing replica's cache of
+//! the same records, and the writer commits them to PostgreSQL.
 
 use std::{collections::BTreeMap, ops::Bound, path::Path};
 
 use anyhow::Context;
 use serde::{Serialize, de::DeserializeOwned};
 
-use crate::{error::StoreError, log::Record};
+use crate::{
+    error::StoreError,
+    log::Record,
+    postgres::{Backend, Remote, Shared},
+};
 
 /// Builds a key from its parts.
 pub fn key(parts: &[&str]) -> Vec<u8> {
@@ -30,7 +36,7 @@ fn decode<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, StoreError> {
 /// The first byte of every log key; state keys never start with it.
 const LOG: u8 = 0xff;
 
-fn log_key(sequence: u64) -> [u8; 9] {
+pub(crate) fn log_key(sequence: u64) -> [u8; 9] {
     let mut key = [LOG; 9];
     key[1..].copy_from_slice(&sequence.to_be_bytes());
     key
@@ -60,6 +66,8 @@ impl<Err> Clone for Store<Err> {
 pub(crate) struct Trees {
     db: sled::Db,
     state: sled::Tree,
+    /// The partition's PostgreSQL, when sled is only its cache.
+    pub(crate) remote: Option<Remote>,
 }
 
 impl Store {
@@ -88,11 +96,81 @@ impl Store {
                 }
             }
         };
-        let state = db.open_tree("data").context("open the data tree")?;
+        let state = db.open_tree(DEFAULT_TREE).context("open the data tree")?;
         Ok(Store {
-            trees: Trees { db, state },
+            trees: Trees {
+                db,
+                state,
+                remote: None,
+            },
             error: std::convert::identity,
         })
+    }
+
+    /// Opens `service`'s store on `backend`: sled in `dir`, or PostgreSQL
+    /// with its cache in `dir/cache` (emptied, then filled from PostgreSQL
+    /// once this replica is the service's writer: until then, as a standby,
+    /// this waits, or gives up when `shutdown` fires).
+    pub async fn open_with(
+        backend: &Backend,
+        dir: &Path,
+        service: &str,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> anyhow::Result<Store> {
+        let dir = dir.to_path_buf();
+        let Backend::Postgres { url, ca_file } = backend else {
+            return tokio::task::spawn_blocking(move || Store::open(&dir)).await?;
+        };
+        let shared = Shared::connect(url, ca_file.as_ref(), service, shutdown).await?;
+        let cache = dir.join("cache");
+        let partitions = shared.partitions().await?;
+        let db = tokio::task::spawn_blocking(move || -> anyhow::Result<sled::Db> {
+            if cache.exists() {
+                std::fs::remove_dir_all(&cache)
+                    .with_context(|| format!("empty the cache {}", cache.display()))?;
+            }
+            std::fs::create_dir_all(&cache)?;
+            sled::Config::new()
+                .path(&cache)
+                .mode(sled::Mode::HighThroughput)
+                .open()
+                .with_context(|| format!("open the cache in {}", cache.display()))
+        })
+        .await??;
+        for partition in &partitions {
+            let tree = db.open_tree(tree_name(partition))?;
+            shared
+                .fill(partition, &tree)
+                .await
+                .with_context(|| format!("fill the cache of partition {partition:?}"))?;
+        }
+        tracing::info!(
+            service,
+            partitions = partitions.len(),
+            "cache filled from PostgreSQL"
+        );
+        let state = db.open_tree(DEFAULT_TREE)?;
+        let remote = Remote::new(std::sync::Arc::new(shared), String::new());
+        Ok(Store {
+            trees: Trees {
+                db,
+                state,
+                remote: Some(remote),
+            },
+            error: std::convert::identity,
+        })
+    }
+}
+
+/// The default partition's tree.
+const DEFAULT_TREE: &str = "data";
+
+/// The tree of a partition ("" is the default).
+fn tree_name(partition: &str) -> String {
+    if partition.is_empty() {
+        DEFAULT_TREE.to_owned()
+    } else {
+        format!("{PARTITION_PREFIX}{partition}")
     }
 }
 
@@ -111,15 +189,55 @@ impl<Err> Store<Err> {
         let state = self
             .trees
             .db
-            .open_tree(format!("{PARTITION_PREFIX}{name}"))
+            .open_tree(tree_name(name))
             .map_err(|e| (self.error)(StoreError::storage(e)))?;
+        let remote = self
+            .trees
+            .remote
+            .as_ref()
+            .map(|remote| Remote::new(std::sync::Arc::clone(remote.shared()), name.to_owned()));
         Ok(Store {
             trees: Trees {
                 db: self.trees.db.clone(),
                 state,
+                remote,
             },
             error: self.error,
         })
+    }
+
+    /// A child of `shutdown` that also fires when this replica stops being
+    /// its service's writer ([`Store::lost`]): what the service serves
+    /// until.
+    pub fn serving_until_lost(
+        &self,
+        shutdown: &tokio_util::sync::CancellationToken,
+    ) -> tokio_util::sync::CancellationToken {
+        let serving = shutdown.child_token();
+        if let Some(remote) = &self.trees.remote {
+            let lost = remote.shared().lost().clone();
+            let stop = serving.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = lost.cancelled() => {
+                        tracing::error!("no longer the writer: stopping");
+                        stop.cancel();
+                    }
+                    () = stop.cancelled() => {}
+                }
+            });
+        }
+        serving
+    }
+
+    /// Fires when this replica is no longer its service's writer (its
+    /// PostgreSQL connection failed, a commit failed, or another replica took
+    /// over): the service must stop. Never fires for sled.
+    pub fn lost(&self) -> tokio_util::sync::CancellationToken {
+        match &self.trees.remote {
+            Some(remote) => remote.shared().lost().clone(),
+            None => tokio_util::sync::CancellationToken::new(),
+        }
     }
 
     /// The names of the partitions the database holds besides the default.

@@ -15,6 +15,7 @@ use tokio::sync::{oneshot, watch};
 use crate::{
     error::StoreError,
     log::{ChangeLog, Record},
+    postgres::RemoteWriter,
     store::{Changes, Store, Trees},
 };
 
@@ -72,7 +73,12 @@ struct WriterState {
     trees: Trees,
     /// The last sequence number committed (not necessarily flushed).
     last_sequence: u64,
+    /// The last sequence number flushed (or committed to PostgreSQL).
+    durable_sequence: u64,
     dirty: bool,
+    /// With PostgreSQL: the connection the flush commits on, and what it
+    /// has yet to commit.
+    remote: Option<RemoteWriter>,
     /// Mutations handled and flushes made, for the log at shutdown.
     mutations: u64,
     flushes: u64,
@@ -103,7 +109,9 @@ impl<E: Serialize + Send + 'static, Err: Send + 'static> Writer<E, Err> {
         let state = WriterState {
             trees: trees.clone(),
             last_sequence,
+            durable_sequence: last_sequence,
             dirty: false,
+            remote: None,
             mutations: 0,
             flushes: 0,
             name: thread_name.to_owned(),
@@ -151,6 +159,16 @@ impl<E: Serialize + Send + 'static, Err: Send + 'static> Writer<E, Err> {
 
 impl WriterState {
     fn run(mut self, jobs: std_mpsc::Receiver<Job>, durable: watch::Sender<u64>) {
+        if let Some(remote) = &self.trees.remote {
+            match remote.writer() {
+                Ok(writer) => self.remote = Some(writer),
+                Err(e) => {
+                    // Every waiting and later mutation fails as shutting down.
+                    remote.give_up(&format!("the writer cannot reach PostgreSQL: {e}"));
+                    return;
+                }
+            }
+        }
         let mut completions: Vec<Completion> = Vec::new();
         // How many mutations the previous flush covered: while callers keep that
         // many in flight, waiting briefly for all of them costs less than a flush each.
@@ -174,11 +192,7 @@ impl WriterState {
             self.flushes += 1;
             self.mutations += completions.len() as u64;
             let started = Instant::now();
-            let flushed = if self.dirty {
-                self.trees.flush()
-            } else {
-                Ok(())
-            };
+            let flushed = self.flush();
             let failed = flushed.is_err();
             let writer = self.name.clone();
             metrics::histogram!("herald_store_commit_seconds", "writer" => writer.clone())
@@ -198,8 +212,12 @@ impl WriterState {
             }
             if failed {
                 // What was committed but not flushed must never be acknowledged
-                // or streamed: stop taking mutations.
+                // or streamed: stop taking mutations (and, with PostgreSQL,
+                // give up the writer's role: the cache is ahead of it).
                 tracing::error!("flush failed; no more mutations are accepted");
+                if let Some(remote) = &self.remote {
+                    remote.give_up("a commit failed");
+                }
                 return;
             }
         }
@@ -208,9 +226,23 @@ impl WriterState {
             flushes = self.flushes,
             "writer stopped"
         );
-        if let Err(e) = self.trees.flush() {
+        if let Err(e) = self.flush().and_then(|()| self.trees.flush()) {
             tracing::error!(error = %e, "final flush failed");
         }
+    }
+
+    /// Makes what was applied since the last flush durable: sled's flush,
+    /// or one PostgreSQL transaction.
+    fn flush(&mut self) -> Result<(), StoreError> {
+        if !self.dirty {
+            return Ok(());
+        }
+        match &mut self.remote {
+            Some(remote) => remote.commit(self.durable_sequence, self.last_sequence)?,
+            None => self.trees.flush()?,
+        }
+        self.durable_sequence = self.last_sequence;
+        Ok(())
     }
 
     fn apply<T, E: Serialize, Err>(
@@ -239,9 +271,16 @@ impl WriterState {
             ));
         }
         let logged = records.len() as u64;
+        let for_remote = self
+            .remote
+            .as_ref()
+            .map(|_| (changes.writes.clone(), records.clone()));
         self.trees
             .commit(changes.writes, records)
             .map_err(|e| store.error(e))?;
+        if let (Some(remote), Some((writes, records))) = (&mut self.remote, for_remote) {
+            remote.add(writes, records);
+        }
         self.last_sequence += logged;
         self.dirty = true;
         Ok(value)

@@ -1,8 +1,10 @@
 //! What Herald's test suites share (a dev-dependency only): polling with a
 //! deadline instead of sleeping, checking the AWS error type of a failed
 //! gRPC call, running a service in-process on 127.0.0.1, port 0, and
-//! ([`process`]) a service binary as a child process.
+//! ([`process`]) a service binary as a child process, and ([`postgres`]) a
+//! PostgreSQL database of the test's own.
 
+pub mod postgres;
 pub mod process;
 
 use std::{future::Future, net::SocketAddr, time::Duration};
