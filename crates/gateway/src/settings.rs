@@ -62,6 +62,10 @@ pub struct Settings {
     /// access key, region) is a partition of its own. Default: every
     /// region of the `aws` partition.
     pub served_regions: Vec<String>,
+    /// How this gateway reaches the other replicas: `"local"` (it is the
+    /// only one), or a `nats://` URL (the NATS server, with JetStream, that
+    /// every replica shares; see `docs/cluster.md`).
+    pub bus: String,
     /// The registry's and the config service's gRPC addresses.
     pub registry_url: String,
     pub config_url: String,
@@ -233,6 +237,7 @@ impl Default for Settings {
             account_id: "123456789012".into(),
             region: "us-east-1".into(),
             served_regions: AWS_REGIONS.iter().map(|r| (*r).to_owned()).collect(),
+            bus: "local".into(),
             registry_url: "http://127.0.0.1:50051".into(),
             config_url: "http://127.0.0.1:50052".into(),
             internal_tls: InternalTlsSettings::default(),

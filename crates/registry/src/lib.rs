@@ -1,8 +1,8 @@
 //! Herald's registry service: the only writer of registry state.
 //!
-//! Every mutation and the events it causes are written in one transaction (sled
-//! or PostgreSQL)
-//! (entity state plus an append to the change log) on a single writer thread,
+//! Every mutation and the events it causes are written in one transaction
+//! (entity state plus an append to the change log, in sled or PostgreSQL) on
+//! a single writer thread,
 //! and acknowledged only once flushed. `WatchChanges` replays the log from a
 //! cursor and then follows it live. The same process serves AWS IoT Jobs
 //! (the `Jobs` gRPC service): jobs and their executions are registry state,

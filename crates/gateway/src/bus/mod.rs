@@ -162,13 +162,30 @@ pub struct Bus {
     inner: Arc<Inner>,
 }
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 struct Inner {
     state: RwLock<State>,
+    /// Where [`Bus::publish`] also sends its messages: the other gateway
+    /// replicas ([`Bus::forward_to`]).
+    forward: std::sync::OnceLock<Forward>,
     next_id: AtomicU64,
     published: AtomicU64,
     queued: AtomicU64,
     dropped: AtomicU64,
+}
+
+/// The other gateway replicas, as the bus sees them: every message this
+/// replica publishes on the bus (lifecycle events, a client's `$aws/things`
+/// messages), but not the registry's events, which every replica's own
+/// event pump publishes.
+pub(crate) type Forward = Box<dyn Fn(&str, &Arc<[u8]>) + Send + Sync>;
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("forwarded", &self.forward.get().is_some())
+            .finish_non_exhaustive()
+    }
 }
 
 /// Who subscribed to one filter string, at which QoS.
@@ -385,6 +402,22 @@ impl Bus {
     /// than the client limits. Clients must not reach this with
     /// `$aws/events/...` topics; that check belongs to the session layer.
     pub fn publish(&self, topic: &str, payload: impl Into<Arc<[u8]>>) -> PublishOutcome {
+        let payload = payload.into();
+        if let Some(forward) = self.inner.forward.get() {
+            forward(topic, &payload);
+        }
+        self.publish_inner(topic, payload, None, None)
+    }
+
+    /// Sends what [`publish`](Self::publish) publishes to `forward` too,
+    /// from now on (once; a second call is ignored).
+    pub fn forward_to(&self, forward: Forward) {
+        let _ = self.inner.forward.set(forward);
+    }
+
+    /// [`publish`](Self::publish) for a message another replica published:
+    /// to this replica's subscribers only.
+    pub fn publish_from_peer(&self, topic: &str, payload: impl Into<Arc<[u8]>>) -> PublishOutcome {
         self.publish_inner(topic, payload.into(), None, None)
     }
 

@@ -472,6 +472,9 @@ where
         persistent_principal: (!connect.clean_session).then(|| authz.principal.id.clone()),
     });
     let previous = lock(&ctx.shared.live).insert(client_id.clone(), Arc::clone(&live));
+    if let Some(ids) = ctx.shared.client_ids.get() {
+        ids.connected(&client_id, &live);
+    }
     if let Some(previous) = previous {
         previous.kick.raise();
         let waited =

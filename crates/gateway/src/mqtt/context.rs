@@ -135,6 +135,16 @@ pub(super) struct Shared {
     /// carried the change log; without it (or a registry) sessions never
     /// replay the log.
     pub(super) pump: OnceLock<EventPump>,
+    /// The other gateway replicas' view of client ids (`bus =
+    /// "nats://..."`): told of each connection accepted here.
+    pub(super) client_ids: OnceLock<Arc<dyn ClientIds>>,
+}
+
+/// Where client ids are claimed across gateway replicas.
+pub(super) trait ClientIds: Send + Sync {
+    /// `live` now holds `client_id` on this replica; a newer claim
+    /// elsewhere raises its `kick`.
+    fn connected(&self, client_id: &str, live: &Arc<Live>);
 }
 
 /// The filters a session subscribed to, by where they live.
@@ -284,7 +294,27 @@ impl SessionContext {
                 persistent: Mutex::new(HashMap::new()),
                 sessions: OnceLock::new(),
                 pump: OnceLock::new(),
+                client_ids: OnceLock::new(),
             }),
+        }
+    }
+
+    /// Claims client ids with `ids` (the other replicas); only the first
+    /// given is used.
+    pub(super) fn with_client_ids(self, ids: Arc<dyn ClientIds>) -> SessionContext {
+        let _ = self.shared.client_ids.set(ids);
+        self
+    }
+
+    /// Forgets the persistent session of `client_id` that is away from this
+    /// replica (its client resumed it on another).
+    pub(super) fn forget_away(&self, client_id: &str) {
+        let away = lock(&self.shared.persistent).remove(client_id);
+        if let Some(mut away) = away {
+            away.leave_bus(&self.shared.bus);
+            if let Some(store) = self.shared.sessions.get() {
+                store.remove_later(client_id);
+            }
         }
     }
 

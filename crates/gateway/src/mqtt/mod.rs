@@ -15,6 +15,9 @@
 //! - `replay`: a session's own read of the registry's change log.
 //! - `context`: what every session shares (settings, the live and away
 //!   sessions).
+//! - `cluster`: the other gateway replicas over NATS (ordinary messages,
+//!   retained messages and the `$aws` bus's own traffic both ways; client
+//!   ids claimed in a JetStream bucket).
 //! - `authz`: the policy checks of one connection.
 //! - `connect`: the CONNECT handshake and authentication.
 //! - [`session`]: the state machine of an established session.
@@ -26,6 +29,7 @@
 //! [`topic`].
 
 mod authz;
+pub(crate) mod cluster;
 mod codec;
 mod connect;
 mod context;

@@ -38,6 +38,7 @@ use herald_runtime::partition::Partition;
 use tokio_util::sync::CancellationToken;
 use tonic::transport::Channel;
 
+use super::cluster::{Nats, PartitionPeers};
 use super::jitr::Jitr;
 use super::lifecycle::VersionCounter;
 use super::persist::SessionStore;
@@ -75,6 +76,8 @@ pub(crate) struct Setup {
     pub(crate) shutdown: CancellationToken,
     /// Stops the session and retained stores (after the sessions ended).
     pub(crate) stores_stop: CancellationToken,
+    /// The other gateway replicas, over NATS (`bus = "nats://..."`).
+    pub(crate) nats: Option<Arc<Nats>>,
 }
 
 /// One partition's MQTT side. Cheap to clone.
@@ -91,6 +94,8 @@ pub(crate) struct World {
     bus: Bus,
     /// For the change log's head, which the pump's lag is measured from.
     registry: RegistryClient<Tagged>,
+    /// The link to the other replicas, if any.
+    peers: Option<Arc<PartitionPeers>>,
 }
 
 impl World {
@@ -152,24 +157,42 @@ impl World {
             setup.shutdown.clone(),
         )
         .context("start the event pump")?;
-        let router = setup
+        let mut router = setup
             .router
             .clone()
             .in_partition(partition)
             .with_retained(retained.clone());
+        let peers = setup
+            .nats
+            .as_ref()
+            .map(|nats| PartitionPeers::new(Arc::clone(nats), named));
+        if let Some((peers, _)) = &peers {
+            router = router.with_peers(peers.clone());
+        }
         let ctx = SessionContext::new(
             cache.clone(),
             bus.clone(),
             Arc::new(VersionCounter::new()),
             &named.region,
             &named.account,
-            router,
+            router.clone(),
             setup.session_settings.clone(),
         )
         .with_registry(registry)
         .with_jobs(jobs)
         .with_session_store(session_store.clone(), stored)
         .with_event_pump(pump.clone());
+        let peers = match peers {
+            Some((peers, receivers)) => {
+                let ctx = ctx.clone().with_client_ids(peers.clone());
+                peers
+                    .start(receivers, &router, &bus, ctx, setup.shutdown.clone())
+                    .await
+                    .context("join the other replicas")?;
+                Some(peers)
+            }
+            None => None,
+        };
         tokio::spawn(expire_sessions(
             ctx.clone(),
             setup.session_settings.persistent_session_expiry,
@@ -186,6 +209,7 @@ impl World {
             pump,
             bus,
             registry: RegistryClient::new(tagged(setup.registry.clone(), partition.cloned())),
+            peers,
         })
     }
 
@@ -468,6 +492,10 @@ impl MqttPartitions {
     /// left as it was when it does not answer), the bus's dropped
     /// deliveries and subscribers.
     pub(crate) async fn report_metrics(&self) {
+        if let Some(nats) = &self.inner.setup.nats {
+            metrics::gauge!("herald_gateway_nats_connected")
+                .set(f64::from(u8::from(nats.connected())));
+        }
         for world in self.all() {
             let partition = self.named(&world).name();
             let gauge = |name: &'static str, state: Option<&'static str>, value: f64| {
@@ -502,6 +530,9 @@ impl MqttPartitions {
                 stats.subscribers as f64,
             );
             gauge("herald_gateway_bus_dropped", None, stats.dropped as f64);
+            if let Some(peers) = &world.peers {
+                gauge("herald_gateway_peer_dropped", None, peers.dropped() as f64);
+            }
             if let Some(head) = change_log_head(&world.registry, Duration::from_secs(1)).await {
                 gauge(
                     "herald_gateway_pump_lag",

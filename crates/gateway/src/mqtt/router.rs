@@ -167,6 +167,20 @@ pub struct Router {
     /// In front of every link id: empty for the gateway's own partition,
     /// so a client id's link in one partition is not its link in another.
     link_prefix: Arc<str>,
+    /// The other gateway replicas (`bus = "nats://..."`): what a link
+    /// publishes goes to them too, and what its filters match comes from
+    /// them. None for a gateway alone.
+    peers: Option<Arc<dyn Peers>>,
+}
+
+/// The other gateway replicas, as the router's links see them.
+pub trait Peers: Send + Sync {
+    /// A client of this replica published `payload` on `topic` (an
+    /// ordinary topic, already routed here).
+    fn publish(&self, topic: &str, payload: &Bytes, retain: bool);
+    /// A link of this replica subscribed to `filter` (`added`), or no
+    /// longer is: interest is counted per replica.
+    fn interest(&self, filter: &str, added: bool);
 }
 
 impl std::fmt::Debug for Router {
@@ -209,7 +223,24 @@ impl Router {
             retained: RetainedStore::in_memory(RetainedLimits::default()),
             level: ENGINE_LEVEL.into(),
             link_prefix: "".into(),
+            peers: None,
         }
+    }
+
+    /// The same engine, its links connected to the other replicas through
+    /// `peers`. Links made afterwards use it.
+    #[must_use]
+    pub fn with_peers(mut self, peers: Arc<dyn Peers>) -> Router {
+        self.peers = Some(peers);
+        self
+    }
+
+    /// A link that publishes what the other replicas send here: its
+    /// messages go to this replica's subscribers only.
+    pub async fn peer_link(&self, name: &str) -> Result<Link, RouterError> {
+        let mut link = self.link(name, true).await?;
+        link.peers = None;
+        Ok(link)
     }
 
     /// The same engine for the sessions of `partition` (`None`: the
@@ -311,6 +342,8 @@ impl Router {
             level: self.level.clone(),
             retained_due: VecDeque::new(),
             retained_queued: HashSet::new(),
+            peers: self.peers.clone(),
+            filters: HashSet::new(),
         })
     }
 }
@@ -347,6 +380,10 @@ pub struct Link {
     /// The topics in `retained_due`: each is queued once, however many
     /// SUBSCRIBEs match it, so the queue never outgrows the store.
     retained_queued: HashSet<Arc<str>>,
+    /// The other replicas ([`Router::with_peers`]).
+    peers: Option<Arc<dyn Peers>>,
+    /// With peers: the filters subscribed, whose interest the link holds.
+    filters: HashSet<String>,
 }
 
 impl std::fmt::Debug for Link {
@@ -380,6 +417,9 @@ impl Link {
         if retain {
             self.retained.retain(topic, payload.clone()).await?;
         }
+        if let Some(peers) = &self.peers {
+            peers.publish(topic, &payload, retain);
+        }
         let publish = Publish::new(Bytes::from(to_engine(&self.level, topic)), payload, false);
         self.send(Packet::Publish(publish, None)).await
     }
@@ -409,6 +449,11 @@ impl Link {
     pub fn resubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         refuse_reserved(filter)?;
         self.tx.subscribe(to_engine(&self.level, filter))?;
+        if let Some(peers) = &self.peers
+            && self.filters.insert(filter.to_owned())
+        {
+            peers.interest(filter, true);
+        }
         Ok(())
     }
 
@@ -416,11 +461,21 @@ impl Link {
     pub fn unsubscribe(&mut self, filter: &str) -> Result<(), RouterError> {
         refuse_reserved(filter)?;
         self.tx.unsubscribe(to_engine(&self.level, filter))?;
+        if let Some(peers) = &self.peers
+            && self.filters.remove(filter)
+        {
+            peers.interest(filter, false);
+        }
         Ok(())
     }
 
     /// Removes the link from the router (a dropped link stays a zombie).
     pub async fn disconnect(&mut self) -> Result<(), RouterError> {
+        if let Some(peers) = &self.peers {
+            for filter in self.filters.drain() {
+                peers.interest(&filter, false);
+            }
+        }
         self.send(Packet::Disconnect(
             Disconnect {
                 reason_code: DisconnectReasonCode::NormalDisconnection,

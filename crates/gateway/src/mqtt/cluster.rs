@@ -1,0 +1,709 @@
+//! Gateway replicas over NATS (`bus = "nats://..."`): N gateways behind one
+//! load balancer, each with its own device connections, acting as one
+//! broker.
+//!
+//! - **Ordinary messages.** What a client publishes here is routed here and
+//!   published on a core NATS subject derived from its topic
+//!   ([`message_subject`]); each replica subscribes to the subjects of the
+//!   filters its own clients hold, counting its interest per filter, and
+//!   routes what arrives to its own subscribers (their `iot:Receive` is
+//!   checked at delivery, as for any message). A message that matches
+//!   several of a replica's subjects arrives once per subject, so arrivals
+//!   are told apart by their id and each is routed once.
+//! - **Retained messages** go on a subject of their own that every replica
+//!   follows, and each keeps them in its retained store.
+//! - **The `$aws` bus**: what a replica's bus publishes itself (lifecycle
+//!   events, `$aws/things/...` messages of its clients) reaches every
+//!   replica's bus. The registry's events do not travel: each replica's
+//!   event pump follows the change log, so they arrive everywhere with the
+//!   same `eventId`.
+//! - **Client ids** are claimed in a JetStream key-value bucket: a CONNECT
+//!   accepted here writes the id's key; a replica holding an older
+//!   connection of the same id (an older revision of the key) ends it as a
+//!   takeover (`DUPLICATE_CLIENTID`).
+//!
+//! Core NATS carries messages at most once; async-nats reconnects and
+//! subscribes again after a NATS restart.
+
+use std::{
+    collections::{HashMap, HashSet, VecDeque},
+    sync::{
+        Arc, Mutex, Weak,
+        atomic::{AtomicU64, Ordering},
+    },
+};
+
+use anyhow::Context as _;
+use async_nats::{HeaderMap, jetstream::kv};
+use herald_runtime::partition::Partition;
+use tokio::{sync::mpsc, task::JoinHandle};
+use tokio_stream::StreamExt as _;
+use tokio_util::bytes::Bytes;
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    context::{ClientIds, Live, SessionContext, lock},
+    router::{Peers, Router},
+};
+use crate::bus::Bus;
+
+/// The bucket of client-id claims.
+const CLAIMS_BUCKET: &str = "herald-client-ids";
+/// Messages waiting to go out or to be routed here; beyond, they are
+/// dropped (and counted), never blocking a session.
+const QUEUE: usize = 8_192;
+/// How many recent arrival ids a partition remembers to route each once.
+const SEEN: usize = 8_192;
+/// Headers: the message's id (`<replica>:<n>`).
+const ID_HEADER: &str = "Herald-Id";
+
+/// This replica's connection to NATS, shared by its partitions.
+pub(crate) struct Nats {
+    client: async_nats::Client,
+    /// This replica's id: a UUID of this run.
+    replica: String,
+    claims: kv::Store,
+    next: AtomicU64,
+}
+
+impl Nats {
+    /// Connects to the NATS server at `url` (retrying while it is down)
+    /// and opens the client-id bucket.
+    pub(crate) async fn connect(url: &str) -> anyhow::Result<Arc<Nats>> {
+        let replica = uuid::Uuid::new_v4().to_string();
+        let client = async_nats::ConnectOptions::new()
+            .name(format!("herald-gateway-{replica}"))
+            // A replica never hears its own messages back.
+            .no_echo()
+            .retry_on_initial_connect()
+            .event_callback(|event| async move {
+                tracing::info!(%event, "nats");
+            })
+            .connect(url)
+            .await
+            .with_context(|| format!("connect to NATS at {url}"))?;
+        let jetstream = async_nats::jetstream::new(client.clone());
+        let claims = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: CLAIMS_BUCKET.to_owned(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .context("open the client-id bucket (is JetStream on? nats-server -js)")?;
+        tracing::info!(url, replica, "joined the gateway replicas over NATS");
+        Ok(Arc::new(Nats {
+            client,
+            replica,
+            claims,
+            next: AtomicU64::new(0),
+        }))
+    }
+
+    /// Whether the connection to NATS is up.
+    pub(crate) fn connected(&self) -> bool {
+        matches!(
+            self.client.connection_state(),
+            async_nats::connection::State::Connected
+        )
+    }
+
+    fn next_id(&self) -> String {
+        format!(
+            "{}:{}",
+            self.replica,
+            self.next.fetch_add(1, Ordering::Relaxed)
+        )
+    }
+}
+
+/// Escapes one topic level as a NATS subject token: letters, digits, `-`
+/// and `_` stay, every other byte is `~` and two hex digits, and the empty
+/// level is `~` alone. So no token is empty or holds `.`, `*`, `>` or
+/// white space, and different levels give different tokens.
+pub(crate) fn token(level: &str) -> String {
+    if level.is_empty() {
+        return "~".to_owned();
+    }
+    let mut out = String::with_capacity(level.len());
+    for b in level.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("~{b:02X}"));
+        }
+    }
+    out
+}
+
+/// The level a [`token`] escapes; `None` for what no level escapes to.
+pub(crate) fn level(token: &str) -> Option<String> {
+    if token == "~" {
+        return Some(String::new());
+    }
+    let mut bytes = Vec::with_capacity(token.len());
+    let mut chars = token.chars();
+    while let Some(c) = chars.next() {
+        if c == '~' {
+            let hex: String = chars.by_ref().take(2).collect();
+            if hex.len() != 2 {
+                return None;
+            }
+            bytes.push(u8::from_str_radix(&hex, 16).ok()?);
+        } else if c.is_ascii_alphanumeric() || c == '-' || c == '_' {
+            bytes.push(c as u8);
+        } else {
+            return None;
+        }
+    }
+    String::from_utf8(bytes).ok()
+}
+
+/// The subject prefix of a partition: `herald.<account>.<region>`.
+fn partition_prefix(partition: &Partition) -> String {
+    format!(
+        "herald.{}.{}",
+        token(&partition.account),
+        token(&partition.region)
+    )
+}
+
+/// The subject a message on `topic` travels on: `<prefix>.<kind>.` and the
+/// topic's levels as tokens.
+pub(crate) fn message_subject(prefix: &str, kind: &str, topic: &str) -> String {
+    let mut subject = format!("{prefix}.{kind}");
+    for level in topic.split('/') {
+        subject.push('.');
+        subject.push_str(&token(level));
+    }
+    subject
+}
+
+/// The topic of a subject made by [`message_subject`] with `head`
+/// (`<prefix>.<kind>`) in front; `None` for any other subject.
+pub(crate) fn subject_topic(head: &str, subject: &str) -> Option<String> {
+    let rest = subject.strip_prefix(head)?.strip_prefix('.')?;
+    let levels: Option<Vec<String>> = rest.split('.').map(level).collect();
+    Some(levels?.join("/"))
+}
+
+/// The subjects that carry what `filter` matches: `+` is `*`, `#` is `>`,
+/// and `a/#` also matches `a` itself.
+pub(crate) fn filter_subjects(prefix: &str, kind: &str, filter: &str) -> Vec<String> {
+    let mut subject = format!("{prefix}.{kind}");
+    for level in filter.split('/') {
+        match level {
+            "#" => {
+                let parent = subject.clone();
+                subject.push_str(".>");
+                // `a/#` matches `a` too; a lone `#` matches every topic,
+                // each of which has a level.
+                return if filter == "#" {
+                    vec![subject]
+                } else {
+                    vec![parent, subject]
+                };
+            }
+            "+" => subject.push_str(".*"),
+            level => {
+                subject.push('.');
+                subject.push_str(&token(level));
+            }
+        }
+    }
+    vec![subject]
+}
+
+/// Something to send to the other replicas.
+struct Outbound {
+    subject: String,
+    payload: Bytes,
+}
+
+/// Something another replica sent, to route here.
+struct Inbound {
+    id: Option<String>,
+    topic: String,
+    payload: Bytes,
+    retain: bool,
+}
+
+/// One partition's link to the other replicas: the router's and the bus's
+/// [`Peers`], and the client-id claims of its sessions.
+pub(crate) struct PartitionPeers {
+    nats: Arc<Nats>,
+    prefix: String,
+    outbound: mpsc::Sender<Outbound>,
+    inbound: mpsc::Sender<Inbound>,
+    /// Filter → how many of this replica's links hold it, and the tasks
+    /// that follow its subjects.
+    interest: Mutex<HashMap<String, Interest>>,
+    /// Client id → this replica's connection holding it: the claim's
+    /// revision (0 until the bucket answered) and its value.
+    claims: Mutex<HashMap<String, Claim>>,
+    /// Messages dropped for a full queue.
+    dropped: AtomicU64,
+    ctx: std::sync::OnceLock<SessionContext>,
+    me: Weak<PartitionPeers>,
+}
+
+/// How many of this replica's links hold a filter, and the tasks that
+/// follow its subjects.
+type Interest = (usize, Vec<JoinHandle<()>>);
+
+struct Claim {
+    live: Weak<Live>,
+    value: Bytes,
+    revision: u64,
+}
+
+/// What [`PartitionPeers::start`] needs that only exists after the router
+/// and bus were given the peers.
+pub(crate) struct Receivers {
+    outbound: mpsc::Receiver<Outbound>,
+    inbound: mpsc::Receiver<Inbound>,
+}
+
+impl PartitionPeers {
+    pub(crate) fn new(nats: Arc<Nats>, partition: &Partition) -> (Arc<PartitionPeers>, Receivers) {
+        let (outbound_tx, outbound) = mpsc::channel(QUEUE);
+        let (inbound_tx, inbound) = mpsc::channel(QUEUE);
+        let peers = Arc::new_cyclic(|me| PartitionPeers {
+            nats,
+            prefix: partition_prefix(partition),
+            outbound: outbound_tx,
+            inbound: inbound_tx,
+            interest: Mutex::default(),
+            claims: Mutex::default(),
+            dropped: AtomicU64::new(0),
+            ctx: std::sync::OnceLock::new(),
+            me: me.clone(),
+        });
+        (peers, Receivers { outbound, inbound })
+    }
+
+    fn self_arc(&self) -> Option<Arc<PartitionPeers>> {
+        self.me.upgrade()
+    }
+
+    /// Messages dropped for a full queue since the start.
+    pub(crate) fn dropped(&self) -> u64 {
+        self.dropped.load(Ordering::Relaxed)
+    }
+
+    fn send(&self, subject: String, payload: Bytes) {
+        if self
+            .outbound
+            .try_send(Outbound { subject, payload })
+            .is_err()
+        {
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Starts the partition's tasks: sending, routing what arrives here
+    /// through `router`'s peer link, the `$aws` bus's traffic both ways, the
+    /// retained messages and the client-id claims.
+    pub(crate) async fn start(
+        self: &Arc<Self>,
+        receivers: Receivers,
+        router: &Router,
+        bus: &Bus,
+        ctx: SessionContext,
+        shutdown: CancellationToken,
+    ) -> anyhow::Result<()> {
+        let _ = self.ctx.set(ctx);
+        let Receivers {
+            mut outbound,
+            mut inbound,
+        } = receivers;
+        let client = self.nats.client.clone();
+        let nats = Arc::clone(&self.nats);
+        tokio::spawn(async move {
+            while let Some(out) = outbound.recv().await {
+                let mut headers = HeaderMap::new();
+                headers.insert(ID_HEADER, nats.next_id().as_str());
+                if let Err(e) = client
+                    .publish_with_headers(out.subject, headers, out.payload)
+                    .await
+                {
+                    tracing::warn!(error = %e, "publish to NATS failed");
+                }
+            }
+        });
+
+        let mut link = router
+            .peer_link(&format!("herald-peers-{}", self.nats.replica))
+            .await
+            .context("the router link for the other replicas")?;
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            let mut seen = Seen::default();
+            loop {
+                let arrived = tokio::select! {
+                    arrived = inbound.recv() => arrived,
+                    () = stop.cancelled() => None,
+                };
+                let Some(arrived) = arrived else { break };
+                if let Some(id) = arrived.id
+                    && !seen.first(id)
+                {
+                    continue;
+                }
+                if let Err(e) = link
+                    .publish(&arrived.topic, arrived.payload, arrived.retain)
+                    .await
+                {
+                    tracing::debug!(topic = arrived.topic, error = %e, "a peer's message was not routed");
+                }
+            }
+            let _ = link.disconnect().await;
+        });
+
+        // The bus: ours out, theirs in.
+        let peers = Arc::clone(self);
+        bus.forward_to(Box::new(move |topic, payload| {
+            peers.send(
+                message_subject(&peers.prefix, "aws", topic),
+                Bytes::copy_from_slice(payload),
+            );
+        }));
+        let head = format!("{}.aws", self.prefix);
+        let mut aws = self.nats.client.subscribe(format!("{head}.>")).await?;
+        let bus = bus.clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let message = tokio::select! {
+                    message = aws.next() => message,
+                    () = stop.cancelled() => None,
+                };
+                let Some(message) = message else { break };
+                if let Some(topic) = subject_topic(&head, &message.subject) {
+                    bus.publish_from_peer(&topic, &message.payload[..]);
+                }
+            }
+        });
+
+        // Retained messages: every replica keeps them all.
+        let head = format!("{}.r", self.prefix);
+        let retained = self.nats.client.subscribe(format!("{head}.>")).await?;
+        tokio::spawn(
+            self.clone()
+                .forward_inbound(retained, head, true, shutdown.clone()),
+        );
+
+        self.watch_claims(shutdown).await
+    }
+
+    /// Routes what a subscription brings here, until `shutdown`.
+    async fn forward_inbound(
+        self: Arc<Self>,
+        mut subscription: async_nats::Subscriber,
+        head: String,
+        retain: bool,
+        shutdown: CancellationToken,
+    ) {
+        loop {
+            let message = tokio::select! {
+                message = subscription.next() => message,
+                () = shutdown.cancelled() => None,
+            };
+            let Some(message) = message else { break };
+            let Some(topic) = subject_topic(&head, &message.subject) else {
+                continue;
+            };
+            let id = message
+                .headers
+                .as_ref()
+                .and_then(|h| h.get(ID_HEADER))
+                .map(|v| v.as_str().to_owned());
+            let arrived = Inbound {
+                id,
+                topic,
+                payload: message.payload,
+                retain,
+            };
+            if self.inbound.try_send(arrived).is_err() {
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    fn claims_prefix(&self) -> String {
+        self.prefix.trim_start_matches("herald.").to_owned()
+    }
+
+    /// Follows the claims of this partition's client ids: a newer claim
+    /// made by another replica ends the connection here.
+    async fn watch_claims(self: &Arc<Self>, shutdown: CancellationToken) -> anyhow::Result<()> {
+        let mut watch = self
+            .nats
+            .claims
+            .watch(format!("{}.>", self.claims_prefix()))
+            .await
+            .context("watch the client-id bucket")?;
+        let peers = Arc::clone(self);
+        tokio::spawn(async move {
+            loop {
+                let entry = tokio::select! {
+                    entry = watch.next() => entry,
+                    () = shutdown.cancelled() => None,
+                };
+                match entry {
+                    Some(Ok(entry)) if entry.operation == kv::Operation::Put => {
+                        if let Some(client_id) = entry.key.rsplit('.').next().and_then(unhex_str) {
+                            peers.claimed_elsewhere(&client_id, &entry.value, entry.revision);
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(error = %e, "client-id bucket watch"),
+                    None => break,
+                }
+            }
+        });
+        Ok(())
+    }
+
+    /// `value` claimed `client_id` at `revision`: a connection here with an
+    /// older claim is taken over.
+    fn claimed_elsewhere(&self, client_id: &str, value: &Bytes, revision: u64) {
+        let kicked = {
+            let mut claims = lock(&self.claims);
+            let Some(claim) = claims.get(client_id) else {
+                return;
+            };
+            if claim.value == *value || (claim.revision != 0 && claim.revision >= revision) {
+                return;
+            }
+            claims.remove(client_id)
+        };
+        if let Some(claim) = kicked {
+            self.kick(client_id, &claim);
+        }
+    }
+
+    fn kick(&self, client_id: &str, claim: &Claim) {
+        if let Some(live) = claim.live.upgrade() {
+            tracing::info!(client_id, "taken over on another replica");
+            live.kick.raise();
+        }
+        // A persistent session away here is the other replica's now.
+        if let Some(ctx) = self.ctx.get() {
+            ctx.forget_away(client_id);
+        }
+    }
+}
+
+fn unhex_str(hex: &str) -> Option<String> {
+    let bytes: Option<Vec<u8>> = (0..hex.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
+        .collect();
+    String::from_utf8(bytes?).ok()
+}
+
+fn hex(text: &str) -> String {
+    text.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Peers for PartitionPeers {
+    fn publish(&self, topic: &str, payload: &Bytes, retain: bool) {
+        let kind = if retain { "r" } else { "m" };
+        self.send(message_subject(&self.prefix, kind, topic), payload.clone());
+    }
+
+    fn interest(&self, filter: &str, added: bool) {
+        let mut interest = lock(&self.interest);
+        if added {
+            let entry = interest.entry(filter.to_owned()).or_default();
+            entry.0 += 1;
+            if entry.0 > 1 {
+                return;
+            }
+            let head = format!("{}.m", self.prefix);
+            for subject in filter_subjects(&self.prefix, "m", filter) {
+                let client = self.nats.client.clone();
+                let peers = self.self_arc();
+                let head = head.clone();
+                entry.1.push(tokio::spawn(async move {
+                    let Some(peers) = peers else { return };
+                    match client.subscribe(subject.clone()).await {
+                        Ok(subscription) => {
+                            peers
+                                .forward_inbound(
+                                    subscription,
+                                    head,
+                                    false,
+                                    CancellationToken::new(),
+                                )
+                                .await;
+                        }
+                        Err(e) => tracing::warn!(subject, error = %e, "subscribe on NATS failed"),
+                    }
+                }));
+            }
+        } else if let Some(entry) = interest.get_mut(filter) {
+            entry.0 -= 1;
+            if entry.0 == 0
+                && let Some((_, tasks)) = interest.remove(filter)
+            {
+                // Dropping a subscription unsubscribes.
+                for task in tasks {
+                    task.abort();
+                }
+            }
+        }
+    }
+}
+
+impl ClientIds for PartitionPeers {
+    fn connected(&self, client_id: &str, live: &Arc<Live>) {
+        let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
+        let value = Bytes::from(self.nats.next_id());
+        lock(&self.claims).insert(
+            client_id.to_owned(),
+            Claim {
+                live: Arc::downgrade(live),
+                value: value.clone(),
+                revision: 0,
+            },
+        );
+        let Some(peers) = self.self_arc() else { return };
+        let client_id = client_id.to_owned();
+        tokio::spawn(async move {
+            let revision = match peers.nats.claims.put(&key, value.clone()).await {
+                Ok(revision) => revision,
+                Err(e) => {
+                    tracing::warn!(client_id, error = %e, "claiming the client id failed");
+                    return;
+                }
+            };
+            {
+                let mut claims = lock(&peers.claims);
+                match claims.get_mut(&client_id) {
+                    Some(claim) if claim.value == value => claim.revision = revision,
+                    _ => return,
+                }
+            }
+            // Claimed elsewhere after us, while we waited: ours is over.
+            if let Ok(Some(latest)) = peers.nats.claims.entry(&key).await
+                && latest.revision > revision
+                && latest.value != value
+            {
+                peers.claimed_elsewhere(&client_id, &latest.value, latest.revision);
+            }
+        });
+    }
+}
+
+/// The last [`SEEN`] arrival ids.
+#[derive(Default)]
+struct Seen {
+    ids: HashSet<String>,
+    order: VecDeque<String>,
+}
+
+impl Seen {
+    /// Whether `id` is new (and remembers it).
+    fn first(&mut self, id: String) -> bool {
+        if !self.ids.insert(id.clone()) {
+            return false;
+        }
+        self.order.push_back(id);
+        if self.order.len() > SEEN
+            && let Some(old) = self.order.pop_front()
+        {
+            self.ids.remove(&old);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    #[test]
+    fn subjects_escape_what_nats_reserves() {
+        assert_eq!(
+            message_subject("p", "m", "a.b/*/>/ /"),
+            "p.m.a~2Eb.~2A.~3E.~20.~"
+        );
+        assert_eq!(message_subject("p", "m", "/x"), "p.m.~.x");
+        assert_eq!(message_subject("p", "m", "é~"), "p.m.~C3~A9~7E");
+    }
+
+    #[test]
+    fn filters_map_to_wildcard_subjects() {
+        assert_eq!(filter_subjects("p", "m", "a/+/c"), ["p.m.a.*.c"]);
+        assert_eq!(filter_subjects("p", "m", "a/#"), ["p.m.a", "p.m.a.>"]);
+        assert_eq!(filter_subjects("p", "m", "#"), ["p.m.>"]);
+        assert_eq!(filter_subjects("p", "m", "+/#"), ["p.m.*", "p.m.*.>"]);
+        assert_eq!(filter_subjects("p", "m", "a//b"), ["p.m.a.~.b"]);
+    }
+
+    #[test]
+    fn only_subjects_of_the_head_give_topics() {
+        assert_eq!(subject_topic("p.m", "p.m.a.~.b").as_deref(), Some("a//b"));
+        assert_eq!(subject_topic("p.m", "p.r.a"), None);
+        assert_eq!(subject_topic("p.m", "p.m.a~Z1"), None);
+        assert_eq!(subject_topic("p.m", "p.m.~FF"), None, "not UTF-8");
+    }
+
+    #[test]
+    fn recent_ids_are_routed_once() {
+        let mut seen = Seen::default();
+        assert!(seen.first("a".into()));
+        assert!(!seen.first("a".into()));
+        for i in 0..SEEN {
+            assert!(seen.first(i.to_string()));
+        }
+        assert!(seen.first("a".into()), "forgotten after SEEN others");
+    }
+
+    proptest! {
+        #[test]
+        fn every_topic_comes_back_from_its_subject(topic in "\\PC{0,40}") {
+            let subject = message_subject("herald.1.r", "m", &topic);
+            for t in subject.split('.') {
+                prop_assert!(!t.is_empty());
+                prop_assert!(!t.contains(['*', '>', ' ', '\t']));
+            }
+            prop_assert_eq!(subject_topic("herald.1.r.m", &subject), Some(topic));
+        }
+
+        #[test]
+        fn a_filter_subject_matches_what_the_filter_matches(
+            levels in proptest::collection::vec("[a-c]{0,2}", 1..4),
+            filter in proptest::collection::vec(prop_oneof!["[a-c]{0,2}", Just("+".to_owned())], 1..4),
+            multi in any::<bool>(),
+        ) {
+            let topic = levels.join("/");
+            let mut filter = filter.join("/");
+            if multi { filter.push_str("/#"); }
+            let matches = crate::bus::topic::matches(&filter, &topic);
+            let subject = message_subject("p", "m", &topic);
+            let by_subject = filter_subjects("p", "m", &filter)
+                .iter()
+                .any(|s| nats_matches(s, &subject));
+            prop_assert_eq!(matches, by_subject, "{} on {}", filter, topic);
+        }
+    }
+
+    /// NATS's subject matching: `*` one token, `>` one or more at the end.
+    fn nats_matches(pattern: &str, subject: &str) -> bool {
+        let p: Vec<&str> = pattern.split('.').collect();
+        let s: Vec<&str> = subject.split('.').collect();
+        for (i, token) in p.iter().enumerate() {
+            match *token {
+                ">" => return s.len() > i,
+                "*" if i < s.len() => {}
+                t if s.get(i) == Some(&t) => {}
+                _ => return false,
+            }
+        }
+        p.len() == s.len()
+    }
+}
