@@ -345,7 +345,7 @@ class Client:
     """An MQTT 5 client of one gateway as the development user, keeping
     what it receives and why it was disconnected."""
 
-    def __init__(self, gateway, client_id, clean_start=True):
+    def __init__(self, gateway, client_id, clean_start=True, persistent=False):
         _, self.port = gateway.endpoint("mqtt")
         self.client_id = client_id
         self.cond = threading.Condition()
@@ -353,7 +353,13 @@ class Client:
         self.subacks = {}
         self.connack = None
         self.disconnected = None
-        m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
+        if persistent:
+            # MQTT 3.1.1 with clean_session=false: the session outlives the connection.
+            m = mqtt.Client(
+                mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv311, clean_session=False
+            )
+        else:
+            m = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5)
         m.username_pw_set(DEV_USER, DEV_PASSWORD)
         m.on_connect = self._on_connect
         m.on_subscribe = self._on_subscribe
@@ -361,13 +367,17 @@ class Client:
         m.on_disconnect = self._on_disconnect
         m.reconnect_delay_set(60, 60)
         self.mqtt = m
-        m.connect("127.0.0.1", self.port, keepalive=30, clean_start=clean_start)
+        if persistent:
+            m.connect("127.0.0.1", self.port, keepalive=30)
+        else:
+            m.connect("127.0.0.1", self.port, keepalive=30, clean_start=clean_start)
         m.loop_start()
         self.wait(lambda: self.connack is not None, "CONNACK")
 
     def _on_connect(self, client, userdata, flags, reason, properties):
         with self.cond:
             self.connack = reason
+            self.session_present = flags.session_present
             self.cond.notify_all()
 
     def _on_subscribe(self, client, userdata, mid, reasons, properties):
@@ -544,3 +554,40 @@ def test_subscriptions_survive_a_nats_restart(gateways):
     finally:
         sub.stop()
         pub.stop()
+
+
+def test_a_persistent_session_resumes_on_the_other_gateway_after_a_kill_with_no_event_lost(gateways):
+    c, a, b, nats = gateways
+    iot = make_client(b.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    iot.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
+    session = connected(a, "keeper", persistent=True)
+    session.subscribe("$aws/events/thing/+/created")
+    created = []
+
+    def create(n):
+        for _ in range(n):
+            created.append(f"t-{len(created)}")
+            iot.create_thing(thingName=created[-1])
+
+    def names(client):
+        return {json.loads(p)["thingName"] for _, p in client.received()}
+
+    # Events arrive on A; then A is killed mid-stream, and more things are
+    # created while the client is away.
+    wait_for(lambda: create(1) or created[-1] in names(session), "an event on gateway A")
+    create(20)
+    a.kill()
+    session.mqtt.loop_stop()
+    create(20)
+
+    resumed = connected(b, "keeper", persistent=True)
+    try:
+        assert resumed.session_present, "the session resumes on gateway B"
+        # No new SUBSCRIBE: every created thing's event arrives, at least once.
+        resumed.wait(
+            lambda: set(created) <= names(session) | names(resumed),
+            f"every event (missing {sorted(set(created) - names(session) - names(resumed))})",
+        )
+    finally:
+        resumed.stop()

@@ -17,6 +17,10 @@
 //!   replica's bus. The registry's events do not travel: each replica's
 //!   event pump follows the change log, so they arrive everywhere with the
 //!   same `eventId`.
+//! - **Persistent sessions** (their filters and change-log positions) are
+//!   kept in a JetStream key-value bucket too, so a client resumes its
+//!   session on any replica, and its registry events are replayed from
+//!   there.
 //! - **Client ids** are claimed in a JetStream key-value bucket: a CONNECT
 //!   accepted here writes the id's key; a replica holding an older
 //!   connection of the same id (an older revision of the key) ends it as a
@@ -43,12 +47,15 @@ use tokio_util::sync::CancellationToken;
 
 use super::{
     context::{ClientIds, Live, SessionContext, lock},
+    persist::{BoxFuture, SharedSessions, StoredSession},
     router::{Peers, Router},
 };
 use crate::bus::Bus;
 
 /// The bucket of client-id claims.
 const CLAIMS_BUCKET: &str = "herald-client-ids";
+/// The bucket of persistent sessions.
+const SESSIONS_BUCKET: &str = "herald-sessions";
 /// Messages waiting to go out or to be routed here; beyond, they are
 /// dropped (and counted), never blocking a session.
 const QUEUE: usize = 8_192;
@@ -63,6 +70,7 @@ pub(crate) struct Nats {
     /// This replica's id: a UUID of this run.
     replica: String,
     claims: kv::Store,
+    sessions: kv::Store,
     next: AtomicU64,
 }
 
@@ -91,11 +99,20 @@ impl Nats {
             })
             .await
             .context("open the client-id bucket (is JetStream on? nats-server -js)")?;
+        let sessions = jetstream
+            .create_or_update_key_value(kv::Config {
+                bucket: SESSIONS_BUCKET.to_owned(),
+                history: 1,
+                ..Default::default()
+            })
+            .await
+            .context("open the session bucket")?;
         tracing::info!(url, replica, "joined the gateway replicas over NATS");
         Ok(Arc::new(Nats {
             client,
             replica,
             claims,
+            sessions,
             next: AtomicU64::new(0),
         }))
     }
@@ -554,6 +571,55 @@ impl Peers for PartitionPeers {
                 }
             }
         }
+    }
+}
+
+impl SharedSessions for PartitionPeers {
+    fn save<'a>(&'a self, changes: &'a [(String, Option<StoredSession>)]) -> BoxFuture<'a, ()> {
+        Box::pin(async move {
+            for (client_id, session) in changes {
+                let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
+                let done = match session {
+                    Some(session) => match serde_json::to_vec(session) {
+                        Ok(json) => self
+                            .nats
+                            .sessions
+                            .put(&key, json.into())
+                            .await
+                            .map(drop)
+                            .map_err(|e| e.to_string()),
+                        Err(e) => Err(e.to_string()),
+                    },
+                    None => self
+                        .nats
+                        .sessions
+                        .delete(&key)
+                        .await
+                        .map_err(|e| e.to_string()),
+                };
+                if let Err(e) = done {
+                    tracing::warn!(client_id, error = %e, "sharing a persistent session failed");
+                }
+            }
+        })
+    }
+
+    fn load<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Option<StoredSession>> {
+        Box::pin(async move {
+            let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
+            match self.nats.sessions.get(&key).await {
+                Ok(Some(json)) => serde_json::from_slice(&json)
+                    .inspect_err(
+                        |e| tracing::warn!(client_id, error = %e, "unreadable shared session"),
+                    )
+                    .ok(),
+                Ok(None) => None,
+                Err(e) => {
+                    tracing::warn!(client_id, error = %e, "reading a shared session failed");
+                    None
+                }
+            }
+        })
     }
 }
 

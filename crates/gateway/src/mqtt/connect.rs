@@ -487,6 +487,22 @@ where
 
     let clean_session = connect.clean_session;
     let mut stored = lock(&ctx.shared.persistent).remove(&client_id);
+    // With other replicas, the shared record is the session as it was
+    // last, wherever that was.
+    if let Some(store) = ctx.shared.sessions.get()
+        && store.is_shared()
+    {
+        if clean_session {
+            if stored.is_none() {
+                Box::pin(store.remove(&client_id)).await;
+            }
+        } else if let Some(shared) = Box::pin(store.load_shared(&client_id)).await {
+            if let Some(mut local) = stored.take() {
+                local.leave_bus(&ctx.shared.bus);
+            }
+            stored = Some(Persisted::from_stored(&shared, epoch_millis_now()));
+        }
+    }
     let expired = stored
         .as_ref()
         .is_some_and(|s| ctx.expired(s, epoch_millis_now()));

@@ -225,6 +225,18 @@ pub(super) struct Persisted {
 }
 
 impl Persisted {
+    /// A stored session as it is kept while its client is away (`now`:
+    /// since when, if the record does not say).
+    pub(super) fn from_stored(session: &StoredSession, now: u64) -> Persisted {
+        Persisted {
+            filters: Filters::from_stored(session),
+            after_sequence: session.after_sequence,
+            unacked: Vec::new(),
+            away_since_ms: session.disconnected_at_ms.unwrap_or(now),
+            bus: None,
+        }
+    }
+
     /// Takes it off the bus (it expired, or a clean session replaced it).
     pub(super) fn leave_bus(&mut self, bus: &Bus) {
         if let Some(link) = self.bus.take() {
@@ -330,16 +342,7 @@ impl SessionContext {
             let now = epoch_millis_now();
             let mut persistent = lock(&self.shared.persistent);
             for (client_id, session) in stored {
-                persistent.insert(
-                    client_id,
-                    Persisted {
-                        filters: Filters::from_stored(&session),
-                        after_sequence: session.after_sequence,
-                        unacked: Vec::new(),
-                        away_since_ms: session.disconnected_at_ms.unwrap_or(now),
-                        bus: None,
-                    },
-                );
+                persistent.insert(client_id, Persisted::from_stored(&session, now));
             }
         }
         self

@@ -185,6 +185,7 @@ impl World {
         let peers = match peers {
             Some((peers, receivers)) => {
                 let ctx = ctx.clone().with_client_ids(peers.clone());
+                session_store.share_with(peers.clone());
                 peers
                     .start(receivers, &router, &bus, ctx, setup.shutdown.clone())
                     .await

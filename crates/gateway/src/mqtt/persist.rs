@@ -10,6 +10,10 @@
 //! [`SessionStore::save_later`] does not (the acknowledged position moves
 //! often; after a crash an older position means events are sent again,
 //! never lost).
+//!
+//! With other gateway replicas (`bus = "nats://..."`), every change is also
+//! written where they share sessions ([`SharedSessions`]), so that a client
+//! resumes its session on whichever replica it reaches.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -72,7 +76,20 @@ impl std::fmt::Debug for SessionStore {
     }
 }
 
+/// Where persistent sessions are shared with the other gateway replicas
+/// (`bus = "nats://..."`), so that a session resumes on any of them.
+pub(crate) trait SharedSessions: Send + Sync {
+    /// Writes these changes (`None` removes the client id's session).
+    fn save<'a>(&'a self, changes: &'a [(String, Option<StoredSession>)]) -> BoxFuture<'a, ()>;
+    /// The shared session of `client_id`, if there is one.
+    fn load<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Option<StoredSession>>;
+}
+
+/// A boxed future of a trait object's method.
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
 struct Inner {
+    shared: std::sync::OnceLock<Arc<dyn SharedSessions>>,
     pending: Mutex<Pending>,
     wake: Notify,
     /// The number of the last change made durable.
@@ -112,6 +129,7 @@ impl SessionStore {
         let (writer, _log, thread) =
             Writer::<()>::start(store, "session-store").context("start the session writer")?;
         let inner = Arc::new(Inner {
+            shared: std::sync::OnceLock::new(),
             pending: Mutex::new(Pending::default()),
             wake: Notify::new(),
             flushed: watch::Sender::new(0),
@@ -148,6 +166,22 @@ impl SessionStore {
         pending.queued += 1;
         pending.changes.insert(client_id.to_owned(), session);
         pending.queued
+    }
+
+    /// Shares every change from now on with `shared` (only the first given
+    /// is used).
+    pub(crate) fn share_with(&self, shared: Arc<dyn SharedSessions>) {
+        let _ = self.inner.shared.set(shared);
+    }
+
+    /// Whether sessions are shared with other replicas.
+    pub(crate) fn is_shared(&self) -> bool {
+        self.inner.shared.get().is_some()
+    }
+
+    /// The session of `client_id` the replicas share, if they do and have one.
+    pub(crate) async fn load_shared(&self, client_id: &str) -> Option<StoredSession> {
+        self.inner.shared.get()?.load(client_id).await
     }
 
     /// Stores `session` for `client_id` and waits until it is durable (or
@@ -200,6 +234,13 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
         (pending.queued, std::mem::take(&mut pending.changes))
     };
     let count = changes.len();
+    let shared = inner.shared.get().map(|shared| {
+        let changes: Vec<(String, Option<StoredSession>)> = changes
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        (shared, changes)
+    });
     let written = writer
         .mutate(move |c| {
             for (client_id, session) in changes {
@@ -211,6 +252,9 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
             Ok(())
         })
         .await;
+    if let Some((shared, changes)) = shared {
+        shared.save(&changes).await;
+    }
     match written {
         Ok(()) => {
             inner.flushed.send_replace(number);
