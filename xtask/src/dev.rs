@@ -22,7 +22,7 @@ use std::{
 };
 
 use crate::{
-    flags,
+    cluster, flags,
     services::{self, Endpoint, Service},
     util::{self, Context, Error, Result, bail, format_err},
 };
@@ -57,8 +57,18 @@ pub(crate) fn run(flags: &flags::Dev) -> Result<()> {
                 svc.env_key(endpoint.setting)
             );
         }
-        plan.push((*svc, addrs));
+        plan.push(Planned {
+            svc,
+            name: svc.name,
+            addrs,
+            env: Vec::new(),
+        });
     }
+    let cluster = if flags.cluster {
+        Some(cluster::plan(&mut plan, &data_dir)?)
+    } else {
+        None
+    };
 
     let mut build = util::cargo(&root);
     build.args(["build", "--bins"]);
@@ -77,9 +87,17 @@ pub(crate) fn run(flags: &flags::Dev) -> Result<()> {
 
     let bin_dir = util::target_dir(&root).join("debug");
     let mut running = Vec::new();
+    // PostgreSQL and NATS first, stopped (when dropped) after the services.
+    let backends = match &cluster {
+        Some(cluster) => Some(cluster.start(&data_dir)?),
+        None => None,
+    };
     let reason = match start_all(&plan, &root, &bin_dir, &data_dir, &signals, &mut running) {
         Ok(()) => {
             announce(&plan, &data_dir);
+            if let Some(backends) = &backends {
+                backends.announce();
+            }
             supervise(&mut running, &signals)
         }
         Err(stop) => stop,
@@ -90,6 +108,7 @@ pub(crate) fn run(flags: &flags::Dev) -> Result<()> {
         eprintln!("xtask: {err}; stopping the others");
     }
     let clean = stop_all(&mut running, &signals);
+    drop(backends);
     match reason {
         Stop::Signal if clean => Ok(()),
         Stop::Signal => bail!("not every service exited cleanly"),
@@ -105,9 +124,18 @@ enum Stop {
     Failed(Error),
 }
 
+/// A service to start: which binary, under which name (its log prefix and
+/// data folder), where it listens, and settings of its own.
+pub(crate) struct Planned {
+    pub(crate) svc: &'static Service,
+    pub(crate) name: &'static str,
+    pub(crate) addrs: Vec<(&'static Endpoint, SocketAddr)>,
+    pub(crate) env: Vec<(String, String)>,
+}
+
 /// A service process that xtask started.
 struct Running {
-    svc: &'static Service,
+    name: &'static str,
     child: Child,
     status: Option<ExitStatus>,
     pumps: Vec<JoinHandle<()>>,
@@ -140,29 +168,30 @@ impl Running {
 }
 
 fn start_all(
-    plan: &[(&'static Service, Vec<(&'static Endpoint, SocketAddr)>)],
+    plan: &[Planned],
     root: &Path,
     bin_dir: &Path,
     data_dir: &Path,
     signals: &AtomicUsize,
     running: &mut Vec<Running>,
 ) -> Result<(), Stop> {
-    for (svc, addrs) in plan {
-        for (endpoint, addr) in addrs {
+    for planned in plan {
+        for (endpoint, addr) in &planned.addrs {
             if util::accepts_tcp(*addr) {
                 return Err(Stop::Failed(format_err!(
                     "{}: {addr} is already in use; stop what listens there or set {}",
-                    svc.name,
-                    svc.env_key(endpoint.setting)
+                    planned.name,
+                    planned.svc.env_key(endpoint.setting)
                 )));
             }
         }
-        let links = upstream_env(svc, plan);
-        let child = spawn(svc, root, bin_dir, data_dir, &links).map_err(Stop::Failed)?;
+        let mut links = upstream_env(planned.svc, plan);
+        links.extend(planned.env.iter().cloned());
+        let child = spawn(planned, root, bin_dir, data_dir, &links).map_err(Stop::Failed)?;
         running.push(child);
         let child = running.last_mut().expect("just pushed");
-        wait_ready(child, addrs, signals)?;
-        eprintln!("xtask: {} is ready", svc.name);
+        wait_ready(child, &planned.addrs, signals)?;
+        eprintln!("xtask: {} is ready", planned.name);
     }
     Ok(())
 }
@@ -182,32 +211,30 @@ fn dev_only_env(svc: &Service) -> Vec<(String, String)> {
 const INTERNAL_TLS_ENABLED: &str = "INTERNAL_TLS__ENABLED";
 
 /// The settings that point `svc` at the services it calls, unless already set.
-fn upstream_env(
-    svc: &Service,
-    plan: &[(&'static Service, Vec<(&'static Endpoint, SocketAddr)>)],
-) -> Vec<(String, String)> {
+fn upstream_env(svc: &Service, plan: &[Planned]) -> Vec<(String, String)> {
     svc.upstreams
         .iter()
         .filter(|(setting, _)| std::env::var_os(svc.env_key(setting)).is_none())
         .filter_map(|(setting, name)| {
-            let (_, addrs) = plan.iter().find(|(other, _)| other.name == *name)?;
-            let (_, addr) = addrs.first()?;
+            let other = plan.iter().find(|other| other.name == *name)?;
+            let (_, addr) = other.addrs.first()?;
             Some((svc.env_key(setting), format!("http://{addr}")))
         })
         .collect()
 }
 
 fn spawn(
-    svc: &'static Service,
+    planned: &Planned,
     root: &Path,
     bin_dir: &Path,
     data_dir: &Path,
     links: &[(String, String)],
 ) -> Result<Running> {
+    let (svc, name) = (planned.svc, planned.name);
     let bin = bin_dir.join(svc.name);
     let mut cmd = Command::new(&bin);
     cmd.current_dir(root)
-        .env(svc.env_key("DATA_DIR"), data_dir.join(svc.name))
+        .env(svc.env_key("DATA_DIR"), data_dir.join(name))
         .envs(links.iter().map(|(k, v)| (k, v)))
         .envs(dev_only_env(svc))
         .stdin(Stdio::null())
@@ -218,16 +245,16 @@ fn spawn(
     let mut child = cmd
         .spawn()
         .with_context(|| format!("start {}", bin.display()))?;
-    eprintln!("xtask: started {} (pid {})", svc.name, child.id());
+    eprintln!("xtask: started {name} (pid {})", child.id());
     let mut pumps = Vec::new();
     if let Some(out) = child.stdout.take() {
-        pumps.push(pump(svc.name, out, Sink::Stdout));
+        pumps.push(pump(name, out, Sink::Stdout));
     }
     if let Some(err) = child.stderr.take() {
-        pumps.push(pump(svc.name, err, Sink::Stderr));
+        pumps.push(pump(name, err, Sink::Stderr));
     }
     Ok(Running {
-        svc,
+        name,
         child,
         status: None,
         pumps,
@@ -277,7 +304,7 @@ fn wait_ready(
     addrs: &[(&'static Endpoint, SocketAddr)],
     signals: &AtomicUsize,
 ) -> Result<(), Stop> {
-    let name = running.svc.name;
+    let name = running.name;
     let deadline = Instant::now() + READY_DEADLINE;
     let mut waiting: Vec<SocketAddr> = addrs.iter().map(|(_, addr)| *addr).collect();
     loop {
@@ -305,15 +332,15 @@ fn wait_ready(
     }
 }
 
-fn announce(plan: &[(&'static Service, Vec<(&'static Endpoint, SocketAddr)>)], data_dir: &Path) {
+fn announce(plan: &[Planned], data_dir: &Path) {
     let mut out = io::stdout().lock();
     let _ = writeln!(out, "\nherald is running (Ctrl-C stops it):");
-    for (svc, addrs) in plan {
-        for (endpoint, addr) in addrs {
+    for planned in plan {
+        for (endpoint, addr) in &planned.addrs {
             let _ = writeln!(
                 out,
                 "  {:<9} {}://{}",
-                svc.name,
+                planned.name,
                 endpoint.scheme,
                 util::connect_addr(*addr)
             );
@@ -333,7 +360,7 @@ fn supervise(running: &mut [Running], signals: &AtomicUsize) -> Stop {
             if let Some(status) = child.poll() {
                 return Stop::Failed(format_err!(
                     "{} exited unexpectedly ({})",
-                    child.svc.name,
+                    child.name,
                     util::describe(status)
                 ));
             }
@@ -354,11 +381,11 @@ fn stop_all(running: &mut [Running], signals: &AtomicUsize) -> bool {
         };
         child.drain_logs();
         if status.success() {
-            eprintln!("xtask: {} stopped", child.svc.name);
+            eprintln!("xtask: {} stopped", child.name);
         } else {
             eprintln!(
                 "xtask: {} ended with {}",
-                child.svc.name,
+                child.name,
                 util::describe(status)
             );
             clean = false;
@@ -369,7 +396,7 @@ fn stop_all(running: &mut [Running], signals: &AtomicUsize) -> bool {
 
 /// SIGTERM, then up to [`STOP_DEADLINE`] for a graceful exit, then SIGKILL.
 fn stop(child: &mut Running, signals: &AtomicUsize, signals_before: usize) -> ExitStatus {
-    let name = child.svc.name;
+    let name = child.name;
     let pid = child.child.id();
     eprintln!("xtask: sending SIGTERM to {name} (pid {pid})");
     let mut kill = Command::new("kill");
@@ -486,7 +513,7 @@ mod tests {
         }
         (
             Running {
-                svc: &FAKE,
+                name: FAKE.name,
                 child,
                 status: None,
                 pumps,

@@ -8,8 +8,11 @@ pub(crate) const USAGE: &str = "\
 usage: cargo xtask <command> [options]
 
 commands:
-  dev [--data-dir DIR]   build the services, run them with logs prefixed by service,
-                         stop them on Ctrl-C or SIGTERM (data in DIR/<service>, default .herald)
+  dev [--data-dir DIR] [--cluster]
+                         build the services, run them with logs prefixed by service,
+                         stop them on Ctrl-C or SIGTERM (data in DIR/<service>, default .herald);
+                         --cluster: PostgreSQL (port 55432) and NATS (4222) too, the registry
+                         and config on PostgreSQL, and a second gateway (8081, 1884, 8884)
   test                   cargo fmt --check, gen-operations --check, clippy -D warnings,
                          nextest (or cargo test), then the end-to-end suites if there are any
   e2e                    build the binaries and run the end-to-end suites
@@ -50,6 +53,8 @@ pub(crate) struct Fuzz {
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) struct Dev {
     pub(crate) data_dir: Option<PathBuf>,
+    /// PostgreSQL, NATS and two gateways.
+    pub(crate) cluster: bool,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -115,10 +120,13 @@ pub(crate) fn parse(args: impl IntoIterator<Item = OsString>) -> Result<Cmd> {
 
 fn parse_dev(args: Vec<OsString>) -> Result<Dev> {
     let mut data_dir = None;
+    let mut cluster = false;
     let mut args = args.into_iter();
     while let Some(arg) = args.next() {
         let text = arg.to_string_lossy();
-        if text == "--data-dir" {
+        if text == "--cluster" {
+            cluster = true;
+        } else if text == "--data-dir" {
             let Some(dir) = args.next() else {
                 bail!("dev: --data-dir needs a directory")
             };
@@ -129,7 +137,7 @@ fn parse_dev(args: Vec<OsString>) -> Result<Dev> {
             bail!("dev: unknown argument {text:?}; see `cargo xtask help`");
         }
     }
-    Ok(Dev { data_dir })
+    Ok(Dev { data_dir, cluster })
 }
 
 fn no_arguments(cmd: &str, rest: &[OsString]) -> Result<()> {
@@ -186,18 +194,30 @@ mod tests {
         assert_eq!(parse_str(&["e2e"]).unwrap(), Cmd::E2e);
         assert_eq!(
             parse_str(&["dev"]).unwrap(),
-            Cmd::Dev(Dev { data_dir: None })
+            Cmd::Dev(Dev {
+                data_dir: None,
+                cluster: false
+            })
+        );
+        assert_eq!(
+            parse_str(&["dev", "--cluster"]).unwrap(),
+            Cmd::Dev(Dev {
+                data_dir: None,
+                cluster: true
+            })
         );
         assert_eq!(
             parse_str(&["dev", "--data-dir", "/tmp/h"]).unwrap(),
             Cmd::Dev(Dev {
-                data_dir: Some("/tmp/h".into())
+                data_dir: Some("/tmp/h".into()),
+                cluster: false
             })
         );
         assert_eq!(
             parse_str(&["dev", "--data-dir=rel"]).unwrap(),
             Cmd::Dev(Dev {
-                data_dir: Some("rel".into())
+                data_dir: Some("rel".into()),
+                cluster: false
             })
         );
         assert_eq!(

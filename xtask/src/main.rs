@@ -11,6 +11,7 @@
 mod flags;
 
 mod bench;
+mod cluster;
 mod dev;
 mod e2e;
 mod fuzz;

@@ -25,24 +25,26 @@ pub(crate) struct Postgres {
 
 /// The directory holding `initdb` and `pg_ctl`, if PostgreSQL is installed.
 pub(crate) fn binaries() -> Option<PathBuf> {
-    if let Some(path) = std::env::var_os("PATH") {
-        for dir in std::env::split_paths(&path) {
-            if dir.join("initdb").is_file() && dir.join("pg_ctl").is_file() {
-                return Some(dir);
-            }
-        }
-    }
+    let has_all = |dir: &Path| {
+        ["initdb", "pg_ctl", "createdb"]
+            .iter()
+            .all(|b| dir.join(b).is_file())
+    };
     let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
-        .ok()?
+        .into_iter()
+        .flatten()
         .filter_map(|entry| {
             let entry = entry.ok()?;
             let version = entry.file_name().to_str()?.parse().ok()?;
             let bin = entry.path().join("bin");
-            bin.join("initdb").is_file().then_some((version, bin))
+            has_all(&bin).then_some((version, bin))
         })
         .collect();
     versions.sort();
-    versions.pop().map(|(_, bin)| bin)
+    if let Some((_, bin)) = versions.pop() {
+        return Some(bin);
+    }
+    std::env::split_paths(&std::env::var_os("PATH")?).find(|dir| has_all(dir))
 }
 
 fn is_root() -> bool {
@@ -134,6 +136,27 @@ impl Postgres {
             std::thread::sleep(Duration::from_millis(50));
         }
         Ok(server)
+    }
+
+    /// Creates `database` unless it exists.
+    pub(crate) fn create_database(&self, database: &str) -> Result<()> {
+        let out = Command::new(self.bin.join("createdb"))
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &self.port.to_string(),
+                "-U",
+                "herald",
+                database,
+            ])
+            .output()
+            .context("run createdb")?;
+        let err = String::from_utf8_lossy(&out.stderr);
+        if !out.status.success() && !err.contains("already exists") {
+            bail!("createdb {database} failed: {}", err.trim());
+        }
+        Ok(())
     }
 
     /// The URL of `database` on this server.

@@ -138,9 +138,11 @@ pub async fn run(
         options,
     )
     .await?;
+    // Read before the partitions stop: their connections close then.
+    let lost = lost.is_cancelled();
     partitions.stop(grace).await?;
     anyhow::ensure!(
-        !lost.is_cancelled(),
+        !lost,
         "this replica is no longer the config service's writer"
     );
     tracing::info!("stopped");

@@ -130,11 +130,10 @@ pub async fn run(
         options,
     )
     .await?;
+    // Read before the partitions stop: their connections close then.
+    let lost = lost.is_cancelled();
     partitions.stop(grace).await?;
-    anyhow::ensure!(
-        !lost.is_cancelled(),
-        "this replica is no longer the registry's writer"
-    );
+    anyhow::ensure!(!lost, "this replica is no longer the registry's writer");
     tracing::info!("stopped");
     Ok(())
 }
