@@ -61,6 +61,10 @@ INTERNAL_TLS_SERVICES = ("registry", "config", "gateway")
 SECRETS = {
     "herald-gateway-credentials": {"credentials.toml": CREDENTIALS_TOML},
     **{f"{name}-internal-tls": None for name in INTERNAL_TLS_SERVICES},
+    # The cluster overlay's: where PostgreSQL and NATS are, and the Herald CA
+    # every config replica signs with (filled by `cluster_backends`).
+    "herald-backends": {"postgres-url": None, "nats-url": None},
+    "herald-ca": {"ca.pem": None, "ca.key": None},
 }
 # Secret files that are not settings: written as they are, never rewritten.
 OPAQUE_SUFFIXES = (".crt", ".key", ".pem")
@@ -119,6 +123,18 @@ def of_kind(objects, kind):
     return [o for o in objects if o["kind"] == kind]
 
 
+def workloads(objects):
+    """The StatefulSets and Deployments: one pod each is played here."""
+    return of_kind(objects, "StatefulSet") + of_kind(objects, "Deployment")
+
+
+def secret_value(secrets, ref):
+    """An env entry's `valueFrom.secretKeyRef`, from the operator's Secrets."""
+    secret = secrets.get(ref["name"])
+    assert secret is not None and ref["key"] in secret, f"{ref} is not a Secret key deploy/README.md documents"
+    return secret[ref["key"]]
+
+
 def by_name(objects, kind):
     return {o["metadata"]["name"]: o for o in of_kind(objects, kind)}
 
@@ -146,7 +162,57 @@ def test_every_object_is_valid_against_the_kubernetes_schemas(overlay):
         except kv.ValidationError as e:
             pytest.fail(f"deploy/overlays/{overlay}: {name} is invalid: {e.message} at {list(e.path)}")
     kinds = {o["kind"] for o in objects}
-    assert {"StatefulSet", "Service", "ConfigMap", "NetworkPolicy"} <= kinds, kinds
+    assert {"Service", "ConfigMap", "NetworkPolicy"} <= kinds, kinds
+    assert kinds & {"StatefulSet", "Deployment"}, kinds
+
+
+@pytest.fixture
+def cluster_backends(tmp_path):
+    """The cluster overlay's Secrets: a database of its own on the tests'
+    PostgreSQL, a NATS server of its own, and a Herald CA."""
+    from test_cluster import NatsServer, postgres_database
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+    import datetime
+
+    store = postgres_database()
+    nats = NatsServer(tmp_path)
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "Herald CA (manifests test)")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=30))
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .add_extension(
+            x509.KeyUsage(
+                digital_signature=True, content_commitment=False, key_encipherment=False, data_encipherment=False,
+                key_agreement=False, key_cert_sign=True, crl_sign=True, encipher_only=False, decipher_only=False,
+            ),
+            critical=True,
+        )
+        .sign(key, hashes.SHA256())
+    )
+    try:
+        yield {
+            "herald-backends": {"postgres-url": store, "nats-url": nats.url},
+            "herald-ca": {
+                "ca.pem": cert.public_bytes(serialization.Encoding.PEM).decode(),
+                "ca.key": key.private_bytes(
+                    serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+                ).decode(),
+            },
+        }
+    finally:
+        nats.kill()
 
 
 # ------------------------------------------------------------------ references
@@ -172,7 +238,7 @@ def container_port(container, port):
 def test_every_reference_resolves(overlay):
     objects = render(overlay)
     config_maps = by_name(objects, "ConfigMap")
-    statefulsets = of_kind(objects, "StatefulSet")
+    statefulsets = workloads(objects)
     assert statefulsets
     for sts in statefulsets:
         spec = pod_spec(sts)
@@ -188,6 +254,9 @@ def test_every_reference_resolves(overlay):
         for container in spec["containers"]:
             for mount in container.get("volumeMounts", []):
                 assert mount["name"] in volumes or mount["name"] in claims, mount
+            for item in container.get("env", []):
+                if "valueFrom" in item:
+                    secret_value(SECRETS, item["valueFrom"]["secretKeyRef"])
             command = container["command"][0]
             assert command.startswith(IMAGE_BIN_DIR) and command[len(IMAGE_BIN_DIR):] in BINARIES, command
             for probe in ("readinessProbe", "livenessProbe", "startupProbe"):
@@ -265,6 +334,18 @@ class Cluster:
             texts.extend(e.get("value", "") for e in container.get("env", []))
         return texts
 
+    def env(self, container, rewrite):
+        """A container's environment: plain values rewritten, Secret values as they are."""
+        env = {}
+        for item in container.get("env", []):
+            if "valueFrom" in item:
+                value = secret_value(self.secrets, item["valueFrom"]["secretKeyRef"])
+                assert value is not None, f"{item['name']}: no value for {item['valueFrom']} in this test"
+                env[item["name"]] = value
+            else:
+                env[item["name"]] = rewrite(item["value"])
+        return env
+
 
 class Pod:
     """One StatefulSet's pod: its filesystem laid under a directory, its
@@ -333,10 +414,7 @@ class Pod:
         command = self.container["command"]
         binary_name = command[0][len(IMAGE_BIN_DIR):]
         args = [self.rewrite(a) for a in command[1:] + self.container.get("args", [])]
-        env = {}
-        for item in self.container.get("env", []):
-            assert "value" in item, f"{self.name}: env {item['name']} without a plain value"
-            env[item["name"]] = self.rewrite(item["value"])
+        env = self.cluster.env(self.container, self.rewrite)
         log_dir = self.cluster.root / self.name
         self.service = Service(binary_name, log_dir, service_env(env), args=args)
         self.service.wait_ready()
@@ -484,7 +562,7 @@ def allowed_sources(rule):
 def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
     objects = render(overlay)
     cluster = Cluster(objects, Path("/nonexistent"))
-    statefulsets = of_kind(objects, "StatefulSet")
+    statefulsets = workloads(objects)
     pods = {sts["metadata"]["name"]: sts for sts in statefulsets}
     callers = {}
     for sts in statefulsets:
@@ -519,9 +597,14 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
                     assert sources is None, f"{app}:{port} (metrics) admits only {sources}: any scraper may read it"
                 else:
                     assert sources == callers[app], f"{app}:{port} admits {sources}, callers are {callers[app]}"
-            # The probes use the health port: the API port takes mutual TLS only.
+            # The probes use the health port (or, for a standby's liveness,
+            # the metrics port): the API port takes mutual TLS only.
             for probe in ("readinessProbe", "livenessProbe"):
-                assert container_port(container, container[probe]["grpc"]["port"]) in health, (app, probe)
+                check = container[probe]
+                if "grpc" in check:
+                    assert container_port(container, check["grpc"]["port"]) in health, (app, probe)
+                else:
+                    assert container_port(container, check["tcpSocket"]["port"]) in metrics, (app, probe)
         else:
             # Public: the gateway's Service ports and its metrics port, from
             # anywhere, and no other.
@@ -535,7 +618,7 @@ def test_internal_grpc_ports_admit_only_the_herald_pods_that_call_them(overlay):
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp_path, internal_pki):
+def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp_path, internal_pki, request):
     try:
         import grpc  # noqa: F401
         from grpc_health.v1 import health_pb2  # noqa: F401
@@ -545,10 +628,13 @@ def test_each_service_starts_as_its_manifest_says_and_becomes_ready(overlay, tmp
         have_grpc = False
     need(have_grpc, "grpcio and grpcio-health-checking")
     objects = render(overlay)
-    cluster = Cluster(objects, tmp_path, internal_pki)
+    secrets = dict(internal_pki)
+    if any("valueFrom" in e for w in workloads(objects) for e in pod_spec(w)["containers"][0].get("env", [])):
+        secrets.update(request.getfixturevalue("cluster_backends"))
+    cluster = Cluster(objects, tmp_path, secrets)
     pods = []
     try:
-        for sts in start_order(cluster, of_kind(objects, "StatefulSet")):
+        for sts in start_order(cluster, workloads(objects)):
             pod = Pod(cluster, sts).start()
             pods.append(pod)
             pod.probe("readinessProbe")

@@ -235,6 +235,11 @@ async fn serve(
         ),
         other => anyhow::bail!("bus must be \"local\" or a nats:// URL, not {other:?}"),
     };
+    if let Some(nats) = &nats {
+        // Ready (GET /ready on the metrics listener) while NATS is reachable.
+        let nats = Arc::clone(nats);
+        herald_runtime::metrics::set_ready_check(move || nats.connected());
+    }
     let setup = mqtt::partitions::Setup {
         data_dir: settings.data_dir.clone(),
         registry: upstream.registry.clone(),

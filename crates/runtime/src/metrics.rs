@@ -195,8 +195,29 @@ fn refresh_process() {
     }
 }
 
-/// Serves `GET /metrics` on `listener` until `shutdown` is cancelled,
-/// calling `refresh` before each scrape. Logs `metrics listening addr=...`.
+/// What `GET /ready` on the admin listener answers with: ready unless a
+/// check says otherwise ([`set_ready_check`]).
+static READY: std::sync::OnceLock<Box<dyn Fn() -> bool + Send + Sync>> = std::sync::OnceLock::new();
+
+/// Makes `GET /ready` on the admin listener answer 200 while `check`
+/// holds and 503 otherwise (for a readiness probe that follows a backend
+/// connection, such as the gateway's to NATS). Only the first check set is
+/// used.
+pub fn set_ready_check(check: impl Fn() -> bool + Send + Sync + 'static) {
+    let _ = READY.set(Box::new(check));
+}
+
+fn ready() -> (axum::http::StatusCode, &'static str) {
+    if READY.get().is_none_or(|check| check()) {
+        (axum::http::StatusCode::OK, "ready\n")
+    } else {
+        (axum::http::StatusCode::SERVICE_UNAVAILABLE, "not ready\n")
+    }
+}
+
+/// Serves `GET /metrics` (and `GET /ready`) on `listener` until `shutdown`
+/// is cancelled, calling `refresh` before each scrape. Logs `metrics
+/// listening addr=...`.
 pub async fn serve(
     listener: TcpListener,
     refresh: Refresh,
@@ -207,31 +228,33 @@ pub async fn serve(
         .local_addr()
         .context("read the metrics listen address")?;
     tracing::info!(%addr, "metrics listening");
-    let app = Router::new().route(
-        "/metrics",
-        get(move || {
-            let (handle, refresh) = (handle.clone(), refresh.clone());
-            async move {
-                let Some(handle) = handle else {
-                    return (
-                        axum::http::StatusCode::SERVICE_UNAVAILABLE,
-                        "another metrics recorder is installed in this process\n",
+    let app = Router::new()
+        .route("/ready", get(|| async { ready() }))
+        .route(
+            "/metrics",
+            get(move || {
+                let (handle, refresh) = (handle.clone(), refresh.clone());
+                async move {
+                    let Some(handle) = handle else {
+                        return (
+                            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                            "another metrics recorder is installed in this process\n",
+                        )
+                            .into_response();
+                    };
+                    refresh_process();
+                    let _ = tokio::time::timeout(REFRESH_TIMEOUT, refresh()).await;
+                    (
+                        [(
+                            header::CONTENT_TYPE,
+                            "text/plain; version=0.0.4; charset=utf-8",
+                        )],
+                        handle.render(),
                     )
-                        .into_response();
-                };
-                refresh_process();
-                let _ = tokio::time::timeout(REFRESH_TIMEOUT, refresh()).await;
-                (
-                    [(
-                        header::CONTENT_TYPE,
-                        "text/plain; version=0.0.4; charset=utf-8",
-                    )],
-                    handle.render(),
-                )
-                    .into_response()
-            }
-        }),
-    );
+                        .into_response()
+                }
+            }),
+        );
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
