@@ -16,6 +16,8 @@ import socket
 import subprocess
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import paho.mqtt.client as mqtt
@@ -200,22 +202,48 @@ class NatsServer:
         self.log.close()
 
 
-@pytest.fixture
-def gateways(tmp_path):
+def start_gateways(tmp_path, bus):
     """A registry and a config service on sled, and two gateways over a
-    NATS server of the test's own."""
-    nats = NatsServer(tmp_path)
+    NATS server of the test's own (`bus` "nats"), or one gateway playing
+    both parts (`bus` "local"): the same contract on both buses."""
+    nats = NatsServer(tmp_path) if bus == "nats" else None
     c = Cluster(tmp_path, "sled")
-    try:
-        c.registry("registry").wait_ready()
-        c.config()
+    c.registry("registry").wait_ready()
+    c.config()
+    if nats is None:
+        a = b = c.gateway("gateway-a")
+    else:
         a = c.gateway("gateway-a", bus=nats.url)
         b = c.gateway("gateway-b", bus=nats.url)
+    return c, a, b, nats
+
+
+def stop_gateways(c, nats):
+    c.stop()
+    if nats is not None and nats.proc.poll() is None:
+        nats.kill()
+
+
+@pytest.fixture(params=["nats", "local"])
+def gateways(tmp_path, request):
+    """The bus's contract, on both buses: what one gateway alone does, two
+    gateways over NATS do across replicas."""
+    c, a, b, nats = start_gateways(tmp_path, request.param)
+    try:
         yield c, a, b, nats
     finally:
-        c.stop()
-        if nats.proc.poll() is None:
-            nats.kill()
+        stop_gateways(c, nats)
+
+
+@pytest.fixture
+def nats_gateways(tmp_path):
+    """Two gateways over NATS (for what only replicas have: a NATS restart,
+    a replica killed)."""
+    c, a, b, nats = start_gateways(tmp_path, "nats")
+    try:
+        yield c, a, b, nats
+    finally:
+        stop_gateways(c, nats)
 
 
 class Watcher:
@@ -350,6 +378,7 @@ class Client:
         self.client_id = client_id
         self.cond = threading.Condition()
         self.messages = []
+        self.retained = []
         self.subacks = {}
         self.connack = None
         self.disconnected = None
@@ -388,6 +417,8 @@ class Client:
     def _on_message(self, client, userdata, message):
         with self.cond:
             self.messages.append((message.topic, bytes(message.payload)))
+            if message.retain:
+                self.retained.append((message.topic, bytes(message.payload)))
             self.cond.notify_all()
 
     def _on_disconnect(self, client, userdata, flags, reason, properties):
@@ -433,6 +464,25 @@ def connected(gateway, client_id, **kwargs):
         c.stop()
         assert time.monotonic() < deadline, f"CONNECT refused: {c.connack}"
         time.sleep(0.05)
+
+
+def ready(gateway):
+    """The status of the gateway's `GET /ready` (its metrics port)."""
+    _, port = gateway.endpoint("metrics")
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ready", timeout=5) as answer:
+            return answer.status
+    except urllib.error.HTTPError as e:
+        return e.code
+
+
+def nats_connected(gateway):
+    _, port = gateway.endpoint("metrics")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+        text = answer.read().decode()
+    values = [line.split()[-1] for line in text.splitlines() if line.startswith("herald_gateway_nats_connected ")]
+    assert values, "herald_gateway_nats_connected is not exported"
+    return int(float(values[0]))
 
 
 def publish_until(publisher, subscriber, topic, payload):
@@ -515,6 +565,45 @@ def test_a_message_published_on_one_gateway_reaches_subscribers_on_the_other(gat
             client.stop()
 
 
+def retained_on(gateway, client_id, topic_filter, expected):
+    """Subscribes new clients of `gateway` to `topic_filter` until one gets
+    `expected` as a retained message (the other replicas learn of it a
+    moment after it was published)."""
+    attempts = []
+
+    def got_it():
+        client = connected(gateway, f"{client_id}-{len(attempts)}")
+        attempts.append(client)
+        client.subscribe(topic_filter)
+        try:
+            client.wait(lambda: expected in client.retained, "the retained message", deadline_secs=1)
+            return True
+        except AssertionError:
+            return False
+
+    try:
+        wait_for(got_it, f"{expected} retained on {client_id}")
+    finally:
+        for client in attempts:
+            client.stop()
+
+
+def test_a_retained_message_is_served_by_every_gateway_even_one_started_later(gateways, tmp_path):
+    c, a, b, nats = gateways
+    iot = make_client(a.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    pub = connected(a, "retainer")
+    try:
+        info = pub.mqtt.publish("lamps/hall/state", b"on", qos=1, retain=True)
+        info.wait_for_publish(timeout=DEADLINE_SECS)
+        retained_on(b, "reader-b", "lamps/#", ("lamps/hall/state", b"on"))
+        if nats is not None:
+            late = c.gateway("gateway-c", bus=nats.url)
+            retained_on(late, "reader-c", "lamps/+/state", ("lamps/hall/state", b"on"))
+    finally:
+        pub.stop()
+
+
 def test_a_client_id_connecting_on_one_gateway_takes_over_its_connection_on_the_other(gateways):
     c, a, b, nats = gateways
     iot = make_client(a.url)
@@ -538,8 +627,8 @@ def test_a_client_id_connecting_on_one_gateway_takes_over_its_connection_on_the_
             client.stop()
 
 
-def test_subscriptions_survive_a_nats_restart(gateways):
-    c, a, b, nats = gateways
+def test_subscriptions_survive_a_nats_restart_and_readiness_follows_nats(nats_gateways):
+    c, a, b, nats = nats_gateways
     iot = make_client(a.url)
     iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
     sub = connected(b, "sub")
@@ -547,8 +636,13 @@ def test_subscriptions_survive_a_nats_restart(gateways):
     try:
         sub.subscribe("alerts/#")
         publish_until(pub, sub, "alerts/before", b"1")
+        assert ready(b) == 200 and nats_connected(b) == 1
         nats.kill()
+        # Not ready while NATS is away (GET /ready on the metrics port).
+        wait_for(lambda: ready(b) == 503, "gateway B not ready without NATS")
+        assert nats_connected(b) == 0
         nats.start()
+        wait_for(lambda: ready(b) == 200, "gateway B ready again")
         # Both replicas reconnect and subscribe again, with no new SUBSCRIBE.
         publish_until(pub, sub, "alerts/after", b"2")
     finally:
@@ -556,8 +650,8 @@ def test_subscriptions_survive_a_nats_restart(gateways):
         pub.stop()
 
 
-def test_a_persistent_session_resumes_on_the_other_gateway_after_a_kill_with_no_event_lost(gateways):
-    c, a, b, nats = gateways
+def test_a_persistent_session_resumes_on_the_other_gateway_after_a_kill_with_no_event_lost(nats_gateways):
+    c, a, b, nats = nats_gateways
     iot = make_client(b.url)
     iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
     iot.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})

@@ -10,6 +10,7 @@ use std::process::{Command, ExitCode};
 
 use crate::{
     flags,
+    postgres::{self, Postgres},
     util::{self, Context, Result},
 };
 
@@ -38,6 +39,10 @@ const BENCHES: &[(&str, &str)] = &[
     (
         "events",
         "$aws/events latency, mutation acknowledged -> event received (1,000/s, 100 subscribers); highest rate with no loss",
+    ),
+    (
+        "cluster",
+        "beyond one machine: durable mutations/s at 64 clients on PostgreSQL vs sled; QoS 1 fan-out to 1,000 subscribers over two gateways joined by NATS vs one gateway (starts PostgreSQL; needs nats-server)",
     ),
 ];
 
@@ -68,11 +73,27 @@ pub(crate) fn run(flags: &flags::Bench) -> Result<ExitCode> {
     let bin = util::target_dir(&root).join("release").join("herald-bench");
     let mut cmd = Command::new(&bin);
     cmd.current_dir(&root).arg(name).args(&flags.args);
+    // The cluster bench gets a PostgreSQL server of its own, with an empty
+    // database, for this run.
+    let mut postgres_run = None;
+    if name == "cluster" {
+        let dir =
+            std::env::temp_dir().join(format!("herald-bench-postgres-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        let server = Postgres::start(&dir, postgres::free_port()?)?;
+        server.create_database("herald_bench")?;
+        cmd.env("HERALD_BENCH_POSTGRES", server.url("herald_bench"));
+        postgres_run = Some((server, dir));
+    }
     let shown = util::show(&cmd);
     eprintln!("$ {shown}");
     let status = cmd
         .status()
         .with_context(|| format!("run {}", bin.display()))?;
+    if let Some((mut server, dir)) = postgres_run {
+        server.stop_now();
+        let _ = std::fs::remove_dir_all(dir);
+    }
     Ok(ExitCode::from(util::exit_code(status)))
 }
 

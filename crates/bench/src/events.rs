@@ -186,6 +186,38 @@ pub(crate) fn run(options: &Options) -> anyhow::Result<Value> {
     Ok(report(&main, &steps, subscriber_errors, length))
 }
 
+/// Mutation acknowledged to event received at [`RATE`] for `length`, the
+/// subscribers on the gateway at `subscribers_at` (the second of two
+/// replicas, for the `cluster` bench): (p50 ms, p99 ms, acknowledged, lost).
+pub(crate) async fn latency_at(
+    herald: &InProcessHerald,
+    subscribers_at: std::net::SocketAddr,
+    length: Duration,
+) -> anyhow::Result<(f64, f64, u64, u64)> {
+    enable_thing_events(herald.config).await?;
+    let records = Arc::new(Records::new(1, SUBSCRIBERS));
+    let subscribers = Subscribers::connect(subscribers_at, SUBSCRIBERS, records.clone())
+        .await
+        .context("connecting the subscribers")?;
+    let clients = load::registry_clients(herald.registry, REGISTRY_CONNECTIONS).await?;
+    load::probe(&mut clients[0].clone(), &records).await?;
+    let phase = run_phase(&clients, &records, 0, RATE, length.min(MAX_PHASE)).await;
+    subscribers.close().await;
+    if phase.drive.errors > 0 {
+        anyhow::bail!(
+            "{} CreateThing calls failed: {:?}",
+            phase.drive.errors,
+            phase.drive.first_error
+        );
+    }
+    Ok((
+        phase.latency.p50_ms,
+        phase.latency.p99_ms,
+        phase.drive.acked,
+        phase.analysis.lost,
+    ))
+}
+
 async fn enable_thing_events(config: std::net::SocketAddr) -> anyhow::Result<()> {
     let mut client = ConfigClient::connect(format!("http://{config}"))
         .await

@@ -4,6 +4,7 @@
 //! of stdout, one JSON object with its figures; the same JSON is written to
 //! `target/bench/<name>.json` under the current directory.
 
+mod cluster;
 mod cpu;
 mod events;
 mod jobs;
@@ -37,6 +38,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("events", events::run),
     ("jobs", jobs::run),
     ("search", search::run),
+    ("cluster", cluster::run),
 ];
 
 const DEFAULT_SECS: u64 = 5;

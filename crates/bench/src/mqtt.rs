@@ -26,7 +26,7 @@
 
 mod external;
 mod idle;
-mod load;
+pub(crate) mod load;
 pub(crate) mod server;
 mod tls;
 

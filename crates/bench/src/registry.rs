@@ -8,7 +8,7 @@
 //! per second.
 
 mod baseline;
-mod load;
+pub(crate) mod load;
 mod replay;
 pub(crate) mod server;
 

@@ -31,10 +31,10 @@ const DRAIN_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// Where to connect, and as whom.
 #[derive(Clone)]
-pub(super) struct Broker {
-    pub(super) name: &'static str,
-    pub(super) addr: SocketAddr,
-    pub(super) credentials: Option<(String, String)>,
+pub(crate) struct Broker {
+    pub(crate) name: &'static str,
+    pub(crate) addr: SocketAddr,
+    pub(crate) credentials: Option<(String, String)>,
 }
 
 impl Broker {
@@ -63,7 +63,7 @@ struct Shared {
 }
 
 /// A set of connected, subscribed clients.
-pub(super) struct Subscribers {
+pub(crate) struct Subscribers {
     pub(super) count: usize,
     shared: Arc<Shared>,
     stop: CancellationToken,
@@ -79,6 +79,16 @@ impl Subscribers {
         count: usize,
         base: Instant,
     ) -> anyhow::Result<Subscribers> {
+        Subscribers::connect_spread(std::slice::from_ref(broker), count, base).await
+    }
+
+    /// [`Subscribers::connect`], the subscribers spread over `brokers` in
+    /// turn (gateway replicas).
+    pub(crate) async fn connect_spread(
+        brokers: &[Broker],
+        count: usize,
+        base: Instant,
+    ) -> anyhow::Result<Subscribers> {
         let shared = Arc::new(Shared::default());
         let stop = CancellationToken::new();
         let mut tasks = JoinSet::new();
@@ -87,6 +97,7 @@ impl Subscribers {
             tokio::sync::mpsc::channel::<Result<(), String>>(count.max(1));
         let permits = Arc::new(tokio::sync::Semaphore::new(CONNECT_CONCURRENCY));
         for i in 0..count {
+            let broker = &brokers[i % brokers.len()];
             let options = broker.options(format!("bench-sub-{}-{count}-{i}", broker.name));
             let (client, eventloop) = AsyncClient::new(options, 16);
             let permit = permits.clone().acquire_owned().await?;
@@ -173,7 +184,7 @@ impl Subscribers {
         }
     }
 
-    pub(super) async fn close(mut self) {
+    pub(crate) async fn close(mut self) {
         self.stop.cancel();
         let closed = tokio::time::timeout(Duration::from_secs(10), async {
             while self.tasks.join_next().await.is_some() {}
@@ -243,16 +254,16 @@ async fn subscriber(
 }
 
 /// One measured phase.
-pub(super) struct Phase {
-    pub(super) published: u64,
-    pub(super) delivered: u64,
-    pub(super) elapsed: Duration,
+pub(crate) struct Phase {
+    pub(crate) published: u64,
+    pub(crate) delivered: u64,
+    pub(crate) elapsed: Duration,
     pub(super) latencies: Vec<Duration>,
 }
 
 /// How the publisher sends.
 #[derive(Clone, Copy)]
-pub(super) enum Pace {
+pub(crate) enum Pace {
     /// As fast as the broker takes it, within the window.
     Saturate,
     /// This many messages per second.
@@ -261,7 +272,7 @@ pub(super) enum Pace {
 
 /// One publisher sends to `TOPIC` for `length`; deliveries are counted over
 /// the same window, then the subscribers drain.
-pub(super) async fn publish_phase(
+pub(crate) async fn publish_phase(
     broker: &Broker,
     subscribers: &Subscribers,
     qos: QoS,

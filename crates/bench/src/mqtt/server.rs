@@ -29,6 +29,9 @@ type Task = JoinHandle<anyhow::Result<()>>;
 pub(crate) struct InProcessHerald {
     /// The gateway's plain MQTT listener.
     pub(crate) mqtt: SocketAddr,
+    /// A second gateway's, joined to the first over NATS
+    /// ([`InProcessHerald::start_cluster`]).
+    pub(crate) mqtt_b: Option<SocketAddr>,
     /// The registry's and the config service's gRPC listeners.
     pub(crate) registry: SocketAddr,
     pub(crate) config: SocketAddr,
@@ -50,6 +53,16 @@ impl InProcessHerald {
     /// Starts the services, with their data in a temporary directory named
     /// `<prefix>...` under `target/bench`, and creates the dev user's policy.
     pub(crate) fn start(prefix: &str) -> anyhow::Result<InProcessHerald> {
+        InProcessHerald::start_with(prefix, None)
+    }
+
+    /// [`InProcessHerald::start`] with two gateways joined over the NATS
+    /// server at `nats`.
+    pub(crate) fn start_cluster(prefix: &str, nats: &str) -> anyhow::Result<InProcessHerald> {
+        InProcessHerald::start_with(prefix, Some(nats))
+    }
+
+    fn start_with(prefix: &str, nats: Option<&str>) -> anyhow::Result<InProcessHerald> {
         std::fs::create_dir_all(DATA_PARENT).with_context(|| format!("creating {DATA_PARENT}"))?;
         let dir = tempfile::Builder::new()
             .prefix(prefix)
@@ -78,27 +91,44 @@ impl InProcessHerald {
                 config_listener,
                 shutdown.clone(),
             ));
-            let mut settings = herald_gateway::Settings::for_test(registry_url, config_url);
-            settings.data_dir = root.join("gateway");
-            settings.shutdown_grace_secs = 5;
-            let (http, _) = bind().await?;
-            let (mqtt, mqtt_addr) = bind().await?;
-            let (mqtt_tls, _) = bind().await?;
-            let listeners = herald_gateway::Listeners {
-                http,
-                mqtt,
-                mqtt_tls,
+            let mut tasks: Vec<(&'static str, Task)> = Vec::new();
+            let mut mqtt_addrs = Vec::new();
+            let names: &[&'static str] = if nats.is_some() {
+                &["gateway-b", "gateway"]
+            } else {
+                &["gateway"]
             };
-            let gateway = tokio::spawn(herald_gateway::run(settings, listeners, shutdown.clone()));
-            let tasks: Vec<(&'static str, Task)> = vec![
-                ("gateway", gateway),
-                ("config", config),
-                ("registry", registry),
-            ];
-            anyhow::Ok((tasks, mqtt_addr, registry_addr, config_addr))
+            for name in names {
+                let mut settings =
+                    herald_gateway::Settings::for_test(registry_url.clone(), config_url.clone());
+                settings.data_dir = root.join(name);
+                settings.shutdown_grace_secs = 5;
+                if let Some(nats) = nats {
+                    settings.bus = nats.to_owned();
+                }
+                let (http, _) = bind().await?;
+                let (mqtt, mqtt_addr) = bind().await?;
+                let (mqtt_tls, _) = bind().await?;
+                let listeners = herald_gateway::Listeners {
+                    http,
+                    mqtt,
+                    mqtt_tls,
+                };
+                let gateway =
+                    tokio::spawn(herald_gateway::run(settings, listeners, shutdown.clone()));
+                tasks.push((name, gateway));
+                mqtt_addrs.push(mqtt_addr);
+            }
+            tasks.push(("config", config));
+            tasks.push(("registry", registry));
+            anyhow::Ok((tasks, mqtt_addrs, registry_addr, config_addr))
         })?;
+        // The first gateway is the last started; the second, if any, the first.
+        let mqtt_b = (mqtt.len() > 1).then(|| mqtt[0]);
+        let mqtt = *mqtt.last().context("a gateway")?;
         let herald = InProcessHerald {
             mqtt,
+            mqtt_b,
             registry: registry_addr,
             config: config_addr,
             runtime,
@@ -110,6 +140,9 @@ impl InProcessHerald {
             .runtime
             .block_on(async {
                 create_dev_policy(config_addr).await?;
+                if let Some(b) = mqtt_b {
+                    wait_dev_user_accepted(b).await?;
+                }
                 wait_dev_user_accepted(mqtt).await
             })
             .context("creating the dev user's policy")?;

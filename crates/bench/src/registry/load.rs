@@ -24,7 +24,7 @@ pub(super) type Client = RegistryClient<Channel>;
 
 /// Which mutations a phase issues.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Mix {
+pub(crate) enum Mix {
     /// Alternates CreateThing and an attribute-merging UpdateThing of the
     /// thing the client created last.
     CreateAndUpdate,
@@ -33,26 +33,26 @@ pub(super) enum Mix {
 }
 
 #[derive(Debug, Clone)]
-pub(super) struct Phase {
+pub(crate) struct Phase {
     /// Part of every thing name, so names stay unique across phases.
-    pub(super) label: String,
-    pub(super) clients: usize,
-    pub(super) mix: Mix,
-    pub(super) duration: Duration,
+    pub(crate) label: String,
+    pub(crate) clients: usize,
+    pub(crate) mix: Mix,
+    pub(crate) duration: Duration,
     /// At most this many calls in the whole phase, over all clients.
-    pub(super) max_calls: u64,
+    pub(crate) max_calls: u64,
 }
 
 /// What a phase (or one client of it) achieved.
 #[derive(Debug, Default)]
-pub(super) struct Outcome {
-    pub(super) ok: u64,
-    pub(super) errors: u64,
+pub(crate) struct Outcome {
+    pub(crate) ok: u64,
+    pub(crate) errors: u64,
     /// From the start of the first call to the end of the last one.
-    pub(super) elapsed: Duration,
+    pub(crate) elapsed: Duration,
     /// One per acknowledged call.
-    pub(super) latencies: Vec<Duration>,
-    pub(super) first_error: Option<String>,
+    pub(crate) latencies: Vec<Duration>,
+    pub(crate) first_error: Option<String>,
 }
 
 impl Outcome {
@@ -67,14 +67,14 @@ impl Outcome {
 }
 
 /// Opens a connection of its own: a `Channel` from `connect` is one HTTP/2 connection.
-pub(super) async fn connect(endpoint: &str) -> anyhow::Result<Client> {
+pub(crate) async fn connect(endpoint: &str) -> anyhow::Result<Client> {
     RegistryClient::connect(endpoint.to_owned())
         .await
         .with_context(|| format!("connecting to {endpoint}"))
 }
 
 /// Connects every client first, then runs them all until the phase ends.
-pub(super) async fn run_phase(endpoint: &str, phase: &Phase) -> anyhow::Result<Outcome> {
+pub(crate) async fn run_phase(endpoint: &str, phase: &Phase) -> anyhow::Result<Outcome> {
     let mut clients = Vec::with_capacity(phase.clients);
     for _ in 0..phase.clients {
         clients.push(connect(endpoint).await?);

@@ -26,6 +26,12 @@ pub(crate) struct InProcessRegistry {
 impl InProcessRegistry {
     /// Starts the registry with a fresh data dir on an ephemeral loopback port.
     pub(crate) fn start() -> anyhow::Result<InProcessRegistry> {
+        InProcessRegistry::start_on("sled")
+    }
+
+    /// [`InProcessRegistry::start`] with its state in `store` (`"sled"` or
+    /// a PostgreSQL URL).
+    pub(crate) fn start_on(store: &str) -> anyhow::Result<InProcessRegistry> {
         let dir = data_dir()?;
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(WORKER_THREADS)
@@ -39,7 +45,8 @@ impl InProcessRegistry {
         let addr = listener
             .local_addr()
             .context("reading the listener's address")?;
-        let settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+        let mut settings = herald_registry::Settings::for_test(dir.path().join("registry"));
+        settings.store = store.to_owned();
         let shutdown = CancellationToken::new();
         let task = runtime.spawn(herald_registry::run(settings, listener, shutdown.clone()));
         Ok(InProcessRegistry {

@@ -10,8 +10,10 @@
 //!   checked at delivery, as for any message). A message that matches
 //!   several of a replica's subjects arrives once per subject, so arrivals
 //!   are told apart by their id and each is routed once.
-//! - **Retained messages** go on a subject of their own that every replica
-//!   follows, and each keeps them in its retained store.
+//! - **Retained messages** are kept in a JetStream key-value bucket too:
+//!   every replica follows it from its history, so one that starts later
+//!   has them all, and keeps them in its own retained store. Their live
+//!   delivery travels as any message's.
 //! - **The `$aws` bus**: what a replica's bus publishes itself (lifecycle
 //!   events, `$aws/things/...` messages of its clients) reaches every
 //!   replica's bus. The registry's events do not travel: each replica's
@@ -56,6 +58,8 @@ use crate::bus::Bus;
 const CLAIMS_BUCKET: &str = "herald-client-ids";
 /// The bucket of persistent sessions.
 const SESSIONS_BUCKET: &str = "herald-sessions";
+/// The bucket of retained messages.
+const RETAINED_BUCKET: &str = "herald-retained";
 /// Messages waiting to go out or to be routed here; beyond, they are
 /// dropped (and counted), never blocking a session.
 const QUEUE: usize = 8_192;
@@ -71,6 +75,7 @@ pub(crate) struct Nats {
     replica: String,
     claims: kv::Store,
     sessions: kv::Store,
+    retained: kv::Store,
     next: AtomicU64,
 }
 
@@ -91,28 +96,18 @@ impl Nats {
             .await
             .with_context(|| format!("connect to NATS at {url}"))?;
         let jetstream = async_nats::jetstream::new(client.clone());
-        let claims = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: CLAIMS_BUCKET.to_owned(),
-                history: 1,
-                ..Default::default()
-            })
+        let claims = bucket(&jetstream, CLAIMS_BUCKET)
             .await
             .context("open the client-id bucket (is JetStream on? nats-server -js)")?;
-        let sessions = jetstream
-            .create_or_update_key_value(kv::Config {
-                bucket: SESSIONS_BUCKET.to_owned(),
-                history: 1,
-                ..Default::default()
-            })
-            .await
-            .context("open the session bucket")?;
+        let sessions = bucket(&jetstream, SESSIONS_BUCKET).await?;
+        let retained = bucket(&jetstream, RETAINED_BUCKET).await?;
         tracing::info!(url, replica, "joined the gateway replicas over NATS");
         Ok(Arc::new(Nats {
             client,
             replica,
             claims,
             sessions,
+            retained,
             next: AtomicU64::new(0),
         }))
     }
@@ -132,6 +127,22 @@ impl Nats {
             self.next.fetch_add(1, Ordering::Relaxed)
         )
     }
+}
+
+/// Opens (creating it if needed) a key-value bucket that keeps each key's
+/// last value.
+async fn bucket(
+    jetstream: &async_nats::jetstream::Context,
+    name: &str,
+) -> anyhow::Result<kv::Store> {
+    jetstream
+        .create_or_update_key_value(kv::Config {
+            bucket: name.to_owned(),
+            history: 1,
+            ..Default::default()
+        })
+        .await
+        .with_context(|| format!("open the bucket {name}"))
 }
 
 /// Escapes one topic level as a NATS subject token: letters, digits, `-`
@@ -231,10 +242,11 @@ pub(crate) fn filter_subjects(prefix: &str, kind: &str, filter: &str) -> Vec<Str
     vec![subject]
 }
 
-/// Something to send to the other replicas.
-struct Outbound {
-    subject: String,
-    payload: Bytes,
+/// Something to send to the other replicas: a message on a subject, or a
+/// retained message to keep (an empty payload removes the topic's).
+enum Outbound {
+    Message { subject: String, payload: Bytes },
+    Retained { key: String, payload: Bytes },
 }
 
 /// Something another replica sent, to route here.
@@ -242,7 +254,6 @@ struct Inbound {
     id: Option<String>,
     topic: String,
     payload: Bytes,
-    retain: bool,
 }
 
 /// One partition's link to the other replicas: the router's and the bus's
@@ -308,12 +319,8 @@ impl PartitionPeers {
         self.dropped.load(Ordering::Relaxed)
     }
 
-    fn send(&self, subject: String, payload: Bytes) {
-        if self
-            .outbound
-            .try_send(Outbound { subject, payload })
-            .is_err()
-        {
+    fn send(&self, out: Outbound) {
+        if self.outbound.try_send(out).is_err() {
             self.dropped.fetch_add(1, Ordering::Relaxed);
         }
     }
@@ -338,13 +345,27 @@ impl PartitionPeers {
         let nats = Arc::clone(&self.nats);
         tokio::spawn(async move {
             while let Some(out) = outbound.recv().await {
-                let mut headers = HeaderMap::new();
-                headers.insert(ID_HEADER, nats.next_id().as_str());
-                if let Err(e) = client
-                    .publish_with_headers(out.subject, headers, out.payload)
-                    .await
-                {
-                    tracing::warn!(error = %e, "publish to NATS failed");
+                let sent = match out {
+                    Outbound::Message { subject, payload } => {
+                        let mut headers = HeaderMap::new();
+                        headers.insert(ID_HEADER, nats.next_id().as_str());
+                        client
+                            .publish_with_headers(subject, headers, payload)
+                            .await
+                            .map_err(|e| e.to_string())
+                    }
+                    Outbound::Retained { key, payload } if payload.is_empty() => {
+                        nats.retained.delete(&key).await.map_err(|e| e.to_string())
+                    }
+                    Outbound::Retained { key, payload } => nats
+                        .retained
+                        .put(&key, payload)
+                        .await
+                        .map(drop)
+                        .map_err(|e| e.to_string()),
+                };
+                if let Err(e) = sent {
+                    tracing::warn!(error = %e, "sending to NATS failed");
                 }
             }
         });
@@ -367,10 +388,7 @@ impl PartitionPeers {
                 {
                     continue;
                 }
-                if let Err(e) = link
-                    .publish(&arrived.topic, arrived.payload, arrived.retain)
-                    .await
-                {
+                if let Err(e) = link.publish(&arrived.topic, arrived.payload, false).await {
                     tracing::debug!(topic = arrived.topic, error = %e, "a peer's message was not routed");
                 }
             }
@@ -380,10 +398,10 @@ impl PartitionPeers {
         // The bus: ours out, theirs in.
         let peers = Arc::clone(self);
         bus.forward_to(Box::new(move |topic, payload| {
-            peers.send(
-                message_subject(&peers.prefix, "aws", topic),
-                Bytes::copy_from_slice(payload),
-            );
+            peers.send(Outbound::Message {
+                subject: message_subject(&peers.prefix, "aws", topic),
+                payload: Bytes::copy_from_slice(payload),
+            });
         }));
         let head = format!("{}.aws", self.prefix);
         let mut aws = self.nats.client.subscribe(format!("{head}.>")).await?;
@@ -402,13 +420,45 @@ impl PartitionPeers {
             }
         });
 
-        // Retained messages: every replica keeps them all.
-        let head = format!("{}.r", self.prefix);
-        let retained = self.nats.client.subscribe(format!("{head}.>")).await?;
-        tokio::spawn(
-            self.clone()
-                .forward_inbound(retained, head, true, shutdown.clone()),
-        );
+        // Retained messages: every replica keeps them all, from the
+        // bucket's history on.
+        let mut retained = self
+            .nats
+            .retained
+            .watch_with_history(format!("{}.>", self.claims_prefix()))
+            .await
+            .context("watch the retained-message bucket")?;
+        let store = router.retained().clone();
+        let stop = shutdown.clone();
+        tokio::spawn(async move {
+            loop {
+                let entry = tokio::select! {
+                    entry = retained.next() => entry,
+                    () = stop.cancelled() => None,
+                };
+                let entry = match entry {
+                    Some(Ok(entry)) => entry,
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, "retained-message bucket watch");
+                        continue;
+                    }
+                    None => break,
+                };
+                let Some(topic) = entry.key.rsplit('.').next().and_then(unhex_str) else {
+                    continue;
+                };
+                let payload = match entry.operation {
+                    kv::Operation::Put => entry.value,
+                    kv::Operation::Delete | kv::Operation::Purge => Bytes::new(),
+                };
+                if store.retain(&topic, payload).await.is_err() {
+                    tracing::warn!(
+                        topic,
+                        "a peer's retained message is over this replica's limits"
+                    );
+                }
+            }
+        });
 
         self.watch_claims(shutdown).await
     }
@@ -418,7 +468,6 @@ impl PartitionPeers {
         self: Arc<Self>,
         mut subscription: async_nats::Subscriber,
         head: String,
-        retain: bool,
         shutdown: CancellationToken,
     ) {
         loop {
@@ -439,7 +488,6 @@ impl PartitionPeers {
                 id,
                 topic,
                 payload: message.payload,
-                retain,
             };
             if self.inbound.try_send(arrived).is_err() {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -526,8 +574,16 @@ fn hex(text: &str) -> String {
 
 impl Peers for PartitionPeers {
     fn publish(&self, topic: &str, payload: &Bytes, retain: bool) {
-        let kind = if retain { "r" } else { "m" };
-        self.send(message_subject(&self.prefix, kind, topic), payload.clone());
+        if retain {
+            self.send(Outbound::Retained {
+                key: format!("{}.{}", self.claims_prefix(), hex(topic)),
+                payload: payload.clone(),
+            });
+        }
+        self.send(Outbound::Message {
+            subject: message_subject(&self.prefix, "m", topic),
+            payload: payload.clone(),
+        });
     }
 
     fn interest(&self, filter: &str, added: bool) {
@@ -548,12 +604,7 @@ impl Peers for PartitionPeers {
                     match client.subscribe(subject.clone()).await {
                         Ok(subscription) => {
                             peers
-                                .forward_inbound(
-                                    subscription,
-                                    head,
-                                    false,
-                                    CancellationToken::new(),
-                                )
+                                .forward_inbound(subscription, head, CancellationToken::new())
                                 .await;
                         }
                         Err(e) => tracing::warn!(subject, error = %e, "subscribe on NATS failed"),
