@@ -9,9 +9,11 @@ session's services and the per-test reset are not used).
 import json
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -84,14 +86,14 @@ def free_ports(count):
 class Dev:
     """`cargo xtask dev` as a subprocess, its output collected on a thread."""
 
-    def __init__(self, tmp, env):
+    def __init__(self, tmp, env, args=(), data_dir=None):
         self.log_path = tmp / "xtask-dev.log"
         self.lines = []
         self.running = threading.Event()
         self._log = open(self.log_path, "w", encoding="utf-8")
         cargo = os.environ.get("CARGO", "cargo")
         self.proc = subprocess.Popen(
-            [cargo, "xtask", "dev", "--data-dir", str(tmp / "data")],
+            [cargo, "xtask", "dev", "--data-dir", str(data_dir or tmp / "data"), *args],
             cwd=REPO_ROOT,
             env=env,
             stdin=subprocess.DEVNULL,
@@ -134,7 +136,7 @@ class Dev:
 
     def service_pids(self):
         """The services' PIDs, from xtask's `started NAME (pid N)` lines."""
-        return [int(m.group(1)) for m in map(re.compile(r"started \w+ \(pid (\d+)\)").search, self.lines) if m]
+        return [int(m.group(1)) for m in map(re.compile(r"started [\w-]+ \(pid (\d+)\)").search, self.lines) if m]
 
     def cleanup(self):
         """After a failure: stop xtask, and any service it left behind, by PID."""
@@ -290,3 +292,80 @@ def test_the_documented_cli_commands_against_xtask_dev(dev, tmp_path):
     assert code == 0, f"cargo xtask dev exited {code}:\n{dev.tail()}"
     for name in ["gateway", "config", "registry"]:
         assert any(f"xtask: {name} stopped" in line for line in dev.lines), dev.tail()
+
+
+def test_xtask_dev_cluster_runs_herald_on_postgresql_and_nats(tmp_path):
+    """`cargo xtask dev --cluster`: PostgreSQL, NATS, the registry and the
+    config service on PostgreSQL, two gateways over NATS; a thing made
+    through one gateway is listed through the other, a message published on
+    one reaches a subscriber on the other, and Ctrl-C stops it all."""
+    need_postgres = any(Path("/usr/lib/postgresql").glob("*/bin/initdb")) if Path("/usr/lib/postgresql").exists() else False
+    if not need_postgres or shutil.which("nats-server") is None or shutil.which("mosquitto_sub") is None:
+        if os.environ.get("HERALD_REQUIRE_POSTGRES") == "1":
+            pytest.fail("dev --cluster needs PostgreSQL, nats-server and mosquitto clients (.ci/run installs them)")
+        pytest.skip("PostgreSQL, nats-server or the mosquitto clients are not installed")
+    ports = free_ports(13)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "AWS_"))}
+    env.update(
+        NO_COLOR="1",
+        HERALD_REGISTRY__GRPC__LISTEN_ADDR=f"127.0.0.1:{ports[0]}",
+        HERALD_CONFIG__GRPC__LISTEN_ADDR=f"127.0.0.1:{ports[1]}",
+        HERALD_GATEWAY__HTTP__LISTEN_ADDR=f"127.0.0.1:{ports[2]}",
+        HERALD_GATEWAY__MQTT__LISTEN_ADDR=f"127.0.0.1:{ports[3]}",
+        HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{ports[4]}",
+        HERALD_GATEWAY_B__HTTP__LISTEN_ADDR=f"127.0.0.1:{ports[5]}",
+        HERALD_GATEWAY_B__MQTT__LISTEN_ADDR=f"127.0.0.1:{ports[6]}",
+        HERALD_GATEWAY_B__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{ports[7]}",
+        HERALD_GATEWAY_B__METRICS__LISTEN_ADDR=f"127.0.0.1:{ports[8]}",
+        HERALD_DEV_POSTGRES_PORT=str(ports[9]),
+        HERALD_DEV_NATS_PORT=str(ports[10]),
+        HERALD_REGISTRY__METRICS__LISTEN_ADDR="127.0.0.1:0",
+        HERALD_CONFIG__METRICS__LISTEN_ADDR="127.0.0.1:0",
+        HERALD_GATEWAY__METRICS__LISTEN_ADDR="127.0.0.1:0",
+    )
+    # PostgreSQL runs as the postgres user when this runs as root, and must
+    # reach its data folder: not under pytest's private temporary root.
+    data_dir = Path(tempfile.mkdtemp(prefix="herald-dev-cluster-"))
+    data_dir.chmod(0o755)
+    running = Dev(tmp_path, env, args=["--cluster"], data_dir=data_dir)
+    try:
+        running.wait_running()
+        a, b = f"http://127.0.0.1:{ports[2]}", f"http://127.0.0.1:{ports[5]}"
+        work = tmp_path / "cli"
+        work.mkdir()
+        assert run_aws("aws iot create-thing --thing-name lamp-1", a, work)["thingName"] == "lamp-1"
+        listed = run_aws("aws iot list-things", b, work)
+        assert [t["thingName"] for t in listed["things"]] == ["lamp-1"]
+        policy = '{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Action":"iot:*","Resource":"*"}]}'
+        run_aws(f"aws iot create-policy --policy-name herald-dev --policy-document '{policy}'", a, work)
+        creds = ["-u", "herald-dev", "-P", "herald-dev-secret"]
+        deadline = time.monotonic() + 60
+        received = ""
+        while time.monotonic() < deadline and "hello from A" not in received:
+            sub = subprocess.Popen(
+                ["mosquitto_sub", "-h", "127.0.0.1", "-p", str(ports[6]), *creds, "-i", "sub-b", "-t", "demo/#", "-C", "1", "-W", "3", "-v"],
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            time.sleep(0.5)  # mosquitto_sub says nothing once subscribed
+            subprocess.run(
+                ["mosquitto_pub", "-h", "127.0.0.1", "-p", str(ports[3]), *creds, "-i", "pub-a", "-t", "demo/hello", "-m", "hello from A", "-q", "1"],
+                capture_output=True,
+                timeout=30,
+            )
+            received, _ = sub.communicate(timeout=30)
+        assert received.strip() == "demo/hello hello from A", received
+        running.interrupt()
+        assert running.wait(STOP_DEADLINE_SECS) == 0, running.tail()
+        assert any("postgres" in line and f"127.0.0.1:{ports[9]}" in line for line in running.lines), running.tail()
+        for pid in running.service_pids():
+            with pytest.raises(ProcessLookupError):
+                os.kill(pid, 0)
+        # PostgreSQL and NATS were stopped too: nothing listens on their ports.
+        for port in (ports[9], ports[10]):
+            with pytest.raises(OSError):
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    finally:
+        running.cleanup()
+        shutil.rmtree(data_dir, ignore_errors=True)

@@ -26,7 +26,8 @@ pub(crate) struct Cluster {
     nats_port: u16,
 }
 
-/// The second gateway's listeners and metrics.
+/// The second gateway's listeners and metrics (`HERALD_GATEWAY_B__<SETTING>`
+/// overrides each).
 const GATEWAY_B: [(&str, &str); 4] = [
     ("HTTP__LISTEN_ADDR", "127.0.0.1:8081"),
     ("MQTT__LISTEN_ADDR", "127.0.0.1:1884"),
@@ -71,17 +72,28 @@ pub(crate) fn plan(plan: &mut Vec<Planned>, _data_dir: &Path) -> Result<Cluster>
                 .push((planned.svc.env_key("STORE"), store.clone())),
             "gateway" => {
                 planned.env.push((planned.svc.env_key("BUS"), bus.clone()));
+                let second: Vec<(&str, String)> = GATEWAY_B
+                    .iter()
+                    .map(|(setting, default)| {
+                        let value = std::env::var(format!("HERALD_GATEWAY_B__{setting}"))
+                            .unwrap_or_else(|_| (*default).to_owned());
+                        (*setting, value)
+                    })
+                    .collect();
                 let mut addrs = Vec::new();
                 for (endpoint, _) in &planned.addrs {
-                    let (_, addr) = GATEWAY_B
+                    let (_, addr) = second
                         .iter()
                         .find(|(setting, _)| *setting == endpoint.setting)
                         .with_context(|| format!("no second address for {}", endpoint.setting))?;
-                    addrs.push((*endpoint, addr.parse::<SocketAddr>()?));
+                    let addr: SocketAddr = addr
+                        .parse()
+                        .with_context(|| format!("gateway-b's {}: {addr:?}", endpoint.setting))?;
+                    addrs.push((*endpoint, addr));
                 }
-                let mut env: Vec<(String, String)> = GATEWAY_B
+                let mut env: Vec<(String, String)> = second
                     .iter()
-                    .map(|(setting, addr)| (planned.svc.env_key(setting), (*addr).to_owned()))
+                    .map(|(setting, addr)| (planned.svc.env_key(setting), addr.clone()))
                     .collect();
                 env.push((planned.svc.env_key("BUS"), bus.clone()));
                 gateway_b = Some(Planned {

@@ -102,10 +102,15 @@ impl Postgres {
             ]);
             let out = initdb.output().context("run initdb")?;
             if !out.status.success() {
-                bail!(
-                    "initdb failed: {}",
-                    String::from_utf8_lossy(&out.stderr).trim()
-                );
+                let err = String::from_utf8_lossy(&out.stderr);
+                let hint = match &server.user {
+                    Some(user) if err.contains("Permission denied") => format!(
+                        "\n(PostgreSQL runs as {user}, which must reach {}: every folder above it must be searchable, o+x)",
+                        dir.display()
+                    ),
+                    _ => String::new(),
+                };
+                bail!("initdb failed: {}{hint}", err.trim());
             }
         }
         let options = format!(
