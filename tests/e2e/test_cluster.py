@@ -637,6 +637,13 @@ def test_subscriptions_survive_a_nats_restart_and_readiness_follows_nats(nats_ga
         sub.subscribe("alerts/#")
         publish_until(pub, sub, "alerts/before", b"1")
         assert ready(b) == 200 and nats_connected(b) == 1
+        # The dashboard's replica figures are exported over NATS.
+        from test_metrics import CLUSTER_ONLY
+
+        _, port = b.endpoint("metrics")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as answer:
+            names = {line.split("{")[0].split(" ")[0] for line in answer.read().decode().splitlines() if not line.startswith("#")}
+        assert CLUSTER_ONLY <= names, CLUSTER_ONLY - names
         nats.kill()
         # Not ready while NATS is away (GET /ready on the metrics port).
         wait_for(lambda: ready(b) == 503, "gateway B not ready without NATS")
@@ -685,3 +692,40 @@ def test_a_persistent_session_resumes_on_the_other_gateway_after_a_kill_with_no_
         )
     finally:
         resumed.stop()
+
+
+def test_a_persistent_session_moves_between_live_gateways_and_back(nats_gateways):
+    c, a, b, nats = nats_gateways
+    iot = make_client(a.url)
+    iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
+    iot.update_event_configurations(eventConfigurations={"THING": {"Enabled": True}})
+
+    def names(client):
+        return {json.loads(p)["thingName"] for _, p in client.received()}
+
+    first = connected(a, "mover", persistent=True)
+    first.subscribe("$aws/events/thing/+/created")
+    made = []
+
+    def made_and_seen(client):
+        made.append(f"m-{len(made)}")
+        iot.create_thing(thingName=made[-1])
+        return made[-1] in names(client)
+
+    wait_for(lambda: made_and_seen(first), "an event on A")
+    # The client moves to B: its connection on A is taken over, and B
+    # resumes the session A kept.
+    second = connected(b, "mover", persistent=True)
+    assert second.session_present
+    first.wait(lambda: first.disconnected is not None, "the takeover on A")
+    first.mqtt.loop_stop()
+    wait_for(lambda: made_and_seen(second), "an event on B with no new SUBSCRIBE")
+    second.stop()
+    # Away from B, a thing is made; back on A, the session is B's, as left.
+    iot.create_thing(thingName="while-away")
+    third = connected(a, "mover", persistent=True)
+    try:
+        assert third.session_present, "the session B kept resumes on A"
+        third.wait(lambda: "while-away" in names(third), "the event made while away")
+    finally:
+        third.stop()

@@ -492,6 +492,7 @@ where
     if let Some(store) = ctx.shared.sessions.get()
         && store.is_shared()
     {
+        store.own(&client_id);
         if clean_session {
             if stored.is_none() {
                 Box::pin(store.remove(&client_id)).await;

@@ -319,8 +319,13 @@ impl SessionContext {
     }
 
     /// Forgets the persistent session of `client_id` that is away from this
-    /// replica (its client resumed it on another).
+    /// replica (its client resumed it on another), here only.
     pub(super) fn forget_away(&self, client_id: &str) {
+        // Whatever this replica still writes of it (the end of a session
+        // taken over) must not overwrite the other replica's.
+        if let Some(store) = self.shared.sessions.get() {
+            store.disown(client_id);
+        }
         let away = lock(&self.shared.persistent).remove(client_id);
         if let Some(mut away) = away {
             away.leave_bus(&self.shared.bus);

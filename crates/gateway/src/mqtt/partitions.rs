@@ -142,11 +142,13 @@ impl World {
         let cache = ConfigCache::spawn(config.clone(), setup.shutdown.clone());
         let bus = Bus::new();
         // A partition opened for its first device starts at the change
-        // log's head: what was committed before has no subscriber here.
+        // log's head: what was committed before has no subscriber here. So
+        // does a replica with no cursor of its own (a new pod beside others:
+        // the sessions that resume on it replay from their own positions).
         let fresh_start = match partition {
-            None => 0,
+            None if setup.nats.is_none() => 0,
             // Not answering: from the oldest retained event (at least once).
-            Some(_) => change_log_head(&registry, OPEN_TIMEOUT).await.unwrap_or(0),
+            _ => change_log_head(&registry, OPEN_TIMEOUT).await.unwrap_or(0),
         };
         let pump = EventPump::spawn_after(
             registry.clone(),

@@ -103,6 +103,9 @@ struct Pending {
     queued: u64,
     /// Client id → its latest state; `None` removes it.
     changes: HashMap<String, Option<StoredSession>>,
+    /// The client ids whose sessions another replica holds now: their
+    /// changes here are kept here only, never shared over theirs.
+    disowned: std::collections::HashSet<String>,
 }
 
 impl SessionStore {
@@ -174,6 +177,24 @@ impl SessionStore {
         let _ = self.inner.shared.set(shared);
     }
 
+    /// `client_id`'s session moved to another replica: what this one
+    /// still writes of it (its old session's end) stays here.
+    pub(crate) fn disown(&self, client_id: &str) {
+        self.pending().disowned.insert(client_id.to_owned());
+    }
+
+    /// `client_id` connected here: its session is this replica's again.
+    pub(crate) fn own(&self, client_id: &str) {
+        self.pending().disowned.remove(client_id);
+    }
+
+    fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
+        self.inner
+            .pending
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+    }
+
     /// Whether sessions are shared with other replicas.
     pub(crate) fn is_shared(&self) -> bool {
         self.inner.shared.get().is_some()
@@ -235,8 +256,10 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
     };
     let count = changes.len();
     let shared = inner.shared.get().map(|shared| {
+        let pending = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
         let changes: Vec<(String, Option<StoredSession>)> = changes
             .iter()
+            .filter(|(k, _)| !pending.disowned.contains(*k))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
         (shared, changes)
