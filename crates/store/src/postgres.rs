@@ -84,6 +84,8 @@ CREATE TABLE IF NOT EXISTS herald_leaders (
 const LOCK_NAMESPACE: i32 = 0x4845_5241; // "HERA"
 /// How often a standby asks for the lock.
 const STANDBY_POLL: Duration = Duration::from_millis(250);
+/// How long to wait before trying an unreachable PostgreSQL again.
+const CONNECT_RETRY: Duration = Duration::from_secs(1);
 /// Rows per page when the cache is filled.
 const FILL_PAGE: i64 = 5_000;
 
@@ -174,7 +176,23 @@ impl Shared {
     ) -> anyhow::Result<Shared> {
         let (config, tls) = tls(url, ca_file)?;
         let lost = CancellationToken::new();
-        let lock = connect(&config, &tls, &lost, "writer lock").await?;
+        // PostgreSQL may start after Herald (or be failing over): retry.
+        let lock = loop {
+            match connect(&config, &tls, &lost, "writer lock").await {
+                Ok(client) => break client,
+                Err(e) => {
+                    tracing::warn!(
+                        service,
+                        error = format!("{e:#}"),
+                        "PostgreSQL is not reachable; retrying"
+                    );
+                    tokio::select! {
+                        () = tokio::time::sleep(CONNECT_RETRY) => {}
+                        () = shutdown.cancelled() => anyhow::bail!("stopped while waiting for PostgreSQL"),
+                    }
+                }
+            }
+        };
         let mut waiting = false;
         loop {
             let row = lock

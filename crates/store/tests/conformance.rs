@@ -445,3 +445,46 @@ async fn postgres_a_deposed_writer_cannot_fork_the_log() {
     old_thread.stop(GRACE).await.unwrap();
     new_thread.stop(GRACE).await.unwrap();
 }
+
+/// A replica started before PostgreSQL waits for it (retrying), and gives up
+/// only when told to stop.
+#[tokio::test]
+async fn an_unreachable_postgres_is_waited_for_until_shutdown() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let backend = Backend::Postgres {
+        url: format!("postgres://herald@127.0.0.1:{port}/herald"),
+        ca_file: None,
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let shutdown = CancellationToken::new();
+    let opening = tokio::spawn({
+        let shutdown = shutdown.clone();
+        let dir = dir.path().to_path_buf();
+        async move { Store::open_with(&backend, &dir, "test", &shutdown).await }
+    });
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert!(!opening.is_finished(), "it keeps trying");
+    shutdown.cancel();
+    let err = tokio::time::timeout(GRACE, opening)
+        .await
+        .expect("it stops when told")
+        .unwrap()
+        .err()
+        .expect("no store");
+    assert!(err.to_string().contains("stopped while waiting"), "{err:#}");
+}
+
+#[test]
+fn a_store_setting_is_sled_or_a_postgres_url() {
+    assert_eq!(Backend::parse("sled", None).unwrap(), Backend::Sled);
+    assert!(matches!(
+        Backend::parse("postgres://h@127.0.0.1:5432/d", None).unwrap(),
+        Backend::Postgres { .. }
+    ));
+    let err = Backend::parse("mysql://x", None).unwrap_err();
+    assert!(err.to_string().contains("postgres://"), "{err}");
+}
