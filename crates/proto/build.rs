@@ -6,6 +6,7 @@ use std::{env, error::Error, path::PathBuf};
 const FILES: &[&str] = &[
     "herald/registry/v1/registry.proto",
     "herald/registry/v1/jobs.proto",
+    "herald/registry/v1/shadow.proto",
     "herald/registry/v1/tags.proto",
     "herald/registry/v1/index.proto",
     "herald/config/v1/config.proto",

@@ -2,6 +2,7 @@
 //! Wire types stop here. The `Jobs` service's adapter is `jobs`.
 
 mod jobs;
+mod shadows;
 
 use std::pin::Pin;
 
@@ -26,6 +27,7 @@ use crate::{
 };
 
 pub(crate) use jobs::GrpcJobs;
+pub(crate) use shadows::GrpcShadows;
 
 use crate::partition::Partitions;
 use herald_runtime::partition::Partition;

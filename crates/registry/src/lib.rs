@@ -32,7 +32,9 @@ use std::{
 use anyhow::Context as _;
 use herald_proto::{
     FILE_DESCRIPTOR_SET,
-    registry::v1::{jobs_server::JobsServer, registry_server::RegistryServer},
+    registry::v1::{
+        jobs_server::JobsServer, registry_server::RegistryServer, shadows_server::ShadowsServer,
+    },
 };
 use herald_runtime::{
     grpc::{Listen, ServeOptions},
@@ -45,7 +47,7 @@ use tonic::{server::NamedService, service::Routes};
 use herald_store::{Backend, Store};
 
 use crate::{
-    grpc::{GrpcJobs, GrpcRegistry},
+    grpc::{GrpcJobs, GrpcRegistry, GrpcShadows},
     partition::PartitionSettings,
 };
 
@@ -113,7 +115,10 @@ pub async fn run(
     tracing::info!(data_dir = %settings.data_dir.display(), "serving");
     let jobs = GrpcJobs::new(partitions.clone());
     let grpc = GrpcRegistry::new(partitions.clone(), shutdown.clone(), settings.test_mode);
-    let routes = Routes::new(RegistryServer::new(grpc)).add_service(JobsServer::new(jobs));
+    let shadows = GrpcShadows::new(partitions.clone());
+    let routes = Routes::new(RegistryServer::new(grpc))
+        .add_service(JobsServer::new(jobs))
+        .add_service(ShadowsServer::new(shadows));
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let name = <RegistryServer<GrpcRegistry> as NamedService>::NAME;
     let options = ServeOptions {

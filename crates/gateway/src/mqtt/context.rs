@@ -12,7 +12,7 @@ use std::time::Duration;
 use crate::partition::Tagged;
 use herald_proto::registry::v1::{
     ConnectivityReport, ReportConnectivityRequest, jobs_client::JobsClient,
-    registry_client::RegistryClient,
+    registry_client::RegistryClient, shadows_client::ShadowsClient,
 };
 use tokio::sync::Notify;
 use tokio_util::bytes::Bytes;
@@ -125,6 +125,10 @@ pub(super) struct Shared {
     /// without it jobs requests are carried like any `$aws/things` message
     /// and answered by no one.
     pub(super) jobs: OnceLock<JobsClient<Tagged>>,
+    /// The registry's `Shadows` service, which answers the Device Shadow
+    /// topics; without it shadow requests are carried like any `$aws/things`
+    /// message and answered by no one.
+    pub(super) shadows: OnceLock<ShadowsClient<Tagged>>,
     pub(super) live: Mutex<HashMap<String, Arc<Live>>>,
     /// The `clean_session=false` sessions that ended.
     pub(super) persistent: Mutex<HashMap<String, Persisted>>,
@@ -302,6 +306,7 @@ impl SessionContext {
                 registry: OnceLock::new(),
                 connectivity: OnceLock::new(),
                 jobs: OnceLock::new(),
+                shadows: OnceLock::new(),
                 live: Mutex::new(HashMap::new()),
                 persistent: Mutex::new(HashMap::new()),
                 sessions: OnceLock::new(),
@@ -452,6 +457,13 @@ impl SessionContext {
     /// client given is used.
     pub fn with_jobs(self, jobs: JobsClient<Tagged>) -> SessionContext {
         let _ = self.shared.jobs.set(jobs);
+        self
+    }
+
+    /// Answers the Device Shadow topics with the registry's `Shadows`
+    /// service.
+    pub fn with_shadows(self, shadows: ShadowsClient<Tagged>) -> SessionContext {
+        let _ = self.shared.shadows.set(shadows);
         self
     }
 

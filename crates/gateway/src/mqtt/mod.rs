@@ -20,6 +20,8 @@
 //!   ids claimed in a JetStream bucket).
 //! - `authz`: the policy checks of one connection.
 //! - `connect`: the CONNECT handshake and authentication.
+//! - `shadow`: the Device Shadow service's MQTT topics, answered by the
+//!   registry and published on the bus.
 //! - [`session`]: the state machine of an established session.
 //! - [`server`]: the plain-TCP listener and the session tracker the TLS
 //!   listener uses too; [`tls`]: the TLS listener.
@@ -44,4 +46,5 @@ pub(crate) mod retained;
 pub(crate) mod router;
 pub(crate) mod server;
 pub(crate) mod session;
+mod shadow;
 pub(crate) mod tls;

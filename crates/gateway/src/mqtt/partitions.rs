@@ -33,6 +33,7 @@ use anyhow::Context as _;
 use herald_proto::config::v1::{self as pb, config_client::ConfigClient};
 use herald_proto::registry::v1::{
     GetChangeLogInfoRequest, jobs_client::JobsClient, registry_client::RegistryClient,
+    shadows_client::ShadowsClient,
 };
 use herald_runtime::partition::Partition;
 use tokio_util::sync::CancellationToken;
@@ -139,6 +140,7 @@ impl World {
         let config = ConfigClient::new(tagged(setup.config.clone(), tag.clone()));
         let registry = RegistryClient::new(tagged(setup.registry.clone(), tag.clone()));
         let jobs = JobsClient::new(tagged(setup.registry.clone(), tag.clone()));
+        let shadows = ShadowsClient::new(tagged(setup.registry.clone(), tag.clone()));
         let cache = ConfigCache::spawn(config.clone(), setup.shutdown.clone());
         let bus = Bus::new();
         // A partition opened for its first device starts at the change
@@ -182,6 +184,7 @@ impl World {
         )
         .with_registry(registry)
         .with_jobs(jobs)
+        .with_shadows(shadows)
         .with_session_store(session_store.clone(), stored)
         .with_event_pump(pump.clone());
         let peers = match peers {

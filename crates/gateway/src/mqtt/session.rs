@@ -138,6 +138,7 @@ use super::lifecycle::{
 };
 use super::replay::{Replay, ReplayMessage};
 use super::router::{Delivery as RouterDelivery, Link, RouterError};
+use super::shadow;
 use crate::bus::topic;
 use crate::bus::{Delivery as BusDelivery, QoS};
 use crate::events::{EventPump, Gated, gated};
@@ -1069,6 +1070,19 @@ impl Session {
         if let Some(request) = jobs::parse(&topic) {
             self.answer_jobs_request(wire, &topic, request, &payload)
                 .await;
+        }
+        if let Some(request) = shadow::parse(&topic)
+            && let Some(client) = self.ctx.shared.shadows.get()
+        {
+            let now_secs = i64::try_from(epoch_millis_now() / 1000).unwrap_or(i64::MAX);
+            Box::pin(shadow::answer(
+                client.clone(),
+                &self.ctx.shared.bus,
+                request,
+                &payload,
+                now_secs,
+            ))
+            .await;
         }
         Ok(())
     }

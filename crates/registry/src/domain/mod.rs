@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 pub(crate) mod cron;
 pub(crate) mod jobs;
 pub(crate) mod rollout;
+pub(crate) mod shadow;
 
 use jobs::{Execution, ExecutionStatus, Job, ProcessDetails};
 

@@ -16,6 +16,7 @@ mod indexing;
 mod jobs;
 mod membership;
 mod principals;
+mod shadows;
 mod tags;
 mod thing_types;
 mod things;
@@ -36,6 +37,7 @@ pub(crate) use indexing::MAX_SEARCH_RESULTS;
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
 pub(crate) use principals::ThingPrincipalType;
+pub(crate) use shadows::ShadowAnswer;
 pub(crate) use tags::Tags;
 pub(crate) use things::ThingFilter;
 

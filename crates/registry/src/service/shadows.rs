@@ -1,0 +1,180 @@
+//! Device shadows, classic and named, kept beside the registry's other
+//! state (`shadow/<thing>/<name>`, the classic shadow's name empty). A
+//! shadow needs no registered thing, as on AWS. A deleted shadow leaves its
+//! last version (`shadow-deleted/...`), which a new one continues from.
+
+use herald_proto::error::AwsError;
+use herald_store::{Page, Paged, key, prefix};
+use serde_json::Value;
+
+use super::Registry;
+use crate::domain::shadow::{self, Rejection, Shadow};
+
+/// What a shadow request answers: accepted (`code` 0) with its `body`,
+/// and for an update the `delta` and `documents` to publish; or refused
+/// with the AWS `code` and the `/rejected` body.
+#[derive(Debug)]
+pub(crate) struct ShadowAnswer {
+    pub(crate) code: u16,
+    pub(crate) body: Value,
+    pub(crate) delta: Option<Value>,
+    pub(crate) documents: Option<Value>,
+}
+
+impl ShadowAnswer {
+    fn accepted(body: Value) -> ShadowAnswer {
+        ShadowAnswer {
+            code: 0,
+            body,
+            delta: None,
+            documents: None,
+        }
+    }
+
+    fn refused(rejection: &Rejection, payload: &[u8], now: i64) -> ShadowAnswer {
+        let token = shadow::client_token(payload);
+        ShadowAnswer {
+            code: rejection.code,
+            body: shadow::rejected(rejection, token.as_deref(), now),
+            delta: None,
+            documents: None,
+        }
+    }
+}
+
+fn shadow_key(thing: &str, name: &str) -> Vec<u8> {
+    key(&["shadow", thing, name])
+}
+
+fn deleted_key(thing: &str, name: &str) -> Vec<u8> {
+    key(&["shadow-deleted", thing, name])
+}
+
+fn now_secs() -> i64 {
+    herald_store::now_ms() / 1000
+}
+
+/// The names' own rules (AWS: a thing name of 1 to 128 and a shadow name
+/// of 1 to 64 of `a-zA-Z0-9:_-`).
+fn check_names(thing: &str, name: &str) -> Result<(), Rejection> {
+    let valid = |s: &str, max: usize| {
+        !s.is_empty()
+            && s.len() <= max
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'_' | b'-'))
+    };
+    if !valid(thing, 128) {
+        return Err(Rejection {
+            code: 400,
+            message: "Invalid thing name".into(),
+        });
+    }
+    if !name.is_empty() && !shadow::valid_shadow_name(name) {
+        return Err(Rejection {
+            code: 400,
+            message: "Invalid shadow name".into(),
+        });
+    }
+    Ok(())
+}
+
+impl Registry {
+    /// `update`: merges the request into the shadow (made if there is none).
+    pub(crate) async fn update_shadow(
+        &self,
+        thing: String,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<ShadowAnswer, AwsError> {
+        let now = now_secs();
+        if let Err(rejection) = check_names(&thing, &name) {
+            return Ok(ShadowAnswer::refused(&rejection, &payload, now));
+        }
+        self.writer
+            .mutate(move |c| {
+                let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
+                let deleted: u64 = c.get(&deleted_key(&thing, &name))?.unwrap_or(0);
+                Ok(
+                    match shadow::update(current.as_ref(), deleted, &payload, now) {
+                        Ok(updated) => {
+                            c.put(shadow_key(&thing, &name), &updated.shadow)?;
+                            if deleted > 0 {
+                                c.remove(deleted_key(&thing, &name));
+                            }
+                            ShadowAnswer {
+                                code: 0,
+                                body: updated.accepted,
+                                delta: updated.delta,
+                                documents: Some(updated.documents),
+                            }
+                        }
+                        Err(rejection) => ShadowAnswer::refused(&rejection, &payload, now),
+                    },
+                )
+            })
+            .await
+    }
+
+    /// `get`: the whole document, with its delta.
+    pub(crate) fn get_shadow(
+        &self,
+        thing: &str,
+        name: &str,
+        payload: &[u8],
+    ) -> Result<ShadowAnswer, AwsError> {
+        let now = now_secs();
+        let answer = check_names(thing, name).and_then(|()| {
+            let current: Option<Shadow> =
+                self.store
+                    .get(&shadow_key(thing, name))
+                    .map_err(|e| Rejection {
+                        code: 500,
+                        message: format!("Internal service failure: {}", e.message),
+                    })?;
+            shadow::get(current.as_ref(), thing, name, payload, now)
+        });
+        Ok(match answer {
+            Ok(body) => ShadowAnswer::accepted(body),
+            Err(rejection) => ShadowAnswer::refused(&rejection, payload, now),
+        })
+    }
+
+    /// `delete`: removes the shadow, keeping its version for the next one.
+    pub(crate) async fn delete_shadow(
+        &self,
+        thing: String,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<ShadowAnswer, AwsError> {
+        let now = now_secs();
+        if let Err(rejection) = check_names(&thing, &name) {
+            return Ok(ShadowAnswer::refused(&rejection, &payload, now));
+        }
+        self.writer
+            .mutate(move |c| {
+                let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
+                Ok(
+                    match shadow::delete(current.as_ref(), &thing, &name, &payload, now) {
+                        Ok(body) => {
+                            let version = current.map_or(0, |s| s.version);
+                            c.remove(shadow_key(&thing, &name));
+                            c.put(deleted_key(&thing, &name), &version)?;
+                            ShadowAnswer::accepted(body)
+                        }
+                        Err(rejection) => ShadowAnswer::refused(&rejection, &payload, now),
+                    },
+                )
+            })
+            .await
+    }
+
+    /// The names of a thing's named shadows, in name order.
+    pub(crate) fn list_named_shadows(
+        &self,
+        thing: &str,
+        page: &Page,
+    ) -> Result<Paged<String>, AwsError> {
+        let names = self.store.keys(&prefix(&["shadow", thing]))?;
+        Ok(page.collect_sorted(names.into_iter().filter(|n| !n.is_empty())))
+    }
+}
