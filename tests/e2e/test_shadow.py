@@ -20,11 +20,13 @@ def device(herald, client):
 
 
 def request(mqtt, topic, body, answer_topics):
-    """Publishes `body` on `topic` and waits for a message on one of
-    `answer_topics`; returns {topic: payload} of what arrived on them."""
+    """Publishes `body` on `topic` and waits for its outcome (the
+    `/accepted` or `/rejected` message among `answer_topics`, which AWS
+    publishes last); returns {topic: payload} of what arrived on them."""
+    outcome = {t for t in answer_topics if t.endswith(("/accepted", "/rejected"))}
     before = len(mqtt.received())
     mqtt.publish(topic, json.dumps(body) if not isinstance(body, bytes) else body)
-    mqtt.wait(lambda: any(t in answer_topics for t, _ in mqtt.received()[before:]), f"an answer to {topic}")
+    mqtt.wait(lambda: any(t in outcome for t, _ in mqtt.received()[before:]), f"an answer to {topic}")
     return {t: json.loads(p) for t, p in mqtt.received()[before:] if t in answer_topics}
 
 
