@@ -1,7 +1,12 @@
-"""The AWS IoT Device SDK v2 for Python runs its own jobs service test
-against Herald, unmodified: `test/test_jobs.py` of the `awsiotsdk` source
-distribution (fetched from PyPI at test time, for the installed version; it
-is not part of this repository).
+"""The AWS IoT Device SDK v2 for Python runs its own jobs and shadow service
+tests against Herald, unmodified: `test/test_jobs.py` and
+`test/test_shadow.py` of the `awsiotsdk` source distribution (fetched from
+PyPI at test time, for the installed version; they are not part of this
+repository).
+
+The shadow test creates, reads, updates and deletes named shadows with the
+SDK's request-response shadow client over MQTT 5 and MQTT 3.1.1, waiting
+for the `update/delta` and `update/documents` messages.
 
 That test creates a thing group, a thing and a CONTINUOUS job with boto3,
 adds the thing to the group, and runs the device flow with the SDK's
@@ -50,10 +55,10 @@ def installed_sdk_version():
         pytest.fail("awsiotsdk is missing: python3 -m pip install awsiotsdk (tests/e2e/README.md)")
 
 
-def fetch_test_jobs(version, into):
-    """`test/test_jobs.py` from the source distribution of awsiotsdk `version`."""
+def fetch_sdk_test(version, name, into):
+    """`test/<name>` from the source distribution of awsiotsdk `version`."""
     download = into / "sdist"
-    download.mkdir()
+    download.mkdir(exist_ok=True)
     subprocess.run(
         [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--no-binary", ":all:",
          f"awsiotsdk=={version}", "-d", str(download)],
@@ -62,9 +67,9 @@ def fetch_test_jobs(version, into):
     )
     (archive,) = download.glob("awsiotsdk-*.tar.gz")
     with tarfile.open(archive) as tar:
-        member = next(m for m in tar.getmembers() if m.name.endswith("/test/test_jobs.py"))
+        member = next(m for m in tar.getmembers() if m.name.endswith(f"/test/{name}"))
         source = tar.extractfile(member).read()
-    path = into / "test_jobs.py"
+    path = into / name
     path.write_bytes(source)
     return path
 
@@ -78,13 +83,30 @@ def port_is_free(port):
     return True
 
 
-def test_the_device_sdk_jobs_test_passes_against_herald():
+SDK_TESTS = {
+    "test_jobs.py": (
+        "JobsServiceTest",
+        ("test_job_processing5", "test_job_processing311", "test_client_creation_success5", "test_client_creation_success311"),
+    ),
+    "test_shadow.py": (
+        "ShadowServiceTest",
+        (
+            "test_get_non_existent_named_shadow5", "test_get_non_existent_named_shadow311",
+            "test_create_get_delete_shadow5", "test_create_get_delete_shadow311",
+            "test_update_shadow5", "test_update_shadow311",
+        ),
+    ),
+}
+
+
+@pytest.mark.parametrize("sdk_test", sorted(SDK_TESTS))
+def test_the_device_sdks_own_test_passes_against_herald(sdk_test):
     version = installed_sdk_version()
     assert port_is_free(SDK_PORT), f"127.0.0.1:{SDK_PORT} is taken; the SDK's test needs it"
     system_cas = next((Path(p) for p in SYSTEM_CAS if Path(p).exists()), None)
     with tempfile.TemporaryDirectory(prefix="herald-sdk-") as tmp:
         tmp = Path(tmp)
-        test_file = fetch_test_jobs(version, tmp)
+        test_file = fetch_sdk_test(version, sdk_test, tmp)
         herald = Herald(tmp, gateway_settings={"HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR": f"127.0.0.1:{SDK_PORT}"})
         try:
             herald.start()
@@ -122,9 +144,9 @@ def test_the_device_sdk_jobs_test_passes_against_herald():
             report = f"{done.stdout}\n{done.stderr}\n{herald.tails()}"
             assert done.returncode == 0, report
             # Every case ran (none skipped for a missing variable), both protocols.
-            for case in ("test_job_processing5", "test_job_processing311",
-                         "test_client_creation_success5", "test_client_creation_success311"):
-                assert f"PASSED {test_file.name}::JobsServiceTest::{case}" in done.stdout, report
+            test_class, cases = SDK_TESTS[sdk_test]
+            for case in cases:
+                assert f"PASSED {test_file.name}::{test_class}::{case}" in done.stdout, report
             assert "skipped" not in done.stdout.splitlines()[-1], report
         finally:
             codes = herald.stop()
