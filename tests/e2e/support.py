@@ -334,12 +334,12 @@ def aws_cli():
 
 
 def run_aws(command, endpoint, cwd, expect_error=None):
-    """Runs one `aws iot ...` (or `aws iot-jobs-data ...`) command line with
+    """Runs one `aws iot ...` (or `aws iot-jobs-data ...`, `aws iot-data ...`) command line with
     `--endpoint-url` and the dev credentials. Returns its parsed JSON output
     (None when it prints nothing); with `expect_error`, the command must fail
     with that AWS error code, and its stderr is returned."""
     argv = shlex.split(command)
-    assert argv[0] == "aws" and argv[1] in ("iot", "iot-jobs-data"), command
+    assert argv[0] == "aws" and argv[1] in ("iot", "iot-jobs-data", "iot-data"), command
     env = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
     env.update(
         AWS_ACCESS_KEY_ID=ACCESS_KEY,

@@ -196,6 +196,8 @@ async fn serve(
     let (state, upstream) =
         http::AppState::connect(&settings).context("set up the upstream clients")?;
     let mut config = ConfigClient::new(partition::tagged(upstream.config.clone(), None));
+    // The iot-data API reaches MQTT subscribers once the MQTT side runs.
+    let broker = state.broker.clone();
     let app = http::router(state);
     let addr = listeners
         .http
@@ -270,6 +272,7 @@ async fn serve(
         .context("open the MQTT side of the partitions")?;
     let ctx = partitions.own().ctx.clone();
     let _ = reported.set(partitions.clone());
+    let _ = broker.set(Arc::new(partitions.clone()));
     let users = settings.mqtt.users.iter().map(|u| PasswordCredential {
         username: u.username.clone(),
         password: u.password.clone(),

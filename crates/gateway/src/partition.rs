@@ -66,3 +66,33 @@ pub type Tagged = InterceptedService<Channel, Tagger>;
 pub fn tagged(channel: Channel, partition: Option<Partition>) -> Tagged {
     InterceptedService::new(channel, Tagger::fixed(partition))
 }
+
+/// The partition the current HTTP request acts in ([`scope`]; `None`: the
+/// default partition).
+pub(crate) fn current() -> Option<Partition> {
+    PARTITION.try_with(Clone::clone).ok()
+}
+
+/// A boxed future of a trait object's method.
+pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// What the HTTP side (the `iot-data` API) asks of a partition's MQTT side,
+/// which the gateway wires in once both run.
+pub(crate) trait Broker: Send + Sync {
+    /// Publishes `payload` on `topic` to the partition's subscribers (and
+    /// the other replicas'): a `$aws` topic on its bus, any other through
+    /// its router, kept as the topic's retained message when `retain`.
+    fn publish(
+        &self,
+        partition: Option<Partition>,
+        topic: String,
+        payload: tokio_util::bytes::Bytes,
+        retain: bool,
+    ) -> BoxFuture<'_, Result<(), String>>;
+
+    /// The partition's retained messages, in topic order.
+    fn retained(
+        &self,
+        partition: Option<Partition>,
+    ) -> BoxFuture<'_, Result<Vec<(String, tokio_util::bytes::Bytes)>, String>>;
+}

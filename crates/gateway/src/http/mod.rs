@@ -19,6 +19,7 @@ mod extract;
 mod output;
 
 mod config_api;
+mod data_api;
 mod fallback;
 mod jobs_api;
 mod jobs_data_api;
@@ -43,7 +44,10 @@ use axum::{
 use herald_proto::{
     config::v1::{self as config_pb, config_client::ConfigClient},
     error::ErrorType,
-    registry::v1::{self as registry_pb, jobs_client::JobsClient, registry_client::RegistryClient},
+    registry::v1::{
+        self as registry_pb, jobs_client::JobsClient, registry_client::RegistryClient,
+        shadows_client::ShadowsClient,
+    },
 };
 use herald_runtime::{
     internal_tls::{self, InternalTls},
@@ -62,6 +66,11 @@ pub(crate) struct AppState {
     pub(crate) registry: RegistryClient<Tagged>,
     /// The registry's `Jobs` service.
     pub(crate) jobs: JobsClient<Tagged>,
+    /// The registry's `Shadows` service.
+    pub(crate) shadows: ShadowsClient<Tagged>,
+    /// The MQTT side, for the `iot-data` API's Publish and retained
+    /// messages (set once it runs).
+    pub(crate) broker: Arc<std::sync::OnceLock<Arc<dyn crate::partition::Broker>>>,
     pub(crate) config: ConfigClient<Tagged>,
     /// The regions requests may be signed for.
     pub(crate) regions: Arc<[String]>,
@@ -105,7 +114,9 @@ impl AppState {
         };
         let state = AppState {
             registry: RegistryClient::new(tagged(registry.clone(), None)),
-            jobs: JobsClient::new(tagged(registry, None)),
+            jobs: JobsClient::new(tagged(registry.clone(), None)),
+            shadows: ShadowsClient::new(tagged(registry, None)),
+            broker: Arc::default(),
             config: ConfigClient::new(tagged(config, None)),
             regions: regions.into(),
             default_partition: Partition::new(&settings.account_id, &settings.region),
@@ -132,15 +143,18 @@ pub(crate) fn router(state: AppState) -> Router {
     let jobs_data = jobs_data_api::routes()
         .fallback(fallback::not_implemented)
         .with_state(state.clone());
+    let data = data_api::routes()
+        .fallback(fallback::not_implemented)
+        .with_state(state.clone());
     // The two APIs share paths (`GET /things/{thingName}/jobs` is
     // ListJobExecutionsForThing in one, GetPendingJobExecutions in the
     // other): the signature's service chooses, once it is verified.
     let dispatch = tower::service_fn(move |request: axum::extract::Request| {
         let api = request.extensions().get::<sigv4::Api>().copied();
-        let routes = if api == Some(sigv4::Api::JobsData) {
-            jobs_data.clone()
-        } else {
-            control.clone()
+        let routes = match api {
+            Some(sigv4::Api::JobsData) => jobs_data.clone(),
+            Some(sigv4::Api::Data) => data.clone(),
+            _ => control.clone(),
         };
         tower::ServiceExt::oneshot(routes, request)
     });

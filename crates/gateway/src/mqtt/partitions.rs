@@ -44,7 +44,7 @@ use super::jitr::Jitr;
 use super::lifecycle::VersionCounter;
 use super::persist::SessionStore;
 use super::retained::{RetainedLimits, RetainedStore};
-use super::router::Router;
+use super::router::{Link, Router};
 use super::session::{SessionContext, SessionSettings};
 use crate::bus::Bus;
 use crate::config_cache::{CachedCertificate, ConfigCache};
@@ -97,6 +97,9 @@ pub(crate) struct World {
     registry: RegistryClient<Tagged>,
     /// The link to the other replicas, if any.
     peers: Option<Arc<PartitionPeers>>,
+    /// The router link the `iot-data` API publishes through, made when
+    /// first needed.
+    http_link: Arc<tokio::sync::Mutex<Option<Link>>>,
 }
 
 impl World {
@@ -216,6 +219,7 @@ impl World {
             bus,
             registry: RegistryClient::new(tagged(setup.registry.clone(), partition.cloned())),
             peers,
+            http_link: Arc::default(),
         })
     }
 
@@ -587,6 +591,71 @@ impl<'a> Wanted<'a> {
     fn allows(&self, partition: &Partition) -> bool {
         self.region.is_none_or(|r| r == partition.region)
             && self.account.is_none_or(|a| a == partition.account)
+    }
+}
+
+/// The `iot-data` API's way to the partitions' subscribers.
+impl crate::partition::Broker for MqttPartitions {
+    fn publish(
+        &self,
+        partition: Option<Partition>,
+        topic: String,
+        payload: tokio_util::bytes::Bytes,
+        retain: bool,
+    ) -> crate::partition::BoxFuture<'_, Result<(), String>> {
+        Box::pin(async move {
+            let world = self.world_of(partition.as_ref()).await?;
+            if topic.starts_with("$aws/") {
+                world.bus.publish(&topic, &payload[..]);
+                return Ok(());
+            }
+            let mut link = world.http_link.lock().await;
+            if link.is_none() {
+                let made = world
+                    .ctx
+                    .shared
+                    .router
+                    .link("herald-iot-data", true)
+                    .await
+                    .map_err(|e| e.to_string())?;
+                *link = Some(made);
+            }
+            let Some(link) = link.as_mut() else {
+                return Err("no router link".into());
+            };
+            link.publish(&topic, payload, retain)
+                .await
+                .map_err(|e| e.to_string())
+        })
+    }
+
+    fn retained(
+        &self,
+        partition: Option<Partition>,
+    ) -> crate::partition::BoxFuture<'_, Result<Vec<(String, tokio_util::bytes::Bytes)>, String>>
+    {
+        Box::pin(async move {
+            let world = self.world_of(partition.as_ref()).await?;
+            let mut all: Vec<(String, tokio_util::bytes::Bytes)> = world
+                .retained
+                .matching("#")
+                .into_iter()
+                .map(|(topic, payload)| (topic.to_string(), payload))
+                .collect();
+            all.sort_by(|a, b| a.0.cmp(&b.0));
+            Ok(all)
+        })
+    }
+}
+
+impl MqttPartitions {
+    /// The open world of `partition` (`None`: the gateway's own), opened if
+    /// it is not.
+    async fn world_of(&self, partition: Option<&Partition>) -> Result<World, String> {
+        match partition {
+            None => Ok(self.own().clone()),
+            Some(p) => self.get_or_open(p).await.map_err(|e| format!("{e:#}")),
+        }
     }
 }
 

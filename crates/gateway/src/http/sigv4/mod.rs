@@ -46,6 +46,9 @@ use super::{ApiError, AppState, ErrorKind};
 pub(crate) const CONTROL_PLANE_SERVICE: &str = "iot";
 /// The signing name of the device side of jobs.
 pub(crate) const JOBS_DATA_SERVICE: &str = "iot-jobs-data";
+/// The SigV4 service of the `iot-data` API (shadows, publish, retained
+/// messages).
+pub(crate) const DATA_SERVICE: &str = "iotdata";
 
 /// The API a request is for. AWS serves each on a host of its own; Herald
 /// serves both on one listener and tells them apart by the service named in
@@ -57,6 +60,8 @@ pub(crate) enum Api {
     ControlPlane,
     /// `iot-jobs-data`.
     JobsData,
+    /// `iot-data` (signed as `iotdata`).
+    Data,
 }
 
 impl Api {
@@ -64,6 +69,7 @@ impl Api {
         match self {
             Api::ControlPlane => CONTROL_PLANE_SERVICE,
             Api::JobsData => JOBS_DATA_SERVICE,
+            Api::Data => DATA_SERVICE,
         }
     }
 
@@ -77,14 +83,15 @@ impl Api {
         } else {
             parse::from_query(&parse::parse_query(parts.query))
         };
-        let jobs_data = auth.is_ok_and(|auth| {
+        let service = auth.ok().and_then(|auth| {
             parse::parse_scope(&auth.credential)
-                .is_ok_and(|scope| scope.service == JOBS_DATA_SERVICE)
+                .ok()
+                .map(|scope| scope.service.to_owned())
         });
-        if jobs_data {
-            Api::JobsData
-        } else {
-            Api::ControlPlane
+        match service.as_deref() {
+            Some(JOBS_DATA_SERVICE) => Api::JobsData,
+            Some(DATA_SERVICE) => Api::Data,
+            _ => Api::ControlPlane,
         }
     }
 }

@@ -1,0 +1,375 @@
+//! The `iot-data` API over HTTP (botocore's `iot-data` model, 2015-05-28,
+//! SigV4 service `iotdata`): GetThingShadow, UpdateThingShadow,
+//! DeleteThingShadow, ListNamedShadowsForThing, Publish,
+//! ListRetainedMessages and GetRetainedMessage, so that `aws iot-data` and
+//! boto3's `iot-data` client work with `--endpoint-url`. A request signed
+//! for `iotdata` is routed here.
+//!
+//! Shadows are the registry's (the same documents the MQTT topics serve),
+//! and an update or delete made here is published on the shadow's MQTT
+//! topics too, as AWS does. Publish and the retained messages go through
+//! the MQTT side of the request's partition.
+
+use std::collections::HashMap;
+
+use axum::{
+    Router,
+    body::Bytes,
+    extract::State,
+    http::{StatusCode, header},
+    response::{IntoResponse, Response},
+    routing::{MethodRouter, get, post},
+};
+use herald_proto::registry::v1::{self as pb, shadows_client::ShadowsClient};
+use serde::Serialize;
+
+use super::extract::{Path, Query};
+use super::output::{ApiResult, ok};
+use super::{ApiError, AppState, ErrorKind, fallback};
+
+pub(crate) fn routes() -> Router<AppState> {
+    fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
+        route.fallback(fallback::not_implemented)
+    }
+    Router::new()
+        .route(
+            "/things/{thingName}/shadow",
+            served(
+                get(get_thing_shadow)
+                    .post(update_thing_shadow)
+                    .delete(delete_thing_shadow),
+            ),
+        )
+        .route(
+            "/api/things/shadow/ListNamedShadowsForThing/{thingName}",
+            served(get(list_named_shadows_for_thing)),
+        )
+        .route("/topics/{*topic}", served(post(publish)))
+        .route("/retainedMessage", served(get(list_retained_messages)))
+        .route(
+            "/retainedMessage/{*topic}",
+            served(get(get_retained_message)),
+        )
+}
+
+/// A shadow refusal as the `iot-data` API answers it: the error type its
+/// code stands for, and the message the MQTT `/rejected` payload has.
+fn refusal(code: u32, body: &[u8]) -> ApiError {
+    let message = serde_json::from_slice::<serde_json::Value>(body)
+        .ok()
+        .and_then(|v| v.get("message").and_then(|m| m.as_str()).map(str::to_owned))
+        .unwrap_or_default();
+    let (status, error_type) = match code {
+        400 => (400, "InvalidRequestException"),
+        401 => (401, "UnauthorizedException"),
+        403 => (403, "ForbiddenException"),
+        404 => (404, "ResourceNotFoundException"),
+        409 => (409, "ConflictException"),
+        413 => (413, "RequestEntityTooLargeException"),
+        415 => (415, "UnsupportedDocumentEncodingException"),
+        429 => (429, "ThrottlingException"),
+        _ => (500, "InternalFailureException"),
+    };
+    ApiError {
+        status: StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR),
+        code: error_type,
+        message,
+        resource_id: None,
+        resource_arn: None,
+    }
+}
+
+/// The JSON document a shadow operation answers with.
+fn document(body: Vec<u8>) -> Response {
+    ([(header::CONTENT_TYPE, "application/json")], body).into_response()
+}
+
+fn shadows(state: &AppState) -> ShadowsClient<crate::partition::Tagged> {
+    state.shadows.clone()
+}
+
+fn shadow_name(query: &Query) -> String {
+    query.string("name").unwrap_or_default()
+}
+
+/// The shadow's topic prefix, as the MQTT side publishes on.
+fn shadow_base(thing: &str, name: &str) -> String {
+    if name.is_empty() {
+        format!("$aws/things/{thing}/shadow")
+    } else {
+        format!("$aws/things/{thing}/shadow/name/{name}")
+    }
+}
+
+async fn publish_answers(state: &AppState, base: &str, op: &str, reply: &pb::ShadowReply) {
+    let Some(broker) = state.broker.get() else {
+        return;
+    };
+    let partition = crate::partition::current();
+    let mut messages = Vec::new();
+    if !reply.delta.is_empty() {
+        messages.push((format!("{base}/update/delta"), reply.delta.clone()));
+    }
+    if !reply.documents.is_empty() {
+        messages.push((format!("{base}/update/documents"), reply.documents.clone()));
+    }
+    messages.push((format!("{base}/{op}/accepted"), reply.body.clone()));
+    for (topic, payload) in messages {
+        if let Err(e) = broker
+            .publish(partition.clone(), topic, payload.into(), false)
+            .await
+        {
+            tracing::warn!(error = e, "publishing a shadow answer failed");
+        }
+    }
+}
+
+async fn get_thing_shadow(
+    State(state): State<AppState>,
+    Path(thing): Path<String>,
+    query: Query,
+) -> ApiResult {
+    let reply = shadows(&state)
+        .get_shadow(pb::ShadowRequest {
+            thing_name: thing,
+            shadow_name: shadow_name(&query),
+            payload: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    if reply.code != 0 {
+        return Err(refusal(reply.code, &reply.body));
+    }
+    Ok(document(reply.body))
+}
+
+async fn update_thing_shadow(
+    State(state): State<AppState>,
+    Path(thing): Path<String>,
+    query: Query,
+    body: Bytes,
+) -> ApiResult {
+    let name = shadow_name(&query);
+    let reply = shadows(&state)
+        .update_shadow(pb::ShadowRequest {
+            thing_name: thing.clone(),
+            shadow_name: name.clone(),
+            payload: body.to_vec(),
+        })
+        .await?
+        .into_inner();
+    if reply.code != 0 {
+        return Err(refusal(reply.code, &reply.body));
+    }
+    publish_answers(&state, &shadow_base(&thing, &name), "update", &reply).await;
+    Ok(document(reply.body))
+}
+
+async fn delete_thing_shadow(
+    State(state): State<AppState>,
+    Path(thing): Path<String>,
+    query: Query,
+) -> ApiResult {
+    let name = shadow_name(&query);
+    let reply = shadows(&state)
+        .delete_shadow(pb::ShadowRequest {
+            thing_name: thing.clone(),
+            shadow_name: name.clone(),
+            payload: Vec::new(),
+        })
+        .await?
+        .into_inner();
+    if reply.code != 0 {
+        return Err(refusal(reply.code, &reply.body));
+    }
+    publish_answers(&state, &shadow_base(&thing, &name), "delete", &reply).await;
+    Ok(document(reply.body))
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct NamedShadows {
+    results: Vec<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+    timestamp: i64,
+}
+
+async fn list_named_shadows_for_thing(
+    State(state): State<AppState>,
+    Path(thing): Path<String>,
+    query: Query,
+) -> ApiResult {
+    let page_size = match query.string("pageSize") {
+        None => 0,
+        Some(raw) => raw
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=100).contains(n))
+            .ok_or_else(|| ApiError::invalid("pageSize must be between 1 and 100"))?,
+    };
+    let listed = shadows(&state)
+        .list_named_shadows(pb::ListNamedShadowsRequest {
+            thing_name: thing,
+            next_token: query.string("nextToken").unwrap_or_default(),
+            page_size,
+        })
+        .await?
+        .into_inner();
+    ok(NamedShadows {
+        results: listed.results,
+        next_token: (!listed.next_token.is_empty()).then_some(listed.next_token),
+        timestamp: listed.timestamp,
+    })
+}
+
+fn broker(state: &AppState) -> Result<&dyn crate::partition::Broker, ApiError> {
+    state.broker.get().map(AsRef::as_ref).ok_or_else(|| {
+        ApiError::new(
+            ErrorKind::Aws(herald_proto::error::ErrorType::ServiceUnavailable),
+            "The MQTT side is not running",
+        )
+    })
+}
+
+async fn publish(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+    query: Query,
+    body: Bytes,
+) -> ApiResult {
+    if topic.is_empty() || topic.contains(['+', '#']) || topic.starts_with("$aws/events/") {
+        return Err(ApiError::invalid(format!("Invalid topic: {topic}")));
+    }
+    let retain = match query.string("retain").as_deref() {
+        None | Some("false") => false,
+        Some("true") => true,
+        Some(other) => return Err(ApiError::invalid(format!("Invalid retain: {other}"))),
+    };
+    match query.string("qos").as_deref() {
+        None | Some("0") | Some("1") => {}
+        Some(other) => return Err(ApiError::invalid(format!("Invalid qos: {other}"))),
+    }
+    broker(&state)?
+        .publish(crate::partition::current(), topic, body, retain)
+        .await
+        .map_err(ApiError::invalid)?;
+    Ok(StatusCode::OK.into_response())
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetainedSummary {
+    topic: String,
+    payload_size: usize,
+    qos: u8,
+    last_modified_time: i64,
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetainedList {
+    retained_topics: Vec<RetainedSummary>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_token: Option<String>,
+}
+
+async fn list_retained_messages(State(state): State<AppState>, query: Query) -> ApiResult {
+    let max = match query.string("maxResults") {
+        None => 200,
+        Some(raw) => raw
+            .parse::<usize>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::invalid("maxResults must be between 1 and 200"))?,
+    };
+    let after = query.string("nextToken");
+    let retained = broker(&state)?
+        .retained(crate::partition::current())
+        .await
+        .map_err(ApiError::invalid)?;
+    let now = crate::http::time::now_ms();
+    let mut topics: Vec<RetainedSummary> = retained
+        .into_iter()
+        .filter(|(topic, _)| after.as_ref().is_none_or(|a| topic > a))
+        .take(max + 1)
+        .map(|(topic, payload)| RetainedSummary {
+            topic,
+            payload_size: payload.len(),
+            qos: 0,
+            last_modified_time: now,
+        })
+        .collect();
+    let next_token = (topics.len() > max).then(|| {
+        topics.truncate(max);
+        topics.last().map(|t| t.topic.clone()).unwrap_or_default()
+    });
+    ok(RetainedList {
+        retained_topics: topics,
+        next_token,
+    })
+}
+
+#[derive(Serialize)]
+#[serde(rename_all = "camelCase")]
+struct RetainedMessage {
+    topic: String,
+    /// Base64, as the model's blob members are.
+    payload: String,
+    qos: u8,
+    last_modified_time: i64,
+}
+
+async fn get_retained_message(
+    State(state): State<AppState>,
+    Path(topic): Path<String>,
+) -> ApiResult {
+    let retained = broker(&state)?
+        .retained(crate::partition::current())
+        .await
+        .map_err(ApiError::invalid)?;
+    let found: HashMap<String, Bytes> = retained.into_iter().collect();
+    let Some(payload) = found.get(&topic) else {
+        return Err(ApiError::new(
+            ErrorKind::Aws(herald_proto::error::ErrorType::ResourceNotFound),
+            format!("No retained message for topic {topic}"),
+        ));
+    };
+    ok(RetainedMessage {
+        topic,
+        payload: base64(payload),
+        qos: 0,
+        last_modified_time: crate::http::time::now_ms(),
+    })
+}
+
+fn base64(bytes: &[u8]) -> String {
+    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
+    for chunk in bytes.chunks(3) {
+        let n = chunk
+            .iter()
+            .enumerate()
+            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
+        for i in 0..4 {
+            if i <= chunk.len() {
+                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn base64_is_the_standard_alphabet_with_padding() {
+        assert_eq!(super::base64(b""), "");
+        assert_eq!(super::base64(b"f"), "Zg==");
+        assert_eq!(super::base64(b"fo"), "Zm8=");
+        assert_eq!(super::base64(b"foo"), "Zm9v");
+        assert_eq!(super::base64(&[0xff, 0xfe, 0x00, 0x01]), "//4AAQ==");
+    }
+}
