@@ -781,6 +781,16 @@ mod tests {
     }
 
     proptest! {
+        /// A subject from another NATS client (anything at all) never
+        /// panics its decoding.
+        #[test]
+        fn any_subject_decodes_or_is_refused(subject in "\\PC{0,60}", hex in "[~0-9A-Fa-fg-z.]{0,40}") {
+            let _ = subject_topic("p.m", &subject);
+            let _ = subject_topic("p.m", &format!("p.m.{hex}"));
+            let _ = level(&hex);
+            let _ = unhex_str(&hex);
+        }
+
         #[test]
         fn every_topic_comes_back_from_its_subject(topic in "\\PC{0,40}") {
             let subject = message_subject("herald.1.r", "m", &topic);

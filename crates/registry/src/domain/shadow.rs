@@ -703,6 +703,55 @@ mod tests {
         );
     }
 
+    fn json_value() -> impl proptest::strategy::Strategy<Value = Value> {
+        use proptest::prelude::*;
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(|n| json!(n)),
+            "\\PC{0,8}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(8, 64, 6, |inner| {
+            prop_oneof![
+                proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                proptest::collection::btree_map("[a-c]{1,2}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    proptest::proptest! {
+        /// No payload panics a shadow operation, and whatever is accepted
+        /// stays within AWS's limits and bumps the version by one.
+        #[test]
+        fn any_bytes_are_answered_without_panic(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..256)) {
+            let _ = update(None, 0, &bytes, 1);
+            let _ = get(None, "t", "", &bytes, 1);
+            let _ = delete(None, "t", "s", &bytes, 1);
+            let _ = client_token(&bytes);
+        }
+
+        #[test]
+        fn accepted_updates_keep_the_limits(desired in json_value(), reported in json_value(), version in 0u64..3) {
+            let request = json!({"state": {"desired": desired, "reported": reported}});
+            let first = update(None, 0, request.to_string().as_bytes(), 1);
+            if let Ok(first) = first {
+                proptest::prop_assert_eq!(first.shadow.version, 1);
+                let again = update(Some(&first.shadow), 0, json!({"state": request["state"].clone(), "version": version}).to_string().as_bytes(), 2);
+                match again {
+                    Ok(up) => {
+                        proptest::prop_assert_eq!(version, 1);
+                        proptest::prop_assert_eq!(up.shadow.version, 2);
+                        for section in [&up.shadow.desired, &up.shadow.reported].into_iter().flatten() {
+                            proptest::prop_assert!(depth(&Value::Object(section.clone())) <= MAX_DEPTH);
+                        }
+                    }
+                    Err(rejection) => proptest::prop_assert!(version != 1 || rejection.code == 413, "{rejection:?}"),
+                }
+            }
+        }
+    }
+
     #[test]
     fn shadow_names_follow_aws_rules() {
         assert!(valid_shadow_name("settings:v1_a-b"));
