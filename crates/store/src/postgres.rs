@@ -124,6 +124,11 @@ fn tls(url: &str, ca_file: Option<&PathBuf>) -> anyhow::Result<(Config, MakeRust
                     .add(cert.with_context(|| format!("parse {}", path.display()))?)
                     .context("add the store's CA certificate")?;
             }
+            // Given a CA, TLS is required: `prefer` would let a man in the
+            // middle refuse TLS and get a plain session.
+            if config.get_ssl_mode() == SslMode::Prefer {
+                config.ssl_mode(SslMode::Require);
+            }
         }
         None => match config.get_ssl_mode() {
             SslMode::Require => {

@@ -26,6 +26,7 @@ use serde::Serialize;
 use super::extract::{Path, Query};
 use super::output::{ApiResult, ok};
 use super::{ApiError, AppState, ErrorKind, fallback};
+use crate::bus::topic;
 
 pub(crate) fn routes() -> Router<AppState> {
     fn served(route: MethodRouter<AppState>) -> MethodRouter<AppState> {
@@ -238,14 +239,22 @@ async fn publish(
     query: Query,
     body: Bytes,
 ) -> ApiResult {
-    if topic.is_empty() || topic.contains(['+', '#']) || topic.starts_with("$aws/events/") {
-        return Err(ApiError::invalid(format!("Invalid topic: {topic}")));
-    }
     let retain = match query.string("retain").as_deref() {
         None | Some("false") => false,
         Some("true") => true,
         Some(other) => return Err(ApiError::invalid(format!("Invalid retain: {other}"))),
     };
+    // The rules an MQTT PUBLISH follows: a valid topic name, never
+    // `$aws/events`, of the other `$aws` topics only `$aws/things/...`, and
+    // nothing retained there.
+    let reserved = topic::is_reserved(&topic);
+    if topic::validate_topic_name(&topic).is_err()
+        || topic::is_aws_events(&topic)
+        || (reserved && !topic::is_aws_things(&topic))
+        || (reserved && retain)
+    {
+        return Err(ApiError::invalid(format!("Invalid topic: {topic}")));
+    }
     match query.string("qos").as_deref() {
         None | Some("0") | Some("1") => {}
         Some(other) => return Err(ApiError::invalid(format!("Invalid qos: {other}"))),

@@ -533,18 +533,31 @@ impl PartitionPeers {
     /// `value` claimed `client_id` at `revision`: a connection here with an
     /// older claim is taken over.
     fn claimed_elsewhere(&self, client_id: &str, value: &Bytes, revision: u64) {
+        // This replica's own claims (an older connection of the same id
+        // here is taken over locally).
+        if value.starts_with(self.nats.replica.as_bytes()) {
+            return;
+        }
         let kicked = {
             let mut claims = lock(&self.claims);
-            let Some(claim) = claims.get(client_id) else {
-                return;
-            };
-            if claim.value == *value || (claim.revision != 0 && claim.revision >= revision) {
-                return;
+            match claims.get(client_id) {
+                Some(claim)
+                    if claim.value == *value
+                        || (claim.revision != 0 && claim.revision >= revision) =>
+                {
+                    return;
+                }
+                Some(_) => claims.remove(client_id),
+                None => None,
             }
-            claims.remove(client_id)
         };
-        if let Some(claim) = kicked {
-            self.kick(client_id, &claim);
+        if let Some(claim) = &kicked {
+            self.kick(client_id, claim);
+        }
+        // A persistent session away here (or just taken over) is the other
+        // replica's now.
+        if let Some(ctx) = self.ctx.get() {
+            ctx.forget_away(client_id, kicked.is_some());
         }
     }
 
@@ -552,10 +565,6 @@ impl PartitionPeers {
         if let Some(live) = claim.live.upgrade() {
             tracing::info!(client_id, "taken over on another replica");
             live.kick.raise();
-        }
-        // A persistent session away here is the other replica's now.
-        if let Some(ctx) = self.ctx.get() {
-            ctx.forget_away(client_id);
         }
     }
 }
@@ -675,6 +684,16 @@ impl SharedSessions for PartitionPeers {
 }
 
 impl ClientIds for PartitionPeers {
+    fn ended(&self, client_id: &str, live: &Arc<Live>) {
+        let mut claims = lock(&self.claims);
+        if claims
+            .get(client_id)
+            .is_some_and(|claim| std::ptr::eq(claim.live.as_ptr(), Arc::as_ptr(live)))
+        {
+            claims.remove(client_id);
+        }
+    }
+
     fn connected(&self, client_id: &str, live: &Arc<Live>) {
         let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
         let value = Bytes::from(self.nats.next_id());

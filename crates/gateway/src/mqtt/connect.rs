@@ -487,6 +487,9 @@ where
 
     let clean_session = connect.clean_session;
     let mut stored = lock(&ctx.shared.persistent).remove(&client_id);
+    // Whether the session came from the replicas' shared record: the
+    // router's own memory of it here is then older.
+    let mut from_shared = false;
     // With other replicas, the shared record is the session as it was
     // last, wherever that was.
     if let Some(store) = ctx.shared.sessions.get()
@@ -495,13 +498,19 @@ where
         store.own(&client_id);
         if clean_session {
             if stored.is_none() {
-                Box::pin(store.remove(&client_id)).await;
+                // Whatever another replica kept for it is over (in the
+                // background: a clean CONNECT does not wait for it).
+                store.remove_later(&client_id);
             }
-        } else if let Some(shared) = Box::pin(store.load_shared(&client_id)).await {
-            if let Some(mut local) = stored.take() {
-                local.leave_bus(&ctx.shared.bus);
-            }
+        } else if stored.is_none()
+            && let Some(shared) = Box::pin(store.load_shared(&client_id)).await
+        {
+            // A session this replica does not hold (it was forgotten here
+            // when another replica took it): the shared record is it as it
+            // was last. One held here is newer, with its unacknowledged
+            // messages and its queued events.
             stored = Some(Persisted::from_stored(&shared, epoch_millis_now()));
+            from_shared = true;
         }
     }
     let expired = stored
@@ -523,7 +532,7 @@ where
     // The gateway's record is the authority: without one, rumqttd starts
     // the client afresh too. A clean session gets its router link when it
     // first needs one (rumqttd's buffers are most of an idle link's cost).
-    let link = if session_present {
+    let link = if session_present && !from_shared {
         Box::pin(ctx.shared.router.link(&client_id, false))
             .await
             .map(Some)
@@ -578,10 +587,13 @@ where
             events.dropped = on_bus.dropped.clone();
             bus = Some(on_bus);
         }
+        // The router forgot the session (a gateway restart), or it came
+        // from another replica: subscribe again. With other replicas, always:
+        // the link's interest in the filters is what brings their messages.
+        let replicas = ctx.shared.client_ids.get().is_some();
         if let Some(link) = link.as_mut()
-            && !link.session_present()
+            && (!link.session_present() || replicas)
         {
-            // The router forgot the session (a gateway restart).
             for filter in stored.filters.router.keys() {
                 let _ = link.resubscribe(filter);
             }

@@ -149,6 +149,8 @@ pub(super) trait ClientIds: Send + Sync {
     /// `live` now holds `client_id` on this replica; a newer claim
     /// elsewhere raises its `kick`.
     fn connected(&self, client_id: &str, live: &Arc<Live>);
+    /// `live`'s connection ended: its claim is no longer watched.
+    fn ended(&self, client_id: &str, live: &Arc<Live>);
 }
 
 /// The filters a session subscribed to, by where they live.
@@ -279,6 +281,9 @@ impl SessionContext {
             table.remove(client_id);
         }
         drop(table);
+        if let Some(ids) = self.shared.client_ids.get() {
+            ids.ended(client_id, live);
+        }
         live.done.raise();
     }
 
@@ -324,17 +329,21 @@ impl SessionContext {
     }
 
     /// Forgets the persistent session of `client_id` that is away from this
-    /// replica (its client resumed it on another), here only.
-    pub(super) fn forget_away(&self, client_id: &str) {
-        // Whatever this replica still writes of it (the end of a session
-        // taken over) must not overwrite the other replica's.
-        if let Some(store) = self.shared.sessions.get() {
+    /// replica (its client resumed it on another), here only; `taken_over`:
+    /// its live connection here was just ended for the other replica. What
+    /// this replica still writes of it (the end of that session) then
+    /// stays here, never over the other replica's record.
+    pub(super) fn forget_away(&self, client_id: &str, taken_over: bool) {
+        let away = lock(&self.shared.persistent).remove(client_id);
+        let store = self.shared.sessions.get();
+        if (taken_over || away.is_some())
+            && let Some(store) = store
+        {
             store.disown(client_id);
         }
-        let away = lock(&self.shared.persistent).remove(client_id);
         if let Some(mut away) = away {
             away.leave_bus(&self.shared.bus);
-            if let Some(store) = self.shared.sessions.get() {
+            if let Some(store) = store {
                 store.remove_later(client_id);
             }
         }

@@ -615,17 +615,20 @@ impl crate::partition::Broker for MqttPartitions {
                     .ctx
                     .shared
                     .router
-                    .link("herald-iot-data", true)
+                    .service_link("iot-data")
                     .await
                     .map_err(|e| e.to_string())?;
                 *link = Some(made);
             }
-            let Some(link) = link.as_mut() else {
+            let Some(made) = link.as_mut() else {
                 return Err("no router link".into());
             };
-            link.publish(&topic, payload, retain)
-                .await
-                .map_err(|e| e.to_string())
+            let published = made.publish(&topic, payload, retain).await;
+            if published.is_err() {
+                // Made again for the next publish.
+                *link = None;
+            }
+            published.map_err(|e| e.to_string())
         })
     }
 

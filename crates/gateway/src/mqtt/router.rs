@@ -238,9 +238,16 @@ impl Router {
     /// A link that publishes what the other replicas send here: its
     /// messages go to this replica's subscribers only.
     pub async fn peer_link(&self, name: &str) -> Result<Link, RouterError> {
-        let mut link = self.link(name, true).await?;
+        let mut link = self.service_link(name).await?;
         link.peers = None;
         Ok(link)
+    }
+
+    /// A link of the gateway's own (`name`), under an id no client id
+    /// gives (theirs start `d-`), so no device can take it over.
+    pub async fn service_link(&self, name: &str) -> Result<Link, RouterError> {
+        self.link_with_id(format!("{}s-{name}", self.link_prefix), true)
+            .await
     }
 
     /// The same engine for the sessions of `partition` (`None`: the
@@ -326,8 +333,12 @@ impl Router {
     }
 
     pub async fn link(&self, client_id: &str, clean_session: bool) -> Result<Link, RouterError> {
+        self.link_with_id(link_id(&self.link_prefix, client_id), clean_session)
+            .await
+    }
+
+    async fn link_with_id(&self, id: String, clean_session: bool) -> Result<Link, RouterError> {
         let factory = Arc::clone(&self.factory);
-        let id = link_id(&self.link_prefix, client_id);
         let (tx, rx, ack) =
             tokio::task::spawn_blocking(move || factory(&id, clean_session)).await??;
         let ack: Option<Packet> = ack.into();
