@@ -33,7 +33,7 @@ ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 # `... grpc listening addr=127.0.0.1:PORT ...` or `... http listening addr=...`
 # in plain logs, or `"message":"grpc listening","addr":"127.0.0.1:PORT"` in JSON ones.
 # Every `<kind> listening addr=HOST:PORT` line, e.g. the gateway's `mqtt tls listening`.
-LISTENING = re.compile(r"\b((?:grpc|http|mqtt|metrics)(?: tls)?) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
+LISTENING = re.compile(r"\b((?:grpc|http|mqtt|metrics)(?: tls| websocket)?) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 READY = re.compile(r"\b(?:grpc|http) listening\b.*?\baddr\"?\s*[=:]\s*\"?(\d+\.\d+\.\d+\.\d+):(\d+)")
 
 

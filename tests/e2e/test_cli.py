@@ -159,7 +159,7 @@ class Dev:
 
 @pytest.fixture
 def dev(tmp_path):
-    gateway_port, registry_port, config_port, mqtt_port, mqtts_port = free_ports(5)
+    gateway_port, registry_port, config_port, mqtt_port, mqtts_port, wss_port = free_ports(6)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "AWS_"))}
     env.update(
         NO_COLOR="1",
@@ -168,6 +168,7 @@ def dev(tmp_path):
         HERALD_GATEWAY__HTTP__LISTEN_ADDR=f"127.0.0.1:{gateway_port}",
         HERALD_GATEWAY__MQTT__LISTEN_ADDR=f"127.0.0.1:{mqtt_port}",
         HERALD_GATEWAY__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{mqtts_port}",
+        HERALD_GATEWAY__MQTT__WEBSOCKET_LISTEN_ADDR=f"127.0.0.1:{wss_port}",
         HERALD_REGISTRY__METRICS__LISTEN_ADDR="127.0.0.1:0",
         HERALD_CONFIG__METRICS__LISTEN_ADDR="127.0.0.1:0",
         HERALD_GATEWAY__METRICS__LISTEN_ADDR="127.0.0.1:0",
@@ -304,7 +305,7 @@ def test_xtask_dev_cluster_runs_herald_on_postgresql_and_nats(tmp_path):
         if os.environ.get("HERALD_REQUIRE_POSTGRES") == "1":
             pytest.fail("dev --cluster needs PostgreSQL, nats-server and mosquitto clients (.ci/run installs them)")
         pytest.skip("PostgreSQL, nats-server or the mosquitto clients are not installed")
-    ports = free_ports(13)
+    ports = free_ports(15)
     env = {k: v for k, v in os.environ.items() if not k.startswith(("HERALD_", "AWS_"))}
     env.update(
         NO_COLOR="1",
@@ -317,6 +318,8 @@ def test_xtask_dev_cluster_runs_herald_on_postgresql_and_nats(tmp_path):
         HERALD_GATEWAY_B__MQTT__LISTEN_ADDR=f"127.0.0.1:{ports[6]}",
         HERALD_GATEWAY_B__MQTT__TLS_LISTEN_ADDR=f"127.0.0.1:{ports[7]}",
         HERALD_GATEWAY_B__METRICS__LISTEN_ADDR=f"127.0.0.1:{ports[8]}",
+        HERALD_GATEWAY__MQTT__WEBSOCKET_LISTEN_ADDR=f"127.0.0.1:{ports[13]}",
+        HERALD_GATEWAY_B__MQTT__WEBSOCKET_LISTEN_ADDR=f"127.0.0.1:{ports[14]}",
         HERALD_DEV_POSTGRES_PORT=str(ports[9]),
         HERALD_DEV_NATS_PORT=str(ports[10]),
         HERALD_REGISTRY__METRICS__LISTEN_ADDR="127.0.0.1:0",

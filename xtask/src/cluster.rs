@@ -28,10 +28,11 @@ pub(crate) struct Cluster {
 
 /// The second gateway's listeners and metrics (`HERALD_GATEWAY_B__<SETTING>`
 /// overrides each).
-const GATEWAY_B: [(&str, &str); 4] = [
+const GATEWAY_B: [(&str, &str); 5] = [
     ("HTTP__LISTEN_ADDR", "127.0.0.1:8081"),
     ("MQTT__LISTEN_ADDR", "127.0.0.1:1884"),
     ("MQTT__TLS_LISTEN_ADDR", "127.0.0.1:8884"),
+    ("MQTT__WEBSOCKET_LISTEN_ADDR", "127.0.0.1:8444"),
     ("METRICS__LISTEN_ADDR", "127.0.0.1:9467"),
 ];
 

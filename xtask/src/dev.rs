@@ -235,6 +235,14 @@ fn spawn(
     let mut cmd = Command::new(&bin);
     cmd.current_dir(root)
         .env(svc.env_key("DATA_DIR"), data_dir.join(name))
+        // Where it listens, as planned (a listener off by default, such as
+        // MQTT over WebSockets, is turned on here).
+        .envs(
+            planned
+                .addrs
+                .iter()
+                .map(|(endpoint, addr)| (svc.env_key(endpoint.setting), addr.to_string())),
+        )
         .envs(links.iter().map(|(k, v)| (k, v)))
         .envs(dev_only_env(svc))
         .stdin(Stdio::null())

@@ -24,7 +24,7 @@ const GATEWAY_LAYERS: &[&[&str]] = &[
     &["config_cache"],
     &["events"],
     &["http", "mqtt"],
-    &["fuzzing", "testing"],
+    &["fuzzing", "testing", "websocket"],
 ];
 
 /// Code of a file without comments and without its test modules.

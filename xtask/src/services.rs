@@ -78,6 +78,12 @@ pub(crate) const SERVICES: &[Service] = &[
                 setting: "MQTT__TLS_LISTEN_ADDR",
                 default: "127.0.0.1:8883",
             },
+            // MQTT over WebSockets (off in the gateway unless set).
+            Endpoint {
+                scheme: "wss",
+                setting: "MQTT__WEBSOCKET_LISTEN_ADDR",
+                default: "127.0.0.1:8443",
+            },
         ],
         upstreams: &[("REGISTRY_URL", "registry"), ("CONFIG_URL", "config")],
     },

@@ -24,6 +24,7 @@ mod limits;
 mod mqtt;
 mod partition;
 pub mod testing;
+mod websocket;
 
 use std::time::Duration;
 
@@ -297,7 +298,7 @@ async fn serve(
         .local_addr()
         .context("read the MQTT TLS listen address")?;
     tracing::info!(addr = %tls_addr, "mqtt tls listening");
-    let (sessions, tls_sessions_done) = Sessions::new(ctx, authenticate, shutdown.clone());
+    let (sessions, tls_sessions_done) = Sessions::new(ctx, authenticate.clone(), shutdown.clone());
     let in_partitions = partitions.clone();
     let on_connection = move |stream: tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
                               cert: CertificatePrincipal,
@@ -329,6 +330,50 @@ async fn serve(
         shutdown.clone(),
     ));
 
+    // MQTT over WebSockets, when configured.
+    let (websockets, ws_sessions_done) = match settings.mqtt.websocket_listen_addr {
+        None => (None, None),
+        Some(addr) => {
+            let listener = tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("bind the MQTT WebSocket listener {addr}"))?;
+            let tls = mqtt::tls::websocket_server_config(
+                &mut config,
+                &settings.mqtt.tls_names,
+                &settings.mqtt.tls_ips,
+            )
+            .await
+            .context("the WebSocket listener's TLS certificate")?;
+            let mut regions = settings.served_regions.clone();
+            regions.push(settings.region.clone());
+            let (ws_sessions, done) = Sessions::new(
+                partitions.own().ctx.clone(),
+                authenticate.clone(),
+                shutdown.clone(),
+            );
+            let setup = websocket::WebSockets {
+                tls,
+                handshake_timeout: Duration::from_millis(settings.mqtt.tls_handshake_timeout_ms),
+                access_keys: settings.access_keys.clone().into(),
+                regions: regions.into(),
+                partitions: partitions.clone(),
+                sessions: ws_sessions,
+                limit: limits::ConnectionLimit::new(
+                    "mqtt_websocket",
+                    settings.mqtt.max_tls_connections,
+                ),
+            };
+            (
+                Some(tokio::spawn(websocket::serve(
+                    listener,
+                    setup,
+                    shutdown.clone(),
+                ))),
+                Some(done),
+            )
+        }
+    };
+
     shutdown.cancelled().await;
     let grace = Duration::from_secs(settings.shutdown_grace_secs);
     let deadline = tokio::time::Instant::now() + grace;
@@ -338,6 +383,12 @@ async fn serve(
         let drained = tokio::time::timeout_at(deadline, async {
             let (mqtt, mqtt_tls) = tokio::join!(mqtt, mqtt_tls);
             tls_sessions_done.wait().await;
+            if let Some(websockets) = websockets {
+                let _ = websockets.await;
+            }
+            if let Some(done) = ws_sessions_done {
+                done.wait().await;
+            }
             (mqtt, mqtt_tls)
         })
         .await;

@@ -116,6 +116,10 @@ pub struct MqttSettings {
     pub tls_listen_addr: SocketAddr,
     /// Plain MQTT with the username/password principals of `users`, for development.
     pub listen_addr: SocketAddr,
+    /// MQTT over WebSockets (TLS, path `/mqtt`, subprotocol `mqtt`),
+    /// authenticated by a SigV4 presigned query with an access key; off
+    /// unless set (`cargo xtask dev` serves it on 127.0.0.1:8443).
+    pub websocket_listen_addr: Option<SocketAddr>,
     /// Names and addresses the TLS server certificate is issued for, besides
     /// `localhost` and `127.0.0.1`.
     pub tls_names: Vec<String>,
@@ -192,6 +196,7 @@ impl Default for MqttSettings {
         MqttSettings {
             tls_listen_addr: SocketAddr::from(([127, 0, 0, 1], 8883)),
             listen_addr: SocketAddr::from(([127, 0, 0, 1], 1883)),
+            websocket_listen_addr: None,
             tls_names: Vec::new(),
             tls_ips: Vec::new(),
             tls_handshake_timeout_ms: 10_000,

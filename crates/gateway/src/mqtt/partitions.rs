@@ -654,7 +654,7 @@ impl crate::partition::Broker for MqttPartitions {
 impl MqttPartitions {
     /// The open world of `partition` (`None`: the gateway's own), opened if
     /// it is not.
-    async fn world_of(&self, partition: Option<&Partition>) -> Result<World, String> {
+    pub(crate) async fn world_of(&self, partition: Option<&Partition>) -> Result<World, String> {
         match partition {
             None => Ok(self.own().clone()),
             Some(p) => self.get_or_open(p).await.map_err(|e| format!("{e:#}")),

@@ -13,6 +13,9 @@ pub enum PrincipalKind {
     /// A username and password from the settings (development); `id` is
     /// the configured principal name.
     Password,
+    /// A SigV4 signature with an access key (MQTT over WebSockets); `id` is
+    /// the access key id, and the IoT policy named after it applies.
+    AccessKey,
 }
 
 /// Who a connection acts for, and where its policies come from.
@@ -54,6 +57,19 @@ impl Principal {
             policy_names: Vec::new(),
             subject,
             issuer,
+        }
+    }
+
+    /// The principal of a WebSocket connection signed with `access_key_id`:
+    /// the IoT policy of that name applies to it.
+    pub(crate) fn access_key(access_key_id: &str) -> Principal {
+        Principal {
+            id: access_key_id.to_owned(),
+            kind: PrincipalKind::AccessKey,
+            policy_targets: Vec::new(),
+            policy_names: vec![access_key_id.to_owned()],
+            subject: Vec::new(),
+            issuer: Vec::new(),
         }
     }
 

@@ -104,6 +104,25 @@ pub async fn server_config(
     names: &[String],
     ips: &[String],
 ) -> anyhow::Result<Arc<ServerConfig>> {
+    issued_server_config(config, names, ips, true).await
+}
+
+/// [`server_config`] without client certificates: for MQTT over
+/// WebSockets, whose clients authenticate with a SigV4 signature.
+pub(crate) async fn websocket_server_config(
+    config: &mut ConfigClient<crate::partition::Tagged>,
+    names: &[String],
+    ips: &[String],
+) -> anyhow::Result<Arc<ServerConfig>> {
+    issued_server_config(config, names, ips, false).await
+}
+
+async fn issued_server_config(
+    config: &mut ConfigClient<crate::partition::Tagged>,
+    names: &[String],
+    ips: &[String],
+    client_certificates: bool,
+) -> anyhow::Result<Arc<ServerConfig>> {
     let ca = config
         .get_herald_ca(pb::GetHeraldCaRequest {})
         .await
@@ -135,10 +154,15 @@ pub async fn server_config(
     ];
     let key = PrivateKeyDer::from_pem_slice(issued.private_key_pem.as_bytes())
         .context("the issued server key")?;
-    let config = ServerConfig::builder_with_provider(provider())
+    let builder = ServerConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()
-        .context("the TLS protocol versions")?
-        .with_client_cert_verifier(Arc::new(RegisteredCertificateVerifier::new(provider())))
+        .context("the TLS protocol versions")?;
+    let builder = if client_certificates {
+        builder.with_client_cert_verifier(Arc::new(RegisteredCertificateVerifier::new(provider())))
+    } else {
+        builder.with_no_client_auth()
+    };
+    let config = builder
         .with_single_cert(chain, key)
         .context("the server certificate and key")?;
     tracing::info!(

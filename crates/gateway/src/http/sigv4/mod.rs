@@ -46,6 +46,8 @@ use super::{ApiError, AppState, ErrorKind};
 pub(crate) const CONTROL_PLANE_SERVICE: &str = "iot";
 /// The signing name of the device side of jobs.
 pub(crate) const JOBS_DATA_SERVICE: &str = "iot-jobs-data";
+/// The SigV4 service MQTT over WebSockets is signed for.
+pub(crate) const DEVICE_GATEWAY_SERVICE: &str = "iotdevicegateway";
 /// The SigV4 service of the `iot-data` API (shadows, publish, retained
 /// messages).
 pub(crate) const DATA_SERVICE: &str = "iotdata";

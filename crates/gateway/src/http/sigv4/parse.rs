@@ -101,6 +101,16 @@ pub(super) fn from_header(headers: &HeaderMap) -> Result<Authorization, SigError
 /// The presigned form: `X-Amz-Algorithm`, `X-Amz-Credential`, `X-Amz-Date`,
 /// `X-Amz-Expires`, `X-Amz-SignedHeaders`, `X-Amz-Signature`.
 pub(super) fn from_query(query: &[(Vec<u8>, Vec<u8>)]) -> Result<Authorization, SigError> {
+    from_query_expiring(query, true)
+}
+
+/// [`from_query`], `X-Amz-Expires` optional unless `expires_required`
+/// (the device SDKs sign MQTT over WebSockets without it: the signature is
+/// then good within the clock-skew window of its date).
+pub(super) fn from_query_expiring(
+    query: &[(Vec<u8>, Vec<u8>)],
+    expires_required: bool,
+) -> Result<Authorization, SigError> {
     let param = |name: &str| {
         query
             .iter()
@@ -113,7 +123,7 @@ pub(super) fn from_query(query: &[(Vec<u8>, Vec<u8>)]) -> Result<Authorization, 
         Some(signature),
         Some(amz_date),
         Some(signed_headers),
-        Some(expires),
+        expires,
     ) = (
         param("X-Amz-Algorithm"),
         param("X-Amz-Credential"),
@@ -127,13 +137,19 @@ pub(super) fn from_query(query: &[(Vec<u8>, Vec<u8>)]) -> Result<Authorization, 
             "AWS query-string parameters must include 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-Date', 'X-Amz-SignedHeaders', and 'X-Amz-Expires'. Re-examine the query-string parameters.".into(),
         ));
     };
+    let Some(expires) = expires.or((!expires_required).then(String::new)) else {
+        return Err(SigError::Incomplete(
+            "AWS query-string parameters must include 'X-Amz-Algorithm', 'X-Amz-Credential', 'X-Amz-Signature', 'X-Amz-Date', 'X-Amz-SignedHeaders', and 'X-Amz-Expires'. Re-examine the query-string parameters.".into(),
+        ));
+    };
     if algorithm != ALGORITHM {
         return Err(SigError::Incomplete(format!(
             "X-Amz-Algorithm only supports '{ALGORITHM}', not '{algorithm}'."
         )));
     }
     let expires = match expires.parse::<i64>() {
-        Ok(secs) if (1..=MAX_EXPIRES_SECS).contains(&secs) => secs,
+        _ if expires.is_empty() && !expires_required => None,
+        Ok(secs) if (1..=MAX_EXPIRES_SECS).contains(&secs) => Some(secs),
         _ => {
             return Err(SigError::Incomplete(format!(
                 "X-Amz-Expires must be a number of seconds from 1 to {MAX_EXPIRES_SECS}, not '{expires}'."
@@ -145,7 +161,7 @@ pub(super) fn from_query(query: &[(Vec<u8>, Vec<u8>)]) -> Result<Authorization, 
         signed_headers,
         signature,
         amz_date,
-        expires: Some(expires),
+        expires,
     })
 }
 
