@@ -35,6 +35,8 @@ pub(crate) const RESERVED_DESCRIPTORS: u64 = 512;
 
 /// How often a listener at its cap says so in the log, at most.
 const FULL_WARNING_PERIOD: Duration = Duration::from_secs(10);
+/// How long a listener waits after a failed accept.
+const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The cap on one listener's concurrent connections.
 #[derive(Debug, Clone)]
@@ -106,6 +108,43 @@ impl ConnectionLimit {
             () = shutdown.cancelled() => None,
             permit = self.semaphore.clone().acquire_owned() => {
                 permit.ok().map(|permit| ConnectionPermit::new(permit, self.name))
+            }
+        }
+    }
+
+    /// The next client of `listener`, with its place under this limit
+    /// (`None` once `shutdown` is cancelled): waits for a place, then for a
+    /// client; a failed accept (out of descriptors, say) is logged and
+    /// retried after [`ACCEPT_ERROR_BACKOFF`]. Nagle is off: the
+    /// protocols' packets are small and latency matters more.
+    pub(crate) async fn accept(
+        &self,
+        listener: &tokio::net::TcpListener,
+        shutdown: &CancellationToken,
+    ) -> Option<(
+        tokio::net::TcpStream,
+        std::net::SocketAddr,
+        ConnectionPermit,
+    )> {
+        loop {
+            let permit = self.acquire(shutdown).await?;
+            let accepted = tokio::select! {
+                () = shutdown.cancelled() => return None,
+                accepted = listener.accept() => accepted,
+            };
+            match accepted {
+                Ok((stream, peer)) => {
+                    let _ = stream.set_nodelay(true);
+                    return Some((stream, peer, permit));
+                }
+                Err(e) => {
+                    tracing::warn!(listener = self.name, error = %e, "accept failed");
+                    drop(permit);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return None,
+                        () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => {}
+                    }
+                }
             }
         }
     }

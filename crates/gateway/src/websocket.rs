@@ -74,23 +74,7 @@ pub(crate) async fn serve(
     tracing::info!(%addr, "mqtt websocket listening");
     let setup = Arc::new(setup);
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::clone(&setup.tls));
-    loop {
-        let Some(permit) = setup.limit.acquire(&shutdown).await else {
-            break;
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "websocket accept failed");
-                tokio::time::sleep(Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, permit)) = setup.limit.accept(&listener, &shutdown).await {
         let setup = Arc::clone(&setup);
         let acceptor = acceptor.clone();
         tokio::spawn(async move {

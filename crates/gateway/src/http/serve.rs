@@ -43,9 +43,6 @@ use tokio_util::sync::CancellationToken;
 use super::{ApiError, ErrorKind};
 use crate::limits::{ConnectionLimit, Limited};
 
-/// How long the accept loop waits after a failed `accept`.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(50);
-
 /// The start of the HTTP/2 connection preface (RFC 9113 §3.4).
 const H2_PREFACE_START: &[u8] = b"PRI * HTTP/2.0";
 
@@ -73,26 +70,7 @@ pub(crate) async fn serve(
     options: ServeOptions,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    loop {
-        let Some(permit) = options.limit.acquire(&shutdown).await else {
-            break;
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "http accept failed");
-                drop(permit);
-                tokio::select! {
-                    () = shutdown.cancelled() => break,
-                    () = tokio::time::sleep(ACCEPT_ERROR_BACKOFF) => continue,
-                }
-            }
-        };
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer, permit)) = options.limit.accept(&listener, &shutdown).await {
         let stream = Limited::new(tcp, permit);
         tokio::spawn(serve_connection(
             stream,

@@ -130,24 +130,7 @@ pub(crate) async fn serve_tcp_limited(
         .context("read the MQTT listen address")?;
     tracing::info!(%addr, "mqtt listening");
     let (sessions, finished) = Sessions::new(ctx, authenticate, shutdown.clone());
-    loop {
-        let Some(permit) = limit.acquire(&shutdown).await else {
-            break;
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => break,
-            accepted = listener.accept() => accepted,
-        };
-        let (stream, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors and the like: back off briefly.
-                tracing::warn!(error = %e, "mqtt accept failed");
-                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-                continue;
-            }
-        };
-        let _ = stream.set_nodelay(true);
+    while let Some((stream, peer, permit)) = limit.accept(&listener, &shutdown).await {
         sessions.spawn(Limited::new(stream, permit), peer, None);
     }
     drop(listener);

@@ -84,10 +84,6 @@ const LOCALHOST: &str = "localhost";
 /// The IP address the server certificate always covers.
 const LOOPBACK: &str = "127.0.0.1";
 
-/// How long the accept loop waits after a failed `accept` (out of file
-/// descriptors, say) before trying again, so that it doesn't spin.
-const ACCEPT_ERROR_BACKOFF: Duration = Duration::from_millis(100);
-
 /// The ring crypto provider, the only one Herald uses.
 fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
@@ -534,27 +530,7 @@ pub(crate) async fn accept_loop_limited<F>(
     F: Fn(TlsStream<TcpStream>, CertificatePrincipal, ConnectionPermit) + Send + Sync + 'static,
 {
     let on_connection = Arc::new(on_connection);
-    loop {
-        let Some(permit) = limit.acquire(&shutdown).await else {
-            return;
-        };
-        let accepted = tokio::select! {
-            () = shutdown.cancelled() => return,
-            accepted = listener.accept() => accepted,
-        };
-        let (tcp, peer) = match accepted {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                tracing::warn!(error = %e, "accepting an MQTT TLS connection failed");
-                if sleep_or_shutdown(ACCEPT_ERROR_BACKOFF, &shutdown).await {
-                    return;
-                }
-                continue;
-            }
-        };
-        // MQTT packets are small and latency matters more than packing
-        // (as on the plain listener).
-        let _ = tcp.set_nodelay(true);
+    while let Some((tcp, peer, permit)) = limit.accept(&listener, &shutdown).await {
         let acceptor = acceptor.clone();
         let directory = directory.clone();
         let on_connection = on_connection.clone();
@@ -590,14 +566,6 @@ pub(crate) async fn accept_loop_limited<F>(
                 }
             }
         });
-    }
-}
-
-/// Sleeps for `duration`; true if `shutdown` was cancelled first.
-async fn sleep_or_shutdown(duration: Duration, shutdown: &CancellationToken) -> bool {
-    tokio::select! {
-        () = shutdown.cancelled() => true,
-        () = tokio::time::sleep(duration) => false,
     }
 }
 
