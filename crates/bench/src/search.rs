@@ -272,6 +272,7 @@ async fn measure(endpoint: &str) -> anyhow::Result<Value> {
             thing_indexing_mode: Some("REGISTRY".into()),
             thing_connectivity_indexing_mode: Some("STATUS".into()),
             thing_group_indexing_mode: Some("ON".into()),
+            ..Default::default()
         })
         .await
         .context("enabling the index")?;

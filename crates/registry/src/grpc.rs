@@ -19,10 +19,10 @@ use herald_store::{Page, WatchError};
 
 use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    index::{Connectivity, Found, GroupDoc, ThingDoc},
+    index::{Connectivity, Found, FoundThing, GroupDoc},
     service::{
         AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags,
-        ThingFilter, ThingPrincipalType,
+        ThingFilter, ThingIndexing, ThingPrincipalType,
     },
 };
 
@@ -212,7 +212,12 @@ fn group_names(arns: &Arns<'_>, names: Vec<String>) -> Vec<pb::GroupNameAndArn> 
         .collect()
 }
 
-fn thing_document(doc: ThingDoc, connectivity: Option<Connectivity>) -> pb::ThingDocument {
+fn thing_document(found: FoundThing) -> pb::ThingDocument {
+    let FoundThing {
+        doc,
+        connectivity,
+        shadow,
+    } = found;
     pb::ThingDocument {
         thing_name: doc.name.to_string(),
         thing_id: doc.id,
@@ -224,6 +229,7 @@ fn thing_document(doc: ThingDoc, connectivity: Option<Connectivity>) -> pb::Thin
             timestamp_ms: c.timestamp_ms,
             disconnect_reason: c.disconnect_reason,
         }),
+        shadow,
     }
 }
 
@@ -803,11 +809,13 @@ impl registry_server::Registry for GrpcRegistry {
     ) -> Reply<pb::UpdateIndexingConfigurationResponse> {
         let registry = self.partitions.of(&request)?;
         let r = request.into_inner();
-        let thing = r.thing_indexing_mode.map(|mode| {
-            let connectivity = r
+        let thing = r.thing_indexing_mode.map(|mode| ThingIndexing {
+            mode,
+            connectivity: r
                 .thing_connectivity_indexing_mode
-                .unwrap_or_else(|| "OFF".into());
-            (mode, connectivity)
+                .unwrap_or_else(|| "OFF".into()),
+            named_shadows: r.named_shadow_indexing_mode.unwrap_or_else(|| "OFF".into()),
+            named_shadow_names: r.named_shadow_names,
         });
         let updated = registry
             .update_indexing_configuration(thing, r.thing_group_indexing_mode)
@@ -827,6 +835,8 @@ impl registry_server::Registry for GrpcRegistry {
                     thing_indexing_mode: c.thing_indexing_mode,
                     thing_connectivity_indexing_mode: c.thing_connectivity_indexing_mode,
                     thing_group_indexing_mode: c.thing_group_indexing_mode,
+                    named_shadow_indexing_mode: c.named_shadow_indexing_mode,
+                    named_shadow_names: c.named_shadow_names,
                 }),
         )
     }
@@ -883,13 +893,7 @@ impl registry_server::Registry for GrpcRegistry {
             .await
             .map_err(Status::from)?;
         let (things, thing_groups) = match found {
-            Found::Things(things) => (
-                things
-                    .into_iter()
-                    .map(|(doc, c)| thing_document(doc, c))
-                    .collect(),
-                Vec::new(),
-            ),
+            Found::Things(things) => (things.into_iter().map(thing_document).collect(), Vec::new()),
             Found::Groups(groups) => (Vec::new(), groups.into_iter().map(group_document).collect()),
         };
         let last = things

@@ -255,6 +255,25 @@ impl Shadow {
             None => Map::new(),
         }
     }
+
+    /// Whether `desired` asks for anything `reported` does not have.
+    pub(crate) fn has_delta(&self) -> bool {
+        !self.delta().is_empty()
+    }
+
+    /// The shadow as a fleet index's thing document shows it (AWS IoT
+    /// developer guide: "Managing fleet indexing"): its states, metadata,
+    /// version and whether it has a delta.
+    pub(crate) fn indexed(&self) -> Value {
+        let mut out = match self.state_json() {
+            Value::Object(map) => map,
+            _ => Map::new(),
+        };
+        out.insert("metadata".into(), self.metadata_json());
+        out.insert("version".into(), self.version.into());
+        out.insert("hasDelta".into(), self.has_delta().into());
+        Value::Object(out)
+    }
 }
 
 /// An accepted update: the shadow to store and what to publish.

@@ -17,8 +17,14 @@
 //! `.disconnectReason`) comes from the gateway, which reports each connect
 //! and disconnect; it lives in memory only, so after a registry restart
 //! every thing reads as disconnected until its device reconnects.
+//!
+//! Shadows (`shadow.reported.*`, `shadow.name.<name>.*`, see [`shadow`]) are
+//! not in the change log: the shadow service hands each committed update
+//! and delete to the index before it answers, so a search sees every
+//! acknowledged shadow change too, and the load reads them from the store.
 
 pub(crate) mod query;
+pub(crate) mod shadow;
 
 use std::{
     cmp::Ordering,
@@ -33,8 +39,9 @@ use herald_store::{ChangeLog, prefix};
 use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
-use crate::domain::{ChangeRecord, EventBody, Operation, Thing, ThingGroup};
+use crate::domain::{ChangeRecord, EventBody, Operation, Thing, ThingGroup, shadow::Shadow};
 use query::{Bound, Pattern, Query};
+use shadow::{HeldShadow, ShadowSelection, ThingShadows};
 
 type Store = herald_store::Store<AwsError>;
 
@@ -249,7 +256,11 @@ fn range_is_empty<T: Ord>(lo: &RangeBound<T>, hi: &RangeBound<T>) -> bool {
     }
 }
 
-fn thing_fields(doc: &ThingDoc, connectivity: Option<&Connectivity>) -> Vec<(String, String)> {
+fn thing_fields(
+    doc: &ThingDoc,
+    connectivity: Option<&Connectivity>,
+    shadows: Option<&ThingShadows>,
+) -> Vec<(String, String)> {
     let mut fields = vec![
         ("thingName".to_owned(), doc.name.to_string()),
         ("thingId".to_owned(), doc.id.clone()),
@@ -270,6 +281,9 @@ fn thing_fields(doc: &ThingDoc, connectivity: Option<&Connectivity>) -> Vec<(Str
         if let Some(reason) = &c.disconnect_reason {
             fields.push(("connectivity.disconnectReason".into(), reason.clone()));
         }
+    }
+    if let Some(shadows) = shadows {
+        shadow::fields(shadows, &mut fields);
     }
     fields
 }
@@ -327,26 +341,58 @@ struct State {
     group_fields: Fields,
     /// Reported by the gateway, by client id (the thing name when it names a thing).
     connectivity: HashMap<String, Connectivity>,
+    /// Every thing name's shadows, registered thing or not.
+    shadows: HashMap<String, ThingShadows>,
 }
 
 impl State {
+    /// A thing's fields, with what is known of its connection and shadows.
+    fn fields_of(&self, doc: &ThingDoc) -> Vec<(String, String)> {
+        thing_fields(
+            doc,
+            self.connectivity.get(&*doc.name),
+            self.shadows.get(&*doc.name),
+        )
+    }
+
     fn put_thing(&mut self, doc: ThingDoc) {
-        let connectivity = self.connectivity.get(&*doc.name).cloned();
         if let Some(old) = self.things.remove(&doc.name) {
-            self.thing_fields
-                .remove(&old.name, &thing_fields(&old, connectivity.as_ref()));
+            let fields = self.fields_of(&old);
+            self.thing_fields.remove(&old.name, &fields);
         }
-        self.thing_fields
-            .insert(&doc.name, &thing_fields(&doc, connectivity.as_ref()));
+        let fields = self.fields_of(&doc);
+        self.thing_fields.insert(&doc.name, &fields);
         self.things.insert(doc.name.clone(), doc);
     }
 
     fn remove_thing(&mut self, name: &str) {
-        let connectivity = self.connectivity.get(name).cloned();
         if let Some(old) = self.things.remove(name) {
-            self.thing_fields
-                .remove(&old.name, &thing_fields(&old, connectivity.as_ref()));
+            let fields = self.fields_of(&old);
+            self.thing_fields.remove(&old.name, &fields);
         }
+    }
+
+    /// Records a shadow's new state (`None`: deleted) unless what is held
+    /// is newer; whether it changed anything.
+    fn set_shadow(&mut self, thing: &str, name: &str, held: HeldShadow) -> bool {
+        let current = self.shadows.get(thing).and_then(|s| s.get(name));
+        if current.is_some_and(|current| !held.supersedes(current)) {
+            return false;
+        }
+        let doc = self.things.get(thing).cloned();
+        if let Some(doc) = &doc {
+            let fields = self.fields_of(doc);
+            self.thing_fields.remove(&doc.name, &fields);
+        }
+        self.shadows
+            .entry(thing.to_owned())
+            .or_default()
+            .insert(name.to_owned(), held);
+        if let Some(doc) = &doc {
+            let fields = self.fields_of(doc);
+            self.thing_fields.insert(&doc.name, &fields);
+        }
+        true
     }
 
     fn put_group(&mut self, doc: GroupDoc) {
@@ -378,15 +424,13 @@ impl State {
     fn set_connectivity(&mut self, client_id: &str, connectivity: Connectivity) {
         let doc = self.things.get(client_id).cloned();
         if let Some(doc) = &doc {
-            let old = self.connectivity.get(client_id).cloned();
-            self.thing_fields
-                .remove(&doc.name, &thing_fields(doc, old.as_ref()));
+            let fields = self.fields_of(doc);
+            self.thing_fields.remove(&doc.name, &fields);
         }
-        self.connectivity
-            .insert(client_id.to_owned(), connectivity.clone());
+        self.connectivity.insert(client_id.to_owned(), connectivity);
         if let Some(doc) = &doc {
-            self.thing_fields
-                .insert(&doc.name, &thing_fields(doc, Some(&connectivity)));
+            let fields = self.fields_of(doc);
+            self.thing_fields.insert(&doc.name, &fields);
         }
     }
 
@@ -521,10 +565,19 @@ fn group_doc(group: &ThingGroup) -> GroupDoc {
     }
 }
 
+/// A thing found by a search: its document, what its client last reported,
+/// and its selected shadows as the document's `shadow` JSON.
+#[derive(Debug)]
+pub(crate) struct FoundThing {
+    pub(crate) doc: ThingDoc,
+    pub(crate) connectivity: Option<Connectivity>,
+    pub(crate) shadow: Option<String>,
+}
+
 /// A search's documents.
 #[derive(Debug)]
 pub(crate) enum Found {
-    Things(Vec<(ThingDoc, Option<Connectivity>)>),
+    Things(Vec<FoundThing>),
     Groups(Vec<GroupDoc>),
 }
 
@@ -540,8 +593,8 @@ pub(crate) struct Index {
 }
 
 impl Index {
-    /// Loads the registry's things, memberships and groups; the returned
-    /// index has applied the log up to the sequence it loaded at.
+    /// Loads the registry's things, memberships, groups and shadows; the
+    /// returned index has applied the log up to the sequence it loaded at.
     pub(crate) fn load(store: &Store, log: ChangeLog) -> Result<Index, AwsError> {
         let at = log.last_sequence();
         let mut state = State::default();
@@ -549,6 +602,18 @@ impl Index {
             let (_, bytes) = entry?;
             let group: ThingGroup = store.decode(&bytes)?;
             state.put_group(group_doc(&group));
+        }
+        for entry in store.iter(&prefix(&["shadow"]), None) {
+            let (names, bytes) = entry?;
+            let Some((thing, name)) = names.split_once('\0') else {
+                continue;
+            };
+            let shadow: Shadow = store.decode(&bytes)?;
+            let held = HeldShadow {
+                version: shadow.version,
+                shadow: Some(shadow),
+            };
+            state.set_shadow(thing, name, held);
         }
         for entry in store.iter(&prefix(&["thing"]), None) {
             let (name, bytes) = entry?;
@@ -629,6 +694,27 @@ impl Index {
         Ok(())
     }
 
+    /// Records a shadow's state after a committed update (`Some`) or delete
+    /// (`None`) at `version`. Commits acknowledged out of order are sorted
+    /// by version: an older state never replaces a newer one.
+    pub(crate) fn put_shadow(&self, thing: &str, name: &str, version: u64, shadow: Option<Shadow>) {
+        let held = HeldShadow { version, shadow };
+        let changed = self
+            .state
+            .write()
+            .unwrap_or_else(|e| e.into_inner())
+            .set_shadow(thing, name, held);
+        if changed {
+            self.changed.send_modify(|n| *n += 1);
+        }
+    }
+
+    /// Tells what follows the index (dynamic groups) to look again: what the
+    /// index shows changed (its configuration did).
+    pub(crate) fn touch(&self) {
+        self.changed.send_modify(|n| *n += 1);
+    }
+
     /// Records a client's connection state, as the gateway reports it; an
     /// older report than the one held is ignored.
     pub(crate) fn report_connectivity(&self, client_id: &str, connectivity: Connectivity) {
@@ -661,13 +747,15 @@ impl Index {
         Ok(state.eval(kind, query).into_iter().collect())
     }
 
-    /// Up to `max` documents matching `query` after the name `after`.
+    /// Up to `max` documents matching `query` after the name `after`, with
+    /// the `shadows` selected.
     pub(crate) async fn search(
         &self,
         kind: IndexKind,
         query: &Query,
         after: Option<&str>,
         max: usize,
+        shadows: &ShadowSelection,
     ) -> Result<(Found, bool), AwsError> {
         self.caught_up().await?;
         let state = self.state.read().unwrap_or_else(|e| e.into_inner());
@@ -701,9 +789,11 @@ impl Index {
                 chosen
                     .iter()
                     .filter_map(|n| {
-                        let doc = state.things.get(n)?.clone();
-                        let connectivity = state.connectivity.get(&**n).cloned();
-                        Some((doc, connectivity))
+                        Some(FoundThing {
+                            doc: state.things.get(n)?.clone(),
+                            connectivity: state.connectivity.get(&**n).cloned(),
+                            shadow: shadows.document(state.shadows.get(&**n)),
+                        })
                     })
                     .collect(),
             ),
@@ -734,10 +824,7 @@ impl Index {
             // Fewer documents than values: read each document's fields.
             for name in &names {
                 let fields = match kind {
-                    IndexKind::Things => state
-                        .things
-                        .get(name)
-                        .map(|doc| thing_fields(doc, state.connectivity.get(&**name))),
+                    IndexKind::Things => state.things.get(name).map(|doc| state.fields_of(doc)),
                     IndexKind::Groups => state.groups.get(name).map(group_fields),
                 };
                 values.extend(

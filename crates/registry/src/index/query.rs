@@ -39,6 +39,29 @@ pub(crate) enum Query {
     Not(Box<Query>),
 }
 
+impl Query {
+    /// The query with every term on a field that `indexed` refuses matching
+    /// nothing, as a field the index does not hold (a shadow's field when
+    /// shadows are not indexed).
+    pub(crate) fn restricted(&self, indexed: &dyn Fn(&str) -> bool) -> Query {
+        let nothing = || Query::Or(Vec::new());
+        match self {
+            Query::Match {
+                field: Some(field), ..
+            }
+            | Query::Range { field, .. }
+                if !indexed(field) =>
+            {
+                nothing()
+            }
+            Query::And(all) => Query::And(all.iter().map(|q| q.restricted(indexed)).collect()),
+            Query::Or(any) => Query::Or(any.iter().map(|q| q.restricted(indexed)).collect()),
+            Query::Not(inner) => Query::Not(Box::new(inner.restricted(indexed))),
+            other => other.clone(),
+        }
+    }
+}
+
 /// A term's value: exact, or with `*` (any run) and `?` (any one character).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum Pattern {

@@ -11,8 +11,10 @@ use herald_store::key;
 use serde::{Deserialize, Serialize};
 
 use super::Registry;
-use crate::domain::invalid;
-use crate::index::{Connectivity, Found, GROUPS_INDEX, IndexKind, THINGS_INDEX, query};
+use crate::domain::{invalid, shadow::valid_shadow_name};
+use crate::index::{
+    Connectivity, Found, GROUPS_INDEX, IndexKind, THINGS_INDEX, query, shadow::ShadowSelection,
+};
 
 const CONFIG_KEY: &[&str] = &["indexing"];
 
@@ -20,6 +22,13 @@ const CONFIG_KEY: &[&str] = &["indexing"];
 pub(crate) const MAX_SEARCH_RESULTS: usize = 100;
 /// The most buckets GetBucketsAggregation answers.
 const MAX_BUCKETS: usize = 10_000;
+/// The most named shadows an indexing configuration may select (AWS IoT
+/// Device Management quotas: 10 by default).
+pub(crate) const MAX_INDEXED_SHADOW_NAMES: usize = 10;
+
+fn off() -> String {
+    "OFF".into()
+}
 
 /// What is indexed (AWS IoT API Reference: ThingIndexingConfiguration,
 /// ThingGroupIndexingConfiguration). Everything is off until configured,
@@ -32,16 +41,33 @@ pub(crate) struct IndexingConfiguration {
     pub(crate) thing_connectivity_indexing_mode: String,
     /// OFF or ON.
     pub(crate) thing_group_indexing_mode: String,
+    /// OFF or ON: whether the named shadows in `named_shadow_names` are indexed.
+    #[serde(default = "off")]
+    pub(crate) named_shadow_indexing_mode: String,
+    /// The configuration's `filter.namedShadowNames`.
+    #[serde(default)]
+    pub(crate) named_shadow_names: Vec<String>,
 }
 
 impl Default for IndexingConfiguration {
     fn default() -> Self {
         IndexingConfiguration {
-            thing_indexing_mode: "OFF".into(),
-            thing_connectivity_indexing_mode: "OFF".into(),
-            thing_group_indexing_mode: "OFF".into(),
+            thing_indexing_mode: off(),
+            thing_connectivity_indexing_mode: off(),
+            thing_group_indexing_mode: off(),
+            named_shadow_indexing_mode: off(),
+            named_shadow_names: Vec::new(),
         }
     }
+}
+
+/// What UpdateIndexingConfiguration's `thingIndexingConfiguration` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ThingIndexing {
+    pub(crate) mode: String,
+    pub(crate) connectivity: String,
+    pub(crate) named_shadows: String,
+    pub(crate) named_shadow_names: Vec<String>,
 }
 
 impl IndexingConfiguration {
@@ -71,12 +97,54 @@ impl IndexingConfiguration {
             &self.thing_group_indexing_mode,
             &["OFF", "ON"],
         )?;
+        one_of(
+            "namedShadowIndexingMode",
+            &self.named_shadow_indexing_mode,
+            &["OFF", "ON"],
+        )?;
         if self.thing_indexing_mode == "OFF" && self.thing_connectivity_indexing_mode != "OFF" {
             return Err(invalid(
                 "thingConnectivityIndexingMode can be STATUS only when thingIndexingMode is not OFF",
             ));
         }
+        if self.named_shadow_indexing_mode == "ON" {
+            if self.thing_indexing_mode != "REGISTRY_AND_SHADOW" {
+                return Err(invalid(
+                    "namedShadowIndexingMode can be ON only when thingIndexingMode is REGISTRY_AND_SHADOW",
+                ));
+            }
+            if self.named_shadow_names.is_empty() {
+                return Err(invalid(
+                    "namedShadowIndexingMode ON needs the shadow names in filter.namedShadowNames",
+                ));
+            }
+        }
+        if self.named_shadow_names.len() > MAX_INDEXED_SHADOW_NAMES {
+            return Err(invalid(format!(
+                "filter.namedShadowNames can name at most {MAX_INDEXED_SHADOW_NAMES} shadows"
+            )));
+        }
+        if let Some(bad) = self
+            .named_shadow_names
+            .iter()
+            .find(|n| !valid_shadow_name(n))
+        {
+            return Err(invalid(format!("{bad:?} is not a valid shadow name")));
+        }
         Ok(())
+    }
+
+    /// The shadows a query and a thing document see.
+    pub(crate) fn shadows(&self) -> ShadowSelection {
+        let classic = self.thing_indexing_mode == "REGISTRY_AND_SHADOW";
+        ShadowSelection {
+            classic,
+            named: if classic && self.named_shadow_indexing_mode == "ON" {
+                self.named_shadow_names.clone()
+            } else {
+                Vec::new()
+            },
+        }
     }
 
     fn enabled(&self, kind: IndexKind) -> bool {
@@ -129,8 +197,13 @@ fn invalid_aggregation(message: impl Into<String>) -> AwsError {
     AwsError::new(ErrorType::InvalidAggregation, message)
 }
 
-/// The fields an aggregation may name.
-fn check_aggregation_field(kind: IndexKind, field: &str) -> Result<(), AwsError> {
+/// The fields an aggregation may name: the document's own, its attributes,
+/// and the fields of the shadows indexed.
+fn check_aggregation_field(
+    kind: IndexKind,
+    field: &str,
+    shadows: &ShadowSelection,
+) -> Result<(), AwsError> {
     let fixed: &[&str] = match kind {
         IndexKind::Things => &[
             "thingName",
@@ -151,13 +224,22 @@ fn check_aggregation_field(kind: IndexKind, field: &str) -> Result<(), AwsError>
     let attribute = field
         .strip_prefix("attributes.")
         .is_some_and(|name| !name.is_empty());
-    if attribute || fixed.contains(&field) {
+    let shadow =
+        kind == IndexKind::Things && field.starts_with("shadow.") && shadows.indexes_field(field);
+    if attribute || shadow || fixed.contains(&field) {
         Ok(())
     } else {
         Err(invalid_aggregation(format!(
             "{field:?} is not a field of the index that can be aggregated"
         )))
     }
+}
+
+/// Parses a query, its terms on shadows that are not indexed matching
+/// nothing.
+fn parse_for(query_string: &str, shadows: &ShadowSelection) -> Result<query::Query, AwsError> {
+    let query = query::parse(query_string).map_err(invalid_query)?;
+    Ok(query.restricted(&|field| shadows.indexes_field(field)))
 }
 
 fn numbers(values: &[String]) -> Vec<f64> {
@@ -178,7 +260,7 @@ impl Registry {
 
     pub(crate) async fn update_indexing_configuration(
         &self,
-        thing: Option<(String, String)>,
+        thing: Option<ThingIndexing>,
         group: Option<String>,
     ) -> Result<(), AwsError> {
         self.writer
@@ -186,9 +268,14 @@ impl Registry {
                 let mut config = c
                     .get::<IndexingConfiguration>(&key(CONFIG_KEY))?
                     .unwrap_or_default();
-                if let Some((mode, connectivity)) = thing {
-                    config.thing_indexing_mode = mode;
-                    config.thing_connectivity_indexing_mode = connectivity;
+                if let Some(thing) = thing {
+                    config.thing_indexing_mode = thing.mode;
+                    config.thing_connectivity_indexing_mode = thing.connectivity;
+                    config.named_shadow_indexing_mode = thing.named_shadows;
+                    let mut names = thing.named_shadow_names;
+                    names.sort();
+                    names.dedup();
+                    config.named_shadow_names = names;
                 }
                 if let Some(mode) = group {
                     config.thing_group_indexing_mode = mode;
@@ -196,7 +283,10 @@ impl Registry {
                 config.check()?;
                 c.put(key(CONFIG_KEY), &config)
             })
-            .await
+            .await?;
+        // What a dynamic group's query sees may have changed.
+        self.index.touch();
+        Ok(())
     }
 
     /// The index a request names, which must be enabled.
@@ -246,15 +336,19 @@ impl Registry {
         max: usize,
     ) -> Result<(Found, bool), AwsError> {
         let (kind, config) = self.enabled_index(index)?;
-        let query = query::parse(query_string).map_err(invalid_query)?;
-        let (mut found, more) = self.index.search(kind, &query, after, max).await?;
+        let shadows = config.shadows();
+        let query = parse_for(query_string, &shadows)?;
+        let (mut found, more) = self
+            .index
+            .search(kind, &query, after, max, &shadows)
+            .await?;
         if let Found::Things(things) = &mut found {
-            for (_, connectivity) in things.iter_mut() {
-                *connectivity = if !config.connectivity() {
+            for thing in things.iter_mut() {
+                thing.connectivity = if !config.connectivity() {
                     None
                 } else {
                     // A thing whose client never connected: not connected.
-                    Some(connectivity.take().unwrap_or(Connectivity {
+                    Some(thing.connectivity.take().unwrap_or(Connectivity {
                         connected: false,
                         timestamp_ms: 0,
                         disconnect_reason: None,
@@ -265,9 +359,12 @@ impl Registry {
         Ok((found, more))
     }
 
-    /// The things an index query matches (dynamic groups).
+    /// The things an index query matches (dynamic groups), seeing the
+    /// shadows the configuration indexes.
     pub(super) async fn query_names(&self, query: &query::Query) -> Result<Vec<String>, AwsError> {
-        let names = self.index.names(IndexKind::Things, query).await?;
+        let shadows = self.indexing_configuration()?.shadows();
+        let query = query.restricted(&|field| shadows.indexes_field(field));
+        let names = self.index.names(IndexKind::Things, &query).await?;
         Ok(names.into_iter().map(|n| n.to_string()).collect())
     }
 
@@ -277,9 +374,10 @@ impl Registry {
         query_string: &str,
         field: &str,
     ) -> Result<Vec<String>, AwsError> {
-        let (kind, _) = self.enabled_index(index)?;
-        let query = query::parse(query_string).map_err(invalid_query)?;
-        check_aggregation_field(kind, field)?;
+        let (kind, config) = self.enabled_index(index)?;
+        let shadows = config.shadows();
+        let query = parse_for(query_string, &shadows)?;
+        check_aggregation_field(kind, field, &shadows)?;
         self.index.field_values(kind, &query, field).await
     }
 
@@ -387,9 +485,10 @@ impl Registry {
                 "maxBuckets must be between 1 and {MAX_BUCKETS}, not {max}"
             )));
         }
-        let (kind, _) = self.enabled_index(index)?;
-        let query = query::parse(query_string).map_err(invalid_query)?;
-        check_aggregation_field(kind, field)?;
+        let (kind, config) = self.enabled_index(index)?;
+        let shadows = config.shadows();
+        let query = parse_for(query_string, &shadows)?;
+        check_aggregation_field(kind, field, &shadows)?;
         let total = self.index.names(kind, &query).await?.len();
         let values = self.index.field_values(kind, &query, field).await?;
         let mut counts: BTreeMap<String, i64> = BTreeMap::new();

@@ -2,6 +2,7 @@
 //! state (`shadow/<thing>/<name>`, the classic shadow's name empty). A
 //! shadow needs no registered thing, as on AWS. A deleted shadow leaves its
 //! last version (`shadow-deleted/...`), which a new one continues from.
+//! Each committed update and delete is handed to the fleet index.
 
 use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
@@ -90,7 +91,9 @@ impl Registry {
         if let Err(rejection) = check_names(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
-        self.writer
+        let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
+        let (answer, stored) = self
+            .writer
             .mutate(move |c| {
                 let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
                 let deleted: u64 = c.get(&deleted_key(&thing, &name))?.unwrap_or(0);
@@ -101,18 +104,25 @@ impl Registry {
                             if deleted > 0 {
                                 c.remove(deleted_key(&thing, &name));
                             }
-                            ShadowAnswer {
+                            let answer = ShadowAnswer {
                                 code: 0,
                                 body: updated.accepted,
                                 delta: updated.delta,
                                 documents: Some(updated.documents),
-                            }
+                            };
+                            (answer, Some(updated.shadow))
                         }
-                        Err(rejection) => ShadowAnswer::refused(&rejection, &payload, now),
+                        Err(rejection) => (ShadowAnswer::refused(&rejection, &payload, now), None),
                     },
                 )
             })
-            .await
+            .await?;
+        if let Some(stored) = stored {
+            let version = stored.version;
+            self.index
+                .put_shadow(&indexed_thing, &indexed_name, version, Some(stored));
+        }
+        Ok(answer)
     }
 
     /// `get`: the whole document, with its delta.
@@ -150,7 +160,9 @@ impl Registry {
         if let Err(rejection) = check_names(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
-        self.writer
+        let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
+        let (answer, deleted) = self
+            .writer
             .mutate(move |c| {
                 let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
                 Ok(
@@ -159,13 +171,18 @@ impl Registry {
                             let version = current.map_or(0, |s| s.version);
                             c.remove(shadow_key(&thing, &name));
                             c.put(deleted_key(&thing, &name), &version)?;
-                            ShadowAnswer::accepted(body)
+                            (ShadowAnswer::accepted(body), Some(version))
                         }
-                        Err(rejection) => ShadowAnswer::refused(&rejection, &payload, now),
+                        Err(rejection) => (ShadowAnswer::refused(&rejection, &payload, now), None),
                     },
                 )
             })
-            .await
+            .await?;
+        if let Some(version) = deleted {
+            self.index
+                .put_shadow(&indexed_thing, &indexed_name, version, None);
+        }
+        Ok(answer)
     }
 
     /// The names of a thing's named shadows, in name order.

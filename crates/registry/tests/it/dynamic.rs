@@ -16,6 +16,7 @@ async fn enable(client: &mut Client) {
             thing_indexing_mode: Some("REGISTRY".into()),
             thing_connectivity_indexing_mode: None,
             thing_group_indexing_mode: None,
+            ..Default::default()
         })
         .await
         .unwrap();
@@ -45,7 +46,7 @@ fn dynamic_req(name: &str, query: &str) -> CreateDynamicThingGroupRequest {
     }
 }
 
-async fn wait_members(client: &mut Client, group: &str, expected: &[&str]) {
+pub(crate) async fn wait_members(client: &mut Client, group: &str, expected: &[&str]) {
     let expected: Vec<String> = expected.iter().map(|s| (*s).to_owned()).collect();
     eventually(10, &format!("{group} = {expected:?}"), || {
         let mut client = client.clone();

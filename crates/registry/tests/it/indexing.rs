@@ -18,12 +18,14 @@ async fn enable(client: &mut Client) {
             thing_indexing_mode: Some("REGISTRY".into()),
             thing_connectivity_indexing_mode: Some("STATUS".into()),
             thing_group_indexing_mode: Some("ON".into()),
+            ..Default::default()
         })
         .await
         .unwrap();
 }
 
-async fn search(client: &mut Client, query: &str) -> Vec<String> {
+/// The things documents `query` finds on the first page.
+pub(crate) async fn found(client: &mut Client, query: &str) -> Vec<ThingDocument> {
     client
         .search_index(SearchIndexRequest {
             index_name: None,
@@ -35,6 +37,12 @@ async fn search(client: &mut Client, query: &str) -> Vec<String> {
         .unwrap()
         .into_inner()
         .things
+}
+
+/// The names of the things `query` finds on the first page.
+pub(crate) async fn search(client: &mut Client, query: &str) -> Vec<String> {
+    found(client, query)
+        .await
         .into_iter()
         .map(|t| t.thing_name)
         .collect()
@@ -256,6 +264,7 @@ async fn bad_queries_configurations_and_indices_are_refused() {
                 thing_indexing_mode: Some("OFF".into()),
                 thing_connectivity_indexing_mode: Some("STATUS".into()),
                 thing_group_indexing_mode: None,
+                ..Default::default()
             })
             .await,
         ErrorType::InvalidRequest,

@@ -13,5 +13,6 @@ mod jobs;
 mod membership;
 mod partitions;
 mod principals;
+mod shadow_index;
 mod thing_types;
 mod things;

@@ -39,6 +39,16 @@ pub(super) fn routes() -> Router<AppState> {
 struct ThingIndexingConfiguration {
     thing_indexing_mode: Option<String>,
     thing_connectivity_indexing_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    named_shadow_indexing_mode: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    filter: Option<IndexingFilter>,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(rename_all = "camelCase", default)]
+struct IndexingFilter {
+    named_shadow_names: Vec<String>,
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -67,6 +77,15 @@ async fn update_indexing_configuration(
         )?),
         None => None,
     };
+    let (thing_connectivity_indexing_mode, named_shadow_indexing_mode, named_shadow_names) =
+        match thing {
+            Some(t) => (
+                t.thing_connectivity_indexing_mode,
+                t.named_shadow_indexing_mode,
+                t.filter.map(|f| f.named_shadow_names).unwrap_or_default(),
+            ),
+            None => (None, None, Vec::new()),
+        };
     let group_mode = match body.thing_group_indexing_configuration {
         Some(g) => Some(required(
             g.thing_group_indexing_mode,
@@ -79,9 +98,10 @@ async fn update_indexing_configuration(
         .clone()
         .update_indexing_configuration(pb::UpdateIndexingConfigurationRequest {
             thing_indexing_mode,
-            thing_connectivity_indexing_mode: thing
-                .and_then(|t| t.thing_connectivity_indexing_mode),
+            thing_connectivity_indexing_mode,
             thing_group_indexing_mode: group_mode,
+            named_shadow_indexing_mode,
+            named_shadow_names,
         })
         .await?;
     empty()
@@ -99,6 +119,10 @@ async fn get_indexing_configuration(State(state): State<AppState>) -> ApiResult 
         thing_indexing_configuration: Some(ThingIndexingConfiguration {
             thing_indexing_mode: Some(c.thing_indexing_mode),
             thing_connectivity_indexing_mode: Some(c.thing_connectivity_indexing_mode),
+            named_shadow_indexing_mode: Some(c.named_shadow_indexing_mode),
+            filter: (!c.named_shadow_names.is_empty()).then_some(IndexingFilter {
+                named_shadow_names: c.named_shadow_names,
+            }),
         }),
         thing_group_indexing_configuration: Some(ThingGroupIndexingConfiguration {
             thing_group_indexing_mode: Some(c.thing_group_indexing_mode),
@@ -198,6 +222,9 @@ struct ThingDocument {
     attributes: BTreeMap<String, String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     connectivity: Option<Connectivity>,
+    /// The indexed shadows, as a JSON string.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    shadow: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -253,6 +280,7 @@ async fn search_index(state: AppState, request: Request) -> ApiResult {
                     timestamp: (c.timestamp_ms != 0).then_some(c.timestamp_ms),
                     disconnect_reason: c.disconnect_reason,
                 }),
+                shadow: t.shadow,
             })
             .collect(),
         thing_groups: found
