@@ -44,6 +44,10 @@ const BENCHES: &[(&str, &str)] = &[
         "cluster",
         "beyond one machine: durable mutations/s at 64 clients on PostgreSQL vs sled; QoS 1 fan-out to 1,000 subscribers over two gateways joined by NATS vs one gateway (starts PostgreSQL; needs nats-server)",
     ),
+    (
+        "shadow",
+        "Device Shadow: updates/s end to end (MQTT update -> /accepted and update/delta) with 1,000 devices, and over gRPC alone, vs the registry's durable mutations/s (UpdateThing, 64 clients)",
+    ),
 ];
 
 /// Planned, not written yet.

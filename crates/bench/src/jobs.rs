@@ -276,7 +276,7 @@ async fn probe(
     }
 }
 
-fn options(herald: &InProcessHerald, client_id: &str) -> MqttOptions {
+pub(crate) fn options(herald: &InProcessHerald, client_id: &str) -> MqttOptions {
     let mut options = MqttOptions::new(client_id, herald.mqtt.ip().to_string(), herald.mqtt.port());
     options
         .set_credentials(
@@ -341,7 +341,7 @@ async fn device(
 }
 
 /// Waits until `counter` reaches `target`, within [`DEADLINE`].
-async fn wait_for(counter: &AtomicU64, target: u64, what: &str) -> anyhow::Result<()> {
+pub(crate) async fn wait_for(counter: &AtomicU64, target: u64, what: &str) -> anyhow::Result<()> {
     if wait_for_within(counter, target, DEADLINE).await {
         Ok(())
     } else {

@@ -12,6 +12,7 @@ mod mqtt;
 mod policy;
 mod registry;
 mod search;
+mod shadow;
 mod stats;
 
 use std::{path::PathBuf, time::Duration};
@@ -39,6 +40,7 @@ const BENCHES: &[(&str, Bench)] = &[
     ("jobs", jobs::run),
     ("search", search::run),
     ("cluster", cluster::run),
+    ("shadow", shadow::run),
 ];
 
 const DEFAULT_SECS: u64 = 5;
