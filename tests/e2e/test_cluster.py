@@ -597,6 +597,12 @@ def test_a_retained_message_is_served_by_every_gateway_even_one_started_later(ga
         info = pub.mqtt.publish("lamps/hall/state", b"on", qos=1, retain=True)
         info.wait_for_publish(timeout=DEADLINE_SECS)
         retained_on(b, "reader-b", "lamps/#", ("lamps/hall/state", b"on"))
+        # Every replica lists it with the QoS it was published at and the
+        # time it was retained.
+        on_a = make_client(a.url, service="iot-data").get_retained_message(topic="lamps/hall/state")
+        on_b = make_client(b.url, service="iot-data").get_retained_message(topic="lamps/hall/state")
+        assert (on_a["payload"], on_a["qos"]) == (b"on", 1)
+        assert (on_b["payload"], on_b["qos"], on_b["lastModifiedTime"]) == (b"on", 1, on_a["lastModifiedTime"])
         if nats is not None:
             late = c.gateway("gateway-c", bus=nats.url)
             retained_on(late, "reader-c", "lamps/+/state", ("lamps/hall/state", b"on"))

@@ -4,6 +4,7 @@ MQTT topics serve, an HTTP update published on them too), named shadows,
 Publish to MQTT subscribers, and retained messages, with AWS's errors."""
 
 import json
+import time
 import uuid
 
 import botocore.exceptions
@@ -123,3 +124,60 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
         run_aws("aws iot-data get-thing-shadow --thing-name cli-thing x.json", herald.endpoint, tmp_path, expect_error="ResourceNotFoundException")
     finally:
         mqtt.stop()
+
+
+def test_every_operation_and_error_through_the_aws_cli(herald, tmp_path):
+    def aws(command, **kwargs):
+        return run_aws(command, herald.endpoint, tmp_path, **kwargs)
+
+    thing = f"cli-{uuid.uuid4().hex[:6]}"
+    update = f"aws iot-data update-thing-shadow --thing-name {thing}"
+    aws(update + " --shadow-name cfg --payload '{\"state\":{\"desired\":{\"rate\":5}},\"clientToken\":\"c1\"}' a.json")
+    accepted = json.loads((tmp_path / "a.json").read_text())
+    assert accepted["version"] == 1 and accepted["clientToken"] == "c1"
+    aws(update + " --shadow-name net --payload '{\"state\":{\"reported\":{\"ip\":\"10.0.0.2\"}}}' b.json")
+    aws(f"aws iot-data get-thing-shadow --thing-name {thing} --shadow-name cfg cfg.json")
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    assert cfg["state"] == {"desired": {"rate": 5}, "delta": {"rate": 5}}
+    listed = aws(f"aws iot-data list-named-shadows-for-thing --thing-name {thing} --page-size 1")
+    assert listed["results"] == ["cfg"] and listed["nextToken"]
+    rest = aws(
+        f"aws iot-data list-named-shadows-for-thing --thing-name {thing} --page-size 1 --next-token {listed['nextToken']}"
+    )
+    assert rest["results"] == ["net"]
+
+    # Each refusal, with AWS's error type; none changes the shadow.
+    aws(
+        update + " --shadow-name cfg --payload '{\"state\":{\"desired\":{\"rate\":6}},\"version\":7}' x.json",
+        expect_error="ConflictException",
+    )
+    aws(update + " --payload 'not json' x.json", expect_error="InvalidRequestException")
+    aws(update + " --payload '{\"state\":{\"other\":{}}}' x.json", expect_error="InvalidRequestException")
+    (tmp_path / "big.json").write_text(json.dumps({"state": {"reported": {"blob": "x" * 9000}}}))
+    aws(update + " --payload fileb://big.json x.json", expect_error="RequestEntityTooLargeException")
+    (tmp_path / "latin1.bin").write_bytes(b"\xff\xfe{}")
+    aws(update + " --payload fileb://latin1.bin x.json", expect_error="UnsupportedDocumentEncodingException")
+    aws(f"aws iot-data get-thing-shadow --thing-name {thing} x.json", expect_error="ResourceNotFoundException")
+    aws(f"aws iot-data delete-thing-shadow --thing-name {thing} x.json", expect_error="ResourceNotFoundException")
+    aws(f"aws iot-data get-thing-shadow --thing-name {thing} --shadow-name cfg cfg2.json")
+    assert json.loads((tmp_path / "cfg2.json").read_text())["version"] == 1
+
+    aws(f"aws iot-data delete-thing-shadow --thing-name {thing} --shadow-name net gone.json")
+    assert json.loads((tmp_path / "gone.json").read_text())["version"] == 1
+    assert aws(f"aws iot-data list-named-shadows-for-thing --thing-name {thing}")["results"] == ["cfg"]
+
+    # Publish, retained messages.
+    aws(f"aws iot-data publish --topic {thing}/state --qos 1 --retain --payload on")
+    retained = [t for t in aws("aws iot-data list-retained-messages")["retainedTopics"] if t["topic"].startswith(thing)]
+    assert [(t["topic"], t["payloadSize"], t["qos"]) for t in retained] == [(f"{thing}/state", 2, 1)]
+    # Retained when published: epoch milliseconds, within the last minute.
+    assert abs(retained[0]["lastModifiedTime"] / 1000 - time.time()) < 60
+    got = aws(f"aws iot-data get-retained-message --topic {thing}/state")
+    assert got["topic"] == f"{thing}/state" and got["qos"] == 1
+    assert got["lastModifiedTime"] == retained[0]["lastModifiedTime"]
+    aws(f"aws iot-data get-retained-message --topic {thing}/none", expect_error="ResourceNotFoundException")
+    # An empty retained message deletes the topic's.
+    aws(f"aws iot-data publish --topic {thing}/state --qos 1 --retain")
+    aws(f"aws iot-data get-retained-message --topic {thing}/state", expect_error="ResourceNotFoundException")
+    aws("aws iot-data publish --topic '$aws/events/presence/connected/x' --payload x", expect_error="InvalidRequestException")
+    aws("aws iot-data publish --topic 'a/+/b' --payload x", expect_error="InvalidRequestException")

@@ -81,18 +81,30 @@ pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Se
 pub(crate) trait Broker: Send + Sync {
     /// Publishes `payload` on `topic` to the partition's subscribers (and
     /// the other replicas'): a `$aws` topic on its bus, any other through
-    /// its router, kept as the topic's retained message when `retain`.
+    /// its router, kept as the topic's retained message when `retain` (the
+    /// QoS it was published at).
     fn publish(
         &self,
         partition: Option<Partition>,
         topic: String,
         payload: tokio_util::bytes::Bytes,
-        retain: bool,
+        retain: Option<u8>,
     ) -> BoxFuture<'_, Result<(), String>>;
 
     /// The partition's retained messages, in topic order.
     fn retained(
         &self,
         partition: Option<Partition>,
-    ) -> BoxFuture<'_, Result<Vec<(String, tokio_util::bytes::Bytes)>, String>>;
+    ) -> BoxFuture<'_, Result<Vec<RetainedMessage>, String>>;
+}
+
+/// A retained message as the `iot-data` API lists it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RetainedMessage {
+    pub(crate) topic: String,
+    pub(crate) payload: tokio_util::bytes::Bytes,
+    /// The QoS it was published at.
+    pub(crate) qos: u8,
+    /// When it was retained, epoch milliseconds.
+    pub(crate) modified_ms: i64,
 }

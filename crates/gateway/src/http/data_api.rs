@@ -10,8 +10,6 @@
 //! topics too, as AWS does. Publish and the retained messages go through
 //! the MQTT side of the request's partition.
 
-use std::collections::HashMap;
-
 use axum::{
     Router,
     body::Bytes,
@@ -117,7 +115,7 @@ async fn publish_answers(state: &AppState, base: &str, op: &str, reply: &pb::Sha
     messages.push((format!("{base}/{op}/accepted"), reply.body.clone()));
     for (topic, payload) in messages {
         if let Err(e) = broker
-            .publish(partition.clone(), topic, payload.into(), false)
+            .publish(partition.clone(), topic, payload.into(), None)
             .await
         {
             tracing::warn!(error = e, "publishing a shadow answer failed");
@@ -255,12 +253,18 @@ async fn publish(
     {
         return Err(ApiError::invalid(format!("Invalid topic: {topic}")));
     }
-    match query.string("qos").as_deref() {
-        None | Some("0") | Some("1") => {}
+    let qos = match query.string("qos").as_deref() {
+        None | Some("0") => 0,
+        Some("1") => 1,
         Some(other) => return Err(ApiError::invalid(format!("Invalid qos: {other}"))),
-    }
+    };
     broker(&state)?
-        .publish(crate::partition::current(), topic, body, retain)
+        .publish(
+            crate::partition::current(),
+            topic,
+            body,
+            retain.then_some(qos),
+        )
         .await
         .map_err(ApiError::invalid)?;
     Ok(StatusCode::OK.into_response())
@@ -297,16 +301,15 @@ async fn list_retained_messages(State(state): State<AppState>, query: Query) -> 
         .retained(crate::partition::current())
         .await
         .map_err(ApiError::invalid)?;
-    let now = crate::http::time::now_ms();
     let mut topics: Vec<RetainedSummary> = retained
         .into_iter()
-        .filter(|(topic, _)| after.as_ref().is_none_or(|a| topic > a))
+        .filter(|m| after.as_ref().is_none_or(|a| &m.topic > a))
         .take(max + 1)
-        .map(|(topic, payload)| RetainedSummary {
-            topic,
-            payload_size: payload.len(),
-            qos: 0,
-            last_modified_time: now,
+        .map(|m| RetainedSummary {
+            payload_size: m.payload.len(),
+            topic: m.topic,
+            qos: m.qos,
+            last_modified_time: m.modified_ms,
         })
         .collect();
     let next_token = (topics.len() > max).then(|| {
@@ -337,8 +340,7 @@ async fn get_retained_message(
         .retained(crate::partition::current())
         .await
         .map_err(ApiError::invalid)?;
-    let found: HashMap<String, Bytes> = retained.into_iter().collect();
-    let Some(payload) = found.get(&topic) else {
+    let Some(found) = retained.into_iter().find(|m| m.topic == topic) else {
         return Err(ApiError::new(
             ErrorKind::Aws(herald_proto::error::ErrorType::ResourceNotFound),
             format!("No retained message for topic {topic}"),
@@ -346,9 +348,9 @@ async fn get_retained_message(
     };
     ok(RetainedMessage {
         topic,
-        payload: base64(payload),
-        qos: 0,
-        last_modified_time: crate::http::time::now_ms(),
+        payload: base64(&found.payload),
+        qos: found.qos,
+        last_modified_time: found.modified_ms,
     })
 }
 

@@ -50,6 +50,7 @@ use tokio_util::sync::CancellationToken;
 use super::{
     context::{ClientIds, Live, SessionContext, lock},
     persist::{BoxFuture, SharedSessions, StoredSession},
+    retained::Retained,
     router::{Peers, Router},
 };
 use crate::bus::Bus;
@@ -246,7 +247,27 @@ pub(crate) fn filter_subjects(prefix: &str, kind: &str, filter: &str) -> Vec<Str
 /// retained message to keep (an empty payload removes the topic's).
 enum Outbound {
     Message { subject: String, payload: Bytes },
-    Retained { key: String, payload: Bytes },
+    Retained { key: String, message: Retained },
+}
+
+/// A retained message as the bucket holds it: its QoS (one byte), when it
+/// was retained (epoch milliseconds, 8 bytes big-endian), then the payload.
+fn encode_retained(message: &Retained) -> Bytes {
+    let mut value = Vec::with_capacity(9 + message.payload.len());
+    value.push(message.qos);
+    value.extend_from_slice(&message.modified_ms.to_be_bytes());
+    value.extend_from_slice(&message.payload);
+    value.into()
+}
+
+fn decode_retained(value: &Bytes) -> Option<Retained> {
+    let qos = *value.first()?;
+    let ms: [u8; 8] = value.get(1..9)?.try_into().ok()?;
+    Some(Retained {
+        payload: value.slice(9..),
+        qos,
+        modified_ms: i64::from_be_bytes(ms),
+    })
 }
 
 /// Something another replica sent, to route here.
@@ -354,12 +375,12 @@ impl PartitionPeers {
                             .await
                             .map_err(|e| e.to_string())
                     }
-                    Outbound::Retained { key, payload } if payload.is_empty() => {
+                    Outbound::Retained { key, message } if message.payload.is_empty() => {
                         nats.retained.delete(&key).await.map_err(|e| e.to_string())
                     }
-                    Outbound::Retained { key, payload } => nats
+                    Outbound::Retained { key, message } => nats
                         .retained
-                        .put(&key, payload)
+                        .put(&key, encode_retained(&message))
                         .await
                         .map(drop)
                         .map_err(|e| e.to_string()),
@@ -388,7 +409,7 @@ impl PartitionPeers {
                 {
                     continue;
                 }
-                if let Err(e) = link.publish(&arrived.topic, arrived.payload, false).await {
+                if let Err(e) = link.publish(&arrived.topic, arrived.payload, None).await {
                     tracing::debug!(topic = arrived.topic, error = %e, "a peer's message was not routed");
                 }
             }
@@ -447,11 +468,17 @@ impl PartitionPeers {
                 let Some(topic) = entry.key.rsplit('.').next().and_then(unhex_str) else {
                     continue;
                 };
-                let payload = match entry.operation {
-                    kv::Operation::Put => entry.value,
-                    kv::Operation::Delete | kv::Operation::Purge => Bytes::new(),
+                let message = match entry.operation {
+                    kv::Operation::Put => match decode_retained(&entry.value) {
+                        Some(message) => message,
+                        None => {
+                            tracing::warn!(topic, "unreadable retained message in the bucket");
+                            continue;
+                        }
+                    },
+                    kv::Operation::Delete | kv::Operation::Purge => Retained::now(Bytes::new(), 0),
                 };
-                if store.retain(&topic, payload).await.is_err() {
+                if store.keep(&topic, message).await.is_err() {
                     tracing::warn!(
                         topic,
                         "a peer's retained message is over this replica's limits"
@@ -582,11 +609,11 @@ fn hex(text: &str) -> String {
 }
 
 impl Peers for PartitionPeers {
-    fn publish(&self, topic: &str, payload: &Bytes, retain: bool) {
-        if retain {
+    fn publish(&self, topic: &str, payload: &Bytes, retained: Option<&Retained>) {
+        if let Some(message) = retained {
             self.send(Outbound::Retained {
                 key: format!("{}.{}", self.claims_prefix(), hex(topic)),
-                payload: payload.clone(),
+                message: message.clone(),
             });
         }
         self.send(Outbound::Message {

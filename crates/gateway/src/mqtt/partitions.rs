@@ -601,7 +601,7 @@ impl crate::partition::Broker for MqttPartitions {
         partition: Option<Partition>,
         topic: String,
         payload: tokio_util::bytes::Bytes,
-        retain: bool,
+        retain: Option<u8>,
     ) -> crate::partition::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let world = self.world_of(partition.as_ref()).await?;
@@ -635,18 +635,21 @@ impl crate::partition::Broker for MqttPartitions {
     fn retained(
         &self,
         partition: Option<Partition>,
-    ) -> crate::partition::BoxFuture<'_, Result<Vec<(String, tokio_util::bytes::Bytes)>, String>>
+    ) -> crate::partition::BoxFuture<'_, Result<Vec<crate::partition::RetainedMessage>, String>>
     {
         Box::pin(async move {
             let world = self.world_of(partition.as_ref()).await?;
-            let mut all: Vec<(String, tokio_util::bytes::Bytes)> = world
+            Ok(world
                 .retained
-                .matching("#")
+                .messages()
                 .into_iter()
-                .map(|(topic, payload)| (topic.to_string(), payload))
-                .collect();
-            all.sort_by(|a, b| a.0.cmp(&b.0));
-            Ok(all)
+                .map(|(topic, m)| crate::partition::RetainedMessage {
+                    topic: topic.to_string(),
+                    payload: m.payload,
+                    qos: m.qos,
+                    modified_ms: m.modified_ms,
+                })
+                .collect())
         })
     }
 }

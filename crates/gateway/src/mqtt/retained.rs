@@ -73,35 +73,69 @@ pub struct QuotaExceeded {
     pub max_bytes: usize,
 }
 
+/// A retained message: its payload, the QoS it was published with, and
+/// when it was retained (epoch milliseconds), as ListRetainedMessages and
+/// GetRetainedMessage answer them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Retained {
+    pub payload: Bytes,
+    pub qos: u8,
+    pub modified_ms: i64,
+}
+
+impl Retained {
+    /// `payload`, published at `qos`, retained now.
+    pub fn now(payload: Bytes, qos: u8) -> Retained {
+        Retained {
+            payload,
+            qos,
+            modified_ms: herald_store::now_ms(),
+        }
+    }
+}
+
 /// A retained message as stored: the payload as text when it is UTF-8,
-/// otherwise in hex (the store's values are JSON).
+/// otherwise in hex (the store's values are JSON), its QoS and time.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 struct StoredMessage {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     text: Option<String>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     hex: Option<String>,
+    #[serde(default)]
+    qos: u8,
+    #[serde(default)]
+    modified_ms: i64,
 }
 
 impl StoredMessage {
-    fn new(payload: &[u8]) -> StoredMessage {
-        match std::str::from_utf8(payload) {
-            Ok(text) => StoredMessage {
-                text: Some(text.to_owned()),
-                hex: None,
-            },
+    fn new(message: &Retained) -> StoredMessage {
+        let payload = &message.payload[..];
+        let (text, hex) = match std::str::from_utf8(payload) {
+            Ok(text) => (Some(text.to_owned()), None),
             Err(_) => {
                 let mut hex = String::with_capacity(payload.len() * 2);
                 for b in payload {
                     hex.push(char::from(HEX[usize::from(b >> 4)]));
                     hex.push(char::from(HEX[usize::from(b & 0xf)]));
                 }
-                StoredMessage {
-                    text: None,
-                    hex: Some(hex),
-                }
+                (None, Some(hex))
             }
+        };
+        StoredMessage {
+            text,
+            hex,
+            qos: message.qos,
+            modified_ms: message.modified_ms,
         }
+    }
+
+    fn message(&self) -> Option<Retained> {
+        Some(Retained {
+            payload: self.payload()?,
+            qos: self.qos,
+            modified_ms: self.modified_ms,
+        })
     }
 
     fn payload(&self) -> Option<Bytes> {
@@ -169,13 +203,13 @@ impl Inner {
 
 #[derive(Default)]
 struct State {
-    messages: HashMap<Arc<str>, Bytes>,
+    messages: HashMap<Arc<str>, Retained>,
     /// The size of every message, topics included.
     bytes: usize,
     /// The number of the last change queued.
     queued: u64,
-    /// Topic → its latest payload, or `None` to delete it, not yet written.
-    pending: HashMap<Arc<str>, Option<Bytes>>,
+    /// Topic → its latest message, or `None` to delete it, not yet written.
+    pending: HashMap<Arc<str>, Option<Retained>>,
 }
 
 impl RetainedStore {
@@ -210,13 +244,13 @@ impl RetainedStore {
         let mut state = State::default();
         for entry in store.iter(&prefix(), None) {
             let (topic, bytes) = entry.context("read the retained messages")?;
-            let payload = serde_json::from_slice::<StoredMessage>(&bytes)
+            let message = serde_json::from_slice::<StoredMessage>(&bytes)
                 .ok()
-                .and_then(|m| m.payload());
-            match payload {
-                Some(payload) if !payload.is_empty() => {
-                    state.bytes += size(&topic, &payload);
-                    state.messages.insert(topic.into(), payload);
+                .and_then(|m| m.message());
+            match message {
+                Some(message) if !message.payload.is_empty() => {
+                    state.bytes += size(&topic, &message.payload);
+                    state.messages.insert(topic.into(), message);
                 }
                 _ => tracing::error!(topic, "unreadable retained message; ignored"),
             }
@@ -253,16 +287,23 @@ impl RetainedStore {
         Ok(RetainedStore { inner })
     }
 
-    /// Stores `payload` as `topic`'s retained message (an empty payload
-    /// deletes it) and waits until the change is durable. Refused, changing
-    /// nothing, when it would pass the limits.
-    pub async fn retain(&self, topic: &str, payload: Bytes) -> Result<(), QuotaExceeded> {
+    /// Stores `payload`, published at `qos`, as `topic`'s retained message
+    /// (an empty payload deletes it) and waits until the change is durable.
+    /// Refused, changing nothing, when it would pass the limits.
+    pub async fn retain(&self, topic: &str, payload: Bytes, qos: u8) -> Result<(), QuotaExceeded> {
+        self.keep(topic, Retained::now(payload, qos)).await
+    }
+
+    /// [`RetainedStore::retain`] of a message whose time is known (another
+    /// replica's).
+    pub async fn keep(&self, topic: &str, message: Retained) -> Result<(), QuotaExceeded> {
+        let payload = message.payload.clone();
         let number = {
             let mut state = self.inner.state();
             let old = state
                 .messages
                 .get(topic)
-                .map(|p| size(topic, p))
+                .map(|m| size(topic, &m.payload))
                 .unwrap_or(0);
             let topic: Arc<str> = match state.messages.get_key_value(topic) {
                 Some((known, _)) => Arc::clone(known),
@@ -289,8 +330,8 @@ impl RetainedStore {
                     });
                 }
                 state.bytes = bytes;
-                state.messages.insert(Arc::clone(&topic), payload.clone());
-                state.pending.insert(topic, Some(payload));
+                state.messages.insert(Arc::clone(&topic), message.clone());
+                state.pending.insert(topic, Some(message));
             }
             if !self.inner.durable {
                 state.pending.clear();
@@ -323,8 +364,21 @@ impl RetainedStore {
             .messages
             .iter()
             .filter(|(topic, _)| topic::matches(filter, topic))
-            .map(|(topic, payload)| (Arc::clone(topic), payload.clone()))
+            .map(|(topic, message)| (Arc::clone(topic), message.payload.clone()))
             .collect()
+    }
+
+    /// Every retained message, in topic order.
+    pub fn messages(&self) -> Vec<(Arc<str>, Retained)> {
+        let mut all: Vec<(Arc<str>, Retained)> = self
+            .inner
+            .state()
+            .messages
+            .iter()
+            .map(|(topic, message)| (Arc::clone(topic), message.clone()))
+            .collect();
+        all.sort_by(|a, b| a.0.cmp(&b.0));
+        all
     }
 
     /// The topics of the retained messages `filter` matches.
@@ -340,7 +394,8 @@ impl RetainedStore {
 
     /// The message retained on `topic` now, if any.
     pub fn get(&self, topic: &str) -> Option<Bytes> {
-        self.inner.state().messages.get(topic).cloned()
+        let state = self.inner.state();
+        state.messages.get(topic).map(|m| m.payload.clone())
     }
 
     /// How many messages are retained, and their size in bytes.
@@ -369,9 +424,9 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
     let retry = changes.clone();
     let written = writer
         .mutate(move |c| {
-            for (topic, payload) in changes {
-                match payload {
-                    Some(payload) => c.put(key(&topic), &StoredMessage::new(&payload))?,
+            for (topic, message) in changes {
+                match message {
+                    Some(message) => c.put(key(&topic), &StoredMessage::new(&message))?,
                     None => c.remove(key(&topic)),
                 }
             }
@@ -406,11 +461,19 @@ mod tests {
             &[0xff, 0x00, 0x10, 0xab][..],
             "é".as_bytes(),
         ] {
-            let stored = StoredMessage::new(payload);
+            let message = Retained {
+                payload: Bytes::copy_from_slice(payload),
+                qos: 1,
+                modified_ms: 1_700_000_000_000,
+            };
+            let stored = StoredMessage::new(&message);
             let json = serde_json::to_vec(&stored).unwrap();
             let back: StoredMessage = serde_json::from_slice(&json).unwrap();
-            assert_eq!(back.payload().unwrap(), payload);
+            assert_eq!(back.message().unwrap(), message);
         }
+        // A message stored before QoS and time were kept reads as QoS 0.
+        let old: StoredMessage = serde_json::from_slice(br#"{"text":"on"}"#).unwrap();
+        assert_eq!((old.qos, old.modified_ms), (0, 0));
     }
 
     #[tokio::test]
@@ -420,29 +483,40 @@ mod tests {
             max_bytes: 20,
         });
         store
-            .retain("a", Bytes::from_static(b"12345"))
+            .retain("a", Bytes::from_static(b"12345"), 0)
             .await
             .unwrap();
         store
-            .retain("b", Bytes::from_static(b"12345"))
+            .retain("b", Bytes::from_static(b"12345"), 0)
             .await
             .unwrap();
         assert_eq!(store.usage(), (2, 12));
         // A third topic passes the count.
-        assert!(store.retain("c", Bytes::from_static(b"1")).await.is_err());
+        assert!(
+            store
+                .retain("c", Bytes::from_static(b"1"), 0)
+                .await
+                .is_err()
+        );
         // Replacing is fine within the bytes, not beyond.
-        store.retain("a", Bytes::from_static(b"123")).await.unwrap();
+        store
+            .retain("a", Bytes::from_static(b"123"), 0)
+            .await
+            .unwrap();
         assert_eq!(store.usage(), (2, 10));
         assert!(
             store
-                .retain("b", Bytes::from_static(b"1234567890123456"))
+                .retain("b", Bytes::from_static(b"1234567890123456"), 0)
                 .await
                 .is_err()
         );
         assert_eq!(store.usage(), (2, 10));
         // Deleting frees room.
-        store.retain("a", Bytes::new()).await.unwrap();
-        store.retain("c", Bytes::from_static(b"1")).await.unwrap();
+        store.retain("a", Bytes::new(), 0).await.unwrap();
+        store
+            .retain("c", Bytes::from_static(b"1"), 0)
+            .await
+            .unwrap();
         let mut topics: Vec<_> = store.matching("#").into_iter().map(|(t, _)| t).collect();
         topics.sort();
         assert_eq!(topics, vec![Arc::from("b"), Arc::from("c")]);
@@ -459,18 +533,18 @@ mod tests {
         )
         .unwrap();
         store
-            .retain("a/b", Bytes::from_static(b"text"))
+            .retain("a/b", Bytes::from_static(b"text"), 0)
             .await
             .unwrap();
         store
-            .retain("é", Bytes::from_static(&[0xff, 0]))
+            .retain("é", Bytes::from_static(&[0xff, 0]), 0)
             .await
             .unwrap();
         store
-            .retain("gone", Bytes::from_static(b"x"))
+            .retain("gone", Bytes::from_static(b"x"), 0)
             .await
             .unwrap();
-        store.retain("gone", Bytes::new()).await.unwrap();
+        store.retain("gone", Bytes::new(), 0).await.unwrap();
         shutdown.cancel();
         store.stopped().await;
 

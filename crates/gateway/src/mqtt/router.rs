@@ -53,7 +53,7 @@ use tokio_util::bytes::Bytes;
 
 use herald_runtime::partition::Partition;
 
-use super::retained::{QuotaExceeded, RetainedLimits, RetainedStore};
+use super::retained::{QuotaExceeded, Retained, RetainedLimits, RetainedStore};
 
 /// The level in front of every topic and filter inside rumqttd: plain
 /// ASCII, so rumqttd's byte slicing of a topic's first character always
@@ -176,8 +176,9 @@ pub struct Router {
 /// The other gateway replicas, as the router's links see them.
 pub trait Peers: Send + Sync {
     /// A client of this replica published `payload` on `topic` (an
-    /// ordinary topic, already routed here).
-    fn publish(&self, topic: &str, payload: &Bytes, retain: bool);
+    /// ordinary topic, already routed here), `retained` when it is kept as
+    /// the topic's retained message.
+    fn publish(&self, topic: &str, payload: &Bytes, retained: Option<&Retained>);
     /// A link of this replica subscribed to `filter` (`added`), or no
     /// longer is: interest is counted per replica.
     fn interest(&self, filter: &str, added: bool);
@@ -414,22 +415,24 @@ impl Link {
 
     /// Publishes at QoS 0 (the router delivers at each subscription's
     /// QoS). Blocks only while the router's event queue is full. With
-    /// `retain`, the message is first stored in the retained store (an
-    /// empty payload deletes the topic's message) and made durable; over
-    /// the store's limits nothing is stored nor routed
-    /// ([`RouterError::RetainedQuota`]). Subscribers get it without RETAIN.
+    /// `retain` (the QoS the client published at), the message is first
+    /// stored in the retained store (an empty payload deletes the topic's
+    /// message) and made durable; over the store's limits nothing is stored
+    /// nor routed ([`RouterError::RetainedQuota`]). Subscribers get it
+    /// without RETAIN.
     pub async fn publish(
         &mut self,
         topic: &str,
         payload: Bytes,
-        retain: bool,
+        retain: Option<u8>,
     ) -> Result<(), RouterError> {
         refuse_reserved(topic)?;
-        if retain {
-            self.retained.retain(topic, payload.clone()).await?;
+        let retained = retain.map(|qos| Retained::now(payload.clone(), qos));
+        if let Some(message) = &retained {
+            self.retained.keep(topic, message.clone()).await?;
         }
         if let Some(peers) = &self.peers {
-            peers.publish(topic, &payload, retain);
+            peers.publish(topic, &payload, retained.as_ref());
         }
         let publish = Publish::new(Bytes::from(to_engine(&self.level, topic)), payload, false);
         self.send(Packet::Publish(publish, None)).await

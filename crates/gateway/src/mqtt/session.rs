@@ -329,10 +329,11 @@ impl Session {
         {
             // A will the retained store has no room for is still published.
             let message = w.message.clone();
+            let retain = w.retain.then_some(w.qos as u8);
             if let Err(RouterError::RetainedQuota(_)) =
-                Box::pin(self.route(&topic, w.message, w.retain)).await
+                Box::pin(self.route(&topic, w.message, retain)).await
             {
-                let _ = Box::pin(self.route(&topic, message, false)).await;
+                let _ = Box::pin(self.route(&topic, message, None)).await;
             }
         }
         if let Some(link) = &mut self.link {
@@ -1029,7 +1030,8 @@ impl Session {
         }
         let topic = topic.to_owned();
         let payload: Bytes = publish.payload;
-        match self.route(&topic, payload.clone(), publish.retain).await {
+        let retain = publish.retain.then_some(qos);
+        match self.route(&topic, payload.clone(), retain).await {
             Ok(()) => {}
             // The retained store is full: MQTT 5 refuses the PUBLISH with
             // "quota exceeded"; MQTT 3.1.1 cannot say so, and the message
@@ -1048,7 +1050,7 @@ impl Session {
                     }
                     return Ok(());
                 }
-                if let Err(e) = self.route(&topic, payload.clone(), false).await {
+                if let Err(e) = self.route(&topic, payload.clone(), None).await {
                     tracing::error!(error = %e, "router publish failed");
                     return Err(DisconnectReason::ServerError);
                 }
@@ -1115,12 +1117,13 @@ impl Session {
     }
 
     /// Routes a message a client may publish: `$aws/things/...` on the
-    /// gateway's bus (never retained), the rest through rumqttd.
+    /// gateway's bus (never retained), the rest through rumqttd, retained
+    /// when `retain` is the QoS it was published at.
     pub(super) async fn route(
         &mut self,
         topic: &str,
         payload: Bytes,
-        retain: bool,
+        retain: Option<u8>,
     ) -> Result<(), RouterError> {
         if topic::is_reserved(topic) {
             // `iot:Receive` is checked by each receiving session.
