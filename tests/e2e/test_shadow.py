@@ -4,9 +4,13 @@ paho-mqtt as the development user: classic and named shadows, the accepted,
 rejected, delta and documents messages with AWS's payloads, optimistic
 versions, deletion, and AWS's error codes."""
 
+import concurrent.futures
 import json
 import uuid
 
+import botocore.exceptions
+
+from support import make_client
 from test_cluster import ALLOW_ALL, DEV_USER, Client, connected
 
 SHADOW_TOPICS = "$aws/things/+/shadow/#"
@@ -150,3 +154,35 @@ def test_an_update_reaches_every_subscriber_of_the_answer_topics(herald, client)
     finally:
         app.stop()
         thing.stop()
+
+
+def test_a_thing_beyond_20_requests_a_second_is_rejected_429(herald, client):
+    """AWS IoT's quota of shadow requests per thing: a burst past it is
+    answered on `/rejected` with 429 (over MQTT) and ThrottlingException
+    (over HTTP), each with its clientToken, and changes nothing."""
+    mqtt = device(herald, client)
+    thing = f"busy-{uuid.uuid4().hex[:6]}"
+    base = f"$aws/things/{thing}/shadow"
+    try:
+        for n in range(40):
+            mqtt.publish(f"{base}/update", json.dumps({"state": {"reported": {"n": n}}, "clientToken": f"t{n}"}))
+        answers = lambda: [t for t, _ in mqtt.received() if t in (f"{base}/update/accepted", f"{base}/update/rejected")]
+        mqtt.wait(lambda: len(answers()) == 40, "40 answers")
+        rejected = [json.loads(p) for t, p in mqtt.received() if t == f"{base}/update/rejected"]
+        assert rejected, "no request was throttled"
+        assert {(r["code"], r["message"]) for r in rejected} == {(429, "Too Many Requests")}
+        assert all(r["clientToken"].startswith("t") for r in rejected)
+    finally:
+        mqtt.stop()
+    data = make_client(herald.endpoint, service="iot-data")
+
+    def update(n):
+        try:
+            data.update_thing_shadow(thingName=f"{thing}-http", payload=json.dumps({"state": {"reported": {"n": n}}}))
+            return None
+        except botocore.exceptions.ClientError as refused:
+            return refused.response["Error"]["Code"]
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=20) as pool:
+        codes = list(pool.map(update, range(80)))
+    assert set(codes) == {None, "ThrottlingException"}, codes

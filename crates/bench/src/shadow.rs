@@ -6,7 +6,8 @@
 //!    attribute value each time) in a closed loop for one phase: durable
 //!    registry mutations per second.
 //! 2. The shadow service alone: [`WRITERS`] clients call the registry's
-//!    `Shadows.UpdateShadow` directly in a closed loop for one phase.
+//!    `Shadows.UpdateShadow` directly in a closed loop for one phase, each
+//!    over 100 things (a thing may make 20 shadow requests a second).
 //! 3. End to end: every device, subscribed to its shadow's
 //!    `update/accepted` and `update/delta`, publishes an update of its
 //!    desired state on `$aws/things/{thing}/shadow/update` and waits for both
@@ -130,7 +131,8 @@ async fn measure(herald: &InProcessHerald, phase: Duration) -> anyhow::Result<Va
             while Instant::now() < end {
                 let reply = shadows
                     .update_shadow(ShadowRequest {
-                        thing_name: format!("grpc-{w}"),
+                        // Spread over things: each may make 20 requests a second.
+                        thing_name: format!("grpc-{w}-{}", done % 100),
                         shadow_name: String::new(),
                         payload: update(done).into_bytes(),
                     })

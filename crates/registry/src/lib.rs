@@ -98,6 +98,7 @@ pub async fn run(
             .documents_dir
             .clone()
             .unwrap_or_else(|| settings.data_dir.join("documents")),
+        shadow_requests_per_sec: settings.shadows.requests_per_thing_per_sec,
     };
     let partitions = partition::open(
         store,

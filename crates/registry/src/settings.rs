@@ -31,6 +31,7 @@ pub struct Settings {
     pub internal_tls: InternalTlsSettings,
     pub changes: ChangeLogSettings,
     pub jobs: JobsSettings,
+    pub shadows: ShadowSettings,
     /// How long after deprecation a thing type may be deleted (AWS: five minutes).
     pub thing_type_delete_delay_secs: u64,
     /// How long shutdown waits for in-flight calls and streams.
@@ -103,11 +104,29 @@ impl Default for Settings {
             internal_tls: InternalTlsSettings::default(),
             changes: ChangeLogSettings::default(),
             jobs: JobsSettings::default(),
+            shadows: ShadowSettings::default(),
             thing_type_delete_delay_secs: 300,
             shutdown_grace_secs: 10,
             test_mode: false,
             metrics: MetricsSettings::on(9464),
             log: LogSettings::default(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ShadowSettings {
+    /// Device Shadow requests (get, update, delete; classic and named
+    /// shadows together) a thing may make per second, in bursts of as many;
+    /// more are rejected with 429, as AWS IoT's quota (20) does. 0: no limit.
+    pub requests_per_thing_per_sec: u32,
+}
+
+impl Default for ShadowSettings {
+    fn default() -> Self {
+        ShadowSettings {
+            requests_per_thing_per_sec: 20,
         }
     }
 }

@@ -71,6 +71,8 @@ pub(crate) struct Context {
     pub(crate) schedule_lead_minutes: i64,
     /// Where `documentSource` documents are read from.
     pub(crate) documents_dir: std::path::PathBuf,
+    /// `shadows.requests_per_thing_per_sec`.
+    pub(crate) shadow_requests_per_sec: u32,
 }
 
 impl Context {
@@ -89,6 +91,8 @@ pub(crate) struct Registry {
     ctx: Arc<Context>,
     log: ChangeLog,
     index: Index,
+    /// The shadow requests each thing may still make.
+    shadow_rate: Arc<shadows::ThingRate>,
 }
 
 /// An attribute payload: the attributes given and whether to merge them.
@@ -171,6 +175,7 @@ impl Registry {
         Registry {
             store,
             writer,
+            shadow_rate: Arc::new(shadows::ThingRate::new(ctx.shadow_requests_per_sec)),
             ctx: Arc::new(ctx),
             log,
             index,

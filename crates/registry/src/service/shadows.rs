@@ -2,7 +2,12 @@
 //! state (`shadow/<thing>/<name>`, the classic shadow's name empty). A
 //! shadow needs no registered thing, as on AWS. A deleted shadow leaves its
 //! last version (`shadow-deleted/...`), which a new one continues from.
-//! Each committed update and delete is handed to the fleet index.
+//! Each committed update and delete is handed to the fleet index. A thing's
+//! requests are rate limited as AWS IoT's quota does (429 beyond it).
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Instant;
 
 use herald_proto::error::AwsError;
 use herald_store::{Page, Paged, key, prefix};
@@ -43,6 +48,58 @@ impl ShadowAnswer {
     }
 }
 
+/// How many things' buckets are kept before the full ones are forgotten.
+const TRACKED_THINGS: usize = 10_000;
+
+/// A token bucket per thing: `rate` requests a second, in bursts of as
+/// many. A rate of 0 admits everything.
+#[derive(Debug)]
+pub(crate) struct ThingRate {
+    rate: f64,
+    /// Thing → (tokens left, when they were counted).
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl ThingRate {
+    pub(crate) fn new(per_sec: u32) -> ThingRate {
+        ThingRate {
+            rate: f64::from(per_sec),
+            buckets: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `thing` may make a request at `now` (taking its token).
+    pub(crate) fn admit(&self, thing: &str, now: Instant) -> bool {
+        if self.rate == 0.0 {
+            return true;
+        }
+        let mut buckets = self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let refill = |(tokens, at): (f64, Instant)| {
+            let elapsed = now.saturating_duration_since(at).as_secs_f64();
+            (tokens + elapsed * self.rate).min(self.rate)
+        };
+        if buckets.len() >= TRACKED_THINGS && !buckets.contains_key(thing) {
+            // A full bucket is the same as none.
+            buckets.retain(|_, bucket| refill(*bucket) < self.rate);
+        }
+        let tokens = buckets.get(thing).map_or(self.rate, |b| refill(*b));
+        let admitted = tokens >= 1.0;
+        let left = if admitted { tokens - 1.0 } else { tokens };
+        buckets.insert(thing.to_owned(), (left, now));
+        admitted
+    }
+}
+
+fn throttled() -> Rejection {
+    Rejection {
+        code: 429,
+        message: "Too Many Requests".into(),
+    }
+}
+
 fn shadow_key(thing: &str, name: &str) -> Vec<u8> {
     key(&["shadow", thing, name])
 }
@@ -80,6 +137,16 @@ fn check_names(thing: &str, name: &str) -> Result<(), Rejection> {
 }
 
 impl Registry {
+    /// A request's names checked, and the thing's rate.
+    fn admit(&self, thing: &str, name: &str) -> Result<(), Rejection> {
+        check_names(thing, name)?;
+        if self.shadow_rate.admit(thing, Instant::now()) {
+            Ok(())
+        } else {
+            Err(throttled())
+        }
+    }
+
     /// `update`: merges the request into the shadow (made if there is none).
     pub(crate) async fn update_shadow(
         &self,
@@ -88,7 +155,7 @@ impl Registry {
         payload: Vec<u8>,
     ) -> Result<ShadowAnswer, AwsError> {
         let now = now_secs();
-        if let Err(rejection) = check_names(&thing, &name) {
+        if let Err(rejection) = self.admit(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
         let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
@@ -133,7 +200,7 @@ impl Registry {
         payload: &[u8],
     ) -> Result<ShadowAnswer, AwsError> {
         let now = now_secs();
-        let answer = check_names(thing, name).and_then(|()| {
+        let answer = self.admit(thing, name).and_then(|()| {
             let current: Option<Shadow> =
                 self.store
                     .get(&shadow_key(thing, name))
@@ -157,7 +224,7 @@ impl Registry {
         payload: Vec<u8>,
     ) -> Result<ShadowAnswer, AwsError> {
         let now = now_secs();
-        if let Err(rejection) = check_names(&thing, &name) {
+        if let Err(rejection) = self.admit(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
         let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
@@ -193,5 +260,43 @@ impl Registry {
     ) -> Result<Paged<String>, AwsError> {
         let names = self.store.keys(&prefix(&["shadow", thing]))?;
         Ok(page.collect_sorted(names.into_iter().filter(|n| !n.is_empty())))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+
+    #[test]
+    fn a_thing_gets_its_rate_in_bursts_and_no_more() {
+        let rate = ThingRate::new(20);
+        let t0 = Instant::now();
+        assert_eq!((0..30).filter(|_| rate.admit("lamp", t0)).count(), 20);
+        // Another thing has its own bucket.
+        assert!(rate.admit("fan", t0));
+        // Refilled at 20 a second.
+        let later = t0 + Duration::from_millis(100);
+        assert_eq!((0..5).filter(|_| rate.admit("lamp", later)).count(), 2);
+        let much_later = t0 + Duration::from_secs(60);
+        assert_eq!(
+            (0..30).filter(|_| rate.admit("lamp", much_later)).count(),
+            20
+        );
+        let unlimited = ThingRate::new(0);
+        assert!((0..1000).all(|_| unlimited.admit("lamp", t0)));
+    }
+
+    #[test]
+    fn full_buckets_are_forgotten_when_many_things_are_tracked() {
+        let rate = ThingRate::new(20);
+        let t0 = Instant::now();
+        for i in 0..TRACKED_THINGS {
+            assert!(rate.admit(&format!("t{i}"), t0));
+        }
+        let later = t0 + Duration::from_secs(1);
+        assert!(rate.admit("new", later));
+        assert_eq!(rate.buckets.lock().unwrap().len(), 1);
     }
 }

@@ -14,5 +14,6 @@ mod membership;
 mod partitions;
 mod principals;
 mod shadow_index;
+mod shadows;
 mod thing_types;
 mod things;
