@@ -1,6 +1,7 @@
 //! `cargo xtask fuzz`: run every fuzz target for a bounded time each with
 //! cargo-fuzz: the policy parser, the gateway's SigV4 verifier and its MQTT
-//! packet decoder, and the registry's fleet indexing query parser.
+//! packet decoder, and the registry's fleet indexing query parser and Device
+//! Shadow request documents.
 //!
 //! The fuzz crates (`crates/policy/fuzz`, `crates/gateway/fuzz`,
 //! `crates/registry/fuzz`) are outside
@@ -35,6 +36,7 @@ pub(crate) fn run(flags: &flags::Fuzz) -> Result<()> {
         ),
         ("crates/gateway/fuzz", "mqtt_decode", "seeds/mqtt", None),
         ("crates/registry/fuzz", "query", "seeds/query", None),
+        ("crates/registry/fuzz", "shadow", "seeds/shadow", None),
     ];
     for (dir, target, seeds, dict) in targets {
         // libFuzzer writes what it finds here; it must exist beforehand.

@@ -99,6 +99,26 @@ impl ShadowSelection {
     }
 }
 
+/// The fields of one classic shadow (the fuzz target's indexer).
+pub(crate) fn fields_of(shadow: Shadow) -> Vec<(String, String)> {
+    let version = shadow.version;
+    let shadows = ThingShadows::from([(
+        String::new(),
+        HeldShadow {
+            version,
+            shadow: Some(shadow),
+        },
+    )]);
+    let mut out = Vec::new();
+    fields(&shadows, &mut out);
+    let _ = ShadowSelection {
+        classic: true,
+        named: Vec::new(),
+    }
+    .document(Some(&shadows));
+    out
+}
+
 /// Every field of a thing's shadows, selected or not.
 pub(crate) fn fields(shadows: &ThingShadows, out: &mut Vec<(String, String)>) {
     for (name, held) in shadows {
