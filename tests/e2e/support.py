@@ -142,8 +142,16 @@ def names_of(items, key):
 # ---------------------------------------------------------------- clients
 
 def make_client(
-    endpoint, access_key=ACCESS_KEY, secret_key=SECRET_KEY, validate=True, service="iot", region=REGION
+    endpoint,
+    access_key=ACCESS_KEY,
+    secret_key=SECRET_KEY,
+    validate=True,
+    service="iot",
+    region=REGION,
+    retries=None,
 ):
+    """A boto3 client of Herald's endpoint; `retries` is botocore's setting
+    (default: one retry)."""
     return boto3.client(
         service,
         endpoint_url=endpoint,
@@ -151,7 +159,7 @@ def make_client(
         aws_access_key_id=access_key,
         aws_secret_access_key=secret_key,
         config=botocore.config.Config(
-            retries={"max_attempts": 1},
+            retries=retries or {"max_attempts": 1},
             connect_timeout=5,
             read_timeout=30,
             parameter_validation=validate,

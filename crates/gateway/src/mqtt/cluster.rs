@@ -250,24 +250,37 @@ enum Outbound {
     Retained { key: String, message: Retained },
 }
 
-/// A retained message as the bucket holds it: its QoS (one byte), when it
-/// was retained (epoch milliseconds, 8 bytes big-endian), then the payload.
+/// What starts a retained message in the bucket, before its QoS (one
+/// byte), when it was retained (epoch milliseconds, 8 bytes big-endian) and
+/// the payload. A value without it is an older replica's: the payload
+/// alone.
+const RETAINED_MAGIC: &[u8] = b"\0HR1";
+const RETAINED_HEAD: usize = RETAINED_MAGIC.len() + 9;
+
 fn encode_retained(message: &Retained) -> Bytes {
-    let mut value = Vec::with_capacity(9 + message.payload.len());
+    let mut value = Vec::with_capacity(RETAINED_HEAD + message.payload.len());
+    value.extend_from_slice(RETAINED_MAGIC);
     value.push(message.qos);
     value.extend_from_slice(&message.modified_ms.to_be_bytes());
     value.extend_from_slice(&message.payload);
     value.into()
 }
 
-fn decode_retained(value: &Bytes) -> Option<Retained> {
-    let qos = *value.first()?;
-    let ms: [u8; 8] = value.get(1..9)?.try_into().ok()?;
-    Some(Retained {
-        payload: value.slice(9..),
-        qos,
+fn decode_retained(value: &Bytes) -> Retained {
+    let head = value
+        .get(..RETAINED_HEAD)
+        .filter(|h| h.starts_with(RETAINED_MAGIC));
+    let Some(head) = head else {
+        return Retained::now(value.clone(), 0);
+    };
+    let rest = &head[RETAINED_MAGIC.len()..];
+    let mut ms = [0u8; 8];
+    ms.copy_from_slice(&rest[1..9]);
+    Retained {
+        payload: value.slice(RETAINED_HEAD..),
+        qos: rest[0],
         modified_ms: i64::from_be_bytes(ms),
-    })
+    }
 }
 
 /// Something another replica sent, to route here.
@@ -469,13 +482,7 @@ impl PartitionPeers {
                     continue;
                 };
                 let message = match entry.operation {
-                    kv::Operation::Put => match decode_retained(&entry.value) {
-                        Some(message) => message,
-                        None => {
-                            tracing::warn!(topic, "unreadable retained message in the bucket");
-                            continue;
-                        }
-                    },
+                    kv::Operation::Put => decode_retained(&entry.value),
                     kv::Operation::Delete | kv::Operation::Purge => Retained::now(Bytes::new(), 0),
                 };
                 if store.keep(&topic, message).await.is_err() {
@@ -786,6 +793,25 @@ impl Seen {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn retained_values_round_trip_and_older_ones_read_as_payloads() {
+        let message = Retained {
+            payload: Bytes::from_static(b"on"),
+            qos: 1,
+            modified_ms: 1_700_000_000_123,
+        };
+        assert_eq!(decode_retained(&encode_retained(&message)), message);
+        let empty = Retained {
+            payload: Bytes::new(),
+            ..message
+        };
+        assert_eq!(decode_retained(&encode_retained(&empty)), empty);
+        for older in [&b"{\"temp\":20}"[..], b"x", b"\0HR"] {
+            let read = decode_retained(&Bytes::copy_from_slice(older));
+            assert_eq!((&read.payload[..], read.qos), (older, 0));
+        }
+    }
     use proptest::prelude::*;
 
     #[test]

@@ -248,7 +248,11 @@ impl RetainedStore {
                 .ok()
                 .and_then(|m| m.message());
             match message {
-                Some(message) if !message.payload.is_empty() => {
+                Some(mut message) if !message.payload.is_empty() => {
+                    // Stored before the time was kept: known from now on.
+                    if message.modified_ms == 0 {
+                        message.modified_ms = herald_store::now_ms();
+                    }
                     state.bytes += size(&topic, &message.payload);
                     state.messages.insert(topic.into(), message);
                 }

@@ -373,7 +373,8 @@ impl State {
     }
 
     /// Records a shadow's new state (`None`: deleted) unless what is held
-    /// is newer; whether it changed anything.
+    /// is newer; whether a thing's document changed (the thing is
+    /// registered).
     fn set_shadow(&mut self, thing: &str, name: &str, held: HeldShadow) -> bool {
         let current = self.shadows.get(thing).and_then(|s| s.get(name));
         if current.is_some_and(|current| !held.supersedes(current)) {
@@ -392,7 +393,7 @@ impl State {
             let fields = self.fields_of(doc);
             self.thing_fields.insert(&doc.name, &fields);
         }
-        true
+        doc.is_some()
     }
 
     fn put_group(&mut self, doc: GroupDoc) {

@@ -201,6 +201,7 @@ impl Registry {
     /// Removes all state, logging nothing (test mode).
     pub(crate) async fn reset(&self) -> Result<(), AwsError> {
         self.writer.mutate(|c| c.remove_all_state()).await?;
+        self.shadow_rate.clear();
         self.index.clear().await
     }
 }

@@ -9,7 +9,7 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use herald_proto::error::AwsError;
+use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{Page, Paged, key, prefix};
 use serde_json::Value;
 
@@ -50,22 +50,39 @@ impl ShadowAnswer {
 
 /// How many things' buckets are kept before the full ones are forgotten.
 const TRACKED_THINGS: usize = 10_000;
+/// How often, at most, the full buckets are looked for.
+const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// A token bucket per thing: `rate` requests a second, in bursts of as
 /// many. A rate of 0 admits everything.
 #[derive(Debug)]
 pub(crate) struct ThingRate {
     rate: f64,
+    buckets: Mutex<Buckets>,
+}
+
+#[derive(Debug, Default)]
+struct Buckets {
     /// Thing → (tokens left, when they were counted).
-    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+    things: HashMap<String, (f64, Instant)>,
+    /// When the full buckets were last forgotten.
+    swept: Option<Instant>,
 }
 
 impl ThingRate {
     pub(crate) fn new(per_sec: u32) -> ThingRate {
         ThingRate {
             rate: f64::from(per_sec),
-            buckets: Mutex::new(HashMap::new()),
+            buckets: Mutex::new(Buckets::default()),
         }
+    }
+
+    /// Forgets every bucket (test mode's reset).
+    pub(crate) fn clear(&self) {
+        *self
+            .buckets
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Buckets::default();
     }
 
     /// Whether `thing` may make a request at `now` (taking its token).
@@ -81,16 +98,36 @@ impl ThingRate {
             let elapsed = now.saturating_duration_since(at).as_secs_f64();
             (tokens + elapsed * self.rate).min(self.rate)
         };
-        if buckets.len() >= TRACKED_THINGS && !buckets.contains_key(thing) {
-            // A full bucket is the same as none.
-            buckets.retain(|_, bucket| refill(*bucket) < self.rate);
+        let due = buckets
+            .swept
+            .is_none_or(|at| now.saturating_duration_since(at) >= SWEEP_EVERY);
+        if buckets.things.len() >= TRACKED_THINGS && due && !buckets.things.contains_key(thing) {
+            // A full bucket is the same as none; the others are the things
+            // busy in the last second, bounded by the request rate.
+            buckets
+                .things
+                .retain(|_, bucket| refill(*bucket) < self.rate);
+            buckets.swept = Some(now);
         }
-        let tokens = buckets.get(thing).map_or(self.rate, |b| refill(*b));
+        let tokens = buckets.things.get(thing).map_or(self.rate, |b| refill(*b));
         let admitted = tokens >= 1.0;
         let left = if admitted { tokens - 1.0 } else { tokens };
-        buckets.insert(thing.to_owned(), (left, now));
+        buckets.things.insert(thing.to_owned(), (left, now));
         admitted
     }
+}
+
+/// Runs `work` to its end even if the caller stops waiting (a client gone,
+/// a call cancelled): a committed change must reach the fleet index.
+async fn to_the_end<T: Send + 'static>(
+    work: impl Future<Output = Result<T, AwsError>> + Send + 'static,
+) -> Result<T, AwsError> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        Err(AwsError::new(
+            ErrorType::InternalFailure,
+            format!("the shadow request stopped: {e}"),
+        ))
+    })
 }
 
 fn throttled() -> Rejection {
@@ -158,38 +195,45 @@ impl Registry {
         if let Err(rejection) = self.admit(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
-        let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
-        let (answer, stored) = self
-            .writer
-            .mutate(move |c| {
-                let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
-                let deleted: u64 = c.get(&deleted_key(&thing, &name))?.unwrap_or(0);
-                Ok(
-                    match shadow::update(current.as_ref(), deleted, &payload, now) {
-                        Ok(updated) => {
-                            c.put(shadow_key(&thing, &name), &updated.shadow)?;
-                            if deleted > 0 {
-                                c.remove(deleted_key(&thing, &name));
+        let registry = self.clone();
+        to_the_end(async move {
+            let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
+            let (answer, stored) = registry
+                .writer
+                .mutate(move |c| {
+                    let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
+                    let deleted: u64 = c.get(&deleted_key(&thing, &name))?.unwrap_or(0);
+                    Ok(
+                        match shadow::update(current.as_ref(), deleted, &payload, now) {
+                            Ok(updated) => {
+                                c.put(shadow_key(&thing, &name), &updated.shadow)?;
+                                if deleted > 0 {
+                                    c.remove(deleted_key(&thing, &name));
+                                }
+                                let answer = ShadowAnswer {
+                                    code: 0,
+                                    body: updated.accepted,
+                                    delta: updated.delta,
+                                    documents: Some(updated.documents),
+                                };
+                                (answer, Some(updated.shadow))
                             }
-                            let answer = ShadowAnswer {
-                                code: 0,
-                                body: updated.accepted,
-                                delta: updated.delta,
-                                documents: Some(updated.documents),
-                            };
-                            (answer, Some(updated.shadow))
-                        }
-                        Err(rejection) => (ShadowAnswer::refused(&rejection, &payload, now), None),
-                    },
-                )
-            })
-            .await?;
-        if let Some(stored) = stored {
-            let version = stored.version;
-            self.index
-                .put_shadow(&indexed_thing, &indexed_name, version, Some(stored));
-        }
-        Ok(answer)
+                            Err(rejection) => {
+                                (ShadowAnswer::refused(&rejection, &payload, now), None)
+                            }
+                        },
+                    )
+                })
+                .await?;
+            if let Some(stored) = stored {
+                let version = stored.version;
+                registry
+                    .index
+                    .put_shadow(&indexed_thing, &indexed_name, version, Some(stored));
+            }
+            Ok(answer)
+        })
+        .await
     }
 
     /// `get`: the whole document, with its delta.
@@ -227,29 +271,36 @@ impl Registry {
         if let Err(rejection) = self.admit(&thing, &name) {
             return Ok(ShadowAnswer::refused(&rejection, &payload, now));
         }
-        let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
-        let (answer, deleted) = self
-            .writer
-            .mutate(move |c| {
-                let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
-                Ok(
-                    match shadow::delete(current.as_ref(), &thing, &name, &payload, now) {
-                        Ok(body) => {
-                            let version = current.map_or(0, |s| s.version);
-                            c.remove(shadow_key(&thing, &name));
-                            c.put(deleted_key(&thing, &name), &version)?;
-                            (ShadowAnswer::accepted(body), Some(version))
-                        }
-                        Err(rejection) => (ShadowAnswer::refused(&rejection, &payload, now), None),
-                    },
-                )
-            })
-            .await?;
-        if let Some(version) = deleted {
-            self.index
-                .put_shadow(&indexed_thing, &indexed_name, version, None);
-        }
-        Ok(answer)
+        let registry = self.clone();
+        to_the_end(async move {
+            let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
+            let (answer, deleted) = registry
+                .writer
+                .mutate(move |c| {
+                    let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
+                    Ok(
+                        match shadow::delete(current.as_ref(), &thing, &name, &payload, now) {
+                            Ok(body) => {
+                                let version = current.map_or(0, |s| s.version);
+                                c.remove(shadow_key(&thing, &name));
+                                c.put(deleted_key(&thing, &name), &version)?;
+                                (ShadowAnswer::accepted(body), Some(version))
+                            }
+                            Err(rejection) => {
+                                (ShadowAnswer::refused(&rejection, &payload, now), None)
+                            }
+                        },
+                    )
+                })
+                .await?;
+            if let Some(version) = deleted {
+                registry
+                    .index
+                    .put_shadow(&indexed_thing, &indexed_name, version, None);
+            }
+            Ok(answer)
+        })
+        .await
     }
 
     /// The names of a thing's named shadows, in name order.
@@ -297,6 +348,11 @@ mod tests {
         }
         let later = t0 + Duration::from_secs(1);
         assert!(rate.admit("new", later));
-        assert_eq!(rate.buckets.lock().unwrap().len(), 1);
+        assert_eq!(rate.buckets.lock().unwrap().things.len(), 1);
+        // Not again within the second: the map only grows meanwhile.
+        for i in 0..10 {
+            assert!(rate.admit(&format!("u{i}"), later));
+        }
+        assert_eq!(rate.buckets.lock().unwrap().things.len(), 11);
     }
 }
