@@ -113,6 +113,7 @@ pub(crate) struct Remote {
 
 fn tls(url: &str, ca_file: Option<&PathBuf>) -> anyhow::Result<(Config, MakeRustlsConnect)> {
     let mut config = Config::from_str(url).context("the store's PostgreSQL URL")?;
+    with_timeouts(&mut config);
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut roots = rustls::RootCertStore::empty();
     match ca_file {
@@ -147,6 +148,34 @@ fn tls(url: &str, ca_file: Option<&PathBuf>) -> anyhow::Result<(Config, MakeRust
     Ok((config, MakeRustlsConnect::new(client)))
 }
 
+/// Bounds how long a dead server or network can go unnoticed, where the
+/// URL does not say (`connect_timeout`, `tcp_user_timeout`,
+/// `keepalives_idle`, ...): a connection attempt gives up after 10 s, and a
+/// connection whose data goes unacknowledged for 30 s, or that stays idle
+/// without keepalive answers for about as long, is dropped (the writer then
+/// stops and a standby takes over).
+fn with_timeouts(config: &mut Config) {
+    const CONNECT: Duration = Duration::from_secs(10);
+    const UNACKNOWLEDGED: Duration = Duration::from_secs(30);
+    const IDLE: Duration = Duration::from_secs(15);
+    const LIBPQ_IDLE: Duration = Duration::from_secs(2 * 60 * 60);
+    if config.get_connect_timeout().is_none() {
+        config.connect_timeout(CONNECT);
+    }
+    if config.get_tcp_user_timeout().is_none() {
+        config.tcp_user_timeout(UNACKNOWLEDGED);
+    }
+    if config.get_keepalives_idle() == LIBPQ_IDLE {
+        config.keepalives_idle(IDLE);
+    }
+    if config.get_keepalives_interval().is_none() {
+        config.keepalives_interval(Duration::from_secs(5));
+    }
+    if config.get_keepalives_retries().is_none() {
+        config.keepalives_retries(3);
+    }
+}
+
 /// Connects, and cancels `lost` when the connection ends.
 async fn connect(
     config: &Config,
@@ -154,6 +183,11 @@ async fn connect(
     lost: &CancellationToken,
     what: &'static str,
 ) -> anyhow::Result<Client> {
+    // Named in `pg_stat_activity` after its role, unless the URL names it.
+    let mut config = config.clone();
+    if config.get_application_name().is_none() {
+        config.application_name(format!("herald {what}"));
+    }
     let (client, connection) = config
         .connect(tls.clone())
         .await
@@ -169,6 +203,38 @@ async fn connect(
     Ok(client)
 }
 
+/// Waits on `lock` until this replica holds `service`'s writer lock; an
+/// error when the connection is lost or `shutdown` fires.
+async fn stand_by(
+    lock: &Client,
+    lost: &CancellationToken,
+    service: &str,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<()> {
+    let mut waiting = false;
+    loop {
+        let row = lock
+            .query_one(
+                "SELECT pg_try_advisory_lock($1, hashtext($2))",
+                &[&LOCK_NAMESPACE, &service],
+            )
+            .await
+            .context("ask for the writer lock")?;
+        if row.get::<_, bool>(0) {
+            return Ok(());
+        }
+        if !waiting {
+            tracing::info!(service, "another replica writes; standing by");
+            waiting = true;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(STANDBY_POLL) => {}
+            () = shutdown.cancelled() => anyhow::bail!("stopped while standing by"),
+            () = lost.cancelled() => anyhow::bail!("lost PostgreSQL while standing by"),
+        }
+    }
+}
+
 impl Shared {
     /// Connects as `service`'s writer: waits (as a standby) until no other
     /// replica holds the role or `shutdown` fires, creates the tables, and
@@ -180,16 +246,25 @@ impl Shared {
         shutdown: &CancellationToken,
     ) -> anyhow::Result<Shared> {
         let (config, tls) = tls(url, ca_file)?;
-        let lost = CancellationToken::new();
-        // PostgreSQL may start after Herald (or be failing over): retry.
-        let lock = loop {
-            match connect(&config, &tls, &lost, "writer lock").await {
-                Ok(client) => break client,
+        // PostgreSQL may start after Herald, be failing over, or drop a
+        // standby's connection: connect again and stand by again.
+        let (lock, lost) = loop {
+            let lost = CancellationToken::new();
+            let attempt = async {
+                let lock = connect(&config, &tls, &lost, "writer lock").await?;
+                stand_by(&lock, &lost, service, shutdown).await?;
+                anyhow::Ok(lock)
+            };
+            match attempt.await {
+                Ok(lock) => break (lock, lost),
+                Err(_) if shutdown.is_cancelled() => {
+                    anyhow::bail!("stopped while waiting for PostgreSQL")
+                }
                 Err(e) => {
                     tracing::warn!(
                         service,
                         error = format!("{e:#}"),
-                        "PostgreSQL is not reachable; retrying"
+                        "PostgreSQL is not reachable or dropped the connection; retrying"
                     );
                     tokio::select! {
                         () = tokio::time::sleep(CONNECT_RETRY) => {}
@@ -198,28 +273,6 @@ impl Shared {
                 }
             }
         };
-        let mut waiting = false;
-        loop {
-            let row = lock
-                .query_one(
-                    "SELECT pg_try_advisory_lock($1, hashtext($2))",
-                    &[&LOCK_NAMESPACE, &service],
-                )
-                .await
-                .context("ask for the writer lock")?;
-            if row.get::<_, bool>(0) {
-                break;
-            }
-            if !waiting {
-                tracing::info!(service, "another replica writes; standing by");
-                waiting = true;
-            }
-            tokio::select! {
-                () = tokio::time::sleep(STANDBY_POLL) => {}
-                () = shutdown.cancelled() => anyhow::bail!("stopped while standing by"),
-                () = lost.cancelled() => anyhow::bail!("lost PostgreSQL while standing by"),
-            }
-        }
         let mut client = connect(&config, &tls, &lost, "store").await?;
         let tx = client.transaction().await?;
         // Two services starting together must not race on CREATE TABLE.
@@ -516,5 +569,28 @@ impl RemoteWriter {
         tracing::error!(service = %self.shared.service, partition = %self.partition, why,
             "giving up the writer's role");
         self.shared.lost.cancel();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn timeouts_are_bounded_unless_the_url_sets_them() {
+        let (config, _) = tls("postgres://herald@127.0.0.1:5432/herald", None).unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(10)));
+        assert_eq!(
+            config.get_tcp_user_timeout(),
+            Some(&Duration::from_secs(30))
+        );
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(15));
+        let (config, _) = tls(
+            "postgres://herald@127.0.0.1:5432/herald?connect_timeout=3&keepalives_idle=60",
+            None,
+        )
+        .unwrap();
+        assert_eq!(config.get_connect_timeout(), Some(&Duration::from_secs(3)));
+        assert_eq!(config.get_keepalives_idle(), Duration::from_secs(60));
     }
 }

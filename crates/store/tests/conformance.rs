@@ -62,6 +62,32 @@ impl Fixture {
     }
 }
 
+impl Fixture {
+    /// Another replica of the same database, opening as a standby.
+    fn standby(&self) -> tokio::task::JoinHandle<(anyhow::Result<Store>, Fixture)> {
+        let mut standby = Fixture {
+            backend: self.backend.clone(),
+            dirs: Vec::new(),
+            sled: tempfile::tempdir().unwrap(),
+        };
+        tokio::spawn(async move {
+            let store = standby.open_as(&CancellationToken::new()).await;
+            (store, standby)
+        })
+    }
+}
+
+/// The store of a standby once it took over (within three grace periods).
+async fn taken_over(
+    standby: tokio::task::JoinHandle<(anyhow::Result<Store>, Fixture)>,
+) -> (Store, Fixture) {
+    let (store, fixture) = tokio::time::timeout(GRACE * 3, standby)
+        .await
+        .expect("the standby takes over")
+        .unwrap();
+    (store.unwrap(), fixture)
+}
+
 type TestWriter = Writer<String, StoreError>;
 
 fn start(store: &Store) -> (TestWriter, ChangeLog, WriterThread) {
@@ -351,16 +377,7 @@ async fn postgres_a_standby_takes_over_with_everything_acknowledged() {
     for i in 0..20 {
         create(&writer, &format!("t{i}")).await.unwrap();
     }
-    let standby_stop = CancellationToken::new();
-    let mut standby_fixture = Fixture {
-        backend: f.backend.clone(),
-        dirs: Vec::new(),
-        sled: tempfile::tempdir().unwrap(),
-    };
-    let standby = tokio::spawn(async move {
-        let store = standby_fixture.open_as(&standby_stop).await;
-        (store, standby_fixture)
-    });
+    let standby = f.standby();
     // The standby waits while the first replica writes.
     create(&writer, "while-standing-by").await.unwrap();
     assert!(
@@ -373,11 +390,7 @@ async fn postgres_a_standby_takes_over_with_everything_acknowledged() {
     drop(writer);
     thread.stop(GRACE).await.unwrap();
     drop((first, _log));
-    let (store, _standby_fixture) = tokio::time::timeout(GRACE * 3, standby)
-        .await
-        .expect("the standby takes over")
-        .unwrap();
-    let store = store.unwrap();
+    let (store, _standby_fixture) = taken_over(standby).await;
     assert_eq!(store.keys(&prefix(&["thing"])).unwrap().len(), 21);
     let (writer, log, thread) = start(&store);
     assert_eq!(log.last_sequence(), 21);
@@ -387,6 +400,49 @@ async fn postgres_a_standby_takes_over_with_everything_acknowledged() {
     assert_eq!(records.last().unwrap().sequence, 22);
     drop(writer);
     thread.stop(GRACE).await.unwrap();
+}
+
+/// PostgreSQL only: a standby whose connection PostgreSQL drops (a
+/// restart, a failover, an administrator) connects again and stands by
+/// again, and still takes over once the writer is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_a_standby_that_loses_its_connection_stands_by_again() {
+    let Some(mut f) = Fixture::postgres("a_standby_reconnects").await else {
+        return;
+    };
+    let Backend::Postgres { url, .. } = f.backend.clone() else {
+        unreachable!()
+    };
+    let first = f.open().await;
+    let (writer, _log, thread) = start(&first);
+    create(&writer, "before").await.unwrap();
+    let standby = f.standby();
+    let lock_sessions =
+        "SELECT 1 FROM pg_stat_activity WHERE application_name = 'herald writer lock'
+         AND datname = current_database()";
+    let standing_by = || {
+        let url = url.clone();
+        async move { (herald_testkit::postgres::execute(&url, lock_sessions).await == 2).then_some(()) }
+    };
+    eventually(10, "the standby's lock session", standing_by).await;
+    let ended = herald_testkit::postgres::execute(
+        &url,
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity
+         WHERE application_name = 'herald writer lock' AND datname = current_database()
+         AND pid NOT IN (SELECT pid FROM pg_locks WHERE locktype = 'advisory' AND granted)",
+    )
+    .await;
+    assert_eq!(ended, 1);
+    // It comes back and waits: the writer still writes.
+    eventually(10, "the standby's new lock session", standing_by).await;
+    create(&writer, "while-standing-by").await.unwrap();
+    assert!(!standby.is_finished(), "the standby must stand by again");
+
+    drop(writer);
+    thread.stop(GRACE).await.unwrap();
+    drop((first, _log));
+    let (store, _standby_fixture) = taken_over(standby).await;
+    assert_eq!(store.keys(&prefix(&["thing"])).unwrap().len(), 2);
 }
 
 /// PostgreSQL only: a writer whose role was taken (its lock's session ended,
