@@ -3,7 +3,8 @@
 //! developer guide): a PUBLISH with RETAIN=1 stores its message for its
 //! topic, replacing the one before; one with an empty payload deletes it; a
 //! new subscription gets the stored messages its filter matches (with
-//! RETAIN=1, each checked for `iot:Receive` by the session like any
+//! RETAIN=1, at the lower of the QoS each was published at and the
+//! subscription's, each checked for `iot:Receive` by the session like any
 //! delivery); and they survive a restart.
 //!
 //! - Bounded: at most [`RetainedLimits::max_count`] messages and
@@ -396,7 +397,12 @@ impl RetainedStore {
             .collect()
     }
 
-    /// The message retained on `topic` now, if any.
+    /// The message retained on `topic` now, with its QoS and time.
+    pub fn message(&self, topic: &str) -> Option<Retained> {
+        self.inner.state().messages.get(topic).cloned()
+    }
+
+    /// The payload retained on `topic` now, if any.
     pub fn get(&self, topic: &str) -> Option<Bytes> {
         let state = self.inner.state();
         state.messages.get(topic).map(|m| m.payload.clone())

@@ -369,9 +369,9 @@ pub enum Delivery {
         topic: String,
         /// The payload.
         payload: Bytes,
-        /// Whether it comes from the retained store (a new subscription's
-        /// retained messages).
-        retain: bool,
+        /// Set when it comes from the retained store (a new subscription's
+        /// retained messages): the QoS it was published at.
+        retained: Option<u8>,
     },
     /// The router dropped the link (for example a takeover of its id).
     Disconnected,
@@ -525,11 +525,11 @@ impl Link {
         while let Some(topic) = self.retained_due.pop_front() {
             self.retained_queued.remove(&topic);
             // Deleted since it was queued: nothing to send.
-            if let Some(payload) = self.retained.get(&topic) {
+            if let Some(message) = self.retained.message(&topic) {
                 return Delivery::Message {
                     topic: topic.to_string(),
-                    payload,
-                    retain: true,
+                    payload: message.payload,
+                    retained: Some(message.qos),
                 };
             }
         }
@@ -552,10 +552,11 @@ impl Link {
                     else {
                         continue;
                     };
+                    // Live: the router never forwards a RETAIN flag of its own.
                     return Delivery::Message {
                         topic: topic.to_owned(),
                         payload: publish.payload,
-                        retain: publish.retain,
+                        retained: None,
                     };
                 }
                 Ok(Some(Notification::Unschedule)) => self.paused = true,

@@ -603,11 +603,13 @@ impl Session {
             RouterDelivery::Message {
                 topic,
                 payload,
-                retain: true,
+                retained: Some(published),
             } => {
                 // A retained message queued by a SUBSCRIBE goes only to a
-                // filter still subscribed.
+                // filter still subscribed, at the lower of its QoS and the
+                // subscription's.
                 if let Some(qos) = matching_qos(&self.filters.router, &topic) {
+                    let qos = if published == 0 { QoS::AtMostOnce } else { qos };
                     self.deliver(wire, &topic, &payload, qos, true, None);
                 }
                 Ok(())
@@ -615,7 +617,7 @@ impl Session {
             RouterDelivery::Message {
                 topic,
                 payload,
-                retain: false,
+                retained: None,
             } => {
                 let qos = max_qos(&self.filters.router, &topic);
                 self.deliver(wire, &topic, &payload, qos, false, None);

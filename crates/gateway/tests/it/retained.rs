@@ -317,3 +317,38 @@ async fn subscribing_again_and_again_queues_each_retained_message_once() {
     gateway.stop().await;
     herald.stop().await;
 }
+
+/// A retained message reaches a new subscriber at the lower of the QoS it
+/// was published at and the subscription's.
+#[tokio::test]
+async fn a_retained_message_keeps_the_qos_it_was_published_at() {
+    let herald = Herald::start().await;
+    allow_dev_user(&herald).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_with(&herald, dir.path(), |_| {}).await;
+    let mut publisher = Client::connect(gateway.mqtt, "publisher", true).await;
+    publisher
+        .client
+        .publish("q/zero", QoS::AtMostOnce, true, b"0".to_vec())
+        .await
+        .unwrap();
+    // Handled in order: once this one is acknowledged, both are retained.
+    publisher.publish("q/one", b"1", true).await;
+    let mut subscriber = Client::connect(gateway.mqtt, "subscriber", true).await;
+    subscriber.subscribe("q/+").await;
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        let p = subscriber.next_publish().await;
+        got.push((p.topic, p.qos, p.retain));
+    }
+    got.sort_by(|a, b| a.0.cmp(&b.0));
+    assert_eq!(
+        got,
+        [
+            ("q/one".to_owned(), QoS::AtLeastOnce, true),
+            ("q/zero".to_owned(), QoS::AtMostOnce, true),
+        ]
+    );
+    gateway.stop().await;
+    herald.stop().await;
+}
