@@ -12,7 +12,7 @@ import urllib.request
 import pytest
 
 from conftest import REPO_ROOT
-from support import ALLOW_ALL, document, statement
+from support import ALLOW_ALL, document, make_client, statement
 
 parser = pytest.importorskip(
     "prometheus_client.parser",
@@ -91,8 +91,16 @@ def test_the_figures_move_when_the_services_work(herald, client):
             i += 1
             time.sleep(0.2)
 
+        # A shadow update accepted and a get refused (no such shadow).
+        data = make_client(client.meta.endpoint_url, service="iot-data")
+        data.update_thing_shadow(thingName="metered-0", payload=json.dumps({"state": {"reported": {"on": 1}}}))
+        with pytest.raises(data.exceptions.ResourceNotFoundException):
+            data.get_thing_shadow(thingName="metered-0", shadowName="none")
+
         after = scrape(registry)
         assert value(after, "herald_store_mutations_total", writer="registry-writer") > mutations_before
+        assert value(after, "herald_shadow_requests_total", operation="update", outcome="accepted") >= 1
+        assert value(after, "herald_shadow_requests_total", operation="get", outcome="rejected") >= 1
         assert value(after, "herald_store_commit_seconds_count", writer="registry-writer") > 0
         assert value(after, "herald_store_commit_batch_size_bucket", writer="registry-writer", le="+Inf") > 0
         assert value(after, "herald_change_log_head", service="registry", partition="123456789012/us-east-1") >= i

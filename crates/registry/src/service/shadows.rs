@@ -130,6 +130,19 @@ async fn to_the_end<T: Send + 'static>(
     })
 }
 
+/// Counts a request by `operation` and outcome (`accepted`, `rejected`,
+/// or `throttled` beyond the thing's rate): `herald_shadow_requests_total`.
+fn counted(operation: &'static str, answer: ShadowAnswer) -> ShadowAnswer {
+    let outcome = match answer.code {
+        0 => "accepted",
+        429 => "throttled",
+        _ => "rejected",
+    };
+    metrics::counter!("herald_shadow_requests_total", "operation" => operation, "outcome" => outcome)
+        .increment(1);
+    answer
+}
+
 fn throttled() -> Rejection {
     Rejection {
         code: 429,
@@ -186,6 +199,16 @@ impl Registry {
 
     /// `update`: merges the request into the shadow (made if there is none).
     pub(crate) async fn update_shadow(
+        &self,
+        thing: String,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<ShadowAnswer, AwsError> {
+        let answer = self.apply_update(thing, name, payload).await?;
+        Ok(counted("update", answer))
+    }
+
+    async fn apply_update(
         &self,
         thing: String,
         name: String,
@@ -254,14 +277,27 @@ impl Registry {
                     })?;
             shadow::get(current.as_ref(), thing, name, payload, now)
         });
-        Ok(match answer {
-            Ok(body) => ShadowAnswer::accepted(body),
-            Err(rejection) => ShadowAnswer::refused(&rejection, payload, now),
-        })
+        Ok(counted(
+            "get",
+            match answer {
+                Ok(body) => ShadowAnswer::accepted(body),
+                Err(rejection) => ShadowAnswer::refused(&rejection, payload, now),
+            },
+        ))
     }
 
     /// `delete`: removes the shadow, keeping its version for the next one.
     pub(crate) async fn delete_shadow(
+        &self,
+        thing: String,
+        name: String,
+        payload: Vec<u8>,
+    ) -> Result<ShadowAnswer, AwsError> {
+        let answer = self.apply_delete(thing, name, payload).await?;
+        Ok(counted("delete", answer))
+    }
+
+    async fn apply_delete(
         &self,
         thing: String,
         name: String,
