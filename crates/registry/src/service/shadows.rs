@@ -13,7 +13,7 @@ use herald_proto::error::{AwsError, ErrorType};
 use herald_store::{Page, Paged, key, prefix};
 use serde_json::Value;
 
-use super::Registry;
+use super::{Changes, Registry};
 use crate::domain::shadow::{self, Rejection, Shadow};
 
 /// What a shadow request answers: accepted (`code` 0) with its `body`,
@@ -150,6 +150,10 @@ fn throttled() -> Rejection {
     }
 }
 
+/// What a committed update or delete leaves: the shadow's version and the
+/// shadow (`None`: deleted); nothing when refused.
+type Left = Option<(u64, Option<Shadow>)>;
+
 fn shadow_key(thing: &str, name: &str) -> Vec<u8> {
     key(&["shadow", thing, name])
 }
@@ -204,58 +208,35 @@ impl Registry {
         name: String,
         payload: Vec<u8>,
     ) -> Result<ShadowAnswer, AwsError> {
-        let answer = self.apply_update(thing, name, payload).await?;
-        Ok(counted("update", answer))
-    }
-
-    async fn apply_update(
-        &self,
-        thing: String,
-        name: String,
-        payload: Vec<u8>,
-    ) -> Result<ShadowAnswer, AwsError> {
-        let now = now_secs();
-        if let Err(rejection) = self.admit(&thing, &name) {
-            return Ok(ShadowAnswer::refused(&rejection, &payload, now));
-        }
-        let registry = self.clone();
-        to_the_end(async move {
-            let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
-            let (answer, stored) = registry
-                .writer
-                .mutate(move |c| {
-                    let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
-                    let deleted: u64 = c.get(&deleted_key(&thing, &name))?.unwrap_or(0);
-                    Ok(
-                        match shadow::update(current.as_ref(), deleted, &payload, now) {
-                            Ok(updated) => {
-                                c.put(shadow_key(&thing, &name), &updated.shadow)?;
-                                if deleted > 0 {
-                                    c.remove(deleted_key(&thing, &name));
-                                }
-                                let answer = ShadowAnswer {
-                                    code: 0,
-                                    body: updated.accepted,
-                                    delta: updated.delta,
-                                    documents: Some(updated.documents),
-                                };
-                                (answer, Some(updated.shadow))
+        self.change(
+            "update",
+            thing,
+            name,
+            payload,
+            |c, thing, name, payload, now| {
+                let current: Option<Shadow> = c.get(&shadow_key(thing, name))?;
+                let deleted: u64 = c.get(&deleted_key(thing, name))?.unwrap_or(0);
+                Ok(
+                    match shadow::update(current.as_ref(), deleted, payload, now) {
+                        Ok(updated) => {
+                            c.put(shadow_key(thing, name), &updated.shadow)?;
+                            if deleted > 0 {
+                                c.remove(deleted_key(thing, name));
                             }
-                            Err(rejection) => {
-                                (ShadowAnswer::refused(&rejection, &payload, now), None)
-                            }
-                        },
-                    )
-                })
-                .await?;
-            if let Some(stored) = stored {
-                let version = stored.version;
-                registry
-                    .index
-                    .put_shadow(&indexed_thing, &indexed_name, version, Some(stored));
-            }
-            Ok(answer)
-        })
+                            let answer = ShadowAnswer {
+                                code: 0,
+                                body: updated.accepted,
+                                delta: updated.delta,
+                                documents: Some(updated.documents),
+                            };
+                            let version = updated.shadow.version;
+                            (answer, Some((version, Some(updated.shadow))))
+                        }
+                        Err(rejection) => (ShadowAnswer::refused(&rejection, payload, now), None),
+                    },
+                )
+            },
+        )
         .await
     }
 
@@ -293,50 +274,73 @@ impl Registry {
         name: String,
         payload: Vec<u8>,
     ) -> Result<ShadowAnswer, AwsError> {
-        let answer = self.apply_delete(thing, name, payload).await?;
-        Ok(counted("delete", answer))
+        self.change(
+            "delete",
+            thing,
+            name,
+            payload,
+            |c, thing, name, payload, now| {
+                let current: Option<Shadow> = c.get(&shadow_key(thing, name))?;
+                Ok(
+                    match shadow::delete(current.as_ref(), thing, name, payload, now) {
+                        Ok(body) => {
+                            let version = current.map_or(0, |s| s.version);
+                            c.remove(shadow_key(thing, name));
+                            c.put(deleted_key(thing, name), &version)?;
+                            (ShadowAnswer::accepted(body), Some((version, None)))
+                        }
+                        Err(rejection) => (ShadowAnswer::refused(&rejection, payload, now), None),
+                    },
+                )
+            },
+        )
+        .await
     }
 
-    async fn apply_delete(
+    /// An update or delete: admitted at the thing's rate, `apply`d on the
+    /// writer, and once committed handed to the fleet index (as what
+    /// `apply` says it left: a version and the shadow, `None` when
+    /// deleted), to the end even if the caller stops waiting; counted.
+    async fn change<F>(
         &self,
+        operation: &'static str,
         thing: String,
         name: String,
         payload: Vec<u8>,
-    ) -> Result<ShadowAnswer, AwsError> {
+        apply: F,
+    ) -> Result<ShadowAnswer, AwsError>
+    where
+        F: FnOnce(
+                &mut Changes<'_>,
+                &str,
+                &str,
+                &[u8],
+                i64,
+            ) -> Result<(ShadowAnswer, Left), AwsError>
+            + Send
+            + 'static,
+    {
         let now = now_secs();
         if let Err(rejection) = self.admit(&thing, &name) {
-            return Ok(ShadowAnswer::refused(&rejection, &payload, now));
+            let refused = ShadowAnswer::refused(&rejection, &payload, now);
+            return Ok(counted(operation, refused));
         }
         let registry = self.clone();
-        to_the_end(async move {
+        let answer = to_the_end(async move {
             let (indexed_thing, indexed_name) = (thing.clone(), name.clone());
-            let (answer, deleted) = registry
+            let (answer, left) = registry
                 .writer
-                .mutate(move |c| {
-                    let current: Option<Shadow> = c.get(&shadow_key(&thing, &name))?;
-                    Ok(
-                        match shadow::delete(current.as_ref(), &thing, &name, &payload, now) {
-                            Ok(body) => {
-                                let version = current.map_or(0, |s| s.version);
-                                c.remove(shadow_key(&thing, &name));
-                                c.put(deleted_key(&thing, &name), &version)?;
-                                (ShadowAnswer::accepted(body), Some(version))
-                            }
-                            Err(rejection) => {
-                                (ShadowAnswer::refused(&rejection, &payload, now), None)
-                            }
-                        },
-                    )
-                })
+                .mutate(move |c| apply(c, &thing, &name, &payload, now))
                 .await?;
-            if let Some(version) = deleted {
+            if let Some((version, shadow)) = left {
                 registry
                     .index
-                    .put_shadow(&indexed_thing, &indexed_name, version, None);
+                    .put_shadow(&indexed_thing, &indexed_name, version, shadow);
             }
             Ok(answer)
         })
-        .await
+        .await?;
+        Ok(counted(operation, answer))
     }
 
     /// The names of a thing's named shadows, in name order.
