@@ -203,6 +203,14 @@ pub fn is_aws_things(topic: &str) -> bool {
     topic.starts_with(AWS_THINGS_PREFIX)
 }
 
+/// `$aws/things/{thing}/{service}/{rest}` as (thing, rest), for a non-empty
+/// thing name: a device's request to a thing service (`shadow`, `jobs`).
+pub fn thing_service<'a>(topic: &'a str, service: &str) -> Option<(&'a str, &'a str)> {
+    let (thing, rest) = topic.strip_prefix(AWS_THINGS_PREFIX)?.split_once('/')?;
+    let rest = rest.strip_prefix(service)?.strip_prefix('/')?;
+    (!thing.is_empty()).then_some((thing, rest))
+}
+
 /// Whether `topic` (a name or a filter) lies under `$aws/events/`, the
 /// subscribe-only event topics that clients must never publish on. The bare
 /// `$aws/events` counts too, so that no client publish can reach a

@@ -39,12 +39,7 @@ pub(super) enum Request<'a> {
 
 /// The request a topic names, if it names one.
 pub(super) fn parse(topic: &str) -> Option<Request<'_>> {
-    let rest = topic.strip_prefix("$aws/things/")?;
-    let (thing, rest) = rest.split_once('/')?;
-    let rest = rest.strip_prefix("jobs/")?;
-    if thing.is_empty() {
-        return None;
-    }
+    let (thing, rest) = crate::bus::topic::thing_service(topic, "jobs")?;
     let levels: Vec<&str> = rest.split('/').collect();
     match levels[..] {
         ["get"] => Some(Request::Get { thing }),

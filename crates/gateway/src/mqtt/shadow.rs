@@ -34,12 +34,7 @@ pub(super) struct Request<'a> {
 
 /// The request a topic names, if it names one (responses do not).
 pub(super) fn parse(topic: &str) -> Option<Request<'_>> {
-    let rest = topic.strip_prefix("$aws/things/")?;
-    let (thing, rest) = rest.split_once('/')?;
-    let rest = rest.strip_prefix("shadow/")?;
-    if thing.is_empty() {
-        return None;
-    }
+    let (thing, rest) = crate::bus::topic::thing_service(topic, "shadow")?;
     let (shadow, op) = match rest.strip_prefix("name/") {
         Some(named) => {
             let (shadow, op) = named.split_once('/')?;

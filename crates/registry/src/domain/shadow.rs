@@ -451,10 +451,7 @@ pub(crate) fn get(
     payload: &[u8],
     now: i64,
 ) -> Result<Value, Rejection> {
-    let request = parse_request(payload)?;
-    let Some(shadow) = current else {
-        return Err(not_found(thing, shadow_name));
-    };
+    let (shadow, token) = existing(current, thing, shadow_name, payload)?;
     let mut state = shadow.state_json();
     let delta = shadow.delta();
     if !delta.is_empty() {
@@ -466,10 +463,23 @@ pub(crate) fn get(
         "version": shadow.version,
         "timestamp": now,
     });
-    if let Some(token) = request.get("clientToken") {
-        out["clientToken"] = token.clone();
+    if let Some(token) = token {
+        out["clientToken"] = token;
     }
     Ok(out)
+}
+
+/// The shadow a get or delete asks for, which must exist, and the request's
+/// `clientToken` to echo.
+fn existing<'a>(
+    current: Option<&'a Shadow>,
+    thing: &str,
+    shadow_name: &str,
+    payload: &[u8],
+) -> Result<(&'a Shadow, Option<Value>), Rejection> {
+    let request = parse_request(payload)?;
+    let shadow = current.ok_or_else(|| not_found(thing, shadow_name))?;
+    Ok((shadow, request.get("clientToken").cloned()))
 }
 
 /// The `delete/accepted` payload, for a shadow that exists.
@@ -480,13 +490,10 @@ pub(crate) fn delete(
     payload: &[u8],
     now: i64,
 ) -> Result<Value, Rejection> {
-    let request = parse_request(payload)?;
-    let Some(shadow) = current else {
-        return Err(not_found(thing, shadow_name));
-    };
+    let (shadow, token) = existing(current, thing, shadow_name, payload)?;
     let mut out = json!({ "version": shadow.version, "timestamp": now });
-    if let Some(token) = request.get("clientToken") {
-        out["clientToken"] = token.clone();
+    if let Some(token) = token {
+        out["clientToken"] = token;
     }
     Ok(out)
 }
