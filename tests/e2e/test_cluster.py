@@ -378,6 +378,8 @@ class Client:
         self.client_id = client_id
         self.cond = threading.Condition()
         self.messages = []
+        # (topic, payload, QoS) of every message, as delivered.
+        self.qos = []
         self.retained = []
         self.subacks = {}
         self.connack = None
@@ -417,6 +419,7 @@ class Client:
     def _on_message(self, client, userdata, message):
         with self.cond:
             self.messages.append((message.topic, bytes(message.payload)))
+            self.qos.append((message.topic, bytes(message.payload), message.qos))
             if message.retain:
                 self.retained.append((message.topic, bytes(message.payload)))
             self.cond.notify_all()
@@ -526,6 +529,17 @@ def test_a_message_published_on_one_gateway_reaches_subscribers_on_the_other(gat
             ]
         ), tail
         assert other.received()[other_before:] == [("fleet/lamp-1/status", b"on")]
+        # Each at the lower of the QoS it was published at and the
+        # subscription's (1 here).
+        assert ("fleet/lamp-1/status", b"on", 1) in sub.qos
+        before = len(sub.received())
+        pub.mqtt.publish("fleet/lamp-1/status", b"off", qos=0)
+        pub.publish("fleet/lamp-1/status", b"on again")
+        sub.wait(lambda: len(sub.received()) >= before + 2, "two more messages")
+        assert sub.qos[before:] == [
+            ("fleet/lamp-1/status", b"off", 0),
+            ("fleet/lamp-1/status", b"on again", 1),
+        ], sub.qos[before:]
 
         # Lifecycle events published on A reach a subscriber on B.
         sub.subscribe("$aws/events/presence/connected/+")

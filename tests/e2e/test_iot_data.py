@@ -88,6 +88,10 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
         data.publish(topic="alerts/fire", qos=1, payload=b"smoke in hall")
         mqtt.wait(lambda: mqtt.received("alerts/fire"), "the HTTP publish")
         assert mqtt.received("alerts/fire")[0][1] == b"smoke in hall"
+        # Delivered at the lower of the publish's QoS and the subscription's (1).
+        data.publish(topic="alerts/quiet", qos=0, payload=b"psst")
+        mqtt.wait(lambda: mqtt.received("alerts/quiet"), "the QoS 0 HTTP publish")
+        assert [(t, q) for t, _, q in mqtt.qos] == [("alerts/fire", 1), ("alerts/quiet", 0)]
 
         data.publish(topic="status/boiler", qos=1, retain=True, payload=b"on")
         listed = data.list_retained_messages()

@@ -79,16 +79,17 @@ pub(crate) type BoxFuture<'a, T> = std::pin::Pin<Box<dyn Future<Output = T> + Se
 /// What the HTTP side (the `iot-data` API) asks of a partition's MQTT side,
 /// which the gateway wires in once both run.
 pub(crate) trait Broker: Send + Sync {
-    /// Publishes `payload` on `topic` to the partition's subscribers (and
-    /// the other replicas'): a `$aws` topic on its bus, any other through
-    /// its router, kept as the topic's retained message when `retain` (the
-    /// QoS it was published at).
+    /// Publishes `payload` on `topic` at `qos` to the partition's
+    /// subscribers (and the other replicas'): a `$aws` topic on its bus,
+    /// any other through its router, kept as the topic's retained message
+    /// with `retain`.
     fn publish(
         &self,
         partition: Option<Partition>,
         topic: String,
         payload: tokio_util::bytes::Bytes,
-        retain: Option<u8>,
+        qos: u8,
+        retain: bool,
     ) -> BoxFuture<'_, Result<(), String>>;
 
     /// The partition's retained messages, in topic order.

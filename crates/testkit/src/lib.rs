@@ -1,9 +1,10 @@
 //! What Herald's test suites share (a dev-dependency only): polling with a
 //! deadline instead of sleeping, checking the AWS error type of a failed
 //! gRPC call, running a service in-process on 127.0.0.1, port 0, and
-//! ([`process`]) a service binary as a child process, and ([`postgres`]) a
-//! PostgreSQL database of the test's own.
+//! ([`process`]) a service binary as a child process, ([`postgres`]) a
+//! PostgreSQL database and ([`nats`]) a NATS server of the test's own.
 
+pub mod nats;
 pub mod postgres;
 pub mod process;
 

@@ -114,8 +114,9 @@ async fn publish_answers(state: &AppState, base: &str, op: &str, reply: &pb::Sha
     }
     messages.push((format!("{base}/{op}/accepted"), reply.body.clone()));
     for (topic, payload) in messages {
+        // On the bus, which delivers at each subscription's QoS.
         if let Err(e) = broker
-            .publish(partition.clone(), topic, payload.into(), None)
+            .publish(partition.clone(), topic, payload.into(), 1, false)
             .await
         {
             tracing::warn!(error = e, "publishing a shadow answer failed");
@@ -259,12 +260,7 @@ async fn publish(
         Some(other) => return Err(ApiError::invalid(format!("Invalid qos: {other}"))),
     };
     broker(&state)?
-        .publish(
-            crate::partition::current(),
-            topic,
-            body,
-            retain.then_some(qos),
-        )
+        .publish(crate::partition::current(), topic, body, qos, retain)
         .await
         .map_err(ApiError::invalid)?;
     Ok(StatusCode::OK.into_response())

@@ -68,6 +68,12 @@ const QUEUE: usize = 8_192;
 const SEEN: usize = 8_192;
 /// Headers: the message's id (`<replica>:<n>`).
 const ID_HEADER: &str = "Herald-Id";
+/// The header with the QoS (`0` or `1`) an ordinary topic's message was
+/// published at.
+const QOS_HEADER: &str = "Herald-QoS";
+/// How many times a shared session record is written before giving up
+/// when it changes under each write.
+const SHARE_ATTEMPTS: usize = 3;
 
 /// This replica's connection to NATS, shared by its partitions.
 pub(crate) struct Nats {
@@ -246,8 +252,17 @@ pub(crate) fn filter_subjects(prefix: &str, kind: &str, filter: &str) -> Vec<Str
 /// Something to send to the other replicas: a message on a subject, or a
 /// retained message to keep (an empty payload removes the topic's).
 enum Outbound {
-    Message { subject: String, payload: Bytes },
-    Retained { key: String, message: Retained },
+    /// A message for the other replicas; `qos` is the QoS an ordinary
+    /// topic's message was published at (none for the `$aws` bus's).
+    Message {
+        subject: String,
+        payload: Bytes,
+        qos: Option<u8>,
+    },
+    Retained {
+        key: String,
+        message: Retained,
+    },
 }
 
 /// What starts a retained message in the bucket, before its QoS (one
@@ -286,6 +301,8 @@ fn decode_retained(value: &Bytes) -> Retained {
 /// Something another replica sent, to route here.
 struct Inbound {
     id: Option<String>,
+    /// The QoS it was published at.
+    qos: u8,
     topic: String,
     payload: Bytes,
 }
@@ -303,6 +320,9 @@ pub(crate) struct PartitionPeers {
     /// Client id → this replica's connection holding it: the claim's
     /// revision (0 until the bucket answered) and its value.
     claims: Mutex<HashMap<String, Claim>>,
+    /// Client id → the revision of its shared session record as this
+    /// replica last wrote it.
+    revisions: Mutex<HashMap<String, u64>>,
     /// Messages dropped for a full queue.
     dropped: AtomicU64,
     ctx: std::sync::OnceLock<SessionContext>,
@@ -337,6 +357,7 @@ impl PartitionPeers {
             inbound: inbound_tx,
             interest: Mutex::default(),
             claims: Mutex::default(),
+            revisions: Mutex::default(),
             dropped: AtomicU64::new(0),
             ctx: std::sync::OnceLock::new(),
             me: me.clone(),
@@ -380,9 +401,16 @@ impl PartitionPeers {
         tokio::spawn(async move {
             while let Some(out) = outbound.recv().await {
                 let sent = match out {
-                    Outbound::Message { subject, payload } => {
+                    Outbound::Message {
+                        subject,
+                        payload,
+                        qos,
+                    } => {
                         let mut headers = HeaderMap::new();
                         headers.insert(ID_HEADER, nats.next_id().as_str());
+                        if let Some(qos) = qos {
+                            headers.insert(QOS_HEADER, qos.to_string().as_str());
+                        }
                         client
                             .publish_with_headers(subject, headers, payload)
                             .await
@@ -422,7 +450,10 @@ impl PartitionPeers {
                 {
                     continue;
                 }
-                if let Err(e) = link.publish(&arrived.topic, arrived.payload, None).await {
+                let published = link
+                    .publish(&arrived.topic, arrived.payload, arrived.qos, false)
+                    .await;
+                if let Err(e) = published {
                     tracing::debug!(topic = arrived.topic, error = %e, "a peer's message was not routed");
                 }
             }
@@ -435,6 +466,7 @@ impl PartitionPeers {
             peers.send(Outbound::Message {
                 subject: message_subject(&peers.prefix, "aws", topic),
                 payload: Bytes::copy_from_slice(payload),
+                qos: None,
             });
         }));
         let head = format!("{}.aws", self.prefix);
@@ -513,13 +545,15 @@ impl PartitionPeers {
             let Some(topic) = subject_topic(&head, &message.subject) else {
                 continue;
             };
-            let id = message
-                .headers
-                .as_ref()
-                .and_then(|h| h.get(ID_HEADER))
-                .map(|v| v.as_str().to_owned());
+            let header = |name| message.headers.as_ref().and_then(|h| h.get(name));
             let arrived = Inbound {
-                id,
+                id: header(ID_HEADER).map(|v| v.as_str().to_owned()),
+                // An older replica's messages carry no QoS: they are
+                // delivered at the subscription's, as it did.
+                qos: match header(QOS_HEADER).map(|v| v.as_str()) {
+                    Some("0") => 0,
+                    _ => 1,
+                },
                 topic,
                 payload: message.payload,
             };
@@ -527,6 +561,104 @@ impl PartitionPeers {
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// Writes `client_id`'s shared session record (`None` removes it) if
+    /// this replica holds the session; false when another does. The write
+    /// is made over the revision this replica last wrote; when the record
+    /// has changed since (or that revision is not known), only after
+    /// [`PartitionPeers::holds`] says so, over the record's revision then.
+    /// So a replica that has not yet heard of a takeover never writes over
+    /// the record of the replica that took the session over.
+    async fn share(
+        &self,
+        client_id: &str,
+        session: Option<&StoredSession>,
+    ) -> Result<bool, String> {
+        let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
+        let value = match session {
+            Some(session) => Some(Bytes::from(
+                serde_json::to_vec(session).map_err(|e| e.to_string())?,
+            )),
+            None => None,
+        };
+        let mut known = lock(&self.revisions).get(client_id).copied();
+        for _ in 0..SHARE_ATTEMPTS {
+            let revision = match known {
+                Some(revision) => revision,
+                None => {
+                    if !self.holds(client_id, &key).await? {
+                        lock(&self.revisions).remove(client_id);
+                        return Ok(false);
+                    }
+                    match self.nats.sessions.entry(&key).await {
+                        Ok(Some(entry)) => entry.revision,
+                        // Nothing to remove.
+                        Ok(None) if value.is_none() => return Ok(true),
+                        // Created: the key must have no record yet.
+                        Ok(None) => 0,
+                        Err(e) => return Err(e.to_string()),
+                    }
+                }
+            };
+            let written = match &value {
+                Some(value) => self
+                    .nats
+                    .sessions
+                    .update(&key, value.clone(), revision)
+                    .await
+                    .map(Some),
+                None => self
+                    .nats
+                    .sessions
+                    .delete_expect_revision(&key, Some(revision))
+                    .await
+                    .map(|()| None),
+            };
+            match written {
+                Ok(Some(revision)) => {
+                    lock(&self.revisions).insert(client_id.to_owned(), revision);
+                    return Ok(true);
+                }
+                Ok(None) => {
+                    lock(&self.revisions).remove(client_id);
+                    return Ok(true);
+                }
+                // Written by another replica (or by this one, with a write
+                // whose answer was lost) since.
+                Err(e) if e.kind() == kv::UpdateErrorKind::WrongLastRevision => known = None,
+                Err(e) => {
+                    lock(&self.revisions).remove(client_id);
+                    return Err(e.to_string());
+                }
+            }
+        }
+        Err(format!(
+            "the record changed under each of {SHARE_ATTEMPTS} writes"
+        ))
+    }
+
+    /// Whether this replica holds `client_id`'s session: it made the
+    /// latest claim of the client id (`key`), is making one now, or the id
+    /// was never claimed.
+    async fn holds(&self, client_id: &str, key: &str) -> Result<bool, String> {
+        let latest = self
+            .nats
+            .claims
+            .entry(key)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(latest) = latest.filter(|entry| entry.operation == kv::Operation::Put) else {
+            return Ok(true);
+        };
+        if latest.value.starts_with(self.nats.replica.as_bytes()) {
+            return Ok(true);
+        }
+        // A connection here whose claim the bucket has not answered yet
+        // comes after the latest.
+        Ok(lock(&self.claims)
+            .get(client_id)
+            .is_some_and(|claim| claim.revision == 0))
     }
 
     fn claims_prefix(&self) -> String {
@@ -616,7 +748,7 @@ fn hex(text: &str) -> String {
 }
 
 impl Peers for PartitionPeers {
-    fn publish(&self, topic: &str, payload: &Bytes, retained: Option<&Retained>) {
+    fn publish(&self, topic: &str, payload: &Bytes, qos: u8, retained: Option<&Retained>) {
         if let Some(message) = retained {
             self.send(Outbound::Retained {
                 key: format!("{}.{}", self.claims_prefix(), hex(topic)),
@@ -626,6 +758,7 @@ impl Peers for PartitionPeers {
         self.send(Outbound::Message {
             subject: message_subject(&self.prefix, "m", topic),
             payload: payload.clone(),
+            qos: Some(qos),
         });
     }
 
@@ -669,32 +802,28 @@ impl Peers for PartitionPeers {
 }
 
 impl SharedSessions for PartitionPeers {
-    fn save<'a>(&'a self, changes: &'a [(String, Option<StoredSession>)]) -> BoxFuture<'a, ()> {
+    fn save<'a>(
+        &'a self,
+        changes: &'a [(String, Option<StoredSession>)],
+    ) -> BoxFuture<'a, Vec<String>> {
         Box::pin(async move {
+            let mut lost = Vec::new();
             for (client_id, session) in changes {
-                let key = format!("{}.{}", self.claims_prefix(), hex(client_id));
-                let done = match session {
-                    Some(session) => match serde_json::to_vec(session) {
-                        Ok(json) => self
-                            .nats
-                            .sessions
-                            .put(&key, json.into())
-                            .await
-                            .map(drop)
-                            .map_err(|e| e.to_string()),
-                        Err(e) => Err(e.to_string()),
-                    },
-                    None => self
-                        .nats
-                        .sessions
-                        .delete(&key)
-                        .await
-                        .map_err(|e| e.to_string()),
-                };
-                if let Err(e) = done {
-                    tracing::warn!(client_id, error = %e, "sharing a persistent session failed");
+                match self.share(client_id, session.as_ref()).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::info!(
+                            client_id,
+                            "another replica holds this persistent session now; not shared from here"
+                        );
+                        lost.push(client_id.clone());
+                    }
+                    Err(e) => {
+                        tracing::warn!(client_id, error = %e, "sharing a persistent session failed");
+                    }
                 }
             }
+            lost
         })
     }
 
@@ -812,6 +941,68 @@ mod tests {
             assert_eq!((&read.payload[..], read.qos), (older, 0));
         }
     }
+    /// A replica that has not heard of a takeover yet (here: one that
+    /// never follows the claims) does not write over the shared session
+    /// record of the replica that took the session over, and learns that
+    /// it no longer holds it; the holder's writes go on.
+    #[tokio::test]
+    async fn a_replica_behind_a_takeover_never_writes_over_the_holders_session() {
+        use super::super::context::Signal;
+        let test = "a_replica_behind_a_takeover_never_writes_over_the_holders_session";
+        let Some(server) = herald_testkit::nats::NatsServer::start(test).await else {
+            return;
+        };
+        let partition = Partition::new("123456789012", "eu-west-1").unwrap();
+        let (a, _a) = PartitionPeers::new(Nats::connect(server.url()).await.unwrap(), &partition);
+        let (b, _b) = PartitionPeers::new(Nats::connect(server.url()).await.unwrap(), &partition);
+        let session = |filter: &str| StoredSession {
+            router: vec![(filter.to_owned(), 1)],
+            ..StoredSession::default()
+        };
+        let save = |peers: &Arc<PartitionPeers>, session: Option<StoredSession>| {
+            let peers = Arc::clone(peers);
+            async move { peers.save(&[("x".to_owned(), session)]).await }
+        };
+        let connect = |peers: &Arc<PartitionPeers>| {
+            let live = Arc::new(Live {
+                kick: Signal::default(),
+                done: Signal::default(),
+                persistent_principal: None,
+            });
+            peers.connected("x", &live);
+            let peers = Arc::clone(peers);
+            async move {
+                herald_testkit::eventually(10, "the claim's revision", || async {
+                    (lock(&peers.claims).get("x").map(|c| c.revision) > Some(0)).then_some(())
+                })
+                .await;
+                live
+            }
+        };
+
+        let _on_a = connect(&a).await;
+        assert!(save(&a, Some(session("a/1"))).await.is_empty());
+        // The client moves to B, which A does not hear of.
+        let _on_b = connect(&b).await;
+        assert_eq!(b.load("x").await, Some(session("a/1")));
+        assert!(save(&b, Some(session("b/1"))).await.is_empty());
+        // What A still writes, a change or a removal, is refused and
+        // reported.
+        assert_eq!(save(&a, Some(session("a/2"))).await, ["x"]);
+        assert_eq!(save(&a, None).await, ["x"]);
+        assert_eq!(b.load("x").await, Some(session("b/1")));
+        assert!(save(&b, Some(session("b/2"))).await.is_empty());
+        assert_eq!(b.load("x").await, Some(session("b/2")));
+
+        // Back on A: A holds it again, and B is the one behind.
+        let _again_on_a = connect(&a).await;
+        assert!(save(&a, Some(session("a/3"))).await.is_empty());
+        assert_eq!(save(&b, Some(session("b/3"))).await, ["x"]);
+        assert_eq!(a.load("x").await, Some(session("a/3")));
+        assert!(save(&a, None).await.is_empty());
+        assert_eq!(b.load("x").await, None);
+    }
+
     use proptest::prelude::*;
 
     #[test]

@@ -601,7 +601,8 @@ impl crate::partition::Broker for MqttPartitions {
         partition: Option<Partition>,
         topic: String,
         payload: tokio_util::bytes::Bytes,
-        retain: Option<u8>,
+        qos: u8,
+        retain: bool,
     ) -> crate::partition::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let world = self.world_of(partition.as_ref()).await?;
@@ -623,7 +624,7 @@ impl crate::partition::Broker for MqttPartitions {
             let Some(made) = link.as_mut() else {
                 return Err("no router link".into());
             };
-            let published = made.publish(&topic, payload, retain).await;
+            let published = made.publish(&topic, payload, qos, retain).await;
             if published.is_err() {
                 // Made again for the next publish.
                 *link = None;

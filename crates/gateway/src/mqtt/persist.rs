@@ -13,7 +13,11 @@
 //!
 //! With other gateway replicas (`bus = "nats://..."`), every change is also
 //! written where they share sessions ([`SharedSessions`]), so that a client
-//! resumes its session on whichever replica it reaches.
+//! resumes its session on whichever replica it reaches. Only the replica
+//! that holds a session writes its shared record: one that has not heard
+//! yet that its client moved finds the record written by another replica
+//! since and the client id claimed by it, and keeps what it still writes of
+//! that session here (the client id is disowned).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -79,8 +83,13 @@ impl std::fmt::Debug for SessionStore {
 /// Where persistent sessions are shared with the other gateway replicas
 /// (`bus = "nats://..."`), so that a session resumes on any of them.
 pub(crate) trait SharedSessions: Send + Sync {
-    /// Writes these changes (`None` removes the client id's session).
-    fn save<'a>(&'a self, changes: &'a [(String, Option<StoredSession>)]) -> BoxFuture<'a, ()>;
+    /// Writes these changes (`None` removes the client id's session) and
+    /// returns the client ids whose sessions another replica holds now:
+    /// their changes were not written.
+    fn save<'a>(
+        &'a self,
+        changes: &'a [(String, Option<StoredSession>)],
+    ) -> BoxFuture<'a, Vec<String>>;
     /// The shared session of `client_id`, if there is one.
     fn load<'a>(&'a self, client_id: &'a str) -> BoxFuture<'a, Option<StoredSession>>;
 }
@@ -106,6 +115,10 @@ struct Pending {
     /// The client ids whose sessions another replica holds now: their
     /// changes here are kept here only, never shared over theirs.
     disowned: std::collections::HashSet<String>,
+    /// The client ids that connected here since the shared write under
+    /// way began: that write finding another replica holding one of them
+    /// does not disown it.
+    owned_since: std::collections::HashSet<String>,
 }
 
 impl SessionStore {
@@ -185,7 +198,9 @@ impl SessionStore {
 
     /// `client_id` connected here: its session is this replica's again.
     pub(crate) fn own(&self, client_id: &str) {
-        self.pending().disowned.remove(client_id);
+        let mut pending = self.pending();
+        pending.disowned.remove(client_id);
+        pending.owned_since.insert(client_id.to_owned());
     }
 
     fn pending(&self) -> std::sync::MutexGuard<'_, Pending> {
@@ -256,7 +271,8 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
     };
     let count = changes.len();
     let shared = inner.shared.get().map(|shared| {
-        let pending = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        let mut pending = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.owned_since.clear();
         let changes: Vec<(String, Option<StoredSession>)> = changes
             .iter()
             .filter(|(k, _)| !pending.disowned.contains(*k))
@@ -276,7 +292,15 @@ async fn write_pending(writer: &Writer<()>, inner: &Inner) {
         })
         .await;
     if let Some((shared, changes)) = shared {
-        shared.save(&changes).await;
+        let lost = shared.save(&changes).await;
+        if !lost.is_empty() {
+            let mut pending = inner.pending.lock().unwrap_or_else(PoisonError::into_inner);
+            for client_id in lost {
+                if !pending.owned_since.contains(&client_id) {
+                    pending.disowned.insert(client_id);
+                }
+            }
+        }
     }
     match written {
         Ok(()) => {

@@ -176,9 +176,9 @@ pub struct Router {
 /// The other gateway replicas, as the router's links see them.
 pub trait Peers: Send + Sync {
     /// A client of this replica published `payload` on `topic` (an
-    /// ordinary topic, already routed here), `retained` when it is kept as
-    /// the topic's retained message.
-    fn publish(&self, topic: &str, payload: &Bytes, retained: Option<&Retained>);
+    /// ordinary topic, already routed here) at `qos`, `retained` when it is
+    /// kept as the topic's retained message.
+    fn publish(&self, topic: &str, payload: &Bytes, qos: u8, retained: Option<&Retained>);
     /// A link of this replica subscribed to `filter` (`added`), or no
     /// longer is: interest is counted per replica.
     fn interest(&self, filter: &str, added: bool);
@@ -369,9 +369,12 @@ pub enum Delivery {
         topic: String,
         /// The payload.
         payload: Bytes,
-        /// Set when it comes from the retained store (a new subscription's
-        /// retained messages): the QoS it was published at.
-        retained: Option<u8>,
+        /// The QoS it was published at: it is delivered at the lower of
+        /// this and the subscription's.
+        qos: u8,
+        /// It comes from the retained store (a new subscription's retained
+        /// messages), not from a publish just routed.
+        retained: bool,
     },
     /// The router dropped the link (for example a takeover of its id).
     Disconnected,
@@ -413,28 +416,37 @@ impl Link {
         self.session_present
     }
 
-    /// Publishes at QoS 0 (the router delivers at each subscription's
-    /// QoS). Blocks only while the router's event queue is full. With
-    /// `retain` (the QoS the client published at), the message is first
-    /// stored in the retained store (an empty payload deletes the topic's
-    /// message) and made durable; over the store's limits nothing is stored
-    /// nor routed ([`RouterError::RetainedQuota`]). Subscribers get it
-    /// without RETAIN.
+    /// Publishes a message a client published at `qos`. Blocks only while
+    /// the router's event queue is full. With `retain`, the message is
+    /// first stored in the retained store (an empty payload deletes the
+    /// topic's message) and made durable; over the store's limits nothing
+    /// is stored nor routed ([`RouterError::RetainedQuota`]). Subscribers
+    /// get it without RETAIN, at the lower of `qos` and their
+    /// subscription's.
+    ///
+    /// The engine gets it at QoS 0 (it delivers at each subscription's
+    /// QoS, whatever the publish's) with `qos` in front of the payload (see
+    /// [`engine_payload`]).
     pub async fn publish(
         &mut self,
         topic: &str,
         payload: Bytes,
-        retain: Option<u8>,
+        qos: u8,
+        retain: bool,
     ) -> Result<(), RouterError> {
         refuse_reserved(topic)?;
-        let retained = retain.map(|qos| Retained::now(payload.clone(), qos));
+        let retained = retain.then(|| Retained::now(payload.clone(), qos));
         if let Some(message) = &retained {
             self.retained.keep(topic, message.clone()).await?;
         }
         if let Some(peers) = &self.peers {
-            peers.publish(topic, &payload, retained.as_ref());
+            peers.publish(topic, &payload, qos, retained.as_ref());
         }
-        let publish = Publish::new(Bytes::from(to_engine(&self.level, topic)), payload, false);
+        let publish = Publish::new(
+            Bytes::from(to_engine(&self.level, topic)),
+            engine_payload(qos, &payload),
+            false,
+        );
         self.send(Packet::Publish(publish, None)).await
     }
 
@@ -529,7 +541,8 @@ impl Link {
                 return Delivery::Message {
                     topic: topic.to_string(),
                     payload: message.payload,
-                    retained: Some(message.qos),
+                    qos: message.qos,
+                    retained: true,
                 };
             }
         }
@@ -552,11 +565,15 @@ impl Link {
                     else {
                         continue;
                     };
+                    let Some((qos, payload)) = from_engine_payload(publish.payload) else {
+                        continue;
+                    };
                     // Live: the router never forwards a RETAIN flag of its own.
                     return Delivery::Message {
                         topic: topic.to_owned(),
-                        payload: publish.payload,
-                        retained: None,
+                        payload,
+                        qos,
+                        retained: false,
                     };
                 }
                 Ok(Some(Notification::Unschedule)) => self.paused = true,
@@ -565,6 +582,25 @@ impl Link {
             }
         }
     }
+}
+
+/// The engine's payload of a message published at `qos`: one byte, `qos`,
+/// then `payload`. The engine forwards each message at the subscription's
+/// QoS and keeps no other trace of the publish's (its packet's QoS and DUP
+/// are its own), yet a subscription at QoS 1 must receive a message
+/// published at QoS 0 at QoS 0 (MQTT 3.1.1 and MQTT 5, §3.8.4).
+fn engine_payload(qos: u8, payload: &[u8]) -> Bytes {
+    let mut framed = Vec::with_capacity(payload.len() + 1);
+    framed.push(qos);
+    framed.extend_from_slice(payload);
+    Bytes::from(framed)
+}
+
+/// The QoS and the payload of [`engine_payload`]'s framing; `None` for a
+/// payload without it (nothing the gateway publishes).
+fn from_engine_payload(framed: Bytes) -> Option<(u8, Bytes)> {
+    let qos = *framed.first()?;
+    Some((qos.min(1), framed.slice(1..)))
 }
 
 /// Refuses a `$` topic or filter: rumqttd must never see one (MQTT's `$`
@@ -579,6 +615,17 @@ fn refuse_reserved(topic: &str) -> Result<(), RouterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn engine_payloads_carry_the_qos_in_front() {
+        for (qos, payload) in [(0, &b""[..]), (1, b"on"), (0, &[0xff; 300][..])] {
+            let framed = engine_payload(qos, payload);
+            assert_eq!(framed.len(), payload.len() + 1);
+            let (read, back) = from_engine_payload(framed).unwrap();
+            assert_eq!((read, &back[..]), (qos, payload));
+        }
+        assert_eq!(from_engine_payload(Bytes::new()), None);
+    }
 
     #[test]
     fn link_ids_are_hex_and_safe_for_rumqttd() {

@@ -45,8 +45,9 @@
 //!   dropped) and an MQTT 3.1.1 one is routed live without being retained.
 //! - Every delivery, from rumqttd or the bus, is checked for `iot:Receive`
 //!   on its topic against the cache's current policies, then written at the
-//!   QoS granted to the client's matching filters (rumqttd's own rule: the
-//!   subscription's QoS), QoS 1 with a packet id tracked until PUBACK.
+//!   lower of the QoS it was published at and the highest QoS granted to
+//!   the client's matching filters, QoS 1 with a packet id tracked until
+//!   PUBACK.
 //! - A policy or certificate change re-checks `iot:Connect` (and an active
 //!   certificate): a session no longer allowed ends with `AUTH_ERROR`.
 //!
@@ -329,11 +330,11 @@ impl Session {
         {
             // A will the retained store has no room for is still published.
             let message = w.message.clone();
-            let retain = w.retain.then_some(w.qos as u8);
+            let qos = w.qos as u8;
             if let Err(RouterError::RetainedQuota(_)) =
-                Box::pin(self.route(&topic, w.message, retain)).await
+                Box::pin(self.route(&topic, w.message, qos, w.retain)).await
             {
-                let _ = Box::pin(self.route(&topic, message, None)).await;
+                let _ = Box::pin(self.route(&topic, message, qos, false)).await;
             }
         }
         if let Some(link) = &mut self.link {
@@ -603,24 +604,25 @@ impl Session {
             RouterDelivery::Message {
                 topic,
                 payload,
-                retained: Some(published),
+                qos: published,
+                retained,
             } => {
-                // A retained message queued by a SUBSCRIBE goes only to a
-                // filter still subscribed, at the lower of its QoS and the
-                // subscription's.
-                if let Some(qos) = matching_qos(&self.filters.router, &topic) {
-                    let qos = if published == 0 { QoS::AtMostOnce } else { qos };
-                    self.deliver(wire, &topic, &payload, qos, true, None);
-                }
-                Ok(())
-            }
-            RouterDelivery::Message {
-                topic,
-                payload,
-                retained: None,
-            } => {
-                let qos = max_qos(&self.filters.router, &topic);
-                self.deliver(wire, &topic, &payload, qos, false, None);
+                // At the lower of the QoS it was published at and the
+                // subscription's (the highest of the client's filters that
+                // match).
+                let granted = match matching_qos(&self.filters.router, &topic) {
+                    Some(granted) => granted,
+                    // A retained message queued by a SUBSCRIBE goes only
+                    // to a filter still subscribed.
+                    None if retained => return Ok(()),
+                    None => QoS::AtMostOnce,
+                };
+                let qos = if published == 0 {
+                    QoS::AtMostOnce
+                } else {
+                    granted
+                };
+                self.deliver(wire, &topic, &payload, qos, retained, None);
                 Ok(())
             }
             RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
@@ -1032,8 +1034,10 @@ impl Session {
         }
         let topic = topic.to_owned();
         let payload: Bytes = publish.payload;
-        let retain = publish.retain.then_some(qos);
-        match self.route(&topic, payload.clone(), retain).await {
+        match self
+            .route(&topic, payload.clone(), qos, publish.retain)
+            .await
+        {
             Ok(()) => {}
             // The retained store is full: MQTT 5 refuses the PUBLISH with
             // "quota exceeded"; MQTT 3.1.1 cannot say so, and the message
@@ -1052,7 +1056,7 @@ impl Session {
                     }
                     return Ok(());
                 }
-                if let Err(e) = self.route(&topic, payload.clone(), None).await {
+                if let Err(e) = self.route(&topic, payload.clone(), qos, false).await {
                     tracing::error!(error = %e, "router publish failed");
                     return Err(DisconnectReason::ServerError);
                 }
@@ -1118,21 +1122,25 @@ impl Session {
         }
     }
 
-    /// Routes a message a client may publish: `$aws/things/...` on the
-    /// gateway's bus (never retained), the rest through rumqttd, retained
-    /// when `retain` is the QoS it was published at.
+    /// Routes a message a client may publish at `qos`: `$aws/things/...`
+    /// on the gateway's bus (never retained), the rest through rumqttd,
+    /// retained with `retain`.
     pub(super) async fn route(
         &mut self,
         topic: &str,
         payload: Bytes,
-        retain: Option<u8>,
+        qos: u8,
+        retain: bool,
     ) -> Result<(), RouterError> {
         if topic::is_reserved(topic) {
             // `iot:Receive` is checked by each receiving session.
             self.ctx.shared.bus.publish(topic, &payload[..]);
             return Ok(());
         }
-        self.link().await?.publish(topic, payload, retain).await
+        self.link()
+            .await?
+            .publish(topic, payload, qos, retain)
+            .await
     }
 
     /// rumqttd's link, made now if the session has none yet (a clean
@@ -1298,12 +1306,6 @@ impl Session {
     }
 }
 
-/// The highest QoS granted to a filter in `filters` matching `topic`; QoS
-/// 0 when none does (a resumed session whose filters the gateway forgot).
-pub(super) fn max_qos(filters: &HashMap<String, QoS>, topic: &str) -> QoS {
-    matching_qos(filters, topic).unwrap_or(QoS::AtMostOnce)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1313,9 +1315,9 @@ mod tests {
         let mut filters = HashMap::new();
         filters.insert("a/#".to_owned(), QoS::AtMostOnce);
         filters.insert("a/+/c".to_owned(), QoS::AtLeastOnce);
-        assert_eq!(max_qos(&filters, "a/b/c"), QoS::AtLeastOnce);
-        assert_eq!(max_qos(&filters, "a/b"), QoS::AtMostOnce);
-        assert_eq!(max_qos(&filters, "z"), QoS::AtMostOnce);
+        assert_eq!(matching_qos(&filters, "a/b/c"), Some(QoS::AtLeastOnce));
+        assert_eq!(matching_qos(&filters, "a/b"), Some(QoS::AtMostOnce));
+        assert_eq!(matching_qos(&filters, "z"), None);
     }
 }
 

@@ -274,7 +274,9 @@ async fn check_case(router: &Router, case: usize, filter: &str, topics: &[String
     }
     let mut expected = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
-        let published = link.publish(topic, Bytes::from(i.to_string()), None).await;
+        let published = link
+            .publish(topic, Bytes::from(i.to_string()), 1, false)
+            .await;
         if topic::is_reserved(topic) {
             assert!(
                 matches!(published, Err(RouterError::Reserved(_))),
@@ -290,7 +292,7 @@ async fn check_case(router: &Router, case: usize, filter: &str, topics: &[String
     if !reserved {
         let marker = marker_topic(filter);
         assert!(topic::matches(filter, &marker), "{filter:?} {marker:?}");
-        link.publish(&marker, Bytes::from_static(b"marker"), None)
+        link.publish(&marker, Bytes::from_static(b"marker"), 1, false)
             .await
             .unwrap();
         let mut received = Vec::new();
@@ -361,12 +363,12 @@ async fn batches_are_taken_whole_in_order_without_waiting() {
     let mut publisher = router.link("batch-pub", true).await.unwrap();
     for i in 0..MESSAGES {
         publisher
-            .publish("batch/n", Bytes::from(i.to_string()), None)
+            .publish("batch/n", Bytes::from(i.to_string()), 1, false)
             .await
             .unwrap();
     }
     publisher
-        .publish("batch/end", Bytes::from_static(b"marker"), None)
+        .publish("batch/end", Bytes::from_static(b"marker"), 1, false)
         .await
         .unwrap();
     let mut received = Vec::new();
@@ -407,6 +409,64 @@ async fn batches_are_taken_whole_in_order_without_waiting() {
 }
 
 // ------------------------------------------------------------ through MQTT
+
+/// A live message reaches each subscriber at the lower of the QoS it was
+/// published at and the subscription's (MQTT 3.1.1 §3.8.4), whatever the
+/// routing engine forwards it at.
+#[tokio::test]
+async fn a_live_message_is_delivered_at_the_lower_of_its_qos_and_the_subscriptions() {
+    let herald = Herald::start().await;
+    allow_dev_user(&herald).await;
+    let dir = tempfile::tempdir().unwrap();
+    let gateway = Gateway::start_with(&herald, dir.path(), |_| {}).await;
+
+    let mut at_one = Client::connect(gateway.mqtt, "at-one", true).await;
+    at_one.subscribe("l/+").await;
+    let mut at_zero = Client::connect(gateway.mqtt, "at-zero", true).await;
+    at_zero
+        .client
+        .subscribe("l/+", QoS::AtMostOnce)
+        .await
+        .unwrap();
+    while !matches!(at_zero.next_packet().await, Packet::SubAck(_)) {}
+
+    let mut publisher = Client::connect(gateway.mqtt, "publisher", true).await;
+    publisher
+        .client
+        .publish("l/zero", QoS::AtMostOnce, false, b"0".to_vec())
+        .await
+        .unwrap();
+    // Handled in order: once this one is acknowledged, both are routed.
+    publisher.publish("l/one", b"1", false).await;
+    // A will published at QoS 0 too.
+    let will = Client::connect_with(gateway.mqtt, "will-at-zero", |o| {
+        o.set_last_will(LastWill::new("l/will", "gone", QoS::AtMostOnce, false));
+    })
+    .await;
+    will.drop_connection().await;
+
+    for (subscriber, one) in [
+        (&mut at_one, QoS::AtLeastOnce),
+        (&mut at_zero, QoS::AtMostOnce),
+    ] {
+        let mut got = Vec::new();
+        for _ in 0..3 {
+            let p = subscriber.next_publish().await;
+            got.push((p.topic, p.qos));
+        }
+        got.sort_by(|a, b| a.0.cmp(&b.0));
+        assert_eq!(
+            got,
+            [
+                ("l/one".to_owned(), one),
+                ("l/will".to_owned(), QoS::AtMostOnce),
+                ("l/zero".to_owned(), QoS::AtMostOnce),
+            ]
+        );
+    }
+    gateway.stop().await;
+    herald.stop().await;
+}
 
 /// The attack as a client sends it: PUBLISH on `é` and `ü/x`, and a last
 /// will on `é`. Afterwards everyone's ordinary traffic still flows, and a
