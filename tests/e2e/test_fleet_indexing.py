@@ -267,3 +267,84 @@ def test_every_operation_through_the_aws_cli(herald, client, tmp_path):
     )
     assert buckets == {"totalCount": 3, "buckets": [{"keyValue": "lamp", "count": 2}]}
     aws('aws iot search-index --query-string "thingName:("', expect_error="InvalidQueryException")
+
+
+def test_custom_fields_and_geo_locations_are_kept_and_managed_fields_listed(herald, client, tmp_path):
+    thing_config = {
+        "thingIndexingMode": "REGISTRY_AND_SHADOW",
+        "thingConnectivityIndexingMode": "STATUS",
+        "customFields": [
+            {"name": "attributes.watts", "type": "Number"},
+            {"name": "shadow.reported.on", "type": "Boolean"},
+        ],
+        "filter": {"geoLocations": [{"name": "shadow.reported.location", "order": "LatLon"}]},
+    }
+    group_config = {"thingGroupIndexingMode": "ON", "customFields": [{"name": "attributes.level", "type": "String"}]}
+    client.update_indexing_configuration(
+        thingIndexingConfiguration=thing_config, thingGroupIndexingConfiguration=group_config
+    )
+    config = client.get_indexing_configuration()
+    config.pop("ResponseMetadata")
+    things = config["thingIndexingConfiguration"]
+    assert things["customFields"] == thing_config["customFields"]
+    assert things["filter"] == thing_config["filter"]
+    managed = {(f["name"], f["type"]) for f in things["managedFields"]}
+    assert {
+        ("thingName", "String"),
+        ("thingId", "String"),
+        ("registry.version", "Number"),
+        ("registry.thingTypeName", "String"),
+        ("registry.thingGroupNames", "String"),
+        ("shadow.version", "Number"),
+        ("shadow.hasDelta", "Boolean"),
+        ("connectivity.connected", "Boolean"),
+        ("connectivity.timestamp", "Number"),
+        ("connectivity.disconnectReason", "String"),
+    } <= managed
+    groups = config["thingGroupIndexingConfiguration"]
+    assert groups["customFields"] == group_config["customFields"]
+    assert ("thingGroupName", "String") in {(f["name"], f["type"]) for f in groups["managedFields"]}
+
+    # Refused, changing nothing: a type AWS does not know, a managed field,
+    # a field twice, a geolocation order AWS does not know.
+    for bad in (
+        {"customFields": [{"name": "attributes.watts", "type": "Float"}]},
+        {"customFields": [{"name": "thingName", "type": "String"}]},
+        {"customFields": [{"name": "attributes.a", "type": "Number"}, {"name": "attributes.a", "type": "String"}]},
+        {"filter": {"geoLocations": [{"name": "attributes.where", "order": "NorthEast"}]}},
+    ):
+        expect_error(
+            client,
+            "InvalidRequestException",
+            client.update_indexing_configuration,
+            thingIndexingConfiguration={"thingIndexingMode": "REGISTRY", **bad},
+        )
+    expect_error(
+        client,
+        "InvalidRequestException",
+        client.update_indexing_configuration,
+        thingGroupIndexingConfiguration={
+            "thingGroupIndexingMode": "ON",
+            "customFields": [{"name": "thingGroupName", "type": "String"}],
+        },
+    )
+    after = client.get_indexing_configuration()
+    after.pop("ResponseMetadata")
+    assert after == config
+
+    # The aws CLI; a thing configuration replaces the previous one, custom
+    # fields included, and leaves the group's as they are.
+    def aws(command):
+        return run_aws(command, herald.endpoint, tmp_path)
+
+    aws(
+        "aws iot update-indexing-configuration --thing-indexing-configuration "
+        "'{\"thingIndexingMode\":\"REGISTRY\",\"customFields\":[{\"name\":\"attributes.room\",\"type\":\"String\"}]}'"
+    )
+    got = aws("aws iot get-indexing-configuration")
+    assert got["thingIndexingConfiguration"]["customFields"] == [{"name": "attributes.room", "type": "String"}]
+    assert "filter" not in got["thingIndexingConfiguration"]
+    assert ("shadow.version", "Number") not in {
+        (f["name"], f["type"]) for f in got["thingIndexingConfiguration"]["managedFields"]
+    }
+    assert got["thingGroupIndexingConfiguration"]["customFields"] == group_config["customFields"]

@@ -19,10 +19,11 @@ use herald_store::{Page, WatchError};
 
 use crate::{
     domain::{self, Arns, ChangeRecord, EventBody, Operation},
-    index::{Connectivity, Found, FoundThing, GroupDoc},
+    index::{Connectivity, Found, FoundThing, GroupDoc, IndexKind},
     service::{
-        AttributePayload, DynamicUpdate, MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags,
-        ThingFilter, ThingIndexing, ThingPrincipalType,
+        AttributePayload, DynamicUpdate, GeoLocation, GroupIndexing, IndexingField,
+        MAX_SEARCH_RESULTS, NameOrArn, Registry, Tags, ThingFilter, ThingIndexing,
+        ThingPrincipalType,
     },
 };
 
@@ -231,6 +232,26 @@ fn thing_document(found: FoundThing) -> pb::ThingDocument {
         }),
         shadow,
     }
+}
+
+fn from_pb_fields(fields: Vec<pb::IndexingField>) -> Vec<IndexingField> {
+    fields
+        .into_iter()
+        .map(|f| IndexingField {
+            name: f.name,
+            kind: f.r#type,
+        })
+        .collect()
+}
+
+fn to_pb_fields(fields: Vec<IndexingField>) -> Vec<pb::IndexingField> {
+    fields
+        .into_iter()
+        .map(|f| pb::IndexingField {
+            name: f.name,
+            r#type: f.kind,
+        })
+        .collect()
 }
 
 fn group_document(doc: GroupDoc) -> pb::ThingGroupDocument {
@@ -816,10 +837,21 @@ impl registry_server::Registry for GrpcRegistry {
                 .unwrap_or_else(|| "OFF".into()),
             named_shadows: r.named_shadow_indexing_mode.unwrap_or_else(|| "OFF".into()),
             named_shadow_names: r.named_shadow_names,
+            custom_fields: from_pb_fields(r.thing_custom_fields),
+            geo_locations: r
+                .geo_locations
+                .into_iter()
+                .map(|g| GeoLocation {
+                    name: g.name,
+                    order: g.order,
+                })
+                .collect(),
         });
-        let updated = registry
-            .update_indexing_configuration(thing, r.thing_group_indexing_mode)
-            .await;
+        let group = r.thing_group_indexing_mode.map(|mode| GroupIndexing {
+            mode,
+            custom_fields: from_pb_fields(r.group_custom_fields),
+        });
+        let updated = registry.update_indexing_configuration(thing, group).await;
         reply(updated.map(|()| pb::UpdateIndexingConfigurationResponse {}))
     }
 
@@ -828,17 +860,27 @@ impl registry_server::Registry for GrpcRegistry {
         request: Request<pb::GetIndexingConfigurationRequest>,
     ) -> Reply<pb::IndexingConfiguration> {
         let registry = self.partitions.of(&request)?;
-        reply(
-            registry
-                .indexing_configuration()
-                .map(|c| pb::IndexingConfiguration {
-                    thing_indexing_mode: c.thing_indexing_mode,
-                    thing_connectivity_indexing_mode: c.thing_connectivity_indexing_mode,
-                    thing_group_indexing_mode: c.thing_group_indexing_mode,
-                    named_shadow_indexing_mode: c.named_shadow_indexing_mode,
-                    named_shadow_names: c.named_shadow_names,
-                }),
-        )
+        reply(registry.indexing_configuration().map(|c| {
+            pb::IndexingConfiguration {
+                thing_managed_fields: to_pb_fields(c.managed_fields(IndexKind::Things)),
+                group_managed_fields: to_pb_fields(c.managed_fields(IndexKind::Groups)),
+                thing_indexing_mode: c.thing_indexing_mode,
+                thing_connectivity_indexing_mode: c.thing_connectivity_indexing_mode,
+                thing_group_indexing_mode: c.thing_group_indexing_mode,
+                named_shadow_indexing_mode: c.named_shadow_indexing_mode,
+                named_shadow_names: c.named_shadow_names,
+                thing_custom_fields: to_pb_fields(c.custom_fields),
+                geo_locations: c
+                    .geo_locations
+                    .into_iter()
+                    .map(|g| pb::GeoLocation {
+                        name: g.name,
+                        order: g.order,
+                    })
+                    .collect(),
+                group_custom_fields: to_pb_fields(c.group_custom_fields),
+            }
+        }))
     }
 
     async fn describe_index(

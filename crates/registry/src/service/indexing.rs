@@ -25,6 +25,9 @@ const MAX_BUCKETS: usize = 10_000;
 /// The most named shadows an indexing configuration may select (AWS IoT
 /// Device Management quotas: 10 by default).
 pub(crate) const MAX_INDEXED_SHADOW_NAMES: usize = 10;
+/// The most geolocation fields an indexing configuration may name (AWS IoT
+/// API Reference: IndexingFilter, 1 by default).
+const MAX_GEO_LOCATIONS: usize = 1;
 
 fn off() -> String {
     "OFF".into()
@@ -47,6 +50,41 @@ pub(crate) struct IndexingConfiguration {
     /// The configuration's `filter.namedShadowNames`.
     #[serde(default)]
     pub(crate) named_shadow_names: Vec<String>,
+    /// The thing index's `customFields`, in the order given.
+    #[serde(default)]
+    pub(crate) custom_fields: Vec<IndexingField>,
+    /// The thing configuration's `filter.geoLocations`.
+    #[serde(default)]
+    pub(crate) geo_locations: Vec<GeoLocation>,
+    /// The thing group index's `customFields`, in the order given.
+    #[serde(default)]
+    pub(crate) group_custom_fields: Vec<IndexingField>,
+}
+
+/// A field of an index and its type (AWS IoT API Reference: Field).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct IndexingField {
+    pub(crate) name: String,
+    /// Number, String or Boolean.
+    #[serde(rename = "type")]
+    pub(crate) kind: String,
+}
+
+impl IndexingField {
+    fn new(name: &str, kind: &str) -> IndexingField {
+        IndexingField {
+            name: name.to_owned(),
+            kind: kind.to_owned(),
+        }
+    }
+}
+
+/// A field holding geolocations (AWS IoT API Reference: GeoLocationTarget).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct GeoLocation {
+    pub(crate) name: String,
+    /// LatLon or LonLat.
+    pub(crate) order: String,
 }
 
 impl Default for IndexingConfiguration {
@@ -57,6 +95,9 @@ impl Default for IndexingConfiguration {
             thing_group_indexing_mode: off(),
             named_shadow_indexing_mode: off(),
             named_shadow_names: Vec::new(),
+            custom_fields: Vec::new(),
+            geo_locations: Vec::new(),
+            group_custom_fields: Vec::new(),
         }
     }
 }
@@ -68,6 +109,15 @@ pub(crate) struct ThingIndexing {
     pub(crate) connectivity: String,
     pub(crate) named_shadows: String,
     pub(crate) named_shadow_names: Vec<String>,
+    pub(crate) custom_fields: Vec<IndexingField>,
+    pub(crate) geo_locations: Vec<GeoLocation>,
+}
+
+/// What UpdateIndexingConfiguration's `thingGroupIndexingConfiguration` sets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct GroupIndexing {
+    pub(crate) mode: String,
+    pub(crate) custom_fields: Vec<IndexingField>,
 }
 
 impl IndexingConfiguration {
@@ -131,7 +181,102 @@ impl IndexingConfiguration {
         {
             return Err(invalid(format!("{bad:?} is not a valid shadow name")));
         }
+        self.check_custom_fields("thingIndexingConfiguration", IndexKind::Things)?;
+        self.check_custom_fields("thingGroupIndexingConfiguration", IndexKind::Groups)?;
+        if self.geo_locations.len() > MAX_GEO_LOCATIONS {
+            return Err(invalid(format!(
+                "filter.geoLocations can name at most {MAX_GEO_LOCATIONS} field"
+            )));
+        }
+        for geo in &self.geo_locations {
+            if geo.name.is_empty() {
+                return Err(invalid("a geoLocations entry needs a name"));
+            }
+            one_of("geoLocations order", &geo.order, &["LatLon", "LonLat"])?;
+        }
         Ok(())
+    }
+
+    /// An index's custom fields: each with a name, a type AWS knows, once,
+    /// and none a managed field.
+    fn check_custom_fields(&self, what: &str, kind: IndexKind) -> Result<(), AwsError> {
+        let fields = match kind {
+            IndexKind::Things => &self.custom_fields,
+            IndexKind::Groups => &self.group_custom_fields,
+        };
+        let managed = self.managed_fields(kind);
+        let mut seen = std::collections::HashSet::new();
+        for field in fields {
+            if field.name.is_empty() {
+                return Err(invalid(format!("{what}: a custom field needs a name")));
+            }
+            if !["Number", "String", "Boolean"].contains(&field.kind.as_str()) {
+                return Err(invalid(format!(
+                    "{what}: the type of custom field {:?} must be Number, String or Boolean, not {:?}",
+                    field.name, field.kind
+                )));
+            }
+            if managed.iter().any(|m| m.name == field.name) {
+                return Err(invalid(format!(
+                    "{what}: {:?} is a managed field, not a custom one",
+                    field.name
+                )));
+            }
+            if !seen.insert(field.name.as_str()) {
+                return Err(invalid(format!(
+                    "{what}: custom field {:?} is given twice",
+                    field.name
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    /// The fields an index holds and types itself under this configuration
+    /// (AWS IoT Core Developer Guide: "Managing fleet indexing", managed
+    /// fields); none while it is off.
+    pub(crate) fn managed_fields(&self, kind: IndexKind) -> Vec<IndexingField> {
+        let mut fields: Vec<(&str, &str)> = Vec::new();
+        match kind {
+            IndexKind::Things if self.thing_indexing_mode != "OFF" => {
+                fields.extend([
+                    ("thingId", "String"),
+                    ("thingName", "String"),
+                    ("registry.version", "Number"),
+                    ("registry.thingTypeName", "String"),
+                    ("registry.thingGroupNames", "String"),
+                ]);
+                if self.thing_indexing_mode == "REGISTRY_AND_SHADOW" {
+                    fields.extend([("shadow.version", "Number"), ("shadow.hasDelta", "Boolean")]);
+                    if self.named_shadow_indexing_mode == "ON" {
+                        fields.extend([
+                            ("shadow.name.*.version", "Number"),
+                            ("shadow.name.*.hasDelta", "Boolean"),
+                        ]);
+                    }
+                }
+                if self.connectivity() {
+                    fields.extend([
+                        ("connectivity.timestamp", "Number"),
+                        ("connectivity.version", "Number"),
+                        ("connectivity.connected", "Boolean"),
+                        ("connectivity.disconnectReason", "String"),
+                    ]);
+                }
+            }
+            IndexKind::Groups if self.thing_group_indexing_mode == "ON" => fields.extend([
+                ("description", "String"),
+                ("parentGroupNames", "String"),
+                ("thingGroupId", "String"),
+                ("thingGroupName", "String"),
+                ("version", "Number"),
+            ]),
+            IndexKind::Things | IndexKind::Groups => {}
+        }
+        fields
+            .into_iter()
+            .map(|(name, kind)| IndexingField::new(name, kind))
+            .collect()
     }
 
     /// The shadows a query and a thing document see.
@@ -261,7 +406,7 @@ impl Registry {
     pub(crate) async fn update_indexing_configuration(
         &self,
         thing: Option<ThingIndexing>,
-        group: Option<String>,
+        group: Option<GroupIndexing>,
     ) -> Result<(), AwsError> {
         self.writer
             .mutate(move |c| {
@@ -276,9 +421,12 @@ impl Registry {
                     names.sort();
                     names.dedup();
                     config.named_shadow_names = names;
+                    config.custom_fields = thing.custom_fields;
+                    config.geo_locations = thing.geo_locations;
                 }
-                if let Some(mode) = group {
-                    config.thing_group_indexing_mode = mode;
+                if let Some(group) = group {
+                    config.thing_group_indexing_mode = group.mode;
+                    config.group_custom_fields = group.custom_fields;
                 }
                 config.check()?;
                 c.put(key(CONFIG_KEY), &config)

@@ -33,7 +33,9 @@ use crate::domain::{
 use crate::index::Index;
 
 pub(crate) use dynamic::DynamicUpdate;
-pub(crate) use indexing::{MAX_SEARCH_RESULTS, ThingIndexing};
+pub(crate) use indexing::{
+    GeoLocation, GroupIndexing, IndexingField, MAX_SEARCH_RESULTS, ThingIndexing,
+};
 pub(crate) use jobs::{DeviceUpdate, JobFilter, JobUpdate, NewJob, NewTemplate};
 pub(crate) use membership::NameOrArn;
 pub(crate) use principals::ThingPrincipalType;

@@ -292,3 +292,134 @@ async fn bad_queries_configurations_and_indices_are_refused() {
     );
     registry.stop().await;
 }
+
+fn field(name: &str, kind: &str) -> IndexingField {
+    IndexingField {
+        name: name.into(),
+        r#type: kind.into(),
+    }
+}
+
+/// Custom fields and geolocations are kept as given (and survive a
+/// restart), managed fields follow the modes, and a configuration AWS
+/// refuses changes nothing.
+#[tokio::test]
+async fn custom_fields_and_geolocations_are_kept_and_managed_fields_follow_the_modes() {
+    let dir = tempfile::tempdir().unwrap();
+    let settings = Settings::for_test(dir.path().join("registry"));
+    let registry = TestRegistry::start_in(dir, settings).await;
+    let mut client = registry.client().await;
+    let configured = UpdateIndexingConfigurationRequest {
+        thing_indexing_mode: Some("REGISTRY".into()),
+        thing_connectivity_indexing_mode: Some("STATUS".into()),
+        thing_group_indexing_mode: Some("ON".into()),
+        thing_custom_fields: vec![
+            field("attributes.watts", "Number"),
+            field("attributes.on", "Boolean"),
+        ],
+        geo_locations: vec![GeoLocation {
+            name: "attributes.location".into(),
+            order: "LonLat".into(),
+        }],
+        group_custom_fields: vec![field("attributes.level", "String")],
+        ..Default::default()
+    };
+    client
+        .update_indexing_configuration(configured.clone())
+        .await
+        .unwrap();
+    let config = client
+        .get_indexing_configuration(GetIndexingConfigurationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(config.thing_custom_fields, configured.thing_custom_fields);
+    assert_eq!(config.geo_locations, configured.geo_locations);
+    assert_eq!(config.group_custom_fields, configured.group_custom_fields);
+    let managed: Vec<&str> = config
+        .thing_managed_fields
+        .iter()
+        .map(|f| f.name.as_str())
+        .collect();
+    assert!(managed.contains(&"thingName") && managed.contains(&"connectivity.connected"));
+    assert!(!managed.contains(&"shadow.version"), "no shadow indexed");
+    assert!(
+        config
+            .group_managed_fields
+            .contains(&field("thingGroupName", "String"))
+    );
+
+    let bad_things = [
+        vec![field("attributes.watts", "Float")],
+        vec![field("", "Number")],
+        vec![field("registry.version", "Number")],
+        vec![
+            field("attributes.a", "Number"),
+            field("attributes.a", "Number"),
+        ],
+    ];
+    for fields in bad_things {
+        expect_err(
+            client
+                .update_indexing_configuration(UpdateIndexingConfigurationRequest {
+                    thing_custom_fields: fields,
+                    ..configured.clone()
+                })
+                .await,
+            ErrorType::InvalidRequest,
+        );
+    }
+    for geo in [("attributes.location", "NorthUp"), ("", "LatLon")] {
+        expect_err(
+            client
+                .update_indexing_configuration(UpdateIndexingConfigurationRequest {
+                    geo_locations: vec![GeoLocation {
+                        name: geo.0.into(),
+                        order: geo.1.into(),
+                    }],
+                    ..configured.clone()
+                })
+                .await,
+            ErrorType::InvalidRequest,
+        );
+    }
+    expect_err(
+        client
+            .update_indexing_configuration(UpdateIndexingConfigurationRequest {
+                group_custom_fields: vec![field("thingGroupId", "String")],
+                ..configured.clone()
+            })
+            .await,
+        ErrorType::InvalidRequest,
+    );
+
+    let dir = registry.stop().await;
+    let settings = Settings::for_test(dir.path().join("registry"));
+    let registry = TestRegistry::start_in(dir, settings).await;
+    let mut client = registry.client().await;
+    let after = client
+        .get_indexing_configuration(GetIndexingConfigurationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(after, config, "refusals changed nothing; a restart neither");
+
+    // A thing configuration replaces the last one: turned off, the thing
+    // index has no managed fields, and no custom fields as none are given;
+    // the group index's stay.
+    client
+        .update_indexing_configuration(UpdateIndexingConfigurationRequest {
+            thing_indexing_mode: Some("OFF".into()),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let off = client
+        .get_indexing_configuration(GetIndexingConfigurationRequest {})
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(off.thing_managed_fields.is_empty() && off.thing_custom_fields.is_empty());
+    assert_eq!(off.group_custom_fields, configured.group_custom_fields);
+    registry.stop().await;
+}

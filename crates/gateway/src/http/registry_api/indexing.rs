@@ -41,20 +41,69 @@ struct ThingIndexingConfiguration {
     thing_connectivity_indexing_mode: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     named_shadow_indexing_mode: Option<String>,
+    /// Answered only: what is given is ignored, as AWS does.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    managed_fields: Vec<Field>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    custom_fields: Vec<Field>,
     #[serde(skip_serializing_if = "Option::is_none")]
     filter: Option<IndexingFilter>,
+}
+
+/// A field of an index and its type (AWS IoT API Reference: Field).
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+struct Field {
+    name: String,
+    #[serde(rename = "type")]
+    kind: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct IndexingFilter {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
     named_shadow_names: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    geo_locations: Vec<GeoLocationTarget>,
+}
+
+#[derive(Deserialize, Serialize, Default)]
+#[serde(default)]
+struct GeoLocationTarget {
+    name: String,
+    order: String,
 }
 
 #[derive(Deserialize, Serialize, Default)]
 #[serde(rename_all = "camelCase", default)]
 struct ThingGroupIndexingConfiguration {
     thing_group_indexing_mode: Option<String>,
+    /// Answered only, as for things.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    managed_fields: Vec<Field>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    custom_fields: Vec<Field>,
+}
+
+fn to_pb(fields: Vec<Field>) -> Vec<pb::IndexingField> {
+    fields
+        .into_iter()
+        .map(|f| pb::IndexingField {
+            name: f.name,
+            r#type: f.kind,
+        })
+        .collect()
+}
+
+fn from_pb(fields: Vec<pb::IndexingField>) -> Vec<Field> {
+    fields
+        .into_iter()
+        .map(|f| Field {
+            name: f.name,
+            kind: f.r#type,
+        })
+        .collect()
 }
 
 #[derive(Deserialize, Serialize, Default)]
@@ -77,31 +126,37 @@ async fn update_indexing_configuration(
         )?),
         None => None,
     };
-    let (thing_connectivity_indexing_mode, named_shadow_indexing_mode, named_shadow_names) =
-        match thing {
-            Some(t) => (
-                t.thing_connectivity_indexing_mode,
-                t.named_shadow_indexing_mode,
-                t.filter.map(|f| f.named_shadow_names).unwrap_or_default(),
-            ),
-            None => (None, None, Vec::new()),
-        };
-    let group_mode = match body.thing_group_indexing_configuration {
-        Some(g) => Some(required(
-            g.thing_group_indexing_mode,
-            "thingGroupIndexingMode",
-        )?),
-        None => None,
+    let thing = thing.unwrap_or_default();
+    let filter = thing.filter.unwrap_or_default();
+    let (group_mode, group_custom_fields) = match body.thing_group_indexing_configuration {
+        Some(g) => (
+            Some(required(
+                g.thing_group_indexing_mode,
+                "thingGroupIndexingMode",
+            )?),
+            g.custom_fields,
+        ),
+        None => (None, Vec::new()),
     };
     state
         .registry
         .clone()
         .update_indexing_configuration(pb::UpdateIndexingConfigurationRequest {
             thing_indexing_mode,
-            thing_connectivity_indexing_mode,
+            thing_connectivity_indexing_mode: thing.thing_connectivity_indexing_mode,
             thing_group_indexing_mode: group_mode,
-            named_shadow_indexing_mode,
-            named_shadow_names,
+            named_shadow_indexing_mode: thing.named_shadow_indexing_mode,
+            named_shadow_names: filter.named_shadow_names,
+            thing_custom_fields: to_pb(thing.custom_fields),
+            geo_locations: filter
+                .geo_locations
+                .into_iter()
+                .map(|g| pb::GeoLocation {
+                    name: g.name,
+                    order: g.order,
+                })
+                .collect(),
+            group_custom_fields: to_pb(group_custom_fields),
         })
         .await?;
     empty()
@@ -120,12 +175,26 @@ async fn get_indexing_configuration(State(state): State<AppState>) -> ApiResult 
             thing_indexing_mode: Some(c.thing_indexing_mode),
             thing_connectivity_indexing_mode: Some(c.thing_connectivity_indexing_mode),
             named_shadow_indexing_mode: Some(c.named_shadow_indexing_mode),
-            filter: (!c.named_shadow_names.is_empty()).then_some(IndexingFilter {
-                named_shadow_names: c.named_shadow_names,
+            managed_fields: from_pb(c.thing_managed_fields),
+            custom_fields: from_pb(c.thing_custom_fields),
+            filter: (!c.named_shadow_names.is_empty() || !c.geo_locations.is_empty()).then(|| {
+                IndexingFilter {
+                    named_shadow_names: c.named_shadow_names,
+                    geo_locations: c
+                        .geo_locations
+                        .into_iter()
+                        .map(|g| GeoLocationTarget {
+                            name: g.name,
+                            order: g.order,
+                        })
+                        .collect(),
+                }
             }),
         }),
         thing_group_indexing_configuration: Some(ThingGroupIndexingConfiguration {
             thing_group_indexing_mode: Some(c.thing_group_indexing_mode),
+            managed_fields: from_pb(c.group_managed_fields),
+            custom_fields: from_pb(c.group_custom_fields),
         }),
     })
 }
