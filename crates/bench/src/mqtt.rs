@@ -1,8 +1,8 @@
 //! The `mqtt` bench: fan-out throughput through the gateway's MQTT session
 //! layer against Mosquitto and against raw rumqttd 0.20 (the routing engine
 //! the gateway embeds, with its own listener and no policies) in the same
-//! run: one publisher, 100 and 1000 subscribers on one topic, QoS 0 and
-//! QoS 1, 200-byte payloads; then the latency of a paced run (200
+//! run: one publisher, 100 and 1000 subscribers, QoS 0 and QoS 1 (each
+//! phase on a topic of its own, subscribed at its QoS), 200-byte payloads; then the latency of a paced run (200
 //! messages/s to 100 subscribers, QoS 0). The ratio to raw rumqttd is the
 //! gateway's own cost.
 //!
@@ -350,7 +350,7 @@ fn report(
         "bench": "mqtt",
         "phase_secs": phase.as_secs(),
         "payload_bytes": load::PAYLOAD_BYTES,
-        "topic": load::TOPIC,
+        "topics": load::TOPICS.map(|(_, topic)| topic),
         "herald_worker_threads": server::WORKER_THREADS,
         "fanout": {
             "herald": fanout_json(herald),

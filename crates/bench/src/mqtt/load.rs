@@ -11,11 +11,27 @@ use std::{
 };
 
 use anyhow::{Context, bail};
-use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS};
+use rumqttc::{AsyncClient, Event, EventLoop, MqttOptions, Outgoing, Packet, QoS, SubscribeFilter};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 
-pub(super) const TOPIC: &str = "bench/fanout";
+/// The topics of the QoS 0 and the QoS 1 phases. Each subscriber holds
+/// both, each at its phase's QoS, so that every broker delivers a phase at
+/// the QoS it is published at: raw rumqttd delivers at the subscription's
+/// QoS whatever the publish's, where the gateway and Mosquitto deliver at
+/// the lower of the two.
+pub(super) const TOPICS: [(QoS, &str); 2] = [
+    (QoS::AtMostOnce, "bench/fanout/qos0"),
+    (QoS::AtLeastOnce, "bench/fanout/qos1"),
+];
+
+/// The topic of the phase at `qos`.
+fn topic(qos: QoS) -> &'static str {
+    match qos {
+        QoS::AtMostOnce => TOPICS[0].1,
+        QoS::AtLeastOnce | QoS::ExactlyOnce => TOPICS[1].1,
+    }
+}
 pub(super) const PAYLOAD_BYTES: usize = 200;
 /// At most this many messages published but not yet delivered to every
 /// subscriber (QoS 0 and QoS 1 alike).
@@ -72,8 +88,8 @@ pub(crate) struct Subscribers {
 }
 
 impl Subscribers {
-    /// Connects `count` subscribers to `TOPIC` (QoS 1, so that deliveries go
-    /// at the publisher's QoS) and waits for every SUBACK.
+    /// Connects `count` subscribers to [`TOPICS`] and waits for every
+    /// SUBACK.
     pub(super) async fn connect(
         broker: &Broker,
         count: usize,
@@ -214,7 +230,8 @@ async fn subscriber(
         };
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) if !subscribed => {
-                if let Err(err) = client.try_subscribe(TOPIC, QoS::AtLeastOnce) {
+                let filters = TOPICS.map(|(qos, topic)| SubscribeFilter::new(topic.into(), qos));
+                if let Err(err) = client.try_subscribe_many(filters) {
                     shared.errors.fetch_add(1, Ordering::Relaxed);
                     let _ = ready.send(Err(format!("SUBSCRIBE: {err}"))).await;
                     break;
@@ -270,7 +287,7 @@ pub(crate) enum Pace {
     Rate(u32),
 }
 
-/// One publisher sends to `TOPIC` for `length`; deliveries are counted over
+/// One publisher sends to the topic of `qos` for `length`; deliveries are counted over
 /// the same window, then the subscribers drain.
 pub(crate) async fn publish_phase(
     broker: &Broker,
@@ -364,7 +381,7 @@ pub(crate) async fn publish_phase(
         let remaining = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(
             remaining,
-            client.publish(TOPIC, qos, false, payload.clone()),
+            client.publish(topic(qos), qos, false, payload.clone()),
         )
         .await
         {
