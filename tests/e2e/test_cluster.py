@@ -22,6 +22,8 @@ import uuid
 
 import paho.mqtt.client as mqtt
 import pytest
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from conftest import Service, service_env
 from support import make_client
@@ -380,6 +382,8 @@ class Client:
         self.messages = []
         # (topic, payload, QoS) of every message, as delivered.
         self.qos = []
+        # (topic, MQTT 5 properties) of every message.
+        self.properties = []
         self.retained = []
         self.subacks = {}
         self.connack = None
@@ -420,6 +424,7 @@ class Client:
         with self.cond:
             self.messages.append((message.topic, bytes(message.payload)))
             self.qos.append((message.topic, bytes(message.payload), message.qos))
+            self.properties.append((message.topic, getattr(message, "properties", None)))
             if message.retain:
                 self.retained.append((message.topic, bytes(message.payload)))
             self.cond.notify_all()
@@ -540,6 +545,25 @@ def test_a_message_published_on_one_gateway_reaches_subscribers_on_the_other(gat
             ("fleet/lamp-1/status", b"off", 0),
             ("fleet/lamp-1/status", b"on again", 1),
         ], sub.qos[before:]
+        # MQTT 5 properties go on across replicas, the expiry as what is left.
+        request = Properties(PacketTypes.PUBLISH)
+        request.ResponseTopic = "replies/lamp-1"
+        request.CorrelationData = b"\x00\x01\xfe"
+        request.ContentType = "application/json"
+        request.UserProperty = [("trace", "t-1")]
+        request.MessageExpiryInterval = 600
+        before = len(sub.received())
+        pub.mqtt.publish("fleet/lamp-1/cmd", b"{}", qos=1, properties=request).wait_for_publish(DEADLINE_SECS)
+        sub.wait(lambda: len(sub.received()) >= before + 1, "the request")
+        topic, got = sub.properties[before]
+        assert topic == "fleet/lamp-1/cmd"
+        assert (got.ResponseTopic, got.CorrelationData, got.ContentType, got.UserProperty) == (
+            "replies/lamp-1",
+            b"\x00\x01\xfe",
+            "application/json",
+            [("trace", "t-1")],
+        )
+        assert 598 <= got.MessageExpiryInterval <= 600
 
         # Lifecycle events published on A reach a subscriber on B.
         sub.subscribe("$aws/events/presence/connected/+")

@@ -48,6 +48,7 @@ use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
 use super::{
+    codec::Forwarded,
     context::{ClientIds, Live, SessionContext, lock},
     persist::{BoxFuture, SharedSessions, StoredSession},
     retained::Retained,
@@ -71,6 +72,11 @@ const ID_HEADER: &str = "Herald-Id";
 /// The header with the QoS (`0` or `1`) an ordinary topic's message was
 /// published at.
 const QOS_HEADER: &str = "Herald-QoS";
+/// The header with a message's MQTT 5 properties but its expiry, encoded as
+/// MQTT 5 writes them, in hex (see [`Forwarded`]).
+const PROPERTIES_HEADER: &str = "Herald-Properties";
+/// The header with the time a message expires, in epoch milliseconds.
+const EXPIRES_HEADER: &str = "Herald-Expires";
 /// How many times a shared session record is written before giving up
 /// when it changes under each write.
 const SHARE_ATTEMPTS: usize = 3;
@@ -258,6 +264,7 @@ enum Outbound {
         subject: String,
         payload: Bytes,
         qos: Option<u8>,
+        properties: Option<Forwarded>,
     },
     Retained {
         key: String,
@@ -303,6 +310,8 @@ struct Inbound {
     id: Option<String>,
     /// The QoS it was published at.
     qos: u8,
+    /// The MQTT 5 properties it goes on with.
+    properties: Option<Forwarded>,
     topic: String,
     payload: Bytes,
 }
@@ -405,11 +414,21 @@ impl PartitionPeers {
                         subject,
                         payload,
                         qos,
+                        properties,
                     } => {
                         let mut headers = HeaderMap::new();
                         headers.insert(ID_HEADER, nats.next_id().as_str());
                         if let Some(qos) = qos {
                             headers.insert(QOS_HEADER, qos.to_string().as_str());
+                        }
+                        if let Some(properties) = properties {
+                            if !properties.encoded.is_empty() {
+                                let encoded = hex_bytes(&properties.encoded);
+                                headers.insert(PROPERTIES_HEADER, encoded.as_str());
+                            }
+                            if let Some(at) = properties.expires_at_ms {
+                                headers.insert(EXPIRES_HEADER, at.to_string().as_str());
+                            }
                         }
                         client
                             .publish_with_headers(subject, headers, payload)
@@ -451,7 +470,13 @@ impl PartitionPeers {
                     continue;
                 }
                 let published = link
-                    .publish(&arrived.topic, arrived.payload, arrived.qos, false)
+                    .publish(
+                        &arrived.topic,
+                        arrived.payload,
+                        arrived.qos,
+                        false,
+                        arrived.properties.as_ref(),
+                    )
                     .await;
                 if let Err(e) = published {
                     tracing::debug!(topic = arrived.topic, error = %e, "a peer's message was not routed");
@@ -467,6 +492,7 @@ impl PartitionPeers {
                 subject: message_subject(&peers.prefix, "aws", topic),
                 payload: Bytes::copy_from_slice(payload),
                 qos: None,
+                properties: None,
             });
         }));
         let head = format!("{}.aws", self.prefix);
@@ -554,6 +580,10 @@ impl PartitionPeers {
                     Some("0") => 0,
                     _ => 1,
                 },
+                properties: forwarded(
+                    header(PROPERTIES_HEADER).map(|v| v.as_str()),
+                    header(EXPIRES_HEADER).map(|v| v.as_str()),
+                ),
                 topic,
                 payload: message.payload,
             };
@@ -735,20 +765,46 @@ impl PartitionPeers {
     }
 }
 
-fn unhex_str(hex: &str) -> Option<String> {
-    let bytes: Option<Vec<u8>> = (0..hex.len())
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    (0..hex.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect();
-    String::from_utf8(bytes?).ok()
+        .collect()
+}
+
+fn unhex_str(hex: &str) -> Option<String> {
+    String::from_utf8(unhex(hex)?).ok()
 }
 
 fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
+    hex_bytes(text.as_bytes())
+}
+
+fn hex_bytes(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The properties a peer's message came with: its encoded properties (in
+/// hex) and expiry time, each maybe absent; what cannot be read is left
+/// out.
+fn forwarded(encoded: Option<&str>, expires: Option<&str>) -> Option<Forwarded> {
+    let encoded = encoded.and_then(unhex).map(Bytes::from).unwrap_or_default();
+    let expires_at_ms = expires.and_then(|at| at.parse().ok());
+    (!encoded.is_empty() || expires_at_ms.is_some()).then_some(Forwarded {
+        encoded,
+        expires_at_ms,
+    })
 }
 
 impl Peers for PartitionPeers {
-    fn publish(&self, topic: &str, payload: &Bytes, qos: u8, retained: Option<&Retained>) {
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        qos: u8,
+        retained: Option<&Retained>,
+        properties: Option<&Forwarded>,
+    ) {
         if let Some(message) = retained {
             self.send(Outbound::Retained {
                 key: format!("{}.{}", self.claims_prefix(), hex(topic)),
@@ -759,6 +815,7 @@ impl Peers for PartitionPeers {
             subject: message_subject(&self.prefix, "m", topic),
             payload: payload.clone(),
             qos: Some(qos),
+            properties: properties.cloned(),
         });
     }
 

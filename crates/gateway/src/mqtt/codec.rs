@@ -28,8 +28,8 @@ pub(crate) mod wire {
     pub(crate) use rumqttd::protocol::v5::V5;
     pub(crate) use rumqttd::protocol::{
         ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Error,
-        LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, QoS, SubAck,
-        Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+        LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, PublishProperties,
+        QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
     };
 }
 
@@ -403,6 +403,9 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         self.wbuf.put_slice(&[0xE0, 0x02, code, 0x00]);
     }
 
+    /// Queues a PUBLISH; `properties` (MQTT 5 properties as they are
+    /// written, see [`Forwarded`]) are written to an MQTT 5 client only.
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn queue_publish(
         &mut self,
         topic: &str,
@@ -411,9 +414,19 @@ impl<S: AsyncRead + AsyncWrite> Wire<S> {
         pkid: u16,
         retain: bool,
         dup: bool,
+        properties: &[u8],
     ) {
-        let v5 = self.version == Version::V5;
-        encode_publish(&mut self.wbuf, topic, payload, qos, pkid, retain, dup, v5);
+        let properties = (self.version == Version::V5).then_some(properties);
+        encode_publish(
+            &mut self.wbuf,
+            topic,
+            payload,
+            qos,
+            pkid,
+            retain,
+            dup,
+            properties,
+        );
         self.queued_publishes = self.queued_publishes.saturating_add(1);
     }
 
@@ -539,9 +552,9 @@ pub(super) fn connack(version: Version, code: ConnackCode, session_present: bool
 }
 
 /// Encodes a PUBLISH (rumqttd's `Publish` can't be built with a QoS or
-/// packet id from outside the crate): MQTT 3.1.1, or MQTT 5 with `v5` (an
-/// empty property list after the packet id). `pkid` is written for QoS 1;
-/// `dup` marks a QoS 1 message sent again.
+/// packet id from outside the crate): MQTT 3.1.1, or MQTT 5 with
+/// `properties` (the encoded properties after the packet id, maybe none).
+/// `pkid` is written for QoS 1; `dup` marks a QoS 1 message sent again.
 #[allow(clippy::too_many_arguments)]
 pub(super) fn encode_publish(
     buf: &mut BytesMut,
@@ -551,13 +564,30 @@ pub(super) fn encode_publish(
     pkid: u16,
     retain: bool,
     dup: bool,
-    v5: bool,
+    properties: Option<&[u8]>,
 ) {
     let qos_bits = qos.level();
-    let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + usize::from(v5) + payload.len();
+    let properties_len = properties.map_or(0, |p| varint_len(p.len()) + p.len());
+    let len = 2 + topic.len() + if qos_bits > 0 { 2 } else { 0 } + properties_len + payload.len();
     buf.reserve(len + 5);
     buf.put_u8(0x30 | (u8::from(dup) << 3) | (qos_bits << 1) | u8::from(retain));
-    let mut rest = len;
+    put_varint(buf, len);
+    // Topics reaching here are at most a few hundred bytes.
+    buf.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
+    buf.put_slice(topic.as_bytes());
+    if qos_bits > 0 {
+        buf.put_u16(pkid);
+    }
+    if let Some(properties) = properties {
+        put_varint(buf, properties.len());
+        buf.put_slice(properties);
+    }
+    buf.put_slice(payload);
+}
+
+/// MQTT's variable byte integer (MQTT 5 §1.5.5).
+fn put_varint(buf: &mut impl BufMut, value: usize) {
+    let mut rest = value;
     loop {
         let mut byte = (rest % 128) as u8;
         rest /= 128;
@@ -569,17 +599,104 @@ pub(super) fn encode_publish(
             break;
         }
     }
-    // Topics reaching here are at most a few hundred bytes.
-    buf.put_u16(u16::try_from(topic.len()).unwrap_or(u16::MAX));
-    buf.put_slice(topic.as_bytes());
-    if qos_bits > 0 {
-        buf.put_u16(pkid);
+}
+
+fn varint_len(value: usize) -> usize {
+    match value {
+        0..=127 => 1,
+        128..=16_383 => 2,
+        16_384..=2_097_151 => 3,
+        _ => 4,
     }
-    if v5 {
-        // The property length: none.
-        buf.put_u8(0);
+}
+
+/// The properties of a client's MQTT 5 PUBLISH that go with the message to
+/// its MQTT 5 subscribers, as AWS IoT Core forwards them (AWS IoT Core
+/// Developer Guide: "MQTT 5 supported features"; MQTT 5 §3.3.2.3): the
+/// payload format indicator, content type, response topic, correlation
+/// data and user properties, encoded once as MQTT 5 writes them; and the
+/// message expiry interval, kept as the time the message expires, since
+/// what is written is what is left of it. The topic alias and subscription
+/// identifiers are the connection's and the subscription's own.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Forwarded {
+    /// The properties but the expiry, encoded (without their length).
+    pub encoded: tokio_util::bytes::Bytes,
+    /// When the message expires, in epoch milliseconds.
+    pub expires_at_ms: Option<u64>,
+}
+
+/// Property identifiers (MQTT 5 §2.2.2.2).
+mod property {
+    pub(super) const PAYLOAD_FORMAT_INDICATOR: u8 = 0x01;
+    pub(super) const MESSAGE_EXPIRY_INTERVAL: u8 = 0x02;
+    pub(super) const CONTENT_TYPE: u8 = 0x03;
+    pub(super) const RESPONSE_TOPIC: u8 = 0x08;
+    pub(super) const CORRELATION_DATA: u8 = 0x09;
+    pub(super) const USER_PROPERTY: u8 = 0x26;
+}
+
+impl Forwarded {
+    /// What of `properties` (a PUBLISH's, received at `now_ms`) goes on;
+    /// `None` when nothing does.
+    pub(crate) fn of(properties: &wire::PublishProperties, now_ms: u64) -> Option<Forwarded> {
+        fn put_bytes(buf: &mut BytesMut, bytes: &[u8]) {
+            // The codec read each within MQTT's two-byte length.
+            buf.put_u16(u16::try_from(bytes.len()).unwrap_or(u16::MAX));
+            buf.put_slice(bytes);
+        }
+        let mut encoded = BytesMut::new();
+        if let Some(indicator) = properties.payload_format_indicator {
+            encoded.put_u8(property::PAYLOAD_FORMAT_INDICATOR);
+            encoded.put_u8(indicator);
+        }
+        if let Some(content_type) = &properties.content_type {
+            encoded.put_u8(property::CONTENT_TYPE);
+            put_bytes(&mut encoded, content_type.as_bytes());
+        }
+        if let Some(topic) = &properties.response_topic {
+            encoded.put_u8(property::RESPONSE_TOPIC);
+            put_bytes(&mut encoded, topic.as_bytes());
+        }
+        if let Some(data) = &properties.correlation_data {
+            encoded.put_u8(property::CORRELATION_DATA);
+            put_bytes(&mut encoded, data);
+        }
+        for (key, value) in &properties.user_properties {
+            encoded.put_u8(property::USER_PROPERTY);
+            put_bytes(&mut encoded, key.as_bytes());
+            put_bytes(&mut encoded, value.as_bytes());
+        }
+        let expires_at_ms = properties
+            .message_expiry_interval
+            .map(|secs| now_ms.saturating_add(u64::from(secs) * 1000));
+        (!encoded.is_empty() || expires_at_ms.is_some()).then(|| Forwarded {
+            encoded: encoded.freeze(),
+            expires_at_ms,
+        })
     }
-    buf.put_slice(payload);
+
+    /// Whether the message has expired at `now_ms`.
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        self.expires_at_ms.is_some_and(|at| now_ms >= at)
+    }
+
+    /// The properties to write at `now_ms`: with the whole seconds left
+    /// before the message expires (at least 1: one being written has not
+    /// expired), when it does.
+    pub(crate) fn to_write(&self, now_ms: u64) -> std::borrow::Cow<'_, [u8]> {
+        match self.expires_at_ms {
+            None => std::borrow::Cow::Borrowed(&self.encoded[..]),
+            Some(at) => {
+                let left = at.saturating_sub(now_ms).div_ceil(1000).max(1);
+                let mut written = Vec::with_capacity(5 + self.encoded.len());
+                written.push(property::MESSAGE_EXPIRY_INTERVAL);
+                written.extend_from_slice(&u32::try_from(left).unwrap_or(u32::MAX).to_be_bytes());
+                written.extend_from_slice(&self.encoded);
+                std::borrow::Cow::Owned(written)
+            }
+        }
+    }
 }
 
 /// Decodes `bytes` as the session reads a client's stream ([`decode`]):
@@ -658,7 +775,7 @@ mod tests {
             9,
             false,
             false,
-            false,
+            None,
         );
         assert_eq!(
             decode(&mut buf),
@@ -674,7 +791,7 @@ mod tests {
             513,
             true,
             true,
-            false,
+            None,
         );
         assert_eq!(decode(&mut buf), (1, 513, true, "t".into(), payload));
         assert!(buf.is_empty());
@@ -691,7 +808,7 @@ mod tests {
             9,
             false,
             false,
-            true,
+            Some(&[]),
         );
         assert_eq!(
             decode_with(&mut buf, true),
@@ -706,20 +823,82 @@ mod tests {
             513,
             true,
             true,
-            true,
+            Some(&[]),
         );
         assert_eq!(
             decode_with(&mut buf, true),
             (1, 513, true, "$aws/things/t/shadow/update".into(), payload)
         );
         // An empty payload: the property length is the last byte.
-        encode_publish(&mut buf, "e", b"", QoS::AtLeastOnce, 1, false, false, true);
+        encode_publish(
+            &mut buf,
+            "e",
+            b"",
+            QoS::AtLeastOnce,
+            1,
+            false,
+            false,
+            Some(&[]),
+        );
         assert_eq!(buf[..], [0x32, 6, 0, 1, b'e', 0, 1, 0]);
         assert_eq!(
             decode_with(&mut buf, true),
             (1, 1, false, "e".into(), Vec::new())
         );
         assert!(buf.is_empty());
+    }
+
+    #[test]
+    fn forwarded_properties_encode_as_rumqttd_v5_decodes_them() {
+        let sent = wire::PublishProperties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(60),
+            topic_alias: Some(3),
+            response_topic: Some("replies/é".into()),
+            correlation_data: Some(tokio_util::bytes::Bytes::from_static(&[0, 1, 0xff])),
+            user_properties: vec![("k".into(), "v".into()), ("k".into(), "w".into())],
+            subscription_identifiers: vec![7],
+            content_type: Some("application/json".into()),
+        };
+        let forwarded = Forwarded::of(&sent, 1_000_000).unwrap();
+        assert_eq!(forwarded.expires_at_ms, Some(1_060_000));
+        // 20.5 s later: 40 whole seconds are left (rounded up).
+        let written = forwarded.to_write(1_020_500);
+        let mut buf = BytesMut::new();
+        encode_publish(
+            &mut buf,
+            "a/b",
+            b"{}",
+            QoS::AtLeastOnce,
+            5,
+            false,
+            false,
+            Some(&written),
+        );
+        let Ok(Packet::Publish(publish, Some(got))) = V5.read_mut(&mut buf, 1 << 20) else {
+            panic!("not a PUBLISH with properties");
+        };
+        assert_eq!(&publish.payload[..], b"{}");
+        assert!(buf.is_empty());
+        let expected = wire::PublishProperties {
+            message_expiry_interval: Some(40),
+            topic_alias: None,
+            subscription_identifiers: Vec::new(),
+            ..sent
+        };
+        assert_eq!(got, expected);
+        assert!(!forwarded.expired(1_059_999) && forwarded.expired(1_060_000));
+        // Nothing to forward: no properties.
+        assert_eq!(
+            Forwarded::of(
+                &wire::PublishProperties {
+                    topic_alias: Some(1),
+                    ..Default::default()
+                },
+                0
+            ),
+            None
+        );
     }
 
     #[test]

@@ -213,6 +213,8 @@ pub(super) struct Unacked {
     pub(super) topic: Arc<str>,
     pub(super) payload: Bytes,
     pub(super) retain: bool,
+    /// The MQTT 5 properties it was sent with.
+    pub(super) properties: Option<super::codec::Forwarded>,
 }
 
 /// A `clean_session=false` session while its client is away.

@@ -624,7 +624,7 @@ impl crate::partition::Broker for MqttPartitions {
             let Some(made) = link.as_mut() else {
                 return Err("no router link".into());
             };
-            let published = made.publish(&topic, payload, qos, retain).await;
+            let published = made.publish(&topic, payload, qos, retain, None).await;
             if published.is_err() {
                 // Made again for the next publish.
                 *link = None;

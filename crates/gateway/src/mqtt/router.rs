@@ -49,10 +49,11 @@ use std::sync::Arc;
 use rumqttd::local::{LinkBuilder, LinkError, LinkRx, LinkTx};
 use rumqttd::protocol::{Disconnect, DisconnectReasonCode, Packet, Publish};
 use rumqttd::{Notification, RouterConfig};
-use tokio_util::bytes::Bytes;
+use tokio_util::bytes::{Buf as _, Bytes};
 
 use herald_runtime::partition::Partition;
 
+use super::codec::Forwarded;
 use super::retained::{QuotaExceeded, Retained, RetainedLimits, RetainedStore};
 
 /// The level in front of every topic and filter inside rumqttd: plain
@@ -176,9 +177,16 @@ pub struct Router {
 /// The other gateway replicas, as the router's links see them.
 pub trait Peers: Send + Sync {
     /// A client of this replica published `payload` on `topic` (an
-    /// ordinary topic, already routed here) at `qos`, `retained` when it is
-    /// kept as the topic's retained message.
-    fn publish(&self, topic: &str, payload: &Bytes, qos: u8, retained: Option<&Retained>);
+    /// ordinary topic, already routed here) at `qos` with `properties`,
+    /// `retained` when it is kept as the topic's retained message.
+    fn publish(
+        &self,
+        topic: &str,
+        payload: &Bytes,
+        qos: u8,
+        retained: Option<&Retained>,
+        properties: Option<&Forwarded>,
+    );
     /// A link of this replica subscribed to `filter` (`added`), or no
     /// longer is: interest is counted per replica.
     fn interest(&self, filter: &str, added: bool);
@@ -375,6 +383,8 @@ pub enum Delivery {
         /// It comes from the retained store (a new subscription's retained
         /// messages), not from a publish just routed.
         retained: bool,
+        /// The MQTT 5 properties it was published with that go on.
+        properties: Option<Forwarded>,
     },
     /// The router dropped the link (for example a takeover of its id).
     Disconnected,
@@ -416,7 +426,8 @@ impl Link {
         self.session_present
     }
 
-    /// Publishes a message a client published at `qos`. Blocks only while
+    /// Publishes a message a client published at `qos`, with the MQTT 5
+    /// `properties` that go on to subscribers. Blocks only while
     /// the router's event queue is full. With `retain`, the message is
     /// first stored in the retained store (an empty payload deletes the
     /// topic's message) and made durable; over the store's limits nothing
@@ -425,14 +436,15 @@ impl Link {
     /// subscription's.
     ///
     /// The engine gets it at QoS 0 (it delivers at each subscription's
-    /// QoS, whatever the publish's) with `qos` in front of the payload (see
-    /// [`engine_payload`]).
+    /// QoS, whatever the publish's) with `qos` and `properties` in front of
+    /// the payload (see [`engine_payload`]).
     pub async fn publish(
         &mut self,
         topic: &str,
         payload: Bytes,
         qos: u8,
         retain: bool,
+        properties: Option<&Forwarded>,
     ) -> Result<(), RouterError> {
         refuse_reserved(topic)?;
         let retained = retain.then(|| Retained::now(payload.clone(), qos));
@@ -440,11 +452,11 @@ impl Link {
             self.retained.keep(topic, message.clone()).await?;
         }
         if let Some(peers) = &self.peers {
-            peers.publish(topic, &payload, qos, retained.as_ref());
+            peers.publish(topic, &payload, qos, retained.as_ref(), properties);
         }
         let publish = Publish::new(
             Bytes::from(to_engine(&self.level, topic)),
-            engine_payload(qos, &payload),
+            engine_payload(qos, properties, &payload),
             false,
         );
         self.send(Packet::Publish(publish, None)).await
@@ -543,6 +555,7 @@ impl Link {
                     payload: message.payload,
                     qos: message.qos,
                     retained: true,
+                    properties: None,
                 };
             }
         }
@@ -565,7 +578,12 @@ impl Link {
                     else {
                         continue;
                     };
-                    let Some((qos, payload)) = from_engine_payload(publish.payload) else {
+                    let Some(EngineMessage {
+                        qos,
+                        properties,
+                        payload,
+                    }) = from_engine_payload(publish.payload)
+                    else {
                         continue;
                     };
                     // Live: the router never forwards a RETAIN flag of its own.
@@ -574,6 +592,7 @@ impl Link {
                         payload,
                         qos,
                         retained: false,
+                        properties,
                     };
                 }
                 Ok(Some(Notification::Unschedule)) => self.paused = true,
@@ -584,23 +603,71 @@ impl Link {
     }
 }
 
-/// The engine's payload of a message published at `qos`: one byte, `qos`,
-/// then `payload`. The engine forwards each message at the subscription's
-/// QoS and keeps no other trace of the publish's (its packet's QoS and DUP
-/// are its own), yet a subscription at QoS 1 must receive a message
-/// published at QoS 0 at QoS 0 (MQTT 3.1.1 and MQTT 5, §3.8.4).
-fn engine_payload(qos: u8, payload: &[u8]) -> Bytes {
-    let mut framed = Vec::with_capacity(payload.len() + 1);
-    framed.push(qos);
+/// The engine's payload of a message published at `qos` with `properties`:
+/// a byte with `qos` (bit 0), whether properties follow (bit 1) and
+/// whether an expiry time follows (bit 2); the expiry time (epoch
+/// milliseconds, 8 bytes big-endian); the encoded properties' length (4
+/// bytes big-endian) and the encoded properties; then `payload`. The engine
+/// forwards each message at the subscription's QoS and keeps no other trace
+/// of the publish's (its packet's QoS and DUP are its own), yet a
+/// subscription at QoS 1 must receive a message published at QoS 0 at
+/// QoS 0 (MQTT 3.1.1 and MQTT 5, §3.8.4). The properties travel encoded
+/// once, as they are written to subscribers.
+fn engine_payload(qos: u8, properties: Option<&Forwarded>, payload: &[u8]) -> Bytes {
+    let encoded = properties.map_or(&[][..], |p| &p.encoded[..]);
+    let expires_at_ms = properties.and_then(|p| p.expires_at_ms);
+    let mut framed = Vec::with_capacity(1 + 8 + 4 + encoded.len() + payload.len());
+    framed.push(
+        qos.min(1)
+            | (u8::from(!encoded.is_empty()) << 1)
+            | (u8::from(expires_at_ms.is_some()) << 2),
+    );
+    if let Some(at) = expires_at_ms {
+        framed.extend_from_slice(&at.to_be_bytes());
+    }
+    if !encoded.is_empty() {
+        let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+        framed.extend_from_slice(&len.to_be_bytes());
+        framed.extend_from_slice(encoded);
+    }
     framed.extend_from_slice(payload);
     Bytes::from(framed)
 }
 
-/// The QoS and the payload of [`engine_payload`]'s framing; `None` for a
-/// payload without it (nothing the gateway publishes).
-fn from_engine_payload(framed: Bytes) -> Option<(u8, Bytes)> {
-    let qos = *framed.first()?;
-    Some((qos.min(1), framed.slice(1..)))
+/// What [`engine_payload`] framed.
+#[derive(Debug, PartialEq, Eq)]
+struct EngineMessage {
+    qos: u8,
+    properties: Option<Forwarded>,
+    payload: Bytes,
+}
+
+/// Reads [`engine_payload`]'s framing; `None` for a payload without it
+/// (nothing the gateway publishes).
+fn from_engine_payload(mut framed: Bytes) -> Option<EngineMessage> {
+    let head = *framed.first()?;
+    framed.advance(1);
+    let mut take = |n: usize| (framed.len() >= n).then(|| framed.split_to(n));
+    let expires_at_ms = if head & 0b100 != 0 {
+        Some(u64::from_be_bytes(take(8)?[..].try_into().ok()?))
+    } else {
+        None
+    };
+    let encoded = if head & 0b10 != 0 {
+        let len = u32::from_be_bytes(take(4)?[..].try_into().ok()?);
+        take(usize::try_from(len).ok()?)?
+    } else {
+        Bytes::new()
+    };
+    let properties = (!encoded.is_empty() || expires_at_ms.is_some()).then_some(Forwarded {
+        encoded,
+        expires_at_ms,
+    });
+    Some(EngineMessage {
+        qos: head & 1,
+        properties,
+        payload: framed,
+    })
 }
 
 /// Refuses a `$` topic or filter: rumqttd must never see one (MQTT's `$`
@@ -617,14 +684,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn engine_payloads_carry_the_qos_in_front() {
-        for (qos, payload) in [(0, &b""[..]), (1, b"on"), (0, &[0xff; 300][..])] {
-            let framed = engine_payload(qos, payload);
-            assert_eq!(framed.len(), payload.len() + 1);
-            let (read, back) = from_engine_payload(framed).unwrap();
-            assert_eq!((read, &back[..]), (qos, payload));
+    fn engine_payloads_carry_the_qos_and_properties_in_front() {
+        let with_properties = Forwarded {
+            encoded: Bytes::from_static(&[0x26, 0, 1, b'k', 0, 1, b'v']),
+            expires_at_ms: Some(1_700_000_000_000),
+        };
+        let expiry_only = Forwarded {
+            encoded: Bytes::new(),
+            expires_at_ms: Some(5),
+        };
+        let properties_only = Forwarded {
+            expires_at_ms: None,
+            ..with_properties.clone()
+        };
+        for (qos, properties, payload) in [
+            (0, None, &b""[..]),
+            (1, None, b"on"),
+            (0, None, &[0xff; 300][..]),
+            (1, Some(&with_properties), b"{}"),
+            (0, Some(&expiry_only), b""),
+            (1, Some(&properties_only), &[0; 70_000][..]),
+        ] {
+            let framed = engine_payload(qos, properties, payload);
+            let read = from_engine_payload(framed).unwrap();
+            assert_eq!(
+                read,
+                EngineMessage {
+                    qos,
+                    properties: properties.cloned(),
+                    payload: Bytes::copy_from_slice(payload),
+                }
+            );
         }
+        assert_eq!(engine_payload(0, None, b"x").len(), 2);
         assert_eq!(from_engine_payload(Bytes::new()), None);
+        // Cut short: refused, never a panic.
+        let framed = engine_payload(1, Some(&with_properties), b"");
+        for cut in 1..framed.len() - 1 {
+            let _ = from_engine_payload(framed.slice(..cut));
+        }
+        assert_eq!(from_engine_payload(framed.slice(..5)), None);
     }
 
     #[test]

@@ -82,7 +82,13 @@
 //! - A PUBLISH denied by `iot:Publish`/`iot:RetainPublish`, or on
 //!   `$aws/events/...`, does not end the session: QoS 1 gets a PUBACK 0x87,
 //!   QoS 0 is dropped (both logged).
-//! - Deliveries are written as MQTT 5 PUBLISH packets without properties.
+//! - The properties of a PUBLISH that go on (payload format indicator,
+//!   content type, response topic, correlation data, user properties and
+//!   message expiry interval: [`Forwarded`]) are written to the MQTT 5
+//!   clients that receive the message, the expiry as what is left of it; a
+//!   message whose expiry passes before its delivery to a client begins is
+//!   not delivered to it. Messages on `$aws/...` topics, retained messages
+//!   and wills go on without properties.
 //! - When the server ends the session, the client first gets a DISCONNECT
 //!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
@@ -91,10 +97,10 @@
 //!   protocol errors).
 //! - A client DISCONNECT with reason 0x04 still gets its will published.
 //!
-//! Clean start stands for clean session, and the properties clients send
-//! (session expiry, user properties, topic aliases, ...) are ignored: the
-//! gateway advertises no topic aliases, so a PUBLISH without a topic is a
-//! protocol error.
+//! Clean start stands for clean session, and the other properties clients
+//! send (session expiry, topic aliases, subscription identifiers, will
+//! properties, ...) are ignored: the gateway advertises no topic aliases,
+//! so a PUBLISH without a topic is a protocol error.
 //!
 //! # The end
 //!
@@ -146,7 +152,7 @@ use crate::events::{EventPump, Gated, gated};
 
 use super::authz::{Authz, PublishDenial};
 pub(crate) use super::codec::decode_stream;
-use super::codec::{ReadError, Version, Wire, reason_code, v5_disconnect_code};
+use super::codec::{Forwarded, ReadError, Version, Wire, reason_code, v5_disconnect_code};
 pub use super::connect::{Authenticator, PasswordCredential, Principal, password_authenticator};
 use super::connect::{Established, handshake};
 use super::context::{BusLink, Filters, Live, Persisted, Signal, Unacked, lock};
@@ -332,9 +338,9 @@ impl Session {
             let message = w.message.clone();
             let qos = w.qos as u8;
             if let Err(RouterError::RetainedQuota(_)) =
-                Box::pin(self.route(&topic, w.message, qos, w.retain)).await
+                Box::pin(self.route(&topic, w.message, qos, w.retain, None)).await
             {
-                let _ = Box::pin(self.route(&topic, message, qos, false)).await;
+                let _ = Box::pin(self.route(&topic, message, qos, false, None)).await;
             }
         }
         if let Some(link) = &mut self.link {
@@ -469,6 +475,15 @@ pub(super) fn matching_qos(filters: &HashMap<String, QoS>, topic: &str) -> Optio
 }
 
 pub(super) type Step = Result<(), DisconnectReason>;
+
+/// Where a delivery comes from.
+#[derive(Clone, Copy)]
+pub(super) enum Origin<'a> {
+    /// A registry event, at this change-log sequence.
+    Event(u64),
+    /// A message, with the MQTT 5 properties that go on with it.
+    Message(Option<&'a Forwarded>),
+}
 
 impl Session {
     pub(super) async fn serve<S: AsyncRead + AsyncWrite>(
@@ -606,6 +621,7 @@ impl Session {
                 payload,
                 qos: published,
                 retained,
+                properties,
             } => {
                 // At the lower of the QoS it was published at and the
                 // subscription's (the highest of the client's filters that
@@ -622,15 +638,15 @@ impl Session {
                 } else {
                     granted
                 };
-                self.deliver(wire, &topic, &payload, qos, retained, None);
+                let origin = Origin::Message(properties.as_ref());
+                self.deliver(wire, &topic, &payload, qos, retained, origin);
                 Ok(())
             }
             RouterDelivery::Disconnected => Err(DisconnectReason::ServerError),
         }
     }
 
-    /// Queues a delivery the client may receive, at `qos`; `sequence` is
-    /// the change-log sequence of a registry event.
+    /// Queues a delivery the client may receive, at `qos`.
     pub(super) fn deliver<S: AsyncRead + AsyncWrite>(
         &mut self,
         wire: &mut Wire<S>,
@@ -638,11 +654,29 @@ impl Session {
         payload: &[u8],
         qos: QoS,
         retain: bool,
-        sequence: Option<u64>,
+        origin: Origin<'_>,
     ) {
         if !self.authz.topic_allowed(Action::Receive, topic) {
             tracing::debug!(client_id = %self.session.client_id, topic, "iot:Receive denied");
             metrics::counter!("herald_gateway_deliveries_refused_total").increment(1);
+            return;
+        }
+        let (sequence, properties) = match origin {
+            Origin::Event(sequence) => (Some(sequence), None),
+            Origin::Message(properties) => (None, properties),
+        };
+        // Only a message with an expiry needs the time.
+        let now_ms = match properties {
+            Some(Forwarded {
+                expires_at_ms: Some(_),
+                ..
+            }) => epoch_millis_now(),
+            _ => 0,
+        };
+        if properties.is_some_and(|p| p.expired(now_ms)) {
+            // Its expiry passed before its delivery here began (MQTT 5
+            // §3.3.2.3.3).
+            metrics::counter!("herald_gateway_deliveries_expired_total").increment(1);
             return;
         }
         let pkid = match qos {
@@ -655,6 +689,7 @@ impl Session {
                         topic: Arc::from(topic),
                         payload: Bytes::copy_from_slice(payload),
                         retain,
+                        properties: properties.cloned(),
                     })),
                     None => Inflight::Message(None),
                 };
@@ -676,7 +711,16 @@ impl Session {
                 }
             }
         };
-        wire.queue_publish(topic, payload, qos, pkid, retain, false);
+        let written = properties.map(|p| p.to_write(now_ms));
+        wire.queue_publish(
+            topic,
+            payload,
+            qos,
+            pkid,
+            retain,
+            false,
+            written.as_deref().unwrap_or_default(),
+        );
     }
 
     pub(super) fn allocate_pkid(&mut self, inflight: Inflight) -> Option<u16> {
@@ -703,6 +747,8 @@ impl Session {
             if !self.authz.topic_allowed(Action::Receive, &message.topic) {
                 continue;
             }
+            // Its delivery began: sent again even if it has expired since.
+            let written = (message.properties.as_ref()).map(|p| p.to_write(epoch_millis_now()));
             wire.queue_publish(
                 &message.topic,
                 &message.payload,
@@ -710,6 +756,7 @@ impl Session {
                 message.pkid,
                 message.retain,
                 true,
+                written.as_deref().unwrap_or_default(),
             );
             self.next_pkid = self.next_pkid.max(message.pkid);
             self.inflight
@@ -783,7 +830,7 @@ impl Session {
     ) {
         let Some(sequence) = delivery.sequence else {
             let (topic, payload, qos) = (delivery.topic, delivery.payload, delivery.qos);
-            self.deliver(wire, &topic, &payload, qos, false, None);
+            self.deliver(wire, &topic, &payload, qos, false, Origin::Message(None));
             return;
         };
         if let Some(catch_up) = &mut self.events.catch_up {
@@ -817,7 +864,7 @@ impl Session {
             &delivery.payload,
             delivery.qos,
             false,
-            Some(sequence),
+            Origin::Event(sequence),
         );
         if let Some(committed_at_ms) = delivery.committed_at_ms {
             record_event_latency(committed_at_ms);
@@ -846,7 +893,7 @@ impl Session {
                             &rendered.payload,
                             qos,
                             false,
-                            Some(event.sequence),
+                            Origin::Event(event.sequence),
                         );
                         record_event_latency(event.timestamp_ms);
                     }
@@ -962,7 +1009,9 @@ impl Session {
                     self.events.in_flight.remove(&sequence);
                 }
             }
-            Packet::Publish(publish, _) => self.publish(wire, publish).await?,
+            Packet::Publish(publish, properties) => {
+                self.publish(wire, publish, properties.as_ref()).await?;
+            }
             Packet::Subscribe(subscribe, _) => {
                 if subscribe
                     .filters
@@ -987,10 +1036,12 @@ impl Session {
         Ok(())
     }
 
+    /// A client's PUBLISH, with its MQTT 5 `properties`.
     pub(super) async fn publish<S: AsyncRead + AsyncWrite>(
         &mut self,
         wire: &mut Wire<S>,
         publish: wire::Publish,
+        properties: Option<&wire::PublishProperties>,
     ) -> Step {
         // QoS and packet id are crate-private in rumqttd; its serialization
         // puts them in byte 0 (bits 1-2) and bytes 1-2.
@@ -1034,8 +1085,10 @@ impl Session {
         }
         let topic = topic.to_owned();
         let payload: Bytes = publish.payload;
+        let forwarded = properties.and_then(|p| Forwarded::of(p, epoch_millis_now()));
+        let forwarded = forwarded.as_ref();
         match self
-            .route(&topic, payload.clone(), qos, publish.retain)
+            .route(&topic, payload.clone(), qos, publish.retain, forwarded)
             .await
         {
             Ok(()) => {}
@@ -1056,7 +1109,10 @@ impl Session {
                     }
                     return Ok(());
                 }
-                if let Err(e) = self.route(&topic, payload.clone(), qos, false).await {
+                if let Err(e) = self
+                    .route(&topic, payload.clone(), qos, false, forwarded)
+                    .await
+                {
                     tracing::error!(error = %e, "router publish failed");
                     return Err(DisconnectReason::ServerError);
                 }
@@ -1118,19 +1174,28 @@ impl Session {
         ))
         .await;
         if let Some(qos) = matching_qos(&self.filters.bus, &reply_topic) {
-            self.deliver(wire, &reply_topic, &reply, qos, false, None);
+            self.deliver(
+                wire,
+                &reply_topic,
+                &reply,
+                qos,
+                false,
+                Origin::Message(None),
+            );
         }
     }
 
     /// Routes a message a client may publish at `qos`: `$aws/things/...`
-    /// on the gateway's bus (never retained), the rest through rumqttd,
-    /// retained with `retain`.
+    /// on the gateway's bus (never retained, its properties not forwarded),
+    /// the rest through rumqttd, retained with `retain`, with the MQTT 5
+    /// `properties` that go on.
     pub(super) async fn route(
         &mut self,
         topic: &str,
         payload: Bytes,
         qos: u8,
         retain: bool,
+        properties: Option<&Forwarded>,
     ) -> Result<(), RouterError> {
         if topic::is_reserved(topic) {
             // `iot:Receive` is checked by each receiving session.
@@ -1139,7 +1204,7 @@ impl Session {
         }
         self.link()
             .await?
-            .publish(topic, payload, qos, retain)
+            .publish(topic, payload, qos, retain, properties)
             .await
     }
 

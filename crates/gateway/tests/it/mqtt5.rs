@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, DisconnectReasonCode, Filter, Packet, PubAckReason, SubscribeReasonCode,
-    UnsubAckReason,
+    ConnectReturnCode, DisconnectReasonCode, Filter, Packet, PubAckReason, PublishProperties,
+    SubscribeReasonCode, UnsubAckReason,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -52,7 +52,11 @@ async fn try_connect(
     client_id: &str,
     user: &str,
 ) -> Result<Client5, ConnectionError> {
-    let (client, mut eventloop) = AsyncClient::new(options(gw, client_id, user), 100);
+    try_connect_with(options(gw, client_id, user)).await
+}
+
+async fn try_connect_with(options: MqttOptions) -> Result<Client5, ConnectionError> {
+    let (client, mut eventloop) = AsyncClient::new(options, 100);
     loop {
         let event = tokio::time::timeout(WAIT, eventloop.poll())
             .await
@@ -466,6 +470,120 @@ async fn a_v5_subscriber_receives_qos_0_and_1_deliveries() {
             QoS::AtLeastOnce
         )
     );
+    gw.stop().await;
+}
+
+/// The properties an MQTT 5 publisher sets that go on (AWS IoT Core
+/// Developer Guide: "MQTT 5 supported features").
+fn request_properties(expiry_secs: u32) -> PublishProperties {
+    PublishProperties {
+        payload_format_indicator: Some(1),
+        message_expiry_interval: Some(expiry_secs),
+        topic_alias: None,
+        response_topic: Some("replies/lamp-1".into()),
+        correlation_data: Some(vec![0, 1, 0xfe].into()),
+        user_properties: vec![
+            ("trace".into(), "t-1".into()),
+            ("trace".into(), "t-2".into()),
+        ],
+        subscription_identifiers: Vec::new(),
+        content_type: Some("application/json".into()),
+    }
+}
+
+/// The properties of a PUBLISH an MQTT 5 client receives next.
+async fn properties_received(client: &mut Client5) -> (String, Option<PublishProperties>) {
+    loop {
+        match client.next().await {
+            Ok(Packet::Publish(p)) => {
+                return (String::from_utf8(p.topic.to_vec()).unwrap(), p.properties);
+            }
+            Ok(_) => {}
+            Err(e) => panic!("connection ended while waiting for a PUBLISH: {e}"),
+        }
+    }
+}
+
+/// An MQTT 5 PUBLISH's properties reach MQTT 5 subscribers (the message
+/// expiry interval as what is left of it), an MQTT 3.1.1 subscriber gets
+/// the message without them, and a message that expired while its
+/// subscriber's persistent session was away is not delivered.
+#[tokio::test]
+async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires() {
+    let gw = Gateway::start().await;
+    let mut sub = connect(&gw, "props-sub-5", "admin").await;
+    sub.subscribe(&["req/#"], QoS::AtLeastOnce).await;
+    let mut sub3 = connect_v3(&gw, "props-sub-3", "admin").await;
+    sub3.subscribe(&["req/#"]).await;
+    let persistent = || {
+        let mut options = options(&gw, "props-away-5", "admin");
+        options.set_clean_start(false);
+        options
+    };
+    let mut away = try_connect_with(persistent()).await.unwrap();
+    away.subscribe(&["exp/#"], QoS::AtLeastOnce).await;
+    away.client.disconnect().await.unwrap();
+    while away.next().await.is_ok() {}
+
+    let publisher = connect(&gw, "props-pub-5", "admin").await;
+    publisher
+        .client
+        .publish_with_properties(
+            "req/lamp-1",
+            QoS::AtLeastOnce,
+            false,
+            b"{}".to_vec(),
+            request_properties(600),
+        )
+        .await
+        .unwrap();
+    let (topic, properties) = properties_received(&mut sub).await;
+    assert_eq!(topic, "req/lamp-1");
+    let properties = properties.expect("the publisher's properties");
+    let left = properties.message_expiry_interval.unwrap();
+    assert!((599..=600).contains(&left), "{left} s left");
+    assert_eq!(
+        PublishProperties {
+            message_expiry_interval: Some(600),
+            ..properties
+        },
+        request_properties(600)
+    );
+    assert_eq!(
+        sub3.publish_received().await,
+        ("req/lamp-1".to_owned(), b"{}".to_vec())
+    );
+
+    // For the session away: one that expires in a second, one that does
+    // not, in that order.
+    for (topic, expiry) in [("exp/short", 1), ("exp/long", 600)] {
+        publisher
+            .client
+            .publish_with_properties(
+                topic,
+                QoS::AtLeastOnce,
+                false,
+                b"x".to_vec(),
+                request_properties(expiry),
+            )
+            .await
+            .unwrap();
+    }
+    // A marker through the same router after both: once it arrives, both
+    // were routed.
+    publisher
+        .client
+        .publish("req/marker", QoS::AtLeastOnce, false, b"m".to_vec())
+        .await
+        .unwrap();
+    assert_eq!(properties_received(&mut sub).await.0, "req/marker");
+    // Time passes while the session is away: the first expires.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let mut back = try_connect_with(persistent()).await.unwrap();
+    let (topic, properties) = properties_received(&mut back).await;
+    assert_eq!(topic, "exp/long", "the expired message is not delivered");
+    let left = properties.unwrap().message_expiry_interval.unwrap();
+    assert!((598..=600).contains(&left), "{left} s left");
     gw.stop().await;
 }
 

@@ -275,7 +275,7 @@ async fn check_case(router: &Router, case: usize, filter: &str, topics: &[String
     let mut expected = Vec::new();
     for (i, topic) in topics.iter().enumerate() {
         let published = link
-            .publish(topic, Bytes::from(i.to_string()), 1, false)
+            .publish(topic, Bytes::from(i.to_string()), 1, false, None)
             .await;
         if topic::is_reserved(topic) {
             assert!(
@@ -292,7 +292,7 @@ async fn check_case(router: &Router, case: usize, filter: &str, topics: &[String
     if !reserved {
         let marker = marker_topic(filter);
         assert!(topic::matches(filter, &marker), "{filter:?} {marker:?}");
-        link.publish(&marker, Bytes::from_static(b"marker"), 1, false)
+        link.publish(&marker, Bytes::from_static(b"marker"), 1, false, None)
             .await
             .unwrap();
         let mut received = Vec::new();
@@ -363,12 +363,12 @@ async fn batches_are_taken_whole_in_order_without_waiting() {
     let mut publisher = router.link("batch-pub", true).await.unwrap();
     for i in 0..MESSAGES {
         publisher
-            .publish("batch/n", Bytes::from(i.to_string()), 1, false)
+            .publish("batch/n", Bytes::from(i.to_string()), 1, false, None)
             .await
             .unwrap();
     }
     publisher
-        .publish("batch/end", Bytes::from_static(b"marker"), 1, false)
+        .publish("batch/end", Bytes::from_static(b"marker"), 1, false, None)
         .await
         .unwrap();
     let mut received = Vec::new();
