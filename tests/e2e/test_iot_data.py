@@ -3,6 +3,7 @@
 MQTT topics serve, an HTTP update published on them too), named shadows,
 Publish to MQTT subscribers, and retained messages, with AWS's errors."""
 
+import base64
 import json
 import time
 import uuid
@@ -92,6 +93,36 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
         data.publish(topic="alerts/quiet", qos=0, payload=b"psst")
         mqtt.wait(lambda: mqtt.received("alerts/quiet"), "the QoS 0 HTTP publish")
         assert [(t, q) for t, _, q in mqtt.qos] == [("alerts/fire", 1), ("alerts/quiet", 0)]
+        # MQTT 5 properties reach MQTT 5 subscribers.
+        data.publish(
+            topic="alerts/request",
+            qos=1,
+            payload=b'{"on":true}',
+            userProperties=[{"trace": "t-1"}, {"zone": "hall"}],
+            payloadFormatIndicator="UTF8_DATA",
+            contentType="application/json",
+            responseTopic="replies/alerts",
+            correlationData=base64.b64encode(b"\x00\x01\xfe").decode(),
+            messageExpiry=600,
+        )
+        mqtt.wait(lambda: mqtt.received("alerts/request"), "the HTTP publish with properties")
+        got = dict(mqtt.properties)["alerts/request"]
+        assert (got.UserProperty, got.PayloadFormatIndicator, got.ContentType) == (
+            [("trace", "t-1"), ("zone", "hall")],
+            1,
+            "application/json",
+        )
+        assert (got.ResponseTopic, got.CorrelationData) == ("replies/alerts", b"\x00\x01\xfe")
+        assert 598 <= got.MessageExpiryInterval <= 600
+        for bad in (
+            {"payloadFormatIndicator": "TEXT"},
+            {"payloadFormatIndicator": "UTF8_DATA", "payload": b"\xff"},
+            {"responseTopic": "replies/+"},
+            {"correlationData": "not base64!"},
+            {"messageExpiry": -1},
+        ):
+            kwargs = {"topic": "alerts/bad", "qos": 1, "payload": b"{}", **bad}
+            assert aws_error(lambda: data.publish(**kwargs))[0] == "InvalidRequestException", bad
 
         data.publish(topic="status/boiler", qos=1, retain=True, payload=b"on")
         listed = data.list_retained_messages()
@@ -114,6 +145,15 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
         run_aws("aws iot-data publish --topic alerts/cli --payload hi --qos 1", herald.endpoint, tmp_path)
         mqtt.wait(lambda: mqtt.received("alerts/cli"), "the CLI's publish")
         assert mqtt.received("alerts/cli")[0][1] == b"hi"
+        run_aws(
+            "aws iot-data publish --topic alerts/cli5 --payload hi --qos 1 "
+            "--user-properties '[{\"k\":\"v\"}]' --response-topic replies/cli --content-type text/plain",
+            herald.endpoint,
+            tmp_path,
+        )
+        mqtt.wait(lambda: mqtt.received("alerts/cli5"), "the CLI's publish with properties")
+        got = dict(mqtt.properties)["alerts/cli5"]
+        assert (got.UserProperty, got.ResponseTopic, got.ContentType) == ([("k", "v")], "replies/cli", "text/plain")
         run_aws(
             "aws iot-data update-thing-shadow --thing-name cli-thing "
             "--payload '{\"state\":{\"reported\":{\"ok\":true}}}' out.json",

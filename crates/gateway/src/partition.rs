@@ -82,7 +82,8 @@ pub(crate) trait Broker: Send + Sync {
     /// Publishes `payload` on `topic` at `qos` to the partition's
     /// subscribers (and the other replicas'): a `$aws` topic on its bus,
     /// any other through its router, kept as the topic's retained message
-    /// with `retain`.
+    /// with `retain`, with the MQTT 5 `properties` its MQTT 5 subscribers
+    /// get.
     fn publish(
         &self,
         partition: Option<Partition>,
@@ -90,6 +91,7 @@ pub(crate) trait Broker: Send + Sync {
         payload: tokio_util::bytes::Bytes,
         qos: u8,
         retain: bool,
+        properties: Option<rumqttd::protocol::PublishProperties>,
     ) -> BoxFuture<'_, Result<(), String>>;
 
     /// The partition's retained messages, in topic order.

@@ -8,17 +8,19 @@
 //! Shadows are the registry's (the same documents the MQTT topics serve),
 //! and an update or delete made here is published on the shadow's MQTT
 //! topics too, as AWS does. Publish and the retained messages go through
-//! the MQTT side of the request's partition.
+//! the MQTT side of the request's partition; a Publish's MQTT 5 properties
+//! go to the MQTT 5 subscribers (see [`publish_properties`]).
 
 use axum::{
     Router,
     body::Bytes,
     extract::State,
-    http::{StatusCode, header},
+    http::{HeaderMap, StatusCode, header},
     response::{IntoResponse, Response},
     routing::{MethodRouter, get, post},
 };
 use herald_proto::registry::v1::{self as pb, shadows_client::ShadowsClient};
+use rumqttd::protocol::PublishProperties;
 use serde::Serialize;
 
 use super::extract::{Path, Query};
@@ -116,7 +118,7 @@ async fn publish_answers(state: &AppState, base: &str, op: &str, reply: &pb::Sha
     for (topic, payload) in messages {
         // On the bus, which delivers at each subscription's QoS.
         if let Err(e) = broker
-            .publish(partition.clone(), topic, payload.into(), 1, false)
+            .publish(partition.clone(), topic, payload.into(), 1, false, None)
             .await
         {
             tracing::warn!(error = e, "publishing a shadow answer failed");
@@ -236,6 +238,7 @@ async fn publish(
     State(state): State<AppState>,
     Path(topic): Path<String>,
     query: Query,
+    headers: HeaderMap,
     body: Bytes,
 ) -> ApiResult {
     let retain = match query.string("retain").as_deref() {
@@ -259,8 +262,16 @@ async fn publish(
         Some("1") => 1,
         Some(other) => return Err(ApiError::invalid(format!("Invalid qos: {other}"))),
     };
+    let properties = publish_properties(&query, &headers, &body)?;
     broker(&state)?
-        .publish(crate::partition::current(), topic, body, qos, retain)
+        .publish(
+            crate::partition::current(),
+            topic,
+            body,
+            qos,
+            retain,
+            properties,
+        )
         .await
         .map_err(ApiError::invalid)?;
     Ok(StatusCode::OK.into_response())
@@ -351,22 +362,87 @@ async fn get_retained_message(
 }
 
 fn base64(bytes: &[u8]) -> String {
-    const TABLE: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-    let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
-    for chunk in bytes.chunks(3) {
-        let n = chunk
-            .iter()
-            .enumerate()
-            .fold(0u32, |n, (i, b)| n | (u32::from(*b) << (16 - 8 * i)));
-        for i in 0..4 {
-            if i <= chunk.len() {
-                out.push(char::from(TABLE[((n >> (18 - 6 * i)) & 63) as usize]));
-            } else {
-                out.push('=');
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+fn unbase64(text: &str) -> Option<Vec<u8>> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.decode(text).ok()
+}
+
+/// The MQTT 5 properties a Publish gives its MQTT 5 subscribers (AWS IoT
+/// API Reference: Publish): `userProperties` (a header holding the base64
+/// of a JSON array of objects of strings), `payloadFormatIndicator`
+/// (UNSPECIFIED_BYTES, or UTF8_DATA for a UTF-8 `payload`),
+/// `contentType`, `responseTopic` (a topic name), `correlationData` (a
+/// header holding base64) and `messageExpiry` (seconds). `None` when none
+/// is given.
+fn publish_properties(
+    query: &Query,
+    headers: &HeaderMap,
+    payload: &[u8],
+) -> Result<Option<PublishProperties>, ApiError> {
+    let header = |name: &str| -> Result<Option<&str>, ApiError> {
+        headers
+            .get(name)
+            .map(|v| {
+                v.to_str()
+                    .map_err(|_| ApiError::invalid(format!("Invalid {name} header")))
+            })
+            .transpose()
+    };
+    let mut properties = PublishProperties::default();
+    if let Some(encoded) = header("x-amz-mqtt5-user-properties")? {
+        let invalid =
+            || ApiError::invalid("Invalid userProperties: a JSON array of objects of strings");
+        let json = unbase64(encoded).ok_or_else(invalid)?;
+        let list: Vec<serde_json::Map<String, serde_json::Value>> =
+            serde_json::from_slice(&json).map_err(|_| invalid())?;
+        for object in list {
+            for (key, value) in object {
+                let serde_json::Value::String(value) = value else {
+                    return Err(invalid());
+                };
+                properties.user_properties.push((key, value));
             }
         }
     }
-    out
+    if let Some(indicator) = header("x-amz-mqtt5-payload-format-indicator")? {
+        properties.payload_format_indicator = Some(match indicator {
+            "UNSPECIFIED_BYTES" => 0,
+            "UTF8_DATA" if std::str::from_utf8(payload).is_ok() => 1,
+            "UTF8_DATA" => {
+                return Err(ApiError::invalid(
+                    "The payload is not UTF-8, as payloadFormatIndicator UTF8_DATA says",
+                ));
+            }
+            other => {
+                return Err(ApiError::invalid(format!(
+                    "Invalid payloadFormatIndicator: {other}"
+                )));
+            }
+        });
+    }
+    properties.content_type = query.string("contentType");
+    if let Some(topic) = query.string("responseTopic") {
+        if topic::validate_topic_name(&topic).is_err() {
+            return Err(ApiError::invalid(format!("Invalid responseTopic: {topic}")));
+        }
+        properties.response_topic = Some(topic);
+    }
+    if let Some(encoded) = header("x-amz-mqtt5-correlation-data")? {
+        let data = unbase64(encoded)
+            .ok_or_else(|| ApiError::invalid("Invalid correlationData: not base64"))?;
+        properties.correlation_data = Some(data.into());
+    }
+    if let Some(raw) = query.string("messageExpiry") {
+        let secs = raw
+            .parse::<u32>()
+            .map_err(|_| ApiError::invalid(format!("Invalid messageExpiry: {raw}")))?;
+        properties.message_expiry_interval = Some(secs);
+    }
+    Ok((properties != PublishProperties::default()).then_some(properties))
 }
 
 #[cfg(test)]

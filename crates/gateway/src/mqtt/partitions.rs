@@ -603,6 +603,7 @@ impl crate::partition::Broker for MqttPartitions {
         payload: tokio_util::bytes::Bytes,
         qos: u8,
         retain: bool,
+        properties: Option<rumqttd::protocol::PublishProperties>,
     ) -> crate::partition::BoxFuture<'_, Result<(), String>> {
         Box::pin(async move {
             let world = self.world_of(partition.as_ref()).await?;
@@ -624,7 +625,12 @@ impl crate::partition::Broker for MqttPartitions {
             let Some(made) = link.as_mut() else {
                 return Err("no router link".into());
             };
-            let published = made.publish(&topic, payload, qos, retain, None).await;
+            let forwarded = properties
+                .as_ref()
+                .and_then(|p| super::codec::Forwarded::of(p, super::lifecycle::epoch_millis_now()));
+            let published = made
+                .publish(&topic, payload, qos, retain, forwarded.as_ref())
+                .await;
             if published.is_err() {
                 // Made again for the next publish.
                 *link = None;
