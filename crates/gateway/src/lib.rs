@@ -191,6 +191,7 @@ async fn serve(
         "herald_gateway_messages_in_total",
         "herald_gateway_messages_out_total",
         "herald_gateway_deliveries_refused_total",
+        "herald_gateway_deliveries_expired_total",
     ] {
         metrics::counter!(counter).increment(0);
     }
