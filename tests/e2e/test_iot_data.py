@@ -120,6 +120,8 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
             {"responseTopic": "replies/+"},
             {"correlationData": "not base64!"},
             {"messageExpiry": -1},
+            {"contentType": "text\u0000plain"},
+            {"userProperties": [{"big": "x" * 70_000}]},
         ):
             kwargs = {"topic": "alerts/bad", "qos": 1, "payload": b"{}", **bad}
             assert aws_error(lambda: data.publish(**kwargs))[0] == "InvalidRequestException", bad

@@ -442,11 +442,130 @@ fn publish_properties(
             .map_err(|_| ApiError::invalid(format!("Invalid messageExpiry: {raw}")))?;
         properties.message_expiry_interval = Some(secs);
     }
+    // Written to MQTT 5 clients: each string and the correlation data
+    // within MQTT's two-byte length, every string one MQTT allows.
+    let strings = properties
+        .user_properties
+        .iter()
+        .flat_map(|(key, value)| [key, value])
+        .chain(&properties.content_type)
+        .chain(&properties.response_topic);
+    for text in strings {
+        if text.len() > usize::from(u16::MAX) || topic::validate_mqtt_string(text).is_err() {
+            return Err(ApiError::invalid(
+                "An MQTT 5 property holds more than 65,535 bytes or a character MQTT forbids",
+            ));
+        }
+    }
+    if properties
+        .correlation_data
+        .as_ref()
+        .is_some_and(|data| data.len() > usize::from(u16::MAX))
+    {
+        return Err(ApiError::invalid(
+            "correlationData holds more than 65,535 bytes",
+        ));
+    }
     Ok((properties != PublishProperties::default()).then_some(properties))
 }
 
 #[cfg(test)]
 mod tests {
+    use super::*;
+    use axum::http::HeaderValue;
+    use proptest::prelude::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.insert(*name, HeaderValue::from_str(value).unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn publish_properties_read_as_aws_sends_them() {
+        let user = base64(br#"[{"trace":"t-1"},{"zone":"hall","trace":"t-2"}]"#);
+        let got = publish_properties(
+            &Query::of(&[
+                ("contentType", "application/json"),
+                ("responseTopic", "replies/1"),
+                ("messageExpiry", "60"),
+            ]),
+            &headers(&[
+                ("x-amz-mqtt5-user-properties", &user),
+                ("x-amz-mqtt5-payload-format-indicator", "UTF8_DATA"),
+                ("x-amz-mqtt5-correlation-data", &base64(&[0, 1, 0xfe])),
+            ]),
+            b"{}",
+        )
+        .unwrap()
+        .unwrap();
+        assert_eq!(
+            got.user_properties,
+            [
+                ("trace".to_owned(), "t-1".to_owned()),
+                ("trace".to_owned(), "t-2".to_owned()),
+                ("zone".to_owned(), "hall".to_owned()),
+            ]
+        );
+        assert_eq!(got.payload_format_indicator, Some(1));
+        assert_eq!(got.correlation_data.as_deref(), Some(&[0, 1, 0xfe][..]));
+        assert_eq!(got.message_expiry_interval, Some(60));
+        assert_eq!(
+            publish_properties(&Query::of(&[]), &HeaderMap::new(), b"").unwrap(),
+            None
+        );
+        for (query, header) in [
+            (vec![("messageExpiry", "-1")], vec![]),
+            (vec![("responseTopic", "a/#")], vec![]),
+            (
+                vec![],
+                vec![("x-amz-mqtt5-user-properties", base64(br#"[{"n":1}]"#))],
+            ),
+            (vec![], vec![("x-amz-mqtt5-user-properties", base64(b"{}"))]),
+            (
+                vec![],
+                vec![("x-amz-mqtt5-user-properties", "@@".to_owned())],
+            ),
+            (
+                vec![],
+                vec![("x-amz-mqtt5-correlation-data", "@@".to_owned())],
+            ),
+        ] {
+            let header: Vec<(&'static str, &str)> =
+                header.iter().map(|(n, v)| (*n, v.as_str())).collect();
+            assert!(publish_properties(&Query::of(&query), &headers(&header), b"").is_err());
+        }
+    }
+
+    proptest! {
+        /// Whatever a caller sends, the properties are read or refused,
+        /// never a panic.
+        #[test]
+        fn any_publish_properties_are_read_or_refused(
+            user in proptest::collection::vec(any::<u8>(), 0..64),
+            correlation in "\\PC{0,24}",
+            indicator in "\\PC{0,12}",
+            expiry in "\\PC{0,12}",
+            topic in "\\PC{0,12}",
+            payload in proptest::collection::vec(any::<u8>(), 0..16),
+        ) {
+            let mut map = HeaderMap::new();
+            for (name, value) in [
+                ("x-amz-mqtt5-user-properties", base64(&user)),
+                ("x-amz-mqtt5-correlation-data", correlation),
+                ("x-amz-mqtt5-payload-format-indicator", indicator),
+            ] {
+                if let Ok(value) = HeaderValue::from_str(&value) {
+                    map.insert(name, value);
+                }
+            }
+            let query = Query::of(&[("messageExpiry", &expiry), ("responseTopic", &topic)]);
+            let _ = publish_properties(&query, &map, &payload);
+        }
+    }
+
     #[test]
     fn base64_is_the_standard_alphabet_with_padding() {
         assert_eq!(super::base64(b""), "");

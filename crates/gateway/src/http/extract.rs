@@ -70,7 +70,7 @@ pub(crate) struct Paging {
 
 impl Query {
     #[cfg(test)]
-    fn of(pairs: &[(&str, &str)]) -> Query {
+    pub(crate) fn of(pairs: &[(&str, &str)]) -> Query {
         Query(
             pairs
                 .iter()

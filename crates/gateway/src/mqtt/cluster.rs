@@ -1058,6 +1058,9 @@ mod tests {
         assert_eq!(a.load("x").await, Some(session("a/3")));
         assert!(save(&a, None).await.is_empty());
         assert_eq!(b.load("x").await, None);
+        // Made again over its removal.
+        assert!(save(&a, Some(session("a/4"))).await.is_empty());
+        assert_eq!(b.load("x").await, Some(session("a/4")));
     }
 
     use proptest::prelude::*;
