@@ -94,7 +94,7 @@
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
 //!   authorized, 0x9B for a QoS 2 PUBLISH, 0x90 for an invalid topic, 0x95
 //!   for an oversized packet, 0x81 for a malformed packet, 0x82 for other
-//!   protocol errors).
+//!   protocol errors, a response topic with a wildcard among them).
 //! - A client DISCONNECT with reason 0x04 still gets its will published.
 //!
 //! Clean start stands for clean session, and the other properties clients
@@ -1058,6 +1058,14 @@ impl Session {
             self.v5_disconnect = Some(reason_code::TOPIC_NAME_INVALID);
             return Err(DisconnectReason::ClientError);
         };
+        // A response topic is a topic name: no wildcards (MQTT 5 §3.3.2.3.5).
+        if let Some(response) = properties.and_then(|p| p.response_topic.as_deref())
+            && topic::validate_topic_name(response).is_err()
+        {
+            tracing::info!(client_id = %self.session.client_id, topic, response, "PUBLISH with an invalid response topic");
+            self.v5_disconnect = Some(reason_code::PROTOCOL_ERROR);
+            return Err(DisconnectReason::ClientError);
+        }
         if let Err(denial) = self.authz.publish_check(topic, publish.retain) {
             let reason = denial.reason();
             if wire.version == Version::V5 && denial.acked_in_v5() {

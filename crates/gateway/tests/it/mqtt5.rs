@@ -525,7 +525,7 @@ async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires
     away.client.disconnect().await.unwrap();
     while away.next().await.is_ok() {}
 
-    let publisher = connect(&gw, "props-pub-5", "admin").await;
+    let mut publisher = connect(&gw, "props-pub-5", "admin").await;
     publisher
         .client
         .publish_with_properties(
@@ -584,6 +584,27 @@ async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires
     assert_eq!(topic, "exp/long", "the expired message is not delivered");
     let left = properties.unwrap().message_expiry_interval.unwrap();
     assert!((598..=600).contains(&left), "{left} s left");
+
+    // A response topic is a topic name: one with a wildcard is a protocol
+    // error.
+    publisher
+        .client
+        .publish_with_properties(
+            "req/lamp-1",
+            QoS::AtLeastOnce,
+            false,
+            b"{}".to_vec(),
+            PublishProperties {
+                response_topic: Some("replies/+".into()),
+                ..request_properties(600)
+            },
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        publisher.disconnected().await,
+        DisconnectReasonCode::ProtocolError
+    );
     gw.stop().await;
 }
 
