@@ -632,7 +632,10 @@ def test_a_retained_message_is_served_by_every_gateway_even_one_started_later(ga
     iot.create_policy(policyName=DEV_USER, policyDocument=ALLOW_ALL)
     pub = connected(a, "retainer")
     try:
-        info = pub.mqtt.publish("lamps/hall/state", b"on", qos=1, retain=True)
+        # With MQTT 5 user properties, which every replica keeps with it.
+        properties = Properties(PacketTypes.PUBLISH)
+        properties.UserProperty = [("room", "hall")]
+        info = pub.mqtt.publish("lamps/hall/state", b"on", qos=1, retain=True, properties=properties)
         info.wait_for_publish(timeout=DEADLINE_SECS)
         retained_on(b, "reader-b", "lamps/#", ("lamps/hall/state", b"on"))
         # Every replica lists it with the QoS it was published at and the
@@ -641,6 +644,7 @@ def test_a_retained_message_is_served_by_every_gateway_even_one_started_later(ga
         on_b = make_client(b.url, service="iot-data").get_retained_message(topic="lamps/hall/state")
         assert (on_a["payload"], on_a["qos"]) == (b"on", 1)
         assert (on_b["payload"], on_b["qos"], on_b["lastModifiedTime"]) == (b"on", 1, on_a["lastModifiedTime"])
+        assert json.loads(on_b["userProperties"]) == [{"room": "hall"}]
         if nats is not None:
             late = c.gateway("gateway-c", bus=nats.url)
             retained_on(late, "reader-c", "lamps/+/state", ("lamps/hall/state", b"on"))

@@ -126,12 +126,13 @@ def test_publish_reaches_mqtt_subscribers_and_retained_messages_are_listed(heral
             kwargs = {"topic": "alerts/bad", "qos": 1, "payload": b"{}", **bad}
             assert aws_error(lambda: data.publish(**kwargs))[0] == "InvalidRequestException", bad
 
-        data.publish(topic="status/boiler", qos=1, retain=True, payload=b"on")
+        data.publish(topic="status/boiler", qos=1, retain=True, payload=b"on", userProperties=[{"unit": "boiler-1"}])
         listed = data.list_retained_messages()
         assert [t["topic"] for t in listed["retainedTopics"]] == ["status/boiler"]
         assert listed["retainedTopics"][0]["payloadSize"] == 2
         got = data.get_retained_message(topic="status/boiler")
         assert got["payload"] == b"on" and got["topic"] == "status/boiler"
+        assert json.loads(got["userProperties"]) == [{"unit": "boiler-1"}]
         assert aws_error(lambda: data.get_retained_message(topic="status/none"))[0] == "ResourceNotFoundException"
         # A later subscriber gets it as a retained message.
         late = connected(herald.gateway, f"late-{uuid.uuid4().hex[:8]}")

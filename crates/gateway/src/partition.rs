@@ -94,7 +94,8 @@ pub(crate) trait Broker: Send + Sync {
         properties: Option<rumqttd::protocol::PublishProperties>,
     ) -> BoxFuture<'_, Result<(), String>>;
 
-    /// The partition's retained messages, in topic order.
+    /// The partition's retained messages, in topic order, but those whose
+    /// MQTT 5 message expiry has passed.
     fn retained(
         &self,
         partition: Option<Partition>,
@@ -110,4 +111,6 @@ pub(crate) struct RetainedMessage {
     pub(crate) qos: u8,
     /// When it was retained, epoch milliseconds.
     pub(crate) modified_ms: i64,
+    /// The MQTT 5 user properties it was published with.
+    pub(crate) user_properties: Vec<(String, String)>,
 }

@@ -337,6 +337,10 @@ struct RetainedMessage {
     payload: String,
     qos: u8,
     last_modified_time: i64,
+    /// Base64 of a JSON array of one-member objects, one per user property,
+    /// as Publish takes them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    user_properties: Option<String>,
 }
 
 async fn get_retained_message(
@@ -353,11 +357,20 @@ async fn get_retained_message(
             format!("No retained message for topic {topic}"),
         ));
     };
+    let user_properties = (!found.user_properties.is_empty()).then(|| {
+        let list: Vec<serde_json::Value> = found
+            .user_properties
+            .iter()
+            .map(|(key, value)| serde_json::json!({ key: value }))
+            .collect();
+        base64(serde_json::Value::Array(list).to_string().as_bytes())
+    });
     ok(RetainedMessage {
         topic,
         payload: base64(&found.payload),
         qos: found.qos,
         last_modified_time: found.modified_ms,
+        user_properties,
     })
 }
 

@@ -278,31 +278,72 @@ enum Outbound {
 /// alone.
 const RETAINED_MAGIC: &[u8] = b"\0HR1";
 const RETAINED_HEAD: usize = RETAINED_MAGIC.len() + 9;
+/// What starts a retained message with MQTT 5 properties instead, before
+/// the same QoS and time, then when it expires (epoch milliseconds, 8 bytes
+/// big-endian, `u64::MAX` for never), the encoded properties' length (4
+/// bytes big-endian), the encoded properties and the payload. Only a
+/// message with properties is written so: one without reads on replicas
+/// older than this format.
+const RETAINED_MAGIC_PROPERTIES: &[u8] = b"\0HR2";
+const RETAINED_PROPERTIES_HEAD: usize = RETAINED_MAGIC_PROPERTIES.len() + 9 + 8 + 4;
 
 fn encode_retained(message: &Retained) -> Bytes {
-    let mut value = Vec::with_capacity(RETAINED_HEAD + message.payload.len());
-    value.extend_from_slice(RETAINED_MAGIC);
+    let properties = message.properties.as_ref();
+    let encoded = properties.map_or(&[][..], |p| &p.encoded[..]);
+    let mut value =
+        Vec::with_capacity(RETAINED_PROPERTIES_HEAD + encoded.len() + message.payload.len());
+    value.extend_from_slice(match properties {
+        Some(_) => RETAINED_MAGIC_PROPERTIES,
+        None => RETAINED_MAGIC,
+    });
     value.push(message.qos);
     value.extend_from_slice(&message.modified_ms.to_be_bytes());
+    if let Some(properties) = properties {
+        let expires = properties.expires_at_ms.unwrap_or(u64::MAX);
+        value.extend_from_slice(&expires.to_be_bytes());
+        let len = u32::try_from(encoded.len()).unwrap_or(u32::MAX);
+        value.extend_from_slice(&len.to_be_bytes());
+        value.extend_from_slice(encoded);
+    }
     value.extend_from_slice(&message.payload);
     value.into()
 }
 
 fn decode_retained(value: &Bytes) -> Retained {
+    decode_retained_with_properties(value)
+        .or_else(|| {
+            let head = value
+                .get(..RETAINED_HEAD)
+                .filter(|h| h.starts_with(RETAINED_MAGIC))?;
+            let rest = &head[RETAINED_MAGIC.len()..];
+            Some(Retained {
+                payload: value.slice(RETAINED_HEAD..),
+                qos: rest[0],
+                modified_ms: i64::from_be_bytes(rest[1..9].try_into().ok()?),
+                properties: None,
+            })
+        })
+        .unwrap_or_else(|| Retained::now(value.clone(), 0))
+}
+
+fn decode_retained_with_properties(value: &Bytes) -> Option<Retained> {
     let head = value
-        .get(..RETAINED_HEAD)
-        .filter(|h| h.starts_with(RETAINED_MAGIC));
-    let Some(head) = head else {
-        return Retained::now(value.clone(), 0);
-    };
-    let rest = &head[RETAINED_MAGIC.len()..];
-    let mut ms = [0u8; 8];
-    ms.copy_from_slice(&rest[1..9]);
-    Retained {
-        payload: value.slice(RETAINED_HEAD..),
+        .get(..RETAINED_PROPERTIES_HEAD)
+        .filter(|h| h.starts_with(RETAINED_MAGIC_PROPERTIES))?;
+    let rest = &head[RETAINED_MAGIC_PROPERTIES.len()..];
+    let expires = u64::from_be_bytes(rest[9..17].try_into().ok()?);
+    let len = usize::try_from(u32::from_be_bytes(rest[17..21].try_into().ok()?)).ok()?;
+    let end = RETAINED_PROPERTIES_HEAD.checked_add(len)?;
+    let encoded = value.get(RETAINED_PROPERTIES_HEAD..end)?;
+    Some(Retained {
+        payload: value.slice(end..),
         qos: rest[0],
-        modified_ms: i64::from_be_bytes(ms),
-    }
+        modified_ms: i64::from_be_bytes(rest[1..9].try_into().ok()?),
+        properties: Some(Forwarded {
+            encoded: Bytes::copy_from_slice(encoded),
+            expires_at_ms: (expires != u64::MAX).then_some(expires),
+        }),
+    })
 }
 
 /// Something another replica sent, to route here.
@@ -986,8 +1027,31 @@ mod tests {
             payload: Bytes::from_static(b"on"),
             qos: 1,
             modified_ms: 1_700_000_000_123,
+            properties: None,
         };
         assert_eq!(decode_retained(&encode_retained(&message)), message);
+        assert!(encode_retained(&message).starts_with(RETAINED_MAGIC));
+        for properties in [
+            Forwarded {
+                encoded: Bytes::from_static(&[0x26, 0, 1, b'k', 0, 1, b'v']),
+                expires_at_ms: Some(1_700_000_060_000),
+            },
+            Forwarded {
+                encoded: Bytes::from_static(&[0x01, 1]),
+                expires_at_ms: None,
+            },
+        ] {
+            let with = Retained {
+                properties: Some(properties),
+                ..message.clone()
+            };
+            let value = encode_retained(&with);
+            assert_eq!(decode_retained(&value), with);
+            // Cut short, it is never a panic.
+            for cut in 0..value.len() {
+                let _ = decode_retained(&value.slice(..cut));
+            }
+        }
         let empty = Retained {
             payload: Bytes::new(),
             ..message

@@ -676,6 +676,42 @@ impl Forwarded {
         })
     }
 
+    /// The user properties among the encoded ones, in order (GetRetainedMessage
+    /// answers them); what cannot be read ends the list.
+    pub(crate) fn user_properties(&self) -> Vec<(String, String)> {
+        fn string(rest: &mut &[u8]) -> Option<String> {
+            let bytes = binary(rest)?;
+            String::from_utf8(bytes.to_vec()).ok()
+        }
+        fn binary<'a>(rest: &mut &'a [u8]) -> Option<&'a [u8]> {
+            let len = usize::from(u16::from_be_bytes([*rest.first()?, *rest.get(1)?]));
+            let bytes = rest.get(2..2 + len)?;
+            *rest = &rest[2 + len..];
+            Some(bytes)
+        }
+        let mut found = Vec::new();
+        let mut rest = &self.encoded[..];
+        while let Some((&id, tail)) = rest.split_first() {
+            rest = tail;
+            let read = match id {
+                property::PAYLOAD_FORMAT_INDICATOR => rest.split_first().map(|(_, tail)| {
+                    rest = tail;
+                }),
+                property::CONTENT_TYPE | property::RESPONSE_TOPIC | property::CORRELATION_DATA => {
+                    binary(&mut rest).map(drop)
+                }
+                property::USER_PROPERTY => string(&mut rest)
+                    .zip(string(&mut rest))
+                    .map(|pair| found.push(pair)),
+                _ => None,
+            };
+            if read.is_none() {
+                break;
+            }
+        }
+        found
+    }
+
     /// Whether the message has expired at `now_ms`.
     pub(crate) fn expired(&self, now_ms: u64) -> bool {
         self.expires_at_ms.is_some_and(|at| now_ms >= at)
@@ -888,6 +924,21 @@ mod tests {
         };
         assert_eq!(got, expected);
         assert!(!forwarded.expired(1_059_999) && forwarded.expired(1_060_000));
+        assert_eq!(
+            forwarded.user_properties(),
+            [
+                ("k".to_owned(), "v".to_owned()),
+                ("k".to_owned(), "w".to_owned())
+            ]
+        );
+        // Cut anywhere, the encoding still reads (what is whole of it).
+        for cut in 0..forwarded.encoded.len() {
+            let partial = Forwarded {
+                encoded: forwarded.encoded.slice(..cut),
+                expires_at_ms: None,
+            };
+            assert!(partial.user_properties().len() <= 2);
+        }
         // Nothing to forward: no properties.
         assert_eq!(
             Forwarded::of(

@@ -646,12 +646,19 @@ impl crate::partition::Broker for MqttPartitions {
     {
         Box::pin(async move {
             let world = self.world_of(partition.as_ref()).await?;
+            let now_ms = super::lifecycle::epoch_millis_now();
             Ok(world
                 .retained
                 .messages()
                 .into_iter()
+                .filter(|(_, m)| !m.expired(now_ms))
                 .map(|(topic, m)| crate::partition::RetainedMessage {
                     topic: topic.to_string(),
+                    user_properties: m
+                        .properties
+                        .as_ref()
+                        .map(super::codec::Forwarded::user_properties)
+                        .unwrap_or_default(),
                     payload: m.payload,
                     qos: m.qos,
                     modified_ms: m.modified_ms,

@@ -5,7 +5,8 @@
 //! new subscription gets the stored messages its filter matches (with
 //! RETAIN=1, at the lower of the QoS each was published at and the
 //! subscription's, each checked for `iot:Receive` by the session like any
-//! delivery); and they survive a restart.
+//! delivery, with the MQTT 5 properties it was published with, and not once
+//! its message expiry has passed); and they survive a restart.
 //!
 //! - Bounded: at most [`RetainedLimits::max_count`] messages and
 //!   [`RetainedLimits::max_bytes`] bytes (topic plus payload of each). A
@@ -30,6 +31,7 @@ use tokio::sync::{Notify, watch};
 use tokio_util::bytes::Bytes;
 use tokio_util::sync::CancellationToken;
 
+use super::codec::Forwarded;
 use crate::bus::topic;
 
 /// How often, at most, the coalesced changes are written when nobody waits.
@@ -76,22 +78,31 @@ pub struct QuotaExceeded {
 
 /// A retained message: its payload, the QoS it was published with, and
 /// when it was retained (epoch milliseconds), as ListRetainedMessages and
-/// GetRetainedMessage answer them.
+/// GetRetainedMessage answer them, and the MQTT 5 properties it was
+/// published with that go on to subscribers (a new subscriber gets it with
+/// them, and not once it has expired).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Retained {
     pub payload: Bytes,
     pub qos: u8,
     pub modified_ms: i64,
+    pub properties: Option<Forwarded>,
 }
 
 impl Retained {
-    /// `payload`, published at `qos`, retained now.
+    /// `payload`, published at `qos` without properties, retained now.
     pub fn now(payload: Bytes, qos: u8) -> Retained {
         Retained {
             payload,
             qos,
             modified_ms: herald_store::now_ms(),
+            properties: None,
         }
+    }
+
+    /// Whether its message expiry interval has passed at `now_ms`.
+    pub(crate) fn expired(&self, now_ms: u64) -> bool {
+        self.properties.as_ref().is_some_and(|p| p.expired(now_ms))
     }
 }
 
@@ -107,6 +118,12 @@ struct StoredMessage {
     qos: u8,
     #[serde(default)]
     modified_ms: i64,
+    /// The MQTT 5 properties but the expiry, encoded, in hex.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    properties: Option<String>,
+    /// When it expires, epoch milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    expires_at_ms: Option<u64>,
 }
 
 impl StoredMessage {
@@ -114,28 +131,36 @@ impl StoredMessage {
         let payload = &message.payload[..];
         let (text, hex) = match std::str::from_utf8(payload) {
             Ok(text) => (Some(text.to_owned()), None),
-            Err(_) => {
-                let mut hex = String::with_capacity(payload.len() * 2);
-                for b in payload {
-                    hex.push(char::from(HEX[usize::from(b >> 4)]));
-                    hex.push(char::from(HEX[usize::from(b & 0xf)]));
-                }
-                (None, Some(hex))
-            }
+            Err(_) => (None, Some(to_hex(payload))),
         };
+        let properties = message.properties.as_ref();
         StoredMessage {
             text,
             hex,
             qos: message.qos,
             modified_ms: message.modified_ms,
+            properties: properties
+                .filter(|p| !p.encoded.is_empty())
+                .map(|p| to_hex(&p.encoded)),
+            expires_at_ms: properties.and_then(|p| p.expires_at_ms),
         }
     }
 
     fn message(&self) -> Option<Retained> {
+        let encoded = match &self.properties {
+            Some(hex) => from_hex(hex)?,
+            None => Bytes::new(),
+        };
         Some(Retained {
             payload: self.payload()?,
             qos: self.qos,
             modified_ms: self.modified_ms,
+            properties: (!encoded.is_empty() || self.expires_at_ms.is_some()).then_some(
+                Forwarded {
+                    encoded,
+                    expires_at_ms: self.expires_at_ms,
+                },
+            ),
         })
     }
 
@@ -143,16 +168,29 @@ impl StoredMessage {
         if let Some(text) = &self.text {
             return Some(Bytes::copy_from_slice(text.as_bytes()));
         }
-        let hex = self.hex.as_ref()?.as_bytes();
-        if hex.len() % 2 != 0 {
-            return None;
-        }
-        let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
-        hex.chunks(2)
-            .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
-            .collect::<Option<Vec<u8>>>()
-            .map(Bytes::from)
+        from_hex(self.hex.as_ref()?)
     }
+}
+
+fn to_hex(bytes: &[u8]) -> String {
+    let mut hex = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        hex.push(char::from(HEX[usize::from(b >> 4)]));
+        hex.push(char::from(HEX[usize::from(b & 0xf)]));
+    }
+    hex
+}
+
+fn from_hex(hex: &str) -> Option<Bytes> {
+    let hex = hex.as_bytes();
+    if !hex.len().is_multiple_of(2) {
+        return None;
+    }
+    let nibble = |c: u8| (c as char).to_digit(16).map(|d| d as u8);
+    hex.chunks(2)
+        .map(|pair| Some(nibble(pair[0])? << 4 | nibble(pair[1])?))
+        .collect::<Option<Vec<u8>>>()
+        .map(Bytes::from)
 }
 
 const HEX: &[u8; 16] = b"0123456789abcdef";
@@ -471,15 +509,28 @@ mod tests {
             &[0xff, 0x00, 0x10, 0xab][..],
             "é".as_bytes(),
         ] {
-            let message = Retained {
-                payload: Bytes::copy_from_slice(payload),
-                qos: 1,
-                modified_ms: 1_700_000_000_000,
-            };
-            let stored = StoredMessage::new(&message);
-            let json = serde_json::to_vec(&stored).unwrap();
-            let back: StoredMessage = serde_json::from_slice(&json).unwrap();
-            assert_eq!(back.message().unwrap(), message);
+            for properties in [
+                None,
+                Some(Forwarded {
+                    encoded: Bytes::from_static(&[0x26, 0, 1, b'k', 0, 1, b'v']),
+                    expires_at_ms: Some(1_700_000_060_000),
+                }),
+                Some(Forwarded {
+                    encoded: Bytes::new(),
+                    expires_at_ms: Some(5),
+                }),
+            ] {
+                let message = Retained {
+                    payload: Bytes::copy_from_slice(payload),
+                    qos: 1,
+                    modified_ms: 1_700_000_000_000,
+                    properties,
+                };
+                let stored = StoredMessage::new(&message);
+                let json = serde_json::to_vec(&stored).unwrap();
+                let back: StoredMessage = serde_json::from_slice(&json).unwrap();
+                assert_eq!(back.message().unwrap(), message);
+            }
         }
         // A message stored before QoS and time were kept reads as QoS 0.
         let old: StoredMessage = serde_json::from_slice(br#"{"text":"on"}"#).unwrap();

@@ -447,7 +447,10 @@ impl Link {
         properties: Option<&Forwarded>,
     ) -> Result<(), RouterError> {
         refuse_reserved(topic)?;
-        let retained = retain.then(|| Retained::now(payload.clone(), qos));
+        let retained = retain.then(|| Retained {
+            properties: properties.cloned(),
+            ..Retained::now(payload.clone(), qos)
+        });
         if let Some(message) = &retained {
             self.retained.keep(topic, message.clone()).await?;
         }
@@ -555,7 +558,7 @@ impl Link {
                     payload: message.payload,
                     qos: message.qos,
                     retained: true,
-                    properties: None,
+                    properties: message.properties,
                 };
             }
         }

@@ -87,8 +87,8 @@
 //!   message expiry interval: [`Forwarded`]) are written to the MQTT 5
 //!   clients that receive the message, the expiry as what is left of it; a
 //!   message whose expiry passes before its delivery to a client begins is
-//!   not delivered to it. Messages on `$aws/...` topics, retained messages
-//!   and wills go on without properties.
+//!   not delivered to it. A retained message keeps them. Messages on
+//!   `$aws/...` topics and wills go on without properties.
 //! - When the server ends the session, the client first gets a DISCONNECT
 //!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not

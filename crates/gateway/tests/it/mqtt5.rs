@@ -506,8 +506,9 @@ async fn properties_received(client: &mut Client5) -> (String, Option<PublishPro
 
 /// An MQTT 5 PUBLISH's properties reach MQTT 5 subscribers (the message
 /// expiry interval as what is left of it), an MQTT 3.1.1 subscriber gets
-/// the message without them, and a message that expired while its
-/// subscriber's persistent session was away is not delivered.
+/// the message without them, a message that expired while its
+/// subscriber's persistent session was away is not delivered, and a
+/// retained message keeps its properties until it expires.
 #[tokio::test]
 async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires() {
     let gw = Gateway::start().await;
@@ -569,6 +570,20 @@ async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires
             .await
             .unwrap();
     }
+    // Retained too: one that expires in a second, one that does not.
+    for (topic, expiry) in [("ret/short", 1), ("ret/long", 600)] {
+        publisher
+            .client
+            .publish_with_properties(
+                topic,
+                QoS::AtLeastOnce,
+                true,
+                b"r".to_vec(),
+                request_properties(expiry),
+            )
+            .await
+            .unwrap();
+    }
     // A marker through the same router after both: once it arrives, both
     // were routed.
     publisher
@@ -584,6 +599,36 @@ async fn v5_publish_properties_go_on_to_v5_subscribers_until_the_message_expires
     assert_eq!(topic, "exp/long", "the expired message is not delivered");
     let left = properties.unwrap().message_expiry_interval.unwrap();
     assert!((598..=600).contains(&left), "{left} s left");
+
+    // A new subscriber gets the retained message that has not expired,
+    // with its properties; a live marker published after the SUBSCRIBE
+    // comes after the retained ones.
+    let mut late = connect(&gw, "props-late-5", "admin").await;
+    late.subscribe(&["ret/#"], QoS::AtLeastOnce).await;
+    publisher
+        .client
+        .publish("ret/marker", QoS::AtLeastOnce, false, b"m".to_vec())
+        .await
+        .unwrap();
+    let mut retained = Vec::new();
+    loop {
+        let (topic, properties) = properties_received(&mut late).await;
+        if topic == "ret/marker" {
+            break;
+        }
+        retained.push((topic, properties));
+    }
+    assert_eq!(retained.len(), 1, "only the one not expired: {retained:?}");
+    let (topic, properties) = retained.remove(0);
+    assert_eq!(topic, "ret/long");
+    let properties = properties.expect("the retained message's properties");
+    assert_eq!(
+        PublishProperties {
+            message_expiry_interval: Some(600),
+            ..properties
+        },
+        request_properties(600)
+    );
 
     // A response topic is a topic name: one with a wildcard is a protocol
     // error.
