@@ -28,8 +28,9 @@ pub(crate) mod wire {
     pub(crate) use rumqttd::protocol::v5::V5;
     pub(crate) use rumqttd::protocol::{
         ConnAck, ConnAckProperties, ConnectReturnCode, Disconnect, DisconnectReasonCode, Error,
-        LastWill, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish, PublishProperties,
-        QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason, Unsubscribe,
+        LastWill, LastWillProperties, Packet, PingResp, Protocol, PubAck, PubAckReason, Publish,
+        PublishProperties, QoS, SubAck, Subscribe, SubscribeReasonCode, UnsubAck, UnsubAckReason,
+        Unsubscribe,
     };
 }
 
@@ -257,7 +258,10 @@ pub(super) fn check_strings(packet: &Packet) -> Result<(), ReadError> {
                 && will_props.as_ref().is_none_or(|p| {
                     valid_pairs(&p.user_properties)
                         && valid_opt(p.content_type.as_ref())
-                        && valid_opt(p.response_topic.as_ref())
+                        // A topic name: no wildcards (MQTT 5 §3.1.3.2.6).
+                        && p.response_topic
+                            .as_ref()
+                            .is_none_or(|t| topic::validate_topic_name(t).is_ok())
                 });
             if !ok {
                 return Err(ReadError::Refused(ConnackCode::Malformed));

@@ -259,11 +259,30 @@ pub(super) struct Established<S> {
     /// QoS 1 messages a resumed session has to get again.
     pub(super) unacked: Vec<Unacked>,
     pub(super) session_present: bool,
-    pub(super) will: Option<(String, wire::LastWill)>,
+    pub(super) will: Option<Will>,
     pub(super) live: Arc<Live>,
     pub(super) version: u64,
     pub(super) keep_alive: Duration,
     pub(super) clean_session: bool,
+}
+
+/// A client's last will: its topic, the will, and its MQTT 5 properties
+/// that go on to subscribers as a PUBLISH's do. Its delay interval is not
+/// kept: the will is published when the session ends.
+pub(super) type Will = (String, wire::LastWill, Option<wire::PublishProperties>);
+
+/// A will's properties as a PUBLISH's.
+fn publish_properties(will: wire::LastWillProperties) -> wire::PublishProperties {
+    wire::PublishProperties {
+        payload_format_indicator: will.payload_format_indicator,
+        message_expiry_interval: will.message_expiry_interval,
+        topic_alias: None,
+        response_topic: will.response_topic,
+        correlation_data: will.correlation_data,
+        user_properties: will.user_properties,
+        subscription_identifiers: Vec::new(),
+        content_type: will.content_type,
+    }
 }
 
 /// The thing the connection of `principal` as `client_id` is associated
@@ -330,7 +349,10 @@ where
     };
     let mqtt_version = wire.version;
     let (connect, will, login) = match first {
-        Ok(Ok(Packet::Connect(connect, _, will, _, login))) => (connect, will, login),
+        Ok(Ok(Packet::Connect(connect, _, will, will_properties, login))) => {
+            let will = will.map(|w| (w, will_properties.map(publish_properties)));
+            (connect, will, login)
+        }
         Ok(Err(ReadError::Refused(code))) => {
             tracing::info!(%peer, ?code, "CONNECT refused for a string MQTT forbids");
             if mqtt_version == Version::V5 || code.in_v311() {
@@ -425,11 +447,11 @@ where
         principal,
         context,
     );
-    let will = will.and_then(|w| {
+    let will = will.and_then(|(w, properties)| {
         let topic = String::from_utf8(w.topic.to_vec()).ok()?;
-        Some((topic, w))
+        Some((topic, w, properties))
     });
-    let will_check = will.as_ref().map_or(Ok(()), |(topic, w)| {
+    let will_check = will.as_ref().map_or(Ok(()), |(topic, w, _)| {
         if w.qos == wire::QoS::ExactlyOnce {
             return Err(PublishDenial::NotAuthorized);
         }

@@ -87,8 +87,10 @@
 //!   message expiry interval: [`Forwarded`]) are written to the MQTT 5
 //!   clients that receive the message, the expiry as what is left of it; a
 //!   message whose expiry passes before its delivery to a client begins is
-//!   not delivered to it. A retained message keeps them. Messages on
-//!   `$aws/...` topics and wills go on without properties.
+//!   not delivered to it. A retained message keeps them, and a will goes
+//!   on with its own (but its delay interval: it is published when the
+//!   session ends). Messages on `$aws/...` topics go on without
+//!   properties.
 //! - When the server ends the session, the client first gets a DISCONNECT
 //!   with the MQTT 5 reason for its `disconnectReason` (0x8E session taken
 //!   over, 0x8D keep-alive timeout, 0x8B server shutting down, 0x87 not
@@ -154,7 +156,7 @@ use super::authz::{Authz, PublishDenial};
 pub(crate) use super::codec::decode_stream;
 use super::codec::{Forwarded, ReadError, Version, Wire, reason_code, v5_disconnect_code};
 pub use super::connect::{Authenticator, PasswordCredential, Principal, password_authenticator};
-use super::connect::{Established, handshake};
+use super::connect::{Established, Will, handshake};
 use super::context::{BusLink, Filters, Live, Persisted, Signal, Unacked, lock};
 pub use super::context::{SessionContext, SessionSettings};
 
@@ -239,7 +241,7 @@ pub(super) struct Session {
 
 /// What the end of a session needs from its handshake.
 pub(super) struct Rest {
-    will: Option<(String, wire::LastWill)>,
+    will: Option<Will>,
     live: Arc<Live>,
     version: u64,
     keep_alive: Duration,
@@ -331,16 +333,18 @@ impl Session {
 
         // Teardown: will, router link, bus, stored filters, event.
         if (reason.sends_last_will() || self.will_on_disconnect)
-            && let Some((topic, w)) = will
+            && let Some((topic, w, properties)) = will
             && self.authz.publish_check(&topic, w.retain).is_ok()
         {
             // A will the retained store has no room for is still published.
             let message = w.message.clone();
             let qos = w.qos as u8;
+            let forwarded = properties.and_then(|p| Forwarded::of(&p, epoch_millis_now()));
+            let forwarded = forwarded.as_ref();
             if let Err(RouterError::RetainedQuota(_)) =
-                Box::pin(self.route(&topic, w.message, qos, w.retain, None)).await
+                Box::pin(self.route(&topic, w.message, qos, w.retain, forwarded)).await
             {
-                let _ = Box::pin(self.route(&topic, message, qos, false, None)).await;
+                let _ = Box::pin(self.route(&topic, message, qos, false, forwarded)).await;
             }
         }
         if let Some(link) = &mut self.link {

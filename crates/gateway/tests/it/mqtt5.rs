@@ -12,8 +12,8 @@ use std::time::Duration;
 
 use rumqttc::v5::mqttbytes::QoS;
 use rumqttc::v5::mqttbytes::v5::{
-    ConnectReturnCode, DisconnectReasonCode, Filter, Packet, PubAckReason, PublishProperties,
-    SubscribeReasonCode, UnsubAckReason,
+    ConnectReturnCode, DisconnectReasonCode, Filter, LastWill, LastWillProperties, Packet,
+    PubAckReason, PublishProperties, SubscribeReasonCode, UnsubAckReason,
 };
 use rumqttc::v5::{AsyncClient, ConnectionError, Event, MqttOptions, StateError};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -751,6 +751,71 @@ async fn a_v5_disconnect_with_will_publishes_the_will() {
     assert_eq!(
         (topic.as_str(), payload.as_slice()),
         ("wills/b", b"gone-b".as_slice())
+    );
+    gw.stop().await;
+}
+
+fn will_with(response_topic: &str) -> LastWill {
+    LastWill::new(
+        "wills/props",
+        "gone",
+        QoS::AtLeastOnce,
+        false,
+        Some(LastWillProperties {
+            delay_interval: None,
+            payload_format_indicator: Some(1),
+            message_expiry_interval: Some(600),
+            content_type: Some("text/plain".into()),
+            response_topic: Some(response_topic.into()),
+            correlation_data: Some(vec![7, 0].into()),
+            user_properties: vec![("why".into(), "lost".into())],
+        }),
+    )
+}
+
+/// A will goes on with its MQTT 5 properties, as a PUBLISH's; a will whose
+/// response topic is not a topic name refuses the CONNECT.
+#[tokio::test]
+async fn a_v5_will_goes_on_with_its_properties() {
+    let gw = Gateway::start().await;
+    let mut sub = connect(&gw, "will-props-watch", "admin").await;
+    sub.subscribe(&["wills/#"], QoS::AtLeastOnce).await;
+
+    let mut bad = options(&gw, "will-props-bad", "admin");
+    bad.set_last_will(will_with("replies/#"));
+    assert_eq!(
+        refused(try_connect_with(bad).await),
+        ConnectReturnCode::MalformedPacket
+    );
+
+    let mut options = options(&gw, "will-props-5", "admin");
+    options.set_last_will(will_with("replies/will"));
+    let client = try_connect_with(options).await.unwrap();
+    // Its connection lost: the will goes.
+    drop(client);
+    let (topic, properties) = properties_received(&mut sub).await;
+    assert_eq!(topic, "wills/props");
+    let properties = properties.expect("the will's properties");
+    assert!(
+        properties
+            .message_expiry_interval
+            .is_some_and(|left| left >= 599)
+    );
+    assert_eq!(
+        PublishProperties {
+            message_expiry_interval: None,
+            ..properties
+        },
+        PublishProperties {
+            payload_format_indicator: Some(1),
+            message_expiry_interval: None,
+            topic_alias: None,
+            response_topic: Some("replies/will".into()),
+            correlation_data: Some(vec![7, 0].into()),
+            user_properties: vec![("why".into(), "lost".into())],
+            subscription_identifiers: Vec::new(),
+            content_type: Some("text/plain".into()),
+        }
     );
     gw.stop().await;
 }
