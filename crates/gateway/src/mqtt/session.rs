@@ -241,7 +241,8 @@ pub(super) struct Session {
 
 /// What the end of a session needs from its handshake.
 pub(super) struct Rest {
-    will: Option<Will>,
+    /// Boxed: held by every session for its whole life, and rarely there.
+    will: Option<Box<Will>>,
     live: Arc<Live>,
     version: u64,
     keep_alive: Duration,
@@ -295,7 +296,7 @@ impl Session {
         state.resume_events(session_present);
         wire.shed_spare();
         let rest = Rest {
-            will,
+            will: will.map(Box::new),
             live,
             version,
             keep_alive,
@@ -333,7 +334,7 @@ impl Session {
 
         // Teardown: will, router link, bus, stored filters, event.
         if (reason.sends_last_will() || self.will_on_disconnect)
-            && let Some((topic, w, properties)) = will
+            && let Some((topic, w, properties)) = will.map(|will| *will)
             && self.authz.publish_check(&topic, w.retain).is_ok()
         {
             // A will the retained store has no room for is still published.
