@@ -778,9 +778,13 @@ impl PartitionPeers {
         let kicked = {
             let mut claims = lock(&self.claims);
             match claims.get(client_id) {
+                // A claim here the bucket has not answered yet is compared
+                // with the latest once it has (see `connected`): the one
+                // seen now may be older (a watch behind) or newer.
                 Some(claim)
                     if claim.value == *value
-                        || (claim.revision != 0 && claim.revision >= revision) =>
+                        || claim.revision == 0
+                        || claim.revision >= revision =>
                 {
                     return;
                 }
@@ -1125,6 +1129,47 @@ mod tests {
         // Made again over its removal.
         assert!(save(&a, Some(session("a/4"))).await.is_empty());
         assert_eq!(b.load("x").await, Some(session("a/4")));
+    }
+
+    /// A claim seen from another replica while this one's claim of the
+    /// same client id is not answered yet ends nothing here (the watch may
+    /// be behind: it may be an older claim); one newer than an answered
+    /// claim here ends its connection.
+    #[tokio::test]
+    async fn a_claim_seen_while_ours_is_unanswered_ends_nothing() {
+        use super::super::context::Signal;
+        let test = "a_claim_seen_while_ours_is_unanswered_ends_nothing";
+        let Some(server) = herald_testkit::nats::NatsServer::start(test).await else {
+            return;
+        };
+        let partition = Partition::new("123456789012", "eu-west-1").unwrap();
+        let (b, _b) = PartitionPeers::new(Nats::connect(server.url()).await.unwrap(), &partition);
+        let live = Arc::new(Live {
+            kick: Signal::default(),
+            done: Signal::default(),
+            persistent_principal: None,
+        });
+        let ours = Bytes::from(format!("{}:1", b.nats.replica));
+        lock(&b.claims).insert(
+            "x".into(),
+            Claim {
+                live: Arc::downgrade(&live),
+                value: ours.clone(),
+                revision: 0,
+            },
+        );
+        let other = Bytes::from_static(b"another-replica:7");
+        b.claimed_elsewhere("x", &other, 5);
+        assert!(!live.kick.is_raised(), "an unanswered claim is not ended");
+        lock(&b.claims).get_mut("x").unwrap().revision = 6;
+        b.claimed_elsewhere("x", &other, 5);
+        assert!(!live.kick.is_raised(), "an older claim ends nothing");
+        b.claimed_elsewhere("x", &other, 7);
+        assert!(
+            live.kick.is_raised(),
+            "a newer claim ends the connection here"
+        );
+        assert!(lock(&b.claims).get("x").is_none());
     }
 
     use proptest::prelude::*;

@@ -79,6 +79,12 @@ impl Signal {
         self.notify.notify_waiters();
     }
 
+    /// Whether the flag is raised.
+    #[cfg(test)]
+    pub(super) fn is_raised(&self) -> bool {
+        self.raised.load(Ordering::SeqCst)
+    }
+
     /// Waits until the flag is raised; cancel-safe.
     pub(super) async fn raised(&self) {
         loop {
