@@ -51,7 +51,7 @@ use super::{
     codec::Forwarded,
     context::{ClientIds, Live, SessionContext, lock},
     persist::{BoxFuture, SharedSessions, StoredSession},
-    retained::Retained,
+    retained::{Retained, from_hex, to_hex},
     router::{Peers, Router},
 };
 use crate::bus::Bus;
@@ -464,7 +464,7 @@ impl PartitionPeers {
                         }
                         if let Some(properties) = properties {
                             if !properties.encoded.is_empty() {
-                                let encoded = hex_bytes(&properties.encoded);
+                                let encoded = to_hex(&properties.encoded);
                                 headers.insert(PROPERTIES_HEADER, encoded.as_str());
                             }
                             if let Some(at) = properties.expires_at_ms {
@@ -810,30 +810,19 @@ impl PartitionPeers {
     }
 }
 
-fn unhex(hex: &str) -> Option<Vec<u8>> {
-    (0..hex.len())
-        .step_by(2)
-        .map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok())
-        .collect()
-}
-
 fn unhex_str(hex: &str) -> Option<String> {
-    String::from_utf8(unhex(hex)?).ok()
+    String::from_utf8(from_hex(hex)?.to_vec()).ok()
 }
 
 fn hex(text: &str) -> String {
-    hex_bytes(text.as_bytes())
-}
-
-fn hex_bytes(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
+    to_hex(text.as_bytes())
 }
 
 /// The properties a peer's message came with: its encoded properties (in
 /// hex) and expiry time, each maybe absent; what cannot be read is left
 /// out.
 fn forwarded(encoded: Option<&str>, expires: Option<&str>) -> Option<Forwarded> {
-    let encoded = encoded.and_then(unhex).map(Bytes::from).unwrap_or_default();
+    let encoded = encoded.and_then(from_hex).unwrap_or_default();
     let expires_at_ms = expires.and_then(|at| at.parse().ok());
     (!encoded.is_empty() || expires_at_ms.is_some()).then_some(Forwarded {
         encoded,

@@ -172,7 +172,8 @@ impl StoredMessage {
     }
 }
 
-fn to_hex(bytes: &[u8]) -> String {
+/// `bytes` in lowercase hex.
+pub(super) fn to_hex(bytes: &[u8]) -> String {
     let mut hex = String::with_capacity(bytes.len() * 2);
     for b in bytes {
         hex.push(char::from(HEX[usize::from(b >> 4)]));
@@ -181,7 +182,8 @@ fn to_hex(bytes: &[u8]) -> String {
     hex
 }
 
-fn from_hex(hex: &str) -> Option<Bytes> {
+/// The bytes `hex` spells, two hex digits each; `None` for anything else.
+pub(super) fn from_hex(hex: &str) -> Option<Bytes> {
     let hex = hex.as_bytes();
     if !hex.len().is_multiple_of(2) {
         return None;
